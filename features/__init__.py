@@ -1,0 +1,1 @@
+"""slotcast features package."""

@@ -1,0 +1,202 @@
+"""The canonical tables of slotcast: names, typed schemas and the closed vocabularies.
+
+Every table is one parquet file named after it (``events.parquet``, ``users.parquet`` ...) in a
+data directory. The simulator and the importers write these, the feature build and training read
+them, and serving appends events in the same shape. docs/data-model.md explains each column.
+
+IDs are int64 everywhere (importers map external string Ids to ints and keep the mapping).
+Timestamps are UTC microseconds. Nullable columns are marked in ``NULLABLE``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+EVENT_TYPES: tuple[str, ...] = (
+    "stream_view",
+    "comment",
+    "like",
+    "share",
+    "product_click",
+    "add_to_cart",
+    "purchase",
+    "push_sent",
+    "push_open",
+    "push_click",
+    "community_join",
+    "community_leave",
+)
+
+# Event types that must name a product / a stream / a community.
+EVENTS_NEEDING_PRODUCT = frozenset({"product_click", "add_to_cart", "purchase", "push_sent", "push_open", "push_click"})
+EVENTS_NEEDING_COMMUNITY = frozenset({"community_join", "community_leave"})
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "users": pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("signup_ts", TS),
+            ("region", pa.string()),
+            ("consent_personalization", pa.bool_()),
+            ("consent_marketing", pa.bool_()),
+        ]
+    ),
+    "products": pa.schema(
+        [
+            ("product_id", pa.int64()),
+            ("category", pa.string()),
+            ("brand", pa.string()),
+            ("price", pa.float64()),
+            ("margin", pa.float64()),
+            ("stock", pa.int64()),
+            ("launch_ts", TS),
+            ("repurchase_cycle_days", pa.float64()),
+        ]
+    ),
+    "streams": pa.schema(
+        [
+            ("stream_id", pa.int64()),
+            ("host_id", pa.int64()),
+            ("category", pa.string()),
+            ("start_ts", TS),
+            ("end_ts", TS),
+        ]
+    ),
+    "stream_products": pa.schema(
+        [
+            ("stream_id", pa.int64()),
+            ("product_id", pa.int64()),
+            ("on_air_from", TS),
+            ("on_air_to", TS),
+            ("pinned_slot", pa.int32()),
+        ]
+    ),
+    "communities": pa.schema([("community_id", pa.int64()), ("topic", pa.string())]),
+    "memberships": pa.schema([("community_id", pa.int64()), ("user_id", pa.int64()), ("joined_ts", TS)]),
+    "events": pa.schema(
+        [
+            ("event_id", pa.int64()),
+            ("ts", TS),
+            ("user_id", pa.int64()),
+            ("type", pa.string()),
+            ("product_id", pa.int64()),
+            ("stream_id", pa.int64()),
+            ("community_id", pa.int64()),
+            ("watch_seconds", pa.float64()),
+            ("amount", pa.float64()),
+        ]
+    ),
+    "impressions": pa.schema(
+        [
+            ("ts", TS),
+            ("request_id", pa.string()),
+            ("user_id", pa.int64()),
+            ("stream_id", pa.int64()),
+            ("product_id", pa.int64()),
+            ("slot", pa.int32()),
+            ("policy", pa.string()),
+            ("propensity", pa.float64()),
+            ("clicked", pa.bool_()),
+            ("purchased", pa.bool_()),
+        ]
+    ),
+    # One row per push decision of a logging policy: the push-side twin of impressions, so that
+    # push campaigns can be evaluated off-policy as well. The matching push_sent/open/click events
+    # are in events too.
+    "pushes": pa.schema(
+        [
+            ("ts", TS),
+            ("push_id", pa.string()),
+            ("user_id", pa.int64()),
+            ("product_id", pa.int64()),
+            ("community_id", pa.int64()),
+            ("policy", pa.string()),
+            ("propensity", pa.float64()),
+            ("opened", pa.bool_()),
+            ("clicked", pa.bool_()),
+            ("purchased", pa.bool_()),
+        ]
+    ),
+}
+
+NULLABLE: dict[str, frozenset[str]] = {
+    "users": frozenset({"region", "signup_ts"}),
+    "products": frozenset({"category", "brand", "price", "margin", "stock", "launch_ts", "repurchase_cycle_days"}),
+    "streams": frozenset({"host_id", "category", "end_ts"}),
+    "stream_products": frozenset({"pinned_slot", "on_air_to"}),
+    "communities": frozenset({"topic"}),
+    "memberships": frozenset({"joined_ts"}),
+    "events": frozenset({"product_id", "stream_id", "community_id", "watch_seconds", "amount"}),
+    "impressions": frozenset({"stream_id"}),
+    "pushes": frozenset({"community_id"}),
+}
+
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "users": ("user_id",),
+    "products": ("product_id",),
+    "streams": ("stream_id",),
+    "stream_products": ("stream_id", "product_id", "on_air_from"),
+    "communities": ("community_id",),
+    "memberships": ("community_id", "user_id"),
+    "events": ("event_id",),
+    "impressions": ("request_id", "product_id"),
+    "pushes": ("push_id",),
+}
+
+# Tables every data directory must have; the rest may be absent (imported shop logs have no
+# streams, communities, impressions or pushes) and then read as empty tables.
+REQUIRED_TABLES: tuple[str, ...] = ("users", "products", "events")
+TABLES: tuple[str, ...] = tuple(SCHEMAS)
+
+
+def table_path(data_dir: str | Path, table: str) -> Path:
+    """Where ``table`` lives in ``data_dir``."""
+    if table not in SCHEMAS:
+        raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    return Path(data_dir) / f"{table}.parquet"
+
+
+def empty_table(table: str) -> pa.Table:
+    """An empty table with the canonical schema."""
+    return SCHEMAS[table].empty_table()
+
+
+def conform(table: str, data: pa.Table) -> pa.Table:
+    """Select and cast ``data``'s columns to the canonical schema of ``table`` (missing nullable columns become nulls)."""
+    schema = SCHEMAS[table]
+    cols = []
+    for field in schema:
+        if field.name in data.column_names:
+            cols.append(data.column(field.name).cast(field.type))
+        elif field.name in NULLABLE[table]:
+            cols.append(pa.nulls(data.num_rows, type=field.type))
+        else:
+            raise KeyError(f"table {table!r} lacks required column {field.name!r}")
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def read_table(data_dir: str | Path, table: str, columns: list[str] | None = None) -> pa.Table:
+    """Read one canonical table; an optional table that is absent reads as empty."""
+    import pyarrow.parquet as pq
+
+    path = table_path(data_dir, table)
+    if not path.exists():
+        if table in REQUIRED_TABLES:
+            raise FileNotFoundError(f"{path}: required table {table!r} is missing from {data_dir}")
+        t = empty_table(table)
+        return t.select(columns) if columns else t
+    return conform(table, pq.read_table(path)).select(columns) if columns else conform(table, pq.read_table(path))
+
+
+def write_table(data_dir: str | Path, table: str, data: pa.Table) -> Path:
+    """Write one canonical table (cast to its schema) and return its path."""
+    import pyarrow.parquet as pq
+
+    path = table_path(data_dir, table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(conform(table, data), path, compression="zstd")
+    return path

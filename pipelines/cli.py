@@ -1,0 +1,95 @@
+"""The ``slotcast`` command line: one typer app with a sub-app per area.
+
+Exit codes: 0 ok, 1 the work failed (for example too many rows quarantined, a model that would not
+fit), 2 bad usage or bad input (unknown option, unreadable or garbled input file).
+
+Each area lives in ``pipelines/commands/<area>.py`` and exposes ``register(app)``; heavy imports
+(feast, mlflow, bentoml) stay inside the command functions so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+AREAS = ("data", "features", "train", "evaluate", "serve", "pipeline")
+
+app = typer.Typer(
+    name="slotcast",
+    help="slotcast: recommendations for livestream carousels and community pushes.\n\n"
+    "Exit codes: 0 ok, 1 failed, 2 bad usage or input.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """slotcast: recommendations for livestream carousels and community pushes."""
+
+
+@app.command()
+def version() -> None:
+    """Print slotcast's version and the versions of the libraries it is built on."""
+    from importlib.metadata import version as v
+
+    for name in ("slotcast", "implicit", "lightgbm", "feast", "bentoml", "mlflow"):
+        typer.echo(f"{name} {v(name)}")
+
+
+def _register_areas() -> None:
+    for area in AREAS:
+        module = importlib.import_module(f"pipelines.commands.{area}")
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn known errors into a message and an exit code."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    logging.basicConfig(
+        level=os.environ.get("SLOTCAST_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    _register_areas()
+    try:
+        app(args=argv, standalone_mode=False)
+    except SystemExit as exc:  # typer/click exits (e.g. --help) pass through
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
+        return code
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary: every error becomes a message and a code
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            return EXIT_FAILED
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return EXIT_BAD_INPUT
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int):
+            err_console.print(f"[red]error:[/red] {exc}")
+            return code
+        if isinstance(exc, (FileNotFoundError, ValueError)):
+            err_console.print(f"[red]error:[/red] {exc}")
+            return EXIT_BAD_INPUT
+        raise
+    return EXIT_OK
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

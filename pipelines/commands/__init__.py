@@ -1,0 +1,1 @@
+"""Sub-commands of the slotcast CLI, one module per area."""

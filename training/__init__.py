@@ -1,0 +1,1 @@
+"""slotcast training package."""
