@@ -1,9 +1,15 @@
-"""`slotcast data` commands (being built; see the open issues)."""
+"""`slotcast data ...`: data entering the system (simulated worlds, imported logs, validation)."""
 
 from __future__ import annotations
 
 import typer
 
+from pipelines.commands import data_generate, data_import
+
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add the `data` group to the main app."""
+    data_app = typer.Typer(help="Generate, import and validate the canonical tables.", no_args_is_help=True)
+    data_generate.register(data_app)
+    data_import.register(data_app)
+    app.add_typer(data_app, name="data")
