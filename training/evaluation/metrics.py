@@ -181,12 +181,15 @@ def catalog_coverage(
 ) -> float:
     """Distinct recommended items (top k, pads ignored) over the catalog size."""
     rec = as_matrix(recommended, k)
-    size = int(catalog) if np.isscalar(catalog) else int(np.unique(np.asarray(catalog)).size)
+    items = np.unique(rec[rec != PAD])
+    if isinstance(catalog, np.ndarray | list | tuple):
+        ids = np.unique(np.asarray(catalog))
+        size = int(ids.size)
+        items = items[np.isin(items, ids)]
+    else:
+        size = int(catalog)
     if size <= 0:
         raise ValueError("catalog size must be positive")
-    items = np.unique(rec[rec != PAD])
-    if not np.isscalar(catalog):
-        items = items[np.isin(items, np.asarray(catalog))]
     return float(items.size / size)
 
 
