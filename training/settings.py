@@ -1,0 +1,116 @@
+"""Training settings: one pydantic-settings object (env prefix ``SLOTCAST_``), built explicitly.
+
+Hyperparameters (ALS, ranker) are kept apart from run options (splits, seed, tracking); the whole
+object dumps flat into MLflow params with :func:`TrainSettings.flat_params`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from models.als import ALSConfig
+from models.ranker import RankerConfig
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LABEL_EVENT = {"purchase": "purchase", "click": "product_click", "cart": "add_to_cart"}
+
+
+class EventWeights(BaseModel):
+    """Confidence added to a (user, product) cell per event of each type.
+
+    Watch time only counts on events that name a product: ``watch_log_scale * log1p(minutes)``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_click: float = 1.0
+    add_to_cart: float = 3.0
+    purchase: float = 8.0
+    push_open: float = 0.5
+    push_click: float = 1.0
+    like: float = 0.5
+    comment: float = 0.5
+    share: float = 1.0
+    watch_log_scale: float = 0.5
+
+    def per_type(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if k != "watch_log_scale" and v != 0.0}
+
+
+class SplitConfig(BaseModel):
+    """Time-ordered splits: ALS history | ranker train queries | validation | test (fractions of time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    history: float = Field(0.5, gt=0, lt=1)
+    train: float = Field(0.3, gt=0, lt=1)
+    valid: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+
+    @field_validator("test")
+    @classmethod
+    def _sums_to_one(cls, v: float, info: Any) -> float:
+        total = v + sum(info.data.get(k, 0.0) for k in ("history", "train", "valid"))
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1, got {total:.3f}")
+        return v
+
+
+class TrainSettings(BaseSettings):
+    """Everything ``slotcast train`` needs; ``TrainSettings()`` reads SLOTCAST_* from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SLOTCAST_", env_nested_delimiter="__", extra="ignore")
+
+    state_dir: Path = Path(".slotcast")
+    mlflow_tracking_uri: str | None = None
+    experiment_name: str = "slotcast"
+    registered_model: str = "slotcast"
+    feature_service: str = "ranker_v1"
+
+    weights: EventWeights = EventWeights()
+    half_life_days: float | None = None
+    als: ALSConfig = ALSConfig()
+    ranker: RankerConfig = RankerConfig()
+
+    label: Literal["purchase", "click", "cart"] = "purchase"
+    label_window_hours: float = Field(24.0, gt=0)
+    candidates_n: int = Field(50, ge=1)
+    max_queries: int = Field(20_000, ge=10)
+    negative_query_ratio: float = Field(1.0, ge=0)
+    split: SplitConfig = SplitConfig()
+    k: int = Field(10, ge=1)
+    hpo_trials: int = Field(0, ge=0)
+    bootstrap_samples: int = Field(2000, ge=100)
+    seed: int = 42
+
+    @property
+    def tracking_uri(self) -> str:
+        """The configured tracking URI, or a SQLite store under the state directory."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.state_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.state_dir / "mlflow" / "artifacts").resolve()
+
+    @property
+    def label_event(self) -> str:
+        return LABEL_EVENT[self.label]
+
+    def flat_params(self) -> dict[str, str]:
+        """The config as flat ``section.key -> str`` pairs for MLflow params (no secrets in here)."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = str(value)
+
+        dump = self.model_dump(mode="json", exclude={"state_dir", "mlflow_tracking_uri"})
+        walk("", dump)
+        return out

@@ -1,0 +1,85 @@
+"""MLflow tracking: a local SQLite store + file artifacts under the state directory by default, or a
+real server when ``SLOTCAST_MLFLOW_TRACKING_URI`` says so. mlflow is imported inside functions so
+that importing training stays cheap."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+def configure(settings: TrainSettings) -> MlflowClient:
+    """Point mlflow at the configured store and return a client for tracking and registry."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(client: MlflowClient, settings: TrainSettings) -> str:
+    """The experiment's id, creating it (with artifacts under the state dir for a local store)."""
+    exp = client.get_experiment_by_name(settings.experiment_name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = settings.artifact_root.as_uri() if settings.tracking_uri.startswith("sqlite:") else None
+    return str(client.create_experiment(settings.experiment_name, artifact_location=location))
+
+
+def git_sha(cwd: Path | None = None) -> str | None:
+    """The current commit, or None outside a git checkout (an installed package)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    """Log params in batches (MLflow caps a batch at 100 params and a value at 6000 chars)."""
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Log finite metrics in one batch; NaN/inf are skipped with a warning (MLflow rejects them)."""
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch, skipped = [], []
+    for k, v in metrics.items():
+        if v is None or not math.isfinite(float(v)):
+            skipped.append(k)
+            continue
+        batch.append(Metric(k, float(v), now, step))
+    if skipped:
+        log.warning("metrics not logged (not finite): %s", ", ".join(skipped))
+    for i in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[i : i + 1000])
