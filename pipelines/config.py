@@ -1,0 +1,97 @@
+"""The pipeline's config file: a strict pydantic model (unknown keys are errors that name the file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimulateConfig(_Strict):
+    users: int = Field(20_000, gt=0)
+    products: int = Field(2_000, gt=0)
+    days: int = Field(14, gt=0)
+    seed: int = 7
+
+
+class ImportConfig(_Strict):
+    format: Literal["movielens", "taobao", "retailrocket", "yoochoose"]
+    input: Path
+
+
+class DataConfig(_Strict):
+    source: Literal["simulate", "import", "dir"] = "simulate"
+    simulate: SimulateConfig = SimulateConfig()
+    import_: ImportConfig | None = Field(None, alias="import")
+    dir: Path | None = None  # source: dir -> use an existing canonical data directory as it is
+
+
+class ValidateConfig(_Strict):
+    max_quarantine_share: float = Field(0.05, ge=0, le=1)
+
+
+class FeaturesConfig(_Strict):
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str | None = None
+
+
+class TrainConfig(_Strict):
+    hpo_trials: int = Field(0, ge=0)
+    label: Literal["purchase", "click", "cart"] = "purchase"
+    objective: Literal["binary", "lambdarank"] = "binary"
+    als_factors: int = Field(64, gt=0)
+    als_iterations: int = Field(15, gt=0)
+
+
+class EvaluateConfig(_Strict):
+    policies: list[str] = ["popular", "als", "als+ranker", "champion", "challenger"]
+    k: int = Field(6, gt=0)
+
+
+class PromoteConfig(_Strict):
+    force: bool = False
+
+
+class PipelineConfig(_Strict):
+    """The whole pipeline; each step reads its own section (and is cached on it)."""
+
+    name: str = "demo"
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    features: FeaturesConfig = FeaturesConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
+
+    def sections(self) -> dict[str, object]:
+        """The config as plain data keyed by section, for the step cache keys."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class ConfigError(ValueError):
+    exit_code = 2
+
+
+def load_config(path: Path | None) -> PipelineConfig:
+    """Read and check a pipeline config; ``None`` gives the built-in demo defaults."""
+    if path is None:
+        return PipelineConfig()
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from exc
