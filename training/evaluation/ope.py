@@ -1,0 +1,301 @@
+"""Off-policy estimates of a target policy's value from logged slates: IPS, SNIPS, doubly robust.
+
+The item-position model: a logged row (request, item, slot, propensity, reward) says the logging
+policy put ``item`` at ``slot`` with probability ``propensity``. A target policy gives
+pi(item at slot | request); under the model the value of the target (expected total reward per
+request) is estimated by weighting each row with w = pi / propensity:
+
+- IPS   = (1/N) sum_rows w r
+- SNIPS = sum_slots [sum_rows@s w r / sum_rows@s w] * (requests with slot s / N): E[sum w] per slot is
+  1 when the logging policy covers the target, so normalising per slot trades a little bias for much
+  less variance
+- DR    = (1/N) sum_requests [sum_s sum_a pi(a at s) q(a, s)  +  sum_rows w (r - q(item, slot))]
+  with any reward model q (the ranker's p_convert, for one); unbiased when either the propensities
+  or q are right.
+
+Weights are clipped at ``max_weight`` (propensity clipping). Confidence intervals are percentile
+intervals of a Poisson bootstrap over requests (the unit that is sampled), and two policies are
+compared with the same bootstrap draws (paired), so the difference's interval is tight.
+Push logs fit the same mould: one request per push decision with one slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.evaluation.metrics import PAD
+
+RewardModel = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""q(request_index, item_ids, slots) -> expected reward of that item at that slot in that request."""
+
+DEFAULT_MAX_WEIGHT = 1_000.0
+
+
+@dataclass(frozen=True)
+class SlateLog:
+    """Logged rows of slate decisions. ``request`` indexes requests 0..n_requests-1; slots are 0-based."""
+
+    request: np.ndarray
+    item: np.ndarray
+    slot: np.ndarray
+    propensity: np.ndarray
+    reward: np.ndarray
+    n_requests: int
+
+    def __post_init__(self) -> None:
+        n = self.request.shape[0]
+        for name in ("item", "slot", "propensity", "reward"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(
+                    f"logged column {name!r} has shape {getattr(self, name).shape}, expected ({n},)"
+                )
+        if n and (self.request.min() < 0 or self.request.max() >= self.n_requests):
+            raise ValueError(f"logged request index must lie in [0, {self.n_requests})")
+        if n and self.slot.min() < 0:
+            raise ValueError("logged slot must be >= 0")
+        bad = ~((self.propensity > 0) & (self.propensity <= 1))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"propensity must lie in (0, 1]; row {i} has {float(self.propensity[i])} ({int(bad.sum())} bad rows)"
+            )
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.slot.max()) + 1 if self.slot.size else 0
+
+    def with_propensity(self, propensity: np.ndarray | float) -> SlateLog:
+        """The same log with other propensities (used to show what ignoring them does)."""
+        p = np.broadcast_to(np.asarray(propensity, dtype=np.float64), self.propensity.shape).copy()
+        return SlateLog(self.request, self.item, self.slot, p, self.reward, self.n_requests)
+
+
+@dataclass(frozen=True)
+class TargetSlates:
+    """A target policy on the logged requests: its slate per request, epsilon-mixed with uniform.
+
+    pi(a at s | x) = (1 - eps) * 1[slates[x, s] == a] + eps / n_candidates[x]: a deterministic
+    ranking (eps = 0) or the logging policy's own form. ``candidates`` (n_requests, n_max, padded
+    with PAD) is needed by DR only when eps > 0.
+    """
+
+    slates: np.ndarray
+    eps: float = 0.0
+    n_candidates: np.ndarray | None = None
+    candidates: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eps <= 1.0:
+            raise ValueError(f"eps must lie in [0, 1], got {self.eps}")
+        if self.eps > 0 and self.n_candidates is None:
+            raise ValueError("a target with eps > 0 needs n_candidates per request")
+
+    def prob(self, log: SlateLog) -> np.ndarray:
+        """pi(item at slot | request) for every logged row."""
+        k = self.slates.shape[1]
+        in_range = log.slot < k
+        chosen = np.full(log.item.shape, PAD, dtype=np.int64)
+        chosen[in_range] = self.slates[log.request[in_range], log.slot[in_range]]
+        p = (1.0 - self.eps) * ((chosen == log.item) & (chosen != PAD))
+        if self.eps > 0:
+            assert self.n_candidates is not None
+            p = p + in_range * self.eps / self.n_candidates[log.request]
+        return p
+
+
+@dataclass(frozen=True)
+class Estimate:
+    estimator: str
+    value: float
+    ci_low: float
+    ci_high: float
+    ess: float
+    n_requests: int
+    n_rows: int
+
+    def covers(self, truth: float) -> bool:
+        return self.ci_low <= truth <= self.ci_high
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    estimator: str
+    champion: float
+    challenger: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    verdict: str  # "better" | "worse" | "can't tell" (the challenger against the champion)
+
+    def as_dict(self) -> dict[str, float | str]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """Per-request sums from which every estimator (and each bootstrap draw) is a few dot products."""
+
+    ips: np.ndarray  # (N,) sum w r
+    num: np.ndarray  # (N, k) w r per slot
+    den: np.ndarray  # (N, k) w per slot
+    has: np.ndarray  # (N, k) 1 when the request logged that slot
+    dr: np.ndarray | None  # (N,) DM term + sum w (r - q)
+    ess: float
+
+
+def _terms(
+    log: SlateLog, target: TargetSlates, reward_model: RewardModel | None, max_weight: float | None
+) -> _Terms:
+    n, k = log.n_requests, max(log.n_slots, 1)
+    w = target.prob(log) / log.propensity
+    if max_weight is not None:
+        w = np.minimum(w, max_weight)
+    r = log.reward.astype(np.float64)
+    ips = np.bincount(log.request, weights=w * r, minlength=n)
+    flat = log.request * k + log.slot
+    num = np.bincount(flat, weights=w * r, minlength=n * k).reshape(n, k)
+    den = np.bincount(flat, weights=w, minlength=n * k).reshape(n, k)
+    has = (np.bincount(flat, minlength=n * k).reshape(n, k) > 0).astype(np.float64)
+    sw, sw2 = float(w.sum()), float((w * w).sum())
+    ess = sw * sw / sw2 if sw2 > 0 else 0.0
+    dr = None
+    if reward_model is not None:
+        q_logged = np.asarray(reward_model(log.request, log.item, log.slot), dtype=np.float64)
+        dr = np.bincount(log.request, weights=w * (r - q_logged), minlength=n) + _direct(
+            log, target, reward_model
+        )
+    return _Terms(ips, num, den, has, dr, ess)
+
+
+def _direct(log: SlateLog, target: TargetSlates, q: RewardModel) -> np.ndarray:
+    """Per request: sum_s sum_a pi(a at s) q(a, s) over the slots the log shows for that request."""
+    n, k_t = log.n_requests, target.slates.shape[1]
+    k = min(max(log.n_slots, 1), k_t)
+    # Only slots the request really had count (a short carousel has no slot 7).
+    shown = np.zeros((n, k), dtype=bool)
+    ok = log.slot < k
+    shown[log.request[ok], log.slot[ok]] = True
+    req, slot = np.nonzero(shown & (target.slates[:, :k] != PAD))
+    out = np.zeros(n)
+    if req.size:
+        vals = np.asarray(q(req, target.slates[req, slot], slot), dtype=np.float64)
+        out += (1.0 - target.eps) * np.bincount(req, weights=vals, minlength=n)
+    if target.eps > 0:
+        if target.candidates is None or target.n_candidates is None:
+            raise ValueError("DR with an eps > 0 target needs its candidates per request")
+        r_idx, s_idx = np.nonzero(shown)
+        cand = target.candidates[r_idx]  # (m, n_max)
+        rr = np.repeat(r_idx, cand.shape[1])
+        ss = np.repeat(s_idx, cand.shape[1])
+        aa = cand.ravel()
+        valid = aa != PAD
+        vals = np.asarray(q(rr[valid], aa[valid], ss[valid]), dtype=np.float64)
+        out += target.eps * np.bincount(rr[valid], weights=vals, minlength=n) / target.n_candidates
+    return out
+
+
+def _stat(t: _Terms, c: np.ndarray) -> dict[str, np.ndarray]:
+    """Every estimator under request weights ``c`` (shape (B, N); all ones is the plain estimate)."""
+    total = c.sum(axis=1)
+    out = {"ips": c @ t.ips / total}
+    num, den, has = c @ t.num, c @ t.den, c @ t.has
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_slot = np.where(den > 0, num / den, 0.0) * has / total[:, None]
+    out["snips"] = per_slot.sum(axis=1)
+    if t.dr is not None:
+        out["dr"] = c @ t.dr / total
+    return out
+
+
+def _poisson_draws(n: int, n_boot: int, seed: int, chunk: int = 64):
+    """Poisson(1) bootstrap weights per request, in chunks so memory stays at chunk * N."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_boot:
+        b = min(chunk, n_boot - done)
+        yield rng.poisson(1.0, size=(b, n)).astype(np.float64)
+        done += b
+
+
+def _bootstrap(terms: Sequence[_Terms], n: int, n_boot: int, seed: int) -> list[dict[str, np.ndarray]]:
+    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in terms]
+    for c in _poisson_draws(n, n_boot, seed):
+        c = c[c.sum(axis=1) > 0]
+        for i, t in enumerate(terms):
+            parts[i].append(_stat(t, c))
+    return [{key: np.concatenate([p[key] for p in ps]) for key in ps[0]} for ps in parts]
+
+
+def evaluate_policy(
+    log: SlateLog,
+    target: TargetSlates,
+    reward_model: RewardModel | None = None,
+    *,
+    max_weight: float | None = DEFAULT_MAX_WEIGHT,
+    n_boot: int = 400,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """IPS, SNIPS (and DR when a reward model is given) with bootstrap (1 - alpha) intervals."""
+    if log.n_requests == 0:
+        raise ValueError("the log holds no requests")
+    t = _terms(log, target, reward_model, max_weight)
+    point = _stat(t, np.ones((1, log.n_requests)))
+    boot = _bootstrap([t], log.n_requests, n_boot, seed)[0]
+    out = {}
+    for name, v in point.items():
+        lo, hi = np.quantile(boot[name], [alpha / 2, 1 - alpha / 2])
+        out[name] = Estimate(
+            name, float(v[0]), float(lo), float(hi), t.ess, log.n_requests, int(log.item.size)
+        )
+    return out
+
+
+def on_policy_value(log: SlateLog, *, n_boot: int = 400, alpha: float = 0.05, seed: int = 0) -> Estimate:
+    """The logging policy's own value: the mean logged reward per request, with its bootstrap interval."""
+    per_req = np.bincount(log.request, weights=log.reward.astype(np.float64), minlength=log.n_requests)
+    boot = np.concatenate([c @ per_req / c.sum(axis=1) for c in _poisson_draws(log.n_requests, n_boot, seed)])
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    n = float(log.n_requests)
+    return Estimate(
+        "on_policy", float(per_req.mean()), float(lo), float(hi), n, log.n_requests, int(log.item.size)
+    )
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    if ci_low > 0:
+        return "better"
+    if ci_high < 0:
+        return "worse"
+    return "can't tell"
+
+
+def compare(
+    log: SlateLog,
+    champion: TargetSlates,
+    challenger: TargetSlates,
+    reward_model: RewardModel | None = None,
+    *,
+    max_weight: float | None = DEFAULT_MAX_WEIGHT,
+    n_boot: int = 400,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Comparison]:
+    """Challenger minus champion per estimator, with a paired bootstrap interval and a verdict."""
+    ta = _terms(log, champion, reward_model, max_weight)
+    tb = _terms(log, challenger, reward_model, max_weight)
+    ones = np.ones((1, log.n_requests))
+    pa, pb = _stat(ta, ones), _stat(tb, ones)
+    ba, bb = _bootstrap([ta, tb], log.n_requests, n_boot, seed)
+    out = {}
+    for name in pa:
+        lo, hi = np.quantile(bb[name] - ba[name], [alpha / 2, 1 - alpha / 2])
+        a, b = float(pa[name][0]), float(pb[name][0])
+        out[name] = Comparison(name, a, b, b - a, float(lo), float(hi), verdict(float(lo), float(hi)))
+    return out
