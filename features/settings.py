@@ -1,0 +1,86 @@
+"""Settings of the feature store: where state lives and which online store to use.
+
+Constructed explicitly (``FeatureSettings()``), never at import time; every field can be set from the
+environment with the ``SLOTCAST_`` prefix, e.g. ``SLOTCAST_ONLINE_STORE=redis`` and
+``SLOTCAST_REDIS_URL=redis://127.0.0.1:6379/0``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repo root's .slotcast, the same default as the Makefile's SLOTCAST_STATE_DIR.
+DEFAULT_STATE_DIR = Path(__file__).resolve().parents[1] / ".slotcast"
+FEATURE_REPO_DIR = Path(__file__).resolve().parent
+
+
+class FeatureSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLOTCAST_", extra="ignore")
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    project: str = "slotcast"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Bayesian prior strength (pseudo-clicks) for the smoothed conversion and cart rates.
+    prior_strength: float = Field(20.0, gt=0)
+    # User rows are emitted for every day within this many days of the user's last activity.
+    user_horizon_days: int = Field(90, ge=7)
+    # How long serving may reuse product features read from the online store (the fast path).
+    product_cache_ttl_s: float = Field(5.0, ge=0)
+
+    @property
+    def features_dir(self) -> Path:
+        return Path(self.state_dir) / "features"
+
+    @property
+    def offline_dir(self) -> Path:
+        return self.features_dir / "offline"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.features_dir / "registry.db"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.features_dir / "online_store.db"
+
+    @property
+    def generated_yaml(self) -> Path:
+        return self.features_dir / "feature_store.yaml"
+
+    def online_store_config(self) -> dict[str, Any]:
+        if self.online_store == "sqlite":
+            return {"type": "sqlite", "path": str(self.sqlite_path)}
+        return {"type": "redis", "connection_string": redis_connection_string(self.redis_url)}
+
+    def repo_config_dict(self) -> dict[str, Any]:
+        """The feature_store.yaml content for this state dir (also written there by the build)."""
+        return {
+            "project": self.project,
+            "provider": "local",
+            "registry": {"registry_type": "file", "path": str(self.registry_path), "cache_ttl_seconds": 60},
+            "online_store": self.online_store_config(),
+            "offline_store": {"type": "file"},
+            "entity_key_serialization_version": 3,
+        }
+
+
+def redis_connection_string(url: str) -> str:
+    """Turn ``redis://[:password@]host:port[/db]`` into Feast's ``host:port[,db=N][,password=...]``."""
+    u = urlparse(url)
+    if u.scheme not in ("redis", "rediss") or not u.hostname:
+        raise ValueError(f"SLOTCAST_REDIS_URL: expected redis://host:port[/db], got {url!r}")
+    parts = [f"{u.hostname}:{u.port or 6379}"]
+    db = (u.path or "/").strip("/")
+    if db:
+        parts.append(f"db={int(db)}")
+    if u.password:
+        parts.append(f"password={u.password}")
+    if u.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
