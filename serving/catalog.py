@@ -1,0 +1,185 @@
+"""What serving knows about the world besides the models: products, streams on air, users' consent,
+communities, segments, recent purchases and push history. Loaded once from the canonical tables
+(``$STATE/data``) and kept current by ``POST /events``; plain numpy/pandas so that audience
+ranking over a million users stays vectorised."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+US = 1_000_000
+
+SEGMENT_RULES = {
+    "new": "no activity yet",
+    "browser": "active, never bought",
+    "buyer": "one or two purchases",
+    "loyal": "three purchases or more",
+}
+
+
+@dataclass
+class StreamProducts:
+    product_ids: np.ndarray
+    pinned_slot: np.ndarray  # float, NaN when not pinned
+    on_air_from: np.ndarray  # int64 us
+    on_air_to: np.ndarray  # int64 us, max int when open
+
+
+def _ts_us(col: pa.ChunkedArray | pa.Array, fill: int) -> np.ndarray:
+    arr = pa.compute.cast(col, pa.int64()) if len(col) else pa.array([], pa.int64())
+    return np.asarray(pa.compute.fill_null(arr, fill).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+class Catalog:
+    def __init__(self, tables: dict[str, pa.Table], segments: dict[int, str] | None = None) -> None:
+        import pyarrow.compute  # noqa: F401 - registers pa.compute
+
+        self._lock = threading.Lock()
+        p = tables["products"].to_pandas()
+        self.products = p.set_index("product_id")[["category", "price", "margin", "stock", "repurchase_cycle_days"]]
+        u = tables["users"].to_pandas()
+        self.users = u.set_index("user_id")[["region", "consent_personalization", "consent_marketing"]]
+        self.user_ids = self.users.index.to_numpy(np.int64)
+        self.streams: set[int] = set(tables["streams"].column("stream_id").to_pylist()) if "streams" in tables else set()
+        self.on_air: dict[int, StreamProducts] = {}
+        sp = tables.get("stream_products")
+        if sp is not None and sp.num_rows:
+            df = pd.DataFrame(
+                {
+                    "stream_id": sp.column("stream_id").to_numpy(),
+                    "product_id": sp.column("product_id").to_numpy(),
+                    "pinned_slot": sp.column("pinned_slot").to_pandas().astype("float64").to_numpy(),
+                    "from": _ts_us(sp.column("on_air_from"), 0),
+                    "to": _ts_us(sp.column("on_air_to"), np.iinfo(np.int64).max),
+                }
+            )
+            for sid, g in df.groupby("stream_id", sort=False):
+                self.on_air[int(sid)] = StreamProducts(
+                    g["product_id"].to_numpy(np.int64), g["pinned_slot"].to_numpy(), g["from"].to_numpy(), g["to"].to_numpy()
+                )
+            self.streams.update(self.on_air)
+        m = tables.get("memberships")
+        self.communities: dict[int, np.ndarray] = {}
+        if m is not None and m.num_rows:
+            md = m.select(["community_id", "user_id"]).to_pandas()
+            self.communities = {int(c): g["user_id"].to_numpy(np.int64) for c, g in md.groupby("community_id")}
+        if "communities" in tables:
+            for c in tables["communities"].column("community_id").to_pylist():
+                self.communities.setdefault(int(c), np.empty(0, np.int64))
+
+        ev = tables["events"].select(["ts", "user_id", "type", "product_id"]).to_pandas()
+        ev["ts_us"] = ev["ts"].astype("int64") // 1000 if ev["ts"].dtype.kind == "M" else ev["ts"]
+        buys = ev[ev["type"] == "purchase"]
+        # Last purchase per (user, product), for the bought-recently / repurchase-due rules.
+        last = buys.groupby(["user_id", "product_id"])["ts_us"].max()
+        self.last_purchase: dict[int, dict[int, int]] = {}
+        for (uid, pid), ts in last.items():
+            self.last_purchase.setdefault(int(uid), {})[int(pid)] = int(ts)
+        pushes = ev[ev["type"] == "push_sent"]
+        self._push_users = pushes["user_id"].to_numpy(np.int64)
+        self._push_ts = pushes["ts_us"].to_numpy(np.int64)
+        if segments is None:
+            n_buys = buys.groupby("user_id").size()
+            active = set(ev["user_id"].unique().tolist())
+            segments = {}
+            for uid in self.user_ids.tolist():
+                nb = int(n_buys.get(uid, 0))
+                segments[uid] = "loyal" if nb >= 3 else "buyer" if nb >= 1 else "browser" if uid in active else "new"
+        self.segment_of_user = segments
+        self.segment_members: dict[str, np.ndarray] = {}
+        seg_series = pd.Series(segments, dtype="object")
+        for seg, g in seg_series.groupby(seg_series):
+            self.segment_members[str(seg)] = g.index.to_numpy(np.int64)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path) -> Catalog:
+        from features.data_model import read_table
+
+        names = ("users", "products", "events", "streams", "stream_products", "communities", "memberships")
+        return cls({n: read_table(data_dir, n) for n in names})
+
+    # --- lookups -----------------------------------------------------------------------------
+    def knows_user(self, user_id: int) -> bool:
+        return user_id in self.users.index
+
+    def consent(self, user_id: int) -> tuple[bool, bool]:
+        if user_id not in self.users.index:
+            return True, False
+        row = self.users.loc[user_id]
+        return bool(row["consent_personalization"]), bool(row["consent_marketing"])
+
+    def stream_products(self, stream_id: int) -> StreamProducts | None:
+        if stream_id not in self.streams:
+            return None
+        return self.on_air.get(stream_id, StreamProducts(*(np.empty(0, t) for t in (np.int64, float, np.int64, np.int64))))
+
+    def product_frame(self, product_ids: np.ndarray) -> pd.DataFrame:
+        return self.products.reindex(product_ids)
+
+    def purchase_flags(self, user_id: int, product_ids: np.ndarray, now_us: int, recent_days: float) -> tuple[np.ndarray, ...]:
+        """(bought_recently, consumable_due, is_consumable) per product for one user."""
+        cycle = self.products["repurchase_cycle_days"].reindex(product_ids).to_numpy(float)
+        is_cons = ~np.isnan(cycle)
+        last = self.last_purchase.get(user_id, {})
+        bought = np.zeros(len(product_ids), bool)
+        due = np.zeros(len(product_ids), bool)
+        for i, pid in enumerate(product_ids.tolist()):
+            ts = last.get(pid)
+            if ts is None:
+                continue
+            age_days = (now_us - ts) / (86_400 * US)
+            bought[i] = age_days <= recent_days or is_cons[i]
+            due[i] = bool(is_cons[i] and age_days >= cycle[i])
+        return bought, due, is_cons
+
+    def push_counts(self, user_ids: np.ndarray, since_us: int) -> np.ndarray:
+        """push_sent events per user since ``since_us``, vectorised."""
+        with self._lock:
+            pu, pt = self._push_users, self._push_ts
+        recent = np.sort(pu[pt >= since_us])
+        return np.searchsorted(recent, user_ids, side="right") - np.searchsorted(recent, user_ids, side="left")
+
+    def recent_pushes(self, user_id: int, since_us: int) -> int:
+        return int(self.push_counts(np.array([user_id], np.int64), since_us)[0])
+
+    def user_communities(self, user_id: int) -> list[int]:
+        return sorted(c for c, members in self.communities.items() if np.any(members == user_id))
+
+    def segment(self, user_id: int) -> str:
+        return self.segment_of_user.get(user_id, "new")
+
+    def segments(self) -> list[dict[str, Any]]:
+        return [
+            {"segment": s, "users": int(len(self.segment_members.get(s, ()))), "description": SEGMENT_RULES.get(s, s)}
+            for s in sorted(set(self.segment_members) | set(SEGMENT_RULES))
+        ]
+
+    def audience(self, segment: str | None, community_id: int | None) -> np.ndarray | None:
+        if community_id is not None:
+            return self.communities.get(community_id)
+        return self.segment_members.get(str(segment), np.empty(0, np.int64)) if segment in self.segment_members or segment in SEGMENT_RULES else None
+
+    def marketing_consent(self, user_ids: np.ndarray) -> np.ndarray:
+        return self.users["consent_marketing"].reindex(user_ids).fillna(False).to_numpy(bool)
+
+    # --- live updates from POST /events -------------------------------------------------------
+    def apply_events(self, events: Iterable[dict[str, Any]]) -> None:
+        new_push_u, new_push_t = [], []
+        with self._lock:
+            for e in events:
+                if e["type"] == "purchase" and e.get("product_id") is not None:
+                    self.last_purchase.setdefault(int(e["user_id"]), {})[int(e["product_id"])] = int(e["ts_us"])
+                elif e["type"] == "push_sent":
+                    new_push_u.append(int(e["user_id"]))
+                    new_push_t.append(int(e["ts_us"]))
+            if new_push_u:
+                self._push_users = np.concatenate([self._push_users, np.array(new_push_u, np.int64)])
+                self._push_ts = np.concatenate([self._push_ts, np.array(new_push_t, np.int64)])

@@ -1,0 +1,88 @@
+"""The durable event log of ``POST /events``: JSON lines appended with one ``write`` and an
+``fsync`` before the request is acknowledged, so an accepted event survives a crash or restart.
+A failing write raises ``EventLogUnavailableError`` (503): the caller retries, nothing is lost.
+
+Segments rotate by size; the next training run reads every ``events-*.jsonl`` under
+``$STATE/serving/events/`` (``read_all`` here does exactly that)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from serving.errors import EventLogUnavailableError
+
+
+class EventLog:
+    def __init__(self, directory: Path, rotate_bytes: int = 64 * 1024 * 1024) -> None:
+        self.directory = Path(directory)
+        self.rotate_bytes = rotate_bytes
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._size = 0
+
+    def _open_segment(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Time + pid keeps segment names unique across workers and restarts.
+        name = f"events-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
+        self._path = self.directory / name
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = 0
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Append ``records`` durably (all or none visible as whole lines) or raise 503."""
+        payload = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records).encode()
+        with self._lock:
+            try:
+                if self._fd is None or self._size >= self.rotate_bytes:
+                    self.close_segment()
+                    self._open_segment()
+                assert self._fd is not None
+                written = os.write(self._fd, payload)
+                if written != len(payload):
+                    raise OSError(f"short write ({written} of {len(payload)} bytes)")
+                os.fsync(self._fd)
+                self._size += written
+            except OSError as exc:
+                # The segment may hold a torn line now; start a new one next time. read_all skips
+                # torn lines, and those events were never acknowledged.
+                self.close_segment()
+                raise EventLogUnavailableError(f"event log write failed: {exc.strerror or exc}") from exc
+
+    def close_segment(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+        self._fd = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_segment()
+
+    def writable(self) -> bool:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return os.access(self.directory, os.W_OK)
+        except OSError:
+            return False
+
+
+def read_all(directory: Path) -> Iterator[dict[str, Any]]:
+    """Every complete record in the log, oldest segment first; a torn last line is skipped."""
+    for path in sorted(Path(directory).glob("events-*.jsonl")):
+        with path.open("rb") as fh:
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue

@@ -1,0 +1,343 @@
+"""The serving pipeline, free of BentoML: candidates -> online features -> rank -> business rules
+-> slots for carousels, and audience ranking for pushes. ``service.py`` only maps HTTP to it.
+
+Every answer is a normal path: unknown users get a cold-start answer, users without consent a
+non-personalized one, and a failing online store a degraded one (flagged, never a 5xx)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.catalog import US, Catalog
+from serving.errors import BadRequestError, NotFoundError
+from serving.impressions import ImpressionLog
+from serving.schemas import CarouselRequest, CarouselResponse, PushRequest, PushResponse, Slot
+from serving.sources import FeatureSource, Models
+
+log = logging.getLogger(__name__)
+NO_USER = -1  # asked of the feature store when no personal features may be used
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    challenger_share: float = 0.0
+    variant_salt: str = "slotcast-ab-1"
+    candidates_per_request: int = 200
+    bought_recently_days: float = 90.0
+    push_cap: int = 2
+    push_cap_days: float = 7.0
+    quiet_hours: tuple[int, int] = (22, 8)
+    push_batch_size: int = 65_536
+    audience_sample: int = 5000
+
+
+def variant_hash(user_id: int, salt: str) -> float:
+    """A stable number in [0, 1) per user: the same user always lands in the same variant."""
+    h = hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
+def slate_frame(slate: Any) -> pd.DataFrame:
+    """The policy's Slate as a DataFrame, whichever shape models.policy returns."""
+    if isinstance(slate, pd.DataFrame):
+        return slate
+    for attr in ("to_frame", "to_pandas", "frame", "rows"):
+        v = getattr(slate, attr, None)
+        if v is not None:
+            v = v() if callable(v) else v
+            return v if isinstance(v, pd.DataFrame) else pd.DataFrame(v)
+    return pd.DataFrame(slate)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+
+
+class Recommender:
+    def __init__(
+        self,
+        models: Callable[[], tuple[Models, Models | None]],
+        features: FeatureSource,
+        catalog: Catalog,
+        impressions: ImpressionLog | None,
+        config: PipelineConfig,
+        is_deleted: Callable[[int], bool] = lambda _u: False,
+        on_fallback: Callable[[str], None] = lambda _r: None,
+    ) -> None:
+        self.models = models
+        self.features = features
+        self.catalog = catalog
+        self.impressions = impressions
+        self.config = config
+        self.is_deleted = is_deleted
+        self.on_fallback = on_fallback
+
+    def variant(self, user_id: int, has_challenger: bool) -> str:
+        if has_challenger and variant_hash(user_id, self.config.variant_salt) < self.config.challenger_share:
+            return "challenger"
+        return "champion"
+
+    def _pick(self, user_id: int) -> tuple[Models, str]:
+        champion, challenger = self.models()
+        v = self.variant(user_id, challenger is not None)
+        return (challenger if v == "challenger" and challenger is not None else champion), v
+
+    # --- carousel ---------------------------------------------------------------------------
+    def carousel(self, req: CarouselRequest, now: datetime | None = None) -> CarouselResponse:
+        now = now or datetime.now(UTC)
+        now_us = int(now.timestamp() * US)
+        models, variant = self._pick(req.user_id)
+        exclude = np.asarray(req.exclude, np.int64)
+
+        pinned = None
+        on_air = None
+        if req.stream_id is not None:
+            sp = self.catalog.stream_products(req.stream_id)
+            if sp is None:
+                raise NotFoundError(f"unknown stream {req.stream_id}", field="stream_id")
+            ids = sp.product_ids
+            on_air = (sp.on_air_from <= now_us) & (now_us < sp.on_air_to)
+            pinned = sp.pinned_slot
+        elif req.candidates is not None:
+            ids = np.asarray(req.candidates, np.int64)
+        else:
+            ids = None
+
+        fallback = None
+        if not self.catalog.knows_user(req.user_id):
+            fallback = "cold_start"
+        elif self.is_deleted(req.user_id):
+            fallback = "deleted"
+        elif not self.catalog.consent(req.user_id)[0]:
+            fallback = "no_consent"
+
+        if ids is None:  # no stream, no list: the models choose from the whole catalogue
+            n = self.config.candidates_per_request
+            if fallback is None:
+                ids, _ = models.als.generate(req.user_id, n, exclude=exclude.tolist() or None)
+            if ids is None or len(ids) == 0:
+                ids = self._popular_ids(models, n, None, exclude)
+        keep = ~np.isin(ids, exclude) if len(exclude) else np.ones(len(ids), bool)
+        ids = np.asarray(ids, np.int64)[keep]
+        pinned = pinned[keep] if pinned is not None else np.full(len(ids), np.nan)
+        on_air = on_air[keep] if on_air is not None else np.ones(len(ids), bool)
+
+        scores = np.full(len(ids), np.nan)
+        if fallback is None and len(ids):
+            scores = models.als.score(np.full(len(ids), req.user_id, np.int64), ids).astype(float)
+            if np.all(np.isnan(scores)):
+                fallback = "cold_start"  # known to the catalogue, unknown to the model
+        if fallback is not None:
+            scores = self._popularity_scores(models, ids, self.catalog.segment(req.user_id) if fallback != "cold_start" else None)
+            self.on_fallback(fallback)
+        else:
+            scores = np.where(np.isnan(scores), np.nanmin(scores) if np.any(~np.isnan(scores)) else 0.0, scores)
+
+        degraded = False
+        p_convert = None
+        if models.ranker is not None and len(ids):
+            try:
+                feats = self.features.online(
+                    req.user_id if fallback is None else NO_USER, ids.tolist(), req.stream_id, models.feature_service
+                )
+                X = self._feature_matrix(feats, ids, scores, models.ranker.feature_names)
+                p_convert = np.asarray(models.ranker.predict(X), float)
+            except Exception as exc:  # noqa: BLE001 - any store failure degrades, never fails the answer
+                degraded = True
+                self.on_fallback("online_store")
+                log.warning("online features failed (%s: %s); serving the model scores", type(exc).__name__, exc)
+        if p_convert is None:
+            p_convert = _sigmoid(scores) if fallback is None else 0.5 * scores / max(float(np.max(scores, initial=0.0)), 1e-9)
+
+        pf = self.catalog.product_frame(ids)
+        bought, due, cons = self.catalog.purchase_flags(req.user_id, ids, now_us, self.config.bought_recently_days)
+        reason = "personalized" if fallback is None else ("popular" if fallback == "cold_start" else "segment_popular")
+        cand = pd.DataFrame(
+            {
+                "product_id": ids,
+                "score": scores,
+                "p_convert": p_convert,
+                "price": pf["price"].to_numpy(float),
+                "margin": pf["margin"].to_numpy(float),
+                "category": pf["category"].fillna("unknown").to_numpy(object),
+                "stock": pf["stock"].to_numpy(float),
+                "on_air": on_air,
+                "pinned_slot": pinned,
+                "bought_recently": bought,
+                "consumable_due": due,
+                "is_consumable": cons,
+                "reason": reason,
+            }
+        )
+        rng = np.random.default_rng()
+        slate = slate_frame(models.policy.arrange(cand, req.k, rng))
+        request_id = uuid.uuid4().hex
+        slots = [
+            Slot(
+                product_id=int(r.product_id), slot=int(r.slot), score=float(r.score), p_convert=float(r.p_convert),
+                expected_value=float(r.expected_value), reason=str(r.reason),
+            )
+            for r in slate.itertuples(index=False)
+        ]
+        if self.impressions is not None:
+            self.impressions.write(
+                {
+                    "kind": "carousel", "request_id": request_id, "ts": now.isoformat(), "user_id": req.user_id,
+                    "stream_id": req.stream_id, "items": [s.product_id for s in slots], "slots": [s.slot for s in slots],
+                    "propensities": [float(p) for p in slate["propensity"]] if "propensity" in slate else None,
+                    "variant": variant, "model_version": models.version, "fallback": fallback, "degraded": degraded,
+                }
+            )
+        return CarouselResponse(
+            request_id=request_id, slots=slots, model_version=models.version, variant=variant,  # type: ignore[arg-type]
+            personalized=fallback is None, fallback=fallback, degraded=degraded,
+        )
+
+    def _popular_ids(self, models: Models, n: int, segment: str | None, exclude: np.ndarray) -> np.ndarray:
+        out = models.popularity.top(n, segment=segment, exclude=exclude.tolist() or None)
+        ids = out[0] if isinstance(out, tuple) else out
+        return np.asarray(ids, np.int64)
+
+    def _popularity_scores(self, models: Models, ids: np.ndarray, segment: str | None) -> np.ndarray:
+        if not len(ids):
+            return np.zeros(0)
+        out = models.popularity.top(len(ids), segment=segment, candidates=ids.tolist())
+        if isinstance(out, tuple):
+            got_ids, got = np.asarray(out[0], np.int64), np.asarray(out[1], float)
+        else:  # ids only, best first: rank-based scores
+            got_ids = np.asarray(out, np.int64)
+            got = 1.0 / (1.0 + np.arange(len(got_ids)))
+        s = pd.Series(got, index=got_ids)
+        s = s[~s.index.duplicated()]
+        return s.reindex(ids).fillna(0.0).to_numpy(float)
+
+    @staticmethod
+    def _feature_matrix(feats: pd.DataFrame, ids: np.ndarray, scores: np.ndarray, names: list[str]) -> pd.DataFrame:
+        if "product_id" in feats.columns:
+            feats = feats.drop_duplicates("product_id").set_index("product_id").reindex(ids)
+        else:
+            feats = feats.reset_index(drop=True)
+        X = feats.reindex(columns=list(names))
+        if "als_score" in X.columns:
+            X["als_score"] = scores
+        return X.apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
+
+    # --- push ---------------------------------------------------------------------------------
+    def push(self, req: PushRequest, now: datetime | None = None) -> PushResponse:
+        now = now or datetime.now(UTC)
+        models, _ = self.models()
+        audience = self.catalog.audience(req.segment, req.community_id)
+        if audience is None:
+            field = "community_id" if req.community_id is not None else "segment"
+            raise NotFoundError(f"unknown {field} {req.community_id if req.community_id is not None else req.segment}", field=field)
+        request_id = uuid.uuid4().hex
+        if req.product_id is None and req.campaign_products is None:
+            return self._push_products(req, models, audience, request_id)
+        products = np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
+        unknown = products[~np.isin(products, self.catalog.products.index.to_numpy())]
+        if len(unknown):
+            raise NotFoundError(f"unknown product {int(unknown[0])}", field="product_id" if req.product_id is not None else "campaign_products")
+
+        users = np.unique(audience)
+        suppressed: dict[str, int] = {}
+        ok = self.catalog.marketing_consent(users)
+        suppressed["no_consent"] = int((~ok).sum())
+        users = users[ok]
+        deleted = np.fromiter((self.is_deleted(int(u)) for u in users), bool, len(users)) if len(users) < 200_000 else np.zeros(len(users), bool)
+        suppressed["deleted"] = int(deleted.sum())
+        users = users[~deleted]
+        since = int((now - timedelta(days=self.config.push_cap_days)).timestamp() * US)
+        capped = self.catalog.push_counts(users, since) >= self.config.push_cap
+        suppressed["frequency_cap"] = int(capped.sum())
+        users = users[~capped]
+
+        best_p, best_pid = self.score_audience(models, users, products)
+        pf = self.catalog.product_frame(products)
+        value = (pf["price"].fillna(1.0) * pf["margin"].fillna(1.0)).to_numpy(float)
+        ev = best_p * value[best_pid]
+        top = np.argsort(-ev, kind="stable")[: req.max_users]
+        out_users = [
+            {"user_id": int(users[i]), "product_id": int(products[best_pid[i]]), "p_convert": float(best_p[i]), "expected_value": float(ev[i])}
+            for i in top
+        ]
+        send_after = self._quiet_until(now)
+        if self.impressions is not None:
+            self.impressions.write(
+                {
+                    "kind": "push", "request_id": request_id, "ts": now.isoformat(), "audience": len(audience),
+                    "users": [u["user_id"] for u in out_users], "items": [u["product_id"] for u in out_users],
+                    "propensities": [1.0] * len(out_users), "variant": "champion", "model_version": models.version,
+                }
+            )
+        return PushResponse(
+            request_id=request_id, direction="users", users=out_users, audience_size=len(audience),  # type: ignore[arg-type]
+            suppressed=suppressed, send_after=send_after, model_version=models.version,
+        )
+
+    def score_audience(self, models: Models, users: np.ndarray, products: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """p_convert of each user's best product among ``products``, in vectorised batches.
+
+        The ALS affinity goes through a logistic link (uncalibrated, monotone): the order of users
+        is the model's, the level is an estimate. Users unknown to the model get the floor."""
+        n = len(users)
+        best_p = np.zeros(n)
+        best_j = np.zeros(n, np.int64)
+        bs = max(1, self.config.push_batch_size // max(1, len(products)))
+        for start in range(0, n, bs):
+            u = users[start : start + bs]
+            uu = np.repeat(u, len(products))
+            pp = np.tile(products, len(u))
+            s = np.asarray(models.als.score(uu, pp), float).reshape(len(u), len(products))
+            p = np.nan_to_num(_sigmoid(s), nan=0.0)
+            j = np.argmax(p, axis=1)
+            best_j[start : start + bs] = j
+            best_p[start : start + bs] = p[np.arange(len(u)), j]
+        return best_p, best_j
+
+    def _push_products(self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str) -> PushResponse:
+        in_stock = self.catalog.products.index[self.catalog.products["stock"].fillna(1) > 0].to_numpy(np.int64)
+        cands = self._popular_ids(models, 500, req.segment, np.empty(0, np.int64))
+        cands = cands[np.isin(cands, in_stock)] if len(cands) else in_stock[:500]
+        rng = np.random.default_rng(0)
+        sample = audience if len(audience) <= self.config.audience_sample else rng.choice(audience, self.config.audience_sample, replace=False)
+        if len(sample) and len(cands):
+            s = np.asarray(models.als.score(np.repeat(sample, len(cands)), np.tile(cands, len(sample))), float)
+            p = np.nanmean(_sigmoid(s.reshape(len(sample), len(cands))), axis=0) if np.any(~np.isnan(s)) else np.zeros(len(cands))
+        else:
+            p = np.zeros(len(cands))
+        p = np.nan_to_num(p, nan=0.0)
+        pf = self.catalog.product_frame(cands)
+        ev = p * (pf["price"].fillna(1.0) * pf["margin"].fillna(1.0)).to_numpy(float)
+        top = np.argsort(-ev, kind="stable")[: req.k]
+        prods = [{"product_id": int(cands[i]), "p_convert": float(p[i]), "expected_value": float(ev[i])} for i in top]
+        return PushResponse(
+            request_id=request_id, direction="products", products=prods, audience_size=len(audience),  # type: ignore[arg-type]
+            model_version=models.version,
+        )
+
+    def _quiet_until(self, now: datetime) -> datetime | None:
+        start, end = self.config.quiet_hours
+        h = now.hour
+        quiet = (start <= h or h < end) if start > end else (start <= h < end)
+        if not quiet or start == end:
+            return None
+        until = now.replace(hour=end, minute=0, second=0, microsecond=0)
+        return until if until > now else until + timedelta(days=1)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t = time.perf_counter()
+    return fn(), time.perf_counter() - t
+
+
+__all__ = ["BadRequestError", "PipelineConfig", "Recommender", "variant_hash"]

@@ -1,0 +1,161 @@
+"""Request and response models of the HTTP API. Constraints live here so that bad input is refused
+with a 4xx body naming the field before any work is done."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from features.data_model import EVENT_TYPES, EVENTS_NEEDING_COMMUNITY, EVENTS_NEEDING_PRODUCT
+
+Id = Field(ge=0, le=2**63 - 1)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CarouselRequest(_Strict):
+    user_id: int = Field(ge=0, le=2**63 - 1)
+    stream_id: int | None = Field(None, ge=0, le=2**63 - 1)
+    k: int = Field(8, ge=1, le=20)
+    exclude: list[int] = Field(default_factory=list, max_length=1000)
+    # For stream-less shops: the products to choose from (ignored when stream_id is given).
+    candidates: list[int] | None = Field(None, min_length=1, max_length=5000)
+    context: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+
+class Slot(BaseModel):
+    product_id: int
+    slot: int
+    score: float
+    p_convert: float
+    expected_value: float
+    reason: str
+
+
+class CarouselResponse(BaseModel):
+    request_id: str
+    slots: list[Slot]
+    model_version: str
+    variant: Literal["champion", "challenger"]
+    personalized: bool
+    # Why the answer is not personalized (cold_start, no_consent, deleted), when it is not.
+    fallback: str | None = None
+    degraded: bool = False
+
+
+class PushRequest(_Strict):
+    """Two directions: give ``segment`` or ``community_id`` alone for its best products; add
+    ``product_id`` (or ``campaign_products``) to get that audience's users ranked for it."""
+
+    segment: str | None = Field(None, min_length=1, max_length=64)
+    community_id: int | None = Field(None, ge=0, le=2**63 - 1)
+    product_id: int | None = Field(None, ge=0, le=2**63 - 1)
+    campaign_products: list[int] | None = Field(None, min_length=1, max_length=100)
+    k: int = Field(10, ge=1, le=20)
+    max_users: int = Field(1000, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> PushRequest:
+        if (self.segment is None) == (self.community_id is None):
+            raise ValueError("give exactly one of segment or community_id")
+        if self.product_id is not None and self.campaign_products is not None:
+            raise ValueError("give product_id or campaign_products, not both")
+        return self
+
+
+class PushProduct(BaseModel):
+    product_id: int
+    p_convert: float
+    expected_value: float
+
+
+class PushUser(BaseModel):
+    user_id: int
+    product_id: int
+    p_convert: float
+    expected_value: float
+
+
+class PushResponse(BaseModel):
+    request_id: str
+    direction: Literal["products", "users"]
+    products: list[PushProduct] = Field(default_factory=list)
+    users: list[PushUser] = Field(default_factory=list)
+    audience_size: int
+    # How many users each rule removed: no_consent, frequency_cap, deleted.
+    suppressed: dict[str, int] = Field(default_factory=dict)
+    send_after: datetime | None = None  # set when the request falls in quiet hours
+    model_version: str
+    variant: Literal["champion", "challenger"] = "champion"
+
+
+class Event(_Strict):
+    event_id: int | None = Field(None, ge=0, le=2**63 - 1)
+    ts: datetime | None = None
+    user_id: int = Field(ge=0, le=2**63 - 1)
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    product_id: int | None = Field(None, ge=0, le=2**63 - 1)
+    stream_id: int | None = Field(None, ge=0, le=2**63 - 1)
+    community_id: int | None = Field(None, ge=0, le=2**63 - 1)
+    watch_seconds: float | None = Field(None, ge=0, le=86_400 * 7)
+    amount: float | None = Field(None, ge=0, le=1e9)
+
+    @model_validator(mode="after")
+    def _needs(self) -> Event:
+        if self.type in EVENTS_NEEDING_PRODUCT and self.product_id is None:
+            raise ValueError(f"product_id is required for {self.type} events")
+        if self.type in EVENTS_NEEDING_COMMUNITY and self.community_id is None:
+            raise ValueError(f"community_id is required for {self.type} events")
+        if self.ts is not None and self.ts.tzinfo is None:
+            raise ValueError("ts must carry a timezone (UTC), e.g. 2026-01-01T12:00:00Z")
+        return self
+
+
+class EventsRequest(_Strict):
+    events: list[Event] = Field(min_length=1, max_length=10_000)
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    # False when the events are safely logged but the online store push failed (retried offline).
+    online: bool
+
+
+class SegmentInfo(BaseModel):
+    segment: str
+    users: int
+    description: str
+
+
+class UserSegment(BaseModel):
+    user_id: int
+    segment: str
+    known: bool
+
+
+class UserData(BaseModel):
+    user_id: int
+    known: bool
+    deleted: bool
+    profile: dict[str, Any]
+    segment: str
+    communities: list[int]
+    recent_purchases: list[dict[str, Any]]
+    recent_pushes: int
+    online_features: dict[str, Any]
+
+
+class ReloadResponse(BaseModel):
+    model_version: str
+    challenger_version: str | None
+    reloaded: bool
+
+
+class ErrorBody(BaseModel):
+    error: str
+    field: str | None = None
+    detail: list[dict[str, Any]] | None = None

@@ -1,0 +1,80 @@
+"""Settings of the serving layer, read from the environment (prefix ``SLOTCAST_``) only when
+constructed: ``ServingSettings()``. Nothing here opens a file or a connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repo root's .slotcast, the same default as the Makefile's SLOTCAST_STATE_DIR.
+DEFAULT_STATE_DIR = Path(__file__).resolve().parents[1] / ".slotcast"
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLOTCAST_", extra="ignore")
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    # Where the models come from: the MLflow registry (production), a bundle directory on disk, or
+    # the built-in synthetic demo world (tests and benchmarks before a model has been trained).
+    model_source: Literal["mlflow", "dir", "demo"] = "mlflow"
+    bundle_dir: Path | None = None
+    mlflow_tracking_uri: str | None = None  # default: sqlite under $STATE/mlflow/mlflow.db
+    model_name: str = "slotcast"
+    model_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    # Share of users (hashed deterministically) served by the challenger when one is registered.
+    challenger_share: float = Field(0.0, ge=0.0, le=1.0)
+    variant_salt: str = "slotcast-ab-1"
+    # Feature source: the Feast online store (production) or the demo world's features.
+    feature_source: Literal["feast", "demo"] = "feast"
+    admin_token: SecretStr | None = None
+
+    # Business rules handed to the slot policy.
+    epsilon: float = Field(0.1, ge=0.0, le=1.0)
+    category_cap: int = Field(3, ge=1)
+    candidates_per_request: int = Field(200, ge=1, le=5000)
+    # Push rules: frequency cap (pushes per window) and quiet hours in UTC [start, end).
+    push_cap: int = Field(2, ge=0)
+    push_cap_days: float = Field(7.0, gt=0)
+    quiet_hours_start: int = Field(22, ge=0, le=23)
+    quiet_hours_end: int = Field(8, ge=0, le=23)
+    max_users_limit: int = Field(1_000_000, ge=1)
+    push_batch_size: int = Field(65_536, ge=1024)
+    # Recently bought non-consumables are left out of carousels for this long.
+    bought_recently_days: float = Field(90.0, gt=0)
+
+    # Logs: impression files rotate at this size; event log segments too.
+    log_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    demo_users: int = Field(2000, ge=10)
+    demo_products: int = Field(300, ge=10)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _dir_needs_bundle(self) -> ServingSettings:
+        if self.model_source == "dir" and self.bundle_dir is None:
+            raise ValueError("SLOTCAST_BUNDLE_DIR is required when SLOTCAST_MODEL_SOURCE=dir")
+        return self
+
+    @property
+    def serving_dir(self) -> Path:
+        return Path(self.state_dir) / "serving"
+
+    @property
+    def events_dir(self) -> Path:
+        return self.serving_dir / "events"
+
+    @property
+    def impressions_dir(self) -> Path:
+        return self.serving_dir / "impressions"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.state_dir) / "data"
+
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{Path(self.state_dir).resolve() / 'mlflow' / 'mlflow.db'}"

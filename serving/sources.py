@@ -1,0 +1,67 @@
+"""The small protocols the pipeline is built on, so tests run it with fakes and production wires
+in models/ and features/ (the adapters live in ``serving/adapters.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+
+class CandidateModel(Protocol):
+    """The ALS candidate generator (``models`` ALSCandidateGenerator)."""
+
+    def generate(
+        self, user_id: int, n: int, candidates: Sequence[int] | None = None, exclude: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def score(self, user_ids: Sequence[int] | np.ndarray, product_ids: Sequence[int] | np.ndarray) -> np.ndarray: ...
+
+
+class Ranker(Protocol):
+    feature_names: list[str]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
+
+
+class Popularity(Protocol):
+    def top(
+        self,
+        n: int,
+        segment: str | None = None,
+        candidates: Sequence[int] | None = None,
+        exclude: Sequence[int] | None = None,
+    ) -> Any: ...
+
+
+class Policy(Protocol):
+    """Arranges ranked candidates into slots: the business rules and the exploration slot."""
+
+    def arrange(self, candidates: pd.DataFrame, k: int, rng: np.random.Generator) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Models:
+    """One loaded model set; swapped as a whole on reload, so a request sees one consistent set."""
+
+    version: str
+    feature_service: str
+    als: CandidateModel
+    ranker: Ranker | None
+    popularity: Popularity
+    policy: Policy
+
+
+class ModelSource(Protocol):
+    def load(self, alias: str) -> Models: ...
+
+
+class FeatureSource(Protocol):
+    def online(
+        self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
+    ) -> pd.DataFrame: ...
+
+    def ping(self) -> bool: ...
