@@ -1,0 +1,358 @@
+"""Implicit-feedback ALS as the candidate generator: the one module that bridges ``implicit``.
+
+It owns the user and product vocabularies, so callers speak external int64 ids only. Unknown users
+get empty candidates and unknown pairs NaN scores (the caller falls back), never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from models._io import read_json, read_npz, write_json
+from models.errors import IncompatibleBundleError, ModelFitError
+from models.vocab import IdVocab
+
+log = logging.getLogger(__name__)
+
+EMPTY_IDS = np.empty(0, dtype=np.int64)
+EMPTY_SCORES = np.empty(0, dtype=np.float32)
+# Rows scored at a time by ``score`` so that a million pairs never gathers a million factor rows.
+_SCORE_CHUNK = 65_536
+
+
+class ALSConfig(BaseModel):
+    """Hyperparameters (factors .. iterations) and run options (random_state .. show_progress).
+
+    ``model_dump()`` goes straight into MLflow params.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    factors: int = Field(64, ge=1, le=1024)
+    regularization: float = Field(0.05, ge=0.0)
+    alpha: float = Field(10.0, gt=0.0, description="confidence scale: C = 1 + alpha * weight")
+    iterations: int = Field(15, ge=1, le=500)
+    use_cg: bool = True
+    random_state: int | None = 42
+    use_gpu: bool = False
+    num_threads: int = Field(0, ge=0, description="0 = all cores")
+    show_progress: bool = False
+
+
+def check_blas_threads() -> bool:
+    """Warn when BLAS runs its own thread pool (OpenBLAS/MKL): ALS can be ~10x slower then.
+
+    Returns True when the configuration is fine. Mirrors ``implicit.utils.check_blas_config`` but
+    warns on every fit and logs, because one ignored warning at import is easy to miss.
+    """
+    import threadpoolctl
+
+    ok = True
+    for api in threadpoolctl.threadpool_info():
+        if api.get("user_api") == "blas" and api.get("num_threads", 1) != 1:
+            ok = False
+            env = "MKL_NUM_THREADS" if api.get("internal_api") == "mkl" else "OPENBLAS_NUM_THREADS"
+            msg = (
+                f"{api.get('internal_api')} BLAS uses {api['num_threads']} threads; set {env}=1 "
+                "(ALS fits can be ~10x slower with a threaded BLAS)"
+            )
+            log.warning(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    return ok
+
+
+def _cpu_model(config: ALSConfig) -> Any:
+    # the concrete CPU class: implicit.als.AlternatingLeastSquares is a factory that picks the GPU
+    # class when CUDA exists, and GPU factors cannot be saved or served on a CPU box.
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    return AlternatingLeastSquares(
+        factors=config.factors,
+        regularization=config.regularization,
+        alpha=config.alpha,
+        iterations=config.iterations,
+        use_cg=config.use_cg,
+        num_threads=config.num_threads,
+        random_state=config.random_state,
+    )
+
+
+class ALSCandidateGenerator:
+    """Candidate generation from implicit ALS: ``fit`` / ``generate`` / ``score`` / ``save`` / ``load``."""
+
+    name = "als"
+
+    def __init__(self, config: ALSConfig | None = None) -> None:
+        self.config = config or ALSConfig()
+        self._model: Any = None
+        self.users = IdVocab([])
+        self.items = IdVocab([])
+
+    # ----- fitting ---------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return self._model is not None and self._model.user_factors is not None
+
+    def fit(self, user_items: sp.csr_matrix, users: IdVocab, items: IdVocab) -> ALSCandidateGenerator:
+        """Factorise a users x items confidence matrix (rows follow ``users``, columns ``items``).
+
+        Raises ModelFitError for an empty or non-finite matrix and for NaN factors.
+        """
+        if not sp.issparse(user_items):
+            raise ModelFitError(f"user_items must be a scipy sparse matrix, got {type(user_items).__name__}")
+        shape = (len(users), len(items))
+        if user_items.shape != shape:
+            raise ModelFitError(
+                f"user_items has shape {user_items.shape} but the vocabularies give {shape} (users, items)"
+            )
+        matrix = sp.csr_matrix(user_items, dtype=np.float32)
+        matrix.eliminate_zeros()
+        if matrix.nnz == 0:
+            raise ModelFitError(f"cannot fit ALS on an empty matrix (shape {shape}, no interactions)")
+        if not np.isfinite(matrix.data).all():
+            raise ModelFitError("user_items holds NaN or infinite confidences")
+        check_blas_threads()
+        model = self._fit_model(matrix)
+        for name in ("user_factors", "item_factors"):
+            factors = getattr(model, name)
+            if factors is None or not np.isfinite(factors).all():
+                raise ModelFitError(
+                    f"ALS produced non-finite {name} (regularization={self.config.regularization}, "
+                    f"alpha={self.config.alpha}); lower alpha or raise regularization"
+                )
+        self._model, self.users, self.items = model, users, items
+        log.info(
+            "ALS fitted: %d users x %d items, %d interactions, %d factors",
+            shape[0],
+            shape[1],
+            matrix.nnz,
+            self.config.factors,
+        )
+        return self
+
+    def _fit_model(self, matrix: sp.csr_matrix) -> Any:
+        from implicit.recommender_base import ModelFitError as ImplicitFitError
+
+        gpu = self.config.use_gpu and _has_cuda()
+        if self.config.use_gpu and not gpu:
+            log.warning("use_gpu requested but implicit has no CUDA support here; fitting on CPU")
+        try:
+            if gpu:
+                from implicit.gpu.als import AlternatingLeastSquares as GpuALS
+
+                c = self.config
+                gpu_model = GpuALS(
+                    factors=c.factors,
+                    regularization=c.regularization,
+                    alpha=c.alpha,
+                    iterations=c.iterations,
+                    random_state=c.random_state,
+                )
+                gpu_model.fit(matrix, show_progress=c.show_progress)
+                return gpu_model.to_cpu()
+            model = _cpu_model(self.config)
+            model.fit(matrix, show_progress=self.config.show_progress)
+            return model
+        except ImplicitFitError as exc:
+            raise ModelFitError(f"ALS fit failed: {exc}") from exc
+
+    # ----- serving ---------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ModelFitError("the ALS model is not fitted or loaded")
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        self._require_fitted()
+        return self._model.user_factors  # type: ignore[no-any-return]
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        self._require_fitted()
+        return self._model.item_factors  # type: ignore[no-any-return]
+
+    def generate(
+        self,
+        user_id: int,
+        n: int,
+        candidates: npt.ArrayLike | None = None,
+        exclude: npt.ArrayLike | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` product ids and scores for one user, best first.
+
+        ``candidates`` restricts the products (e.g. those on air); candidates unknown to the model
+        are dropped here (``score`` gives them NaN). ``exclude`` removes products. An unknown user
+        gets two empty arrays: the caller falls back to popularity.
+        """
+        self._require_fitted()
+        u = self.users.index_of(int(user_id))
+        if u < 0 or n <= 0:
+            return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
+        if candidates is None:
+            idx = np.arange(len(self.items), dtype=np.int64)
+        else:
+            idx = self.items.index(np.unique(np.asarray(candidates, dtype=np.int64)))
+            idx = idx[idx >= 0]
+        if exclude is not None and idx.size:
+            ex = self.items.index(np.asarray(exclude, dtype=np.int64))
+            idx = idx[~np.isin(idx, ex[ex >= 0])]
+        if idx.size == 0:
+            return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
+        scores = self.item_factors[idx] @ self.user_factors[u]
+        top = _top_n(scores, n)
+        return self.items.ids[idx[top]].copy(), scores[top].astype(np.float32)
+
+    def generate_many(
+        self,
+        user_ids: npt.ArrayLike,
+        n: int,
+        exclude_user_items: sp.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Batched ``generate`` over the whole catalogue, for building training candidates.
+
+        Returns (len(user_ids), n) arrays of product ids (-1 padding) and scores (NaN padding);
+        unknown users get a row of padding. ``exclude_user_items`` (one row per user id, columns in
+        the item vocabulary) removes e.g. already-seen products.
+        """
+        self._require_fitted()
+        uid = np.asarray(user_ids, dtype=np.int64).ravel()
+        n = int(min(n, len(self.items)))
+        out_ids = np.full((uid.size, n), -1, dtype=np.int64)
+        out_scores = np.full((uid.size, n), np.nan, dtype=np.float32)
+        u = self.users.index(uid)
+        known = np.flatnonzero(u >= 0)
+        if known.size == 0 or n == 0:
+            return out_ids, out_scores
+        if exclude_user_items is not None:
+            if exclude_user_items.shape != (uid.size, len(self.items)):
+                raise ValueError(
+                    f"exclude_user_items has shape {exclude_user_items.shape}, "
+                    f"expected {(uid.size, len(self.items))}"
+                )
+            filt = sp.csr_matrix(exclude_user_items)[known]
+            ids, scores = self._model.recommend(u[known], filt, N=n, filter_already_liked_items=True)
+        else:
+            ids, scores = self._model.recommend(u[known], None, N=n, filter_already_liked_items=False)
+        ids = np.asarray(ids).reshape(known.size, -1)
+        scores = np.asarray(scores, dtype=np.float32).reshape(known.size, -1)
+        pad = (ids < 0) | (scores <= -np.finfo(np.float32).max / 2)
+        mapped = np.where(pad, -1, self.items.ids[np.clip(ids, 0, None)])
+        out_ids[known, : ids.shape[1]] = mapped
+        out_scores[known, : ids.shape[1]] = np.where(pad, np.nan, scores)
+        return out_ids, out_scores
+
+    def score(self, user_ids: npt.ArrayLike, product_ids: npt.ArrayLike) -> np.ndarray:
+        """Elementwise ALS scores (broadcast: one user against many products works); NaN where the
+        user or the product is unknown."""
+        self._require_fitted()
+        u, i = np.broadcast_arrays(
+            self.users.index(np.asarray(user_ids, dtype=np.int64)),
+            self.items.index(np.asarray(product_ids, dtype=np.int64)),
+        )
+        shape = u.shape
+        u, i = u.ravel(), i.ravel()
+        out = np.full(u.size, np.nan, dtype=np.float32)
+        ok = np.flatnonzero((u >= 0) & (i >= 0))
+        uf, itf = self.user_factors, self.item_factors
+        for start in range(0, ok.size, _SCORE_CHUNK):
+            sel = ok[start : start + _SCORE_CHUNK]
+            out[sel] = np.einsum("ij,ij->i", uf[u[sel]], itf[i[sel]])
+        return out.reshape(shape)
+
+    def fold_in(self, user_id: int, item_ids: npt.ArrayLike, confidences: npt.ArrayLike) -> bool:
+        """Recompute one user's factors from their interactions, keeping the item factors fixed.
+
+        For users with events newer than the model (or new users, who are appended). Uses
+        implicit's ``partial_fit_users`` (exact least squares given the item factors). Returns
+        False when none of ``item_ids`` is known to the model (nothing to fold in). Mutates the
+        model: serving should fold into a copy or hold a lock.
+        """
+        self._require_fitted()
+        items = np.asarray(item_ids, dtype=np.int64).ravel()
+        conf = np.asarray(confidences, dtype=np.float32).ravel()
+        if items.shape != conf.shape:
+            raise ValueError(f"item_ids ({items.size}) and confidences ({conf.size}) differ in length")
+        if not np.isfinite(conf).all():
+            raise ValueError("confidences must be finite")
+        idx = self.items.index(items)
+        keep = idx >= 0
+        if not keep.any():
+            return False
+        row = sp.csr_matrix(
+            (conf[keep], (np.zeros(int(keep.sum()), dtype=np.int64), idx[keep])),
+            shape=(1, len(self.items)),
+            dtype=np.float32,
+        )
+        row.sum_duplicates()
+        u = self.users.extend([int(user_id)])
+        self._model.partial_fit_users(u, row)
+        return True
+
+    # ----- persistence -----------------------------------------------------------------------
+    FILES = ("als.npz", "users.npz", "items.npz", "als.json")
+
+    def save(self, directory: str | Path) -> None:
+        self._require_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self._model.save(str(d / "als.npz"))
+        self.users.save(d / "users.npz")
+        self.items.save(d / "items.npz")
+        write_json(
+            d / "als.json",
+            {"config": self.config.model_dump(), "n_users": len(self.users), "n_items": len(self.items)},
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ALSCandidateGenerator:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        d = Path(directory)
+        meta = read_json(d / "als.json")
+        try:
+            config = ALSConfig.model_validate(meta.get("config", {}))
+        except ValueError as exc:
+            raise IncompatibleBundleError(f"{d / 'als.json'} holds an invalid config: {exc}") from exc
+        read_npz(d / "als.npz", required=("user_factors", "item_factors"))  # clear error first
+        try:
+            model = AlternatingLeastSquares.load(str(d / "als.npz"))
+        except Exception as exc:  # noqa: BLE001 - any failure here means an unusable file
+            raise IncompatibleBundleError(f"{d / 'als.npz'} cannot be loaded by implicit: {exc}") from exc
+        users, items = IdVocab.load(d / "users.npz"), IdVocab.load(d / "items.npz")
+        uf, itf = np.asarray(model.user_factors), np.asarray(model.item_factors)
+        if uf.shape[0] != len(users) or itf.shape[0] != len(items):
+            raise IncompatibleBundleError(
+                f"{d}: factors are {uf.shape[0]} users x {itf.shape[0]} items but the vocabularies hold "
+                f"{len(users)} users and {len(items)} items"
+            )
+        if uf.ndim != 2 or itf.ndim != 2 or uf.shape[1] != itf.shape[1]:
+            raise IncompatibleBundleError(f"{d}: user and item factors disagree ({uf.shape} vs {itf.shape})")
+        if not (np.isfinite(uf).all() and np.isfinite(itf).all()):
+            raise IncompatibleBundleError(f"{d / 'als.npz'} holds non-finite factors")
+        out = cls(config)
+        out._model, out.users, out.items = model, users, items
+        return out
+
+
+def _has_cuda() -> bool:
+    try:
+        import implicit.gpu
+
+        return bool(implicit.gpu.HAS_CUDA)
+    except ImportError:
+        return False
+
+
+def _top_n(scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` largest scores, best first (argpartition, then sort the head)."""
+    n = min(n, scores.size)
+    head = np.argpartition(-scores, n - 1)[:n] if n < scores.size else np.arange(scores.size)
+    return head[np.argsort(-scores[head], kind="stable")]

@@ -1,0 +1,112 @@
+"""Int64 external ids <-> dense 0..n-1 indices, the bridge between the tables and the factor rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from models._io import read_npz
+from models.errors import IncompatibleBundleError
+
+
+class IdVocab:
+    """An ordered set of int64 ids; position ``i`` holds the id of row ``i`` of a factor matrix.
+
+    Lookups are vectorised with a sorted copy and ``searchsorted`` (no Python dict), so mapping a
+    million ids costs one sort. Unknown ids map to -1, never raise.
+    """
+
+    __slots__ = ("_ids", "_order", "_sorted")
+
+    def __init__(self, ids: Iterable[int] | npt.ArrayLike) -> None:
+        arr = np.asarray(ids if not isinstance(ids, (set, frozenset)) else sorted(ids))
+        if arr.ndim != 1:
+            raise ValueError(f"IdVocab ids must be one-dimensional, got shape {arr.shape}")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"IdVocab ids must be integers, got dtype {arr.dtype}")
+        self._ids = arr.astype(np.int64, copy=True)
+        self._order: np.ndarray | None = None
+        self._sorted: np.ndarray | None = None
+        self._build_lookup()
+
+    @classmethod
+    def from_values(cls, values: npt.ArrayLike) -> IdVocab:
+        """Vocabulary of the distinct ids in ``values``, in ascending order."""
+        return cls(np.unique(np.asarray(values, dtype=np.int64)))
+
+    def _build_lookup(self) -> None:
+        order = np.argsort(self._ids, kind="stable")
+        sorted_ids = self._ids[order]
+        if sorted_ids.size > 1:
+            dup = sorted_ids[1:] == sorted_ids[:-1]
+            if dup.any():
+                first = int(sorted_ids[1:][dup][0])
+                raise ValueError(f"IdVocab ids must be unique; id {first} appears more than once")
+        self._order, self._sorted = order, sorted_ids
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids in index order (a read-only view)."""
+        view = self._ids.view()
+        view.flags.writeable = False
+        return view
+
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    def __contains__(self, external_id: object) -> bool:
+        try:
+            return bool(self.index([int(external_id)])[0] >= 0)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdVocab) and np.array_equal(self._ids, other._ids)
+
+    def __repr__(self) -> str:
+        return f"IdVocab(n={len(self)})"
+
+    def index(self, ids: npt.ArrayLike) -> np.ndarray:
+        """Dense indices of ``ids`` (int64 array, same shape), -1 where an id is unknown."""
+        q = np.asarray(ids, dtype=np.int64)
+        assert self._sorted is not None and self._order is not None
+        if self._sorted.size == 0:
+            return np.full(q.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self._sorted, q)
+        pos = np.clip(pos, 0, self._sorted.size - 1)
+        found = self._sorted[pos] == q
+        return np.where(found, self._order[pos], -1).astype(np.int64)
+
+    def index_of(self, external_id: int) -> int:
+        """Dense index of one id, -1 when unknown."""
+        return int(self.index(np.asarray([external_id]))[0])
+
+    def extend(self, new_ids: npt.ArrayLike) -> np.ndarray:
+        """Append the ids not yet known (in first-seen order); return the indices of all ``new_ids``.
+
+        Used when folding new users into a model: existing indices never move.
+        """
+        q = np.asarray(new_ids, dtype=np.int64).ravel()
+        idx = self.index(q)
+        missing = q[idx < 0]
+        if missing.size:
+            _, first = np.unique(missing, return_index=True)
+            self._ids = np.concatenate([self._ids, missing[np.sort(first)]])
+            self._build_lookup()
+            idx = self.index(q)
+        return idx
+
+    def save(self, path: str | Path) -> None:
+        np.savez(Path(path), ids=self._ids)
+
+    @classmethod
+    def load(cls, path: str | Path) -> IdVocab:
+        path = Path(path)
+        ids = read_npz(path, required=("ids",))["ids"]
+        try:
+            return cls(ids)
+        except ValueError as exc:
+            raise IncompatibleBundleError(f"vocabulary file {path} is invalid: {exc}") from exc
