@@ -161,7 +161,8 @@ class Recommender:
 
         pf = self.catalog.product_frame(ids)
         bought, due, cons = self.catalog.purchase_flags(req.user_id, ids, now_us, self.config.bought_recently_days)
-        reason = "personalized" if fallback is None else ("popular" if fallback == "cold_start" else "segment_popular")
+        # models.policy's reason vocabulary: "ranked" for model scores, "fallback" for popularity.
+        reason = "ranked" if fallback is None else "fallback"
         cand = pd.DataFrame(
             {
                 "product_id": ids,

@@ -1,0 +1,146 @@
+"""The real implementations behind the pipeline's protocols: the MLflow-registered bundle
+(models/), the Feast online store (features/), the deletion ledger. Imported lazily so that the
+demo world and the tests need none of them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from serving.errors import ModelUnavailableError
+from serving.settings import ServingSettings
+from serving.sources import Models, Policy
+
+log = logging.getLogger(__name__)
+
+
+def make_policy(settings: ServingSettings) -> Policy:
+    """models.policy.SlotPolicy when present (the real rules), else the minimal built-in one."""
+    try:
+        from models.policy import SlotPolicy, SlotPolicyConfig
+    except ImportError:
+        from serving.simple_policy import SimplePolicy, SimplePolicyConfig
+
+        return SimplePolicy(SimplePolicyConfig(epsilon=settings.epsilon, category_cap=settings.category_cap))
+    return SlotPolicy(SlotPolicyConfig(epsilon=settings.epsilon, per_category_cap=settings.category_cap))
+
+
+def models_from_bundle(bundle: Any, version: str, policy: Policy) -> Models:
+    return Models(
+        version=version,
+        feature_service=bundle.manifest.feature_service,
+        als=bundle.als,
+        ranker=bundle.ranker,
+        popularity=bundle.popularity,
+        policy=policy,
+    )
+
+
+class DirModelSource:
+    """A bundle directory on disk (``SLOTCAST_BUNDLE_DIR``); the alias is ignored."""
+
+    def __init__(self, path: Path, policy: Policy) -> None:
+        self.path, self.policy = Path(path), policy
+
+    def load(self, alias: str) -> Models:
+        from models.bundle import Bundle
+
+        bundle = Bundle.load(Bundle.find(self.path))
+        created = bundle.manifest.created_at.strftime("%Y%m%dT%H%M%S")
+        return models_from_bundle(bundle, f"dir-{created}", self.policy)
+
+
+class MlflowModelSource:
+    """``models:/<name>@<alias>`` from the MLflow registry, loaded with ``Bundle.load(Bundle.find(dir))``."""
+
+    def __init__(self, tracking_uri: str, name: str, policy: Policy) -> None:
+        self.tracking_uri, self.name, self.policy = tracking_uri, name, policy
+
+    def load(self, alias: str) -> Models:
+        import mlflow
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        from models.bundle import Bundle
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            mv = MlflowClient(self.tracking_uri).get_model_version_by_alias(self.name, alias)
+            local = mlflow.artifacts.download_artifacts(f"models:/{self.name}@{alias}")
+        except MlflowException as exc:
+            raise ModelUnavailableError(f"no model {self.name}@{alias} in {self.tracking_uri}: {exc.message}") from exc
+        bundle = Bundle.load(Bundle.find(local))
+        return models_from_bundle(bundle, f"{self.name}/{mv.version}", self.policy)
+
+
+class FeastFeatureSource:
+    """``features.retrieval.FeatureReader.online`` behind the pipeline's FeatureSource protocol."""
+
+    def __init__(self, state_dir: Path) -> None:
+        from features.retrieval import FeatureReader
+        from features.settings import FeatureSettings
+
+        settings = FeatureSettings(state_dir=state_dir)
+        # The reader's constructor is the features package's business; accept the usual shapes.
+        for factory in ("from_settings", "open"):
+            if hasattr(FeatureReader, factory):
+                self.reader = getattr(FeatureReader, factory)(settings)
+                break
+        else:
+            self.reader = FeatureReader(settings)
+
+    def online(self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str) -> pd.DataFrame:
+        return self.reader.online(user_id, list(product_ids), stream_id=stream_id, service=service)
+
+    def ping(self) -> bool:
+        try:
+            self.reader.online(-1, [], stream_id=None, service="ranker_v1")
+            return True
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            log.warning("online store did not answer: %s: %s", type(exc).__name__, exc)
+            return False
+
+    def delete_user(self, user_id: int) -> None:
+        fn = getattr(self.reader, "delete_user", None)
+        if fn is not None:
+            fn(user_id)
+
+    def ingest(self, events: pd.DataFrame) -> None:
+        from features import live
+
+        live.ingest_live_events(events)
+
+
+class LocalDeletionLedger:
+    """Used only while ``features.privacy`` is absent: one user id per line, fsynced."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / "privacy" / "serving_deletions.txt"
+        self._ids: set[int] = set()
+        if self.path.exists():
+            self._ids = {int(x) for x in self.path.read_text().split() if x.strip().isdigit()}
+
+    def add(self, user_id: int) -> None:
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as fh:
+            fh.write(f"{int(user_id)}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._ids.add(int(user_id))
+
+    def user_ids(self) -> set[int]:
+        return set(self._ids)
+
+
+def deletion_ledger(state_dir: Path) -> Any:
+    try:
+        from features.privacy import DeletionLedger
+    except ImportError:
+        return LocalDeletionLedger(state_dir)
+    return DeletionLedger(state_dir)

@@ -1,0 +1,285 @@
+"""The application behind the HTTP shell, free of BentoML: wires settings to sources, holds the
+loaded models (swapped atomically on reload), and implements every endpoint as a plain method.
+
+Requests read the model pair once (one attribute read), so a reload never mixes two model sets in
+one answer and never fails a request in flight; a failed reload keeps the old models serving."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+
+from serving.catalog import US, Catalog
+from serving.errors import ModelUnavailableError, NotFoundError, ServingError, UnauthorizedError
+from serving.event_log import EventLog
+from serving.impressions import ImpressionLog
+from serving.metrics import ServingMetrics
+from serving.pipeline import PipelineConfig, Recommender
+from serving.schemas import (
+    CarouselRequest,
+    CarouselResponse,
+    EventsRequest,
+    EventsResponse,
+    PushRequest,
+    PushResponse,
+    ReloadResponse,
+    SegmentInfo,
+    UserData,
+    UserSegment,
+)
+from serving.settings import ServingSettings
+from serving.sources import FeatureSource, ModelSource, Models
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SlotcastApp:
+    def __init__(
+        self,
+        settings: ServingSettings,
+        model_source: ModelSource,
+        features: FeatureSource,
+        catalog: Catalog | None,
+        ledger: Any,
+        catalog_error: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model_source = model_source
+        self.features = features
+        self.catalog = catalog
+        self.catalog_error = catalog_error
+        self.ledger = ledger
+        self.metrics = ServingMetrics()
+        self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes)
+        self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
+        self._deleted: set[int] = set(ledger.user_ids())
+        self._models: tuple[Models, Models | None] | None = None
+        self.load_error: str | None = None
+        self._reload_lock = threading.Lock()
+        self.config = PipelineConfig(
+            challenger_share=settings.challenger_share,
+            variant_salt=settings.variant_salt,
+            candidates_per_request=settings.candidates_per_request,
+            bought_recently_days=settings.bought_recently_days,
+            push_cap=settings.push_cap,
+            push_cap_days=settings.push_cap_days,
+            quiet_hours=(settings.quiet_hours_start, settings.quiet_hours_end),
+            push_batch_size=settings.push_batch_size,
+        )
+        self.recommender = (
+            Recommender(
+                self._current, features, catalog, self.impressions, self.config,
+                is_deleted=self._deleted.__contains__,
+                on_fallback=lambda r: self.metrics.fallbacks.labels(reason=r).inc(),
+            )
+            if catalog is not None
+            else None
+        )  # fmt: skip
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> SlotcastApp:
+        """Build the app; a store or registry that cannot be reached leaves it running but not ready."""
+        from serving.adapters import DirModelSource, MlflowModelSource, deletion_ledger, make_policy
+
+        policy = make_policy(settings)
+        catalog, catalog_error = None, None
+        if settings.model_source == "demo" or settings.feature_source == "demo":
+            from serving.demo import DemoFeatureSource, DemoModelSource, demo_tables
+
+            tables = demo_tables(settings.demo_users, settings.demo_products, seed=settings.seed)
+        model_source: ModelSource
+        if settings.model_source == "demo":
+            model_source = DemoModelSource(settings.demo_users, settings.demo_products, settings.epsilon, settings.category_cap, settings.seed)
+            model_source.policy = policy  # type: ignore[attr-defined]
+            catalog = Catalog(tables)
+        elif settings.model_source == "dir":
+            assert settings.bundle_dir is not None
+            model_source = DirModelSource(settings.bundle_dir, policy)
+        else:
+            model_source = MlflowModelSource(settings.tracking_uri(), settings.model_name, policy)
+        if catalog is None:
+            try:
+                catalog = Catalog.from_data_dir(settings.data_dir)
+            except (OSError, KeyError, ValueError) as exc:
+                catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
+                log.error(catalog_error)
+        features: FeatureSource
+        if settings.feature_source == "demo":
+            features = DemoFeatureSource(tables)
+        else:
+            from serving.adapters import FeastFeatureSource
+
+            features = FeastFeatureSource(settings.state_dir)
+        app = cls(settings, model_source, features, catalog, deletion_ledger(settings.state_dir), catalog_error)
+        app.reload()
+        return app
+
+    # --- models ---------------------------------------------------------------------------------
+    def _current(self) -> tuple[Models, Models | None]:
+        pair = self._models
+        if pair is None:
+            raise ModelUnavailableError(f"no model loaded: {self.load_error or 'not loaded yet'}")
+        return pair
+
+    def reload(self) -> ReloadResponse:
+        """Load champion (and challenger when A/B is on) and swap them in as one pair."""
+        with self._reload_lock:
+            try:
+                champion = self.model_source.load(self.settings.model_alias)
+            except Exception as exc:  # noqa: BLE001 - a bad bundle must not take down what serves
+                self.load_error = f"{type(exc).__name__}: {exc}"
+                log.error("model reload refused, keeping %s: %s", self._models[0].version if self._models else "nothing", self.load_error)
+                if self._models is None:
+                    return ReloadResponse(model_version="", challenger_version=None, reloaded=False)
+                raise ModelUnavailableError(f"reload refused, the old model keeps serving: {self.load_error}") from exc
+            challenger = None
+            if self.settings.challenger_share > 0:
+                try:
+                    challenger = self.model_source.load(self.settings.challenger_alias)
+                except Exception as exc:  # noqa: BLE001 - no challenger means everyone gets champion
+                    log.warning("no challenger loaded (%s); A/B split off", exc)
+            self._models = (champion, challenger)  # the atomic swap
+            self.load_error = None
+            self.metrics.set_models(champion.version, challenger.version if challenger else None)
+            log.info("serving model %s (challenger %s)", champion.version, challenger.version if challenger else "none")
+            return ReloadResponse(model_version=champion.version, challenger_version=challenger.version if challenger else None, reloaded=True)
+
+    def ready(self) -> tuple[bool, str]:
+        if self._models is None:
+            return False, f"models not loaded: {self.load_error}"
+        if self.catalog is None:
+            return False, self.catalog_error or "no catalogue"
+        if not self.features.ping():
+            return False, "the online feature store does not answer"
+        return True, "ready"
+
+    # --- endpoints ------------------------------------------------------------------------------
+    def _timed(self, endpoint: str, fn: Callable[[], T]) -> T:
+        t = time.perf_counter()
+        try:
+            return fn()
+        except ServingError as exc:
+            self.metrics.errors.labels(endpoint=endpoint, status=str(exc.http_status)).inc()
+            raise
+        finally:
+            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t)
+
+    def _rec(self) -> Recommender:
+        if self.recommender is None:
+            raise ModelUnavailableError(self.catalog_error or "no catalogue loaded")
+        return self.recommender
+
+    def carousel(self, req: CarouselRequest) -> CarouselResponse:
+        return self._timed("carousel", lambda: self._rec().carousel(req))
+
+    def push(self, req: PushRequest) -> PushResponse:
+        if req.max_users > self.settings.max_users_limit:
+            req = req.model_copy(update={"max_users": self.settings.max_users_limit})
+        return self._timed("push", lambda: self._rec().push(req))
+
+    def events(self, req: EventsRequest) -> EventsResponse:
+        def run() -> EventsResponse:
+            now = datetime.now(UTC)
+            base = time.time_ns() // 1000
+            records = []
+            for i, e in enumerate(req.events):
+                r = e.model_dump()
+                r["ts"] = (e.ts or now).astimezone(UTC)
+                r["ts_us"] = int(r["ts"].timestamp() * US)
+                r["ts"] = r["ts"].isoformat()
+                if r["event_id"] is None:  # serving's ids: microsecond clock * 1000 + index, above any import
+                    r["event_id"] = (base * 1000 + i) % (2**63)
+                records.append(r)
+            self.event_log.append(records)  # raises 503 before anything is acknowledged
+            if self.catalog is not None:
+                self.catalog.apply_events(records)
+            online = True
+            ingest = getattr(self.features, "ingest", None)
+            if ingest is not None:
+                try:
+                    import pandas as pd
+
+                    ingest(pd.DataFrame(records))
+                except Exception as exc:  # noqa: BLE001 - logged durably already; the push is best effort
+                    online = False
+                    log.warning("live events not pushed to the online store: %s", exc)
+            return EventsResponse(accepted=len(records), online=online)
+
+        return self._timed("events", run)
+
+    def segments(self) -> list[SegmentInfo]:
+        cat = self._catalog()
+        return [SegmentInfo(**s) for s in cat.segments()]
+
+    def user_segment(self, user_id: int) -> UserSegment:
+        cat = self._catalog()
+        return UserSegment(user_id=user_id, segment=cat.segment(user_id), known=cat.knows_user(user_id))
+
+    def _catalog(self) -> Catalog:
+        if self.catalog is None:
+            raise ModelUnavailableError(self.catalog_error or "no catalogue loaded")
+        return self.catalog
+
+    def check_token(self, authorization: str | None) -> None:
+        """Bearer token check in constant time; no token configured means no admin access at all."""
+        expected = self.settings.admin_token
+        if expected is None or not expected.get_secret_value():
+            raise UnauthorizedError("admin endpoints are disabled: SLOTCAST_ADMIN_TOKEN is not set", field="authorization")
+        given = (authorization or "").removeprefix("Bearer ").strip() if (authorization or "").startswith("Bearer ") else ""
+        if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+            raise UnauthorizedError("missing or wrong bearer token", field="authorization")
+
+    def user_data(self, user_id: int) -> UserData:
+        cat = self._catalog()
+        known = cat.knows_user(user_id)
+        profile: dict[str, Any] = {}
+        if known:
+            row = cat.users.loc[user_id]
+            profile = {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        now_us = int(time.time() * US)
+        purchases = [
+            {"product_id": pid, "ts": datetime.fromtimestamp(ts / US, UTC).isoformat()}
+            for pid, ts in sorted(cat.last_purchase.get(user_id, {}).items(), key=lambda kv: -kv[1])[:50]
+        ]
+        feats: dict[str, Any] = {}
+        pair = self._models
+        if pair is not None and known:
+            try:
+                df = self.features.online(user_id, [], None, pair[0].feature_service)
+                if len(df):
+                    feats = {k: v for k, v in df.iloc[0].to_dict().items() if v == v}
+            except Exception as exc:  # noqa: BLE001 - shown as unavailable, not an error
+                feats = {"unavailable": type(exc).__name__}
+        return UserData(
+            user_id=user_id, known=known, deleted=user_id in self._deleted, profile=profile,
+            segment=cat.segment(user_id), communities=cat.user_communities(user_id), recent_purchases=purchases,
+            recent_pushes=cat.recent_pushes(user_id, now_us - int(self.settings.push_cap_days * 86_400 * US)),
+            online_features=feats,
+        )  # fmt: skip
+
+    def delete_user(self, user_id: int) -> dict[str, Any]:
+        cat = self._catalog()
+        if not cat.knows_user(user_id) and user_id not in self._deleted:
+            raise NotFoundError(f"unknown user {user_id}", field="user_id")
+        self.ledger.add(user_id)  # durable first: training excludes the user from now on
+        self._deleted.add(user_id)
+        cat.last_purchase.pop(user_id, None)
+        fn = getattr(self.features, "delete_user", None)
+        if fn is not None:
+            try:
+                fn(user_id)
+            except Exception as exc:  # noqa: BLE001 - the ledger already excludes them; retried by the next build
+                log.warning("online store deletion failed: %s", exc)
+        return {"user_id": user_id, "deleted": True}
+
+    def close(self) -> None:
+        self.event_log.close()
+        self.impressions.close()
