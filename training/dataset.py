@@ -1,0 +1,222 @@
+"""Ranker training data: queries (a viewer in a stream at time t, or a user at t), their candidates,
+point-in-time features and labels, split by time into train / valid / test.
+
+Leakage rules, each tested in tests/training/test_dataset.py:
+- a query's features come from the FeatureService as of its timestamp t (Feast point-in-time join);
+- the ALS model that gives als_score/als_rank for a query was fitted on events strictly before the
+  query's split began (``history`` for train/valid queries, everything before ``test`` for test ones);
+- labels are events in (t, t + window], and a query is kept only if that window ends inside its split.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from training.settings import SplitConfig
+
+log = logging.getLogger(__name__)
+
+CONTEXT_FEATURES = ["als_score", "als_rank", "on_air", "slot"]
+SPLITS = ("train", "valid", "test")
+
+
+class HistoricalReader(Protocol):
+    """The part of ``features.retrieval.FeatureReader`` training needs."""
+
+    def historical(self, entity_df: pd.DataFrame, service: str = "ranker_v1") -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class TimeSplits:
+    """Boundaries: history < t_train <= train < t_valid <= valid < t_test <= test <= t_end."""
+
+    t_start: pd.Timestamp
+    t_train: pd.Timestamp
+    t_valid: pd.Timestamp
+    t_test: pd.Timestamp
+    t_end: pd.Timestamp
+
+    @classmethod
+    def from_events(cls, events: pd.DataFrame, split: SplitConfig) -> TimeSplits:
+        t0, t1 = events["ts"].min(), events["ts"].max()
+        span = t1 - t0
+        a = t0 + span * split.history
+        b = a + span * split.train
+        c = b + span * split.valid
+        return cls(t0, a, b, c, t1 + pd.Timedelta(microseconds=1))
+
+    def bounds(self, name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        return {
+            "train": (self.t_train, self.t_valid),
+            "valid": (self.t_valid, self.t_test),
+            "test": (self.t_test, self.t_end),
+        }[name]
+
+    def as_params(self) -> dict[str, str]:
+        return {f"split.{k}": str(v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class RankerData:
+    """Candidate rows of every split, with the feature list the ranker is trained on."""
+
+    frame: pd.DataFrame
+    feature_names: list[str]
+    splits: TimeSplits
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def part(self, name: str) -> pd.DataFrame:
+        return self.frame.loc[self.frame["split"] == name]
+
+    def groups(self, name: str) -> np.ndarray:
+        """Group sizes (rows per query) in row order, for lambdarank."""
+        part = self.part(name)
+        return part.groupby("query_id", sort=False).size().to_numpy()
+
+
+def query_anchors(events: pd.DataFrame) -> pd.DataFrame:
+    """Moments a recommendation would have been shown.
+
+    Stream data: the first stream_view of each (user, stream). Stream-less data: the first event
+    of each (user, day). Columns: user_id, stream_id (nullable), ts.
+    """
+    views = events.loc[events["type"] == "stream_view", ["user_id", "stream_id", "ts"]]
+    if len(views):
+        anchors = views.sort_values("ts").drop_duplicates(["user_id", "stream_id"], keep="first")
+    else:
+        ev = events[["user_id", "ts"]].assign(day=events["ts"].dt.floor("D"))
+        anchors = ev.sort_values("ts").drop_duplicates(["user_id", "day"], keep="first")
+        anchors = anchors.assign(stream_id=pd.array([pd.NA] * len(anchors), dtype="Int64"))
+    return anchors[["user_id", "stream_id", "ts"]].reset_index(drop=True)
+
+
+def label_pairs(anchors: pd.DataFrame, labels: pd.DataFrame, window: pd.Timedelta) -> pd.DataFrame:
+    """(query_id, product_id) for every label event of the query's user in (t, t + window]."""
+    lab = labels[["user_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"})
+    m = anchors[["query_id", "user_id", "ts"]].merge(lab, on="user_id", how="inner")
+    m = m.loc[(m["label_ts"] > m["ts"]) & (m["label_ts"] <= m["ts"] + window)]
+    return m[["query_id", "product_id"]].drop_duplicates()
+
+
+def select_queries(
+    events: pd.DataFrame,
+    splits: TimeSplits,
+    label_event: str,
+    window: pd.Timedelta,
+    max_queries: int,
+    negative_ratio: float,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Queries of every split (all with a positive, plus ``negative_ratio`` as many without), capped."""
+    anchors = query_anchors(events)
+    anchors["split"] = pd.Series(pd.NA, index=anchors.index, dtype="string")
+    for name in SPLITS:
+        lo, hi = splits.bounds(name)
+        inside = (anchors["ts"] >= lo) & (anchors["ts"] + window < hi)
+        anchors.loc[inside, "split"] = name
+    anchors = anchors.dropna(subset=["split"]).reset_index(drop=True)
+    anchors["query_id"] = np.arange(len(anchors), dtype=np.int64)
+    labels = events.loc[(events["type"] == label_event) & events["product_id"].notna()]
+    pos = label_pairs(anchors, labels, window)
+    has_pos = anchors["query_id"].isin(pos["query_id"]).to_numpy()
+    keep = np.zeros(len(anchors), dtype=bool)
+    for name in SPLITS:
+        in_split = (anchors["split"] == name).to_numpy()
+        cap = max(1, int(max_queries * {"train": 0.6, "valid": 0.2, "test": 0.2}[name]))
+        p_idx = np.flatnonzero(in_split & has_pos)
+        n_idx = np.flatnonzero(in_split & ~has_pos)
+        n_pos = min(len(p_idx), int(cap / (1 + negative_ratio)))
+        n_neg = min(len(n_idx), int(n_pos * negative_ratio))
+        keep[rng.choice(p_idx, n_pos, replace=False)] = True
+        keep[rng.choice(n_idx, n_neg, replace=False)] = True
+    queries = anchors.loc[keep].reset_index(drop=True)
+    return queries, pos.loc[pos["query_id"].isin(queries["query_id"])]
+
+
+def on_air_pairs(queries: pd.DataFrame, stream_products: pd.DataFrame) -> pd.DataFrame:
+    """(query_id, product_id, slot) for products on air in the query's stream at its time."""
+    if stream_products.empty or queries["stream_id"].isna().all():
+        return pd.DataFrame({"query_id": [], "product_id": [], "slot": []})
+    q = queries.loc[queries["stream_id"].notna(), ["query_id", "stream_id", "ts"]]
+    q = q.astype({"stream_id": np.int64})
+    sp_ = stream_products.astype({"stream_id": np.int64})
+    m = q.merge(sp_, on="stream_id", how="inner")
+    to = m["on_air_to"].fillna(pd.Timestamp.max.tz_localize("UTC"))
+    m = m.loc[(m["on_air_from"] <= m["ts"]) & (m["ts"] < to)]
+    return m[["query_id", "product_id", "pinned_slot"]].rename(columns={"pinned_slot": "slot"})
+
+
+def candidate_rows(
+    queries: pd.DataFrame,
+    positives: pd.DataFrame,
+    on_air: pd.DataFrame,
+    als_by_split: dict[str, Any],
+    n: int,
+) -> pd.DataFrame:
+    """ALS top-n + on-air + true positives per query, with als_score / als_rank / on_air / slot / label."""
+    parts = []
+    for split, als in als_by_split.items():
+        q = queries.loc[queries["split"] == split]
+        if q.empty:
+            continue
+        users = q["user_id"].to_numpy(dtype=np.int64)
+        uniq, inv = np.unique(users, return_inverse=True)
+        ids, _ = als.generate_many(uniq, n)
+        top = ids[inv]
+        qid = np.repeat(q["query_id"].to_numpy(), top.shape[1])
+        flat = top.ravel()
+        parts.append(pd.DataFrame({"query_id": qid[flat >= 0], "product_id": flat[flat >= 0]}))
+    parts.append(positives[["query_id", "product_id"]])
+    parts.append(on_air[["query_id", "product_id"]])
+    cand = pd.concat(parts, ignore_index=True).astype(np.int64).drop_duplicates()
+    cand = cand.merge(queries[["query_id", "user_id", "stream_id", "ts", "split"]], on="query_id")
+    slots = on_air.drop_duplicates(["query_id", "product_id"]).assign(on_air=True)
+    cand = cand.merge(slots, on=["query_id", "product_id"], how="left")
+    cand["on_air"] = cand["on_air"].astype("boolean").fillna(False).astype(bool)
+    cand["slot"] = pd.to_numeric(cand["slot"], errors="coerce").astype(np.float64)
+    lab = positives.assign(label=1)
+    cand = cand.merge(lab, on=["query_id", "product_id"], how="left")
+    cand["label"] = cand["label"].fillna(0).astype(np.int8)
+    cand["als_score"] = np.float32(np.nan)
+    for split, als in als_by_split.items():
+        sel = (cand["split"] == split).to_numpy()
+        if sel.any():
+            cand.loc[sel, "als_score"] = als.score(cand.loc[sel, "user_id"], cand.loc[sel, "product_id"])
+    # Rank within the query's candidates (1 = best); unknown-to-ALS products rank last.
+    cand["als_rank"] = (
+        cand["als_score"].fillna(-np.inf).groupby(cand["query_id"]).rank(ascending=False, method="first")
+    )
+    return cand.sort_values(["query_id", "product_id"]).reset_index(drop=True)
+
+
+def attach_features(
+    cand: pd.DataFrame, reader: HistoricalReader | None, service: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Point-in-time FeatureService features for every candidate row (as of the query's ts)."""
+    if reader is None:
+        return cand, []
+    entity = pd.DataFrame(
+        {
+            "row_id": np.arange(len(cand), dtype=np.int64),
+            "user_id": cand["user_id"].to_numpy(dtype=np.int64),
+            "product_id": cand["product_id"].to_numpy(dtype=np.int64),
+            "stream_id": cand["stream_id"].astype("Int64"),
+            "event_timestamp": cand["ts"],
+        }
+    )
+    feats = reader.historical(entity, service=service)
+    if "row_id" not in feats.columns or len(feats) != len(entity):
+        raise ValueError(
+            f"feature reader returned {len(feats)} rows for {len(entity)} entity rows "
+            "(expected one row per entity row, with row_id kept)"
+        )
+    feats = feats.sort_values("row_id").reset_index(drop=True)
+    skip = set(entity.columns) | {"event_timestamp"}
+    names = [c for c in feats.columns if c not in skip]
+    out = pd.concat([cand.reset_index(drop=True), feats[names]], axis=1)
+    return out, names

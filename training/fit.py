@@ -1,0 +1,273 @@
+"""Fitting: ALS candidates, the ranker dataset, LightGBM with early stopping and optional optuna
+search on the time-later validation split, and the test-split evaluation. No MLflow here (see
+training/run.py), so every piece can be tested without a tracking store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.als import ALSCandidateGenerator
+from models.errors import ModelFitError
+from models.popularity import PopularityModel
+from models.ranker import LightGBMRanker, RankerConfig
+from models.vocab import IdVocab
+from training.dataset import (
+    CONTEXT_FEATURES,
+    HistoricalReader,
+    RankerData,
+    TimeSplits,
+    attach_features,
+    candidate_rows,
+    on_air_pairs,
+    select_queries,
+)
+from training.interactions import TrainingDataError, build_interactions, event_confidence
+from training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class FitResult:
+    """Everything a training run produced, before it is bundled and logged."""
+
+    als: ALSCandidateGenerator
+    ranker: LightGBMRanker
+    popularity: PopularityModel
+    data: RankerData
+    metrics: dict[str, float]
+    per_query: dict[str, np.ndarray]
+    ranker_params: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    hpo_trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fit_als(
+    events: pd.DataFrame, settings: TrainSettings, item_ids: np.ndarray, as_of: pd.Timestamp
+) -> ALSCandidateGenerator:
+    """ALS on the weighted events (raises ModelFitError on an empty matrix or NaN factors)."""
+    inter = build_interactions(
+        events, settings.weights, half_life_days=settings.half_life_days, as_of=as_of, item_ids=item_ids
+    )
+    if inter.nnz == 0:
+        raise ModelFitError(f"no weighted user x product interactions before {as_of}: nothing to factorise")
+    return ALSCandidateGenerator(settings.als).fit(
+        inter.matrix, IdVocab(inter.user_ids), IdVocab(inter.item_ids)
+    )
+
+
+def fit_popularity(events: pd.DataFrame, settings: TrainSettings) -> PopularityModel:
+    ev = events.loc[events["product_id"].notna()]
+    w = event_confidence(ev, settings.weights, settings.half_life_days)
+    keep = w > 0
+    if not keep.any():
+        raise ModelFitError("no weighted product events to fit popularity on")
+    return PopularityModel().fit(ev["product_id"].to_numpy(dtype=np.int64)[keep], w[keep])
+
+
+def query_topk(
+    frame: pd.DataFrame, score: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, list[set[int]]]:
+    """Per query with a positive: (query ids, top-k product matrix by ``score``, relevant sets)."""
+    f = frame[["query_id", "product_id", "label"]].assign(_s=np.nan_to_num(score, nan=-np.inf))
+    pos_q = f.loc[f["label"] > 0, "query_id"].unique()
+    f = f.loc[f["query_id"].isin(pos_q)].sort_values(
+        ["query_id", "_s"], ascending=[True, False], kind="stable"
+    )
+    f["_r"] = f.groupby("query_id").cumcount()
+    top = f.loc[f["_r"] < k].pivot(index="query_id", columns="_r", values="product_id")
+    qids = top.index.to_numpy()
+    mat = top.reindex(columns=range(k)).fillna(-1).to_numpy(dtype=np.int64)
+    rel = f.loc[f["label"] > 0].groupby("query_id")["product_id"].apply(set).reindex(qids).tolist()
+    return qids, mat, rel
+
+
+def ranking_scores(frame: pd.DataFrame, score: np.ndarray, k: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Per-query nDCG@k (the gate's metric) and mean ranking metrics of one scoring of ``frame``."""
+    from training.evaluation.metrics import mean_metrics, per_user_metrics
+
+    _, mat, rel = query_topk(frame, score, k)
+    if not rel:
+        return np.empty(0), {}
+    pu = per_user_metrics(mat, rel, k)
+    return pu["ndcg"], {f"{m}_at_{k}": v for m, v in mean_metrics(pu).items()}
+
+
+def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """AUC (rank statistic, ties averaged) and log loss of probabilities ``p``."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=np.float64)
+    n_pos, n_neg = y.sum(), (1 - y).sum()
+    out: dict[str, float] = {}
+    if n_pos and n_neg:
+        r = rankdata(p)
+        out["auc"] = float((r[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    pc = np.clip(p, 1e-7, 1 - 1e-7)
+    out["logloss"] = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
+    return out
+
+
+def _fit_ranker(data: RankerData, cfg: RankerConfig) -> LightGBMRanker:
+    tr, va = data.part("train"), data.part("valid")
+    group = data.groups("train") if cfg.objective == "lambdarank" else None
+    vgroup = data.groups("valid") if cfg.objective == "lambdarank" else None
+    valid = (va[data.feature_names], va["label"].to_numpy(), vgroup) if len(va) else None
+    return LightGBMRanker(cfg).fit(tr[data.feature_names], tr["label"].to_numpy(), group=group, valid=valid)
+
+
+def search_ranker(data: RankerData, settings: TrainSettings) -> tuple[RankerConfig, list[dict[str, Any]]]:
+    """Optuna over a few ranker hyperparameters, scored on the VALIDATION split only (nDCG@k)."""
+    if settings.hpo_trials == 0:
+        return settings.ranker, []
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    va = data.part("valid")
+    trials: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = settings.ranker.model_copy(
+            update={
+                "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
+                "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+                "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
+                "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
+            }
+        )
+        r = _fit_ranker(data, cfg)
+        nd, _ = ranking_scores(va, r.predict(va[data.feature_names]), settings.k)
+        value = float(np.nanmean(nd)) if nd.size else 0.0
+        trials.append({**trial.params, "valid_ndcg": value})
+        return value
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings.seed))
+    study.optimize(objective, n_trials=settings.hpo_trials)
+    return settings.ranker.model_copy(update=study.best_params), trials
+
+
+def build_data(
+    events: pd.DataFrame,
+    stream_products: pd.DataFrame,
+    item_ids: np.ndarray,
+    settings: TrainSettings,
+    reader: HistoricalReader | None,
+    progress: Progress = lambda _: None,
+) -> tuple[RankerData, ALSCandidateGenerator, ALSCandidateGenerator, dict[str, float]]:
+    """Splits, the two ALS fits (history-only for train/valid queries, pre-test for test ones), data."""
+    timings: dict[str, float] = {}
+    splits = TimeSplits.from_events(events, settings.split)
+    t = time.perf_counter()
+    progress("fitting ALS on the history split")
+    als_hist = fit_als(events.loc[events["ts"] < splits.t_train], settings, item_ids, splits.t_train)
+    progress("fitting ALS on everything before the test split")
+    als_final = fit_als(events.loc[events["ts"] < splits.t_test], settings, item_ids, splits.t_test)
+    timings["als_fit_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    progress("building ranker queries and candidates")
+    rng = np.random.default_rng(settings.seed)
+    window = pd.Timedelta(hours=settings.label_window_hours)
+    queries, positives = select_queries(
+        events, splits, settings.label_event, window, settings.max_queries, settings.negative_query_ratio, rng
+    )
+    if queries.empty:
+        raise ModelFitError(f"no ranker queries with a {settings.label!r} label in any split; need more data")
+    on_air = on_air_pairs(queries, stream_products)
+    cand = candidate_rows(
+        queries,
+        positives,
+        on_air,
+        {"train": als_hist, "valid": als_hist, "test": als_final},
+        settings.candidates_n,
+    )
+    progress(f"point-in-time features for {len(cand):,} candidate rows")
+    cand, names = attach_features(cand, reader, settings.feature_service)
+    for c in names:
+        if cand[c].dtype == object:
+            cand[c] = cand[c].astype("category")
+    cand["on_air"] = cand["on_air"].astype(np.int8)
+    timings["dataset_build_s"] = time.perf_counter() - t
+    data = RankerData(cand, names + CONTEXT_FEATURES, splits)
+    data.stats = {
+        f"{s}_{what}": float(v)
+        for s in ("train", "valid", "test")
+        for what, v in (
+            ("rows", len(data.part(s))),
+            ("queries", data.part(s)["query_id"].nunique()),
+            ("positives", data.part(s)["label"].sum()),
+        )  # fmt: skip
+    }
+    return data, als_hist, als_final, timings
+
+
+def check_trainable(data: RankerData) -> None:
+    """Degenerate training data raises ModelFitError before anything is fitted or registered."""
+    for s in ("train", "valid", "test"):
+        part = data.part(s)
+        if part.empty:
+            raise ModelFitError(f"the {s} split has no ranker rows; widen the data window or lower split.{s}")
+        if part["label"].nunique() < 2:
+            raise ModelFitError(
+                f"the {s} split's labels are all {int(part['label'].iloc[0])}: nothing to learn or measure"
+            )
+
+
+def fit_all(
+    events: pd.DataFrame,
+    stream_products: pd.DataFrame,
+    item_ids: np.ndarray,
+    settings: TrainSettings,
+    reader: HistoricalReader | None,
+    progress: Progress = lambda _: None,
+) -> FitResult:
+    """The whole fit: data, ranker (+ search), evaluation of three policies on the test split."""
+    if events.empty:
+        raise TrainingDataError("no events to train on (after quarantine and deletion exclusions)")
+    data, _als_hist, als_final, timings = build_data(
+        events, stream_products, item_ids, settings, reader, progress
+    )
+    check_trainable(data)
+    t = time.perf_counter()
+    progress(f"ranker search ({settings.hpo_trials} trials) and fit")
+    cfg, trials = search_ranker(data, settings)
+    ranker = _fit_ranker(data, cfg)
+    timings["ranker_fit_s"] = time.perf_counter() - t
+    popularity = fit_popularity(events.loc[events["ts"] < data.splits.t_test], settings)
+
+    te = data.part("test")
+    k = settings.k
+    metrics: dict[str, float] = {}
+    per_query: dict[str, np.ndarray] = {}
+    pop_score = (
+        pd.Series(popularity.scores, index=popularity.product_ids).reindex(te["product_id"]).to_numpy()
+    )
+    policies = {
+        "popularity": pop_score,
+        "als": te["als_score"].to_numpy(),
+        "als_ranker": ranker.predict(te[data.feature_names]),
+    }
+    for name, score in policies.items():
+        nd, means = ranking_scores(te, score, k)
+        per_query[name] = nd
+        metrics.update({f"test_{name}_{m}": v for m, v in means.items()})
+    if cfg.objective == "binary":
+        metrics.update(
+            {
+                f"test_{m}": v
+                for m, v in classification_metrics(te["label"].to_numpy(), policies["als_ranker"]).items()
+            }
+        )
+    metrics.update(data.stats)
+    metrics.update(timings)
+    return FitResult(
+        als_final, ranker, popularity, data, metrics, per_query, cfg.model_dump(), timings, trials
+    )

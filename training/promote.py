@@ -1,0 +1,150 @@
+"""``slotcast promote``: champion <- challenger only if the challenger is better on the current test
+split (paired bootstrap over queries, training.gate), or when forced, or when there is no champion.
+
+Both bundles score the SAME candidate rows: the test-split queries of the given data, candidates
+from the challenger's ALS plus on-air and the truly converted products, point-in-time features;
+each bundle recomputes als_score / als_rank with its own ALS before its ranker scores the rows.
+The decision and its figures go to an MLflow run ("promote") and onto the challenger's version tags.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.dataset import (
+    HistoricalReader,
+    TimeSplits,
+    attach_features,
+    candidate_rows,
+    on_air_pairs,
+    select_queries,
+)
+from training.fit import ranking_scores
+from training.gate import GateResult, decide
+from training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+class PromotionError(RuntimeError):
+    """Nothing to promote, or the comparison cannot be made (exit code 1)."""
+
+    exit_code = 1
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class PromotionReport:
+    result: GateResult
+    champion_version: str | None
+    challenger_version: str
+    promoted: bool
+    run_id: str
+
+
+def test_frame(events: pd.DataFrame, stream_products: pd.DataFrame, settings: TrainSettings,
+               reader: HistoricalReader | None, als: Any) -> pd.DataFrame:  # fmt: skip
+    """The current data's test-split candidate rows (with features), built the way training does."""
+    splits = TimeSplits.from_events(events, settings.split)
+    rng = np.random.default_rng(settings.seed)
+    window = pd.Timedelta(hours=settings.label_window_hours)
+    queries, positives = select_queries(
+        events, splits, settings.label_event, window, settings.max_queries, settings.negative_query_ratio, rng
+    )
+    queries = queries.loc[queries["split"] == "test"]
+    positives = positives.loc[positives["query_id"].isin(queries["query_id"])]
+    if queries.empty or positives.empty:
+        raise PromotionError(
+            "the current data's test split has no query with a positive label: cannot compare"
+        )
+    on_air = on_air_pairs(queries, stream_products)
+    cand = candidate_rows(queries, positives, on_air, {"test": als}, settings.candidates_n)
+    cand, _ = attach_features(cand, reader, settings.feature_service)
+    cand["on_air"] = cand["on_air"].astype(np.int8)
+    return cand
+
+
+def score_bundle(bundle: Any, frame: pd.DataFrame, k: int) -> np.ndarray:
+    """Per-query nDCG@k of ``bundle`` on ``frame`` (queries with a positive, in query-id order)."""
+    f = frame.copy()
+    f["als_score"] = bundle.als.score(f["user_id"].to_numpy(), f["product_id"].to_numpy())
+    f["als_rank"] = (
+        f["als_score"].fillna(-np.inf).groupby(f["query_id"]).rank(ascending=False, method="first")
+    )
+    for c in bundle.ranker.feature_names:
+        if c in f.columns and f[c].dtype == object:
+            f[c] = f[c].astype("category")
+    score = bundle.ranker.predict(f) if bundle.ranker is not None else f["als_score"].to_numpy()
+    nd, _ = ranking_scores(f, score, k)
+    return nd
+
+
+def promote(
+    settings: TrainSettings,
+    data_dir: Path | None,
+    reader: HistoricalReader | None,
+    force: bool = False,
+) -> PromotionReport:
+    from models.bundle import Bundle
+    from training.registry import CHALLENGER, CHAMPION, download_bundle, version_by_alias
+    from training.run import load_inputs
+    from training.tracking import configure, experiment_id, log_metrics, log_params
+
+    client = configure(settings)
+    name = settings.registered_model
+    chall = version_by_alias(client, name, CHALLENGER)
+    if chall is None:
+        raise PromotionError(f"model {name!r} has no {CHALLENGER!r} version; run `slotcast train` first")
+    champ = version_by_alias(client, name, CHAMPION)
+    if champ is not None and champ.version == chall.version:
+        raise PromotionError(f"version {chall.version} is already both champion and challenger")
+
+    champ_scores: np.ndarray | None = None
+    chall_scores = np.empty(0)
+    if champ is not None and (data_dir is not None or not force):
+        if data_dir is None:
+            raise PromotionError("comparing with the champion needs --data DIR (the current test split)")
+        events, stream_products, _ = load_inputs(Path(data_dir), settings)
+        b_chall = Bundle.load(download_bundle(name, str(chall.version)))
+        b_champ = Bundle.load(download_bundle(name, str(champ.version)))
+        frame = test_frame(events, stream_products, settings, reader, b_chall.als)
+        missing = (
+            [c for c in b_champ.ranker.feature_names if c not in frame.columns] if b_champ.ranker else []
+        )
+        if missing and not force:
+            raise PromotionError(f"the champion needs features the current data lacks: {missing}")
+        chall_scores = score_bundle(b_chall, frame, settings.k)
+        champ_scores = score_bundle(b_champ, frame, settings.k) if not missing else None
+    result = decide(champ_scores, chall_scores, metric=f"ndcg@{settings.k}", force=force,
+                    n_boot=settings.bootstrap_samples, seed=settings.seed)  # fmt: skip
+
+    exp = experiment_id(client, settings)
+    run = client.create_run(
+        exp, run_name="promote", tags={"decision": "promote" if result.promote else "keep"}
+    )
+    run_id = run.info.run_id
+    log_params(client, run_id, {
+        "challenger_version": chall.version,
+        "champion_version": champ.version if champ else "none",
+        "force": force,
+        "metric": result.metric,
+        "reason": result.reason,
+    })  # fmt: skip
+    log_metrics(client, run_id, {k: float(v) for k, v in result.as_dict().items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})  # fmt: skip
+    client.set_terminated(run_id, "FINISHED")
+    for key, value in result.as_dict().items():
+        client.set_model_version_tag(name, chall.version, f"gate.{key}", str(value))
+    client.set_model_version_tag(name, chall.version, "gate.run_id", run_id)
+    if result.promote:
+        client.set_registered_model_alias(name, CHAMPION, chall.version)
+        log.info("version %s promoted to champion (%s)", chall.version, result.reason)
+    return PromotionReport(
+        result, str(champ.version) if champ else None, str(chall.version), result.promote, run_id
+    )

@@ -1,0 +1,131 @@
+"""``slotcast train``: fit everything, then log one MLflow run and register the bundle as challenger.
+
+Fitting happens BEFORE the run is opened: a degenerate fit raises ModelFitError and leaves the
+registry untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.data_model import read_table
+from training.dataset import HistoricalReader
+from training.fit import FitResult, Progress, fit_all, ranking_scores
+from training.interactions import data_digest, deleted_users, load_events
+from training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    run_id: str
+    version: str
+    alias: str
+    metrics: dict[str, float]
+    digest: str
+    wall_s: float
+
+
+def load_inputs(data_dir: Path, settings: TrainSettings) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Events (minus quarantined rows and deleted users), stream_products and the catalogue ids."""
+    events = load_events(data_dir, deleted_users(settings.state_dir))
+    sp_ = read_table(data_dir, "stream_products").to_pandas()
+    products = read_table(data_dir, "products", columns=["product_id"]).column("product_id").to_numpy()
+    return events, sp_, np.asarray(products, dtype=np.int64)
+
+
+def _log_plots(client, run_id: str, fit: FitResult, k: int) -> None:  # type: ignore[no-untyped-def]
+    from training import plots
+
+    te = fit.data.part("test")
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        plots.feature_importance(fit.ranker.feature_importance(), d / "feature_importance.png")
+        plots.training_curve(fit.ranker.evals_result, d / "training_curve.png")
+        p = fit.ranker.predict(te[fit.data.feature_names])
+        if fit.ranker.objective == "binary":
+            plots.calibration(te["label"].to_numpy(), p, d / "calibration.png")
+        ks = [1, 3, 5, 10, 20]
+        pop = (
+            pd.Series(fit.popularity.scores, index=fit.popularity.product_ids)
+            .reindex(te["product_id"])
+            .to_numpy()
+        )
+        curves = {
+            name: [float(np.nanmean(ranking_scores(te, s, kk)[0])) for kk in ks]
+            for name, s in (("popularity", pop), ("ALS", te["als_score"].to_numpy()), ("ALS + ranker", p))
+        }
+        plots.metric_at_k(curves, ks, d / "ndcg_at_k.png")
+        client.log_artifacts(run_id, str(d), "plots")
+
+
+def train(
+    data_dir: Path,
+    settings: TrainSettings,
+    reader: HistoricalReader | None,
+    progress: Progress = lambda _: None,
+    alias: str = "challenger",
+) -> TrainReport:
+    """Fit on ``data_dir``, log the run, register the bundle under ``alias``."""
+    from models.bundle import Bundle
+    from training.registry import register_bundle
+    from training.tracking import configure, experiment_id, git_sha, log_metrics, log_params
+
+    t0 = time.perf_counter()
+    data_dir = Path(data_dir)
+    progress(f"reading {data_dir}")
+    events, stream_products, item_ids = load_inputs(data_dir, settings)
+    digest = data_digest(events)
+    fit = fit_all(events, stream_products, item_ids, settings, reader, progress)
+
+    progress("logging to MLflow")
+    client = configure(settings)
+    exp = experiment_id(client, settings)
+    sha = git_sha()
+    tags = {
+        "feature_service": settings.feature_service,
+        "data_digest": digest,
+        "data_dir": str(data_dir.resolve()),
+    }
+    if sha:
+        tags["git_sha"] = sha
+    run = client.create_run(exp, run_name="train", tags=tags)
+    run_id = run.info.run_id
+    try:
+        params = settings.flat_params()
+        params.update({f"chosen.ranker.{k}": v for k, v in fit.ranker_params.items()})
+        params.update(fit.data.splits.as_params())
+        params["data_digest"] = digest
+        params["n_events"] = str(len(events))
+        log_params(client, run_id, params)
+        log_metrics(client, run_id, fit.metrics)
+        for i, trial in enumerate(fit.hpo_trials):
+            log_metrics(client, run_id, {"hpo_valid_ndcg": trial["valid_ndcg"]}, step=i)
+        _log_plots(client, run_id, fit, settings.k)
+        bundle = Bundle.create(
+            fit.als,
+            fit.popularity,
+            fit.ranker,
+            settings.feature_service,
+            data_digest=digest,
+            metrics={k: v for k, v in fit.metrics.items() if np.isfinite(v)},
+            mlflow_run_id=run_id,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle.save(Path(tmp) / "bundle")
+            mv = register_bundle(client, run_id, Path(tmp) / "bundle", settings.registered_model, alias, tags)
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    wall = time.perf_counter() - t0
+    log.info("training run %s registered as version %s in %.1f s", run_id, mv.version, wall)
+    return TrainReport(run_id, str(mv.version), alias, fit.metrics, digest, wall)
