@@ -1,0 +1,301 @@
+"""The static side of a world: users, products, streams with their on-air schedules, communities.
+
+Everything here is drawn once per run, vectorised; ``World`` carries the latent parameters (for
+behaviour and truth), the canonical tables, and the index structures the daily simulation needs.
+IDs are ``index + 1`` so that nothing downstream can rely on an id being a row number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.simulator.behaviour import COEFS, NEVER_LOGIT, Params
+from pipelines.simulator.config import (
+    COMMUNITY_KINDS,
+    CONSUMABLE_CATEGORIES,
+    DAY_US,
+    HOUR_US,
+    NEVER,
+    USER_TYPES,
+    SimConfig,
+)
+
+REGIONS = np.array(["north", "south", "east", "west", "central"])
+
+
+@dataclass
+class Schedule:
+    """Streams split into equal segments; each segment has a fixed on-air product set."""
+
+    stream_start_us: np.ndarray  # [S]
+    stream_end_us: np.ndarray  # [S]
+    stream_category: np.ndarray  # [S]
+    stream_day: np.ndarray  # [S] day index the stream starts on
+    stream_seg_offset: np.ndarray  # [S] index of the stream's first segment
+    stream_nseg: np.ndarray  # [S]
+    seg_stream: np.ndarray  # [G]
+    seg_start_us: np.ndarray  # [G]
+    seg_end_us: np.ndarray  # [G]
+    seg_items: np.ndarray  # [G, n_max] product indices, -1 padded
+    seg_n: np.ndarray  # [G] products on air
+    seg_pin_col: np.ndarray  # [G] column of the pinned product in seg_items, -1 if none
+    seg_pin_slot: np.ndarray  # [G] the slot it is pinned to, -1 if none
+
+
+@dataclass
+class Memberships:
+    community: np.ndarray  # [M] community index
+    user: np.ndarray  # [M] user index
+    join_us: np.ndarray  # [M]
+    leave_us: np.ndarray  # [M] int64 max when the user stays
+
+
+@dataclass
+class World:
+    config: SimConfig
+    params: Params
+    schedule: Schedule
+    memberships: Memberships
+    community_category: np.ndarray  # [K]
+    tables: dict[str, pa.Table]
+
+
+STAYS_US = np.iinfo(np.int64).max
+
+
+def _ts(days: np.ndarray, start_us: int) -> np.ndarray:
+    return (start_us + np.round(np.asarray(days, dtype=np.float64) * DAY_US)).astype(np.int64)
+
+
+def _users(cfg: SimConfig, rng: np.random.Generator, centroids: np.ndarray, cat_weights: np.ndarray):
+    n, d = cfg.users, cfg.factors
+    shares = np.array([t.share for t in USER_TYPES])
+    utype = rng.choice(len(USER_TYPES), size=n, p=shares / shares.sum()).astype(np.int8)
+    col = {
+        name: np.array([getattr(t, name) for t in USER_TYPES]) for name in USER_TYPES[0].__dataclass_fields__
+    }
+    fav = rng.choice(cfg.categories, size=n, p=cat_weights)
+    fav2 = rng.choice(cfg.categories, size=n, p=cat_weights)
+    has2 = rng.random(n) < 0.5
+    uf = 0.9 * centroids[fav] + 0.45 * has2[:, None] * centroids[fav2] + rng.normal(0, 0.35, (n, d))
+    log_uf = uf + rng.normal(0, 0.5, (n, d))
+    activity = np.clip(col["activity"][utype] * rng.lognormal(0, 0.5, n), 0, 0.95)
+    conversion = col["conversion"][utype] + rng.normal(0, 0.3, n)
+    conversion = np.where(np.isfinite(conversion), conversion, NEVER_LOGIT)
+    price_sens = col["price_sensitivity"][utype] * rng.lognormal(0, 0.3, n)
+    is_new = utype == [t.name for t in USER_TYPES].index("new")
+    signup = np.where(is_new, rng.uniform(0, cfg.days, n), -rng.uniform(30, 730, n))
+    churn_mean = col["churn_days"][utype]
+    with np.errstate(invalid="ignore"):
+        churn = np.where(
+            np.isfinite(churn_mean), np.maximum(signup, 0) + rng.exponential(1.0, n) * churn_mean, NEVER
+        )
+    push_open = np.clip(col["push_open"][utype] * rng.lognormal(0, 0.3, n), 0, 0.95)
+    region = REGIONS[rng.integers(0, len(REGIONS), n)].astype(object)
+    region[rng.random(n) < 0.02] = None
+    table = pa.table(
+        {
+            "user_id": np.arange(1, n + 1, dtype=np.int64),
+            "signup_ts": _ts(signup, cfg.start_us),
+            "region": pa.array(region, type=pa.string()),
+            "consent_personalization": rng.random(n) < 0.92,
+            "consent_marketing": rng.random(n) < 0.6,
+        }
+    )
+    arrays = {
+        "user_factors": uf.astype(np.float32),
+        "user_log_factors": log_uf.astype(np.float32),
+        "user_type": utype,
+        "user_activity": activity.astype(np.float32),
+        "user_conversion": conversion.astype(np.float32),
+        "user_price_sensitivity": price_sens.astype(np.float32),
+        "user_signup_day": signup.astype(np.float32),
+        "user_churn_day": churn.astype(np.float32),
+        "user_push_open": push_open.astype(np.float32),
+        "user_repurchase": col["repurchase"][utype].astype(np.float32),
+    }
+    return arrays, table
+
+
+def _products(cfg: SimConfig, rng: np.random.Generator, centroids: np.ndarray, cat_weights: np.ndarray):
+    n, d, c = cfg.products, cfg.factors, cfg.categories
+    names = cfg.category_names
+    # Every category gets 2*slots launched products first, so any segment can fill a carousel.
+    base = 2 * cfg.slots * c
+    cat = np.concatenate([np.arange(base) % c, rng.choice(c, size=n - base, p=cat_weights)]).astype(np.int16)
+    pf = centroids[cat] + rng.normal(0, 0.35, (n, d))
+    # Heavy-tailed popularity: a few products draw a large share of attention.
+    bias = rng.normal(-0.3, 0.9, n) + 2.0 * (rng.random(n) < 0.015)
+    base_price = np.exp(rng.uniform(np.log(8), np.log(150), c))
+    price = np.round(base_price[cat] * rng.lognormal(0, 0.5, n), 2) + 0.99
+    med = np.array([np.median(price[cat == k]) if np.any(cat == k) else 1.0 for k in range(c)])
+    rel_price = np.log(price / med[cat])
+    consumable = np.isin(np.array(names)[cat], list(CONSUMABLE_CATEGORIES))
+    cycle = np.where(consumable, rng.uniform(7, 45, n), np.nan)
+    launched_late = (rng.random(n) < 0.12) & (np.arange(n) >= base)
+    launch = np.where(launched_late, rng.uniform(0, cfg.days, n), -rng.uniform(0, 365, n))
+    brand_rank = np.minimum(rng.zipf(1.6, n), 20)
+    brand = np.char.add(np.char.add(np.array(names)[cat], "-brand-"), brand_rank.astype(str))
+    table = pa.table(
+        {
+            "product_id": np.arange(1, n + 1, dtype=np.int64),
+            "category": np.array(names)[cat],
+            "brand": brand,
+            "price": price,
+            "margin": np.round(rng.uniform(0.08, 0.5, n), 3),
+            "stock": rng.geometric(1 / 300, n).astype(np.int64),
+            "launch_ts": _ts(launch, cfg.start_us),
+            "repurchase_cycle_days": cycle,
+        }
+    )
+    arrays = {
+        "product_factors": pf.astype(np.float32),
+        "product_bias": bias.astype(np.float32),
+        "product_category": cat,
+        "product_price": price,
+        "product_rel_price": rel_price.astype(np.float32),
+        "product_cycle_days": cycle.astype(np.float32),
+        "product_launch_day": launch.astype(np.float32),
+    }
+    return arrays, table
+
+
+def _schedule(
+    cfg: SimConfig, rng: np.random.Generator, pcat: np.ndarray, bias: np.ndarray, launch: np.ndarray
+):
+    c, spc = cfg.categories, cfg.streams_per_category_day
+    n_streams = cfg.days * c * spc
+    day = np.repeat(np.arange(cfg.days), c * spc)
+    scat = np.tile(np.repeat(np.arange(c), spc), cfg.days).astype(np.int16)
+    start = cfg.start_us + day * DAY_US + rng.integers(8 * HOUR_US, 22 * HOUR_US, n_streams)
+    end = start + rng.integers(1 * HOUR_US, 3 * HOUR_US, n_streams)
+    host = (
+        1_000_000_000
+        + scat.astype(np.int64) * cfg.hosts_per_category
+        + rng.integers(0, cfg.hosts_per_category, n_streams)
+    )
+    host_effect = rng.normal(0, COEFS["stream_boost_sd"], c * cfg.hosts_per_category)
+    boost = host_effect[host - 1_000_000_000] + rng.normal(0, 0.1, n_streams)
+    nseg = rng.integers(2, 4, n_streams)
+    offset = np.concatenate([[0], np.cumsum(nseg)[:-1]])
+    seg_stream = np.repeat(np.arange(n_streams), nseg)
+    k_in = np.arange(len(seg_stream)) - offset[seg_stream]
+    seg_len = (end - start) // nseg
+    seg_start = start[seg_stream] + k_in * seg_len[seg_stream]
+    seg_end = np.where(k_in == nseg[seg_stream] - 1, end[seg_stream], seg_start + seg_len[seg_stream])
+    # Products on air: a popularity-weighted draw without replacement from the stream's category
+    # among products already launched (Gumbel top-n over a padded per-category pool).
+    lo, hi = cfg.segment_products
+    pools = [np.flatnonzero(pcat == k) for k in range(c)]
+    width = max(len(p) for p in pools)
+    pool = np.full((c, width), -1, dtype=np.int64)
+    for k, p in enumerate(pools):
+        pool[k, : len(p)] = p
+    g = len(seg_stream)
+    cand = pool[scat[seg_stream]]  # [G, width]
+    seg_day = (seg_start - cfg.start_us) / DAY_US
+    ok = (cand >= 0) & (launch[np.maximum(cand, 0)] <= seg_day[:, None])
+    keys = np.where(ok, 1.5 * bias[np.maximum(cand, 0)] + rng.gumbel(size=cand.shape), -np.inf)
+    top = np.argsort(-keys, axis=1, kind="stable")[:, :hi]
+    items = np.take_along_axis(cand, top, axis=1)
+    n_on = np.minimum(rng.integers(lo, hi + 1, g), ok.sum(axis=1))
+    items = np.where(np.arange(hi)[None, :] < n_on[:, None], items, -1)
+    pinned = rng.random(g) < 0.4
+    pin_col = np.where(pinned, (rng.random(g) * n_on).astype(np.int64), -1)
+    pin_slot = np.where(pinned, np.where(rng.random(g) < 0.75, 0, 1), -1)
+    pin_slot = np.minimum(pin_slot, cfg.slots - 1)
+    sched = Schedule(
+        start, end, scat, day, offset, nseg, seg_stream, seg_start, seg_end, items, n_on, pin_col, pin_slot
+    )
+    streams = pa.table(
+        {
+            "stream_id": np.arange(1, n_streams + 1, dtype=np.int64),
+            "host_id": host,
+            "category": np.array(cfg.category_names)[scat],
+            "start_ts": start,
+            "end_ts": end,
+        }
+    )
+    gi, col = np.nonzero(items >= 0)
+    sp = pa.table(
+        {
+            "stream_id": seg_stream[gi].astype(np.int64) + 1,
+            "product_id": items[gi, col] + 1,
+            "on_air_from": seg_start[gi],
+            "on_air_to": seg_end[gi],
+            "pinned_slot": pa.array(
+                np.where(col == pin_col[gi], pin_slot[gi], 0), mask=col != pin_col[gi], type=pa.int32()
+            ),
+        }
+    )
+    return sched, boost.astype(np.float32), streams, sp
+
+
+def _memberships(cfg: SimConfig, rng: np.random.Generator, arrays: dict, centroids: np.ndarray):
+    n_comm = cfg.categories * len(COMMUNITY_KINDS)
+    comm_cat = np.repeat(np.arange(cfg.categories), len(COMMUNITY_KINDS))
+    rate = np.array([t.memberships for t in USER_TYPES])[arrays["user_type"]]
+    m = np.minimum(rng.poisson(rate), n_comm)
+    users, comms = [], []
+    for lo in range(0, cfg.users, cfg.chunk_users):  # chunks keep [users, communities] small
+        hi = min(lo + cfg.chunk_users, cfg.users)
+        interest = arrays["user_factors"][lo:hi] @ centroids[comm_cat].T.astype(np.float32)
+        order = np.argsort(-(1.5 * interest + rng.gumbel(size=interest.shape)), axis=1)
+        take = np.arange(n_comm)[None, :] < m[lo:hi, None]
+        r, cidx = np.nonzero(take)
+        users.append(r + lo)
+        comms.append(order[r, cidx])
+    user = np.concatenate(users)
+    comm = np.concatenate(comms)
+    signup = arrays["user_signup_day"][user].astype(np.float64)
+    early = (signup < 0) & (rng.random(len(user)) < 0.8)
+    lo = np.maximum(signup, 0)
+    u1, u2 = rng.random(len(user)), rng.random(len(user))
+    join = np.where(early, signup * (1 - u1), lo + u2 * (cfg.days - lo))
+    keep = join < arrays["user_churn_day"][user]
+    user, comm, join = user[keep], comm[keep], join[keep]
+    leaves = rng.random(len(user)) < 0.1
+    lo = np.maximum(join, 0)
+    leave_day = lo + rng.random(len(user)) * (cfg.days - lo)
+    join_us = _ts(join, cfg.start_us)
+    leave_us = np.where(leaves, np.maximum(_ts(leave_day, cfg.start_us), join_us + 1), STAYS_US)
+    mem = Memberships(comm.astype(np.int64), user.astype(np.int64), join_us, leave_us)
+    stays = ~leaves
+    table = pa.table(
+        {
+            "community_id": mem.community[stays] + 1,
+            "user_id": mem.user[stays] + 1,
+            "joined_ts": join_us[stays],
+        }
+    )
+    topics = [f"{cfg.category_names[k]}-{kind}" for k in range(cfg.categories) for kind in COMMUNITY_KINDS]
+    communities = pa.table({"community_id": np.arange(1, n_comm + 1, dtype=np.int64), "topic": topics})
+    return mem, comm_cat, communities, table
+
+
+def build_world(cfg: SimConfig, rng: np.random.Generator) -> World:
+    """Draw the static world (deterministic for a given generator state)."""
+    d = cfg.factors
+    centroids = rng.normal(0, 1, (cfg.categories, d))
+    centroids *= 1.4 / np.linalg.norm(centroids, axis=1, keepdims=True)
+    cat_weights = 1.0 / np.arange(1, cfg.categories + 1) ** 0.5
+    cat_weights /= cat_weights.sum()
+    uarr, users = _users(cfg, rng, centroids, cat_weights)
+    parr, products = _products(cfg, rng, centroids, cat_weights)
+    sched, boost, streams, sp = _schedule(
+        cfg, rng, parr["product_category"], parr["product_bias"], parr["product_launch_day"]
+    )
+    mem, comm_cat, communities, memberships = _memberships(cfg, rng, uarr, centroids)
+    params = Params(**uarr, **parr, category_centroids=centroids.astype(np.float32), stream_boost=boost)
+    tables = {
+        "users": users,
+        "products": products,
+        "streams": streams,
+        "stream_products": sp,
+        "communities": communities,
+        "memberships": memberships,
+    }
+    return World(cfg, params, sched, mem, comm_cat, tables)
