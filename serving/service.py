@@ -1,0 +1,140 @@
+"""The BentoML shell: decorator config, loading in ``__init__``, typed ``@bentoml.api`` methods for
+the POST endpoints, and a mounted FastAPI app for the GET/DELETE routes with path parameters.
+Every method maps HTTP to ``serving.runtime.SlotcastApp`` and its errors to status codes.
+
+Run: ``bentoml serve serving.service:Slotcast`` (or ``slotcast serve``). /healthz, /readyz and
+/metrics are BentoML's own routes, fed by ``__is_ready__`` and ``__metrics__`` below."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import bentoml
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+
+from serving.errors import ServingError
+from serving.runtime import SlotcastApp
+from serving.schemas import (
+    CarouselRequest,
+    CarouselResponse,
+    EventsRequest,
+    EventsResponse,
+    PushRequest,
+    PushResponse,
+    ReloadResponse,
+    SegmentInfo,
+    UserData,
+    UserSegment,
+)
+from serving.settings import ServingSettings
+
+log = logging.getLogger("serving")
+web = FastAPI(title="slotcast", description="Livestream carousels and community pushes")
+
+
+def _error(exc: ServingError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.http_status)
+
+
+def _validation_body(errors: list[Any]) -> dict[str, Any]:
+    detail = [{"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+    field = ".".join(x for x in detail[0]["loc"] if x not in ("body", "path", "query", "header")) if detail else None
+    return {"error": f"invalid {field or 'request'}: {detail[0]['msg'] if detail else 'bad input'}", "field": field or None, "detail": detail}
+
+
+@web.exception_handler(RequestValidationError)
+async def _on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse(_validation_body(list(exc.errors())), status_code=422)
+
+
+@web.exception_handler(ServingError)
+async def _on_serving_error(_: Request, exc: ServingError) -> JSONResponse:
+    return _error(exc)
+
+
+class _QuietValidation(logging.Filter):
+    """BentoML logs a full traceback (with the offending input) for every schema violation; a bad
+    request is the caller's problem, so keep one line without the input (no user ids in logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ValidationError):
+            exc = record.exc_info[1]
+            record.msg, record.args = "refused a request: %d validation error(s) in %s", (exc.error_count(), exc.title)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+@bentoml.service(
+    name="slotcast",
+    workers=int(os.environ.get("SLOTCAST_SERVICE_WORKERS", "1")),
+    traffic={"timeout": 60},
+)
+@bentoml.asgi_app(web, path="/")
+class Slotcast:
+    def __init__(self) -> None:
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidation())
+        self.app = SlotcastApp.from_settings(ServingSettings())
+
+    def __is_ready__(self) -> bool:
+        ok, why = self.app.ready()
+        if not ok:
+            log.warning("not ready: %s", why)
+        return ok
+
+    async def __metrics__(self, content: str) -> str:
+        return content + self.app.metrics.render()
+
+    @bentoml.api(route="/carousel", input_spec=CarouselRequest)
+    def carousel(self, **fields: Any) -> CarouselResponse:
+        try:
+            return self.app.carousel(CarouselRequest.model_construct(**fields))
+        except ServingError as exc:
+            return _error(exc)  # type: ignore[return-value]
+
+    @bentoml.api(route="/community/push", input_spec=PushRequest)
+    def community_push(self, **fields: Any) -> PushResponse:
+        try:
+            # model_validate re-runs the cross-field checks that input_spec's IO model skips.
+            return self.app.push(PushRequest.model_validate(fields))
+        except ValidationError as exc:
+            return JSONResponse(_validation_body(exc.errors()), status_code=422)  # type: ignore[return-value]
+        except ServingError as exc:
+            return _error(exc)  # type: ignore[return-value]
+
+    @bentoml.api(route="/noop")
+    def noop(self, x: int = 0) -> dict[str, int]:
+        """Does nothing: the baseline the carousel's throughput is compared with."""
+        return {"x": x}
+
+    @web.post("/events", response_model=EventsResponse)
+    def events(self, body: EventsRequest) -> EventsResponse:
+        return self.app.events(body)
+
+    @web.post("/admin/reload", response_model=ReloadResponse)
+    def admin_reload(self, authorization: str | None = Header(None)) -> ReloadResponse:
+        self.app.check_token(authorization)
+        return self.app.reload()
+
+    @web.get("/segments", response_model=list[SegmentInfo])
+    def segments(self) -> list[SegmentInfo]:
+        return self.app.segments()
+
+    @web.get("/users/{user_id}/segment", response_model=UserSegment)
+    def user_segment(self, user_id: int) -> UserSegment:
+        return self.app.user_segment(user_id)
+
+    @web.get("/users/{user_id}/data", response_model=UserData)
+    def user_data(self, user_id: int, authorization: str | None = Header(None)) -> UserData:
+        self.app.check_token(authorization)
+        return self.app.user_data(user_id)
+
+    @web.delete("/users/{user_id}")
+    def delete_user(self, user_id: int, authorization: str | None = Header(None)) -> dict[str, Any]:
+        self.app.check_token(authorization)
+        return self.app.delete_user(user_id)
