@@ -1,0 +1,199 @@
+"""Logged decisions as estimator input: the ``impressions`` and ``pushes`` tables, and the service's
+impression log (``$STATE/serving/impressions/*.jsonl``, read with ``serving.impressions`` format).
+
+A carousel request's candidates (what a target policy may rank) are the products on air in its
+stream at its time (``stream_products``); a push decision's candidates are the products its
+campaign (community, send time) pushed to anyone, which with an exploring logging policy is the
+campaign's whole candidate list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.evaluation.metrics import PAD
+from training.evaluation.ope import SlateLog
+
+log = logging.getLogger(__name__)
+
+REWARDS = ("purchased", "clicked", "opened")
+
+
+@dataclass
+class LoggedRequests:
+    """A SlateLog plus what policies need to act on the same requests."""
+
+    log: SlateLog
+    requests: pd.DataFrame  # one row per request index: request_id, user_id, stream_id, ts
+    candidates: np.ndarray  # (n_requests, n_max) product ids, PAD padded
+    kind: str  # "carousel" | "push"
+    dropped: int = 0  # logged rows left out (no propensity, no candidates), reported, never silent
+
+    @property
+    def n_candidates(self) -> np.ndarray:
+        return (self.candidates != PAD).sum(axis=1)
+
+    def policy_names(self) -> list[str]:
+        return sorted(self.requests["policy"].dropna().unique().tolist()) if "policy" in self.requests else []
+
+
+def _pad_groups(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """(n_groups, max size) matrix of ``values`` per group (rows sorted by group), PAD padded."""
+    order = np.argsort(group, kind="stable")
+    g, v = group[order], values[order]
+    counts = np.bincount(g, minlength=n_groups)
+    width = max(int(counts.max()) if counts.size else 0, 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    col = np.arange(g.size) - starts[g]
+    out = np.full((n_groups, width), PAD, dtype=np.int64)
+    out[g, col] = v
+    return out
+
+
+def _reward(frame: pd.DataFrame, reward: str) -> np.ndarray:
+    if reward not in frame.columns:
+        raise ValueError(
+            f"reward column {reward!r} is not in the log; choose one of {[c for c in REWARDS if c in frame]}"
+        )
+    return frame[reward].fillna(False).astype(np.float64).to_numpy()
+
+
+def carousel_log(
+    impressions: pd.DataFrame, stream_products: pd.DataFrame | None = None, reward: str = "purchased"
+) -> LoggedRequests:
+    """Impressions (canonical table) as a slate log; candidates from the on-air schedule when given."""
+    df = impressions.dropna(subset=["propensity"])
+    dropped = len(impressions) - len(df)
+    df = df.sort_values(["ts", "request_id", "slot"], kind="stable").reset_index(drop=True)
+    req_idx, uniq = pd.factorize(df["request_id"], sort=False)
+    n = len(uniq)
+    first = df.groupby(req_idx, sort=True).head(1)
+    requests = pd.DataFrame(
+        {
+            "request_id": uniq,
+            "user_id": first["user_id"].to_numpy(np.int64),
+            "stream_id": first["stream_id"].to_numpy(),
+            "ts": first["ts"].to_numpy(),
+            "policy": first["policy"].to_numpy() if "policy" in first else None,
+        }
+    )
+    items = df["product_id"].to_numpy(np.int64)
+    shown = _pad_groups(req_idx, items, n)
+    candidates = shown
+    if stream_products is not None and len(stream_products) and requests["stream_id"].notna().any():
+        # Keep what was shown even if the schedule misses it (late edits): a target may re-rank it.
+        candidates = _merge_candidates(_on_air(requests, stream_products), req_idx, items, n)
+    slate = SlateLog(
+        request=req_idx.astype(np.int64),
+        item=items,
+        slot=df["slot"].to_numpy(np.int64),
+        propensity=df["propensity"].to_numpy(np.float64),
+        reward=_reward(df, reward),
+        n_requests=n,
+    )
+    if dropped:
+        log.warning("carousel log: %d impression rows without a propensity left out", dropped)
+    return LoggedRequests(slate, requests, candidates, "carousel", dropped)
+
+
+def _on_air(requests: pd.DataFrame, stream_products: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(request index, product id) pairs on air in the request's stream at the request's time."""
+    import duckdb
+
+    req = pd.DataFrame(
+        {"r": np.arange(len(requests)), "stream_id": requests["stream_id"], "ts": requests["ts"]}
+    )
+    sp = stream_products[["stream_id", "product_id", "on_air_from", "on_air_to"]]
+    con = duckdb.connect()
+    try:
+        con.register("req", req)
+        con.register("sp", sp)
+        out = con.execute(
+            "SELECT DISTINCT req.r, sp.product_id FROM req JOIN sp ON req.stream_id = sp.stream_id "
+            "AND sp.on_air_from <= req.ts AND (sp.on_air_to IS NULL OR req.ts < sp.on_air_to) ORDER BY 1, 2"
+        ).fetchnumpy()
+    finally:
+        con.close()
+    return np.asarray(out["r"], np.int64), np.asarray(out["product_id"], np.int64)
+
+
+def _merge_candidates(
+    on_air: tuple[np.ndarray, np.ndarray], req_idx: np.ndarray, items: np.ndarray, n: int
+) -> np.ndarray:
+    pairs = np.unique(
+        np.stack([np.concatenate([on_air[0], req_idx]), np.concatenate([on_air[1], items])], 1), axis=0
+    )
+    return _pad_groups(pairs[:, 0], pairs[:, 1], n)
+
+
+def push_log(pushes: pd.DataFrame, reward: str = "purchased") -> LoggedRequests:
+    """Push decisions as one-slot requests; candidates = the campaign's pushed products."""
+    df = pushes.dropna(subset=["propensity"]).reset_index(drop=True)
+    dropped = len(pushes) - len(df)
+    n = len(df)
+    campaign, _ = pd.factorize(pd.Series(list(zip(df["community_id"].fillna(-1), df["ts"], strict=True))))
+    camp_items = pd.DataFrame({"c": campaign, "p": df["product_id"].to_numpy(np.int64)}).drop_duplicates()
+    per_campaign = _pad_groups(
+        camp_items["c"].to_numpy(), camp_items["p"].to_numpy(), int(campaign.max()) + 1 if n else 0
+    )
+    requests = pd.DataFrame(
+        {
+            "request_id": df["push_id"],
+            "user_id": df["user_id"].to_numpy(np.int64),
+            "stream_id": pd.NA,
+            "ts": df["ts"],
+            "policy": df.get("policy"),
+            "community_id": df["community_id"],
+        }
+    )
+    slate = SlateLog(
+        request=np.arange(n, dtype=np.int64),
+        item=df["product_id"].to_numpy(np.int64),
+        slot=np.zeros(n, np.int64),
+        propensity=df["propensity"].to_numpy(np.float64),
+        reward=_reward(df, reward),
+        n_requests=n,
+    )
+    cands = per_campaign[campaign] if n else np.full((0, 1), PAD, np.int64)
+    return LoggedRequests(slate, requests, cands, "push", dropped)
+
+
+def impressions_from_service(
+    records: Iterable[Mapping[str, Any]], events: pd.DataFrame, window_hours: float = 24.0
+) -> pd.DataFrame:
+    """The service's carousel impression records as an ``impressions`` table, rewards joined from events.
+
+    A shown product counts as clicked / purchased when the user has that event on it within
+    ``window_hours`` after the answer. Records without propensities stay in with a null propensity
+    (``carousel_log`` then counts and drops them).
+    """
+    rows = []
+    for rec in records:
+        if rec.get("kind", "carousel") != "carousel":
+            continue
+        items, slots = rec.get("items") or [], rec.get("slots") or []
+        props = rec.get("propensities") or [None] * len(items)
+        for item, slot, prop in zip(items, slots, props, strict=False):
+            rows.append((rec["ts"], rec["request_id"], rec["user_id"], rec.get("stream_id"), item, slot,
+                         rec.get("variant", ""), prop))  # fmt: skip
+    cols = ["ts", "request_id", "user_id", "stream_id", "product_id", "slot", "policy", "propensity"]
+    imp = pd.DataFrame(rows, columns=cols)
+    imp["ts"] = pd.to_datetime(imp["ts"], utc=True, format="ISO8601")
+    imp["propensity"] = pd.to_numeric(imp["propensity"])
+    end = imp["ts"] + pd.Timedelta(hours=window_hours)
+    for event_type, col in (("product_click", "clicked"), ("purchase", "purchased")):
+        ev = events.loc[events["type"] == event_type, ["user_id", "product_id", "ts"]]
+        m = (
+            imp[["user_id", "product_id", "ts"]]
+            .reset_index()
+            .merge(ev, on=["user_id", "product_id"], suffixes=("", "_e"))
+        )
+        m = m[(m["ts_e"] > m["ts"]) & (m["ts_e"] <= end.to_numpy()[m["index"]])]
+        imp[col] = imp.index.isin(m["index"])
+    return imp

@@ -1,0 +1,165 @@
+"""Policies under evaluation, all behind one verb: score (user, product) pairs, higher is better.
+
+``scores(user_ids (m,), product_ids (m, n)) -> (m, n)``; PAD products are never chosen. The same
+verb serves the time-split replay (rank the whole catalogue) and off-policy evaluation (rank the
+products on air in each logged request), so a policy is written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from training.evaluation.metrics import PAD
+from training.evaluation.ope import TargetSlates
+
+POSITIVE_TYPES = ("product_click", "add_to_cart", "purchase")
+
+
+class Policy(Protocol):
+    name: str
+
+    def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray: ...
+
+
+def rank(
+    policy: Policy, user_ids: np.ndarray, candidates: np.ndarray, k: int, chunk: int = 2048
+) -> np.ndarray:
+    """Each user's top k among its row of ``candidates`` (PAD padded), best first, PAD where short."""
+    m = len(user_ids)
+    out = np.full((m, k), PAD, dtype=np.int64)
+    for lo in range(0, m, chunk):
+        hi = min(lo + chunk, m)
+        cand = candidates[lo:hi]
+        s = np.asarray(policy.scores(user_ids[lo:hi], cand), dtype=np.float64)
+        s = np.where((cand == PAD) | np.isnan(s), -np.inf, s)
+        kk = min(k, cand.shape[1])
+        if kk < cand.shape[1]:
+            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            order = np.argsort(-np.take_along_axis(s, part, 1), axis=1, kind="stable")
+            top = np.take_along_axis(part, order, 1)
+        else:
+            top = np.argsort(-s, axis=1, kind="stable")
+        items = np.take_along_axis(cand, top, 1)
+        ok = np.isfinite(np.take_along_axis(s, top, 1))
+        out[lo:hi, :kk] = np.where(ok, items, PAD)
+    return out
+
+
+def recommend(
+    policy: Policy, user_ids: np.ndarray, catalog: np.ndarray, k: int, chunk: int = 512
+) -> np.ndarray:
+    """Top k of the whole catalogue per user (the replay's recommended lists)."""
+    user_ids = np.asarray(user_ids, np.int64)
+    out = np.empty((len(user_ids), k), dtype=np.int64)
+    for lo in range(0, len(user_ids), chunk):
+        u = user_ids[lo : lo + chunk]
+        out[lo : lo + chunk] = rank(policy, u, np.broadcast_to(catalog, (len(u), catalog.size)), k, chunk)
+    return out
+
+
+def target_slates(policy: Policy, user_ids: np.ndarray, candidates: np.ndarray, k: int) -> TargetSlates:
+    """The policy as a deterministic target on logged requests (its top k of each request's candidates)."""
+    return TargetSlates(rank(policy, user_ids, candidates, k))
+
+
+@dataclass
+class PopularPolicy:
+    """Most interacted-with products in the training window; needs no model."""
+
+    product_ids: np.ndarray
+    counts: np.ndarray
+    name: str = "popular"
+
+    @classmethod
+    def from_events(cls, events: pd.DataFrame, types: tuple[str, ...] = POSITIVE_TYPES) -> PopularPolicy:
+        ev = events.loc[events["type"].isin(types) & events["product_id"].notna(), "product_id"]
+        vc = ev.astype(np.int64).value_counts()
+        order = np.argsort(vc.index.to_numpy())
+        return cls(vc.index.to_numpy()[order], vc.to_numpy()[order].astype(np.float64))
+
+    def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+        # A product never seen scores 0 (below any seen one), so new launches still get an order.
+        if self.product_ids.size == 0:
+            return np.zeros(product_ids.shape)
+        pos = np.clip(np.searchsorted(self.product_ids, product_ids), 0, self.product_ids.size - 1)
+        return np.where(self.product_ids[pos] == product_ids, self.counts[pos], 0.0)
+
+
+@dataclass
+class RandomPolicy:
+    seed: int = 0
+    name: str = "random"
+
+    def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+        # Keyed on (user, product) so the same pair always gets the same score across chunks.
+        h = (user_ids[:, None].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (
+            product_ids.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9) + np.uint64(self.seed)
+        )
+        return (h % np.uint64(1 << 31)).astype(np.float64)
+
+
+@dataclass
+class ScoreFnPolicy:
+    """Any callable ``f(user_ids, product_ids) -> scores`` (for tests, simulator truths, experiments)."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+    def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(user_ids, product_ids), dtype=np.float64)
+
+
+@dataclass
+class ALSPolicy:
+    """ALS affinity (``models.als.ALSCandidateGenerator.score``); unknown users or products fall back
+    to popularity below every scored product, as serving does."""
+
+    als: Any
+    fallback: Policy
+    name: str = "als"
+
+    def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+        s = np.asarray(self.als.score(user_ids[:, None], np.maximum(product_ids, 0)), dtype=np.float64)
+        fb = np.asarray(self.fallback.scores(user_ids, product_ids), dtype=np.float64)
+        fb_rank = fb / (np.nanmax(fb) + 1.0) if fb.size and np.nanmax(fb) > 0 else np.zeros_like(fb)
+        missing = np.isnan(s)
+        floor = (np.nanmin(s) if (~missing).any() else 0.0) - 2.0
+        return np.where(missing, floor + fb_rank, s)
+
+
+FeatureFn = Callable[[np.ndarray, np.ndarray, np.ndarray], pd.DataFrame]
+"""features(user_ids (m,), product_ids (m, n), als_scores (m, n)) -> frame of m*n rows (row-major)."""
+
+
+@dataclass
+class RankerPolicy:
+    """ALS candidates re-ranked by the LightGBM ranker's p_convert; needs a feature lookup."""
+
+    als_policy: ALSPolicy
+    ranker: Any
+    features: FeatureFn
+    n_candidates: int = 50
+    name: str = "als+ranker"
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+        als = self.als_policy.scores(user_ids, product_ids)
+        n = product_ids.shape[1]
+        if n > self.n_candidates:
+            # Only the ALS top n_candidates reach the ranker; the rest keep ALS order below them.
+            cut = -np.partition(-als, self.n_candidates - 1, axis=1)[
+                :, self.n_candidates - 1 : self.n_candidates
+            ]
+            short = als >= cut
+        else:
+            short = np.ones_like(als, dtype=bool)
+        X = self.features(user_ids, product_ids, als)
+        p = np.asarray(self.ranker.predict(X[self.ranker.feature_names]), dtype=np.float64).reshape(als.shape)
+        # p_convert lies in [0, 1]; shortlisted products sit above 1, the rest below 0 in ALS order.
+        als_rank = (als - np.nanmin(als)) / (np.nanmax(als) - np.nanmin(als) + 1e-9)
+        return np.where(short, 1.0 + p, als_rank - 1.0)
