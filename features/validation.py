@@ -100,6 +100,8 @@ class ValidationResult:
     table: str
     accepted: pa.Table
     quarantined: pa.Table
+    # True for the input rows that were accepted, in input order (to carry side columns along).
+    mask: pa.Array | None = None
 
     @property
     def read(self) -> int:
@@ -223,7 +225,7 @@ def validate_table(
     ok = pc.is_null(reason)
     accepted = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema).filter(ok)
     quarantined = _quarantine_rows(name, table, pc.invert(ok), rows, reason, source)
-    return ValidationResult(name, accepted, quarantined)
+    return ValidationResult(name, accepted, quarantined, ok)
 
 
 def validate(

@@ -76,14 +76,16 @@ class ValidationRules:
         return self.now + self.max_future
 
     def describe_ts_range(self) -> str:
-        return f"before {self.min_ts:%Y-%m-%d} or more than {self.max_future} in the future"
+        hours = self.max_future.total_seconds() / 3600
+        ahead = f"{hours / 24:g} day(s)" if hours % 24 == 0 else f"{hours:g} hour(s)"
+        return f"before {self.min_ts:%Y-%m-%d} or more than {ahead} in the future"
 
 
 def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
-def _bisect_cast(arr: pa.Array, typ: pa.DataType) -> pa.Array:
+def safe_cast(arr: pa.Array, typ: pa.DataType) -> pa.Array:
     """Cast ``arr`` to ``typ``; values that cannot be cast become null.
 
     Arrow casts a whole array or fails; splitting the failing half until single values remain
@@ -95,7 +97,7 @@ def _bisect_cast(arr: pa.Array, typ: pa.DataType) -> pa.Array:
         if len(arr) <= 1:
             return pa.nulls(len(arr), type=typ)
         mid = len(arr) // 2
-        left, right = _bisect_cast(arr.slice(0, mid), typ), _bisect_cast(arr.slice(mid), typ)
+        left, right = safe_cast(arr.slice(0, mid), typ), safe_cast(arr.slice(mid), typ)
         return pa.concat_arrays([left, right])
 
 
@@ -108,9 +110,9 @@ def _parse_strings(arr: pa.Array, typ: pa.DataType) -> pa.Array:
     s = pc.utf8_trim_whitespace(arr.cast(pa.string()))
     s = _keep_where(s, pc.not_equal(s, ""))  # an empty field is a missing value, not a garbled one
     if pa.types.is_integer(typ):
-        return _bisect_cast(_keep_where(s, pc.match_substring_regex(s, _INT_RE)), typ)
+        return safe_cast(_keep_where(s, pc.match_substring_regex(s, _INT_RE)), typ)
     if pa.types.is_floating(typ):
-        return _bisect_cast(_keep_where(s, pc.match_substring_regex(s, _FLOAT_RE, ignore_case=True)), typ)
+        return safe_cast(_keep_where(s, pc.match_substring_regex(s, _FLOAT_RE, ignore_case=True)), typ)
     if pa.types.is_boolean(typ):
         low = pc.utf8_lower(s)
         known = pc.is_in(low, value_set=pa.array(list(_BOOL_WORDS)))
@@ -119,11 +121,11 @@ def _parse_strings(arr: pa.Array, typ: pa.DataType) -> pa.Array:
     if pa.types.is_timestamp(typ):
         s = _keep_where(s, pc.match_substring_regex(s, _ISO_RE))
         zoned = pc.match_substring_regex(s, _ZONE_RE)
-        with_zone = _bisect_cast(_keep_where(s, zoned), typ)
+        with_zone = safe_cast(_keep_where(s, zoned), typ)
         # A timestamp without a zone is read as UTC, the house convention for every table.
-        naive = _bisect_cast(_keep_where(s, pc.invert(zoned)), pa.timestamp(typ.unit))
+        naive = safe_cast(_keep_where(s, pc.invert(zoned)), pa.timestamp(typ.unit))
         return pc.coalesce(with_zone, pc.cast(naive, typ))
-    return _bisect_cast(s, typ)
+    return safe_cast(s, typ)
 
 
 def parse_column(arr: pa.Array | pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.Array, pa.Array]:
@@ -152,7 +154,7 @@ def parse_column(arr: pa.Array | pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.
         try:
             values = pc.cast(arr, typ)  # safe cast: rejects 1.5 -> int and overflow as a whole
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            values = _bisect_cast(arr, typ)
+            values = safe_cast(arr, typ)
     bad = pc.fill_null(pc.and_(present, pc.is_null(values)), False)
     return values, bad
 
