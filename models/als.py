@@ -128,7 +128,8 @@ class ALSCandidateGenerator:
                     f"ALS produced non-finite {name} (regularization={self.config.regularization}, "
                     f"alpha={self.config.alpha}); lower alpha or raise regularization"
                 )
-        self._model, self.users, self.items = model, users, items
+        # copies: fold_in extends the user vocabulary, which must not change the caller's object
+        self._model, self.users, self.items = model, IdVocab(users.ids), IdVocab(items.ids)
         log.info(
             "ALS fitted: %d users x %d items, %d interactions, %d factors",
             shape[0],

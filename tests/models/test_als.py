@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from models import (
+    ALSCandidateGenerator,
+    ALSConfig,
+    IdVocab,
+    IncompatibleBundleError,
+    ModelFitError,
+    check_blas_threads,
+)
+from tests.models.conftest import Checkerboard
+
+
+def fitted(board: Checkerboard, **cfg: object) -> ALSCandidateGenerator:
+    config = ALSConfig(**{"factors": 2, "iterations": 15, **cfg})  # type: ignore[arg-type]
+    return ALSCandidateGenerator(config).fit(board.matrix, board.users, board.items)
+
+
+def test_empty_matrix_raises() -> None:
+    m = sp.csr_matrix((3, 4), dtype=np.float32)
+    with pytest.raises(ModelFitError, match="empty matrix"):
+        ALSCandidateGenerator().fit(m, IdVocab(range(3)), IdVocab(range(4)))
+
+
+def test_nan_confidences_raise() -> None:
+    m = sp.csr_matrix(np.array([[1.0, np.nan], [0.0, 2.0]]))
+    with pytest.raises(ModelFitError, match="NaN or infinite"):
+        ALSCandidateGenerator().fit(m, IdVocab(range(2)), IdVocab(range(2)))
+
+
+def test_nan_factors_raise() -> None:
+    """Confidences near float32's limit overflow inside the solver; the fit must fail loudly."""
+    m = sp.random(30, 20, density=0.3, format="csr", random_state=0) * 1e30
+    with pytest.raises(ModelFitError, match="NaN|non-finite"):
+        ALSCandidateGenerator(ALSConfig(factors=4)).fit(m, IdVocab(range(30)), IdVocab(range(20)))
+
+
+def test_shape_must_match_vocabularies(checkerboard: Checkerboard) -> None:
+    with pytest.raises(ModelFitError, match="shape"):
+        ALSCandidateGenerator().fit(checkerboard.matrix, checkerboard.users, IdVocab(range(3)))
+
+
+def test_score_matches_generate_and_is_nan_for_unknowns(checkerboard: Checkerboard) -> None:
+    model = fitted(checkerboard)
+    uid = int(checkerboard.users.ids[3])
+    ids, scores = model.generate(uid, 5)
+    np.testing.assert_allclose(model.score(uid, ids), scores, rtol=1e-5)
+    out = model.score([uid, 42, uid], [ids[0], ids[0], 42])
+    assert np.isfinite(out[0]) and np.isnan(out[1]) and np.isnan(out[2])
+
+
+def test_generate_many_agrees_with_generate(checkerboard: Checkerboard) -> None:
+    model = fitted(checkerboard)
+    users = [int(checkerboard.users.ids[0]), 42, int(checkerboard.users.ids[1])]
+    ids, scores = model.generate_many(users, 4)
+    assert ids.shape == (3, 4)
+    assert (ids[1] == -1).all() and np.isnan(scores[1]).all()
+    for row, uid in ((0, users[0]), (2, users[2])):
+        expect, _ = model.generate(uid, 4)
+        np.testing.assert_array_equal(ids[row], expect)
+
+
+def test_generate_many_excludes_seen(checkerboard: Checkerboard) -> None:
+    model = fitted(checkerboard)
+    users = checkerboard.users.ids[:6]
+    rows = checkerboard.matrix[checkerboard.users.index(users)]
+    ids, _ = model.generate_many(users, 5, exclude_user_items=rows)
+    for r, uid in enumerate(users):
+        assert not set(ids[r].tolist()) & set(checkerboard.seen(int(uid)).tolist())
+        assert all(checkerboard.item_group[int(i)] == checkerboard.user_group[int(uid)] for i in ids[r][:4])
+
+
+def test_fold_in_a_new_user(checkerboard: Checkerboard) -> None:
+    model = fitted(checkerboard)
+    b_items = [i for i, g in checkerboard.item_group.items() if g == "B"][:3]
+    assert model.generate(777, 3)[0].size == 0
+    assert model.fold_in(777, b_items, [2.0, 1.0, 1.0]) is True
+    ids, _ = model.generate(777, 4, exclude=b_items)
+    assert [checkerboard.item_group[int(i)] for i in ids] == ["B"] * 4
+    assert len(model.users) == len(checkerboard.users) + 1
+    assert model.fold_in(778, [123456], [1.0]) is False  # only unknown products: nothing to fold
+
+
+def test_fold_in_updates_a_known_user(checkerboard: Checkerboard) -> None:
+    model = fitted(checkerboard)
+    uid = int(next(u for u, g in checkerboard.user_group.items() if g == "A"))
+    b_items = [i for i, g in checkerboard.item_group.items() if g == "B"]
+    model.fold_in(uid, b_items[:6], np.full(6, 5.0))  # the user switched to group B
+    ids, _ = model.generate(uid, 3, exclude=b_items[:6])
+    assert all(checkerboard.item_group[int(i)] == "B" for i in ids)
+    assert len(model.users) == len(checkerboard.users)
+
+
+def test_save_load_round_trip_uses_cpu_class(checkerboard: Checkerboard, tmp_path: Path) -> None:
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = fitted(checkerboard)
+    model.save(tmp_path / "als")
+    loaded = ALSCandidateGenerator.load(tmp_path / "als")
+    assert isinstance(loaded._model, AlternatingLeastSquares)
+    assert loaded.config == model.config
+    u = np.repeat(checkerboard.users.ids, 3)
+    p = np.tile(checkerboard.items.ids[:3], len(checkerboard.users))
+    np.testing.assert_array_equal(loaded.score(u, p), model.score(u, p))
+
+
+def test_load_refuses_mismatched_vocabulary(checkerboard: Checkerboard, tmp_path: Path) -> None:
+    fitted(checkerboard).save(tmp_path / "als")
+    IdVocab(checkerboard.users.ids[:-1]).save(tmp_path / "als" / "users.npz")
+    with pytest.raises(IncompatibleBundleError, match="vocabularies hold"):
+        ALSCandidateGenerator.load(tmp_path / "als")
+
+
+def test_load_refuses_a_missing_factor_file(checkerboard: Checkerboard, tmp_path: Path) -> None:
+    fitted(checkerboard).save(tmp_path / "als")
+    (tmp_path / "als" / "als.npz").unlink()
+    with pytest.raises(IncompatibleBundleError, match=r"als\.npz is missing"):
+        ALSCandidateGenerator.load(tmp_path / "als")
+
+
+def test_threaded_blas_is_warned_about() -> None:
+    import threadpoolctl
+
+    blas = [a for a in threadpoolctl.threadpool_info() if a.get("user_api") == "blas"]
+    if not blas:
+        pytest.skip("no BLAS visible to threadpoolctl")
+    with threadpoolctl.threadpool_limits(1, "blas"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_blas_threads() is True
+    with threadpoolctl.threadpool_limits(2, "blas"), pytest.warns(RuntimeWarning, match="NUM_THREADS=1"):
+        assert check_blas_threads() is False

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models import IdVocab, IncompatibleBundleError
+
+
+@given(st.lists(st.integers(min_value=-(2**62), max_value=2**62), unique=True, max_size=200))
+def test_index_inverts_ids(ids: list[int]) -> None:
+    v = IdVocab(ids)
+    np.testing.assert_array_equal(v.index(ids), np.arange(len(ids)))
+    assert len(v) == len(ids)
+
+
+def test_unknown_ids_map_to_minus_one() -> None:
+    v = IdVocab([30, 10, 20])
+    np.testing.assert_array_equal(v.index([10, 99, 30, -5]), [1, -1, 0, -1])
+    assert v.index_of(20) == 2 and v.index_of(21) == -1
+    assert 10 in v and 11 not in v
+    assert IdVocab([]).index([1, 2]).tolist() == [-1, -1]
+
+
+def test_duplicates_and_non_integers_are_refused() -> None:
+    with pytest.raises(ValueError, match="id 7 appears more than once"):
+        IdVocab([7, 1, 7])
+    with pytest.raises(ValueError, match="integers"):
+        IdVocab(np.array([1.5, 2.0]))
+
+
+def test_extend_keeps_existing_indices() -> None:
+    v = IdVocab([5, 3])
+    idx = v.extend([3, 9, 8, 9])
+    np.testing.assert_array_equal(idx, [1, 2, 3, 2])
+    np.testing.assert_array_equal(v.ids, [5, 3, 9, 8])
+    assert v.index_of(5) == 0
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    v = IdVocab(np.array([2**40, -3, 17], dtype=np.int64))
+    v.save(tmp_path / "v.npz")
+    assert IdVocab.load(tmp_path / "v.npz") == v
+
+
+def test_load_names_the_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "v.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(IncompatibleBundleError, match="v.npz"):
+        IdVocab.load(bad)
+    with pytest.raises(IncompatibleBundleError, match="missing"):
+        IdVocab.load(tmp_path / "absent.npz")
