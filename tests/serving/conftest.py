@@ -1,0 +1,46 @@
+"""Fixtures of the serving tests: the demo world (known answer: user u prefers category u % 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from serving.adapters import make_policy
+from serving.catalog import Catalog
+from serving.demo import DemoFeatureSource, DemoModelSource, demo_tables
+from serving.impressions import ImpressionLog
+from serving.pipeline import PipelineConfig, Recommender
+from serving.settings import ServingSettings
+from serving.sources import Models
+
+
+@pytest.fixture(scope="session")
+def tables() -> dict[str, pa.Table]:
+    return demo_tables(n_users=600, n_products=120, n_streams=3, per_stream=60, seed=1)
+
+
+@pytest.fixture()
+def world(tables: dict[str, pa.Table], tmp_path: Path) -> Iterator[dict[str, object]]:
+    settings = ServingSettings(state_dir=tmp_path, model_source="demo", feature_source="demo", epsilon=0.0)
+    source = DemoModelSource(600, 120, 0.0, 3, seed=1)
+    models: dict[str, Models | None] = {"champion": source.load("champion"), "challenger": None}
+    policy = make_policy(settings)
+    models["champion"] = Models(**{**models["champion"].__dict__, "policy": policy})  # type: ignore[union-attr]
+    features = DemoFeatureSource(tables)
+    catalog = Catalog(tables)
+    impressions = ImpressionLog(tmp_path / "impressions")
+    deleted: set[int] = set()
+    fallbacks: list[str] = []
+    rec = Recommender(
+        lambda: (models["champion"], models["challenger"]),  # type: ignore[arg-type,return-value]
+        features, catalog, impressions, PipelineConfig(quiet_hours=(0, 0)),
+        is_deleted=deleted.__contains__, on_fallback=fallbacks.append,
+    )  # fmt: skip
+    yield {
+        "rec": rec, "features": features, "catalog": catalog, "deleted": deleted, "fallbacks": fallbacks,
+        "models": models, "impressions": tmp_path / "impressions", "source": source, "policy": policy,
+    }  # fmt: skip
+    impressions.close()

@@ -1,0 +1,132 @@
+"""The carousel pipeline on the demo world, whose right answer is known (user u likes category u % 6)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from serving.demo import N_CATEGORIES
+from serving.errors import NotFoundError
+from serving.impressions import read_impressions
+from serving.pipeline import PipelineConfig, Recommender, variant_hash
+from serving.schemas import CarouselRequest
+
+
+def _cats(world, slots) -> list[str]:
+    products = world["catalog"].products
+    return [products.loc[s.product_id, "category"] for s in slots]
+
+
+def test_personalized_carousel_leads_with_the_users_category(world) -> None:
+    rec = world["rec"]
+    hits = total = 0
+    for user in range(0, 60, 7):
+        if user % 7 == 3:  # opted out of personalization
+            continue
+        out = rec.carousel(CarouselRequest(user_id=user, stream_id=0, k=8))
+        assert out.personalized and out.fallback is None and not out.degraded
+        ranked = [s for s in out.slots if s.reason == "ranked"]
+        cats = _cats(world, ranked)
+        hits += sum(c == f"c{user % N_CATEGORIES}" for c in cats)
+        total += len(cats)
+    # The per-category cap is 3, so at most 3 of the ranked slots can be the liked category.
+    assert total > 0 and hits / total >= 0.35, f"only {hits}/{total} ranked slots in the liked category"
+
+
+def test_slots_obey_the_rules(world) -> None:
+    out = world["rec"].carousel(CarouselRequest(user_id=8, stream_id=1, k=10))
+    slots = [s.slot for s in out.slots]
+    assert slots == sorted(slots) and len(set(slots)) == len(slots) and len(slots) == 10
+    products = world["catalog"].products
+    assert all(products.loc[s.product_id, "stock"] > 0 for s in out.slots)
+    on_air = set(world["catalog"].on_air[1].product_ids.tolist())
+    assert {s.product_id for s in out.slots} <= on_air
+    assert max(Counter(_cats(world, out.slots)).values()) <= 3
+    pinned = world["catalog"].on_air[1]
+    first_pinned = int(pinned.product_ids[~np.isnan(pinned.pinned_slot)][0])
+    if products.loc[first_pinned, "stock"] > 0:
+        assert out.slots[0].product_id == first_pinned and out.slots[0].reason == "pinned"
+
+
+def test_exclude_and_k_are_honoured(world) -> None:
+    first = world["rec"].carousel(CarouselRequest(user_id=2, stream_id=0, k=5))
+    ex = [s.product_id for s in first.slots]
+    second = world["rec"].carousel(CarouselRequest(user_id=2, stream_id=0, k=5, exclude=ex))
+    assert len(second.slots) == 5 and not set(ex) & {s.product_id for s in second.slots}
+
+
+def test_unknown_user_gets_a_cold_start_answer(world) -> None:
+    out = world["rec"].carousel(CarouselRequest(user_id=10**9, stream_id=0, k=6))
+    assert not out.personalized and out.fallback == "cold_start" and len(out.slots) == 6
+    assert "cold_start" in world["fallbacks"]
+
+
+def test_opted_out_and_deleted_users_get_no_personal_answer(world) -> None:
+    out = world["rec"].carousel(CarouselRequest(user_id=3, stream_id=0, k=6))
+    assert (out.personalized, out.fallback) == (False, "no_consent")
+    world["deleted"].add(8)
+    out = world["rec"].carousel(CarouselRequest(user_id=8, stream_id=0, k=6))
+    assert (out.personalized, out.fallback) == (False, "deleted")
+    assert all(s.reason in ("fallback", "pinned", "explore") for s in out.slots)
+
+
+def test_unknown_stream_is_404(world) -> None:
+    with pytest.raises(NotFoundError) as err:
+        world["rec"].carousel(CarouselRequest(user_id=1, stream_id=999))
+    assert err.value.http_status == 404 and err.value.field == "stream_id"
+
+
+def test_streamless_shop_uses_the_given_candidates_or_the_model(world) -> None:
+    cands = list(range(30, 50))
+    out = world["rec"].carousel(CarouselRequest(user_id=4, candidates=cands, k=4))
+    assert {s.product_id for s in out.slots} <= set(cands)
+    out = world["rec"].carousel(CarouselRequest(user_id=4, k=4))
+    assert len(out.slots) == 4
+
+
+def test_online_store_outage_degrades_instead_of_failing(world) -> None:
+    world["features"].fail = True
+    out = world["rec"].carousel(CarouselRequest(user_id=1, stream_id=0, k=5))
+    assert out.degraded and len(out.slots) == 5
+    assert "online_store" in world["fallbacks"]
+
+
+def test_every_answer_is_in_the_impression_log(world) -> None:
+    ids = [world["rec"].carousel(CarouselRequest(user_id=u, stream_id=0, k=4)).request_id for u in range(5)]
+    world["rec"].impressions.close()
+    logged = {r["request_id"]: r for r in read_impressions(world["impressions"])}
+    assert set(ids) <= set(logged)
+    rec = logged[ids[0]]
+    assert len(rec["items"]) == len(rec["slots"]) == len(rec["propensities"]) == 4
+    assert rec["variant"] == "champion" and rec["model_version"]
+
+
+def test_variants_are_deterministic_and_split_as_configured(world) -> None:
+    assert variant_hash(42, "s") == variant_hash(42, "s") != variant_hash(42, "t")
+    challenger = world["source"].load("challenger")
+    models = {"c": world["models"]["champion"], "x": challenger}
+    rec = Recommender(lambda: (models["c"], models["x"]), world["features"], world["catalog"], None,
+                      PipelineConfig(challenger_share=0.3))  # fmt: skip
+    share = np.mean([rec.variant(u, True) == "challenger" for u in range(4000)])
+    assert 0.27 < share < 0.33
+    out = rec.carousel(CarouselRequest(user_id=next(u for u in range(100) if rec.variant(u, True) == "challenger"), stream_id=0))
+    assert out.variant == "challenger" and out.model_version == challenger.version
+
+
+def test_exploration_logs_its_propensity(tables, world) -> None:
+    from serving.adapters import make_policy
+    from serving.settings import ServingSettings
+    from serving.sources import Models
+
+    policy = make_policy(ServingSettings(epsilon=1.0))
+    m = Models(**{**world["models"]["champion"].__dict__, "policy": policy})
+    rec = Recommender(lambda: (m, None), world["features"], world["catalog"], world["rec"].impressions, PipelineConfig())
+    out = rec.carousel(CarouselRequest(user_id=1, stream_id=0, k=6), now=datetime.now(UTC))
+    assert [s.reason for s in out.slots].count("explore") == 1
+    rec.impressions.close()
+    logged = {r["request_id"]: r for r in read_impressions(world["impressions"])}[out.request_id]
+    explore_p = logged["propensities"][[s.reason for s in out.slots].index("explore")]
+    assert 0 < explore_p < 1
