@@ -1,0 +1,75 @@
+"""Push ranking: audiences honour consent, the frequency cap, deletions, quiet hours and max_users."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from serving.catalog import US
+from serving.demo import N_CATEGORIES
+from serving.errors import NotFoundError
+from serving.pipeline import PipelineConfig, Recommender
+from serving.schemas import PushRequest
+
+
+def test_audience_for_a_product_prefers_users_who_like_its_category(world) -> None:
+    product = 4  # category c4
+    out = world["rec"].push(PushRequest(community_id=1, product_id=product, max_users=40))
+    assert out.direction == "users" and len(out.users) == 40
+    liked = np.mean([u.user_id % N_CATEGORIES == product % N_CATEGORIES for u in out.users])
+    assert liked >= 0.9, liked  # a random audience would give 1/6
+    evs = [u.expected_value for u in out.users]
+    assert evs == sorted(evs, reverse=True)
+
+
+def test_consent_deletion_and_frequency_cap_are_honoured(world) -> None:
+    cat = world["catalog"]
+    members = np.unique(cat.communities[0])
+    opted_out = {int(u) for u in members if not cat.users.loc[u, "consent_marketing"]}
+    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    capped = int(next(u for u in members if int(u) not in opted_out))
+    ts = int((now - timedelta(days=1)).timestamp() * US)
+    cat.apply_events([{"type": "push_sent", "user_id": capped, "ts_us": ts, "product_id": 1}] * 2)
+    deleted = int(next(u for u in members if int(u) not in opted_out and int(u) != capped))
+    world["deleted"].add(deleted)
+    out = world["rec"].push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=now)
+    got = {u.user_id for u in out.users}
+    assert not got & opted_out and capped not in got and deleted not in got
+    assert out.suppressed == {"no_consent": len(opted_out), "deleted": 1, "frequency_cap": 1}
+    assert len(got) == len(members) - len(opted_out) - 2
+    # An old push does not count against the cap.
+    later = now + timedelta(days=8)
+    assert capped in {u.user_id for u in world["rec"].push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=later).users}
+
+
+def test_quiet_hours_set_send_after(world) -> None:
+    rec = Recommender(world["rec"].models, world["features"], world["catalog"], None, PipelineConfig(quiet_hours=(22, 8)))
+    night = rec.push(PushRequest(segment="buyer", product_id=3, max_users=5), now=datetime(2026, 1, 5, 23, tzinfo=UTC))
+    assert night.send_after == datetime(2026, 1, 6, 8, tzinfo=UTC)
+    day = rec.push(PushRequest(segment="buyer", product_id=3, max_users=5), now=datetime(2026, 1, 5, 12, tzinfo=UTC))
+    assert day.send_after is None
+
+
+def test_best_products_for_a_segment(world) -> None:
+    out = world["rec"].push(PushRequest(segment="buyer", k=5))
+    assert out.direction == "products" and len(out.products) == 5
+    assert [p.expected_value for p in out.products] == sorted((p.expected_value for p in out.products), reverse=True)
+
+
+def test_unknown_audience_or_product_is_404(world) -> None:
+    with pytest.raises(NotFoundError, match="community_id"):
+        world["rec"].push(PushRequest(community_id=99, product_id=1))
+    with pytest.raises(NotFoundError, match="segment"):
+        world["rec"].push(PushRequest(segment="nope", k=3))
+    with pytest.raises(NotFoundError) as err:
+        world["rec"].push(PushRequest(community_id=1, product_id=10**9))
+    assert err.value.field == "product_id"
+
+
+def test_push_request_needs_exactly_one_audience() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        PushRequest(segment="buyer", community_id=1)
+    with pytest.raises(ValueError, match="exactly one"):
+        PushRequest(product_id=1)
