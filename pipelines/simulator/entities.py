@@ -134,7 +134,7 @@ def _products(cfg: SimConfig, rng: np.random.Generator, centroids: np.ndarray, c
     med = np.array([np.median(price[cat == k]) if np.any(cat == k) else 1.0 for k in range(c)])
     rel_price = np.log(price / med[cat])
     consumable = np.isin(np.array(names)[cat], list(CONSUMABLE_CATEGORIES))
-    cycle = np.where(consumable, rng.uniform(7, 45, n), np.nan)
+    cycle = np.where(consumable, rng.uniform(5, 40, n), np.nan)
     launched_late = (rng.random(n) < 0.12) & (np.arange(n) >= base)
     launch = np.where(launched_late, rng.uniform(0, cfg.days, n), -rng.uniform(0, 365, n))
     brand_rank = np.minimum(rng.zipf(1.6, n), 20)
@@ -148,7 +148,7 @@ def _products(cfg: SimConfig, rng: np.random.Generator, centroids: np.ndarray, c
             "margin": np.round(rng.uniform(0.08, 0.5, n), 3),
             "stock": rng.geometric(1 / 300, n).astype(np.int64),
             "launch_ts": _ts(launch, cfg.start_us),
-            "repurchase_cycle_days": cycle,
+            "repurchase_cycle_days": pa.array(cycle, mask=np.isnan(cycle)),  # durables: null, not NaN
         }
     )
     arrays = {
