@@ -326,6 +326,7 @@ def import_logs(
             p.unlink()
         for name in ("users", "products", "events"):
             os.replace(table_path(tmp, name), table_path(out, name))
+        (out / REJECTED_FILE).unlink(missing_ok=True)  # a failed earlier attempt's leftovers
         if report.quarantined:
             os.replace(tmp / QUARANTINE_FILE, out / QUARANTINE_FILE)
             report.quarantine_path = out / QUARANTINE_FILE
