@@ -1,0 +1,128 @@
+"""The service over HTTP, in-process: BentoML's ASGI app (the real routes, validation and error
+mapping) driven by starlette's TestClient, on the demo world."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+TOKEN = "test-token-123"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    state = tmp_path_factory.mktemp("state")
+    env = {
+        "SLOTCAST_STATE_DIR": str(state), "SLOTCAST_MODEL_SOURCE": "demo", "SLOTCAST_FEATURE_SOURCE": "demo",
+        "SLOTCAST_ADMIN_TOKEN": TOKEN, "SLOTCAST_DEMO_USERS": "500", "SLOTCAST_DEMO_PRODUCTS": "120",
+    }  # fmt: skip
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        mp.setenv(k, v)
+    from serving.service import Slotcast
+
+    try:
+        with TestClient(Slotcast.to_asgi()) as c:
+            c.state_dir = state  # type: ignore[attr-defined]
+            yield c
+    finally:
+        mp.undo()
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_carousel(client: TestClient) -> None:
+    r = client.post("/carousel", json={"user_id": 8, "stream_id": 1, "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["slots"]) == 5 and body["personalized"] and not body["degraded"]
+    assert body["variant"] == "champion" and body["model_version"].startswith("demo-")
+    assert {"product_id", "slot", "score", "p_convert", "expected_value", "reason"} <= set(body["slots"][0])
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"user_id": 1, "k": 21}, "k"), ({"user_id": 1, "k": 0}, "k"), ({"user_id": "abc"}, "user_id"),
+     ({"stream_id": 1}, "user_id"), ({"user_id": -5}, "user_id"), ({"user_id": 1, "bogus": 1}, "bogus")],
+)  # fmt: skip
+def test_bad_carousel_input_is_4xx_naming_the_field(client: TestClient, body: dict, field: str) -> None:
+    r = client.post("/carousel", json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert field in r.text and "Traceback" not in r.text
+
+
+def test_garbled_json_is_4xx(client: TestClient) -> None:
+    r = client.post("/carousel", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]
+
+
+def test_unknown_stream_is_404_and_unknown_user_cold_starts(client: TestClient) -> None:
+    r = client.post("/carousel", json={"user_id": 1, "stream_id": 4242})
+    assert r.status_code == 404 and r.json()["field"] == "stream_id"
+    r = client.post("/carousel", json={"user_id": 10**12, "stream_id": 1})
+    assert r.status_code == 200 and r.json()["fallback"] == "cold_start"
+
+
+def test_push_both_directions(client: TestClient) -> None:
+    r = client.post("/community/push", json={"community_id": 1, "product_id": 5, "max_users": 7})
+    assert r.status_code == 200, r.text
+    assert r.json()["direction"] == "users" and len(r.json()["users"]) == 7
+    r = client.post("/community/push", json={"segment": "buyer", "k": 3})
+    assert r.status_code == 200 and len(r.json()["products"]) == 3
+    r = client.post("/community/push", json={"segment": "buyer", "community_id": 1})
+    assert r.status_code in (400, 422) and "exactly one" in r.text
+
+
+def test_events_are_validated_and_logged(client: TestClient) -> None:
+    r = client.post("/events", json={"events": [{"user_id": 1, "type": "purchase"}]})
+    assert r.status_code == 422 and "product_id" in r.json()["error"]
+    r = client.post("/events", json={"events": [{"user_id": 1, "type": "teleport"}]})
+    assert r.status_code == 422 and r.json()["field"] == "events.0.type"
+    r = client.post("/events", json={"events": [{"user_id": 1, "type": "purchase", "product_id": 3}]})
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    from serving.event_log import read_all
+
+    assert any(e["product_id"] == 3 for e in read_all(Path(client.state_dir) / "serving" / "events"))  # type: ignore[attr-defined]
+
+
+def test_segments(client: TestClient) -> None:
+    r = client.get("/segments")
+    assert r.status_code == 200 and {s["segment"] for s in r.json()} >= {"new", "buyer"}
+    r = client.get("/users/5/segment")
+    assert r.status_code == 200 and r.json()["known"]
+    assert client.get("/users/nope/segment").status_code == 422
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
+def test_private_endpoints_refuse_a_missing_or_wrong_token(client: TestClient, headers: dict) -> None:
+    assert client.get("/users/5/data", headers=headers).status_code == 401
+    assert client.delete("/users/5", headers=headers).status_code == 401
+    assert client.post("/admin/reload", headers=headers).status_code == 401
+
+
+def test_user_data_and_deletion(client: TestClient) -> None:
+    r = client.get("/users/15/data", headers=AUTH)
+    assert r.status_code == 200 and r.json()["known"] and not r.json()["deleted"]
+    assert client.delete("/users/15", headers=AUTH).json() == {"user_id": 15, "deleted": True}
+    assert client.get("/users/15/data", headers=AUTH).json()["deleted"]
+    r = client.post("/carousel", json={"user_id": 15, "stream_id": 1})
+    assert r.json()["personalized"] is False and r.json()["fallback"] == "deleted"
+    assert client.delete("/users/123456789", headers=AUTH).status_code == 404
+
+
+def test_reload_swaps_the_model(client: TestClient) -> None:
+    before = client.post("/carousel", json={"user_id": 2, "stream_id": 0}).json()["model_version"]
+    r = client.post("/admin/reload", headers=AUTH)
+    assert r.status_code == 200 and r.json()["reloaded"]
+    after = client.post("/carousel", json={"user_id": 2, "stream_id": 0}).json()["model_version"]
+    assert after == r.json()["model_version"] != before
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/noop", json={"x": 3}).json() == {"x": 3}

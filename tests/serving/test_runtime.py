@@ -1,0 +1,134 @@
+"""The app behind the shell: reload safety, readiness, and refusing events the disk cannot keep."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from models.errors import IncompatibleBundleError
+from serving.adapters import LocalDeletionLedger
+from serving.catalog import Catalog
+from serving.demo import DemoFeatureSource, DemoModelSource
+from serving.errors import EventLogUnavailableError, ModelUnavailableError
+from serving.event_log import EventLog, read_all
+from serving.runtime import SlotcastApp
+from serving.schemas import CarouselRequest, Event, EventsRequest
+from serving.settings import ServingSettings
+from serving.sources import Models
+
+
+class FlakySource:
+    """Good bundles until ``broken`` is set, then an incompatible one."""
+
+    def __init__(self) -> None:
+        self.inner = DemoModelSource(600, 120, 0.1, 3, seed=1)
+        self.broken = False
+        self.fail_with: Exception | None = None
+
+    def load(self, alias: str) -> Models:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if self.broken:
+            raise IncompatibleBundleError("manifest says lightgbm 9.9, this is 4.7")
+        return self.inner.load(alias)
+
+
+def make_app(tables, tmp_path: Path, source=None) -> SlotcastApp:
+    settings = ServingSettings(state_dir=tmp_path, model_source="demo", feature_source="demo")
+    app = SlotcastApp(settings, source or FlakySource(), DemoFeatureSource(tables), Catalog(tables), LocalDeletionLedger(tmp_path))
+    app.reload()
+    return app
+
+
+def test_a_bad_bundle_is_refused_and_the_old_model_keeps_serving(tables, tmp_path: Path) -> None:
+    source = FlakySource()
+    app = make_app(tables, tmp_path, source)
+    good = app.carousel(CarouselRequest(user_id=1, stream_id=0)).model_version
+    source.broken = True
+    with pytest.raises(ModelUnavailableError, match="old model keeps serving"):
+        app.reload()
+    assert app.carousel(CarouselRequest(user_id=1, stream_id=0)).model_version == good
+    assert app.ready() == (True, "ready")
+
+
+def test_unreachable_registry_at_start_means_not_ready(tables, tmp_path: Path) -> None:
+    source = FlakySource()
+    source.fail_with = ModelUnavailableError("no model slotcast@champion in sqlite:///nowhere")
+    app = make_app(tables, tmp_path, source)
+    ok, why = app.ready()
+    assert not ok and "slotcast@champion" in why
+    with pytest.raises(ModelUnavailableError):
+        app.carousel(CarouselRequest(user_id=1, stream_id=0))
+
+
+def test_online_store_down_means_not_ready_but_still_answering(tables, tmp_path: Path) -> None:
+    app = make_app(tables, tmp_path)
+    app.features.fail = True  # type: ignore[attr-defined]
+    assert app.ready()[0] is False
+    assert app.carousel(CarouselRequest(user_id=1, stream_id=0)).degraded
+
+
+def test_reload_under_concurrent_requests_fails_none(tables, tmp_path: Path) -> None:
+    app = make_app(tables, tmp_path)
+    errors: list[BaseException] = []
+    versions: set[str] = set()
+    done: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                versions.add(app.carousel(CarouselRequest(user_id=5, stream_id=0, k=4)).model_version)
+                done.append(1)
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted
+                errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    import time
+
+    for _ in range(5):
+        seen = len(done)
+        deadline = time.monotonic() + 10
+        while len(done) < seen + 3 and time.monotonic() < deadline:  # let requests overlap the swap
+            time.sleep(0.005)
+        app.reload()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors and len(versions) >= 2
+
+
+def test_events_the_disk_refuses_are_not_acknowledged(tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app(tables, tmp_path)
+    ok = EventsRequest(events=[Event(user_id=1, type="purchase", product_id=7)])
+    assert app.events(ok).accepted == 1
+
+    def full_disk(self: EventLog) -> None:
+        self._fd = os.open("/dev/full", os.O_WRONLY)
+        self._size = 0
+
+    monkeypatch.setattr(EventLog, "_open_segment", full_disk)
+    app.event_log._size = app.event_log.rotate_bytes
+    before = dict(app.catalog.last_purchase.get(2, {}))  # type: ignore[union-attr]
+    with pytest.raises(EventLogUnavailableError):
+        app.events(EventsRequest(events=[Event(user_id=2, type="purchase", product_id=9)]))
+    assert app.catalog.last_purchase.get(2, {}) == before  # type: ignore[union-attr]
+    assert [e["user_id"] for e in read_all(app.settings.events_dir)] == [1]
+
+
+def test_admin_token_is_required(tables, tmp_path: Path) -> None:
+    from serving.errors import UnauthorizedError
+
+    app = make_app(tables, tmp_path)
+    with pytest.raises(UnauthorizedError, match="not set"):
+        app.check_token("Bearer anything")
+    app.settings = ServingSettings(state_dir=tmp_path, admin_token="s3")
+    app.check_token("Bearer s3")
+    for bad in (None, "", "s3", "Bearer s4", "Basic s3"):
+        with pytest.raises(UnauthorizedError):
+            app.check_token(bad)
