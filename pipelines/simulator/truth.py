@@ -171,6 +171,10 @@ class TrueWorld:
         """The latent type name of each user (loyal_high_value, potential, at_risk, sleeping, viewer_only, new)."""
         return np.asarray(self.type_names, dtype=object)[self.params.user_type[self._index("user", user_ids)]]
 
+    def churn_day(self, user_ids) -> np.ndarray:
+        """Day (relative to the first simulated day) each user leaves for good; inf if never."""
+        return self.params.user_churn_day[self._index("user", user_ids)].astype(np.float64)
+
     def carousel_propensity(self, deterministic_hit, n_on_air) -> np.ndarray:
         """The logging policy's propensity formula: (1 - eps) * hit + eps / n_on_air."""
         return (1.0 - self.epsilon) * np.asarray(deterministic_hit, dtype=float) + self.epsilon / np.asarray(
