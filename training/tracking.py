@@ -80,6 +80,6 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], st
             continue
         batch.append(Metric(k, float(v), now, step))
     if skipped:
-        log.warning("metrics not logged (not finite): %s", ", ".join(skipped))
+        log.debug("metrics not logged (not finite): %s", ", ".join(skipped))
     for i in range(0, len(batch), 1000):
         client.log_batch(run_id, metrics=batch[i : i + 1000])

@@ -1,9 +1,125 @@
-"""`slotcast train` commands (being built; see the open issues)."""
+"""`slotcast train` and `slotcast promote`: fit and register a challenger; gate it into champion."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
+def _settings(**overrides: Any) -> Any:
+    from training.settings import TrainSettings
+
+    s = TrainSettings()
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    return s.model_copy(update=updates) if updates else s
+
+
+def _reader(settings: Any, data_dir: Path, use_features: bool) -> Any:
+    """The Feast historical reader over the built feature store, or None for context-only features."""
+    if not use_features:
+        return None
+    from features.retrieval import FeatureReader  # the Feast repo (issue 3)
+
+    return FeatureReader.from_state(settings.state_dir, data_dir=data_dir)
+
+
+def _phases() -> tuple[Any, Any]:
+    """A rich spinner whose description follows the training phases."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
+    )
+    task = progress.add_task("starting", total=None)
+    return progress, lambda msg: progress.update(task, description=msg)
+
+
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add `train` and `promote` to the main app."""
+
+    @app.command("train")
+    def train_cmd(
+        data: Path = typer.Option(..., "--data", help="directory of canonical parquet tables"),
+        label: str = typer.Option(None, help="what the ranker predicts: purchase | click | cart"),
+        objective: str = typer.Option(None, help="ranker objective: binary | lambdarank"),
+        trials: int = typer.Option(None, "--trials", help="optuna trials on the validation split (0 = none)"),
+        max_queries: int = typer.Option(None, help="cap on ranker queries (train+valid+test)"),
+        candidates: int = typer.Option(None, help="ALS candidates per query"),
+        features: bool = typer.Option(True, "--features/--no-features",
+                                      help="use the Feast ranker_v1 features (built by `slotcast features build`)"),
+    ) -> None:  # fmt: skip
+        """Fit ALS + the LightGBM ranker on DATA, log an MLflow run and register the bundle as `challenger`."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from training.run import train
+
+        if not data.is_dir():
+            raise typer.BadParameter(f"{data} is not a directory", param_hint="--data")
+        if label is not None and label not in ("purchase", "click", "cart"):
+            raise typer.BadParameter(f"{label!r} is not one of purchase, click, cart", param_hint="--label")
+        s = _settings(label=label, hpo_trials=trials, max_queries=max_queries, candidates_n=candidates)
+        if objective is not None:
+            if objective not in ("binary", "lambdarank"):
+                raise typer.BadParameter(
+                    f"{objective!r} is not binary or lambdarank", param_hint="--objective"
+                )
+            s = s.model_copy(update={"ranker": s.ranker.model_copy(update={"objective": objective})})
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        progress, say = _phases()
+        with progress:
+            report = train(data, s, _reader(s, data, features), say)
+        m = report.metrics
+        t = Table(
+            title=f"registered {s.registered_model} v{report.version} @{report.alias} (run {report.run_id[:8]})"
+        )
+        t.add_column("test split", style="bold")
+        for col in (f"nDCG@{s.k}", f"recall@{s.k}", f"MAP@{s.k}"):
+            t.add_column(col, justify="right")
+        for name, key in (("popularity", "popularity"), ("ALS only", "als"), ("ALS + ranker", "als_ranker")):
+            t.add_row(
+                name,
+                *(
+                    f"{m.get(f'test_{key}_{x}_at_{s.k}', float('nan')):.4f}"
+                    for x in ("ndcg", "recall", "map")
+                ),
+            )
+        console = Console()
+        console.print(t)
+        extra = "  ".join(f"{k} {m[k]:.4f}" for k in ("test_auc", "test_logloss") if k in m)
+        console.print(f"{extra}  queries train/valid/test {m['train_queries']:.0f}/{m['valid_queries']:.0f}/"
+                      f"{m['test_queries']:.0f}  data digest {report.digest}  {report.wall_s:.1f} s")  # fmt: skip
+
+    @app.command("promote")
+    def promote_cmd(
+        data: Path = typer.Option(None, "--data", help="data whose test split both models are scored on"),
+        force: bool = typer.Option(
+            False, "--force", help="promote the challenger whatever the comparison says"
+        ),
+        features: bool = typer.Option(True, "--features/--no-features", help="use the Feast features"),
+    ) -> None:
+        """Make the challenger champion if it beats the champion on the test split (paired bootstrap 95% CI > 0).
+
+        With no champion yet, the first challenger is promoted. A kept champion is a normal outcome (exit 0).
+        """
+        from rich.console import Console
+
+        from training.promote import promote
+
+        if data is not None and not data.is_dir():
+            raise typer.BadParameter(f"{data} is not a directory", param_hint="--data")
+        s = _settings()
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        rep = promote(s, data, _reader(s, data, features) if data is not None else None, force=force)
+        r = rep.result
+        console = Console()
+        console.print(
+            f"challenger v{rep.challenger_version} vs champion v{rep.champion_version or '-'}: {r.reason}"
+        )
+        if rep.champion_version is not None and r.n_queries:
+            console.print(f"{r.metric}: champion {r.champion_mean:.4f}, challenger {r.challenger_mean:.4f}, "
+                          f"gain {r.mean_diff:+.4f} [95% CI {r.ci_low:+.4f}, {r.ci_high:+.4f}] over {r.n_queries} queries")  # fmt: skip
+        console.print("[green]promoted[/green]" if rep.promoted else "[yellow]champion kept[/yellow]")
