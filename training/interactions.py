@@ -100,7 +100,12 @@ def event_confidence(
     per_type = weights.per_type()
     w = events["type"].map(per_type).fillna(0.0).to_numpy(dtype=np.float64)
     if weights.watch_log_scale and "watch_seconds" in events:
-        watch = events["watch_seconds"].fillna(0.0).clip(lower=0.0).to_numpy(dtype=np.float64)
+        watch = (
+            pd.to_numeric(events["watch_seconds"], errors="coerce")
+            .fillna(0.0)
+            .clip(lower=0.0)
+            .to_numpy(dtype=np.float64)
+        )
         w = w + weights.watch_log_scale * np.log1p(watch / 60.0)
     if half_life_days:
         ts = events["ts"]
