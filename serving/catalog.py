@@ -38,6 +38,18 @@ def _ts_us(col: pa.ChunkedArray | pa.Array, fill: int) -> np.ndarray:
     return np.asarray(pa.compute.fill_null(arr, fill).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
+def _sorted_lookup(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(ids, kind="stable")
+    return ids[order], order
+
+
+def _rows(sorted_ids: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    if not len(sorted_ids):
+        return np.full(len(query), -1, np.int64)
+    pos = np.clip(np.searchsorted(sorted_ids, query), 0, len(sorted_ids) - 1)
+    return np.where(sorted_ids[pos] == query, rows[pos], -1)
+
+
 class Catalog:
     def __init__(self, tables: dict[str, pa.Table], segments: dict[int, str] | None = None) -> None:
         import pyarrow.compute  # noqa: F401 - registers pa.compute
@@ -48,6 +60,17 @@ class Catalog:
         u = tables["users"].to_pandas()
         self.users = u.set_index("user_id")[["region", "consent_personalization", "consent_marketing"]]
         self.user_ids = self.users.index.to_numpy(np.int64)
+        # Hot-path lookups are sorted numpy arrays + searchsorted: faster than pandas indexing and
+        # safe under concurrent requests (pandas builds its index engine lazily, not thread-safely).
+        self._pid_sorted, self._pid_rows = _sorted_lookup(self.products.index.to_numpy(np.int64))
+        self._p_price = self.products["price"].to_numpy(float)
+        self._p_margin = self.products["margin"].to_numpy(float)
+        self._p_stock = self.products["stock"].to_numpy(float)
+        self._p_cycle = self.products["repurchase_cycle_days"].to_numpy(float)
+        self._p_category = self.products["category"].fillna("unknown").to_numpy(object)
+        self._uid_sorted, self._uid_rows = _sorted_lookup(self.user_ids)
+        self._u_pers = self.users["consent_personalization"].fillna(False).to_numpy(bool)
+        self._u_mark = self.users["consent_marketing"].fillna(False).to_numpy(bool)
         self.streams: set[int] = set(tables["streams"].column("stream_id").to_pylist()) if "streams" in tables else set()
         self.on_air: dict[int, StreamProducts] = {}
         sp = tables.get("stream_products")
@@ -107,26 +130,48 @@ class Catalog:
         return cls({n: read_table(data_dir, n) for n in names})
 
     # --- lookups -----------------------------------------------------------------------------
+    def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:
+        return _rows(self._uid_sorted, self._uid_rows, user_ids)
+
+    def product_rows(self, product_ids: np.ndarray) -> np.ndarray:
+        """Row of each product in the catalogue arrays, -1 when unknown."""
+        return _rows(self._pid_sorted, self._pid_rows, product_ids)
+
     def knows_user(self, user_id: int) -> bool:
-        return user_id in self.users.index
+        return bool(self._user_rows(np.array([user_id], np.int64))[0] >= 0)
 
     def consent(self, user_id: int) -> tuple[bool, bool]:
-        if user_id not in self.users.index:
+        r = int(self._user_rows(np.array([user_id], np.int64))[0])
+        if r < 0:
             return True, False
-        row = self.users.loc[user_id]
-        return bool(row["consent_personalization"]), bool(row["consent_marketing"])
+        return bool(self._u_pers[r]), bool(self._u_mark[r])
 
     def stream_products(self, stream_id: int) -> StreamProducts | None:
         if stream_id not in self.streams:
             return None
         return self.on_air.get(stream_id, StreamProducts(*(np.empty(0, t) for t in (np.int64, float, np.int64, np.int64))))
 
-    def product_frame(self, product_ids: np.ndarray) -> pd.DataFrame:
-        return self.products.reindex(product_ids)
+    def product_frame(self, product_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """price, margin, stock, category, repurchase_cycle_days per product (NaN/"unknown" when unknown)."""
+        r = self.product_rows(np.asarray(product_ids, np.int64))
+        ok = r >= 0
+        rr = np.where(ok, r, 0)
+
+        def take(a: np.ndarray, fill: object) -> np.ndarray:
+            if not len(a):
+                return np.full(len(r), fill, dtype=object if isinstance(fill, str) else float)
+            out = a[rr].copy()
+            out[~ok] = fill
+            return out
+
+        return {
+            "price": take(self._p_price, np.nan), "margin": take(self._p_margin, np.nan), "stock": take(self._p_stock, np.nan),
+            "category": take(self._p_category, "unknown"), "repurchase_cycle_days": take(self._p_cycle, np.nan),
+        }  # fmt: skip
 
     def purchase_flags(self, user_id: int, product_ids: np.ndarray, now_us: int, recent_days: float) -> tuple[np.ndarray, ...]:
         """(bought_recently, consumable_due, is_consumable) per product for one user."""
-        cycle = self.products["repurchase_cycle_days"].reindex(product_ids).to_numpy(float)
+        cycle = self.product_frame(product_ids)["repurchase_cycle_days"]
         is_cons = ~np.isnan(cycle)
         last = self.last_purchase.get(user_id, {})
         bought = np.zeros(len(product_ids), bool)
@@ -168,7 +213,8 @@ class Catalog:
         return self.segment_members.get(str(segment), np.empty(0, np.int64)) if segment in self.segment_members or segment in SEGMENT_RULES else None
 
     def marketing_consent(self, user_ids: np.ndarray) -> np.ndarray:
-        return self.users["consent_marketing"].reindex(user_ids).fillna(False).to_numpy(bool)
+        r = self._user_rows(np.asarray(user_ids, np.int64))
+        return np.where(r >= 0, self._u_mark[np.where(r >= 0, r, 0)] if len(self._u_mark) else False, False)
 
     # --- live updates from POST /events -------------------------------------------------------
     def apply_events(self, events: Iterable[dict[str, Any]]) -> None:

@@ -147,14 +147,27 @@ class DemoFeatureSource:
         clicks = ev.groupby("product_id").size()
         self.product = pd.DataFrame({"price": p["price"], "product_conversion": (buys / clicks).reindex(p.index).fillna(0.0)})
         self.activity = ev.groupby("user_id").size()
+        # Plain arrays and a dict: shared across request threads, where lazy pandas indexes race.
+        self._price = self.product["price"].to_numpy(float)
+        self._conv = self.product["product_conversion"].to_numpy(float)
+        self._activity = {int(k): float(v) for k, v in self.activity.items()}
         self.fail = False
 
     def online(self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str) -> pd.DataFrame:
         if self.fail:
             raise ConnectionError("demo online store is down")
-        df = self.product.reindex(np.asarray(product_ids, np.int64)).reset_index(names="product_id")
-        df["user_activity"] = float(self.activity.get(user_id, np.nan)) if user_id is not None else np.nan
-        return df
+        ids = np.asarray(product_ids, np.int64)
+        ok = (ids >= 0) & (ids < len(self._price))
+        safe = np.where(ok, ids, 0)
+        activity = self._activity.get(user_id, np.nan) if user_id is not None else np.nan
+        return pd.DataFrame(
+            {
+                "product_id": ids,
+                "price": np.where(ok, self._price[safe], np.nan),
+                "product_conversion": np.where(ok, self._conv[safe], np.nan),
+                "user_activity": np.full(len(ids), float(activity)),
+            }
+        )
 
     def ping(self) -> bool:
         return not self.fail

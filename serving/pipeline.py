@@ -168,10 +168,10 @@ class Recommender:
                 "product_id": ids,
                 "score": scores,
                 "p_convert": p_convert,
-                "price": pf["price"].to_numpy(float),
-                "margin": pf["margin"].to_numpy(float),
-                "category": pf["category"].fillna("unknown").to_numpy(object),
-                "stock": pf["stock"].to_numpy(float),
+                "price": pf["price"],
+                "margin": pf["margin"],
+                "category": pf["category"],
+                "stock": pf["stock"],
                 "on_air": on_air,
                 "pinned_slot": pinned,
                 "bought_recently": bought,
@@ -245,7 +245,7 @@ class Recommender:
         if req.product_id is None and req.campaign_products is None:
             return self._push_products(req, models, audience, request_id)
         products = np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
-        unknown = products[~np.isin(products, self.catalog.products.index.to_numpy())]
+        unknown = products[self.catalog.product_rows(products) < 0]
         if len(unknown):
             raise NotFoundError(f"unknown product {int(unknown[0])}", field="product_id" if req.product_id is not None else "campaign_products")
 
@@ -264,7 +264,7 @@ class Recommender:
 
         best_p, best_pid = self.score_audience(models, users, products)
         pf = self.catalog.product_frame(products)
-        value = (pf["price"].fillna(1.0) * pf["margin"].fillna(1.0)).to_numpy(float)
+        value = np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
         ev = best_p * value[best_pid]
         top = np.argsort(-ev, kind="stable")[: req.max_users]
         out_users = [
@@ -318,7 +318,7 @@ class Recommender:
             p = np.zeros(len(cands))
         p = np.nan_to_num(p, nan=0.0)
         pf = self.catalog.product_frame(cands)
-        ev = p * (pf["price"].fillna(1.0) * pf["margin"].fillna(1.0)).to_numpy(float)
+        ev = p * np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
         top = np.argsort(-ev, kind="stable")[: req.k]
         prods = [{"product_id": int(cands[i]), "p_convert": float(p[i]), "expected_value": float(ev[i])} for i in top]
         return PushResponse(
