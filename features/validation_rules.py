@@ -177,7 +177,7 @@ def rule_masks(
     for f in schema:
         col = cols[f.name]
         if pa.types.is_floating(f.type):
-            yield pc.is_nan(col), f"{f.name} is NaN"
+            yield pc.invert(pc.is_finite(col)), f"{f.name} is not a finite number"
         if f.name in NON_NEGATIVE:
             yield pc.less(col, pa.scalar(0, type=f.type)), f"negative {f.name}"
         if pa.types.is_timestamp(f.type):

@@ -1,0 +1,198 @@
+"""Row rules of features.validation on small tables whose right answer is known."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from features.data_model import SCHEMAS
+from features.validation import (
+    QUARANTINE_SCHEMA,
+    TableFormatError,
+    ValidationRules,
+    validate_events,
+    validate_table,
+)
+
+NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+RULES = ValidationRules(now=NOW)
+T0 = dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)
+
+
+def events(**overrides: list) -> pa.Table:
+    """Three good events; ``overrides`` replaces whole columns."""
+    cols = {
+        "event_id": [1, 2, 3],
+        "ts": [T0, T0, T0],
+        "user_id": [10, 11, 12],
+        "type": ["product_click", "purchase", "stream_view"],
+        "product_id": [100, 101, None],
+        "stream_id": [None, None, 7],
+        "amount": [None, 9.5, None],
+    }
+    cols.update(overrides)
+    return pa.table(cols)
+
+
+def test_good_rows_pass_untouched() -> None:
+    res = validate_table("events", events(), rules=RULES)
+    assert res.quarantined.num_rows == 0
+    assert res.accepted.schema == SCHEMAS["events"]
+    assert res.accepted.column("event_id").to_pylist() == [1, 2, 3]
+    assert res.accepted.column("amount").to_pylist() == [None, 9.5, None]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("type", "teleport", "unknown event type"),
+        ("user_id", None, "missing user_id"),
+        ("event_id", None, "missing event_id"),
+        ("amount", -1.0, "negative amount"),
+        ("amount", float("nan"), "amount is not a finite number"),
+        ("amount", float("inf"), "amount is not a finite number"),
+        ("ts", dt.datetime(1999, 12, 31, tzinfo=dt.UTC), "ts out of range"),
+        ("ts", NOW + dt.timedelta(days=2), "ts out of range"),
+        ("product_id", None, "event type requires product_id"),
+    ],
+)
+def test_each_rule_quarantines_the_bad_row_with_its_reason(column: str, value: object, reason: str) -> None:
+    t = events()
+    col = t.column(column).to_pylist()
+    col[1] = value  # row 2 is a purchase, which needs a product
+    t = t.set_column(t.schema.get_field_index(column), column, pa.array(col, t.schema.field(column).type))
+    res = validate_table("events", t, rules=RULES)
+    assert res.accepted.num_rows == 2
+    assert res.quarantined.column("row").to_pylist() == [2]
+    assert res.quarantined.column("reason")[0].as_py().startswith(reason)
+    assert res.quarantined.schema == QUARANTINE_SCHEMA
+
+
+def test_community_events_need_a_community() -> None:
+    t = events(
+        type=["community_join", "community_leave", "like"],
+        product_id=[None, None, None],
+        community_id=[5, None, None],
+    )
+    res = validate_table("events", t, rules=RULES)
+    assert res.quarantined.column("row").to_pylist() == [2]
+    assert res.quarantined.column("reason").to_pylist() == ["event type requires community_id"]
+
+
+def test_duplicate_key_keeps_the_first_valid_row() -> None:
+    t = events(
+        event_id=[1, 1, 1],
+        amount=[-5.0, 1.0, 2.0],
+        type=["purchase", "purchase", "purchase"],
+        product_id=[1, 1, 1],
+    )
+    res = validate_table("events", t, rules=RULES)
+    # Row 1 is bad for its own reason, so row 2 is the first valid holder of event_id 1.
+    assert res.accepted.column("amount").to_pylist() == [1.0]
+    assert dict(
+        zip(
+            res.quarantined.column("row").to_pylist(),
+            res.quarantined.column("reason").to_pylist(),
+            strict=True,
+        )
+    ) == {
+        1: "negative amount",
+        3: "duplicate event_id",
+    }
+
+
+def test_composite_primary_key_duplicates() -> None:
+    t = pa.table({"community_id": [1, 1, 2], "user_id": [5, 5, 5]})
+    res = validate_table("memberships", t, rules=RULES)
+    assert res.accepted.num_rows == 2
+    assert res.quarantined.column("reason").to_pylist() == ["duplicate community_id, user_id"]
+
+
+def test_unknown_references_are_quarantined_only_when_known_ids_are_given() -> None:
+    known = {"product_id": pa.array([100], pa.int64()), "user_id": pa.array([10, 11, 12], pa.int64())}
+    res = validate_table("events", events(), known, rules=RULES)
+    assert res.quarantined.column("reason").to_pylist() == ["unknown product_id"]
+    assert res.quarantined.column("product_id").to_pylist() == ["101"]
+    assert validate_table("events", events(), {"product_id": None}, rules=RULES).quarantined.num_rows == 0
+
+
+def test_raw_strings_are_parsed_and_garbage_is_kept_as_text() -> None:
+    t = pa.table(
+        {
+            "event_id": ["1", " 2 ", "x3", "4"],
+            "ts": ["2024-05-01T12:00:00Z", "2024-05-01 12:00:00", "2024-05-01", "2024-13-01T00:00:00Z"],
+            "user_id": ["10", "11", "12", "13"],
+            "type": ["like", "like", "like", "like"],
+        }
+    )
+    res = validate_table("events", t, rules=RULES)
+    assert res.accepted.column("event_id").to_pylist() == [1, 2]
+    assert res.accepted.column("ts").to_pylist() == [T0, T0]
+    q = {
+        r: (reason, eid, ts)
+        for r, reason, eid, ts in zip(
+            *(res.quarantined.column(c).to_pylist() for c in ("row", "reason", "event_id", "ts")), strict=True
+        )
+    }
+    assert q == {
+        3: ("unparseable event_id", "x3", "2024-05-01"),
+        4: ("unparseable ts", "4", "2024-13-01T00:00:00Z"),
+    }
+
+
+def test_missing_required_column_is_a_table_error_naming_it() -> None:
+    with pytest.raises(TableFormatError, match="user_id"):
+        validate_table("events", events().drop_columns(["user_id"]), rules=RULES, source="events.parquet")
+
+
+@pytest.mark.parametrize(
+    ("table", "rows", "reason"),
+    [
+        ("products", {"product_id": [1, 2], "price": [3.0, -1.0]}, "negative price"),
+        (
+            "streams",
+            {"stream_id": [1, 2], "start_ts": [T0, T0], "end_ts": [T0, T0 - dt.timedelta(hours=1)]},
+            "end_ts before start_ts",
+        ),
+        (
+            "impressions",
+            {
+                "ts": [T0, T0],
+                "request_id": ["a", "b"],
+                "user_id": [1, 1],
+                "product_id": [1, 1],
+                "slot": [0, 1],
+                "policy": ["p", "p"],
+                "propensity": [0.5, 0.0],
+                "clicked": [True, False],
+                "purchased": [False, False],
+            },
+            "propensity outside (0, 1]",
+        ),
+        (
+            "users",
+            {
+                "user_id": [1, 2],
+                "consent_personalization": ["true", "perhaps"],
+                "consent_marketing": ["0", "1"],
+            },
+            "unparseable consent_personalization",
+        ),
+    ],
+)
+def test_other_tables(table: str, rows: dict, reason: str) -> None:
+    res = validate_table(table, pa.table(rows), rules=RULES)
+    assert res.accepted.num_rows == 1
+    assert res.quarantined.column("row").to_pylist() == [2]
+    assert res.quarantined.column("reason").to_pylist() == [reason]
+
+
+def test_validate_events_for_a_single_served_row() -> None:
+    row = pa.table({"event_id": [9], "ts": [T0], "user_id": [1], "type": ["add_to_cart"], "product_id": [77]})
+    assert validate_events(row, known_products=[77], rules=RULES).accepted.num_rows == 1
+    res = validate_events(row, known_products=[1, 2], rules=RULES)
+    assert res.accepted.num_rows == 0
+    assert res.quarantined.column("reason").to_pylist() == ["unknown product_id"]
+    assert validate_events(row, rules=RULES).accepted.num_rows == 1
