@@ -23,6 +23,16 @@ from features.settings import FeatureSettings
 log = logging.getLogger(__name__)
 
 # table name -> file name under the offline dir; the Feast sources point at these files.
+# table -> its entity key columns (each key also gets a null sentinel row, see offline_sql).
+KEYS: dict[str, tuple[str, ...]] = {
+    "user": ("user_id",),
+    "product": ("product_id",),
+    "stream": ("stream_id",),
+    "user_category": ("user_id", "category"),
+    "user_product": ("user_id", "product_id"),
+    "live_session": ("user_id", "stream_id"),
+}
+SENTINEL_TS = "TIMESTAMPTZ '1970-01-02 00:00:00+00'"
 OFFLINE_TABLES: dict[str, str] = {
     "user": "user_features.parquet",
     "product": "product_features.parquet",
@@ -121,8 +131,16 @@ def compute_offline_features(
             t0 = time.perf_counter()
             out = out_dir / OFFLINE_TABLES[name] if name in OFFLINE_TABLES else None
             tmp = out.with_suffix(".parquet.tmp") if out else None
-            con.execute(sql.format(**params, out=tmp or ""))
-            if out is not None and tmp is not None:
+            if out is None or tmp is None:
+                con.execute(sql.format(**params))
+            else:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE out_t AS {sql.format(**params)}")
+                keys = ", ".join(KEYS[name])
+                con.execute(
+                    f"COPY (SELECT * FROM out_t UNION ALL BY NAME "
+                    f"SELECT DISTINCT {keys}, {SENTINEL_TS} AS event_timestamp FROM out_t) "
+                    f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)"
+                )
                 tmp.replace(out)  # readers never see a half-written file
                 result.rows[name] = int(
                     con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]

@@ -5,6 +5,9 @@ carries ``event_timestamp = midnight after dn`` and is computed only from events
 instant, so Feast's point-in-time join (row timestamp <= label timestamp) can never see an event at
 or after the label. Per-event rows (live session, last purchase) are stamped one microsecond after
 their event for the same reason. Windows are RANGE frames over day numbers (exact, no loops).
+Each feature query is a plain SELECT; ``features.offline`` writes it to parquet together with one
+null "sentinel" row per key at 1970-01-02, because Feast's file offline store drops an entity row
+altogether when every candidate row of a view is newer than the row's timestamp.
 Expects the temp tables ``ev`` (events before the cut-off, with ``dn``), ``users_t``, ``products_t``,
 ``streams_t`` and the parameters inlined by ``features.offline``.
 """
@@ -58,7 +61,6 @@ SELECT user_id, dn, count(DISTINCT stream_id) AS streams_7d FROM x GROUP BY user
 """
 
 USER_FEATURES = """
-COPY (
 WITH g AS (
   SELECT ug.user_id, ug.dn, ud.* EXCLUDE (user_id, dn) FROM ug LEFT JOIN ud USING (user_id, dn)
 ), w AS (
@@ -100,13 +102,11 @@ WITH g AS (
   FROM w LEFT JOIN users_t u USING (user_id) LEFT JOIN us7 s USING (user_id, dn)
 )
 SELECT *, {segment_case} AS segment FROM f ORDER BY event_timestamp, user_id
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """
 
 # Products: one row per product per day from the first event day (or launch) to the as-of day.
 # Conversion and cart rates are smoothed towards the catalogue-wide rate to that day.
 PRODUCT_FEATURES = """
-COPY (
 WITH pd AS (
   SELECT product_id, dn,
     count(*) FILTER (WHERE type = 'product_click') AS clicks,
@@ -135,7 +135,7 @@ WITH pd AS (
          w30 AS (PARTITION BY product_id ORDER BY dn RANGE BETWEEN 29 PRECEDING AND CURRENT ROW)
 )
 SELECT w.product_id, {snap} AS event_timestamp,
-  p.price, p.margin, CAST(p.stock AS DOUBLE) AS stock, coalesce(p.category, 'unknown') AS category,
+  p.price, p.margin, CAST(p.stock AS DOUBLE) AS stock, coalesce(p.category, 'unknown') AS product_category,
   p.repurchase_cycle_days,
   CAST(w.popularity_7d AS DOUBLE) AS popularity_7d,
   CAST(w.clicks_30d AS DOUBLE) AS clicks_30d,
@@ -146,13 +146,11 @@ SELECT w.product_id, {snap} AS event_timestamp,
   CAST((epoch({snap}) - epoch(p.launch_ts)) {days} AS DOUBLE) AS days_since_launch
 FROM w JOIN products_t p USING (product_id) JOIN gtot USING (dn)
 ORDER BY event_timestamp, product_id
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """
 
 # Streams: hourly snapshots while live. live_viewers = distinct viewers in the last hour;
 # live_conversion_rate = distinct buyers / distinct viewers since the stream started.
 STREAM_FEATURES = """
-COPY (
 WITH se AS (
   SELECT stream_id, user_id, type, CAST(floor(epoch(ts) / 3600) AS BIGINT) AS hn
   FROM ev WHERE stream_id IS NOT NULL AND type IN ('stream_view', 'purchase')
@@ -161,9 +159,13 @@ WITH se AS (
 ), span AS (
   SELECT s.stream_id, CAST(floor(epoch(s.start_ts) / 3600) AS BIGINT) AS f,
     least(CAST(floor(epoch(coalesce(s.end_ts, {cutoff})) / 3600) AS BIGINT),
-          CAST(floor(epoch({cutoff}) / 3600) AS BIGINT) - 1) AS l
+          CAST(floor(epoch({cutoff}) / 3600) AS BIGINT) - 1) AS l,
+    coalesce(s.end_ts < {cutoff}, false) AS ended
   FROM streams_t s WHERE s.start_ts < {cutoff}
-), grid AS (SELECT stream_id, unnest(range(f, l + 1)) AS hn FROM span),
+), grid AS (
+  -- a stream that ended gets one closing hour with no viewers, so it reads as not live afterwards
+  SELECT stream_id, unnest(range(f, l + CASE WHEN ended THEN 2 ELSE 1 END)) AS hn FROM span
+),
 hourly AS (
   SELECT stream_id, hn, count(DISTINCT user_id) AS viewers FROM se WHERE type = 'stream_view' GROUP BY ALL
 ), new_ AS (
@@ -182,12 +184,10 @@ SELECT stream_id, to_timestamp(CAST(hn + 1 AS BIGINT) * 3600) AS event_timestamp
   CAST(live_viewers AS DOUBLE) AS live_viewers,
   CAST(cum_buyers / nullif(cum_viewers, 0) AS DOUBLE) AS live_conversion_rate
 FROM w ORDER BY event_timestamp, stream_id
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """
 
 # User x category affinity: the category's share of the user's weighted interest over 30 days.
 USER_CATEGORY_FEATURES = """
-COPY (
 WITH ce AS (
   SELECT e.user_id, coalesce(p.category, s.category) AS category, e.dn,
     CASE e.type WHEN 'purchase' THEN 5.0 WHEN 'add_to_cart' THEN 3.0 WHEN 'product_click' THEN 1.0
@@ -209,21 +209,17 @@ grid AS (
 SELECT user_id, category, {snap} AS event_timestamp,
   CAST(coalesce(w30 / nullif(sum(w30) OVER (PARTITION BY user_id, dn), 0), 0) AS DOUBLE) AS category_affinity_30d
 FROM w ORDER BY event_timestamp, user_id, category
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """
 
 USER_PRODUCT_FEATURES = """
-COPY (
 SELECT user_id, product_id, ts + INTERVAL 1 MICROSECOND AS event_timestamp,
   CAST(epoch(ts) / 86400.0 AS DOUBLE) AS last_purchase_epoch_days
 FROM (SELECT DISTINCT user_id, product_id, ts FROM ev WHERE type = 'purchase' AND product_id IS NOT NULL)
 ORDER BY event_timestamp, user_id, product_id
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """
 
 # Live session: running totals per (user, stream), one row per event instant in the stream.
 LIVE_SESSION_FEATURES = """
-COPY (
 WITH x AS (
   SELECT user_id, stream_id, ts,
     count(*) FILTER (WHERE type = 'product_click') AS c,
@@ -239,5 +235,4 @@ SELECT user_id, stream_id, ts + INTERVAL 1 MICROSECOND AS event_timestamp,
 FROM x
 WINDOW w AS (PARTITION BY user_id, stream_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ORDER BY event_timestamp
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """

@@ -1,0 +1,189 @@
+"""The one place features are read: historical (training) and online (serving), same FeatureService.
+
+``FeatureReader`` is the small protocol training and serving build against (tests use a fake);
+``FeastFeatureReader`` is the real one. Both lookups return the service's features in the pinned
+order of ``feature_names(service)``, so training frames and serving frames cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from features.feature_services import service_feature_names
+from features.on_demand import REQUEST_TIME
+from features.settings import FeatureSettings
+
+log = logging.getLogger(__name__)
+
+NO_STREAM = -1  # stream_id used when a request has no stream (no row has it, so stream features are null)
+UNKNOWN_CATEGORY = "unknown"
+ENTITY_COLUMNS = ("user_id", "product_id", "stream_id", "event_timestamp")
+
+
+def feature_names(service: str = "ranker_v1") -> list[str]:
+    """The pinned feature order of ``service``; a ranker saves it and serving asks for exactly it."""
+    return service_feature_names(service)
+
+
+class FeatureReader(Protocol):
+    def historical(self, entity_df: pd.DataFrame, service: str = "ranker_v1") -> pd.DataFrame: ...
+
+    def online(
+        self, user_id: int, product_ids: list[int], stream_id: int | None = None, service: str = "ranker_v1"
+    ) -> pd.DataFrame: ...
+
+
+def _epoch_days(ts: pd.Series | datetime) -> Any:
+    if isinstance(ts, datetime):
+        return ts.timestamp() / 86400.0
+    return pd.to_datetime(ts, utc=True).astype("int64") / 1e9 / 86400.0  # works for us and ns units
+
+
+class FeastFeatureReader:
+    """Feature lookups through Feast on one state dir (opened lazily, never at construction)."""
+
+    def __init__(self, settings: FeatureSettings | None = None, store: Any = None) -> None:
+        self.settings = settings or FeatureSettings()
+        self._store = store
+        self._categories: dict[int, str] | None = None
+        self._categories_at = 0.0
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from features.store import open_store
+
+            self._store = open_store(self.settings)
+        return self._store
+
+    # -- shared helpers -------------------------------------------------------------------------
+    def product_categories(self, max_age_s: float = 300.0) -> dict[int, str]:
+        """product_id -> category, from the latest product snapshot (categories rarely change)."""
+        if self._categories is None or time.monotonic() - self._categories_at > max_age_s:
+            import duckdb
+
+            path = self.settings.offline_dir / "product_features.parquet"
+            if not path.exists():
+                self._categories = {}
+            else:
+                rows = duckdb.sql(
+                    f"SELECT product_id, arg_max(product_category, event_timestamp) FROM read_parquet('{path}') "
+                    "GROUP BY product_id"
+                ).fetchall()
+                self._categories = {int(p): str(c) for p, c in rows}
+            self._categories_at = time.monotonic()
+        return self._categories
+
+    def _categories_for(self, product_ids: Any) -> list[str]:
+        cats = self.product_categories()
+        return [cats.get(int(p), UNKNOWN_CATEGORY) for p in product_ids]
+
+    # -- training -------------------------------------------------------------------------------
+    def historical(self, entity_df: pd.DataFrame, service: str = "ranker_v1") -> pd.DataFrame:
+        """Point-in-time features for each (user_id, product_id, stream_id, event_timestamp) row.
+
+        Every feature comes from data stamped at or before the row's event_timestamp (and the
+        offline tables stamp snapshots after the events they hold), so no later event leaks in.
+        Returns the input rows in input order, the input columns first, then the features in the
+        service's pinned order.
+        """
+        missing = [c for c in ("user_id", "product_id", "event_timestamp") if c not in entity_df.columns]
+        if missing:
+            raise ValueError(f"entity_df lacks column(s) {missing}; needs user_id, product_id, [stream_id], event_timestamp")
+        names = feature_names(service)
+        df = entity_df.copy()
+        df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+        stream = df["stream_id"] if "stream_id" in df.columns else pd.Series(np.nan, index=df.index)
+        q = pd.DataFrame(
+            {
+                "_row": np.arange(len(df), dtype="int64"),
+                "user_id": df["user_id"].astype("int64").to_numpy(),
+                "product_id": df["product_id"].astype("int64").to_numpy(),
+                "stream_id": pd.to_numeric(stream, errors="coerce").fillna(NO_STREAM).astype("int64").to_numpy(),
+                "category": self._categories_for(df["product_id"]),
+                "event_timestamp": df["event_timestamp"].to_numpy(),
+                REQUEST_TIME: _epoch_days(df["event_timestamp"]).to_numpy(),
+            }
+        )
+        q["event_timestamp"] = pd.to_datetime(q["event_timestamp"], utc=True)
+        store = self.store
+        job = store.get_historical_features(entity_df=q, features=store.get_feature_service(service))
+        out = job.to_df().sort_values("_row").reset_index(drop=True)
+        feats = out[names].apply(pd.to_numeric, errors="coerce") if service.startswith("ranker") else out[names]
+        result = entity_df.reset_index(drop=True).copy()
+        for c in names:
+            result[c] = feats[c].to_numpy()
+        return result
+
+    # -- serving --------------------------------------------------------------------------------
+    def online(
+        self, user_id: int, product_ids: list[int], stream_id: int | None = None, service: str = "ranker_v1"
+    ) -> pd.DataFrame:
+        """One row per product (in the given order), columns = the service's features in order."""
+        names = feature_names(service)
+        pids = [int(p) for p in product_ids]
+        if not pids:
+            return pd.DataFrame(columns=names, index=pd.Index([], name="product_id"), dtype="float64")
+        n = len(pids)
+        rows: dict[str, list[Any]] = {
+            "user_id": [int(user_id)] * n,
+            "product_id": pids,
+            "stream_id": [int(stream_id) if stream_id is not None else NO_STREAM] * n,
+            "category": self._categories_for(pids),
+            REQUEST_TIME: [_epoch_days(datetime.now(UTC))] * n,
+        }
+        store = self.store
+        resp = store.get_online_features(features=store.get_feature_service(service), entity_rows=rows)
+        data = resp.to_dict()
+        out = pd.DataFrame({c: data[c] for c in names}, index=pd.Index(pids, name="product_id"))
+        if service.startswith("ranker"):
+            out = out.apply(pd.to_numeric, errors="coerce").astype("float64")
+        return out
+
+    def segment(self, user_id: int) -> str | None:
+        """The user's current segment from the online store, or None for an unknown user."""
+        resp = self.store.get_online_features(features=["user_segment:segment"], entity_rows=[{"user_id": int(user_id)}])
+        value = resp.to_dict()["segment"][0]
+        return None if value is None else str(value)
+
+    def latest_user_features(self, columns: list[str] | None = None, user_ids: Any = None) -> pd.DataFrame:
+        """The last daily snapshot of every user (indexed by user_id), for batch audience ranking.
+
+        Reads the offline user table directly (one vectorised query), not the online store.
+        """
+        import duckdb
+
+        path = self.settings.offline_dir / "user_features.parquet"
+        if not path.exists():
+            from features.store import FeatureStoreNotBuiltError
+
+            raise FeatureStoreNotBuiltError(f"{path} is missing; run `slotcast features build --data DIR` first")
+        known = set(duckdb.sql(f"SELECT * FROM read_parquet('{path}') LIMIT 0").columns) - {"user_id", "event_timestamp"}
+        cols = list(columns) if columns else sorted(known)
+        bad = [c for c in cols if c not in known]
+        if bad:
+            raise ValueError(f"unknown user feature(s) {bad}; known: {', '.join(sorted(known))}")
+        con = duckdb.connect()
+        try:
+            where = ""
+            if user_ids is not None:
+                con.register("wanted", pd.DataFrame({"user_id": np.asarray(user_ids, dtype="int64")}))
+                where = "WHERE user_id IN (SELECT user_id FROM wanted)"
+            select = ", ".join(f'arg_max("{c}", event_timestamp) AS "{c}"' for c in cols)
+            df = con.execute(
+                f"SELECT user_id, {select} FROM read_parquet('{path}') {where} GROUP BY user_id ORDER BY user_id"
+            ).df()
+        finally:
+            con.close()
+        return df.set_index("user_id")
+
+    def segments(self, user_ids: Any = None) -> pd.Series:
+        """Current segment per user (batch), from the latest snapshot."""
+        return self.latest_user_features(["segment"], user_ids)["segment"]
+
