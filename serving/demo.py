@@ -86,6 +86,17 @@ def demo_tables(n_users: int = 2000, n_products: int = 300, n_streams: int = 5, 
     return {name: conform(name, t) if name in SCHEMAS else t for name, t in raw.items()}
 
 
+class RangeVocab:
+    """Ids 0..n-1 map to themselves (the IdVocab.index contract: -1 when unknown)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def index(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        q = np.asarray(ids, np.int64)
+        return np.where((q >= 0) & (q < self.n), q, -1)
+
+
 class FactorModel:
     """ALS-shaped: user and item factors; unknown ids score NaN, like the real generator."""
 
@@ -95,6 +106,7 @@ class FactorModel:
         self.item_factors = base[np.arange(n_products) % N_CATEGORIES] + 0.1 * rng.normal(size=(n_products, dim)).astype(np.float32)
         self.user_factors = base[np.arange(n_users) % N_CATEGORIES] / dim
         self.n_users, self.n_products = n_users, n_products
+        self.users, self.items = RangeVocab(n_users), RangeVocab(n_products)
 
     def score(self, user_ids: Sequence[int] | np.ndarray, product_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         u = np.asarray(user_ids, np.int64)

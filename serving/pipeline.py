@@ -289,16 +289,21 @@ class Recommender:
         """p_convert of each user's best product among ``products``, in vectorised batches.
 
         The ALS affinity goes through a logistic link (uncalibrated, monotone): the order of users
-        is the model's, the level is an estimate. Users unknown to the model get the floor."""
+        is the model's, the level is an estimate. Users unknown to the model get 0."""
         n = len(users)
         best_p = np.zeros(n)
         best_j = np.zeros(n, np.int64)
+        factors = _factors(models.als, products)
         bs = max(1, self.config.push_batch_size // max(1, len(products)))
+        if factors is not None:  # one (batch x factors) @ (factors x products) product per batch
+            bs = max(bs, 65_536)
         for start in range(0, n, bs):
             u = users[start : start + bs]
-            uu = np.repeat(u, len(products))
-            pp = np.tile(products, len(u))
-            s = np.asarray(models.als.score(uu, pp), float).reshape(len(u), len(products))
+            if factors is not None:
+                s = _factor_scores(models.als, factors, u)
+            else:
+                s = np.asarray(models.als.score(np.repeat(u, len(products)), np.tile(products, len(u))), float)
+                s = s.reshape(len(u), len(products))
             p = np.nan_to_num(_sigmoid(s), nan=0.0)
             j = np.argmax(p, axis=1)
             best_j[start : start + bs] = j
@@ -334,6 +339,27 @@ class Recommender:
             return None
         until = now.replace(hour=end, minute=0, second=0, microsecond=0)
         return until if until > now else until + timedelta(days=1)
+
+
+def _factors(als: Any, products: np.ndarray) -> np.ndarray | None:
+    """The item factors of ``products`` (NaN rows when unknown) when the model exposes its factor
+    matrices and vocabularies (models.als does); None means: use the pairwise ``score``."""
+    try:
+        items, item_f = als.items, als.item_factors
+        cols = items.index(products)
+    except AttributeError:
+        return None
+    f = np.asarray(item_f, np.float32)[np.where(cols >= 0, cols, 0)].copy()
+    f[cols < 0] = np.nan
+    return f
+
+
+def _factor_scores(als: Any, item_f: np.ndarray, users: np.ndarray) -> np.ndarray:
+    rows = als.users.index(users)
+    uf = np.asarray(als.user_factors, np.float32)[np.where(rows >= 0, rows, 0)]
+    s = (uf @ item_f.T).astype(float)
+    s[rows < 0] = np.nan
+    return s
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -73,3 +73,19 @@ def test_push_request_needs_exactly_one_audience() -> None:
         PushRequest(segment="buyer", community_id=1)
     with pytest.raises(ValueError, match="exactly one"):
         PushRequest(product_id=1)
+
+
+def test_factor_fast_path_matches_pairwise_scores(world) -> None:
+    class PairwiseOnly:  # hides the factor matrices: forces the generic ``score`` path
+        def __init__(self, inner) -> None:
+            self.score = inner.score
+
+    m = world["models"]["champion"]
+    slow = type(m)(**{**m.__dict__, "als": PairwiseOnly(m.als)})
+    users = np.array([0, 5, 17, 10**9, 333], np.int64)  # one unknown user
+    products = np.array([3, 4, 50, 10**9], np.int64)  # one unknown product
+    rec = world["rec"]
+    fast_p, fast_j = rec.score_audience(m, users, products)
+    slow_p, slow_j = rec.score_audience(slow, users, products)
+    np.testing.assert_allclose(fast_p, slow_p, rtol=1e-5)
+    assert fast_j.tolist() == slow_j.tolist() and fast_p[3] == 0.0
