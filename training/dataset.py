@@ -45,9 +45,10 @@ class TimeSplits:
     def from_events(cls, events: pd.DataFrame, split: SplitConfig) -> TimeSplits:
         t0, t1 = events["ts"].min(), events["ts"].max()
         span = t1 - t0
-        a = t0 + span * split.history
-        b = a + span * split.train
-        c = b + span * split.valid
+        # Whole seconds, so that the boundaries do not depend on the timestamp unit (us or ns).
+        a = (t0 + span * split.history).floor("s")
+        b = (t0 + span * (split.history + split.train)).floor("s")
+        c = (t0 + span * (split.history + split.train + split.valid)).floor("s")
         return cls(t0, a, b, c, t1 + pd.Timedelta(microseconds=1))
 
     def bounds(self, name: str) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -1,0 +1,91 @@
+"""The fit on a world with a planted answer: quality floors, leakage, degenerate data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.errors import ModelFitError
+from tests.training.conftest import fast_settings
+from tests.training.world import make_world
+from training.fit import build_data, fit_all
+from training.run import load_inputs, train
+
+pytestmark = pytest.mark.slow
+
+
+def test_ranker_beats_als_and_popularity_on_the_planted_world(world: Path, tmp_path: Path) -> None:
+    s = fast_settings(tmp_path)
+    ev, sp_, items = load_inputs(world, s)
+    fit = fit_all(ev, sp_, items, s, reader=None)
+    m = fit.metrics
+    # Buyers buy on-air products of their own category: the ranker sees on_air and ALS taste.
+    assert m["test_auc"] > 0.72
+    assert m["test_als_ndcg_at_10"] > m["test_popularity_ndcg_at_10"]
+    assert m["test_als_ranker_ndcg_at_10"] > m["test_als_ndcg_at_10"] + 0.1
+    assert fit.ranker.feature_names == ["als_score", "als_rank", "on_air", "slot"]
+    # the per-query arrays the gate uses line up across policies
+    assert len({len(v) for v in fit.per_query.values()}) == 1
+
+
+def test_no_feature_or_candidate_sees_events_after_the_query(world: Path, tmp_path: Path) -> None:
+    """Plant a burst of purchases late in the test split; every row of an earlier query is unchanged."""
+    s = fast_settings(tmp_path, max_queries=1_000_000, negative_query_ratio=1000.0)
+    ev, sp_, items = load_inputs(world, s)
+    before, *_ = build_data(ev, sp_, items, s, reader=None)
+    t_plant = before.splits.t_test + (before.splits.t_end - before.splits.t_test) * 0.5
+    w = pd.Timedelta(hours=s.label_window_hours)
+    # The plant: users with a query in the hour before t_plant buy the last product at t_plant.
+    fr = before.frame
+    users = fr.loc[(fr["ts"] < t_plant) & (fr["ts"] >= t_plant - w), "user_id"].unique()
+    assert len(users) > 0
+    product = int(items[-1])
+    planted = pd.DataFrame({
+        "event_id": np.arange(10**9, 10**9 + len(users)), "ts": pd.Series([t_plant] * len(users)).astype(ev["ts"].dtype),
+        "type": "purchase", "user_id": users, "product_id": pd.array([product] * len(users), dtype="Int64"),
+    })  # fmt: skip
+    after, *_ = build_data(pd.concat([ev, planted], ignore_index=True), sp_, items, s, reader=None)
+    assert after.splits == before.splits
+    cols = ["user_id", "product_id", "ts", "als_score", "als_rank", "on_air", "slot"]
+    key = ["user_id", "ts", "product_id"]
+
+    def early(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.loc[frame["ts"] < t_plant - w, cols].sort_values(key).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(early(before.frame), early(after.frame))
+    # ...while the queries whose label window covers the plant see it, as a label only.
+    late = after.frame.loc[(after.frame["ts"] < t_plant) & (after.frame["ts"] >= t_plant - w)]
+    hit = late.loc[late["user_id"].isin(users) & (late["product_id"] == product)]
+    assert len(hit) > 0 and (hit["label"] == 1).all()
+
+
+def test_label_windows_stay_inside_their_split(world: Path, tmp_path: Path) -> None:
+    s = fast_settings(tmp_path)
+    ev, sp_, items = load_inputs(world, s)
+    data, *_ = build_data(ev, sp_, items, s, reader=None)
+    w = pd.Timedelta(hours=s.label_window_hours)
+    for name in ("train", "valid", "test"):
+        lo, hi = data.splits.bounds(name)
+        part = data.part(name)
+        assert len(part) and (part["ts"] >= lo).all() and (part["ts"] + w < hi).all()
+
+
+def test_stream_less_data_uses_user_days_as_queries(tmp_path: Path) -> None:
+    d = make_world(tmp_path / "w", streams=False, n_users=120, days=12)
+    s = fast_settings(tmp_path / "state")
+    ev, sp_, items = load_inputs(d, s)
+    ev = ev.loc[ev["type"] != "stream_view"]
+    data, *_ = build_data(ev, sp_, items, s, reader=None)
+    assert data.frame["stream_id"].isna().all() and (data.frame["on_air"] == 0).all()
+    assert data.frame["label"].sum() > 0
+
+
+def test_degenerate_data_raises_before_anything_is_registered(tmp_path: Path) -> None:
+    d = make_world(tmp_path / "w", buy_rate=0.0, n_users=60, days=8)
+    s = fast_settings(tmp_path / "state")
+    with pytest.raises(ModelFitError, match="purchase"):
+        train(d, s, reader=None)
+    assert not (tmp_path / "state" / "mlflow").exists()
