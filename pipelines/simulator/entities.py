@@ -190,18 +190,31 @@ def _schedule(
     # among products already launched (Gumbel top-n over a padded per-category pool).
     lo, hi = cfg.segment_products
     pools = [np.flatnonzero(pcat == k) for k in range(c)]
-    width = max(len(p) for p in pools)
+    width = max(hi, *(len(p) for p in pools))
     pool = np.full((c, width), -1, dtype=np.int64)
     for k, p in enumerate(pools):
         pool[k, : len(p)] = p
     g = len(seg_stream)
-    cand = pool[scat[seg_stream]]  # [G, width]
     seg_day = (seg_start - cfg.start_us) / DAY_US
-    ok = (cand >= 0) & (launch[np.maximum(cand, 0)] <= seg_day[:, None])
-    keys = np.where(ok, 1.5 * bias[np.maximum(cand, 0)] + rng.gumbel(size=cand.shape), -np.inf)
-    top = np.argsort(-keys, axis=1, kind="stable")[:, :hi]
-    items = np.take_along_axis(cand, top, axis=1)
-    n_on = np.minimum(rng.integers(lo, hi + 1, g), ok.sum(axis=1))
+    items = np.empty((g, hi), dtype=np.int64)
+    n_ok = np.empty(g, dtype=np.int64)
+    step = max(1, 2_000_000 // width)  # bound the [segments, pool] matrices to a few MB each
+    for a in range(0, g, step):
+        b = min(a + step, g)
+        cand = pool[scat[seg_stream[a:b]]]
+        ok = (cand >= 0) & (launch[np.maximum(cand, 0)] <= seg_day[a:b, None])
+        keys = np.where(ok, 1.5 * bias[np.maximum(cand, 0)] + rng.gumbel(size=cand.shape), -np.inf)
+        top = (
+            np.argpartition(-keys, hi - 1, axis=1)[:, :hi]
+            if width > hi
+            else np.argsort(-keys, axis=1)[:, :hi]
+        )
+        top = np.take_along_axis(
+            top, np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable"), axis=1
+        )
+        items[a:b] = np.take_along_axis(cand, top, axis=1)
+        n_ok[a:b] = ok.sum(axis=1)
+    n_on = np.minimum(rng.integers(lo, hi + 1, g), n_ok)
     items = np.where(np.arange(hi)[None, :] < n_on[:, None], items, -1)
     pinned = rng.random(g) < 0.4
     pin_col = np.where(pinned, (rng.random(g) * n_on).astype(np.int64), -1)

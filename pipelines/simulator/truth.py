@@ -34,7 +34,7 @@ def save_truth(
     arrays["user_id"] = np.arange(1, len(params.user_type) + 1, dtype=np.int64)
     arrays["product_id"] = np.arange(1, len(params.product_bias) + 1, dtype=np.int64)
     arrays["stream_id"] = np.arange(1, len(params.stream_boost) + 1, dtype=np.int64)
-    np.savez_compressed(out / "world.npz", **arrays)
+    np.savez(out / "world.npz", **arrays)  # float factors barely compress; zlib would cost seconds
     meta = {
         "version": TRUTH_VERSION,
         "config": json.loads(cfg.model_dump_json()),

@@ -130,7 +130,12 @@ class SortedTableWriter:
         self.path = table_path(data_dir, table)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._convert = convert  # (columns, first_row_number) -> pa.Table
-        self._writer = pq.ParquetWriter(self.path, SCHEMAS[table], compression="zstd")
+        # Dictionary-encode only the low-cardinality strings: trying it on ids and floats costs
+        # time and then falls back to plain encoding anyway.
+        low_card = [c for c in ("type", "policy") if c in SCHEMAS[table].names]
+        self._writer = pq.ParquetWriter(
+            self.path, SCHEMAS[table], compression="zstd", use_dictionary=low_card
+        )
         self._carry: dict[str, np.ndarray] = {}
         self.rows = 0
 
