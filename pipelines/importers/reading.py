@@ -147,6 +147,10 @@ def iter_blocks(path: Path, block_size: int = DEFAULT_BLOCK_SIZE, skip_lines: in
 
 def _fast_split(block: Block, sep: str, names: list[str]) -> pa.Table | None:
     """pyarrow's CSV parser on a clean block; None when any line is odd (then the slow path decides)."""
+    try:
+        block.data.decode("utf-8")  # pyarrow would report bad bytes from inside its row handler, noisily
+    except UnicodeDecodeError:
+        return None
     odd: list[object] = []
 
     def on_invalid(row: object) -> str:
