@@ -144,3 +144,39 @@ def test_service_impression_records_get_rewards_from_events() -> None:
     imp = impressions_from_service(records, events, window_hours=24)
     assert imp["purchased"].tolist() == [False, True]  # the buy of 10 came after the 24 h window
     assert carousel_log(imp).log.n_requests == 1
+
+
+class _FakeALS:
+    """ALS that likes low product ids; user 99 is unknown (NaN)."""
+
+    def score(self, users: np.ndarray, products: np.ndarray) -> np.ndarray:
+        s = -np.asarray(products, dtype=float) + 0 * np.asarray(users)
+        return np.where(np.asarray(users) == 99, np.nan, s)
+
+
+class _FakeRanker:
+    feature_names = ["f", "als_rank"]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return X["f"].to_numpy() / 100.0  # p_convert = product_id / 100: the reverse of ALS
+
+
+def test_ranker_policy_reranks_only_the_als_shortlist() -> None:
+    from training.evaluation.policies import ALSPolicy, RankerPolicy
+
+    seen: list[int] = []
+
+    def features(users, products, als_score, als_rank):  # type: ignore[no-untyped-def]
+        seen.append(len(users))
+        assert np.all(np.diff(als_rank[:3]) == 1)  # ranks 1..n within a row
+        return pd.DataFrame({"f": products.astype(float), "als_rank": als_rank})
+
+    als = ALSPolicy(_FakeALS(), PopularPolicy(np.array([1, 2]), np.array([5.0, 9.0])))
+    policy = RankerPolicy(als, _FakeRanker(), features, n_candidates=3)
+    cands = np.array([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    out = rank(policy, np.array([0, 99]), cands, 5)
+    # ALS shortlist {1,2,3} re-ranked by p (3 best), then the rest in ALS order
+    np.testing.assert_array_equal(out[0], [3, 2, 1, 4, 5])
+    assert seen == [6]  # features for 3 shortlisted pairs per row only
+    # the unknown user's shortlist comes from popularity (2, 1, then 3 by position), re-ranked by the ranker
+    np.testing.assert_array_equal(out[1], [3, 2, 1, 4, 5])

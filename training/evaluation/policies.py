@@ -8,7 +8,7 @@ products on air in each logged request), so a policy is written once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -132,34 +132,42 @@ class ALSPolicy:
         return np.where(missing, floor + fb_rank, s)
 
 
-FeatureFn = Callable[[np.ndarray, np.ndarray, np.ndarray], pd.DataFrame]
-"""features(user_ids (m,), product_ids (m, n), als_scores (m, n)) -> frame of m*n rows (row-major)."""
+FeatureFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], pd.DataFrame]
+"""features(user_ids, product_ids, als_score, als_rank), all (r,) -> r rows holding the ranker's features."""
 
 
 @dataclass
 class RankerPolicy:
-    """ALS candidates re-ranked by the LightGBM ranker's p_convert; needs a feature lookup."""
+    """ALS shortlist re-ranked by the LightGBM ranker's p_convert (what serving does, minus business rules).
+
+    Only each row's ALS top ``n_candidates`` reach the ranker (and the feature lookup); the rest keep
+    ALS order below them.
+    """
 
     als_policy: ALSPolicy
     ranker: Any
     features: FeatureFn
     n_candidates: int = 50
     name: str = "als+ranker"
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
         als = self.als_policy.scores(user_ids, product_ids)
-        n = product_ids.shape[1]
-        if n > self.n_candidates:
-            # Only the ALS top n_candidates reach the ranker; the rest keep ALS order below them.
-            cut = -np.partition(-als, self.n_candidates - 1, axis=1)[
-                :, self.n_candidates - 1 : self.n_candidates
-            ]
-            short = als >= cut
-        else:
-            short = np.ones_like(als, dtype=bool)
-        X = self.features(user_ids, product_ids, als)
-        p = np.asarray(self.ranker.predict(X[self.ranker.feature_names]), dtype=np.float64).reshape(als.shape)
-        # p_convert lies in [0, 1]; shortlisted products sit above 1, the rest below 0 in ALS order.
-        als_rank = (als - np.nanmin(als)) / (np.nanmax(als) - np.nanmin(als) + 1e-9)
-        return np.where(short, 1.0 + p, als_rank - 1.0)
+        m, n = product_ids.shape
+        ranked = np.where(product_ids == PAD, -np.inf, als)
+        n_short = min(self.n_candidates, n)
+        order = np.argsort(-ranked, axis=1, kind="stable")[:, :n_short]
+        rows = np.repeat(np.arange(m), n_short)
+        cols = order.ravel()
+        ok = product_ids[rows, cols] != PAD
+        rows, cols = rows[ok], cols[ok]
+        ranks = (np.tile(np.arange(1, n_short + 1), m)[ok]).astype(np.float64)
+        raw = np.asarray(self.als_policy.als.score(user_ids[rows], product_ids[rows, cols]), dtype=np.float64)
+        X = self.features(user_ids[rows], product_ids[rows, cols], raw, ranks)
+        p = np.asarray(self.ranker.predict(X[self.ranker.feature_names]), dtype=np.float64)
+        finite = np.isfinite(ranked)
+        lo = ranked[finite].min() if finite.any() else 0.0
+        hi = ranked[finite].max() if finite.any() else 1.0
+        # p_convert lies in [0, 1]: shortlisted products sit above 1, the rest below 0 in ALS order.
+        out = (ranked - lo) / (hi - lo + 1e-9) - 1.0
+        out[rows, cols] = 1.0 + p
+        return out
