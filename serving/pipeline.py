@@ -21,7 +21,7 @@ import pandas as pd
 from serving.catalog import US, Catalog
 from serving.errors import BadRequestError, NotFoundError
 from serving.impressions import ImpressionLog
-from serving.schemas import CarouselRequest, CarouselResponse, PushRequest, PushResponse, Slot
+from serving.schemas import CarouselRequest, CarouselResponse, PushAudience, PushRequest, PushResponse, Slot
 from serving.sources import FeatureSource, Models
 
 log = logging.getLogger(__name__)
@@ -267,21 +267,21 @@ class Recommender:
         value = np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
         ev = best_p * value[best_pid]
         top = np.argsort(-ev, kind="stable")[: req.max_users]
-        out_users = [
-            {"user_id": int(users[i]), "product_id": int(products[best_pid[i]]), "p_convert": float(best_p[i]), "expected_value": float(ev[i])}
-            for i in top
-        ]
+        out_users = PushAudience(
+            user_id=users[top].tolist(), product_id=products[best_pid[top]].tolist(),
+            p_convert=best_p[top].tolist(), expected_value=ev[top].tolist(),
+        )  # fmt: skip
         send_after = self._quiet_until(now)
         if self.impressions is not None:
             self.impressions.write(
                 {
                     "kind": "push", "request_id": request_id, "ts": now.isoformat(), "audience": len(audience),
-                    "users": [u["user_id"] for u in out_users], "items": [u["product_id"] for u in out_users],
-                    "propensities": [1.0] * len(out_users), "variant": "champion", "model_version": models.version,
+                    "users": out_users.user_id, "items": out_users.product_id,
+                    "propensities": [1.0] * len(out_users.user_id), "variant": "champion", "model_version": models.version,
                 }
             )
         return PushResponse(
-            request_id=request_id, direction="users", users=out_users, audience_size=len(audience),  # type: ignore[arg-type]
+            request_id=request_id, direction="users", users=out_users, audience_size=len(audience),
             suppressed=suppressed, send_after=send_after, model_version=models.version,
         )
 

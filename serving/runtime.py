@@ -94,7 +94,9 @@ class SlotcastApp:
         if settings.model_source == "demo" or settings.feature_source == "demo":
             from serving.demo import DemoFeatureSource, DemoModelSource, demo_tables
 
-            tables = demo_tables(settings.demo_users, settings.demo_products, seed=settings.seed)
+            tables = demo_tables(
+                settings.demo_users, settings.demo_products, settings.demo_streams, settings.demo_per_stream, seed=settings.seed
+            )
         model_source: ModelSource
         if settings.model_source == "demo":
             model_source = DemoModelSource(settings.demo_users, settings.demo_products, settings.epsilon, settings.category_cap, settings.seed)

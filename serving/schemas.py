@@ -73,18 +73,21 @@ class PushProduct(BaseModel):
     expected_value: float
 
 
-class PushUser(BaseModel):
-    user_id: int
-    product_id: int
-    p_convert: float
-    expected_value: float
+class PushAudience(BaseModel):
+    """The ranked audience, column-wise (row i of every list is one user): an audience can be a
+    million users, and columns cost a fraction of a million small objects to build and send."""
+
+    user_id: list[int] = Field(default_factory=list)
+    product_id: list[int] = Field(default_factory=list)
+    p_convert: list[float] = Field(default_factory=list)
+    expected_value: list[float] = Field(default_factory=list)
 
 
 class PushResponse(BaseModel):
     request_id: str
     direction: Literal["products", "users"]
     products: list[PushProduct] = Field(default_factory=list)
-    users: list[PushUser] = Field(default_factory=list)
+    users: PushAudience = Field(default_factory=PushAudience)
     audience_size: int
     # How many users each rule removed: no_consent, frequency_cap, deleted.
     suppressed: dict[str, int] = Field(default_factory=dict)

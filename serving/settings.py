@@ -50,6 +50,8 @@ class ServingSettings(BaseSettings):
     log_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     demo_users: int = Field(2000, ge=10)
     demo_products: int = Field(300, ge=10)
+    demo_streams: int = Field(5, ge=1)
+    demo_per_stream: int = Field(100, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")

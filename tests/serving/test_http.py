@@ -70,7 +70,7 @@ def test_unknown_stream_is_404_and_unknown_user_cold_starts(client: TestClient) 
 def test_push_both_directions(client: TestClient) -> None:
     r = client.post("/community/push", json={"community_id": 1, "product_id": 5, "max_users": 7})
     assert r.status_code == 200, r.text
-    assert r.json()["direction"] == "users" and len(r.json()["users"]) == 7
+    assert r.json()["direction"] == "users" and len(r.json()["users"]["user_id"]) == 7
     r = client.post("/community/push", json={"segment": "buyer", "k": 3})
     assert r.status_code == 200 and len(r.json()["products"]) == 3
     r = client.post("/community/push", json={"segment": "buyer", "community_id": 1})

@@ -17,10 +17,10 @@ from serving.schemas import PushRequest
 def test_audience_for_a_product_prefers_users_who_like_its_category(world) -> None:
     product = 4  # category c4
     out = world["rec"].push(PushRequest(community_id=1, product_id=product, max_users=40))
-    assert out.direction == "users" and len(out.users) == 40
-    liked = np.mean([u.user_id % N_CATEGORIES == product % N_CATEGORIES for u in out.users])
+    assert out.direction == "users" and len(out.users.user_id) == 40
+    liked = np.mean([u % N_CATEGORIES == product % N_CATEGORIES for u in out.users.user_id])
     assert liked >= 0.9, liked  # a random audience would give 1/6
-    evs = [u.expected_value for u in out.users]
+    evs = out.users.expected_value
     assert evs == sorted(evs, reverse=True)
 
 
@@ -35,13 +35,13 @@ def test_consent_deletion_and_frequency_cap_are_honoured(world) -> None:
     deleted = int(next(u for u in members if int(u) not in opted_out and int(u) != capped))
     world["deleted"].add(deleted)
     out = world["rec"].push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=now)
-    got = {u.user_id for u in out.users}
+    got = set(out.users.user_id)
     assert not got & opted_out and capped not in got and deleted not in got
     assert out.suppressed == {"no_consent": len(opted_out), "deleted": 1, "frequency_cap": 1}
     assert len(got) == len(members) - len(opted_out) - 2
     # An old push does not count against the cap.
     later = now + timedelta(days=8)
-    assert capped in {u.user_id for u in world["rec"].push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=later).users}
+    assert capped in world["rec"].push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=later).users.user_id
 
 
 def test_quiet_hours_set_send_after(world) -> None:
