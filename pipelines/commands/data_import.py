@@ -7,7 +7,9 @@ line. The work lives in ``pipelines.importers`` and ``features.validation``; thi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 
@@ -19,6 +21,30 @@ class LogFormatName(StrEnum):
     taobao = "taobao"
     retailrocket = "retailrocket"
     yoochoose = "yoochoose"
+
+
+class _CliError(Exception):
+    """An error whose message is already escaped for rich, which the CLI prints as markup."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def _markup_safe_errors() -> Iterator[None]:
+    """Messages quote file content (headers, lines): escape it so that '[/x]' cannot break the printout."""
+    from rich.markup import escape
+
+    try:
+        yield
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        code = getattr(exc, "exit_code", None)
+        if not isinstance(code, int):
+            if isinstance(exc, RuntimeError):
+                raise
+            code = 2  # the CLI's code for bad input
+        raise _CliError(escape(str(exc)), code) from exc
 
 
 def register(app: typer.Typer) -> None:
@@ -84,12 +110,14 @@ def import_command(
     from pipelines.importers.settings import ImportSettings
 
     settings = ImportSettings()
-    fmt = get_format(format.value)
+    with _markup_safe_errors():
+        fmt = get_format(format.value)
+        files = fmt.find_files(input)
     lower = _parse_day(min_ts, "--min-ts") or fmt.min_ts
     share = settings.max_quarantine_share if max_quarantine_share is None else max_quarantine_share
     target = out if out is not None else settings.data_dir
     console = Console(stderr=True)
-    with _bytes_progress(console, fmt.find_files(input), enabled=progress) as advance:
+    with _markup_safe_errors(), _bytes_progress(console, files, enabled=progress) as advance:
         report = import_logs(
             fmt,
             input,
@@ -103,10 +131,11 @@ def import_command(
     _print_import(report)
     if not report.ok:
         # An error with exit_code (not typer.Exit, whose code the CLI's non-standalone main would drop).
-        raise QuarantineThresholdError(
-            f"{report.share:.2%} of the lines were quarantined, above --max-quarantine-share "
-            f"{share:.2%}; nothing was imported. The rejected lines are in {report.quarantine_path}."
-        )
+        with _markup_safe_errors():
+            raise QuarantineThresholdError(
+                f"{report.share:.2%} of the lines were quarantined, above --max-quarantine-share "
+                f"{share:.2%}; nothing was imported. The rejected lines are in {report.quarantine_path}."
+            )
 
 
 def _bytes_progress(console, files: list[Path], enabled: bool):  # type: ignore[no-untyped-def]
@@ -141,26 +170,29 @@ def _print_import(report) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     table = Table(title=f"{report.format} import into {report.out_dir}")
-    for col, just in (
-        ("file", "left"),
-        ("read", "right"),
-        ("accepted", "right"),
-        ("quarantined", "right"),
-        ("first bad line", "left"),
-    ):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for col in ("file", "read", "accepted", "quarantined"):
+        table.add_column(col, justify="left" if col == "file" else "right")
     for f in report.files:
-        first = f"{f.path.name}:{f.first_bad[0]}: {f.first_bad[1]}" if f.first_bad else ""
-        table.add_row(f.path.name, f"{f.read:,}", f"{f.accepted:,}", f"{f.quarantined:,}", first)
+        table.add_row(f.path.name, f"{f.read:,}", f"{f.accepted:,}", f"{f.quarantined:,}")
     console = Console()
     console.print(table)
+    # Plain lines (not table cells) so that file:line stays whole and greppable at any width.
     console.print(
-        f"read = accepted + quarantined: {report.read:,} = {report.accepted:,} + {report.quarantined:,} lines ({report.share:.2%} quarantined)"
+        f"read = accepted + quarantined: {report.read:,} = {report.accepted:,} + {report.quarantined:,} lines "
+        f"({report.share:.2%} quarantined)",
+        soft_wrap=True,
     )
+    for f in report.files:
+        if f.first_bad:
+            console.print(
+                f"first bad line: {f.path.name}:{f.first_bad[0]}: {f.first_bad[1]}",
+                soft_wrap=True,
+                markup=False,
+            )
     if report.written:
         console.print(f"wrote {report.events:,} events, {report.users:,} users, {report.products:,} products")
     for reason, n in report.reasons.most_common(5):
-        console.print(f"  {n:,} x {reason}")
+        console.print(f"  {n:,} x {reason}", soft_wrap=True, markup=False)
 
 
 def validate_command(
@@ -190,7 +222,8 @@ def validate_command(
     target = data if data is not None else settings.data_dir
     lower = _parse_day(min_ts, "--min-ts")
     rules = ValidationRules(min_ts=lower) if lower else ValidationRules()
-    report = validate_dir(target, share, rules=rules, write=not dry_run)
+    with _markup_safe_errors():
+        report = validate_dir(target, share, rules=rules, write=not dry_run)
     table = Table(title=f"validation of {target}")
     for col in ("table", "read", "accepted", "quarantined", "share", "top reason"):
         table.add_column(col, justify="left" if col in ("table", "top reason") else "right")
@@ -215,7 +248,8 @@ def validate_command(
     if dry_run:
         console.print("dry run: nothing rewritten")
     if not report.ok:
-        raise QuarantineThresholdError(
-            f"quarantined share above {share:.2%} in {', '.join(report.over_threshold)}; "
-            f"the tables were left unchanged; rejected rows: {report.quarantine_path or '(dry run: not written)'}"
-        )
+        with _markup_safe_errors():
+            raise QuarantineThresholdError(
+                f"quarantined share above {share:.2%} in {', '.join(report.over_threshold)}; "
+                f"the tables were left unchanged; rejected rows: {report.quarantine_path or '(dry run: not written)'}"
+            )
