@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from features.feature_services import service_feature_names
-from features.on_demand import REQUEST_TIME
+from features.feature_services import SERVICE_SPECS, service_feature_names
+from features.on_demand import REQUEST_TIME, ranker_request_features
+from features.views import VIEW_SPECS
 from features.settings import FeatureSettings
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,26 @@ log = logging.getLogger(__name__)
 NO_STREAM = -1  # stream_id used when a request has no stream (no row has it, so stream features are null)
 UNKNOWN_CATEGORY = "unknown"
 ENTITY_COLUMNS = ("user_id", "product_id", "stream_id", "event_timestamp")
+
+
+JOIN_KEYS = {"user": "user_id", "product": "product_id", "stream": "stream_id", "category": "category"}
+# The stored features the on-demand view reads, by view.
+ON_DEMAND_INPUTS = {
+    "product_stats": ["price", "repurchase_cycle_days"],
+    "user_rfm": ["avg_order_value"],
+    "user_product_history": ["last_purchase_epoch_days"],
+}
+
+
+def _views_needed(service: str) -> dict[str, list[str]]:
+    """view -> stored features to fetch for ``service`` (on-demand inputs included)."""
+    needed: dict[str, list[str]] = {}
+    for view, feats in SERVICE_SPECS[service]:
+        pairs = ON_DEMAND_INPUTS.items() if view == "ranker_request_features" else [(view, feats)]
+        for v, fs in pairs:
+            needed.setdefault(v, [])
+            needed[v] += [f for f in fs if f not in needed[v]]
+    return needed
 
 
 def feature_names(service: str = "ranker_v1") -> list[str]:
@@ -97,29 +118,42 @@ class FeastFeatureReader:
         if missing:
             raise ValueError(f"entity_df lacks column(s) {missing}; needs user_id, product_id, [stream_id], event_timestamp")
         names = feature_names(service)
-        df = entity_df.copy()
-        df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+        df = entity_df.reset_index(drop=True)
         stream = df["stream_id"] if "stream_id" in df.columns else pd.Series(np.nan, index=df.index)
         q = pd.DataFrame(
             {
-                "_row": np.arange(len(df), dtype="int64"),
                 "user_id": df["user_id"].astype("int64").to_numpy(),
                 "product_id": df["product_id"].astype("int64").to_numpy(),
                 "stream_id": pd.to_numeric(stream, errors="coerce").fillna(NO_STREAM).astype("int64").to_numpy(),
                 "category": self._categories_for(df["product_id"]),
-                "event_timestamp": df["event_timestamp"].to_numpy(),
-                REQUEST_TIME: _epoch_days(df["event_timestamp"]).to_numpy(),
+                "event_timestamp": pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]"),
             }
         )
-        q["event_timestamp"] = pd.to_datetime(q["event_timestamp"], utc=True)
-        store = self.store
-        job = store.get_historical_features(entity_df=q, features=store.get_feature_service(service))
-        out = job.to_df().sort_values("_row").reset_index(drop=True)
-        feats = out[names].apply(pd.to_numeric, errors="coerce") if service.startswith("ranker") else out[names]
+        q[REQUEST_TIME] = _epoch_days(q["event_timestamp"]).to_numpy()
+        for view, feats in _views_needed(service).items():
+            q = self._join_view(q, view, feats)
+        if any(v == "ranker_request_features" for v, _ in SERVICE_SPECS[service]):
+            q = pd.concat([q, ranker_request_features(q)], axis=1)
         result = entity_df.reset_index(drop=True).copy()
         for c in names:
-            result[c] = feats[c].to_numpy()
+            result[c] = pd.to_numeric(q[c], errors="coerce").to_numpy() if service.startswith("ranker") else q[c].to_numpy()
         return result
+
+    def _join_view(self, q: pd.DataFrame, view: str, feats: list[str]) -> pd.DataFrame:
+        """Point-in-time join of one feature view through Feast, on that view's keys only.
+
+        One call per view on the distinct (keys, timestamp) rows, because Feast's file offline
+        store (dask.py ``_drop_duplicates``) collapses entity rows sharing the join keys of the
+        first view it processes and a timestamp, which would silently lose training rows.
+        """
+        keys = [JOIN_KEYS[e] for e in VIEW_SPECS[view][0]]
+        on = [*keys, "event_timestamp"]
+        sub = q[on].drop_duplicates().reset_index(drop=True)
+        got = self.store.get_historical_features(entity_df=sub, features=[f"{view}:{f}" for f in feats]).to_df()
+        if len(got) != len(sub):
+            raise RuntimeError(f"Feast returned {len(got)} rows for {len(sub)} entity rows of view {view}")
+        got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+        return q.merge(got[[*on, *feats]], on=on, how="left", validate="many_to_one")
 
     # -- serving --------------------------------------------------------------------------------
     def online(

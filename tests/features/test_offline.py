@@ -1,0 +1,127 @@
+"""Offline feature tables on the hand-built world: values known by hand (no Feast involved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.offline import OFFLINE_TABLES, compute_offline_features
+from features.segments import SegmentConfigError, load_segment_rules
+from features.settings import FeatureSettings
+from tests.features.world import build_world, day
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> FeatureSettings:
+    root = tmp_path_factory.mktemp("offline")
+    build_world(root / "data")
+    settings = FeatureSettings(state_dir=root / "state")
+    compute_offline_features(root / "data", settings, as_of=day(31, 0))
+    return settings
+
+
+def table(settings: FeatureSettings, name: str) -> pd.DataFrame:
+    df = pd.read_parquet(settings.offline_dir / OFFLINE_TABLES[name])
+    return df[df["event_timestamp"] > pd.Timestamp("1971-01-01", tz="UTC")]  # drop the sentinel rows
+
+
+def latest(settings: FeatureSettings, name: str, key: str = "user_id") -> pd.DataFrame:
+    df = table(settings, name)
+    return df.sort_values("event_timestamp").groupby(key).tail(1).set_index(key)
+
+
+def test_rfm_of_a_user_with_purchases_of_10_20_30(offline: FeatureSettings) -> None:
+    u = latest(offline, "user").loc[1]
+    assert u["event_timestamp"] == pd.Timestamp("2026-02-01", tz="UTC")
+    assert u["frequency_90d"] == 3
+    assert u["monetary_90d"] == pytest.approx(60.0)
+    assert u["avg_order_value"] == pytest.approx(20.0)
+    # last purchase 2026-01-31 11:30, snapshot at midnight: 12.5 hours
+    assert u["days_since_last_purchase"] == pytest.approx(12.5 / 24)
+    assert u["push_open_rate_30d"] == pytest.approx(1.0)
+
+
+def test_engagement_of_a_viewer_who_never_buys(offline: FeatureSettings) -> None:
+    u = latest(offline, "user").loc[2]
+    assert u["watch_minutes_7d"] == pytest.approx(40.0)
+    assert u["streams_watched_7d"] == 1
+    assert u["product_clicks_7d"] == 2 and u["carts_7d"] == 1
+    assert u["push_open_rate_30d"] == 0.0
+    assert pd.isna(u["avg_order_value"]) and pd.isna(u["days_since_last_purchase"])
+
+
+def test_segments_as_of_the_build_date(offline: FeatureSettings) -> None:
+    seg = latest(offline, "user")["segment"].to_dict()
+    assert seg == {1: "potential", 2: "engaged_viewer", 3: "new", 4: "promising"}
+
+
+def test_users_move_between_segments_as_time_passes(tmp_path: Path) -> None:
+    build_world(tmp_path / "data")
+    settings = FeatureSettings(state_dir=tmp_path / "state")
+    compute_offline_features(tmp_path / "data", settings, as_of=day(78, 0))
+    seg = latest(settings, "user")["segment"].to_dict()
+    assert seg[4] == "sleeping"  # one purchase on day 1, nothing since
+    assert seg[1] == "at_risk"  # three purchases, the last 47.5 days ago
+    u2 = latest(settings, "user").loc[2]
+    assert u2["watch_minutes_7d"] == 0 and u2["product_clicks_7d"] == 0  # windows rolled off
+
+
+def test_a_daily_snapshot_never_holds_an_event_at_or_after_its_timestamp(offline: FeatureSettings) -> None:
+    u1 = table(offline, "user").set_index(["user_id", "event_timestamp"]).loc[1]
+    # purchases on days 10, 20 (noon): the snapshot at midnight of day 20 holds only the first
+    assert u1.loc[pd.Timestamp("2026-01-21", tz="UTC"), "monetary_90d"] == 10.0
+    assert u1.loc[pd.Timestamp("2026-01-22", tz="UTC"), "monetary_90d"] == 30.0
+
+
+def test_product_features(offline: FeatureSettings) -> None:
+    p = latest(offline, "product", "product_id")
+    assert p.loc[10, "price"] == 20.0 and p.loc[10, "product_category"] == "beauty"
+    assert p.loc[12, "days_since_launch"] == pytest.approx(11.0)
+    assert p.loc[11, "clicks_30d"] == 2
+    assert ((p["conversion_rate"] > 0) & (p["conversion_rate"] <= 1)).all()
+
+
+def test_category_affinity_is_a_share(offline: FeatureSettings) -> None:
+    uc = table(offline, "user_category")
+    last = uc[uc["event_timestamp"] == uc["event_timestamp"].max()]
+    a = last.set_index(["user_id", "category"])["category_affinity_30d"]
+    assert a.loc[(2, "food")] == pytest.approx(5 / 5.5)  # 2 clicks + a cart vs half a stream view
+    sums = last.groupby("user_id")["category_affinity_30d"].sum()
+    assert sums[sums > 0].round(9).eq(1.0).all()
+
+
+def test_stream_and_live_session(offline: FeatureSettings) -> None:
+    s = table(offline, "stream").set_index("event_timestamp")["live_viewers"]
+    assert s.loc[pd.Timestamp("2026-01-31 11:00", tz="UTC")] == 2
+    assert s.iloc[-1] == 0  # closing row after the stream ended
+    live = table(offline, "live_session")
+    u2 = live[live["user_id"] == 2].sort_values("event_timestamp").iloc[-1]
+    assert (u2["live_clicks"], u2["live_carts"], u2["live_watch_seconds"]) == (2, 1, 2400)
+
+
+def test_deleted_users_are_left_out(tmp_path: Path) -> None:
+    build_world(tmp_path / "data")
+    settings = FeatureSettings(state_dir=tmp_path / "state")
+    compute_offline_features(tmp_path / "data", settings, as_of=day(31, 0), excluded_users={1})
+    for name in OFFLINE_TABLES:
+        df = pd.read_parquet(settings.offline_dir / OFFLINE_TABLES[name])
+        if "user_id" in df.columns:
+            assert 1 not in set(df["user_id"]), name
+
+
+def test_missing_events_table_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="events"):
+        compute_offline_features(tmp_path, FeatureSettings(state_dir=tmp_path / "s"))
+
+
+def test_segment_rules_errors_name_file_and_rule(tmp_path: Path) -> None:
+    bad = tmp_path / "seg.yaml"
+    bad.write_text("rules:\n  - name: vip\n    when: {monetary_365d: '> 5'}\n")
+    with pytest.raises(SegmentConfigError, match=r"seg.yaml: rule 1 \(vip\): unknown feature 'monetary_365d'"):
+        load_segment_rules(bad)
+    bad.write_text("rules:\n  - name: vip\n    when: {monetary_90d: 'lots'}\n")
+    with pytest.raises(SegmentConfigError, match="condition 'lots'"):
+        load_segment_rules(bad)
+    assert "engaged_viewer" in load_segment_rules().names

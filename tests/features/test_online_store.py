@@ -1,0 +1,79 @@
+"""The online store suite: the same tests against SQLite and a real redis-server."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from features.live import ingest_live_events
+from features.privacy import DeletionLedger, delete_user_online
+from features.retrieval import FeastFeatureReader, feature_names
+from features.settings import FeatureSettings
+
+
+def test_online_rows_follow_the_service_order(built_store: FeatureSettings) -> None:
+    reader = FeastFeatureReader(built_store)
+    df = reader.online(1, [12, 10, 11], stream_id=100)
+    assert list(df.index) == [12, 10, 11]
+    assert list(df.columns) == feature_names("ranker_v1")
+    assert (df["monetary_90d"] == 60.0).all() and (df["avg_order_value"] == 20.0).all()
+    assert df.loc[10, "price"] == 20.0 and df.loc[11, "price"] == 50.0
+    assert df.loc[10, "category_affinity_30d"] == pytest.approx(1.0)
+    assert df.loc[11, "price_vs_user_aov"] == pytest.approx(2.5)  # on-demand: 50 / 20
+    assert df.loc[10, "live_watch_seconds"] == 600.0
+
+
+def test_unknown_user_and_product_are_nan_not_errors(built_store: FeatureSettings) -> None:
+    reader = FeastFeatureReader(built_store)
+    df = reader.online(987654, [10, 424242])
+    assert df.loc[10, "price"] == 20.0
+    assert np.isnan(df.loc[424242, "price"])
+    assert df[["recency_days", "monetary_90d"]].isna().all().all()
+    assert reader.segment(987654) is None
+
+
+def test_segment_lookup(built_store: FeatureSettings) -> None:
+    reader = FeastFeatureReader(built_store)
+    assert reader.segment(2) == "engaged_viewer"
+    ctx = reader.online(1, [10], service="serving_context_v1")
+    assert ctx.loc[10, "segment"] == "potential" and ctx.loc[10, "product_category"] == "beauty"
+
+
+def test_a_pushed_live_event_is_visible_within_the_same_second(built_store: FeatureSettings) -> None:
+    reader = FeastFeatureReader(built_store)
+    before = reader.online(3, [12], stream_id=100).loc[12, "live_clicks"]
+    t0 = time.monotonic()
+    n = ingest_live_events(
+        reader,
+        [
+            {"user_id": 3, "stream_id": 100, "type": "product_click", "ts": datetime.now(UTC)},
+            {"user_id": 3, "stream_id": 100, "type": "product_click", "ts": datetime.now(UTC)},
+            {"user_id": 3, "stream_id": 100, "type": "stream_view", "watch_seconds": 30.0},
+            {"user_id": 3, "stream_id": None, "type": "product_click"},  # not in a stream: ignored
+        ],
+    )
+    after = reader.online(3, [12], stream_id=100).loc[12]
+    elapsed = time.monotonic() - t0
+    assert n == 1
+    assert (0 if np.isnan(before) else before) + 2 == after["live_clicks"]
+    assert after["live_watch_seconds"] >= 30.0
+    assert elapsed < 1.0, f"push + lookup took {elapsed:.2f} s"
+    ingest_live_events(reader, [{"user_id": 3, "stream_id": 100, "type": "add_to_cart"}])
+    assert reader.online(3, [12], stream_id=100).loc[12, "live_carts"] >= 1  # totals accumulate
+
+
+def test_deleting_a_user_removes_their_online_rows(built_store: FeatureSettings) -> None:
+    reader = FeastFeatureReader(built_store)
+    ingest_live_events(reader, [{"user_id": 4, "stream_id": 100, "type": "product_click"}])
+    assert reader.online(4, [11], stream_id=100).loc[11, "monetary_90d"] == 50.0
+    removed = delete_user_online(reader.store, 4)
+    assert removed >= 4  # rfm/engagement/segment, category, product history, live session
+    gone = reader.online(4, [11], stream_id=100).loc[11]
+    assert np.isnan(gone["monetary_90d"]) and np.isnan(gone["live_clicks"]) and np.isnan(gone["repurchase_due_ratio"])
+    assert reader.online(1, [10]).loc[10, "monetary_90d"] == 60.0  # others untouched
+    ledger = DeletionLedger(built_store.state_dir)
+    ledger.add(4)
+    assert ingest_live_events(reader, [{"user_id": 4, "stream_id": 100, "type": "product_click"}], ledger=ledger) == 0
