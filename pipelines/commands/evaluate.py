@@ -1,9 +1,290 @@
-"""`slotcast evaluate` commands (being built; see the open issues)."""
+"""`slotcast evaluate`: offline A/B evaluation (replay on held-out time + off-policy estimates).
+
+Policies: popular, random (no model needed), als, als+ranker (the champion bundle, or --bundle),
+champion, challenger (MLflow model `slotcast` by alias). The logging policy's own value is always
+reported from the logs. A policy that cannot be built is skipped with the reason, never silently.
+When DATA holds a simulator truth (DATA/truth), every policy's true value on the logged requests
+is reported beside its estimates.
+"""
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import typer
+
+KNOWN_POLICIES = ("popular", "random", "logging", "als", "als+ranker", "champion", "challenger")
+DEFAULT_POLICIES = "popular,als,als+ranker,champion,challenger"
+
+
+class PolicyUnavailable(Exception):
+    """A requested policy that cannot be evaluated here (no model, no features): skipped with this reason."""
+
+
+def _parse_policies(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in names if p not in KNOWN_POLICIES]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown policy {unknown}; known: {', '.join(KNOWN_POLICIES)}", param_hint="--policies"
+        )
+    if not names:
+        raise typer.BadParameter("no policy named", param_hint="--policies")
+    return list(dict.fromkeys(names))
+
+
+class _Bundles:
+    """Bundles loaded once per alias (or from --bundle), with the reason when one is not there."""
+
+    def __init__(self, settings: Any, bundle_dir: Path | None) -> None:
+        self.settings, self.bundle_dir = settings, bundle_dir
+        self._cache: dict[str, Any] = {}
+
+    def get(self, alias: str) -> Any:
+        if alias not in self._cache:
+            self._cache[alias] = self._load(alias)
+        found = self._cache[alias]
+        if isinstance(found, PolicyUnavailable):
+            raise found
+        return found
+
+    def _load(self, alias: str) -> Any:
+        from models.bundle import Bundle
+        from models.errors import SlotcastModelError
+
+        try:
+            if alias == "default" and self.bundle_dir is not None:
+                return Bundle.load(Bundle.find(self.bundle_dir))
+            from training import tracking
+            from training.registry import download_bundle, version_by_alias
+
+            name = self.settings.registered_model
+            client = tracking.configure(self.settings)
+            ref = "champion" if alias == "default" else alias
+            if version_by_alias(client, name, ref) is None:
+                return PolicyUnavailable(
+                    f"no MLflow model {name}@{ref} (run `slotcast train`, then `slotcast promote`)"
+                )
+            return Bundle.load(download_bundle(name, ref))
+        except SlotcastModelError as exc:
+            return PolicyUnavailable(f"bundle {alias!r} cannot be loaded: {exc}")
+        except Exception as exc:  # noqa: BLE001 - an unreachable MLflow store skips the model, not the evaluation
+            return PolicyUnavailable(f"bundle {alias!r} unavailable: {type(exc).__name__}: {exc}")
+
+
+def _feature_fn(bundle: Any, settings: Any, as_of: Any) -> Any:
+    """The ranker's feature lookup (the Feast store built by `slotcast features build`)."""
+    if bundle.ranker is None:
+        raise PolicyUnavailable("the bundle has no ranker")
+    try:
+        from features.retrieval import FeastFeatureReader
+        from features.settings import FeatureSettings
+
+        fs = FeatureSettings(state_dir=settings.state_dir)  # type: ignore[call-arg]
+        if not fs.registry_path.exists():
+            raise PolicyUnavailable(f"no feature store at {fs.registry_path} (run `slotcast features build`)")
+        reader = FeastFeatureReader(fs)
+    except ImportError as exc:
+        raise PolicyUnavailable(f"feature retrieval unavailable: {exc}") from exc
+    from training.evaluation.ranker_features import historical_feature_fn
+
+    return historical_feature_fn(reader, bundle.manifest.feature_service, as_of)
+
+
+def _build_policy(
+    name: str, bundles: _Bundles, settings: Any, as_of: Any, popular_factory: Any, notes: list[str]
+) -> Any:
+    from training.evaluation.policies import ALSPolicy, PopularPolicy, RandomPolicy, RankerPolicy
+
+    if name == "popular":
+        return PopularPolicy.from_events
+    if name == "random":
+        return RandomPolicy()
+    alias = {"als": "default", "als+ranker": "default"}.get(name, name)
+    bundle = bundles.get(alias)
+
+    def als_policy(label: str) -> Any:
+        return lambda train: ALSPolicy(bundle.als, popular_factory(train), name=label)
+
+    if name == "als":
+        return als_policy("als")
+    try:
+        features = _feature_fn(bundle, settings, as_of)
+    except PolicyUnavailable as exc:
+        if name == "als+ranker":
+            raise
+        # champion / challenger without a usable ranker are still their ALS stage: evaluate that, and say so
+        notes.append(f"{name}: evaluated as its ALS stage only ({exc})")
+        return als_policy(name)
+    return lambda train: RankerPolicy(
+        ALSPolicy(bundle.als, popular_factory(train)), bundle.ranker, features, name=name
+    )
+
+
+def _truth(data: Path, reward: str) -> Any:
+    """The simulator's truth as run.Truth, when DATA has one."""
+    from pipelines.simulator.truth import TrueWorld
+
+    world = TrueWorld.load(data)
+
+    def truth(kind: str, requests: Any, slates: Any) -> Any:
+        import numpy as np
+
+        users = requests["user_id"].to_numpy(np.int64)
+        filled = slates >= 0
+        out = np.zeros(slates.shape)
+        u = np.broadcast_to(users[:, None], slates.shape)[filled]
+        slots = np.broadcast_to(np.arange(slates.shape[1]), slates.shape)[filled]
+        if kind == "push":
+            if reward != "purchased":
+                return None  # the truth module answers push purchases only
+            out[filled] = world.push_purchase_prob(u, slates[filled])
+        elif reward == "clicked":
+            out[filled] = world.click_prob(u, slates[filled], slots)
+        else:
+            streams = np.broadcast_to(requests["stream_id"].to_numpy(np.int64)[:, None], slates.shape)[filled]
+            out[filled] = world.purchase_prob(u, slates[filled], slots, streams)
+        return out.sum(axis=1)
+
+    return truth
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add `slotcast evaluate` to the main app."""
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        data: Path = typer.Option(None, "--data", help="directory of canonical parquet tables (default $SLOTCAST_STATE_DIR/data)"),
+        policies: str = typer.Option(DEFAULT_POLICIES, "--policies", help=f"comma-separated, from: {', '.join(KNOWN_POLICIES)}"),
+        split: str = typer.Option("time", "--split", help="how to hold data out; only 'time' (the last --test-fraction of the span)"),
+        test_fraction: float = typer.Option(0.2, "--test-fraction", min=0.01, max=0.9, help="share of the time span held out"),
+        k: int = typer.Option(10, "--k", min=1, help="list length for the replay metrics"),
+        out: Path = typer.Option(None, "--out", help="report directory (default $SLOTCAST_STATE_DIR/reports/<UTC time>)"),
+        reward: str = typer.Option("purchased", "--reward", help="logged outcome to value: purchased | clicked"),
+        max_weight: float = typer.Option(1000.0, "--max-weight", min=1.0, help="propensity clipping: cap on pi/propensity"),
+        n_boot: int = typer.Option(400, "--n-boot", min=50, help="bootstrap replicates for the 95% intervals"),
+        max_users: int = typer.Option(5000, "--max-users", min=10, help="replay on at most this many test users (sampled)"),
+        bundle: Path = typer.Option(None, "--bundle", help="bundle directory for als / als+ranker (default: the champion)"),
+        truth: bool = typer.Option(True, "--truth/--no-truth", help="report simulator true values when DATA/truth exists"),
+        mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the report as an MLflow evaluation run"),
+        seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    ) -> None:  # fmt: skip
+        """Evaluate policies offline: replay metrics on held-out time, IPS/SNIPS/DR on the logged carousels
+        and pushes, champion vs challenger with a verdict; writes an HTML report + metrics.json."""
+        from rich.console import Console
+
+        from training.evaluation.report import log_to_mlflow, write_report
+        from training.evaluation.run import EvalConfig, evaluate, read_tables
+        from training.settings import TrainSettings
+
+        if split != "time":
+            raise typer.BadParameter(f"{split!r}: only 'time' is supported", param_hint="--split")
+        if reward not in ("purchased", "clicked"):
+            raise typer.BadParameter(f"{reward!r} is not purchased or clicked", param_hint="--reward")
+        names = _parse_policies(policies)
+        settings = TrainSettings()  # type: ignore[call-arg]
+        data = data if data is not None else settings.state_dir / "data"
+        if not data.is_dir():
+            raise typer.BadParameter(f"{data} is not a directory", param_hint="--data")
+        if bundle is not None and not bundle.exists():
+            raise typer.BadParameter(f"{bundle} does not exist", param_hint="--bundle")
+        out = (
+            out
+            if out is not None
+            else settings.state_dir / "reports" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        )
+        console, err = Console(), Console(stderr=True)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+        tables = read_tables(data)
+        if tables["events"].empty:
+            raise typer.BadParameter(f"{data}/events.parquet holds no events", param_hint="--data")
+        from training.evaluation.policies import PopularPolicy
+        from training.evaluation.replay import time_split
+
+        cut = time_split(tables["events"], test_fraction)[1]["ts"].min()
+        bundles = _Bundles(settings, bundle)
+        specs: dict[str, Any] = {}
+        notes: list[str] = []
+        for name in names:
+            if name == "logging":
+                continue  # always reported: its value is read off the logs
+            try:
+                specs[name] = _build_policy(name, bundles, settings, cut, PopularPolicy.from_events, notes)
+            except PolicyUnavailable as exc:
+                msg = f"policy {name!r} skipped: {exc}"
+                notes.append(msg)
+                err.print(f"[yellow]{msg}[/yellow]")
+        if not specs:
+            raise typer.BadParameter(
+                "none of the requested policies can be evaluated here", param_hint="--policies"
+            )
+        built_names = list(specs)
+        if "champion" in specs and "challenger" in specs:
+            comparisons = [("champion", "challenger")]
+        else:
+            comparisons = [(built_names[0], built_names[-1])] if len(built_names) > 1 else []
+        truth_fn = None
+        if truth and (data / "truth").is_dir():
+            truth_fn = _truth(data, reward)
+        cfg = EvalConfig(k=k, test_fraction=test_fraction, reward=reward, max_weight=max_weight, n_boot=n_boot,
+                         seed=seed, max_users=max_users)  # fmt: skip
+        with console.status("evaluating") as status:
+            result = evaluate(tables, specs, cfg, comparisons=comparisons, truth=truth_fn, notes=notes,
+                              progress=lambda msg: status.update(msg))  # fmt: skip
+            status.update("writing the report")
+            paths = write_report(result, out)
+            run_id = None
+            if mlflow:
+                status.update("logging to MLflow")
+                run_id = log_to_mlflow(result, out, settings)
+        _print_summary(console, result, k)
+        console.print(
+            f"report: {paths['html']}  metrics: {paths['json']}"
+            + (f"  MLflow run {run_id}" if run_id else "")
+        )
+
+
+def _print_summary(console: Any, result: dict[str, Any], k: int) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"replay on held-out time (from {result['params']['test_from']})")
+    t.add_column("policy", style="bold")
+    for col in (f"recall@{k}", f"nDCG@{k}", f"MAP@{k}", "hit rate", "coverage", "novelty", "users"):
+        t.add_column(col, justify="right")
+    for r in result["replay"]:
+        m = r["means"]
+        t.add_row(r["policy"], *(f"{m[x]:.4f}" for x in ("recall", "ndcg", "map", "hit_rate", "coverage")),
+                  f"{m['novelty']:.2f}", str(r["n_users"]))  # fmt: skip
+    console.print(t)
+    for kind, block in result["ope"].items():
+        truth = result["truth"].get(kind, {})
+        t = Table(
+            title=f"off-policy value per {kind} request ({block['reward']}, {block['n_requests']} logged requests)"
+        )
+        for col in ("policy", "estimator", "value", "95% CI", "ESS", *(["true value"] if truth else [])):
+            t.add_column(col, justify="right" if col != "policy" else "left")
+        for pol, ests in block["estimates"].items():
+            for est, e in ests.items():
+                row = [
+                    pol,
+                    est,
+                    f"{e['value']:.5f}",
+                    f"[{e['ci_low']:.5f}, {e['ci_high']:.5f}]",
+                    f"{e['ess']:.0f}",
+                ]
+                if truth:
+                    row.append(f"{truth[pol]:.5f}" if pol in truth else "")
+                t.add_row(*row)
+        console.print(t)
+        for c in block["comparisons"]:
+            for est in ("snips", "dr"):
+                if est in c["by_estimator"]:
+                    x = c["by_estimator"][est]
+                    console.print(f"{kind}: {c['challenger']} vs {c['champion']} ({est}): diff {x['diff']:+.5f} "
+                                  f"[{x['ci_low']:+.5f}, {x['ci_high']:+.5f}] -> [bold]{x['verdict']}[/bold]")  # fmt: skip
+    for note in result.get("notes") or []:
+        console.print(f"[yellow]note:[/yellow] {note}")

@@ -36,8 +36,8 @@ LOGGING = "logging"
 MIN_ESS = 100  # below this many effective samples a bootstrap interval is not to be trusted
 PolicySpec = Policy | Callable[[pd.DataFrame], Policy]
 """A policy, or a factory that builds one from the training-window events (popular does)."""
-Truth = Callable[[str, pd.DataFrame, np.ndarray], np.ndarray]
-"""truth(kind, requests, slates) -> expected reward of each request under that slate."""
+Truth = Callable[[str, pd.DataFrame, np.ndarray], np.ndarray | None]
+"""truth(kind, requests, slates) -> expected reward of each request under that slate (None: not known)."""
 RewardModelFactory = Callable[[LoggedRequests], tuple[str, RewardModel]]
 
 
@@ -118,10 +118,10 @@ def _ope_block(
             )
     true_values: dict[str, float] = {}
     if truth is not None:
-        for name, slates in targets.items():
-            true_values[name] = float(np.mean(truth(lr.kind, lr.requests, slates)))
-        logged = _logged_slates(lr, k)
-        true_values[LOGGING] = float(np.mean(truth(lr.kind, lr.requests, logged)))
+        for name, slates in [*targets.items(), (LOGGING, _logged_slates(lr, k))]:
+            values = truth(lr.kind, lr.requests, slates)
+            if values is not None:
+                true_values[name] = float(np.mean(values))
     q_logged = q(lr.log.request, lr.log.item, lr.log.slot)
     cal = calibration_table(q_logged, lr.log.reward)
     block = {
@@ -175,6 +175,8 @@ def evaluate(
     say(f"replay: {len(built)} policies on held-out time")
     results = replay(list(built.values()), train, test, cfg.k, catalog=catalog, max_users=cfg.max_users,
                      n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
+    for r, key in zip(results, built, strict=True):
+        r.policy = key  # the caller's name, so replay and off-policy rows line up
     result: dict[str, Any] = {
         "params": {
             "k": cfg.k,
