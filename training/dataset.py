@@ -71,12 +71,16 @@ class RankerData:
     splits: TimeSplits
     stats: dict[str, float] = field(default_factory=dict)
 
-    def part(self, name: str) -> pd.DataFrame:
-        return self.frame.loc[self.frame["split"] == name]
+    def part(self, name: str, candidates_only: bool = False) -> pd.DataFrame:
+        """One split's rows; ``candidates_only`` drops the positives the candidates missed (for fitting)."""
+        sel = self.frame["split"] == name
+        if candidates_only:
+            sel &= self.frame["candidate"]
+        return self.frame.loc[sel]
 
     def groups(self, name: str) -> np.ndarray:
-        """Group sizes (rows per query) in row order, for lambdarank."""
-        part = self.part(name)
+        """Group sizes (candidate rows per query) in row order, for lambdarank."""
+        part = self.part(name, candidates_only=True)
         return part.groupby("query_id", sort=False).size().to_numpy()
 
 
@@ -158,41 +162,56 @@ def candidate_rows(
     on_air: pd.DataFrame,
     als_by_split: dict[str, Any],
     n: int,
+    extra_generators: tuple[Any, ...] = (),
 ) -> pd.DataFrame:
-    """ALS top-n + on-air + true positives per query, with als_score / als_rank / on_air / slot / label."""
+    """ALS top-n + on-air (``candidate`` rows, what serving would rank) plus the true positives
+    outside them (``candidate == False``: kept so that metrics count what the candidates missed).
+
+    Only candidate rows may be used to train or score a ranker: a row that exists only because it
+    was bought would teach the ranker "not in the candidates => bought", a pure label leak.
+    ``extra_generators`` add their top-n too (the promotion gate unions both models' candidates).
+    """
     parts = []
     for split, als in als_by_split.items():
         q = queries.loc[queries["split"] == split]
         if q.empty:
             continue
-        users = q["user_id"].to_numpy(dtype=np.int64)
-        uniq, inv = np.unique(users, return_inverse=True)
-        ids, _ = als.generate_many(uniq, n)
-        top = ids[inv]
-        qid = np.repeat(q["query_id"].to_numpy(), top.shape[1])
-        flat = top.ravel()
-        parts.append(pd.DataFrame({"query_id": qid[flat >= 0], "product_id": flat[flat >= 0]}))
-    parts.append(positives[["query_id", "product_id"]])
+        uniq, inv = np.unique(q["user_id"].to_numpy(dtype=np.int64), return_inverse=True)
+        for gen in (als, *extra_generators):
+            top = gen.generate_many(uniq, n)[0][inv]
+            qid = np.repeat(q["query_id"].to_numpy(), top.shape[1])
+            flat = top.ravel()
+            parts.append(pd.DataFrame({"query_id": qid[flat >= 0], "product_id": flat[flat >= 0]}))
     parts.append(on_air[["query_id", "product_id"]])
-    cand = pd.concat(parts, ignore_index=True).astype(np.int64).drop_duplicates()
+    cand = pd.concat(parts, ignore_index=True).astype(np.int64).drop_duplicates().assign(candidate=True)
+    extra = (
+        positives[["query_id", "product_id"]]
+        .astype(np.int64)
+        .merge(cand, how="left", on=["query_id", "product_id"])
+    )
+    extra = extra.loc[extra["candidate"].isna()].assign(candidate=False)
+    cand = pd.concat([cand, extra], ignore_index=True)
+    cand["candidate"] = cand["candidate"].astype(bool)
     cand = cand.merge(queries[["query_id", "user_id", "stream_id", "ts", "split"]], on="query_id")
     slots = on_air.drop_duplicates(["query_id", "product_id"]).assign(on_air=True)
     cand = cand.merge(slots, on=["query_id", "product_id"], how="left")
     cand["on_air"] = cand["on_air"].astype("boolean").fillna(False).astype(bool)
     cand["slot"] = pd.to_numeric(cand["slot"], errors="coerce").astype(np.float64)
-    lab = positives.assign(label=1)
-    cand = cand.merge(lab, on=["query_id", "product_id"], how="left")
+    cand = cand.merge(positives.assign(label=1), on=["query_id", "product_id"], how="left")
     cand["label"] = cand["label"].fillna(0).astype(np.int8)
     cand["als_score"] = np.float32(np.nan)
     for split, als in als_by_split.items():
         sel = (cand["split"] == split).to_numpy()
         if sel.any():
             cand.loc[sel, "als_score"] = als.score(cand.loc[sel, "user_id"], cand.loc[sel, "product_id"])
-    # Rank within the query's candidates (1 = best); unknown-to-ALS products rank last.
-    cand["als_rank"] = (
-        cand["als_score"].fillna(-np.inf).groupby(cand["query_id"]).rank(ascending=False, method="first")
-    )
-    return cand.sort_values(["query_id", "product_id"]).reset_index(drop=True)
+    return add_als_rank(cand.sort_values(["query_id", "product_id"]).reset_index(drop=True))
+
+
+def add_als_rank(cand: pd.DataFrame) -> pd.DataFrame:
+    """als_rank within the query's candidate rows (1 = best; unknown-to-ALS last; NaN off-candidate)."""
+    score = cand["als_score"].astype(np.float64).fillna(-np.inf).where(cand["candidate"])
+    cand["als_rank"] = score.groupby(cand["query_id"]).rank(ascending=False, method="first")
+    return cand
 
 
 def attach_features(

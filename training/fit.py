@@ -118,7 +118,7 @@ def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def _fit_ranker(data: RankerData, cfg: RankerConfig) -> LightGBMRanker:
-    tr, va = data.part("train"), data.part("valid")
+    tr, va = data.part("train", candidates_only=True), data.part("valid", candidates_only=True)
     group = data.groups("train") if cfg.objective == "lambdarank" else None
     vgroup = data.groups("valid") if cfg.objective == "lambdarank" else None
     valid = (va[data.feature_names], va["label"].to_numpy(), vgroup) if len(va) else None
@@ -212,7 +212,7 @@ def build_data(
 def check_trainable(data: RankerData) -> None:
     """Degenerate training data raises ModelFitError before anything is fitted or registered."""
     for s in ("train", "valid", "test"):
-        part = data.part(s)
+        part = data.part(s, candidates_only=True)
         if part.empty:
             raise ModelFitError(f"the {s} split has no ranker rows; widen the data window or lower split.{s}")
         if part["label"].nunique() < 2:

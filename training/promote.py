@@ -49,7 +49,7 @@ class PromotionReport:
 
 
 def test_frame(events: pd.DataFrame, stream_products: pd.DataFrame, settings: TrainSettings,
-               reader: HistoricalReader | None, als: Any) -> pd.DataFrame:  # fmt: skip
+               reader: HistoricalReader | None, als: Any, other_als: tuple[Any, ...] = ()) -> pd.DataFrame:  # fmt: skip
     """The current data's test-split candidate rows (with features), built the way training does."""
     splits = TimeSplits.from_events(events, settings.split)
     rng = np.random.default_rng(settings.seed)
@@ -64,7 +64,7 @@ def test_frame(events: pd.DataFrame, stream_products: pd.DataFrame, settings: Tr
             "the current data's test split has no query with a positive label: cannot compare"
         )
     on_air = on_air_pairs(queries, stream_products)
-    cand = candidate_rows(queries, positives, on_air, {"test": als}, settings.candidates_n)
+    cand = candidate_rows(queries, positives, on_air, {"test": als}, settings.candidates_n, other_als)
     cand, _ = attach_features(cand, reader, settings.feature_service)
     cand["on_air"] = cand["on_air"].astype(np.int8)
     return cand
@@ -113,7 +113,9 @@ def promote(
         events, stream_products, _ = load_inputs(Path(data_dir), settings)
         b_chall = Bundle.load(download_bundle(name, str(chall.version)))
         b_champ = Bundle.load(download_bundle(name, str(champ.version)))
-        frame = test_frame(events, stream_products, settings, reader, b_chall.als)
+        # Candidates: the union of both models' ALS top-n (+ on-air), so neither is judged on the
+        # other's candidate set alone.
+        frame = test_frame(events, stream_products, settings, reader, b_chall.als, (b_champ.als,))
         missing = (
             [c for c in b_champ.ranker.feature_names if c not in frame.columns] if b_champ.ranker else []
         )

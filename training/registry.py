@@ -65,6 +65,7 @@ def download_bundle(name: str, alias_or_version: str, dst: Path | None = None) -
     This is the same two calls serving makes; tests call it to prove that path works.
     """
     import mlflow
+
     from models.bundle import Bundle
 
     ref = (

@@ -52,7 +52,8 @@ def _log_plots(client, run_id: str, fit: FitResult, k: int) -> None:  # type: ig
         plots.training_curve(fit.ranker.evals_result, d / "training_curve.png")
         p = fit.ranker.predict(te[fit.data.feature_names])
         if fit.ranker.objective == "binary":
-            plots.calibration(te["label"].to_numpy(), p, d / "calibration.png")
+            c = te["candidate"].to_numpy()
+            plots.calibration(te["label"].to_numpy()[c], p[c], d / "calibration.png")
         ks = [1, 3, 5, 10, 20]
         pop = (
             pd.Series(fit.popularity.scores, index=fit.popularity.product_ids)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from models.als import ALSConfig
-from models.ranker import RankerConfig
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.als import ALSConfig
+from models.ranker import RankerConfig
 
 LABEL_EVENT = {"purchase": "purchase", "click": "product_click", "cart": "add_to_cart"}
 
