@@ -224,14 +224,36 @@ class Recommender:
 
     @staticmethod
     def _feature_matrix(feats: pd.DataFrame, ids: np.ndarray, scores: np.ndarray, names: list[str]) -> pd.DataFrame:
+        """The ranker's columns, in its order, one row per candidate (NaN where the store has none).
+
+        Plain numpy on the hot path: the store usually answers in the order asked, so the common
+        case is a straight copy; otherwise rows are matched by product_id."""
+        n = len(ids)
+        rows: np.ndarray | None = None
         if "product_id" in feats.columns:
-            feats = feats.drop_duplicates("product_id").set_index("product_id").reindex(ids)
-        else:
-            feats = feats.reset_index(drop=True)
-        X = feats.reindex(columns=list(names))
-        if "als_score" in X.columns:
-            X["als_score"] = scores
-        return X.apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
+            got = feats["product_id"].to_numpy()
+            if len(got) != n or not np.array_equal(got, ids):
+                order = np.argsort(got, kind="stable")
+                pos = np.clip(np.searchsorted(got[order], ids), 0, max(len(got) - 1, 0))
+                rows = np.where(len(got) > 0, order[pos] if len(got) else 0, -1)
+                if len(got):
+                    rows = np.where(got[order][pos] == ids, rows, -1)
+        elif len(feats) != n:
+            raise ValueError(f"the feature store answered {len(feats)} rows for {n} products and no product_id")
+        cols: dict[str, np.ndarray] = {}
+        for name in names:
+            if name == "als_score":
+                cols[name] = np.asarray(scores, float)
+                continue
+            if name not in feats.columns:
+                cols[name] = np.full(n, np.nan)
+                continue
+            col = feats[name]
+            v = (col if col.dtype.kind in "fiub" else pd.to_numeric(col, errors="coerce")).to_numpy(float, na_value=np.nan)
+            if rows is not None:
+                v = np.where(rows >= 0, v[np.where(rows >= 0, rows, 0)] if len(v) else np.nan, np.nan)
+            cols[name] = v
+        return pd.DataFrame(cols, columns=list(names))
 
     # --- push ---------------------------------------------------------------------------------
     def push(self, req: PushRequest, now: datetime | None = None) -> PushResponse:

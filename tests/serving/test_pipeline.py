@@ -130,3 +130,14 @@ def test_exploration_logs_its_propensity(tables, world) -> None:
     logged = {r["request_id"]: r for r in read_impressions(world["impressions"])}[out.request_id]
     explore_p = logged["propensities"][[s.reason for s in out.slots].index("explore")]
     assert 0 < explore_p < 1
+
+
+def test_feature_matrix_matches_rows_by_product_id() -> None:
+    import pandas as pd
+
+    feats = pd.DataFrame({"product_id": [30, 10, 99], "price": [3.0, 1.0, 9.0], "cat": ["x", "y", "z"]})
+    X = Recommender._feature_matrix(feats, np.array([10, 20, 30]), np.array([0.1, 0.2, 0.3]), ["als_score", "price", "missing"])
+    assert list(X.columns) == ["als_score", "price", "missing"]
+    np.testing.assert_array_equal(X["price"].to_numpy(), [1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(X["als_score"].to_numpy(), [0.1, 0.2, 0.3])
+    assert X["missing"].isna().all()
