@@ -86,7 +86,9 @@ class SimConfig(BaseModel):
     push_epsilon: float = Field(0.2, ge=0.0, le=1.0, description="push logging policy exploration rate")
     push_candidates: int = Field(20, ge=2, description="products a push campaign chooses among")
     push_every_days: int = Field(3, ge=1, description="days between two campaigns of one community")
-    streams_per_category_day: int = Field(3, ge=1, description="live streams per category per day")
+    streams_per_category_day: int | None = Field(
+        None, ge=1, description="live streams per category per day (default: grows with the catalog)"
+    )
     segment_products: tuple[int, int] = Field((8, 16), description="min/max products on air per segment")
     hosts_per_category: int = Field(4, ge=1)
     chunk_users: int = Field(250_000, ge=1_000, description="sessions are simulated in chunks this large")
@@ -111,6 +113,13 @@ class SimConfig(BaseModel):
     @property
     def start_us(self) -> int:
         return int(self.start.timestamp() * 1_000_000)
+
+    @property
+    def streams_per_day(self) -> int:
+        """Streams per category per day: 3, or more for big catalogs so that air time keeps up with them."""
+        if self.streams_per_category_day is not None:
+            return self.streams_per_category_day
+        return max(3, -(-self.products // (self.categories * 60)))
 
     @property
     def category_names(self) -> tuple[str, ...]:

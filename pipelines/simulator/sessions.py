@@ -40,13 +40,15 @@ def simulate_day(world: World, day: int, rng: np.random.Generator, first_request
     if len(sess_user) == 0 or len(streams) == 0:
         return [], {}, {}
 
-    # Stream choice: Gumbel-max over interest in each stream's category.
-    cat_interest = p.user_factors[sess_user] @ p.category_centroids[sch.stream_category[streams]].T
-    pick = np.argmax(1.5 * cat_interest + rng.gumbel(size=cat_interest.shape), axis=1)
-    sess_stream = streams[pick]
-    interest = cat_interest[np.arange(len(pick)), pick]
+    # Stream choice: softmax over the day's streams by interest in their category. Every category
+    # has the same number of streams a day, so that is a category draw, then a uniform stream.
+    spc = cfg.streams_per_day
+    interest_all = p.user_factors[sess_user] @ p.category_centroids.T
+    cat = np.argmax(1.5 * interest_all + rng.gumbel(size=interest_all.shape), axis=1)
+    sess_stream = streams[0] + cat * spc + rng.integers(0, spc, len(cat))
+    interest = interest_all[np.arange(len(cat)), cat]
     s_start, s_end = sch.stream_start_us[sess_stream], sch.stream_end_us[sess_stream]
-    t0 = s_start + (rng.random(len(pick)) * (s_end - s_start - 60 * SECOND_US)).astype(np.int64)
+    t0 = s_start + (rng.random(len(cat)) * (s_end - s_start - 60 * SECOND_US)).astype(np.int64)
     watch_s = rng.exponential(300.0 * np.exp(0.3 * np.clip(interest, -3, 3)))
     watch_us = np.clip((watch_s * SECOND_US).astype(np.int64), 5 * SECOND_US, s_end - t0)
     watch_s = watch_us / SECOND_US

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.simulator import SimConfig, generate
 
-SMALL = SimConfig(users=6_000, products=600, days=10, seed=3)
+SMALL = SimConfig(users=6_000, products=1_500, days=10, seed=3)
 
 
 @pytest.fixture(scope="session")
