@@ -137,7 +137,11 @@ class LightGBMRanker:
             valid_sets.append(lgb.Dataset(Xv, label=yv, group=gv, reference=train))
             valid_names.append("valid")
             if self.config.early_stopping_rounds:
-                callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
+                callbacks.append(
+                    lgb.early_stopping(
+                        self.config.early_stopping_rounds, first_metric_only=True, verbose=False
+                    )
+                )
         try:
             self.booster = lgb.train(
                 params,

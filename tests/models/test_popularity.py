@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import IncompatibleBundleError, ModelFitError, PopularityModel
+
+
+@pytest.fixture()
+def model() -> PopularityModel:
+    # product 1: 3 events, 2: weight 5 from segment "b", 3: 1, 4: 3 (ties with 1 -> lower id first)
+    products = [1, 1, 1, 2, 3, 4, 4, 4]
+    weights = [1, 1, 1, 5, 1, 1, 1, 1]
+    users = [10, 10, 11, 12, 10, 11, 11, 10]
+    return PopularityModel().fit(products, weights, users, {10: "a", 11: "a", 12: "b", 13: "c"})
+
+
+def test_global_order_is_summed_weight_then_id(model: PopularityModel) -> None:
+    ids, scores, reason = model.fallback(10)
+    assert ids.tolist() == [2, 1, 4, 3] and scores.tolist() == [5, 3, 3, 1] and reason == "popular"
+
+
+def test_segment_lists_and_reasons(model: PopularityModel) -> None:
+    ids, scores, reason = model.fallback(2, segment="a")
+    assert ids.tolist() == [1, 4] and reason == "segment_popular"
+    assert model.fallback(1, segment="b")[0].tolist() == [2]
+    # a segment with no events and an unknown segment both fall back to the global list
+    assert model.fallback(1, segment="c")[2] == "popular"
+    assert model.fallback(1, segment="nope")[2] == "popular"
+    assert model.segment_of(12) == "b" and model.segment_of(99) is None
+    assert model.generate(12, 1)[0].tolist() == [2]  # known user -> their segment
+    assert model.generate(99, 1)[0].tolist() == [2]  # unknown user -> global
+
+
+def test_candidates_and_exclude(model: PopularityModel) -> None:
+    ids, scores = model.top(10, candidates=[3, 77, 1, 76], exclude=[1])
+    # known candidates by popularity, then never-seen ones in the order given, score 0
+    assert ids.tolist() == [3, 77, 76] and scores.tolist() == [1, 0, 0]
+
+
+def test_save_load_round_trip(model: PopularityModel, tmp_path: Path) -> None:
+    model.save(tmp_path / "p")
+    loaded = PopularityModel.load(tmp_path / "p")
+    for seg in (None, "a", "b", "c"):
+        a, b = model.fallback(5, segment=seg), loaded.fallback(5, segment=seg)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert a[2] == b[2]
+    assert loaded.segment_of(12) == "b" and loaded.segment_of(13) == "c"
+
+
+def test_load_refuses_a_truncated_file(model: PopularityModel, tmp_path: Path) -> None:
+    model.save(tmp_path / "p")
+    f = tmp_path / "p" / "popularity.npz"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(IncompatibleBundleError, match="popularity.npz"):
+        PopularityModel.load(tmp_path / "p")
+
+
+def test_bad_input_is_refused() -> None:
+    with pytest.raises(ModelFitError, match="zero events"):
+        PopularityModel().fit([])
+    with pytest.raises(ModelFitError, match="differ in length"):
+        PopularityModel().fit([1, 2], [1.0])
+    with pytest.raises(ModelFitError, match="NaN"):
+        PopularityModel().fit([1, 2], [1.0, np.nan])
