@@ -59,7 +59,11 @@ def generate(
             segment_products=(max(8, slots), max(16, slots)),
         )
     except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        msgs = "; ".join(
+            (f"--{'-'.join(map(str, e['loc']))}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
         raise typer.BadParameter(msgs) from None
     target = out if out is not None else SimulatorSettings().data_dir
     result = run_generate(cfg, target, progress=progress)
