@@ -20,6 +20,34 @@ import time
 from pathlib import Path
 
 
+def _marginals(data_dir: Path, users: int, products: int) -> dict[str, float]:
+    """The world's shape at this size: long tail, conversion, inactivity (the tested ranges)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ev = pq.read_table(data_dir / "events.parquet", columns=["type", "product_id", "stream_id", "user_id"])
+    clicks = ev.filter(pc.equal(ev["type"], "product_click"))
+    per_product = np.sort(np.bincount(clicks["product_id"].to_numpy(), minlength=products + 1))[::-1]
+    in_stream_buys = ev.filter(pc.and_(pc.equal(ev["type"], "purchase"), pc.is_valid(ev["stream_id"])))
+    engaged = ev.filter(
+        pc.is_in(ev["type"], pa_strings(["stream_view", "product_click", "purchase", "push_open"]))
+    )
+    return {
+        "top1pct_click_share": round(
+            float(per_product[: max(1, products // 100)].sum() / per_product.sum()), 3
+        ),
+        "click_to_purchase": round(in_stream_buys.num_rows / clicks.num_rows, 4),
+        "inactive_user_share": round(1 - len(pc.unique(engaged["user_id"])) / users, 3),
+    }
+
+
+def pa_strings(values: list[str]):
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=1_000_000)
@@ -46,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         result = generate(cfg, out, progress=args.progress)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, before the checks
+        shape = _marginals(out, args.users, args.products)
     finally:
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     figures = {
         "users": args.users,
         "products": args.products,
@@ -64,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "events_per_cpu_s": round(result.rows["events"] / cpu),
         "peak_rss_mb": round(peak_mb),
         "output_mb": round(size / 2**20, 1),
+        **shape,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
