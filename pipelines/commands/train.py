@@ -21,9 +21,17 @@ def _reader(settings: Any, data_dir: Path, use_features: bool) -> Any:
     """The Feast historical reader over the built feature store, or None for context-only features."""
     if not use_features:
         return None
-    from features.retrieval import FeatureReader  # the Feast repo (issue 3)
+    from features.retrieval import FeastFeatureReader
+    from features.settings import FeatureSettings
+    from features.store import FeatureStoreNotBuiltError
 
-    return FeatureReader.from_state(settings.state_dir, data_dir=data_dir)
+    fs = FeatureSettings(state_dir=settings.state_dir)
+    if not fs.registry_path.exists():
+        raise FeatureStoreNotBuiltError(
+            f"no feature store under {fs.features_dir}; run `slotcast features build --data {data_dir}` first "
+            "(or train with --no-features)"
+        )
+    return FeastFeatureReader(fs)
 
 
 def _phases() -> tuple[Any, Any]:

@@ -18,10 +18,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_ranker_beats_als_and_popularity_on_the_planted_world(world: Path, tmp_path: Path) -> None:
-    s = fast_settings(tmp_path)
+    s = fast_settings(tmp_path, hpo_trials=2)
     ev, sp_, items = load_inputs(world, s)
     fit = fit_all(ev, sp_, items, s, reader=None)
     m = fit.metrics
+    assert len(fit.hpo_trials) == 2 and all("valid_ndcg" in t for t in fit.hpo_trials)
     # Buyers buy on-air products of their own category: the ranker sees on_air and ALS taste.
     assert m["test_auc"] > 0.72
     assert m["test_als_ndcg_at_10"] > m["test_popularity_ndcg_at_10"]
