@@ -168,7 +168,9 @@ class Runner:
                 try:
                     result = step.run(self.config, results)
                 except Exception as exc:
-                    outcomes.append(StepOutcome(step.name, "failed", time.perf_counter() - t0, error=str(exc)))
+                    outcomes.append(
+                        StepOutcome(step.name, "failed", time.perf_counter() - t0, error=str(exc))
+                    )
                     self._record_path(step.name).unlink(missing_ok=True)
                     raise PipelineError(step.name, exc) from exc
                 if result.digest is None:

@@ -88,8 +88,10 @@ def running_service(
         last = "no answer yet"
         while True:
             if proc.poll() is not None:
-                raise ServiceStartError(f"the service exited with code {proc.returncode} before it was ready"
-                                        + (f"; see {log_path}" if log_path else ""))
+                raise ServiceStartError(
+                    f"the service exited with code {proc.returncode} before it was ready"
+                    + (f"; see {log_path}" if log_path else "")
+                )
             try:
                 r = httpx.get(f"{base}/readyz", timeout=2.0)
                 if r.status_code == 200:

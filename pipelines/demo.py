@@ -1,0 +1,119 @@
+"""The demo's last act: start the service on the champion, call it once per use case, print the answers.
+
+The service runs as a child process group (pipelines.service_process) that is taken down on exit
+and on Ctrl-C, so the demo leaves no stray processes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from features.data_model import table_path
+from pipelines.service_process import running_service
+from pipelines.settings import PipelineSettings
+
+
+def pick_examples(data_dir: Path) -> dict[str, int]:
+    """A consenting, active viewer; the stream with the most products on air on the last day; a community."""
+    con = duckdb.connect()
+    ev, users = table_path(data_dir, "events"), table_path(data_dir, "users")
+    sp, comm = table_path(data_dir, "stream_products"), table_path(data_dir, "communities")
+    user = con.execute(
+        f"""select e.user_id from '{ev}' e join '{users}' u using (user_id)
+            where u.consent_personalization and e.type = 'stream_view'
+            group by e.user_id order by count(*) desc, e.user_id limit 1"""
+    ).fetchone()
+    stream = (
+        con.execute(
+            f"""select stream_id from '{sp}' group by stream_id
+            order by max(on_air_from) desc, count(*) desc, stream_id limit 1"""
+        ).fetchone()
+        if sp.exists()
+        else None
+    )
+    community = con.execute(f"select min(community_id) from '{comm}'").fetchone() if comm.exists() else None
+    out = {"user_id": int(user[0]) if user else 1}
+    if stream:
+        out["stream_id"] = int(stream[0])
+    if community and community[0] is not None:
+        out["community_id"] = int(community[0])
+    return out
+
+
+def _show(console: Console, title: str, body: dict[str, Any], rows_key: str, cols: tuple[str, ...]) -> None:
+    rows = body.get(rows_key) or []
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c)
+    for r in rows[:10]:
+        table.add_row(*(f"{r.get(c):.4f}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols))
+    console.print(table)
+    meta = {k: v for k, v in body.items() if k != rows_key}
+    console.print(f"[dim]{json.dumps(meta, default=str)[:400]}[/dim]")
+
+
+def call_service(data_dir: Path | None = None) -> None:
+    """Start the service, call /carousel and /community/push once, print the answers and where things are."""
+    console = Console()
+    settings = PipelineSettings()
+    state = settings.state_dir.resolve()
+    data_dir = Path(data_dir or state / "data")
+    ex = pick_examples(data_dir)
+    log_path = state / "serving" / "demo-service.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"starting the service (log: {log_path}) ...")
+    with running_service(log_path=log_path) as base:
+        carousel = {
+            "user_id": ex["user_id"],
+            "k": 6,
+            **({"stream_id": ex["stream_id"]} if "stream_id" in ex else {}),
+        }
+        console.print(f"\nPOST {base}/carousel {json.dumps(carousel)}")
+        r = httpx.post(f"{base}/carousel", json=carousel, timeout=30)
+        body = r.json()
+        if r.status_code != 200:
+            console.print(f"[red]{r.status_code}[/red] {body}")
+        else:
+            _show(console, "livestream carousel", body, "slots",
+                  ("slot", "product_id", "score", "p_convert", "expected_value", "reason"))  # fmt: skip
+        product = next((s["product_id"] for s in body.get("slots", [])), None)
+        push: dict[str, Any] = {"max_users": 5}
+        push.update(
+            {"community_id": ex["community_id"]} if "community_id" in ex else {"segment": "high_value_loyal"}
+        )
+        if product is not None:
+            push["product_id"] = product
+        console.print(f"\nPOST {base}/community/push {json.dumps(push)}")
+        r = httpx.post(f"{base}/community/push", json=push, timeout=60)
+        pb = r.json()
+        if r.status_code != 200:
+            console.print(f"[red]{r.status_code}[/red] {pb}")
+        else:
+            key = "users" if "users" in pb else "products"
+            cols = (
+                ("user_id", "p_convert", "expected_value")
+                if key == "users"
+                else ("product_id", "p_convert", "expected_value")
+            )
+            _show(
+                console,
+                "community push audience" if key == "users" else "community push products",
+                pb,
+                key,
+                cols,
+            )
+    reports = sorted((state / "reports").glob("*/report.html"), key=lambda p: p.stat().st_mtime)
+    console.print("\n[bold]Where to look next[/bold]")
+    console.print(
+        f"  MLflow UI:          uv run mlflow ui --backend-store-uri sqlite:///{state}/mlflow/mlflow.db  -> http://127.0.0.1:5000"
+    )
+    console.print(f"  evaluation report:  {reports[-1] if reports else '(none yet: slotcast evaluate)'}")
+    console.print("  OpenAPI page:       uv run slotcast serve, then http://127.0.0.1:3000/docs")
+    console.print("  (the demo service has been stopped)")
