@@ -1,0 +1,97 @@
+"""Pipeline wall time and peak memory at several world sizes (issue 7: 1M, 3M, 10M events).
+
+Each size runs `slotcast pipeline run` in a fresh state directory as a child process; wall time
+per step comes from the pipeline's cache records, peak RSS from the child's rusage (the largest
+resident set of the process tree's processes). Time per event must not grow by more than 1.3x
+from the smallest to the largest size.
+
+    python -m benchmarks.bench_pipeline --sizes 1m,3m,10m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+# Users, products and days chosen so the simulator yields roughly the named number of events.
+SIZES = {
+    "100k": {"users": 15_000, "products": 1_500, "days": 14},
+    "1m": {"users": 100_000, "products": 5_000, "days": 21},
+    "3m": {"users": 300_000, "products": 15_000, "days": 21},
+    "10m": {"users": 1_000_000, "products": 50_000, "days": 21},
+}
+
+
+def run_size(name: str, spec: dict[str, int], root: Path, policies: str) -> dict[str, object]:
+    state = root / name
+    cfg = {
+        "name": f"bench-{name}",
+        "data": {"source": "simulate", "simulate": {**spec, "seed": 1}},
+        "evaluate": {"policies": policies.split(","), "k": 6},
+    }
+    cfg_path = root / f"{name}.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "SLOTCAST_STATE_DIR": str(state), "OPENBLAS_NUM_THREADS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config", str(cfg_path)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"{name}: pipeline failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    steps = {}
+    for rec in sorted((state / "pipeline").glob("*.json")):
+        r = json.loads(rec.read_text())
+        steps[r["step"]] = r["seconds"]
+    import pyarrow.parquet as pq
+
+    events = pq.ParquetFile(state / "data" / "events.parquet").metadata.num_rows
+    return {
+        "size": name,
+        "events": events,
+        "wall_s": round(wall, 1),
+        "us_per_event": round(wall / events * 1e6, 2),
+        "peak_rss_gb": round(max(peak_kb, before) / 1024 / 1024, 2),
+        "steps_s": steps,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1m,3m,10m", help=f"comma-separated, from {', '.join(SIZES)}")
+    ap.add_argument(
+        "--policies", default="popular,als,als+ranker,champion", help="policies the evaluate step scores"
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the state directories")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="slotcast-bench-pipeline-"))
+    rows = []
+    for name in args.sizes.split(","):
+        row = run_size(name, SIZES[name], root, args.policies)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    if len(rows) > 1:
+        growth = rows[-1]["us_per_event"] / rows[0]["us_per_event"]  # type: ignore[operator]
+        print(json.dumps({"time_per_event_growth": round(growth, 2), "target": "<= 1.3"}))
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
