@@ -19,7 +19,7 @@ from tests.models.conftest import Checkerboard
 
 
 def fitted(board: Checkerboard, **cfg: object) -> ALSCandidateGenerator:
-    config = ALSConfig(**{"factors": 2, "iterations": 15, **cfg})  # type: ignore[arg-type]
+    config = ALSConfig(**{"factors": 2, "iterations": 15, "num_threads": 1, **cfg})  # type: ignore[arg-type]
     return ALSCandidateGenerator(config).fit(board.matrix, board.users, board.items)
 
 
@@ -39,7 +39,9 @@ def test_nan_factors_raise() -> None:
     """Confidences near float32's limit overflow inside the solver; the fit must fail loudly."""
     m = sp.random(30, 20, density=0.3, format="csr", random_state=0) * 1e30
     with pytest.raises(ModelFitError, match="NaN|non-finite"):
-        ALSCandidateGenerator(ALSConfig(factors=4)).fit(m, IdVocab(range(30)), IdVocab(range(20)))
+        ALSCandidateGenerator(ALSConfig(factors=4, num_threads=1)).fit(
+            m, IdVocab(range(30)), IdVocab(range(20))
+        )
 
 
 def test_shape_must_match_vocabularies(checkerboard: Checkerboard) -> None:

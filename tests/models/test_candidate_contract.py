@@ -61,7 +61,9 @@ class CandidateGeneratorContract:
 
 class TestALSContract(CandidateGeneratorContract):  # rank 2 is the board's true rank
     build = staticmethod(
-        lambda b: ALSCandidateGenerator(ALSConfig(factors=2, iterations=15)).fit(b.matrix, b.users, b.items)
+        lambda b: ALSCandidateGenerator(ALSConfig(factors=2, iterations=15, num_threads=1)).fit(
+            b.matrix, b.users, b.items
+        )
     )
     floor = 1.0
 

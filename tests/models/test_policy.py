@@ -126,7 +126,7 @@ def test_exploration_propensities_are_exact() -> None:
     pins[7] = 3
     df = frame(pinned_slot=pins)
     rng = np.random.default_rng(12345)
-    n = 6000
+    n = 4000
     counts: Counter[tuple[int, int]] = Counter()
     logged: dict[tuple[int, int], set[float]] = {}
     explored = 0
