@@ -121,6 +121,34 @@ def bench_push(args: argparse.Namespace) -> dict[str, float]:
     return {"median_s": statistics.median(times), "catalog_load_s": load_s, "returned": float(len(out.users.user_id))}
 
 
+def bench_inprocess(args: argparse.Namespace) -> dict[str, float]:
+    """CPU time of one carousel in the pipeline (no HTTP): robust to a machine shared with others."""
+    import numpy as np
+
+    from serving.adapters import make_policy
+    from serving.catalog import Catalog
+    from serving.demo import DemoFeatureSource, DemoModelSource, demo_tables
+    from serving.pipeline import PipelineConfig, Recommender
+    from serving.schemas import CarouselRequest
+    from serving.settings import ServingSettings
+    from serving.sources import Models
+
+    tables = demo_tables(args.users, args.products, args.streams, args.per_stream)
+    base = DemoModelSource(args.users, args.products, 0.1, 3).load("champion")
+    models = Models(**{**base.__dict__, "policy": make_policy(ServingSettings())})
+    rec = Recommender(lambda: (models, None), DemoFeatureSource(tables), Catalog(tables), None, PipelineConfig())
+    cpu, wall = [], []
+    for i in range(args.inprocess_requests + 50):
+        req = CarouselRequest(user_id=i % args.users, stream_id=i % args.streams, k=8)
+        c, w = time.process_time(), time.perf_counter()
+        rec.carousel(req)
+        if i >= 50:  # warm-up excluded
+            cpu.append(time.process_time() - c)
+            wall.append(time.perf_counter() - w)
+    return {"cpu_p50_ms": float(np.median(cpu) * 1000), "cpu_p99_ms": float(np.percentile(cpu, 99) * 1000),
+            "wall_p50_ms": float(np.median(wall) * 1000), "wall_p99_ms": float(np.percentile(wall, 99) * 1000)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="alternating no-op/carousel rounds")
@@ -136,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--push-products", type=int, default=20)
     p.add_argument("--push-repeats", type=int, default=3)
     p.add_argument("--factors", type=int, default=64)
+    p.add_argument("--inprocess-requests", type=int, default=500)
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--skip-push", action="store_true")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     print(f"# slotcast serving benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, cmd: {' '.join(sys.argv)}")
+    ip = bench_inprocess(args)
+    print(f"in-process carousel ({args.per_stream} on-air candidates): CPU p50 {ip['cpu_p50_ms']:.2f} ms p99 "
+          f"{ip['cpu_p99_ms']:.2f} ms; wall p50 {ip['wall_p50_ms']:.2f} ms p99 {ip['wall_p99_ms']:.2f} ms", flush=True)  # fmt: skip
     if not args.skip_http:
         h = bench_http(args)
         ratio = h["carousel"]["rps"] / h["noop"]["rps"]
