@@ -130,13 +130,17 @@ def _as_strings(col: pa.Array) -> pa.Array:
 
 
 def _quarantine_rows(
-    name: str, table: pa.Table, mask: pa.Array, rows: pa.Array, reason: pa.Array, source: str | None
+    name: str, table: pa.Table, bad: np.ndarray, rows: pa.Array, reason: pa.Array, source: str | None
 ) -> pa.Table:
-    n = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
+    """The bad rows in QUARANTINE_SCHEMA; ``reason`` is already limited to them."""
+    n = int(bad.sum())
+    if n == 0:
+        return QUARANTINE_SCHEMA.empty_table()
+    mask = pa.array(bad)
     cols: dict[str, pa.Array] = {
         "table": pa.array([name] * n, pa.string()),
         "row": pc.filter(rows, mask),
-        "reason": pc.filter(reason, mask),
+        "reason": reason,
         "source": pa.array([source] * n, pa.string()),
         "raw": _as_strings(pc.filter(table.column(RAW).combine_chunks(), mask))
         if RAW in table.column_names
@@ -150,23 +154,74 @@ def _quarantine_rows(
     return pa.Table.from_pydict(cols, schema=QUARANTINE_SCHEMA)
 
 
-def _first_wins(reason: pa.Array, mask: pa.Array, text: str) -> pa.Array:
-    hit = pc.and_(pc.fill_null(mask, False), pc.is_null(reason))
-    return pc.if_else(hit, pa.scalar(text, pa.string()), reason)
+class _Reasons:
+    """The first reason per row, kept as small integer codes (numpy) and turned into text only for bad rows.
+
+    Code 0 is "fine so far", -1 "a reason given by the caller" (``_reason``), k > 0 ``texts[k - 1]``.
+    """
+
+    def __init__(self, n: int, prior: pa.Array | None) -> None:
+        self.codes = np.zeros(n, dtype=np.int32)
+        self.texts: list[str] = []
+        self.prior = prior
+        if prior is not None:
+            self.codes[_np_mask(pc.is_valid(prior))] = -1
+
+    def add(self, mask: pa.Array | np.ndarray, text: str) -> None:
+        m = mask if isinstance(mask, np.ndarray) else _np_mask(mask)
+        hit = m & (self.codes == 0)
+        if hit.any():
+            self.texts.append(text)
+            self.codes[hit] = len(self.texts)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.codes == 0
+
+    def text_for(self, bad: np.ndarray) -> pa.Array:
+        codes = self.codes[bad]
+        table = pa.array(["", *self.texts], pa.string())
+        from_codes = pc.take(table, pa.array(np.maximum(codes, 0)))
+        if self.prior is None:
+            return from_codes
+        return pc.if_else(pa.array(codes < 0), pc.filter(self.prior, pa.array(bad)), from_codes)
 
 
-def _duplicate_mask(name: str, cols: dict[str, pa.Array], ok: pa.Array) -> pa.Array:
+def _np_mask(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A pyarrow boolean mask as numpy, null counting as false."""
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    if mask.null_count:
+        mask = pc.fill_null(mask, False)
+    return mask.to_numpy(zero_copy_only=False)
+
+
+def _duplicate_mask(name: str, cols: dict[str, pa.Array], ok: np.ndarray) -> np.ndarray:
     """True for a row whose primary key an earlier still-valid row already holds (the first one wins)."""
     keys = PRIMARY_KEYS[name]
     n = len(ok)
-    idx = pa.array(np.arange(n, dtype=np.int64))
-    sub = pa.table({**{k: cols[k] for k in keys}, "__i": idx}).filter(ok)
-    if sub.num_rows == 0:
-        return pa.array(np.zeros(n, dtype=bool))
+    dup = np.zeros(n, dtype=bool)
+    idx = np.flatnonzero(ok)
+    if len(idx) < 2:
+        return dup
+    if len(keys) == 1 and pa.types.is_integer(cols[keys[0]].type):
+        # One integer key (event_id, user_id ...): sorting beats hashing, and ids usually arrive sorted.
+        k = cols[keys[0]].to_numpy(zero_copy_only=False)[idx]
+        if np.all(k[1:] > k[:-1]):
+            return dup
+        order = np.argsort(k, kind="stable")  # stable: equal keys keep row order, so the first stays first
+        sk = k[order]
+        dup[idx[order[1:][sk[1:] == sk[:-1]]]] = True
+        return dup
+    sub = pa.table({**{c: cols[c] for c in keys}, "__i": pa.array(np.arange(n, dtype=np.int64))}).filter(
+        pa.array(ok)
+    )
     first = sub.group_by(list(keys), use_threads=False).aggregate([("__i", "min")]).column("__i_min")
     if len(first) == sub.num_rows:
-        return pa.array(np.zeros(n, dtype=bool))
-    return pc.and_(ok, pc.invert(pc.is_in(idx, value_set=first.combine_chunks())))
+        return dup
+    dup[idx] = True
+    dup[first.to_numpy()] = False
+    return dup
 
 
 def validate_table(
@@ -197,11 +252,8 @@ def validate_table(
         if ROW in table.column_names
         else pa.array(np.arange(1, n + 1, dtype=np.int64))
     )
-    reason = (
-        table.column(REASON).combine_chunks().cast(pa.string())
-        if REASON in table.column_names
-        else pa.nulls(n, pa.string())
-    )
+    prior = table.column(REASON).combine_chunks().cast(pa.string()) if REASON in table.column_names else None
+    reasons = _Reasons(n, prior)
 
     cols: dict[str, pa.Array] = {}
     for f in schema:
@@ -210,21 +262,21 @@ def validate_table(
             continue
         values, bad = parse_column(table.column(f.name), f.type)
         cols[f.name] = values
-        reason = _first_wins(reason, bad, f"unparseable {f.name}")
+        reasons.add(bad, f"unparseable {f.name}")
     for f in schema:
-        if f.name not in NULLABLE[name]:
-            reason = _first_wins(reason, pc.is_null(cols[f.name]), f"missing {f.name}")
+        if f.name not in NULLABLE[name] and cols[f.name].null_count:
+            reasons.add(pc.is_null(cols[f.name]), f"missing {f.name}")
     for mask, text in rule_masks(name, cols, rules):
-        reason = _first_wins(reason, mask, text)
+        reasons.add(mask, text)
     for mask, text in reference_masks(name, cols, dict(refs or {})):
-        reason = _first_wins(reason, mask, text)
-    reason = _first_wins(
-        reason, _duplicate_mask(name, cols, pc.is_null(reason)), f"duplicate {', '.join(PRIMARY_KEYS[name])}"
-    )
+        reasons.add(mask, text)
+    reasons.add(_duplicate_mask(name, cols, reasons.ok), f"duplicate {', '.join(PRIMARY_KEYS[name])}")
 
-    ok = pc.is_null(reason)
-    accepted = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema).filter(ok)
-    quarantined = _quarantine_rows(name, table, pc.invert(ok), rows, reason, source)
+    ok_np = reasons.ok
+    ok = pa.array(ok_np)
+    accepted = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+    accepted = accepted if ok_np.all() else accepted.filter(ok)
+    quarantined = _quarantine_rows(name, table, ~ok_np, rows, reasons.text_for(~ok_np), source)
     return ValidationResult(name, accepted, quarantined, ok)
 
 

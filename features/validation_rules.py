@@ -136,7 +136,7 @@ def parse_column(arr: pa.Array | pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.
     missing value. Integers are never guessed to be epoch timestamps: importers convert those.
     """
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
     if arr.type == typ:
         return arr, pa.array(np.zeros(len(arr), dtype=bool))
     if pa.types.is_null(arr.type):

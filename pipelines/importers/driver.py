@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.data_model import SCHEMAS, TABLES, TS, conform, table_path
+from features.data_model import SCHEMAS, TABLES, conform, table_path
 from features.validation import (
     QUARANTINE_FILE,
     QUARANTINE_SCHEMA,
@@ -41,6 +41,11 @@ from pipelines.importers.reading import (
 )
 
 log = logging.getLogger(__name__)
+
+_ATTRS_FILE = "_product_attrs.parquet"
+_ATTRS_SCHEMA = pa.schema(
+    [("product_id", pa.int64()), ("seq", pa.int64()), ("category", pa.string()), ("price", pa.float64())]
+)
 
 # Reasons that mean "this line is not of this format" rather than "this record is wrong".
 _PARSE_PREFIXES = ("expected ", "unparseable ", "not valid UTF-8", "blank line", "unknown ", "missing ")
@@ -89,36 +94,6 @@ class ImportReport:
         return self.share <= self.max_quarantine_share
 
 
-class _FirstSeen:
-    """id -> earliest ts and first non-null extras, folded block by block (compacted now and then)."""
-
-    def __init__(self, key: str, extras: dict[str, pa.DataType]) -> None:
-        self.key, self.extras, self.parts = key, extras, []  # type: ignore[var-annotated]
-
-    def _fold(self, t: pa.Table) -> pa.Table:
-        aggs = [("ts", "min")] + [(c, "first") for c in self.extras]
-        out = t.group_by([self.key], use_threads=False).aggregate(aggs)
-        return out.rename_columns(
-            [{"ts_min": "ts"}.get(c, c.removesuffix("_first")) for c in out.column_names]
-        )
-
-    def add(self, t: pa.Table) -> None:
-        self.parts.append(self._fold(t))
-        if len(self.parts) >= 16:
-            self.parts = [self._fold(pa.concat_tables(self.parts))]
-
-    def result(self) -> pa.Table:
-        if not self.parts:
-            return pa.table(
-                {
-                    self.key: pa.array([], pa.int64()),
-                    "ts": pa.array([], TS),
-                    **{c: pa.array([], t) for c, t in self.extras.items()},
-                }
-            )
-        return self._fold(pa.concat_tables(self.parts)).sort_by(self.key)
-
-
 def _is_parse_reason(reason: str) -> bool:
     return reason.startswith(_PARSE_PREFIXES)
 
@@ -141,12 +116,14 @@ class _Run:
         )
         self.q_writer = pq.ParquetWriter(tmp / QUARANTINE_FILE, QUARANTINE_SCHEMA, compression="zstd")
         self.next_event_id = 1
-        self.users = _FirstSeen("user_id", {})
-        self.products = _FirstSeen("product_id", {"category": pa.string(), "price": pa.float64()})
+        # What the log says about products (category, price), keyed by the event id that said it;
+        # folded into the products table at the end (duckdb, out of core), like first-seen times.
+        self.attrs_writer = pq.ParquetWriter(tmp / _ATTRS_FILE, _ATTRS_SCHEMA, compression="zstd")
 
     def close(self) -> None:
         self.events_writer.close()
         self.q_writer.close()
+        self.attrs_writer.close()
 
     def block(self, spec: FileSpec, block: Block, counts: FileCounts, first_block: bool) -> None:
         fields, split_reason = split_block(block, spec.sep, spec.fields)
@@ -194,19 +171,9 @@ class _Run:
         if events.num_rows == 0:
             return
         n = events.num_rows
-        none_f = pa.nulls(n, pa.float64())
-        category = mapped.category.filter(mask) if mapped.category is not None else pa.nulls(n, pa.string())
-        price = mapped.price.filter(mask) if mapped.price is not None else none_f
-        products = pa.table(
-            {
-                "product_id": events.column("product_id"),
-                "ts": events.column("ts"),
-                "category": category,
-                "price": price,
-            }
-        )
-        self.products.add(products.filter(pa.compute.is_valid(products.column("product_id"))))
-        self.users.add(pa.table({"user_id": events.column("user_id"), "ts": events.column("ts")}))
+        category = mapped.category.filter(mask) if mapped.category is not None else None
+        price = mapped.price.filter(mask) if mapped.price is not None else None
+        base_products = events.column("product_id")
         if mapped.also_purchase is not None:
             extra = events.filter(mapped.also_purchase.filter(mask))
             if extra.num_rows:
@@ -224,43 +191,59 @@ class _Run:
                     ]
                 )
                 events = both.take(pa.array(np.argsort(order, kind="stable")))
+        if category is not None or price is not None:
+            # seq only orders the attributes ("the first one given wins"): increasing across blocks.
+            attrs = pa.table(
+                {
+                    "product_id": base_products,
+                    "seq": pa.array(np.arange(self.next_event_id, self.next_event_id + n, dtype=np.int64)),
+                    "category": category if category is not None else pa.nulls(n, pa.string()),
+                    "price": price if price is not None else pa.nulls(n, pa.float64()),
+                },
+                schema=_ATTRS_SCHEMA,
+            )
+            self.attrs_writer.write_table(attrs)
         ids = pa.array(np.arange(self.next_event_id, self.next_event_id + events.num_rows, dtype=np.int64))
         self.next_event_id += events.num_rows
         self.events_writer.write_table(events.set_column(0, "event_id", ids))
         self.report.events += events.num_rows
 
 
-def _derived_tables(run: _Run) -> dict[str, pa.Table]:
-    users = run.users.result()
-    products = run.products.result()
+def _derived_tables(tmp: Path) -> dict[str, pa.Table]:
+    """users and products from the written events (first seen) and product attributes (first given)."""
+    import duckdb
+
+    events, attrs = table_path(tmp, "events"), tmp / _ATTRS_FILE
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET threads = 2")
+        con.execute(f"SET temp_directory = '{tmp / '_duckdb'}'")
+        users = con.sql(
+            f"SELECT user_id, min(ts) AS signup_ts FROM read_parquet('{events}') GROUP BY user_id ORDER BY user_id"
+        ).to_arrow_table()
+        products = con.sql(
+            f"""
+            WITH seen AS (
+                SELECT product_id, min(ts) AS launch_ts FROM read_parquet('{events}')
+                WHERE product_id IS NOT NULL GROUP BY product_id),
+            given AS (
+                SELECT product_id,
+                       arg_min(category, seq) FILTER (WHERE category IS NOT NULL) AS category,
+                       arg_min(price, seq) FILTER (WHERE price IS NOT NULL) AS price
+                FROM read_parquet('{attrs}') GROUP BY product_id)
+            SELECT seen.product_id, given.category, given.price, seen.launch_ts
+            FROM seen LEFT JOIN given USING (product_id) ORDER BY seen.product_id
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
     n = users.num_rows
-    return {
-        "users": conform(
-            "users",
-            pa.table(
-                {
-                    "user_id": users.column("user_id"),
-                    "signup_ts": users.column(
-                        "ts"
-                    ),  # first seen in the log: the real sign-up is at or before it
-                    # Logs say nothing of consent: personalization within the shop yes, marketing pushes no.
-                    "consent_personalization": pa.array(np.ones(n, dtype=bool)),
-                    "consent_marketing": pa.array(np.zeros(n, dtype=bool)),
-                }
-            ),
-        ),
-        "products": conform(
-            "products",
-            pa.table(
-                {
-                    "product_id": products.column("product_id"),
-                    "category": products.column("category"),
-                    "price": products.column("price"),
-                    "launch_ts": products.column("ts"),  # first seen in the log
-                }
-            ),
-        ),
-    }
+    users = users.append_column("consent_personalization", pa.array(np.ones(n, dtype=bool)))
+    # Logs say nothing of consent: personalization within the shop yes, marketing pushes no.
+    users = users.append_column("consent_marketing", pa.array(np.zeros(n, dtype=bool)))
+    # signup_ts / launch_ts are the first event seen: the real dates are at or before them.
+    return {"users": conform("users", users), "products": conform("products", products)}
 
 
 def _existing_outputs(out: Path) -> list[Path]:
@@ -314,7 +297,7 @@ def import_logs(
                     raise InputFormatError(path, None, "holds no data lines")
         finally:
             run.close()
-        derived = _derived_tables(run)
+        derived = _derived_tables(tmp)
         report.users, report.products = derived["users"].num_rows, derived["products"].num_rows
         if not report.ok:
             os.replace(tmp / QUARANTINE_FILE, out / REJECTED_FILE)

@@ -145,12 +145,8 @@ def iter_blocks(path: Path, block_size: int = DEFAULT_BLOCK_SIZE, skip_lines: in
                 return
 
 
-def _fast_split(block: Block, sep: str, names: list[str]) -> pa.Table | None:
-    """pyarrow's CSV parser on a clean block; None when any line is odd (then the slow path decides)."""
-    try:
-        block.data.decode("utf-8")  # pyarrow would report bad bytes from inside its row handler, noisily
-    except UnicodeDecodeError:
-        return None
+def _parse_clean(data: bytes, sep: str, names: list[str], expected_rows: int) -> pa.Table | None:
+    """pyarrow's CSV parser on lines known to have the right field count; None if it sees otherwise."""
     odd: list[object] = []
 
     def on_invalid(row: object) -> str:
@@ -159,10 +155,8 @@ def _fast_split(block: Block, sep: str, names: list[str]) -> pa.Table | None:
 
     try:
         table = pcsv.read_csv(
-            io.BytesIO(block.data),
-            read_options=pcsv.ReadOptions(
-                column_names=names, use_threads=False, block_size=len(block.data) + 1
-            ),
+            io.BytesIO(data),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1),
             parse_options=pcsv.ParseOptions(
                 delimiter=sep, quote_char=False, ignore_empty_lines=False, invalid_row_handler=on_invalid
             ),
@@ -174,9 +168,65 @@ def _fast_split(block: Block, sep: str, names: list[str]) -> pa.Table | None:
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
-    if odd or table.num_rows != block.n_lines:
+    if odd or table.num_rows != expected_rows:  # e.g. a lone '\r' inside a line, which pyarrow ends lines at
         return None
     return table
+
+
+def _fast_split(block: Block, sep: str, names: list[str]) -> tuple[pa.Table, pa.Array] | None:
+    """Classify lines with numpy (field count, blank), parse the good ones with pyarrow in one go.
+
+    Returns None when the block needs the line-by-line path (bytes that are not UTF-8, or lines
+    that pyarrow splits differently from us).
+    """
+    try:
+        block.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    k, n = len(names), block.n_lines
+    data, orig_sep = block.data, sep
+    if (
+        len(sep) > 1
+    ):  # pyarrow wants one separator byte; \x01 stands in (a line holding one gets a wrong count)
+        data, sep = data.replace(sep.encode(), b"\x01"), "\x01"
+    arr = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    if block.unterminated:
+        ends = np.append(ends, len(arr))
+    if len(ends) != n:
+        return None
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    seps = np.bincount(np.searchsorted(ends, np.flatnonzero(arr == ord(sep))), minlength=n)[:n]
+    lengths = ends - starts
+    blank = (lengths == 0) | ((lengths == 1) & (arr[np.minimum(starts, len(arr) - 1)] == 13))
+    good = (seps == k - 1) & ~blank
+    n_good = int(good.sum())
+    if n_good == n:
+        clean = data
+    else:
+        keep = np.repeat(good, np.minimum(lengths + 1, len(arr) - starts))  # each line with its newline
+        clean = arr[keep].tobytes()
+    table = (
+        _parse_clean(clean, sep, names, n_good)
+        if n_good
+        else pa.table({c: pa.array([], pa.string()) for c in names})
+    )
+    if table is None:
+        return None
+    if b"\r" in data:
+        last = names[-1]
+        table = table.set_column(k - 1, last, pc.utf8_rtrim(table.column(last), characters="\r"))
+    if n_good == n:
+        return table, pa.nulls(n, pa.string())
+    # Spread the parsed rows back over all n lines: bad lines get null fields and a reason.
+    pos = np.cumsum(good) - 1
+    table = table.take(pa.array(pos, mask=~good))
+    texts = ["blank line"] + [
+        f"expected {k} fields separated by {orig_sep!r}, found {c + 1}" for c in range(int(seps.max()) + 1)
+    ]
+    codes = np.where(good, -1, np.where(blank, 0, seps + 1))
+    reason = pc.take(pa.array(texts, pa.string()), pa.array(codes, mask=good))
+    return table, reason
 
 
 def _slow_split(block: Block, sep: str, names: list[str]) -> tuple[pa.Table, pa.Array]:
@@ -208,16 +258,8 @@ def _slow_split(block: Block, sep: str, names: list[str]) -> tuple[pa.Table, pa.
 
 def split_block(block: Block, sep: str, names: list[str]) -> tuple[pa.Table, pa.Array]:
     """Split ``block`` into string fields named ``names``; returns (fields, reason per line or null)."""
-    if len(sep) == 1:
-        fast = _fast_split(block, sep, names)
-        if fast is not None:
-            if block.data.endswith(b"\r\n") or b"\r\n" in block.data[:4096]:
-                last = names[-1]
-                fast = fast.set_column(
-                    len(names) - 1, last, pc.utf8_rtrim(fast.column(last), characters="\r")
-                )
-            return fast, pa.nulls(fast.num_rows, pa.string())
-    return _slow_split(block, sep, names)
+    fast = _fast_split(block, sep, names)
+    return fast if fast is not None else _slow_split(block, sep, names)
 
 
 def line_numbers(block: Block) -> pa.Array:

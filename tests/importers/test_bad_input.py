@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -153,8 +154,9 @@ def test_garbled_lines_are_exactly_the_quarantined_ones(
     for i, text in garble:
         lines[i] = text
     bad = sorted({i + 1 for i, _ in garble})
-    out = tmp_path / f"out-{abs(hash((tuple(garble), block)))}"
-    src = write(tmp_path / f"in-{out.name}.csv", "\n".join(lines) + "\n")
+    work = Path(tempfile.mkdtemp(dir=tmp_path))  # one folder per example: hypothesis may replay an example
+    out = work / "out"
+    src = write(work / "UserBehavior.csv", "\n".join(lines) + "\n")
     report = import_logs("taobao", src, out, max_quarantine_share=1.0, block_size=block)
     assert report.read == len(GOOD) == report.accepted + report.quarantined
     q = pq.read_table(out / "quarantine.parquet").to_pylist() if bad else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +56,7 @@ def rows(draw: st.DrawFn) -> list[dict[str, str | None]]:
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows(), st.booleans())
 def test_every_row_is_accepted_or_quarantined_with_a_reason(data: list[dict], check_products: bool) -> None:
