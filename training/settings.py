@@ -45,10 +45,10 @@ class SplitConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    history: float = Field(0.5, gt=0, lt=1)
-    train: float = Field(0.3, gt=0, lt=1)
-    valid: float = Field(0.1, gt=0, lt=1)
-    test: float = Field(0.1, gt=0, lt=1)
+    history: float = Field(default=0.5, gt=0, lt=1)
+    train: float = Field(default=0.3, gt=0, lt=1)
+    valid: float = Field(default=0.1, gt=0, lt=1)
+    test: float = Field(default=0.1, gt=0, lt=1)
 
     @field_validator("test")
     @classmethod
@@ -70,20 +70,20 @@ class TrainSettings(BaseSettings):
     registered_model: str = "slotcast"
     feature_service: str = "ranker_v1"
 
-    weights: EventWeights = EventWeights()
+    weights: EventWeights = Field(default_factory=EventWeights)
     half_life_days: float | None = None
-    als: ALSConfig = ALSConfig()
-    ranker: RankerConfig = RankerConfig()
+    als: ALSConfig = Field(default_factory=ALSConfig)
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
 
     label: Literal["purchase", "click", "cart"] = "purchase"
-    label_window_hours: float = Field(24.0, gt=0)
-    candidates_n: int = Field(50, ge=1)
-    max_queries: int = Field(20_000, ge=10)
-    negative_query_ratio: float = Field(1.0, ge=0)
-    split: SplitConfig = SplitConfig()
-    k: int = Field(10, ge=1)
-    hpo_trials: int = Field(0, ge=0)
-    bootstrap_samples: int = Field(2000, ge=100)
+    label_window_hours: float = Field(default=24.0, gt=0)
+    candidates_n: int = Field(default=50, ge=1)
+    max_queries: int = Field(default=20_000, ge=10)
+    negative_query_ratio: float = Field(default=1.0, ge=0)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    k: int = Field(default=10, ge=1)
+    hpo_trials: int = Field(default=0, ge=0)
+    bootstrap_samples: int = Field(default=2000, ge=100)
     seed: int = 42
 
     @property

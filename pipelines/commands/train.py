@@ -25,7 +25,7 @@ def _reader(settings: Any, data_dir: Path, use_features: bool) -> Any:
     from features.settings import FeatureSettings
     from features.store import FeatureStoreNotBuiltError
 
-    fs = FeatureSettings(state_dir=settings.state_dir)
+    fs = FeatureSettings(state_dir=settings.state_dir)  # type: ignore[call-arg]
     if not fs.registry_path.exists():
         raise FeatureStoreNotBuiltError(
             f"no feature store under {fs.features_dir}; run `slotcast features build --data {data_dir}` first "
