@@ -36,14 +36,14 @@ class ALSConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    factors: int = Field(64, ge=1, le=1024)
-    regularization: float = Field(0.05, ge=0.0)
-    alpha: float = Field(10.0, gt=0.0, description="confidence scale: C = 1 + alpha * weight")
-    iterations: int = Field(15, ge=1, le=500)
+    factors: int = Field(default=64, ge=1, le=1024)
+    regularization: float = Field(default=0.05, ge=0.0)
+    alpha: float = Field(default=10.0, gt=0.0, description="confidence scale: C = 1 + alpha * weight")
+    iterations: int = Field(default=15, ge=1, le=500)
     use_cg: bool = True
     random_state: int | None = 42
     use_gpu: bool = False
-    num_threads: int = Field(0, ge=0, description="0 = all cores")
+    num_threads: int = Field(default=0, ge=0, description="0 = all cores")
     show_progress: bool = False
 
 
@@ -197,17 +197,23 @@ class ALSCandidateGenerator:
         u = self.users.index_of(int(user_id))
         if u < 0 or n <= 0:
             return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
+        ex = None if exclude is None else self.items.index(np.asarray(exclude, dtype=np.int64).ravel())
         if candidates is None:
+            # whole catalogue: score every row in place (no gather), then drop the excluded
+            scores = self.item_factors @ self.user_factors[u]
             idx = np.arange(len(self.items), dtype=np.int64)
+            if ex is not None and (ex >= 0).any():
+                keep = np.ones(len(self.items), dtype=bool)
+                keep[ex[ex >= 0]] = False
+                idx, scores = idx[keep], scores[keep]
         else:
             idx = self.items.index(np.unique(np.asarray(candidates, dtype=np.int64)))
             idx = idx[idx >= 0]
-        if exclude is not None and idx.size:
-            ex = self.items.index(np.asarray(exclude, dtype=np.int64))
-            idx = idx[~np.isin(idx, ex[ex >= 0])]
+            if ex is not None and idx.size:
+                idx = idx[~np.isin(idx, ex[ex >= 0])]
+            scores = self.item_factors[idx] @ self.user_factors[u]
         if idx.size == 0:
             return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
-        scores = self.item_factors[idx] @ self.user_factors[u]
         top = _top_n(scores, n)
         return self.items.ids[idx[top]].copy(), scores[top].astype(np.float32)
 

@@ -39,14 +39,16 @@ _BOOLS = {"on_air": True, "bought_recently": False, "consumable_due": False, "is
 class SlotPolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(8, ge=1, le=100)
-    per_category_cap: int | None = Field(3, ge=1, description="max items per category; None = no cap")
-    epsilon: float = Field(0.1, ge=0.0, le=1.0, description="probability the exploration slot explores")
-    explore_slot: int | None = Field(None, ge=0, description="0-based slot; None = the last slot")
+    k: int = Field(default=8, ge=1, le=100)
+    per_category_cap: int | None = Field(default=3, ge=1, description="max items per category; None = no cap")
+    epsilon: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="probability the exploration slot explores"
+    )
+    explore_slot: int | None = Field(default=None, ge=0, description="0-based slot; None = the last slot")
     rank_by: Literal["expected_value", "p_convert", "score"] = "expected_value"
     value_column: Literal["price", "margin"] = "price"
-    repurchase_boost: float = Field(0.5, ge=0.0, description="due consumables: key + boost * |key|")
-    seed: int | None = Field(None, description="seed of the rng used when arrange() gets none")
+    repurchase_boost: float = Field(default=0.5, ge=0.0, description="due consumables: key + boost * |key|")
+    seed: int | None = Field(default=None, description="seed of the rng used when arrange() gets none")
 
 
 @dataclass(frozen=True)

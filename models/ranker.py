@@ -29,20 +29,20 @@ class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     objective: Objective = "binary"
-    num_leaves: int = Field(31, ge=2)
-    learning_rate: float = Field(0.05, gt=0.0, le=1.0)
-    n_estimators: int = Field(500, ge=1)
-    early_stopping_rounds: int | None = Field(50, ge=1)
-    min_child_samples: int = Field(20, ge=1)
-    feature_fraction: float = Field(0.9, gt=0.0, le=1.0)
-    bagging_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    bagging_freq: int = Field(0, ge=0)
-    lambda_l2: float = Field(0.0, ge=0.0)
+    num_leaves: int = Field(default=31, ge=2)
+    learning_rate: float = Field(default=0.05, gt=0.0, le=1.0)
+    n_estimators: int = Field(default=500, ge=1)
+    early_stopping_rounds: int | None = Field(default=50, ge=1)
+    min_child_samples: int = Field(default=20, ge=1)
+    feature_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
+    bagging_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    bagging_freq: int = Field(default=0, ge=0)
+    lambda_l2: float = Field(default=0.0, ge=0.0)
     max_depth: int = -1
     eval_at: list[int] = Field(default_factory=lambda: [5, 10])
     categorical_features: list[str] = Field(default_factory=list)
     random_state: int = 42
-    num_threads: int = Field(0, ge=0)
+    num_threads: int = Field(default=0, ge=0)
 
     def lgb_params(self) -> dict[str, Any]:
         p: dict[str, Any] = {
