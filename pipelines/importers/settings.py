@@ -15,7 +15,7 @@ class ImportSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLOTCAST_", extra="ignore")
 
     state_dir: Path = Path(".slotcast")
-    max_quarantine_share: float = Field(0.05, ge=0.0, le=1.0)
+    max_quarantine_share: float = Field(default=0.05, ge=0.0, le=1.0)
 
     @property
     def data_dir(self) -> Path:
