@@ -30,6 +30,11 @@ def generate(
     push_epsilon: float = typer.Option(
         0.2, "--push-epsilon", min=0.0, max=1.0, help="Push logging exploration."
     ),
+    streams: bool = typer.Option(
+        True,
+        "--streams/--no-streams",
+        help="--no-streams: a shop without live streams (no stream tables or ids).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Simulate users, products, live streams, carousel impressions and community pushes.
@@ -56,6 +61,7 @@ def generate(
             slots=slots,
             epsilon=epsilon,
             push_epsilon=push_epsilon,
+            streams=streams,
             segment_products=(max(8, slots), max(16, slots)),
         )
     except ValidationError as exc:

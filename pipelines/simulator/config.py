@@ -74,24 +74,36 @@ class SimConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    users: int = Field(20_000, ge=10, description="number of users")
-    products: int = Field(2_000, ge=20, description="number of products")
-    days: int = Field(14, ge=1, le=366, description="days of activity to simulate")
-    seed: int = Field(0, ge=0, description="random seed; the same seed gives identical tables")
-    start: datetime = Field(datetime(2025, 1, 6, tzinfo=UTC), description="first simulated day (UTC)")
-    categories: int = Field(12, ge=2, le=len(CATEGORIES))
-    factors: int = Field(8, ge=2, le=64, description="dimension of the latent taste space")
-    slots: int = Field(6, ge=1, le=20, description="carousel slots k shown per request")
-    epsilon: float = Field(0.1, ge=0.0, le=1.0, description="carousel logging policy exploration rate")
-    push_epsilon: float = Field(0.2, ge=0.0, le=1.0, description="push logging policy exploration rate")
-    push_candidates: int = Field(20, ge=2, description="products a push campaign chooses among")
-    push_every_days: int = Field(3, ge=1, description="days between two campaigns of one community")
-    streams_per_category_day: int | None = Field(
-        None, ge=1, description="live streams per category per day (default: grows with the catalog)"
+    users: int = Field(default=20_000, ge=10, description="number of users")
+    products: int = Field(default=2_000, ge=20, description="number of products")
+    days: int = Field(default=14, ge=1, le=366, description="days of activity to simulate")
+    seed: int = Field(default=0, ge=0, description="random seed; the same seed gives identical tables")
+    start: datetime = Field(default=datetime(2025, 1, 6, tzinfo=UTC), description="first simulated day (UTC)")
+    categories: int = Field(default=12, ge=2, le=len(CATEGORIES))
+    factors: int = Field(default=8, ge=2, le=64, description="dimension of the latent taste space")
+    slots: int = Field(default=6, ge=1, le=20, description="carousel slots k shown per request")
+    epsilon: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="carousel logging policy exploration rate"
     )
-    segment_products: tuple[int, int] = Field((8, 16), description="min/max products on air per segment")
-    hosts_per_category: int = Field(4, ge=1)
-    chunk_users: int = Field(250_000, ge=1_000, description="sessions are simulated in chunks this large")
+    push_epsilon: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="push logging policy exploration rate"
+    )
+    push_candidates: int = Field(default=20, ge=2, description="products a push campaign chooses among")
+    push_every_days: int = Field(default=3, ge=1, description="days between two campaigns of one community")
+    streams_per_category_day: int | None = Field(
+        default=None, ge=1, description="live streams per category per day (default: grows with the catalog)"
+    )
+    segment_products: tuple[int, int] = Field(
+        default=(8, 16), description="min/max products on air per segment"
+    )
+    hosts_per_category: int = Field(default=4, ge=1)
+    streams: bool = Field(
+        default=True,
+        description="False: a stream-less shop (carousels on shop pages, no stream tables or ids)",
+    )
+    chunk_users: int = Field(
+        default=250_000, ge=1_000, description="users per chunk when drawing memberships"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:

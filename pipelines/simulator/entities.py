@@ -183,6 +183,8 @@ def _schedule(
     )
     host_effect = rng.normal(0, COEFS["stream_boost_sd"], c * cfg.hosts_per_category)
     boost = host_effect[host - 1_000_000_000] + rng.normal(0, 0.1, n_streams)
+    if not cfg.streams:
+        boost = np.zeros_like(boost)  # no hosts in a stream-less shop
     nseg = rng.integers(2, 4, n_streams)
     offset = np.concatenate([[0], np.cumsum(nseg)[:-1]])
     seg_stream = np.repeat(np.arange(n_streams), nseg)
@@ -190,34 +192,10 @@ def _schedule(
     seg_len = (end - start) // nseg
     seg_start = start[seg_stream] + k_in * seg_len[seg_stream]
     seg_end = np.where(k_in == nseg[seg_stream] - 1, end[seg_stream], seg_start + seg_len[seg_stream])
-    # Products on air: a popularity-weighted draw without replacement from the stream's category
-    # among products already launched (Gumbel top-n over a padded per-category pool).
     lo, hi = cfg.segment_products
-    pools = [np.flatnonzero(pcat == k) for k in range(c)]
-    width = max(hi, *(len(p) for p in pools))
-    pool = np.full((c, width), -1, dtype=np.int64)
-    for k, p in enumerate(pools):
-        pool[k, : len(p)] = p
     g = len(seg_stream)
     seg_day = (seg_start - cfg.start_us) / DAY_US
-    items = np.empty((g, hi), dtype=np.int64)
-    n_ok = np.empty(g, dtype=np.int64)
-    step = max(1, 2_000_000 // width)  # bound the [segments, pool] matrices to a few MB each
-    for a in range(0, g, step):
-        b = min(a + step, g)
-        cand = pool[scat[seg_stream[a:b]]]
-        ok = (cand >= 0) & (launch[np.maximum(cand, 0)] <= seg_day[a:b, None])
-        keys = np.where(ok, ON_AIR_WEIGHT * bias[np.maximum(cand, 0)] + rng.gumbel(size=cand.shape), -np.inf)
-        top = (
-            np.argpartition(-keys, hi - 1, axis=1)[:, :hi]
-            if width > hi
-            else np.argsort(-keys, axis=1)[:, :hi]
-        )
-        top = np.take_along_axis(
-            top, np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable"), axis=1
-        )
-        items[a:b] = np.take_along_axis(cand, top, axis=1)
-        n_ok[a:b] = ok.sum(axis=1)
+    items, n_ok = _on_air(rng, pcat, bias, launch, scat[seg_stream], seg_day, hi, c)
     n_on = np.minimum(rng.integers(lo, hi + 1, g), n_ok)
     items = np.where(np.arange(hi)[None, :] < n_on[:, None], items, -1)
     pinned = rng.random(g) < 0.4
@@ -249,6 +227,49 @@ def _schedule(
         }
     )
     return sched, boost.astype(np.float32), streams, sp
+
+
+def _on_air(rng, pcat, bias, launch, seg_cat, seg_day, hi: int, n_cat: int):
+    """Up to ``hi`` products per segment, drawn without replacement from the segment's category
+    among products launched by then, with weights exp(ON_AIR_WEIGHT * b).
+
+    Successive sampling without replacement is the order of first occurrences in a stream of
+    draws with replacement, so each segment takes 4*hi cheap weighted draws (inverse CDF) and keeps
+    the first distinct launched ones; the rare segment left short (tiny categories) is redrawn
+    exactly by Gumbel top-n. Returns items [G, hi] (-1 padded) and how many each segment got.
+    """
+    g, m = len(seg_cat), 4 * hi
+    order = np.argsort(pcat, kind="stable")
+    w = np.exp(ON_AIR_WEIGHT * bias[order].astype(np.float64))
+    cum = np.cumsum(w)
+    ends = np.searchsorted(pcat[order], np.arange(n_cat), side="right")
+    starts = np.concatenate([[0], ends[:-1]])
+    base = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
+    total = cum[ends - 1] - base
+    x = base[seg_cat][:, None] + rng.random((g, m)) * total[seg_cat][:, None]
+    pos = np.clip(np.searchsorted(cum, x, side="right"), starts[seg_cat][:, None], ends[seg_cat][:, None] - 1)
+    prod = order[pos]
+    srt = np.argsort(prod, axis=1, kind="stable")  # stable: the first draw of a product stays first
+    sv = np.take_along_axis(prod, srt, axis=1)
+    dup = np.zeros_like(prod, dtype=bool)
+    np.put_along_axis(
+        dup, srt, np.concatenate([np.zeros((g, 1), bool), sv[:, 1:] == sv[:, :-1]], axis=1), axis=1
+    )
+    keep = ~dup & (launch[prod] <= seg_day[:, None])
+    keep &= np.cumsum(keep, axis=1) <= hi
+    take = np.argsort(~keep, axis=1, kind="stable")[:, :hi]
+    items = np.where(np.take_along_axis(keep, take, axis=1), np.take_along_axis(prod, take, axis=1), -1)
+    n_ok = keep.sum(axis=1)
+    short = np.flatnonzero(n_ok < hi)
+    for r in short:  # few and small: exact Gumbel top-n over the launched pool
+        pool = order[starts[seg_cat[r]] : ends[seg_cat[r]]]
+        pool = pool[launch[pool] <= seg_day[r]]
+        keys = ON_AIR_WEIGHT * bias[pool] + rng.gumbel(size=len(pool))
+        top = pool[np.argsort(-keys, kind="stable")[:hi]]
+        items[r] = -1
+        items[r, : len(top)] = top
+        n_ok[r] = len(top)
+    return items, n_ok
 
 
 def _memberships(cfg: SimConfig, rng: np.random.Generator, arrays: dict, centroids: np.ndarray):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.data_model import write_table
+from features.data_model import table_path, write_table
 from pipelines.simulator.config import DAY_US, SimConfig
 from pipelines.simulator.entities import World, build_world
 from pipelines.simulator.policies import CAROUSEL_POLICY, PUSH_POLICY
@@ -92,8 +92,13 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = False) -> Generat
         world = build_world(cfg, _rng(cfg, PHASE_WORLD))
         bar.advance(task)
         for name in STATIC_TABLES:
-            write_table(out, name, world.tables[name])
-            result.rows[name] = world.tables[name].num_rows
+            if name in ("streams", "stream_products") and not cfg.streams:
+                # absent optional tables read as empty; a stale one from an earlier run must go
+                table_path(out, name).unlink(missing_ok=True)
+                result.rows[name] = 0
+            else:
+                write_table(out, name, world.tables[name])
+                result.rows[name] = world.tables[name].num_rows
             bar.advance(task)
 
         writers = {

@@ -53,10 +53,12 @@ def simulate_day(world: World, day: int, rng: np.random.Generator, first_request
     watch_us = np.clip((watch_s * SECOND_US).astype(np.int64), 5 * SECOND_US, s_end - t0)
     watch_s = watch_us / SECOND_US
 
-    parts = [event_columns(t0, sess_user, "stream_view", stream=sess_stream, watch=watch_s)]
-    minutes = watch_s / 60.0
-    for etype, per_min in (("comment", 0.03), ("like", 0.08), ("share", 0.004)):
-        parts.append(_poisson_events(rng, etype, per_min * minutes, sess_user, sess_stream, t0, watch_us))
+    parts = []
+    if cfg.streams:
+        parts.append(event_columns(t0, sess_user, "stream_view", stream=sess_stream, watch=watch_s))
+        minutes = watch_s / 60.0
+        for etype, per_min in (("comment", 0.03), ("like", 0.08), ("share", 0.004)):
+            parts.append(_poisson_events(rng, etype, per_min * minutes, sess_user, sess_stream, t0, watch_us))
 
     # Carousel requests: one on arrival, then about one per ten minutes watched.
     n_req = 1 + np.minimum(rng.poisson(watch_s / 600.0), 4)
@@ -87,6 +89,8 @@ def simulate_day(world: World, day: int, rng: np.random.Generator, first_request
     slots = np.broadcast_to(np.arange(k)[None, :], shown.shape)
     clicked = rng.random(shown.shape) < bh.examination(slots) * bh.click_given_exam(p, uu, shown, aff)
     boost = p.stream_boost[r_stream][:, None]
+    # A stream-less shop: the same shelves rotate through the day, but nothing names a stream.
+    logged_stream = r_stream if cfg.streams else np.full_like(r_stream, -1)
     carted = clicked & (rng.random(shown.shape) < bh.cart_given_click(p, uu, shown, boost, aff))
     bought = carted & (rng.random(shown.shape) < bh.buy_given_cart(p, uu))
 
@@ -95,7 +99,7 @@ def simulate_day(world: World, day: int, rng: np.random.Generator, first_request
         "ts": np.repeat(r_ts, k),
         "request": np.repeat(np.arange(first_request, first_request + n_r), k),
         "user": np.repeat(r_user, k),
-        "stream": np.repeat(r_stream, k),
+        "stream": np.repeat(logged_stream, k),
         "product": shown.ravel(),
         "slot": slots.ravel(),
         "propensity": prop.ravel(),
@@ -105,7 +109,7 @@ def simulate_day(world: World, day: int, rng: np.random.Generator, first_request
     # The funnel events of each clicked slot, a little after the request.
     ri, si = np.nonzero(clicked)
     t_click = r_ts[ri] + rng.integers(1, 60, len(ri)) * SECOND_US
-    prod, usr, strm = shown[ri, si], r_user[ri], r_stream[ri]
+    prod, usr, strm = shown[ri, si], r_user[ri], logged_stream[ri]
     parts.append(event_columns(t_click, usr, "product_click", product=prod, stream=strm))
     c = carted[ri, si]
     t_cart = t_click[c] + rng.integers(5, 120, int(c.sum())) * SECOND_US

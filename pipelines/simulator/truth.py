@@ -34,7 +34,8 @@ def save_truth(
     arrays["user_id"] = np.arange(1, len(params.user_type) + 1, dtype=np.int64)
     arrays["product_id"] = np.arange(1, len(params.product_bias) + 1, dtype=np.int64)
     arrays["stream_id"] = np.arange(1, len(params.stream_boost) + 1, dtype=np.int64)
-    np.savez(out / "world.npz", **arrays)  # float factors barely compress; zlib would cost seconds
+    # Uncompressed: float factors barely compress and zlib would cost seconds at 1M users.
+    np.savez(out / "world.npz", allow_pickle=False, **arrays)
     meta = {
         "version": TRUTH_VERSION,
         "config": json.loads(cfg.model_dump_json()),
