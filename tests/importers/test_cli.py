@@ -92,3 +92,37 @@ def test_installed_command_names_file_and_line_of_a_truncated_input(tmp_path: Pa
     assert (
         tmp_path / "state" / "data" / "events.parquet"
     ).exists()  # the default --out is $SLOTCAST_STATE_DIR/data
+
+
+def test_validate_exit_1_over_threshold_and_dry_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+
+    from features.data_model import write_table
+
+    d = tmp_path / "data"
+    write_table(
+        d,
+        "users",
+        pa.table({"user_id": [1, 2], "consent_personalization": [True] * 2, "consent_marketing": [True] * 2}),
+    )
+    write_table(d, "products", pa.table({"product_id": [1, 2], "price": [5.0, -5.0]}))
+    write_table(
+        d,
+        "events",
+        pa.table(
+            {
+                "event_id": [1],
+                "ts": pa.array([1_700_000_000_000_000], pa.timestamp("us", tz="UTC")),
+                "user_id": [1],
+                "type": ["like"],
+            }
+        ),
+    )
+    assert main(["data", "validate", "--data", str(d), "--dry-run", "--max-quarantine-share", "0.6"]) == 0
+    assert "products: read = accepted + quarantined: 2 = 1 + 1" in capsys.readouterr().out
+    assert not (d / "quarantine.parquet").exists()  # a dry run writes nothing
+    assert main(["data", "validate", "--data", str(d)]) == 1
+    assert "quarantined share above 5.00% in products" in capsys.readouterr().err.replace("\n", " ")
+    assert (d / "quarantine.rejected.parquet").exists() and not (d / "quarantine.parquet").exists()
