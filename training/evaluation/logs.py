@@ -78,9 +78,9 @@ def carousel_log(
         {
             "request_id": uniq,
             "user_id": first["user_id"].to_numpy(np.int64),
-            "stream_id": first["stream_id"].to_numpy(),
-            "ts": first["ts"].to_numpy(),
-            "policy": first["policy"].to_numpy() if "policy" in first else None,
+            "stream_id": first["stream_id"].reset_index(drop=True),
+            "ts": first["ts"].reset_index(drop=True),
+            "policy": first["policy"].reset_index(drop=True) if "policy" in first else None,
         }
     )
     items = df["product_id"].to_numpy(np.int64)
@@ -126,10 +126,10 @@ def _on_air(requests: pd.DataFrame, stream_products: pd.DataFrame) -> tuple[np.n
 def _merge_candidates(
     on_air: tuple[np.ndarray, np.ndarray], req_idx: np.ndarray, items: np.ndarray, n: int
 ) -> np.ndarray:
-    pairs = np.unique(
-        np.stack([np.concatenate([on_air[0], req_idx]), np.concatenate([on_air[1], items])], 1), axis=0
-    )
-    return _pad_groups(pairs[:, 0], pairs[:, 1], n)
+    # pandas' hash-based drop_duplicates: np.unique(axis=0) sorts a void view and was 10x slower here
+    pairs = pd.DataFrame({"r": np.concatenate([on_air[0], req_idx]), "p": np.concatenate([on_air[1], items])})
+    pairs = pairs.drop_duplicates().sort_values(["r", "p"], kind="stable")
+    return _pad_groups(pairs["r"].to_numpy(np.int64), pairs["p"].to_numpy(np.int64), n)
 
 
 def push_log(pushes: pd.DataFrame, reward: str = "purchased") -> LoggedRequests:

@@ -30,6 +30,17 @@ PAD = -1  # fills the tail of a recommended list shorter than k
 RANKING_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "hit_rate")
 
 
+def _unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distinct (a, b) rows sorted by a then b; lexsort of two int columns, much faster than unique(axis=0)."""
+    if a.size == 0:
+        return np.empty((0, 2), np.int64)
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    keep = np.ones(a.size, dtype=bool)
+    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return np.stack([a[keep], b[keep]], axis=1)
+
+
 @dataclass(frozen=True)
 class Relevance:
     """Relevant items per user as flat (row, item) pairs: row i belongs to user i of the recommended lists."""
@@ -54,9 +65,7 @@ class Relevance:
             raise ValueError(f"relevance rows and items differ in length: {rows.shape} vs {items.shape}")
         if rows.size and (rows.min() < 0 or rows.max() >= n_users):
             raise ValueError(f"relevance rows must lie in [0, {n_users}); got {rows.min()}..{rows.max()}")
-        pairs = (
-            np.unique(np.stack([rows, items], axis=1), axis=0) if rows.size else np.empty((0, 2), np.int64)
-        )
+        pairs = _unique_pairs(rows, items)
         return cls(pairs[:, 0].copy(), pairs[:, 1].copy(), n_users)
 
     def counts(self) -> np.ndarray:
@@ -204,9 +213,7 @@ class Popularity:
 
     @classmethod
     def from_interactions(cls, user_ids: np.ndarray, item_ids: np.ndarray) -> Popularity:
-        pairs = np.unique(
-            np.stack([np.asarray(user_ids, np.int64), np.asarray(item_ids, np.int64)], 1), axis=0
-        )
+        pairs = _unique_pairs(np.asarray(user_ids, np.int64), np.asarray(item_ids, np.int64))
         n_users = max(int(np.unique(pairs[:, 0]).size), 1)
         items, counts = np.unique(pairs[:, 1], return_counts=True)
         # An item nobody touched in training gets p = 1 / (n_users + 1): finite novelty, and more

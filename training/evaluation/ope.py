@@ -21,7 +21,7 @@ Push logs fit the same mould: one request per push decision with one slot.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -213,23 +213,86 @@ def _stat(t: _Terms, c: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _poisson_draws(n: int, n_boot: int, seed: int, chunk: int = 64):
+# CDF of Poisson(1) up to 9 (P(X > 9) < 2e-7, below float32 resolution of u): inverse-CDF sampling
+# from float32 uniforms is ~10x faster than Generator.poisson, which dominated the bootstrap's time.
+_POISSON1_CDF = np.cumsum([np.exp(-1.0) / np.prod(np.arange(1, j + 1, dtype=np.float64)) for j in range(10)])
+
+
+def _poisson_draws(n: int, n_boot: int, seed: int, chunk: int = 64):  # type: ignore[no-untyped-def]
     """Poisson(1) bootstrap weights per request, in chunks so memory stays at chunk * N."""
     rng = np.random.default_rng(seed)
+    cdf = _POISSON1_CDF.astype(np.float32)
     done = 0
     while done < n_boot:
         b = min(chunk, n_boot - done)
-        yield rng.poisson(1.0, size=(b, n)).astype(np.float64)
+        u = rng.random((b, n), dtype=np.float32)
+        # X = #{j : u > cdf[j]}: a few vectorised comparisons beat searchsorted and Generator.poisson
+        c = (u > cdf[0]).view(np.uint8)
+        for level in cdf[1:]:
+            c += u > level
+        yield c.astype(np.float64)
         done += b
 
 
 def _bootstrap(terms: Sequence[_Terms], n: int, n_boot: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Every estimator of every policy under the same draws (so differences are paired)."""
     parts: list[list[dict[str, np.ndarray]]] = [[] for _ in terms]
     for c in _poisson_draws(n, n_boot, seed):
         c = c[c.sum(axis=1) > 0]
         for i, t in enumerate(terms):
             parts[i].append(_stat(t, c))
     return [{key: np.concatenate([p[key] for p in ps]) for key in ps[0]} for ps in parts]
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    if ci_low > 0:
+        return "better"
+    if ci_high < 0:
+        return "worse"
+    return "can't tell"
+
+
+def evaluate_policies(
+    log: SlateLog,
+    targets: Mapping[str, TargetSlates],
+    reward_model: RewardModel | None = None,
+    *,
+    pairs: Sequence[tuple[str, str]] = (),
+    max_weight: float | None = DEFAULT_MAX_WEIGHT,
+    n_boot: int = 400,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, Estimate]], dict[tuple[str, str], dict[str, Comparison]]]:
+    """IPS, SNIPS (and DR with a reward model) for every target with (1 - alpha) bootstrap intervals,
+    and for each (champion, challenger) in ``pairs`` the paired difference with its verdict.
+
+    One set of bootstrap draws serves all targets: cheaper, and it is what makes the comparison paired.
+    """
+    if log.n_requests == 0:
+        raise ValueError("the log holds no requests")
+    names = list(targets)
+    terms = [_terms(log, targets[name], reward_model, max_weight) for name in names]
+    ones = np.ones((1, log.n_requests))
+    points = [_stat(t, ones) for t in terms]
+    boots = _bootstrap(terms, log.n_requests, n_boot, seed)
+    q = [alpha / 2, 1 - alpha / 2]
+    estimates: dict[str, dict[str, Estimate]] = {}
+    for name, t, point, boot in zip(names, terms, points, boots, strict=True):
+        estimates[name] = {}
+        for est, v in point.items():
+            lo, hi = np.quantile(boot[est], q)
+            estimates[name][est] = Estimate(est, float(v[0]), float(lo), float(hi), t.ess, log.n_requests,
+                                            int(log.item.size))  # fmt: skip
+    comparisons: dict[tuple[str, str], dict[str, Comparison]] = {}
+    for champ, chall in pairs:
+        a, b = names.index(champ), names.index(chall)
+        comparisons[(champ, chall)] = {}
+        for est in points[a]:
+            lo, hi = np.quantile(boots[b][est] - boots[a][est], q)
+            va, vb = float(points[a][est][0]), float(points[b][est][0])
+            comparisons[(champ, chall)][est] = Comparison(est, va, vb, vb - va, float(lo), float(hi),
+                                                          verdict(float(lo), float(hi)))  # fmt: skip
+    return estimates, comparisons
 
 
 def evaluate_policy(
@@ -242,19 +305,10 @@ def evaluate_policy(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> dict[str, Estimate]:
-    """IPS, SNIPS (and DR when a reward model is given) with bootstrap (1 - alpha) intervals."""
-    if log.n_requests == 0:
-        raise ValueError("the log holds no requests")
-    t = _terms(log, target, reward_model, max_weight)
-    point = _stat(t, np.ones((1, log.n_requests)))
-    boot = _bootstrap([t], log.n_requests, n_boot, seed)[0]
-    out = {}
-    for name, v in point.items():
-        lo, hi = np.quantile(boot[name], [alpha / 2, 1 - alpha / 2])
-        out[name] = Estimate(
-            name, float(v[0]), float(lo), float(hi), t.ess, log.n_requests, int(log.item.size)
-        )
-    return out
+    """IPS, SNIPS (and DR when a reward model is given) of one target with bootstrap intervals."""
+    est, _ = evaluate_policies(log, {"target": target}, reward_model, max_weight=max_weight, n_boot=n_boot,
+                               alpha=alpha, seed=seed)  # fmt: skip
+    return est["target"]
 
 
 def on_policy_value(log: SlateLog, *, n_boot: int = 400, alpha: float = 0.05, seed: int = 0) -> Estimate:
@@ -266,14 +320,6 @@ def on_policy_value(log: SlateLog, *, n_boot: int = 400, alpha: float = 0.05, se
     return Estimate(
         "on_policy", float(per_req.mean()), float(lo), float(hi), n, log.n_requests, int(log.item.size)
     )
-
-
-def verdict(ci_low: float, ci_high: float) -> str:
-    if ci_low > 0:
-        return "better"
-    if ci_high < 0:
-        return "worse"
-    return "can't tell"
 
 
 def compare(
@@ -288,14 +334,7 @@ def compare(
     seed: int = 0,
 ) -> dict[str, Comparison]:
     """Challenger minus champion per estimator, with a paired bootstrap interval and a verdict."""
-    ta = _terms(log, champion, reward_model, max_weight)
-    tb = _terms(log, challenger, reward_model, max_weight)
-    ones = np.ones((1, log.n_requests))
-    pa, pb = _stat(ta, ones), _stat(tb, ones)
-    ba, bb = _bootstrap([ta, tb], log.n_requests, n_boot, seed)
-    out = {}
-    for name in pa:
-        lo, hi = np.quantile(bb[name] - ba[name], [alpha / 2, 1 - alpha / 2])
-        a, b = float(pa[name][0]), float(pb[name][0])
-        out[name] = Comparison(name, a, b, b - a, float(lo), float(hi), verdict(float(lo), float(hi)))
-    return out
+    _, cmp_ = evaluate_policies(log, {"champion": champion, "challenger": challenger}, reward_model,
+                                pairs=[("champion", "challenger")], max_weight=max_weight, n_boot=n_boot,
+                                alpha=alpha, seed=seed)  # fmt: skip
+    return cmp_[("champion", "challenger")]

@@ -22,8 +22,7 @@ from training.evaluation.ope import (
     DEFAULT_MAX_WEIGHT,
     RewardModel,
     TargetSlates,
-    compare,
-    evaluate_policy,
+    evaluate_policies,
     on_policy_value,
 )
 from training.evaluation.policies import Policy, rank
@@ -94,28 +93,20 @@ def _ope_block(
     estimates: dict[str, Any] = {
         LOGGING: {"on_policy": on_policy_value(lr.log, n_boot=cfg.n_boot, seed=cfg.seed).as_dict()}
     }
-    for name, slates in targets.items():
-        est = evaluate_policy(
-            lr.log, TargetSlates(slates), q, max_weight=cfg.max_weight, n_boot=cfg.n_boot, seed=cfg.seed
-        )
+    pairs = [(a, b) for a, b in comparisons if a in targets and b in targets]
+    ests, cmp_ = evaluate_policies(lr.log, {n: TargetSlates(s) for n, s in targets.items()}, q, pairs=pairs,
+                                   max_weight=cfg.max_weight, n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
+    for name, est in ests.items():
         estimates[name] = {e: v.as_dict() for e, v in est.items()}
         ess = est["ips"].ess
         if ess < MIN_ESS:
             warnings.append(
                 f"{lr.kind} {name}: effective sample size {ess:.0f} < {MIN_ESS}; its interval is unreliable"
             )
-    cmps = []
-    for champ, chall in comparisons:
-        if champ in targets and chall in targets:
-            res = compare(lr.log, TargetSlates(targets[champ]), TargetSlates(targets[chall]), q,
-                          max_weight=cfg.max_weight, n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
-            cmps.append(
-                {
-                    "champion": champ,
-                    "challenger": chall,
-                    "by_estimator": {e: c.as_dict() for e, c in res.items()},
-                }
-            )
+    cmps = [
+        {"champion": a, "challenger": b, "by_estimator": {e: c.as_dict() for e, c in res.items()}}
+        for (a, b), res in cmp_.items()
+    ]
     true_values: dict[str, float] = {}
     if truth is not None:
         for name, slates in [*targets.items(), (LOGGING, _logged_slates(lr, k))]:

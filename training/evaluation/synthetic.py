@@ -38,7 +38,8 @@ class SlateWorld:
     item_vec: np.ndarray  # (P, d)
     item_bias: np.ndarray  # (P,)
     on_air: np.ndarray  # (S, n) product indices per stream
-    log_noise: np.ndarray  # (U, P) the logging score's error
+    noise_user: np.ndarray  # (U, d) and (P, d): the logging score's error is their dot product,
+    noise_item: np.ndarray  # low-rank so that big worlds stay small in memory
     k: int
     eps: float
     bias: float = -2.5
@@ -64,7 +65,8 @@ class SlateWorld:
             item_vec=rng.normal(0, 0.8, (n_products, dim)),
             item_bias=rng.normal(0, 0.7, n_products),
             on_air=on_air,
-            log_noise=rng.normal(0, log_noise, (n_users, n_products)),
+            noise_user=rng.normal(0, np.sqrt(log_noise / dim), (n_users, dim)),
+            noise_item=rng.normal(0, 1.0, (n_products, dim)),
             k=k,
             eps=eps,
         )
@@ -85,7 +87,8 @@ class SlateWorld:
 
     # ---- policies, as score functions over (user, on-air products) ----
     def logging_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.affinity(users, items) + self.log_noise[np.asarray(users)[:, None], items]
+        noise = np.sum(self.noise_user[np.asarray(users)[:, None]] * self.noise_item[items], axis=-1)
+        return self.affinity(users, items) + noise
 
     def oracle_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.affinity(users, items)
