@@ -14,6 +14,7 @@ from models.errors import (
     SlotcastModelError,
     UnknownEntityError,
 )
+from models.generator import CandidateGenerator
 from models.policy import REASONS, SLATE_COLUMNS, Slate, SlotPolicy, SlotPolicyConfig
 from models.popularity import PopularityModel
 from models.ranker import LightGBMRanker, RankerConfig
@@ -26,6 +27,7 @@ __all__ = [
     "ALSCandidateGenerator",
     "ALSConfig",
     "Bundle",
+    "CandidateGenerator",
     "FeatureMismatchError",
     "IdVocab",
     "IncompatibleBundleError",

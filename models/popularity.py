@@ -151,6 +151,22 @@ class PopularityModel:
         """The candidate-generator verb: the user's segment list, or the global one."""
         return self.top(n, self.segment_of(user_id), candidates, exclude)
 
+    def generate_many(self, user_ids: npt.ArrayLike, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batched ``generate``: (len(user_ids), n) product ids (-1 padding) and scores (NaN padding)."""
+        uid = np.asarray(user_ids, dtype=np.int64).ravel()
+        n = max(int(n), 0)
+        out_ids = np.full((uid.size, n), -1, dtype=np.int64)
+        out_scores = np.full((uid.size, n), np.nan, dtype=np.float64)
+        uidx = self._user_vocab.index(uid)
+        codes = np.where(uidx >= 0, self._user_segment[np.clip(uidx, 0, None)] if uidx.size else -1, -1)
+        for code in np.unique(codes):
+            segment = self._segment_names[code] if code >= 0 else None
+            ids, scores = self.top(n, segment)
+            rows = codes == code
+            out_ids[rows, : ids.size] = ids
+            out_scores[rows, : ids.size] = scores
+        return out_ids, out_scores
+
     # ----- persistence -----------------------------------------------------------------------
     FILES = ("popularity.npz",)
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from models import ALSCandidateGenerator, ALSConfig, PopularityModel
+from models import ALSCandidateGenerator, ALSConfig, CandidateGenerator, PopularityModel
 from tests.models.conftest import Checkerboard
 
 
@@ -25,6 +25,7 @@ class CandidateGeneratorContract:
 
     def test_recommends_own_group(self, checkerboard: Checkerboard) -> None:
         model = self._fit(checkerboard)
+        assert isinstance(model, CandidateGenerator)
         hits = total = 0
         for uid in checkerboard.users.ids:
             ids, _ = model.generate(int(uid), self.n, exclude=checkerboard.seen(int(uid)))
@@ -42,6 +43,17 @@ class CandidateGeneratorContract:
         assert set(ids.tolist()) <= set(cands.tolist()) - set(exclude.tolist())
         assert len(ids) == len(cands) - len(exclude)
         assert np.all(np.diff(scores) <= 1e-6)
+
+    def test_generate_many_agrees_with_generate(self, checkerboard: Checkerboard) -> None:
+        model = self._fit(checkerboard)
+        users = np.concatenate([checkerboard.users.ids[:5], [987654321]])
+        ids, scores = model.generate_many(users, 3)
+        assert ids.shape == scores.shape == (6, 3)
+        for row, uid in enumerate(users):
+            one, one_scores = model.generate(int(uid), 3)
+            np.testing.assert_array_equal(ids[row, : one.size], one)
+            np.testing.assert_allclose(scores[row, : one.size], one_scores, rtol=1e-5)
+            assert (ids[row, one.size :] == -1).all()
 
     def test_unknown_user_is_a_normal_path(self, checkerboard: Checkerboard) -> None:
         model = self._fit(checkerboard)
