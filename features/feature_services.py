@@ -11,10 +11,14 @@ from typing import Any
 # service -> [(view name, [features])], in the pinned order.
 SERVICE_SPECS: dict[str, list[tuple[str, list[str]]]] = {
     "ranker_v1": [
-        ("user_rfm", ["recency_days", "frequency_90d", "monetary_90d", "avg_order_value", "days_since_last_purchase"]),
         (
-            "user_engagement",
+            "user_profile",
             [
+                "recency_days",
+                "frequency_90d",
+                "monetary_90d",
+                "avg_order_value",
+                "days_since_last_purchase",
                 "watch_minutes_7d",
                 "watch_minutes_30d",
                 "streams_watched_7d",
@@ -36,7 +40,7 @@ SERVICE_SPECS: dict[str, list[tuple[str, list[str]]]] = {
     # What serving's slot policy needs besides the ranker score.
     "serving_context_v1": [
         ("product_stats", ["price", "margin", "stock", "product_category", "repurchase_cycle_days"]),
-        ("user_segment", ["segment"]),
+        ("user_profile", ["segment"]),
     ],
 }
 

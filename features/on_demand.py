@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 REQUEST_SOURCE = "ranker_request"
@@ -18,23 +17,30 @@ REQUEST_TIME = "request_epoch_days"
 ON_DEMAND_FEATURES = ("price_vs_user_aov", "repurchase_due_ratio")
 
 
-def ranker_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
+def ranker_request_features(inputs):  # no annotations: Feast may exec this source on its own
     """price / the user's average order value; days since the user last bought it / its repurchase cycle.
 
+    ``inputs`` is a DataFrame (Feast) or a dict of arrays (serving's fast path); plain numpy inside.
     Self-contained (imports and names inside): Feast may rebuild it from its source text.
     """
     import numpy as np
     import pandas as pd
 
-    out = pd.DataFrame(index=inputs.index)
-    price = pd.to_numeric(inputs["price"], errors="coerce").astype("float64")
-    aov = pd.to_numeric(inputs["avg_order_value"], errors="coerce").astype("float64")
-    out["price_vs_user_aov"] = (price / aov.where(aov > 0)).astype("float64")
-    last = pd.to_numeric(inputs["last_purchase_epoch_days"], errors="coerce").astype("float64")
-    cycle = pd.to_numeric(inputs["repurchase_cycle_days"], errors="coerce").astype("float64")
-    now = pd.to_numeric(inputs["request_epoch_days"], errors="coerce").astype("float64")
-    out["repurchase_due_ratio"] = ((now - last) / cycle.where(cycle > 0)).astype("float64")
-    return out.replace([np.inf, -np.inf], np.nan)
+    def col(name):
+        try:
+            return np.asarray(inputs[name], dtype="float64").ravel()  # None -> nan
+        except (TypeError, ValueError):
+            return pd.to_numeric(pd.Series(inputs[name]), errors="coerce").to_numpy("float64")
+
+    price, aov = col("price"), col("avg_order_value")
+    last, cycle, now = col("last_purchase_epoch_days"), col("repurchase_cycle_days"), col("request_epoch_days")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(aov > 0, price / aov, np.nan)
+        due = np.where(cycle > 0, (now - last) / cycle, np.nan)
+    ratio[~np.isfinite(ratio)] = np.nan
+    due[~np.isfinite(due)] = np.nan
+    index = inputs.index if isinstance(inputs, pd.DataFrame) else None
+    return pd.DataFrame({"price_vs_user_aov": ratio, "repurchase_due_ratio": due}, index=index)
 
 
 def make_on_demand_views(views: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +53,7 @@ def make_on_demand_views(views: dict[str, Any]) -> dict[str, Any]:
         name="ranker_request_features",
         sources=[
             views["product_stats"][["price", "repurchase_cycle_days"]],
-            views["user_rfm"][["avg_order_value"]],
+            views["user_profile"][["avg_order_value"]],
             views["user_product_history"],
             request,
         ],

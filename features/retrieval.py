@@ -31,7 +31,7 @@ JOIN_KEYS = {"user": "user_id", "product": "product_id", "stream": "stream_id", 
 # The stored features the on-demand view reads, by view.
 ON_DEMAND_INPUTS = {
     "product_stats": ["price", "repurchase_cycle_days"],
-    "user_rfm": ["avg_order_value"],
+    "user_profile": ["avg_order_value"],
     "user_product_history": ["last_purchase_epoch_days"],
 }
 
@@ -182,7 +182,7 @@ class FeastFeatureReader:
 
     def segment(self, user_id: int) -> str | None:
         """The user's current segment from the online store, or None for an unknown user."""
-        resp = self.store.get_online_features(features=["user_segment:segment"], entity_rows=[{"user_id": int(user_id)}])
+        resp = self.store.get_online_features(features=["user_profile:segment"], entity_rows=[{"user_id": int(user_id)}])
         value = resp.to_dict()["segment"][0]
         return None if value is None else str(value)
 

@@ -10,7 +10,9 @@ from typing import Any
 # when all of a view's candidate rows fall outside the ttl. Staleness is handled in the data
 # instead: windows roll to zero in the daily rows and a stream gets a closing "not live" row.
 VIEW_SPECS: dict[str, tuple[tuple[str, ...], str, list[tuple[str, str]], timedelta]] = {
-    "user_rfm": (
+    # One view for everything keyed by the user alone (RFM, engagement, segment): each view is a
+    # separate write per key at materialization and a separate read per request.
+    "user_profile": (
         ("user",),
         "user",
         [
@@ -21,13 +23,6 @@ VIEW_SPECS: dict[str, tuple[tuple[str, ...], str, list[tuple[str, str]], timedel
             ("days_since_last_purchase", "Float64"),
             ("purchases_total", "Float64"),
             ("tenure_days", "Float64"),
-        ],
-        timedelta(0),
-    ),
-    "user_engagement": (
-        ("user",),
-        "user",
-        [
             ("watch_minutes_7d", "Float64"),
             ("watch_minutes_30d", "Float64"),
             ("streams_watched_7d", "Float64"),
@@ -35,10 +30,10 @@ VIEW_SPECS: dict[str, tuple[tuple[str, ...], str, list[tuple[str, str]], timedel
             ("carts_7d", "Float64"),
             ("comments_7d", "Float64"),
             ("push_open_rate_30d", "Float64"),
+            ("segment", "String"),
         ],
         timedelta(0),
     ),
-    "user_segment": (("user",), "user", [("segment", "String")], timedelta(0)),
     "product_stats": (
         ("product",),
         "product",

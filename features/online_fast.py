@@ -1,0 +1,189 @@
+"""Serving's fast path for ``online()``: same features, same order, same values, less overhead.
+
+``FeatureStore.get_online_features`` spends most of its time in generic bookkeeping (request
+validation, per-view response assembly, the on-demand transform through Arrow) rather than in the
+store; see benchmarks/results/features.md. This reader keeps Feast's online store as the source
+of truth but:
+
+- holds every product's ``product_stats`` row in memory, loaded through ``get_online_features``
+  in one bulk call, and the per-(user, product) last-purchase days (batch-only data, the rows the
+  build materialized); both refresh in a background thread every ``product_cache_ttl_s`` seconds
+  (stale-while-revalidate: a request never waits for a refresh after the first load);
+- reads the per-request views (user profile, stream, live session, category affinity) with the
+  online store's own ``online_read`` (SQLite or Redis), one call per view, so pushed live events
+  are seen at once;
+- applies the very same on-demand function (``features.on_demand.ranker_request_features``).
+
+A test checks it returns exactly what the Feast path returns, on both backends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.feature_services import SERVICE_SPECS
+from features.on_demand import REQUEST_TIME, ranker_request_features
+from features.retrieval import NO_STREAM, FeastFeatureReader, feature_names
+from features.settings import FeatureSettings
+from features.views import VIEW_SPECS
+
+PRODUCT_VIEW = "product_stats"
+HISTORY_VIEW = "user_product_history"
+_RANKER = dict(SERVICE_SPECS["ranker_v1"])
+USER_RANKER = _RANKER["user_profile"]
+USER_FEATURES = list(dict.fromkeys([*USER_RANKER, "avg_order_value"]))
+PRODUCT_RANKER = _RANKER["product_stats"]
+PRODUCT_INPUTS = list(dict.fromkeys([*PRODUCT_RANKER, "price", "repurchase_cycle_days"]))
+STREAM_FEATURES = _RANKER["stream_live"]
+LIVE_FEATURES = _RANKER["live_session"]
+AFFINITY = _RANKER["user_category_affinity"]
+
+
+@dataclass
+class _Tables:
+    product_row: dict[int, int]
+    product_cols: dict[str, int]
+    product_matrix: np.ndarray
+    hist_users: np.ndarray
+    hist_products: np.ndarray
+    hist_days: np.ndarray
+    loaded_at: float
+
+
+def _value(v: Any) -> Any:
+    kind = v.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return np.nan
+    return getattr(v, kind)
+
+
+class FastOnlineReader(FeastFeatureReader):
+    """A ``FeatureReader`` whose ``online()`` skips Feast's per-request overhead (see module doc)."""
+
+    def __init__(self, settings: FeatureSettings | None = None, store: Any = None) -> None:
+        super().__init__(settings, store)
+        self._tables: _Tables | None = None
+        self._first = threading.Lock()
+        self._refreshing = threading.Lock()
+        self._views: dict[str, Any] = {}
+
+    # -- in-memory tables --------------------------------------------------------------------------
+    def _load(self) -> _Tables:
+        """Product stats through Feast's online store (bulk), per-product purchase history from the
+        rows the build materialized (features.store.latest_rows): both change only on a build."""
+        from features.store import latest_rows
+
+        ids = sorted(self.product_categories(max_age_s=0.0))
+        feats = [f for f, _ in VIEW_SPECS[PRODUCT_VIEW][2] if f != "product_category"]
+        matrix = np.full((len(ids), len(feats)), np.nan)
+        if ids:
+            data = self.store.get_online_features(
+                features=[f"{PRODUCT_VIEW}:{f}" for f in feats], entity_rows={"product_id": ids}
+            ).to_dict()
+            for j, f in enumerate(feats):
+                matrix[:, j] = np.asarray(data[f], dtype="float64")
+        hist = latest_rows(self.settings, HISTORY_VIEW, datetime(2262, 1, 1, tzinfo=UTC)).sort_values(
+            ["user_id", "product_id"]
+        )
+        return _Tables(
+            product_row={p: i for i, p in enumerate(ids)},
+            product_cols={f: j for j, f in enumerate(feats)},
+            product_matrix=matrix,
+            hist_users=hist["user_id"].to_numpy("int64"),
+            hist_products=hist["product_id"].to_numpy("int64"),
+            hist_days=hist["last_purchase_epoch_days"].to_numpy("float64"),
+            loaded_at=time.monotonic(),
+        )
+
+    def _refresh(self) -> None:
+        try:
+            self._tables = self._load()
+        finally:
+            self._refreshing.release()
+
+    def tables(self) -> _Tables:
+        """The in-memory tables, refreshed in the background once older than the TTL."""
+        if self._tables is None:
+            with self._first:
+                if self._tables is None:
+                    self._refreshing.acquire()
+                    self._refresh()
+        elif time.monotonic() - self._tables.loaded_at > self.settings.product_cache_ttl_s and self._refreshing.acquire(
+            blocking=False
+        ):
+            threading.Thread(target=self._refresh, daemon=True, name="feature-cache").start()
+        assert self._tables is not None
+        return self._tables
+
+    # -- direct reads ----------------------------------------------------------------------------
+    def _view(self, name: str) -> Any:
+        if name not in self._views:
+            self._views[name] = self.store.get_feature_view(name)
+        return self._views[name]
+
+    def _read(self, view: str, keys: list[dict[str, Any]], feats: list[str]) -> list[dict[str, Any]]:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        protos = []
+        for key in keys:
+            names = sorted(key)
+            vals = [Value(string_val=key[n]) if isinstance(key[n], str) else Value(int64_val=int(key[n])) for n in names]
+            protos.append(EntityKey(join_keys=names, entity_values=vals))
+        store = self.store
+        rows = store._get_provider().online_store.online_read(store.config, self._view(view), protos, list(feats))  # redis appends to it
+        return [{f: _value(got[f]) if got and f in got else np.nan for f in feats} for _, got in rows]
+
+    # -- the lookup ------------------------------------------------------------------------------
+    def online(
+        self, user_id: int, product_ids: list[int], stream_id: int | None = None, service: str = "ranker_v1"
+    ) -> pd.DataFrame:
+        if service != "ranker_v1":  # other services: Feast's general path
+            return super().online(user_id, product_ids, stream_id, service)
+        names = feature_names(service)
+        t = self.tables()
+        pids = [int(p) for p in product_ids]
+        n, uid = len(pids), int(user_id)
+        sid = int(stream_id) if stream_id is not None else NO_STREAM
+        out = np.full((n, len(names)), np.nan)
+        col = {f: j for j, f in enumerate(names)}
+        rows = np.array([t.product_row.get(p, -1) for p in pids], dtype="int64")
+        known = rows >= 0
+        prod = {f: np.where(known, t.product_matrix[rows, t.product_cols[f]], np.nan) for f in PRODUCT_INPUTS}
+        for f in PRODUCT_RANKER:
+            out[:, col[f]] = prod[f]
+        profile = self._read("user_profile", [{"user_id": uid}], USER_FEATURES)[0]
+        for f in USER_RANKER:
+            out[:, col[f]] = profile[f]
+        stream = self._read("stream_live", [{"stream_id": sid}], STREAM_FEATURES)[0]
+        live = self._read("live_session", [{"user_id": uid, "stream_id": sid}], LIVE_FEATURES)[0]
+        for f in STREAM_FEATURES:
+            out[:, col[f]] = stream[f]
+        for f in LIVE_FEATURES:
+            out[:, col[f]] = live[f]
+        cats = self._categories_for(pids)
+        distinct = sorted(set(cats))
+        aff = self._read("user_category_affinity", [{"user_id": uid, "category": c} for c in distinct], AFFINITY)
+        by_cat = {c: r[AFFINITY[0]] for c, r in zip(distinct, aff, strict=True)}
+        out[:, col[AFFINITY[0]]] = [by_cat[c] for c in cats]
+        lo, hi = np.searchsorted(t.hist_users, [uid, uid + 1])
+        bought = dict(zip(t.hist_products[lo:hi].tolist(), t.hist_days[lo:hi].tolist(), strict=True))
+        odfv = ranker_request_features(
+            {
+                "price": prod["price"],
+                "repurchase_cycle_days": prod["repurchase_cycle_days"],
+                "avg_order_value": np.full(n, profile["avg_order_value"]),
+                "last_purchase_epoch_days": np.array([bought.get(p, np.nan) for p in pids], dtype="float64"),
+                REQUEST_TIME: np.full(n, datetime.now(UTC).timestamp() / 86400.0),
+            }
+        )
+        for f in odfv.columns:
+            out[:, col[f]] = odfv[f].to_numpy()
+        return pd.DataFrame(out, index=pd.Index(pids, name="product_id"), columns=names)
