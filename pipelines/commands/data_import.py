@@ -104,7 +104,7 @@ def import_command(
     """
     from rich.console import Console
 
-    from features.validation import QuarantineThresholdError, ValidationRules
+    from features.validation import ValidationRules
     from pipelines.importers import get_format
     from pipelines.importers.driver import import_logs
     from pipelines.importers.settings import ImportSettings
@@ -129,13 +129,9 @@ def import_command(
             on_progress=advance,
         )
     _print_import(report)
-    if not report.ok:
-        # An error with exit_code (not typer.Exit, whose code the CLI's non-standalone main would drop).
-        with _markup_safe_errors():
-            raise QuarantineThresholdError(
-                f"{report.share:.2%} of the lines were quarantined, above --max-quarantine-share "
-                f"{share:.2%}; nothing was imported. The rejected lines are in {report.quarantine_path}."
-            )
+    # An error with exit_code (not typer.Exit, whose code the CLI's non-standalone main would drop).
+    with _markup_safe_errors():
+        report.raise_for_threshold()
 
 
 def _bytes_progress(console, files: list[Path], enabled: bool):  # type: ignore[no-untyped-def]

@@ -27,6 +27,7 @@ from features.validation import (
     QUARANTINE_FILE,
     QUARANTINE_SCHEMA,
     REJECTED_FILE,
+    QuarantineThresholdError,
     ValidationRules,
     validate_table,
 )
@@ -92,6 +93,14 @@ class ImportReport:
     @property
     def ok(self) -> bool:
         return self.share <= self.max_quarantine_share
+
+    def raise_for_threshold(self) -> None:
+        """Raise ``QuarantineThresholdError`` (exit code 1) when too many lines were quarantined."""
+        if not self.ok:
+            raise QuarantineThresholdError(
+                f"{self.share:.2%} of the lines were quarantined, above the allowed {self.max_quarantine_share:.2%}; "
+                f"nothing was imported. The rejected lines are in {self.quarantine_path}."
+            )
 
 
 def _is_parse_reason(reason: str) -> bool:
