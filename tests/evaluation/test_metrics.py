@@ -123,3 +123,9 @@ def test_bad_input_is_named() -> None:
         precision_at_k(RECS, RELEVANT, 0)
     with pytest.raises(ValueError, match="cover 4 users but relevant sets cover 3"):
         precision_at_k(RECS, RELEVANT[:3], 5)
+
+
+def test_missing_relevant_sets_count_as_empty() -> None:
+    # a pandas groupby(...).apply(set).reindex(...) leaves NaN for users with no positives
+    pu = per_user_metrics([[1, 2], [3, 4], [5, 6]], [{2}, float("nan"), None], 2)
+    assert pu["recall"][0] == 1.0 and np.isnan(pu["recall"][1]) and np.isnan(pu["recall"][2])

@@ -51,7 +51,12 @@ class Relevance:
 
     @classmethod
     def from_sets(cls, relevant: Sequence[Iterable[int]]) -> Relevance:
-        lists = [np.unique(np.fromiter(r, dtype=np.int64)) for r in relevant]
+        # None or NaN (what a pandas reindex leaves for a user with nothing relevant) is an empty set
+        lists = [
+            np.unique(np.fromiter(r, dtype=np.int64)) if r is not None and not isinstance(r, float)
+            else np.empty(0, np.int64)
+            for r in relevant
+        ]  # fmt: skip
         lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
         items = np.concatenate(lists) if lists else np.empty(0, np.int64)
         return cls(np.repeat(np.arange(len(lists), dtype=np.int64), lengths), items, len(lists))
