@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -33,6 +34,7 @@ from models.ranker import LightGBMRanker
 
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+COMPONENTS = ("als", "popularity", "ranker")
 # Libraries whose file formats the bundle depends on. Python itself is recorded but not checked:
 # nothing is pickled, so any Python that runs these libraries reads the files.
 CHECKED_LIBRARIES = ("implicit", "lightgbm", "numpy")
@@ -124,13 +126,17 @@ class Bundle:
         """Write the bundle; the manifest (with file checksums) is written last and atomically."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
+        # a re-save into the same directory must not keep a previous component's stale files
+        (d / MANIFEST).unlink(missing_ok=True)
+        for sub in COMPONENTS:
+            shutil.rmtree(d / sub, ignore_errors=True)
         self.als.save(d / "als")
         self.popularity.save(d / "popularity")
         if self.ranker is not None:
             self.ranker.save(d / "ranker")
         files = {
             str(p.relative_to(d)): _sha256(p)
-            for sub in ("als", "popularity", "ranker")
+            for sub in COMPONENTS
             if (d / sub).is_dir()
             for p in sorted((d / sub).iterdir())
             if p.is_file()

@@ -155,3 +155,6 @@ def test_bundle_without_ranker(bundle: Bundle, tmp_path: Path) -> None:
     als_only = Bundle.create(bundle.als, bundle.popularity, None, "ranker_v1")
     loaded = Bundle.load(als_only.save(tmp_path / "b"))
     assert loaded.ranker is None and loaded.manifest.feature_names == []
+    bundle.save(tmp_path / "b2")
+    again = Bundle.load(als_only.save(tmp_path / "b2"))  # over a bundle that had a ranker
+    assert again.ranker is None and not (tmp_path / "b2" / "ranker").exists()
