@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import pyarrow.compute  # noqa: F401  warm the lazy imports so the timing is the simulation
+    import pandas  # noqa: F401  pyarrow imports it lazily on first use: warm it so the timing is the simulation
+    import pyarrow.compute  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
     from pipelines.simulator import SimConfig, generate
