@@ -163,3 +163,22 @@ def test_garbled_lines_are_exactly_the_quarantined_ones(
     assert [r["row"] for r in q] == bad
     assert all(r["reason"] and r["raw"] == lines[r["row"] - 1] for r in q)
     assert report.events == len(GOOD) - len(bad)
+
+
+def test_multi_character_separator_lines_are_counted_right(tmp_path: Path) -> None:
+    lines = [
+        "1::10::5::978300760",
+        "1::11::3",
+        "2::12::4::978300761::x",
+        "2:13:4:978300762",
+        "3::14::1::978300763",
+    ]
+    src = write(tmp_path / "ratings.dat", "\n".join(lines) + "\n")
+    report = import_logs("movielens", src, tmp_path / "out", max_quarantine_share=1.0)
+    assert (report.read, report.accepted, report.quarantined) == (5, 2, 3)
+    q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert [(r["row"], r["reason"], r["raw"]) for r in q] == [
+        (2, "expected 4 fields separated by '::', found 3", "1::11::3"),
+        (3, "expected 4 fields separated by '::', found 5", "2::12::4::978300761::x"),
+        (4, "expected 4 fields separated by '::', found 1", "2:13:4:978300762"),
+    ]
