@@ -113,8 +113,10 @@ class ALSCandidateGenerator:
             raise ModelFitError(
                 f"user_items has shape {user_items.shape} but the vocabularies give {shape} (users, items)"
             )
-        matrix = sp.csr_matrix(user_items, dtype=np.float32)
-        matrix.eliminate_zeros()
+        matrix = sp.csr_matrix(user_items, dtype=np.float32)  # no copy when it already is one
+        if (matrix.data == 0).any():  # explicit zeros: drop them from a copy, never the caller's
+            matrix = matrix.copy()
+            matrix.eliminate_zeros()
         if matrix.nnz == 0:
             raise ModelFitError(f"cannot fit ALS on an empty matrix (shape {shape}, no interactions)")
         if not np.isfinite(matrix.data).all():

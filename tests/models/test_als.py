@@ -138,3 +138,16 @@ def test_threaded_blas_is_warned_about() -> None:
         assert check_blas_threads() is True
     with threadpoolctl.threadpool_limits(2, "blas"), pytest.warns(RuntimeWarning, match="NUM_THREADS=1"):
         assert check_blas_threads() is False
+
+
+def test_fit_leaves_the_callers_matrix_alone(checkerboard: Checkerboard) -> None:
+    m = checkerboard.matrix.copy()
+    m.data[:5] = 0.0  # explicit zeros, as a decayed weight can produce
+    before = (m.data.copy(), m.indices.copy(), m.indptr.copy())
+    fitted(
+        Checkerboard(
+            m, checkerboard.users, checkerboard.items, checkerboard.user_group, checkerboard.item_group
+        )
+    )
+    for a, b in zip(before, (m.data, m.indices, m.indptr), strict=True):
+        np.testing.assert_array_equal(a, b)
