@@ -20,6 +20,7 @@ from features.data_model import (
     EVENT_TYPES,
     EVENTS_NEEDING_COMMUNITY,
     EVENTS_NEEDING_PRODUCT,
+    PRIMARY_KEYS,
     SCHEMAS,
     TS,
 )
@@ -210,3 +211,73 @@ def reference_masks(
             known = known.combine_chunks()
         values = cols[col]
         yield pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known))), f"unknown {col}"
+
+
+class Reasons:
+    """The first reason per row, kept as small integer codes (numpy) and turned into text only for bad rows.
+
+    Code 0 is "fine so far", -1 "a reason given by the caller" (``_reason``), k > 0 ``texts[k - 1]``.
+    """
+
+    def __init__(self, n: int, prior: pa.Array | None) -> None:
+        self.codes = np.zeros(n, dtype=np.int32)
+        self.texts: list[str] = []
+        self.prior = prior
+        if prior is not None:
+            self.codes[np_mask(pc.is_valid(prior))] = -1
+
+    def add(self, mask: pa.Array | np.ndarray, text: str) -> None:
+        m = mask if isinstance(mask, np.ndarray) else np_mask(mask)
+        hit = m & (self.codes == 0)
+        if hit.any():
+            self.texts.append(text)
+            self.codes[hit] = len(self.texts)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.codes == 0
+
+    def text_for(self, bad: np.ndarray) -> pa.Array:
+        codes = self.codes[bad]
+        table = pa.array(["", *self.texts], pa.string())
+        from_codes = pc.take(table, pa.array(np.maximum(codes, 0)))
+        if self.prior is None:
+            return from_codes
+        return pc.if_else(pa.array(codes < 0), pc.filter(self.prior, pa.array(bad)), from_codes)
+
+
+def np_mask(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A pyarrow boolean mask as numpy, null counting as false."""
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    if mask.null_count:
+        mask = pc.fill_null(mask, False)
+    return mask.to_numpy(zero_copy_only=False)
+
+
+def duplicate_mask(name: str, cols: dict[str, pa.Array], ok: np.ndarray) -> np.ndarray:
+    """True for a row whose primary key an earlier still-valid row already holds (the first one wins)."""
+    keys = PRIMARY_KEYS[name]
+    n = len(ok)
+    dup = np.zeros(n, dtype=bool)
+    idx = np.flatnonzero(ok)
+    if len(idx) < 2:
+        return dup
+    if len(keys) == 1 and pa.types.is_integer(cols[keys[0]].type):
+        # One integer key (event_id, user_id ...): sorting beats hashing, and ids usually arrive sorted.
+        k = cols[keys[0]].to_numpy(zero_copy_only=False)[idx]
+        if np.all(k[1:] > k[:-1]):
+            return dup
+        order = np.argsort(k, kind="stable")  # stable: equal keys keep row order, so the first stays first
+        sk = k[order]
+        dup[idx[order[1:][sk[1:] == sk[:-1]]]] = True
+        return dup
+    sub = pa.table({**{c: cols[c] for c in keys}, "__i": pa.array(np.arange(n, dtype=np.int64))}).filter(
+        pa.array(ok)
+    )
+    first = sub.group_by(list(keys), use_threads=False).aggregate([("__i", "min")]).column("__i_min")
+    if len(first) == sub.num_rows:
+        return dup
+    dup[idx] = True
+    dup[first.to_numpy()] = False
+    return dup
