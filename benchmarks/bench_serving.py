@@ -80,11 +80,15 @@ def bench_http(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             run_wrk(f"{base}/{name}", work / f"{name}.lua", args.concurrency, 2, args.threads)
         for r in range(args.rounds):
             for name in ("noop", "carousel"):
-                res = run_wrk(f"{base}/{name}", work / f"{name}.lua", args.concurrency, args.duration, args.threads)
+                res = run_wrk(
+                    f"{base}/{name}", work / f"{name}.lua", args.concurrency, args.duration, args.threads
+                )
                 results[name].append(res)
                 print(f"round {r + 1} {name:9s} {res['rps']:8.1f} req/s  p50 {res['p50_ms']:6.2f} ms  "
                       f"p99 {res['p99_ms']:6.2f} ms  non-2xx {int(res['non2xx'])}", flush=True)  # fmt: skip
-    return {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
+    return {
+        name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()
+    }
 
 
 def bench_push(args: argparse.Namespace) -> dict[str, float]:
@@ -102,23 +106,39 @@ def bench_push(args: argparse.Namespace) -> dict[str, float]:
     tables = demo_tables(n_users=200, n_products=200, seed=0)
     # A million users, all in community 0, with a week of push history for the frequency cap.
     uid = np.arange(n, dtype=np.int64)
-    tables["users"] = conform("users", pa.table({"user_id": uid, "consent_personalization": np.ones(n, bool), "consent_marketing": uid % 10 != 0}))
-    tables["memberships"] = conform("memberships", pa.table({"community_id": np.zeros(n, np.int64), "user_id": uid}))
+    tables["users"] = conform(
+        "users",
+        pa.table(
+            {"user_id": uid, "consent_personalization": np.ones(n, bool), "consent_marketing": uid % 10 != 0}
+        ),
+    )
+    tables["memberships"] = conform(
+        "memberships", pa.table({"community_id": np.zeros(n, np.int64), "user_id": uid})
+    )
     t0 = time.perf_counter()
     catalog = Catalog(tables, segments={})
     load_s = time.perf_counter() - t0
     base = DemoModelSource(200, 200, 0.1, 3).load("champion")
     als = FactorModel(n, 200, dim=args.factors)
     models = Models(**{**base.__dict__, "als": als})
-    rec = Recommender(lambda: (models, None), DemoFeatureSource(tables), catalog, None, PipelineConfig(quiet_hours=(0, 0)))
+    rec = Recommender(
+        lambda: (models, None), DemoFeatureSource(tables), catalog, None, PipelineConfig(quiet_hours=(0, 0))
+    )
     req = PushRequest(community_id=0, campaign_products=list(range(args.push_products)), max_users=n)
     times = []
     for _ in range(args.push_repeats):
         t = time.perf_counter()
         out = rec.push(req, now=datetime.now(UTC))
         times.append(time.perf_counter() - t)
-        print(f"push {n} users x {args.push_products} products: {times[-1]:.2f} s ({len(out.users.user_id)} users returned)", flush=True)
-    return {"median_s": statistics.median(times), "catalog_load_s": load_s, "returned": float(len(out.users.user_id))}
+        print(
+            f"push {n} users x {args.push_products} products: {times[-1]:.2f} s ({len(out.users.user_id)} users returned)",
+            flush=True,
+        )
+    return {
+        "median_s": statistics.median(times),
+        "catalog_load_s": load_s,
+        "returned": float(len(out.users.user_id)),
+    }
 
 
 def bench_inprocess(args: argparse.Namespace) -> dict[str, float]:
@@ -136,7 +156,9 @@ def bench_inprocess(args: argparse.Namespace) -> dict[str, float]:
     tables = demo_tables(args.users, args.products, args.streams, args.per_stream)
     base = DemoModelSource(args.users, args.products, 0.1, 3).load("champion")
     models = Models(**{**base.__dict__, "policy": make_policy(ServingSettings())})
-    rec = Recommender(lambda: (models, None), DemoFeatureSource(tables), Catalog(tables), None, PipelineConfig())
+    rec = Recommender(
+        lambda: (models, None), DemoFeatureSource(tables), Catalog(tables), None, PipelineConfig()
+    )
     cpu, wall = [], []
     for i in range(args.inprocess_requests + 50):
         req = CarouselRequest(user_id=i % args.users, stream_id=i % args.streams, k=8)
@@ -176,8 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_http:
         h = bench_http(args)
         ratio = h["carousel"]["rps"] / h["noop"]["rps"]
-        print(f"median no-op    {h['noop']['rps']:.1f} req/s p50 {h['noop']['p50_ms']:.2f} ms p99 {h['noop']['p99_ms']:.2f} ms")
-        print(f"median carousel {h['carousel']['rps']:.1f} req/s p50 {h['carousel']['p50_ms']:.2f} ms p99 {h['carousel']['p99_ms']:.2f} ms")
+        print(
+            f"median no-op    {h['noop']['rps']:.1f} req/s p50 {h['noop']['p50_ms']:.2f} ms p99 {h['noop']['p99_ms']:.2f} ms"
+        )
+        print(
+            f"median carousel {h['carousel']['rps']:.1f} req/s p50 {h['carousel']['p50_ms']:.2f} ms p99 {h['carousel']['p99_ms']:.2f} ms"
+        )
         print(f"carousel/no-op throughput ratio {ratio:.2f} (target >= 0.60); carousel p99 target <= 20 ms")
     if not args.skip_push:
         r = bench_push(args)

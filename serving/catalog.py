@@ -56,7 +56,9 @@ class Catalog:
 
         self._lock = threading.Lock()
         p = tables["products"].to_pandas()
-        self.products = p.set_index("product_id")[["category", "price", "margin", "stock", "repurchase_cycle_days"]]
+        self.products = p.set_index("product_id")[
+            ["category", "price", "margin", "stock", "repurchase_cycle_days"]
+        ]
         u = tables["users"].to_pandas()
         self.users = u.set_index("user_id")[["region", "consent_personalization", "consent_marketing"]]
         self.user_ids = self.users.index.to_numpy(np.int64)
@@ -71,7 +73,9 @@ class Catalog:
         self._uid_sorted, self._uid_rows = _sorted_lookup(self.user_ids)
         self._u_pers = self.users["consent_personalization"].fillna(False).to_numpy(bool)
         self._u_mark = self.users["consent_marketing"].fillna(False).to_numpy(bool)
-        self.streams: set[int] = set(tables["streams"].column("stream_id").to_pylist()) if "streams" in tables else set()
+        self.streams: set[int] = (
+            set(tables["streams"].column("stream_id").to_pylist()) if "streams" in tables else set()
+        )
         self.on_air: dict[int, StreamProducts] = {}
         sp = tables.get("stream_products")
         if sp is not None and sp.num_rows:
@@ -86,14 +90,19 @@ class Catalog:
             )
             for sid, g in df.groupby("stream_id", sort=False):
                 self.on_air[int(sid)] = StreamProducts(
-                    g["product_id"].to_numpy(np.int64), g["pinned_slot"].to_numpy(), g["from"].to_numpy(), g["to"].to_numpy()
+                    g["product_id"].to_numpy(np.int64),
+                    g["pinned_slot"].to_numpy(),
+                    g["from"].to_numpy(),
+                    g["to"].to_numpy(),
                 )
             self.streams.update(self.on_air)
         m = tables.get("memberships")
         self.communities: dict[int, np.ndarray] = {}
         if m is not None and m.num_rows:
             md = m.select(["community_id", "user_id"]).to_pandas()
-            self.communities = {int(c): g["user_id"].to_numpy(np.int64) for c, g in md.groupby("community_id")}
+            self.communities = {
+                int(c): g["user_id"].to_numpy(np.int64) for c, g in md.groupby("community_id")
+            }
         if "communities" in tables:
             for c in tables["communities"].column("community_id").to_pylist():
                 self.communities.setdefault(int(c), np.empty(0, np.int64))
@@ -115,7 +124,9 @@ class Catalog:
             segments = {}
             for uid in self.user_ids.tolist():
                 nb = int(n_buys.get(uid, 0))
-                segments[uid] = "loyal" if nb >= 3 else "buyer" if nb >= 1 else "browser" if uid in active else "new"
+                segments[uid] = (
+                    "loyal" if nb >= 3 else "buyer" if nb >= 1 else "browser" if uid in active else "new"
+                )
         self.segment_of_user = segments
         self.segment_members: dict[str, np.ndarray] = {}
         seg_series = pd.Series(segments, dtype="object")
@@ -149,7 +160,9 @@ class Catalog:
     def stream_products(self, stream_id: int) -> StreamProducts | None:
         if stream_id not in self.streams:
             return None
-        return self.on_air.get(stream_id, StreamProducts(*(np.empty(0, t) for t in (np.int64, float, np.int64, np.int64))))
+        return self.on_air.get(
+            stream_id, StreamProducts(*(np.empty(0, t) for t in (np.int64, float, np.int64, np.int64)))
+        )
 
     def product_frame(self, product_ids: np.ndarray) -> dict[str, np.ndarray]:
         """price, margin, stock, category, repurchase_cycle_days per product (NaN/"unknown" when unknown)."""
@@ -169,7 +182,9 @@ class Catalog:
             "category": take(self._p_category, "unknown"), "repurchase_cycle_days": take(self._p_cycle, np.nan),
         }  # fmt: skip
 
-    def purchase_flags(self, user_id: int, product_ids: np.ndarray, now_us: int, recent_days: float) -> tuple[np.ndarray, ...]:
+    def purchase_flags(
+        self, user_id: int, product_ids: np.ndarray, now_us: int, recent_days: float
+    ) -> tuple[np.ndarray, ...]:
         """(bought_recently, consumable_due, is_consumable) per product for one user."""
         cycle = self.product_frame(product_ids)["repurchase_cycle_days"]
         is_cons = ~np.isnan(cycle)
@@ -190,7 +205,9 @@ class Catalog:
         with self._lock:
             pu, pt = self._push_users, self._push_ts
         recent = np.sort(pu[pt >= since_us])
-        return np.searchsorted(recent, user_ids, side="right") - np.searchsorted(recent, user_ids, side="left")
+        return np.searchsorted(recent, user_ids, side="right") - np.searchsorted(
+            recent, user_ids, side="left"
+        )
 
     def recent_pushes(self, user_id: int, since_us: int) -> int:
         return int(self.push_counts(np.array([user_id], np.int64), since_us)[0])
@@ -203,14 +220,22 @@ class Catalog:
 
     def segments(self) -> list[dict[str, Any]]:
         return [
-            {"segment": s, "users": int(len(self.segment_members.get(s, ()))), "description": SEGMENT_RULES.get(s, s)}
+            {
+                "segment": s,
+                "users": int(len(self.segment_members.get(s, ()))),
+                "description": SEGMENT_RULES.get(s, s),
+            }
             for s in sorted(set(self.segment_members) | set(SEGMENT_RULES))
         ]
 
     def audience(self, segment: str | None, community_id: int | None) -> np.ndarray | None:
         if community_id is not None:
             return self.communities.get(community_id)
-        return self.segment_members.get(str(segment), np.empty(0, np.int64)) if segment in self.segment_members or segment in SEGMENT_RULES else None
+        return (
+            self.segment_members.get(str(segment), np.empty(0, np.int64))
+            if segment in self.segment_members or segment in SEGMENT_RULES
+            else None
+        )
 
     def marketing_consent(self, user_ids: np.ndarray) -> np.ndarray:
         r = self._user_rows(np.asarray(user_ids, np.int64))
@@ -222,7 +247,9 @@ class Catalog:
         with self._lock:
             for e in events:
                 if e["type"] == "purchase" and e.get("product_id") is not None:
-                    self.last_purchase.setdefault(int(e["user_id"]), {})[int(e["product_id"])] = int(e["ts_us"])
+                    self.last_purchase.setdefault(int(e["user_id"]), {})[int(e["product_id"])] = int(
+                        e["ts_us"]
+                    )
                 elif e["type"] == "push_sent":
                     new_push_u.append(int(e["user_id"]))
                     new_push_t.append(int(e["ts_us"]))

@@ -16,13 +16,15 @@ import pyarrow as pa
 
 from features.data_model import SCHEMAS, conform
 from serving.simple_policy import SimplePolicy, SimplePolicyConfig
-from serving.sources import Models
+from serving.sources import Models, Policy
 
 N_CATEGORIES = 6
 FEATURES = ["als_score", "price", "product_conversion", "user_activity"]
 
 
-def demo_tables(n_users: int = 2000, n_products: int = 300, n_streams: int = 5, per_stream: int = 100, seed: int = 0) -> dict[str, pa.Table]:
+def demo_tables(
+    n_users: int = 2000, n_products: int = 300, n_streams: int = 5, per_stream: int = 100, seed: int = 0
+) -> dict[str, pa.Table]:
     rng = np.random.default_rng(seed)
     now = datetime.now(UTC)
     pid = np.arange(n_products, dtype=np.int64)
@@ -76,12 +78,19 @@ def demo_tables(n_users: int = 2000, n_products: int = 300, n_streams: int = 5, 
             "ts": [now - timedelta(days=int(d)) for d in rng.integers(1, 60, n_ev)],
             "user_id": ev_users,
             "type": types,
-            "product_id": (ev_users % N_CATEGORIES + N_CATEGORIES * rng.integers(0, n_products // N_CATEGORIES, n_ev)).astype(np.int64),
+            "product_id": (
+                ev_users % N_CATEGORIES + N_CATEGORIES * rng.integers(0, n_products // N_CATEGORIES, n_ev)
+            ).astype(np.int64),
         }
     )
     raw = {
-        "products": products, "users": users, "streams": streams, "stream_products": stream_products,
-        "communities": communities, "memberships": members, "events": events,
+        "products": products,
+        "users": users,
+        "streams": streams,
+        "stream_products": stream_products,
+        "communities": communities,
+        "memberships": members,
+        "events": events,
     }
     return {name: conform(name, t) if name in SCHEMAS else t for name, t in raw.items()}
 
@@ -103,12 +112,16 @@ class FactorModel:
     def __init__(self, n_users: int, n_products: int, dim: int = 16, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         base = rng.normal(0, 1, (N_CATEGORIES, dim)).astype(np.float32)
-        self.item_factors = base[np.arange(n_products) % N_CATEGORIES] + 0.1 * rng.normal(size=(n_products, dim)).astype(np.float32)
+        self.item_factors = base[np.arange(n_products) % N_CATEGORIES] + 0.1 * rng.normal(
+            size=(n_products, dim)
+        ).astype(np.float32)
         self.user_factors = base[np.arange(n_users) % N_CATEGORIES] / dim
         self.n_users, self.n_products = n_users, n_products
         self.users, self.items = RangeVocab(n_users), RangeVocab(n_products)
 
-    def score(self, user_ids: Sequence[int] | np.ndarray, product_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    def score(
+        self, user_ids: Sequence[int] | np.ndarray, product_ids: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
         u = np.asarray(user_ids, np.int64)
         p = np.asarray(product_ids, np.int64)
         ok = (u >= 0) & (u < self.n_users) & (p >= 0) & (p < self.n_products)
@@ -116,7 +129,13 @@ class FactorModel:
         out[ok] = np.einsum("ij,ij->i", self.user_factors[u[ok]], self.item_factors[p[ok]])
         return out
 
-    def generate(self, user_id: int, n: int, candidates: Sequence[int] | None = None, exclude: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def generate(
+        self,
+        user_id: int,
+        n: int,
+        candidates: Sequence[int] | None = None,
+        exclude: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= user_id < self.n_users:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         ids = np.asarray(candidates if candidates is not None else np.arange(self.n_products), np.int64)
@@ -131,7 +150,13 @@ class DemoPopularity:
     def __init__(self, n_products: int, seed: int = 0) -> None:
         self.counts = np.random.default_rng(seed + 1).pareto(1.5, n_products) + 1.0
 
-    def top(self, n: int, segment: str | None = None, candidates: Sequence[int] | None = None, exclude: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def top(
+        self,
+        n: int,
+        segment: str | None = None,
+        candidates: Sequence[int] | None = None,
+        exclude: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         ids = np.asarray(candidates if candidates is not None else np.arange(len(self.counts)), np.int64)
         if exclude:
             ids = ids[~np.isin(ids, np.asarray(exclude, np.int64))]
@@ -145,7 +170,11 @@ class LogisticRanker:
     feature_names = FEATURES
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        z = 2.0 * X["als_score"].fillna(0).to_numpy() + 3.0 * X["product_conversion"].fillna(0.05).to_numpy() - 2.5
+        z = (
+            2.0 * X["als_score"].fillna(0).to_numpy()
+            + 3.0 * X["product_conversion"].fillna(0.05).to_numpy()
+            - 2.5
+        )
         return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -157,7 +186,9 @@ class DemoFeatureSource:
         ev = tables["events"].to_pandas()
         buys = ev[ev["type"] == "purchase"].groupby("product_id").size()
         clicks = ev.groupby("product_id").size()
-        self.product = pd.DataFrame({"price": p["price"], "product_conversion": (buys / clicks).reindex(p.index).fillna(0.0)})
+        self.product = pd.DataFrame(
+            {"price": p["price"], "product_conversion": (buys / clicks).reindex(p.index).fillna(0.0)}
+        )
         self.activity = ev.groupby("user_id").size()
         # Plain arrays and a dict: shared across request threads, where lazy pandas indexes race.
         self._price = self.product["price"].to_numpy(float)
@@ -165,7 +196,9 @@ class DemoFeatureSource:
         self._activity = {int(k): float(v) for k, v in self.activity.items()}
         self.fail = False
 
-    def online(self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str) -> pd.DataFrame:
+    def online(
+        self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
+    ) -> pd.DataFrame:
         if self.fail:
             raise ConnectionError("demo online store is down")
         ids = np.asarray(product_ids, np.int64)
@@ -186,9 +219,19 @@ class DemoFeatureSource:
 
 
 class DemoModelSource:
-    def __init__(self, n_users: int, n_products: int, epsilon: float, category_cap: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        n_products: int,
+        epsilon: float,
+        category_cap: int,
+        seed: int = 0,
+        policy: Policy | None = None,
+    ) -> None:
         self.args = (n_users, n_products, seed)
-        self.policy = SimplePolicy(SimplePolicyConfig(epsilon=epsilon, category_cap=category_cap))
+        self.policy: Policy = policy or SimplePolicy(
+            SimplePolicyConfig(epsilon=epsilon, category_cap=category_cap)
+        )
         self.loads = 0
 
     def load(self, alias: str) -> Models:

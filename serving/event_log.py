@@ -7,6 +7,7 @@ Segments rotate by size; the next training run reads every ``events-*.jsonl`` un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -57,10 +58,8 @@ class EventLog:
 
     def close_segment(self) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
         self._fd = None
 
     def close(self) -> None:

@@ -26,10 +26,16 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.errors = Counter(
-            "slotcast_errors_total", "Requests refused, by endpoint and status", ["endpoint", "status"], registry=self.registry
+            "slotcast_errors_total",
+            "Requests refused, by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
         )
         self.model_info = Gauge(
-            "slotcast_model_info", "The loaded model versions (value 1)", ["variant", "version"], registry=self.registry
+            "slotcast_model_info",
+            "The loaded model versions (value 1)",
+            ["variant", "version"],
+            registry=self.registry,
         )
 
     def set_models(self, champion: str, challenger: str | None) -> None:

@@ -21,7 +21,15 @@ import pandas as pd
 from serving.catalog import US, Catalog
 from serving.errors import BadRequestError, NotFoundError
 from serving.impressions import ImpressionLog
-from serving.schemas import CarouselRequest, CarouselResponse, PushAudience, PushRequest, PushResponse, Slot
+from serving.schemas import (
+    CarouselRequest,
+    CarouselResponse,
+    PushAudience,
+    PushProduct,
+    PushRequest,
+    PushResponse,
+    Slot,
+)
 from serving.sources import FeatureSource, Models
 
 log = logging.getLogger(__name__)
@@ -138,29 +146,48 @@ class Recommender:
             if np.all(np.isnan(scores)):
                 fallback = "cold_start"  # known to the catalogue, unknown to the model
         if fallback is not None:
-            scores = self._popularity_scores(models, ids, self.catalog.segment(req.user_id) if fallback != "cold_start" else None)
+            scores = self._popularity_scores(
+                models, ids, self.catalog.segment(req.user_id) if fallback != "cold_start" else None
+            )
             self.on_fallback(fallback)
         else:
-            scores = np.where(np.isnan(scores), np.nanmin(scores) if np.any(~np.isnan(scores)) else 0.0, scores)
+            scores = np.where(
+                np.isnan(scores), np.nanmin(scores) if np.any(~np.isnan(scores)) else 0.0, scores
+            )
 
         degraded = False
         p_convert = None
         if models.ranker is not None and len(ids):
+            feats = None
             try:
                 feats = self.features.online(
-                    req.user_id if fallback is None else NO_USER, ids.tolist(), req.stream_id, models.feature_service
+                    req.user_id if fallback is None else NO_USER,
+                    ids.tolist(),
+                    req.stream_id,
+                    models.feature_service,
                 )
-                X = self._feature_matrix(feats, ids, scores, models.ranker.feature_names)
-                p_convert = np.asarray(models.ranker.predict(X), float)
             except Exception as exc:  # noqa: BLE001 - any store failure degrades, never fails the answer
                 degraded = True
                 self.on_fallback("online_store")
-                log.warning("online features failed (%s: %s); serving the model scores", type(exc).__name__, exc)
+                log.warning(
+                    "online features failed (%s: %s); serving the model scores", type(exc).__name__, exc
+                )
+            if feats is not None:  # outside the try: a bug here must show, not pass as an outage
+                X = self._feature_matrix(
+                    feats, ids, self._context(scores, fallback, on_air, pinned), models.ranker.feature_names
+                )
+                p_convert = np.asarray(models.ranker.predict(X), float)
         if p_convert is None:
-            p_convert = _sigmoid(scores) if fallback is None else 0.5 * scores / max(float(np.max(scores, initial=0.0)), 1e-9)
+            p_convert = (
+                _sigmoid(scores)
+                if fallback is None
+                else 0.5 * scores / max(float(np.max(scores, initial=0.0)), 1e-9)
+            )
 
         pf = self.catalog.product_frame(ids)
-        bought, due, cons = self.catalog.purchase_flags(req.user_id, ids, now_us, self.config.bought_recently_days)
+        bought, due, cons = self.catalog.purchase_flags(
+            req.user_id, ids, now_us, self.config.bought_recently_days
+        )
         # models.policy's reason vocabulary: "ranked" for model scores, "fallback" for popularity.
         reason = "ranked" if fallback is None else "fallback"
         cand = pd.DataFrame(
@@ -177,7 +204,9 @@ class Recommender:
                 "bought_recently": bought,
                 "consumable_due": due,
                 "is_consumable": cons,
-                "reason": np.full(len(ids), reason, dtype=object),  # an array: scalar broadcast is slow in pandas
+                "reason": np.full(
+                    len(ids), reason, dtype=object
+                ),  # an array: scalar broadcast is slow in pandas
             }
         )
         rng = np.random.default_rng()
@@ -196,15 +225,30 @@ class Recommender:
         if self.impressions is not None:
             self.impressions.write(
                 {
-                    "kind": "carousel", "request_id": request_id, "ts": now.isoformat(), "user_id": req.user_id,
-                    "stream_id": req.stream_id, "items": [s.product_id for s in slots], "slots": [s.slot for s in slots],
-                    "propensities": slate["propensity"].astype(float).tolist() if "propensity" in slate else None,
-                    "variant": variant, "model_version": models.version, "fallback": fallback, "degraded": degraded,
+                    "kind": "carousel",
+                    "request_id": request_id,
+                    "ts": now.isoformat(),
+                    "user_id": req.user_id,
+                    "stream_id": req.stream_id,
+                    "items": [s.product_id for s in slots],
+                    "slots": [s.slot for s in slots],
+                    "propensities": slate["propensity"].astype(float).tolist()
+                    if "propensity" in slate
+                    else None,
+                    "variant": variant,
+                    "model_version": models.version,
+                    "fallback": fallback,
+                    "degraded": degraded,
                 }
             )
         return CarouselResponse(
-            request_id=request_id, slots=slots, model_version=models.version, variant=variant,  # type: ignore[arg-type]
-            personalized=fallback is None, fallback=fallback, degraded=degraded,
+            request_id=request_id,
+            slots=slots,
+            model_version=models.version,
+            variant=variant,  # type: ignore[arg-type]
+            personalized=fallback is None,
+            fallback=fallback,
+            degraded=degraded,
         )
 
     def _popular_ids(self, models: Models, n: int, segment: str | None, exclude: np.ndarray) -> np.ndarray:
@@ -226,13 +270,34 @@ class Recommender:
         return s.reindex(ids).fillna(0.0).to_numpy(float)
 
     @staticmethod
-    def _feature_matrix(feats: pd.DataFrame, ids: np.ndarray, scores: np.ndarray, names: list[str]) -> pd.DataFrame:
+    def _context(
+        scores: np.ndarray, fallback: str | None, on_air: np.ndarray, pinned: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """als_score, als_rank (1 = best, unknown last), on_air (0/1) and slot (the pinned slot),
+        as training built them; without a personal answer there is no ALS score."""
+        als = np.asarray(scores, float) if fallback is None else np.full(len(scores), np.nan)
+        key = np.where(np.isnan(als), -np.inf, als)
+        rank = np.empty(len(key))
+        rank[np.argsort(-key, kind="stable")] = np.arange(1, len(key) + 1)
+        return {
+            "als_score": als,
+            "als_rank": rank,
+            "on_air": on_air.astype(float),
+            "slot": np.asarray(pinned, float),
+        }
+
+    @staticmethod
+    def _feature_matrix(
+        feats: pd.DataFrame, ids: np.ndarray, context: dict[str, np.ndarray], names: list[str]
+    ) -> pd.DataFrame:
         """The ranker's columns, in its order, one row per candidate (NaN where the store has none).
 
         Plain numpy on the hot path: the store usually answers in the order asked, so the common
         case is a straight copy; otherwise rows are matched by product_id."""
         n = len(ids)
         rows: np.ndarray | None = None
+        if "product_id" not in feats.columns and feats.index.name == "product_id":
+            feats = feats.reset_index()
         if "product_id" in feats.columns:
             got = feats["product_id"].to_numpy()
             if len(got) != n or not np.array_equal(got, ids):
@@ -242,17 +307,21 @@ class Recommender:
                 if len(got):
                     rows = np.where(got[order][pos] == ids, rows, -1)
         elif len(feats) != n:
-            raise ValueError(f"the feature store answered {len(feats)} rows for {n} products and no product_id")
+            raise ValueError(
+                f"the feature store answered {len(feats)} rows for {n} products and no product_id"
+            )
         cols: dict[str, np.ndarray] = {}
         for name in names:
-            if name == "als_score":
-                cols[name] = np.asarray(scores, float)
+            if name in context:  # request context the store cannot know (training.dataset's CONTEXT_FEATURES)
+                cols[name] = np.asarray(context[name], float)
                 continue
             if name not in feats.columns:
                 cols[name] = np.full(n, np.nan)
                 continue
             col = feats[name]
-            v = (col if col.dtype.kind in "fiub" else pd.to_numeric(col, errors="coerce")).to_numpy(float, na_value=np.nan)
+            v = (col if col.dtype.kind in "fiub" else pd.to_numeric(col, errors="coerce")).to_numpy(
+                float, na_value=np.nan
+            )
             if rows is not None:
                 v = np.where(rows >= 0, v[np.where(rows >= 0, rows, 0)] if len(v) else np.nan, np.nan)
             cols[name] = v
@@ -265,21 +334,33 @@ class Recommender:
         audience = self.catalog.audience(req.segment, req.community_id)
         if audience is None:
             field = "community_id" if req.community_id is not None else "segment"
-            raise NotFoundError(f"unknown {field} {req.community_id if req.community_id is not None else req.segment}", field=field)
+            raise NotFoundError(
+                f"unknown {field} {req.community_id if req.community_id is not None else req.segment}",
+                field=field,
+            )
         request_id = uuid.uuid4().hex
         if req.product_id is None and req.campaign_products is None:
             return self._push_products(req, models, audience, request_id)
-        products = np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
+        products = np.asarray(
+            [req.product_id] if req.product_id is not None else req.campaign_products, np.int64
+        )
         unknown = products[self.catalog.product_rows(products) < 0]
         if len(unknown):
-            raise NotFoundError(f"unknown product {int(unknown[0])}", field="product_id" if req.product_id is not None else "campaign_products")
+            raise NotFoundError(
+                f"unknown product {int(unknown[0])}",
+                field="product_id" if req.product_id is not None else "campaign_products",
+            )
 
         users = np.unique(audience)
         suppressed: dict[str, int] = {}
         ok = self.catalog.marketing_consent(users)
         suppressed["no_consent"] = int((~ok).sum())
         users = users[ok]
-        deleted = np.fromiter((self.is_deleted(int(u)) for u in users), bool, len(users)) if len(users) < 200_000 else np.zeros(len(users), bool)
+        deleted = (
+            np.fromiter((self.is_deleted(int(u)) for u in users), bool, len(users))
+            if len(users) < 200_000
+            else np.zeros(len(users), bool)
+        )
         suppressed["deleted"] = int(deleted.sum())
         users = users[~deleted]
         since = int((now - timedelta(days=self.config.push_cap_days)).timestamp() * US)
@@ -300,17 +381,30 @@ class Recommender:
         if self.impressions is not None:
             self.impressions.write(
                 {
-                    "kind": "push", "request_id": request_id, "ts": now.isoformat(), "audience": len(audience),
-                    "users": out_users.user_id, "items": out_users.product_id,
-                    "propensities": [1.0] * len(out_users.user_id), "variant": "champion", "model_version": models.version,
+                    "kind": "push",
+                    "request_id": request_id,
+                    "ts": now.isoformat(),
+                    "audience": len(audience),
+                    "users": out_users.user_id,
+                    "items": out_users.product_id,
+                    "propensities": [1.0] * len(out_users.user_id),
+                    "variant": "champion",
+                    "model_version": models.version,
                 }
             )
         return PushResponse(
-            request_id=request_id, direction="users", users=out_users, audience_size=len(audience),
-            suppressed=suppressed, send_after=send_after, model_version=models.version,
+            request_id=request_id,
+            direction="users",
+            users=out_users,
+            audience_size=len(audience),
+            suppressed=suppressed,
+            send_after=send_after,
+            model_version=models.version,
         )
 
-    def score_audience(self, models: Models, users: np.ndarray, products: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score_audience(
+        self, models: Models, users: np.ndarray, products: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """p_convert of each user's best product among ``products``, in vectorised batches.
 
         The ALS affinity goes through a logistic link (uncalibrated, monotone): the order of users
@@ -327,7 +421,9 @@ class Recommender:
             if factors is not None:
                 s = _factor_scores(models.als, factors, u)
             else:
-                s = np.asarray(models.als.score(np.repeat(u, len(products)), np.tile(products, len(u))), float)
+                s = np.asarray(
+                    models.als.score(np.repeat(u, len(products)), np.tile(products, len(u))), float
+                )
                 s = s.reshape(len(u), len(products))
             p = np.nan_to_num(_sigmoid(s), nan=0.0)
             j = np.argmax(p, axis=1)
@@ -335,24 +431,44 @@ class Recommender:
             best_p[start : start + bs] = p[np.arange(len(u)), j]
         return best_p, best_j
 
-    def _push_products(self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str) -> PushResponse:
-        in_stock = self.catalog.products.index[self.catalog.products["stock"].fillna(1) > 0].to_numpy(np.int64)
+    def _push_products(
+        self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str
+    ) -> PushResponse:
+        in_stock = self.catalog.products.index[self.catalog.products["stock"].fillna(1) > 0].to_numpy(
+            np.int64
+        )
         cands = self._popular_ids(models, 500, req.segment, np.empty(0, np.int64))
         cands = cands[np.isin(cands, in_stock)] if len(cands) else in_stock[:500]
         rng = np.random.default_rng(0)
-        sample = audience if len(audience) <= self.config.audience_sample else rng.choice(audience, self.config.audience_sample, replace=False)
+        sample = (
+            audience
+            if len(audience) <= self.config.audience_sample
+            else rng.choice(audience, self.config.audience_sample, replace=False)
+        )
         if len(sample) and len(cands):
-            s = np.asarray(models.als.score(np.repeat(sample, len(cands)), np.tile(cands, len(sample))), float)
-            p = np.nanmean(_sigmoid(s.reshape(len(sample), len(cands))), axis=0) if np.any(~np.isnan(s)) else np.zeros(len(cands))
+            s = np.asarray(
+                models.als.score(np.repeat(sample, len(cands)), np.tile(cands, len(sample))), float
+            )
+            p = (
+                np.nanmean(_sigmoid(s.reshape(len(sample), len(cands))), axis=0)
+                if np.any(~np.isnan(s))
+                else np.zeros(len(cands))
+            )
         else:
             p = np.zeros(len(cands))
         p = np.nan_to_num(p, nan=0.0)
         pf = self.catalog.product_frame(cands)
         ev = p * np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
         top = np.argsort(-ev, kind="stable")[: req.k]
-        prods = [{"product_id": int(cands[i]), "p_convert": float(p[i]), "expected_value": float(ev[i])} for i in top]
+        prods = [
+            PushProduct(product_id=int(cands[i]), p_convert=float(p[i]), expected_value=float(ev[i]))
+            for i in top
+        ]
         return PushResponse(
-            request_id=request_id, direction="products", products=prods, audience_size=len(audience),  # type: ignore[arg-type]
+            request_id=request_id,
+            direction="products",
+            products=prods,
+            audience_size=len(audience),  # type: ignore[arg-type]
             model_version=models.version,
         )
 

@@ -35,7 +35,7 @@ from serving.schemas import (
     UserSegment,
 )
 from serving.settings import ServingSettings
-from serving.sources import FeatureSource, ModelSource, Models
+from serving.sources import FeatureSource, Models, ModelSource
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,17 +90,28 @@ class SlotcastApp:
         from serving.adapters import DirModelSource, MlflowModelSource, deletion_ledger, make_policy
 
         policy = make_policy(settings)
+        ledger = deletion_ledger(settings.state_dir)
         catalog, catalog_error = None, None
         if settings.model_source == "demo" or settings.feature_source == "demo":
             from serving.demo import DemoFeatureSource, DemoModelSource, demo_tables
 
             tables = demo_tables(
-                settings.demo_users, settings.demo_products, settings.demo_streams, settings.demo_per_stream, seed=settings.seed
+                settings.demo_users,
+                settings.demo_products,
+                settings.demo_streams,
+                settings.demo_per_stream,
+                seed=settings.seed,
             )
         model_source: ModelSource
         if settings.model_source == "demo":
-            model_source = DemoModelSource(settings.demo_users, settings.demo_products, settings.epsilon, settings.category_cap, settings.seed)
-            model_source.policy = policy  # type: ignore[attr-defined]
+            model_source = DemoModelSource(
+                settings.demo_users,
+                settings.demo_products,
+                settings.epsilon,
+                settings.category_cap,
+                settings.seed,
+                policy,
+            )
             catalog = Catalog(tables)
         elif settings.model_source == "dir":
             assert settings.bundle_dir is not None
@@ -119,8 +130,8 @@ class SlotcastApp:
         else:
             from serving.adapters import FeastFeatureSource
 
-            features = FeastFeatureSource(settings.state_dir)
-        app = cls(settings, model_source, features, catalog, deletion_ledger(settings.state_dir), catalog_error)
+            features = FeastFeatureSource(settings.state_dir, ledger)
+        app = cls(settings, model_source, features, catalog, ledger, catalog_error)
         app.reload()
         return app
 
@@ -138,10 +149,16 @@ class SlotcastApp:
                 champion = self.model_source.load(self.settings.model_alias)
             except Exception as exc:  # noqa: BLE001 - a bad bundle must not take down what serves
                 self.load_error = f"{type(exc).__name__}: {exc}"
-                log.error("model reload refused, keeping %s: %s", self._models[0].version if self._models else "nothing", self.load_error)
+                log.error(
+                    "model reload refused, keeping %s: %s",
+                    self._models[0].version if self._models else "nothing",
+                    self.load_error,
+                )
                 if self._models is None:
                     return ReloadResponse(model_version="", challenger_version=None, reloaded=False)
-                raise ModelUnavailableError(f"reload refused, the old model keeps serving: {self.load_error}") from exc
+                raise ModelUnavailableError(
+                    f"reload refused, the old model keeps serving: {self.load_error}"
+                ) from exc
             challenger = None
             if self.settings.challenger_share > 0:
                 try:
@@ -151,8 +168,16 @@ class SlotcastApp:
             self._models = (champion, challenger)  # the atomic swap
             self.load_error = None
             self.metrics.set_models(champion.version, challenger.version if challenger else None)
-            log.info("serving model %s (challenger %s)", champion.version, challenger.version if challenger else "none")
-            return ReloadResponse(model_version=champion.version, challenger_version=challenger.version if challenger else None, reloaded=True)
+            log.info(
+                "serving model %s (challenger %s)",
+                champion.version,
+                challenger.version if challenger else "none",
+            )
+            return ReloadResponse(
+                model_version=champion.version,
+                challenger_version=challenger.version if challenger else None,
+                reloaded=True,
+            )
 
     def ready(self) -> tuple[bool, str]:
         if self._models is None:
@@ -234,8 +259,14 @@ class SlotcastApp:
         """Bearer token check in constant time; no token configured means no admin access at all."""
         expected = self.settings.admin_token
         if expected is None or not expected.get_secret_value():
-            raise UnauthorizedError("admin endpoints are disabled: SLOTCAST_ADMIN_TOKEN is not set", field="authorization")
-        given = (authorization or "").removeprefix("Bearer ").strip() if (authorization or "").startswith("Bearer ") else ""
+            raise UnauthorizedError(
+                "admin endpoints are disabled: SLOTCAST_ADMIN_TOKEN is not set", field="authorization"
+            )
+        given = (
+            (authorization or "").removeprefix("Bearer ").strip()
+            if (authorization or "").startswith("Bearer ")
+            else ""
+        )
         if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
             raise UnauthorizedError("missing or wrong bearer token", field="authorization")
 
@@ -245,7 +276,16 @@ class SlotcastApp:
         profile: dict[str, Any] = {}
         if known:
             row = cat.users.loc[user_id]
-            profile = {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            profile = {
+                k: (
+                    None
+                    if v is None or (isinstance(v, float) and np.isnan(v))
+                    else v.item()
+                    if hasattr(v, "item")
+                    else v
+                )
+                for k, v in row.items()
+            }
         now_us = int(time.time() * US)
         purchases = [
             {"product_id": pid, "ts": datetime.fromtimestamp(ts / US, UTC).isoformat()}

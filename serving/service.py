@@ -42,9 +42,20 @@ def _error(exc: ServingError) -> JSONResponse:
 
 
 def _validation_body(errors: list[Any]) -> dict[str, Any]:
-    detail = [{"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
-    field = ".".join(x for x in detail[0]["loc"] if x not in ("body", "path", "query", "header")) if detail else None
-    return {"error": f"invalid {field or 'request'}: {detail[0]['msg'] if detail else 'bad input'}", "field": field or None, "detail": detail}
+    detail = [
+        {"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
+    field = (
+        ".".join(x for x in detail[0]["loc"] if x not in ("body", "path", "query", "header"))
+        if detail
+        else None
+    )
+    return {
+        "error": f"invalid {field or 'request'}: {detail[0]['msg'] if detail else 'bad input'}",
+        "field": field or None,
+        "detail": detail,
+    }
 
 
 @web.exception_handler(RequestValidationError)
@@ -64,7 +75,10 @@ class _QuietValidation(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], ValidationError):
             exc = record.exc_info[1]
-            record.msg, record.args = "refused a request: %d validation error(s) in %s", (exc.error_count(), exc.title)
+            record.msg, record.args = (
+                "refused a request: %d validation error(s) in %s",
+                (exc.error_count(), exc.title),
+            )
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True

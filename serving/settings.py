@@ -26,32 +26,32 @@ class ServingSettings(BaseSettings):
     model_alias: str = "champion"
     challenger_alias: str = "challenger"
     # Share of users (hashed deterministically) served by the challenger when one is registered.
-    challenger_share: float = Field(0.0, ge=0.0, le=1.0)
+    challenger_share: float = Field(default=0.0, ge=0.0, le=1.0)
     variant_salt: str = "slotcast-ab-1"
     # Feature source: the Feast online store (production) or the demo world's features.
     feature_source: Literal["feast", "demo"] = "feast"
     admin_token: SecretStr | None = None
 
     # Business rules handed to the slot policy.
-    epsilon: float = Field(0.1, ge=0.0, le=1.0)
-    category_cap: int = Field(3, ge=1)
-    candidates_per_request: int = Field(200, ge=1, le=5000)
+    epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
+    category_cap: int = Field(default=3, ge=1)
+    candidates_per_request: int = Field(default=200, ge=1, le=5000)
     # Push rules: frequency cap (pushes per window) and quiet hours in UTC [start, end).
-    push_cap: int = Field(2, ge=0)
-    push_cap_days: float = Field(7.0, gt=0)
-    quiet_hours_start: int = Field(22, ge=0, le=23)
-    quiet_hours_end: int = Field(8, ge=0, le=23)
-    max_users_limit: int = Field(1_000_000, ge=1)
-    push_batch_size: int = Field(65_536, ge=1024)
+    push_cap: int = Field(default=2, ge=0)
+    push_cap_days: float = Field(default=7.0, gt=0)
+    quiet_hours_start: int = Field(default=22, ge=0, le=23)
+    quiet_hours_end: int = Field(default=8, ge=0, le=23)
+    max_users_limit: int = Field(default=1_000_000, ge=1)
+    push_batch_size: int = Field(default=65_536, ge=1024)
     # Recently bought non-consumables are left out of carousels for this long.
-    bought_recently_days: float = Field(90.0, gt=0)
+    bought_recently_days: float = Field(default=90.0, gt=0)
 
     # Logs: impression files rotate at this size; event log segments too.
-    log_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    demo_users: int = Field(2000, ge=10)
-    demo_products: int = Field(300, ge=10)
-    demo_streams: int = Field(5, ge=1)
-    demo_per_stream: int = Field(100, ge=1)
+    log_rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    demo_users: int = Field(default=2000, ge=10)
+    demo_products: int = Field(default=300, ge=10)
+    demo_streams: int = Field(default=5, ge=1)
+    demo_per_stream: int = Field(default=100, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")

@@ -77,8 +77,21 @@ class SimplePolicy:
         for s in sorted(slots):
             pid = slots[s]
             r = by_id.loc[pid]
-            reason = reasons.get(pid, "pinned" if pd.notna(r["pinned_slot"]) and int(r["pinned_slot"]) == s else r["reason"])
-            rows.append((pid, s, float(r["score"]), float(r["p_convert"]), float(r["expected_value"]), reason, propensity[pid]))
+            reason = reasons.get(
+                pid, "pinned" if pd.notna(r["pinned_slot"]) and int(r["pinned_slot"]) == s else r["reason"]
+            )
+            rows.append(
+                (
+                    pid,
+                    s,
+                    float(r["score"]),
+                    float(r["p_convert"]),
+                    float(r["expected_value"]),
+                    reason,
+                    propensity[pid],
+                )
+            )
         return pd.DataFrame(
-            rows, columns=["product_id", "slot", "score", "p_convert", "expected_value", "reason", "propensity"]
+            rows,
+            columns=["product_id", "slot", "score", "p_convert", "expected_value", "reason", "propensity"],
         )

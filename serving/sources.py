@@ -15,10 +15,16 @@ class CandidateModel(Protocol):
     """The ALS candidate generator (``models`` ALSCandidateGenerator)."""
 
     def generate(
-        self, user_id: int, n: int, candidates: Sequence[int] | None = None, exclude: Sequence[int] | None = None
+        self,
+        user_id: int,
+        n: int,
+        candidates: Sequence[int] | None = None,
+        exclude: Sequence[int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def score(self, user_ids: Sequence[int] | np.ndarray, product_ids: Sequence[int] | np.ndarray) -> np.ndarray: ...
+    def score(
+        self, user_ids: Sequence[int] | np.ndarray, product_ids: Sequence[int] | np.ndarray
+    ) -> np.ndarray: ...
 
 
 class Ranker(Protocol):

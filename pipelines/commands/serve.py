@@ -16,10 +16,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         port: int = typer.Option(3000, "--port", min=1, max=65535, help="TCP port to listen on."),
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes it beyond this machine."),
+        host: str = typer.Option(
+            "127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes it beyond this machine."
+        ),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="BentoML worker processes."),
         demo: bool = typer.Option(
-            False, "--demo", help="Serve the built-in synthetic demo world (no trained model or feature store needed)."
+            False,
+            "--demo",
+            help="Serve the built-in synthetic demo world (no trained model or feature store needed).",
         ),
     ) -> None:
         """Serve carousels, community pushes, events and privacy endpoints over HTTP.
@@ -30,7 +34,17 @@ def register(app: typer.Typer) -> None:
         env = {**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers)}
         if demo:
             env.update(SLOTCAST_MODEL_SOURCE="demo", SLOTCAST_FEATURE_SOURCE="demo")
-        cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Slotcast", "--host", host, "--port", str(port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "serving.service:Slotcast",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ]
         root = Path(__file__).resolve().parents[2]
         code = subprocess.call(cmd, cwd=root, env=env)
         if code not in (0, -2, 130):

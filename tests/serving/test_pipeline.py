@@ -112,7 +112,11 @@ def test_variants_are_deterministic_and_split_as_configured(world) -> None:
                       PipelineConfig(challenger_share=0.3))  # fmt: skip
     share = np.mean([rec.variant(u, True) == "challenger" for u in range(4000)])
     assert 0.27 < share < 0.33
-    out = rec.carousel(CarouselRequest(user_id=next(u for u in range(100) if rec.variant(u, True) == "challenger"), stream_id=0))
+    out = rec.carousel(
+        CarouselRequest(
+            user_id=next(u for u in range(100) if rec.variant(u, True) == "challenger"), stream_id=0
+        )
+    )
     assert out.variant == "challenger" and out.model_version == challenger.version
 
 
@@ -123,7 +127,9 @@ def test_exploration_logs_its_propensity(tables, world) -> None:
 
     policy = make_policy(ServingSettings(epsilon=1.0))
     m = Models(**{**world["models"]["champion"].__dict__, "policy": policy})
-    rec = Recommender(lambda: (m, None), world["features"], world["catalog"], world["rec"].impressions, PipelineConfig())
+    rec = Recommender(
+        lambda: (m, None), world["features"], world["catalog"], world["rec"].impressions, PipelineConfig()
+    )
     out = rec.carousel(CarouselRequest(user_id=1, stream_id=0, k=6), now=datetime.now(UTC))
     assert [s.reason for s in out.slots].count("explore") == 1
     rec.impressions.close()
@@ -135,9 +141,23 @@ def test_exploration_logs_its_propensity(tables, world) -> None:
 def test_feature_matrix_matches_rows_by_product_id() -> None:
     import pandas as pd
 
+    ctx = Recommender._context(
+        np.array([0.1, 0.3, np.nan]), None, np.array([True, False, True]), np.array([np.nan, 0, np.nan])
+    )
+    assert ctx["als_rank"].tolist() == [2, 1, 3] and ctx["on_air"].tolist() == [1, 0, 1]
     feats = pd.DataFrame({"product_id": [30, 10, 99], "price": [3.0, 1.0, 9.0], "cat": ["x", "y", "z"]})
-    X = Recommender._feature_matrix(feats, np.array([10, 20, 30]), np.array([0.1, 0.2, 0.3]), ["als_score", "price", "missing"])
-    assert list(X.columns) == ["als_score", "price", "missing"]
+    names = ["als_score", "price", "missing", "slot"]
+    X = Recommender._feature_matrix(feats, np.array([10, 20, 30]), ctx, names)
+    assert list(X.columns) == names
     np.testing.assert_array_equal(X["price"].to_numpy(), [1.0, np.nan, 3.0])
-    np.testing.assert_array_equal(X["als_score"].to_numpy(), [0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(X["als_score"].to_numpy(), [0.1, 0.3, np.nan])
+    np.testing.assert_array_equal(X["slot"].to_numpy(), [np.nan, 0, np.nan])
     assert X["missing"].isna().all()
+    by_index = feats.set_index("product_id")  # features.retrieval answers indexed by product_id
+    got = Recommender._feature_matrix(by_index, np.array([10, 20, 30]), ctx, ["price"])["price"]
+    np.testing.assert_array_equal(got.to_numpy(), [1.0, np.nan, 3.0])
+    # Without a personal answer there is no ALS score, and the rank keeps the given order.
+    cold = Recommender._context(
+        np.array([0.5, 0.9]), "cold_start", np.array([True, True]), np.full(2, np.nan)
+    )
+    assert np.isnan(cold["als_score"]).all() and cold["als_rank"].tolist() == [1, 2]

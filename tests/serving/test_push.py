@@ -41,21 +41,34 @@ def test_consent_deletion_and_frequency_cap_are_honoured(world) -> None:
     assert len(got) == len(members) - len(opted_out) - 2
     # An old push does not count against the cap.
     later = now + timedelta(days=8)
-    assert capped in world["rec"].push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=later).users.user_id
+    assert (
+        capped
+        in world["rec"]
+        .push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=later)
+        .users.user_id
+    )
 
 
 def test_quiet_hours_set_send_after(world) -> None:
-    rec = Recommender(world["rec"].models, world["features"], world["catalog"], None, PipelineConfig(quiet_hours=(22, 8)))
-    night = rec.push(PushRequest(segment="buyer", product_id=3, max_users=5), now=datetime(2026, 1, 5, 23, tzinfo=UTC))
+    rec = Recommender(
+        world["rec"].models, world["features"], world["catalog"], None, PipelineConfig(quiet_hours=(22, 8))
+    )
+    night = rec.push(
+        PushRequest(segment="buyer", product_id=3, max_users=5), now=datetime(2026, 1, 5, 23, tzinfo=UTC)
+    )
     assert night.send_after == datetime(2026, 1, 6, 8, tzinfo=UTC)
-    day = rec.push(PushRequest(segment="buyer", product_id=3, max_users=5), now=datetime(2026, 1, 5, 12, tzinfo=UTC))
+    day = rec.push(
+        PushRequest(segment="buyer", product_id=3, max_users=5), now=datetime(2026, 1, 5, 12, tzinfo=UTC)
+    )
     assert day.send_after is None
 
 
 def test_best_products_for_a_segment(world) -> None:
     out = world["rec"].push(PushRequest(segment="buyer", k=5))
     assert out.direction == "products" and len(out.products) == 5
-    assert [p.expected_value for p in out.products] == sorted((p.expected_value for p in out.products), reverse=True)
+    assert [p.expected_value for p in out.products] == sorted(
+        (p.expected_value for p in out.products), reverse=True
+    )
 
 
 def test_unknown_audience_or_product_is_404(world) -> None:

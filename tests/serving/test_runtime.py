@@ -38,7 +38,13 @@ class FlakySource:
 
 def make_app(tables, tmp_path: Path, source=None) -> SlotcastApp:
     settings = ServingSettings(state_dir=tmp_path, model_source="demo", feature_source="demo")
-    app = SlotcastApp(settings, source or FlakySource(), DemoFeatureSource(tables), Catalog(tables), LocalDeletionLedger(tmp_path))
+    app = SlotcastApp(
+        settings,
+        source or FlakySource(),
+        DemoFeatureSource(tables),
+        Catalog(tables),
+        LocalDeletionLedger(tmp_path),
+    )
     app.reload()
     return app
 
@@ -103,7 +109,9 @@ def test_reload_under_concurrent_requests_fails_none(tables, tmp_path: Path) -> 
     assert not errors and len(versions) >= 2
 
 
-def test_events_the_disk_refuses_are_not_acknowledged(tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_events_the_disk_refuses_are_not_acknowledged(
+    tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = make_app(tables, tmp_path)
     ok = EventsRequest(events=[Event(user_id=1, type="purchase", product_id=7)])
     assert app.events(ok).accepted == 1

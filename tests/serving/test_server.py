@@ -20,14 +20,19 @@ def test_real_server_answers_and_keeps_what_it_accepted(tmp_path: Path) -> None:
         "SLOTCAST_DEMO_USERS": "300", "SLOTCAST_DEMO_PRODUCTS": "100", "SLOTCAST_ADMIN_TOKEN": "s3cr3t-XYZ",
         "BENTOML_DO_NOT_TRACK": "true",
     }  # fmt: skip
-    with running_service(env=env, log_path=tmp_path / "service.log") as base, httpx.Client(base_url=base, timeout=30) as c:
+    with (
+        running_service(env=env, log_path=tmp_path / "service.log") as base,
+        httpx.Client(base_url=base, timeout=30) as c,
+    ):
         r = c.post("/carousel", json={"user_id": 4, "stream_id": 0, "k": 6})
         assert r.status_code == 200, r.text
         request_id = r.json()["request_id"]
         assert len(r.json()["slots"]) == 6
         assert c.post("/carousel", json={"user_id": 4, "k": 50}).status_code == 400
         assert c.post("/carousel", json={"user_id": 4, "stream_id": 77}).status_code == 404
-        r = c.post("/events", json={"events": [{"user_id": 4, "type": "purchase", "product_id": 9, "amount": 12.5}]})
+        r = c.post(
+            "/events", json={"events": [{"user_id": 4, "type": "purchase", "product_id": 9, "amount": 12.5}]}
+        )
         assert r.status_code == 200 and r.json()["accepted"] == 1
         assert c.post("/admin/reload").status_code == 401
         assert c.post("/admin/reload", headers={"Authorization": "Bearer s3cr3t-XYZ"}).json()["reloaded"]
