@@ -10,7 +10,12 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-console = Console()
+
+def _console() -> Console:
+    # Wide enough for the feature tables even when piped (rich falls back to 80 columns).
+    import shutil
+
+    return Console(width=max(120, shutil.get_terminal_size((120, 24)).columns))
 
 
 def _settings(state_dir: Path | None):
@@ -45,6 +50,7 @@ def build(
     from features.store import build_feature_store
     from features.views import VIEW_SPECS
 
+    console = _console()
     if not data.is_dir():
         raise FileNotFoundError(f"--data {data}: not a directory")
     settings = _settings(state_dir)
@@ -83,6 +89,7 @@ def show(
 
     from features.retrieval import FeastFeatureReader
 
+    console = _console()
     reader = FeastFeatureReader(_settings(state_dir))
     console.print(f"user {user}: segment [bold]{reader.segment(user) or 'unknown (no features)'}[/bold]")
     if product:
@@ -108,6 +115,7 @@ def segments_show(state_dir: Path = STATE_OPT) -> None:
 
     from features.retrieval import FeastFeatureReader
 
+    console = _console()
     cols = ["segment", "recency_days", "frequency_90d", "monetary_90d", "avg_order_value", "watch_minutes_30d"]
     df = FeastFeatureReader(_settings(state_dir)).latest_user_features(cols)
     summary = df.groupby("segment").agg(users=("segment", "size"), **{c: (c, "mean") for c in cols[1:]})
