@@ -130,10 +130,16 @@ class TrueWorld:
     def purchase_prob(self, user_ids, product_ids, slots, stream_ids=None) -> np.ndarray:
         """P(purchase | product shown at slot) = examination x click x cart x buy.
 
-        The host/stream effect on carting is that of ``stream_ids`` when given, else 0 (an average host).
+        The host/stream effect on carting is that of ``stream_ids`` when given, else 0 (an average
+        host); a stream id of -1 means "not in a stream" (stream-less logs) and also gets 0.
         """
         u, i = self._index("user", user_ids), self._index("product", product_ids)
-        boost = 0.0 if stream_ids is None else self.params.stream_boost[self._index("stream", stream_ids)]
+        boost: np.ndarray | float = 0.0
+        if stream_ids is not None:
+            s = np.asarray(stream_ids, dtype=np.int64)
+            live = s >= 0
+            boost = np.zeros(s.shape)
+            boost[live] = self.params.stream_boost[self._index("stream", s[live])]
         p = self.params
         return (
             bh.examination(self._slots(slots))

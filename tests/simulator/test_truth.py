@@ -46,6 +46,10 @@ def test_purchase_prob_without_stream_is_the_average_host(small_world: Path) -> 
     with_host = truth.purchase_prob(imp["user_id"], imp["product_id"], imp["slot"], imp["stream_id"])
     avg_host = truth.purchase_prob(imp["user_id"], imp["product_id"], imp["slot"])
     assert not np.allclose(with_host, avg_host)
+    no_stream = truth.purchase_prob(
+        imp["user_id"], imp["product_id"], imp["slot"], np.full(len(avg_host), -1)
+    )
+    np.testing.assert_allclose(no_stream, avg_host, rtol=1e-5, atol=1e-12)
     assert abs(avg_host.sum() / with_host.sum() - 1) < 0.2
 
 
