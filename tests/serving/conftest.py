@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
+import scipy.sparse as sp
 
 from serving.adapters import make_policy
 from serving.catalog import Catalog
@@ -44,3 +46,24 @@ def world(tables: dict[str, pa.Table], tmp_path: Path) -> Iterator[dict[str, obj
         "models": models, "impressions": tmp_path / "impressions", "source": source, "policy": policy,
     }  # fmt: skip
     impressions.close()
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real models/ bundle (ALS + popularity) fitted on the demo events and saved to disk."""
+    from models.als import ALSCandidateGenerator, ALSConfig
+    from models.bundle import Bundle
+    from models.popularity import PopularityModel
+    from models.vocab import IdVocab
+
+    ev = tables["events"].to_pandas()
+    users, items = IdVocab.from_values(ev["user_id"]), IdVocab.from_values(ev["product_id"])
+    m = sp.csr_matrix(
+        (np.ones(len(ev)), (users.index(ev["user_id"]), items.index(ev["product_id"]))),
+        shape=(len(users), len(items)),
+    )
+    als = ALSCandidateGenerator(ALSConfig(factors=8, iterations=8, num_threads=1)).fit(m, users, items)
+    pop = PopularityModel().fit(ev["product_id"].to_numpy())
+    d = tmp_path_factory.mktemp("bundle")
+    Bundle.create(als, pop, None, "ranker_v1").save(d)
+    return d

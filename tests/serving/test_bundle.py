@@ -5,37 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
-import scipy.sparse as sp
 
-from models.als import ALSCandidateGenerator, ALSConfig
-from models.bundle import Bundle
 from models.errors import IncompatibleBundleError
-from models.popularity import PopularityModel
-from models.vocab import IdVocab
 from serving.adapters import DirModelSource, make_policy
 from serving.catalog import Catalog
 from serving.demo import N_CATEGORIES, DemoFeatureSource
 from serving.pipeline import PipelineConfig, Recommender
 from serving.schemas import CarouselRequest
 from serving.settings import ServingSettings
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ev = tables["events"].to_pandas()
-    users, items = IdVocab.from_values(ev["user_id"]), IdVocab.from_values(ev["product_id"])
-    m = sp.csr_matrix(
-        (np.ones(len(ev)), (users.index(ev["user_id"]), items.index(ev["product_id"]))),
-        shape=(len(users), len(items)),
-    )
-    als = ALSCandidateGenerator(ALSConfig(factors=8, iterations=8, num_threads=1)).fit(m, users, items)
-    pop = PopularityModel().fit(ev["product_id"].to_numpy())
-    d = tmp_path_factory.mktemp("bundle")
-    Bundle.create(als, pop, None, "ranker_v1").save(d)
-    return d
 
 
 def test_a_real_bundle_serves_the_known_answer(tables, bundle_dir: Path) -> None:

@@ -1,0 +1,32 @@
+"""The champion from a real MLflow registry (SQLite backend in a temp dir), as serving loads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serving.adapters import MlflowModelSource, make_policy
+from serving.errors import ModelUnavailableError
+from serving.settings import ServingSettings
+
+pytestmark = pytest.mark.slow
+
+
+def test_champion_is_loaded_by_alias_and_a_missing_one_is_a_clear_error(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from training.registry import register_bundle
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("t", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(exp)
+    register_bundle(client, run.info.run_id, bundle_dir, "slotcast", alias="champion")
+    source = MlflowModelSource(uri, "slotcast", make_policy(ServingSettings()))
+    models = source.load("champion")
+    assert models.version == "slotcast/1" and models.feature_service == "ranker_v1"
+    with pytest.raises(ModelUnavailableError, match="slotcast@challenger"):
+        source.load("challenger")
