@@ -52,6 +52,8 @@ class TrainConfig(_Strict):
 class EvaluateConfig(_Strict):
     policies: list[str] = ["popular", "als", "als+ranker", "champion", "challenger"]
     k: int = Field(6, gt=0)
+    n_boot: int = Field(400, ge=50)
+    max_users: int = Field(5000, ge=10)
 
 
 class PromoteConfig(_Strict):
@@ -78,10 +80,12 @@ class ConfigError(ValueError):
     exit_code = 2
 
 
+DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+
+
 def load_config(path: Path | None) -> PipelineConfig:
-    """Read and check a pipeline config; ``None`` gives the built-in demo defaults."""
-    if path is None:
-        return PipelineConfig()
+    """Read and check a pipeline config; ``None`` reads the demo config shipped with the package."""
+    path = DEMO_CONFIG if path is None else path
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as exc:

@@ -131,7 +131,8 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
         out = state_dir / "reports" / f"pipeline-{up['train'].digest}"
         say(f"evaluating {', '.join(e['policies'])}")
         args = ["evaluate", "--data", up["validate"].outputs["data"], "--policies", ",".join(e["policies"]),
-                "--k", str(e["k"]), "--out", str(out)]  # fmt: skip
+                "--k", str(e["k"]), "--out", str(out),
+                "--n-boot", str(e["n_boot"]), "--max-users", str(e["max_users"])]  # fmt: skip
         code = main(args)
         if code != 0:
             raise StepFailed(f"`slotcast {' '.join(args)}` exited with {code}")

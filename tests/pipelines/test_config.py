@@ -1,0 +1,40 @@
+"""The pipeline config: the shipped demo config loads, and mistakes are refused with the file named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import DEMO_CONFIG, ConfigError, load_config
+
+
+def test_the_demo_config_is_the_default_and_is_valid() -> None:
+    cfg = load_config(None)
+    assert cfg == load_config(DEMO_CONFIG)
+    assert cfg.data.source == "simulate" and cfg.data.simulate.users > 0
+    assert set(cfg.sections()) >= {"data", "validate", "features", "train", "evaluate", "promote"}
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("data: {simulate: {users: -5}}\n", "data.simulate.users"),
+        ("trian: {}\n", "trian: Extra inputs are not permitted"),
+        ("features: {online_store: postgres}\n", "features.online_store"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("data: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_configs_name_the_file_and_the_field(tmp_path: Path, text: str, needle: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert str(f) in str(err.value) and needle in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
