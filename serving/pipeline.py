@@ -102,7 +102,7 @@ class Recommender:
 
     # --- carousel ---------------------------------------------------------------------------
     def carousel(self, req: CarouselRequest, now: datetime | None = None) -> CarouselResponse:
-        now = now or datetime.now(UTC)
+        now = req.at or now or datetime.now(UTC)
         now_us = int(now.timestamp() * US)
         models, variant = self._pick(req.user_id)
         exclude = np.asarray(req.exclude, np.int64)

@@ -25,6 +25,15 @@ class CarouselRequest(_Strict):
     # For stream-less shops: the products to choose from (ignored when stream_id is given).
     candidates: list[int] | None = Field(None, min_length=1, max_length=5000)
     context: dict[str, str] = Field(default_factory=dict, max_length=32)
+    # Answer as of this time instead of now (replays, simulated worlds whose streams lie in the past):
+    # decides what is on air and which purchases are recent.
+    at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _aware(self) -> CarouselRequest:
+        if self.at is not None and self.at.tzinfo is None:
+            raise ValueError("at must carry a timezone (UTC), e.g. 2025-02-01T12:00:00Z")
+        return self
 
 
 class Slot(BaseModel):

@@ -161,3 +161,18 @@ def test_feature_matrix_matches_rows_by_product_id() -> None:
         np.array([0.5, 0.9]), "cold_start", np.array([True, True]), np.full(2, np.nan)
     )
     assert np.isnan(cold["als_score"]).all() and cold["als_rank"].tolist() == [1, 2]
+
+
+def test_at_decides_what_is_on_air(world) -> None:
+    from datetime import timedelta
+
+    sp = world["catalog"].on_air[2]
+    sp.on_air_to[:] = sp.on_air_from + 3_600_000_000  # every product on air for one hour only
+    start = datetime.fromtimestamp(int(sp.on_air_from.min()) / 1e6, UTC)
+    during = world["rec"].carousel(
+        CarouselRequest(user_id=1, stream_id=2, k=5, at=start + timedelta(minutes=30))
+    )
+    after = world["rec"].carousel(CarouselRequest(user_id=1, stream_id=2, k=5, at=start + timedelta(hours=2)))
+    assert len(during.slots) == 5 and after.slots == []
+    with pytest.raises(ValueError, match="timezone"):
+        CarouselRequest(user_id=1, at=datetime(2025, 1, 1))
