@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.als import ALSConfig
 from models.ranker import RankerConfig
 
+# The repository's .slotcast, as features/ and serving/ default to, so all parts meet by default.
+DEFAULT_STATE_DIR = Path(__file__).resolve().parents[1] / ".slotcast"
 LABEL_EVENT = {"purchase": "purchase", "click": "product_click", "cart": "add_to_cart"}
 
 
@@ -64,7 +66,7 @@ class TrainSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SLOTCAST_", env_nested_delimiter="__", extra="ignore")
 
-    state_dir: Path = Path(".slotcast")
+    state_dir: Path = DEFAULT_STATE_DIR
     mlflow_tracking_uri: str | None = None
     experiment_name: str = "slotcast"
     registered_model: str = "slotcast"
