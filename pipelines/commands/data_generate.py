@@ -47,9 +47,9 @@ def generate(
     from rich.console import Console
     from rich.table import Table
 
+    from pipelines.settings import PipelineSettings
     from pipelines.simulator import SimConfig
     from pipelines.simulator import generate as run_generate
-    from pipelines.simulator.config import SimulatorSettings
 
     try:
         cfg = SimConfig(
@@ -71,7 +71,7 @@ def generate(
             for e in exc.errors()
         )
         raise typer.BadParameter(msgs) from None
-    target = out if out is not None else SimulatorSettings().data_dir
+    target = out if out is not None else PipelineSettings().state_dir.expanduser() / "data"
     result = run_generate(cfg, target, progress=progress)
     table = Table(title=f"simulated world in {target}")
     table.add_column("table")

@@ -7,13 +7,10 @@ directory says how it was made.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DAY_US = 86_400 * 1_000_000
 HOUR_US = 3_600 * 1_000_000
@@ -136,15 +133,3 @@ class SimConfig(BaseModel):
     @property
     def category_names(self) -> tuple[str, ...]:
         return CATEGORIES[: self.categories]
-
-
-class SimulatorSettings(BaseSettings):
-    """Where generated data goes by default: ``$SLOTCAST_STATE_DIR/data``."""
-
-    model_config = SettingsConfigDict(env_prefix="SLOTCAST_", extra="ignore")
-
-    state_dir: Path = Path(".slotcast")
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(os.path.expanduser(self.state_dir)) / "data"
