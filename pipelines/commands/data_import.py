@@ -218,8 +218,10 @@ def validate_command(
     target = data if data is not None else settings.data_dir
     lower = _parse_day(min_ts, "--min-ts")
     rules = ValidationRules(min_ts=lower) if lower else ValidationRules()
-    with _markup_safe_errors():
-        report = validate_dir(target, share, rules=rules, write=not dry_run)
+    with _markup_safe_errors(), Console(stderr=True).status("validating") as status:
+        report = validate_dir(
+            target, share, rules=rules, write=not dry_run, on_table=lambda t: status.update(f"validating {t}")
+        )
     table = Table(title=f"validation of {target}")
     for col in ("table", "read", "accepted", "quarantined", "share", "top reason"):
         table.add_column(col, justify="left" if col in ("table", "top reason") else "right")
