@@ -85,11 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         model.fit(matrix, show_progress=False)
         return time.perf_counter() - s
 
+    own: list[float] = []  # the wrapper's own seconds (validation, checks, copies) per fit
+
     def wrapped() -> float:
         gen = ALSCandidateGenerator(cfg)
         s = time.perf_counter()
         gen.fit(matrix, users, items)
-        return time.perf_counter() - s
+        total = time.perf_counter() - s
+        own.append(total - gen.fit_timings["implicit_fit_s"])
+        return total
 
     times: dict[str, list[float]] = {"bare": [], "wrapper": []}
     for i in tqdm(range(args.repeats), desc="fit pairs", unit="pair"):
@@ -117,11 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         "median_wrapper_s": med["wrapper"],
         "ratio_of_medians": ratio,
         "median_pair_ratio": statistics.median(pair_ratios),
+        "wrapper_own_s": own,
+        "median_wrapper_own_s": statistics.median(own),
+        # robust to the box's noise: the wrapper's own seconds, measured inside the same fits
+        "ratio_from_own_time": (med["bare"] + statistics.median(own)) / med["bare"],
         "target_ratio": 1.2,
-        "met": ratio <= 1.2,
+        "met": ratio <= 1.2,  # ratio of medians; see ratio_from_own_time on a noisy box
     }
     print(f"bare    median {med['bare']:.2f}s  {' '.join(f'{t:.2f}' for t in times['bare'])}")
     print(f"wrapper median {med['wrapper']:.2f}s  {' '.join(f'{t:.2f}' for t in times['wrapper'])}")
+    print(
+        f"wrapper's own time median {result['median_wrapper_own_s']:.3f}s -> ratio "
+        f"{result['ratio_from_own_time']:.4f} against the bare median"
+    )
     print(
         f"ratio of medians {ratio:.3f} (median of pair ratios {result['median_pair_ratio']:.3f}); target <= 1.2"
     )
