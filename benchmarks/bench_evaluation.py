@@ -13,13 +13,19 @@ benchmarks/results/evaluation.md by hand.
 
 from __future__ import annotations
 
-import argparse
-import resource
-import statistics
-import time
+import os
 
-import numpy as np
-import pandas as pd
+# Threaded OpenBLAS thrashes on a shared 2-core box (25x the CPU time for the bootstrap's matmul);
+# the CLI sets the same default before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from training.evaluation.logs import carousel_log
 from training.evaluation.ope import TargetSlates, evaluate_policies, on_policy_value
