@@ -69,22 +69,34 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("[yellow]interrupted[/yellow]")
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: every error becomes a message and a code
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            return EXIT_FAILED
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return EXIT_BAD_INPUT
-        code = getattr(exc, "exit_code", None)
-        if isinstance(code, int):
-            err_console.print(f"[red]error:[/red] {exc}")
-            return code
-        if isinstance(exc, (FileNotFoundError, ValueError)):
-            err_console.print(f"[red]error:[/red] {exc}")
-            return EXIT_BAD_INPUT
-        raise
+        return _report(exc)
     return EXIT_OK
+
+
+def _report(exc: Exception) -> int:
+    """Print a known error as one message and return its exit code; re-raise an unknown one.
+
+    typer bundles its own click, so usage errors are recognised by their ``show`` method rather
+    than by class; their message names the option (``Invalid value for '--users': ...``).
+    """
+    import typer as _typer
+    from rich.markup import escape
+
+    if isinstance(exc, _typer.Abort):
+        return EXIT_FAILED
+    if isinstance(exc, _typer.Exit):
+        return int(getattr(exc, "exit_code", EXIT_OK))
+    code = getattr(exc, "exit_code", None)
+    if callable(getattr(exc, "show", None)) and callable(getattr(exc, "format_message", None)):
+        exc.show()
+        return code if isinstance(code, int) else EXIT_BAD_INPUT
+    if isinstance(code, int):
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return code
+    if isinstance(exc, (FileNotFoundError, ValueError)):
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return EXIT_BAD_INPUT
+    raise exc
 
 
 def run() -> None:

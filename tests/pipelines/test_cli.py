@@ -1,0 +1,39 @@
+"""The slotcast entry point: --help everywhere, documented exit codes, messages instead of tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.cli import AREAS, main
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for group in ("data", "features", "segments", "train", "promote", "evaluate", "serve", "pipeline"):
+        assert group in top
+    for argv in (["data", "generate"], ["data", "import"], ["data", "validate"], ["features", "build"],
+                 ["pipeline", "run"], ["pipeline", "demo"], ["evaluate"], ["train"], ["promote"]):  # fmt: skip
+        assert main([*argv, "--help"]) == 0, argv
+        assert "Usage" in capsys.readouterr().out
+
+
+def test_bad_usage_is_exit_2_with_the_option_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "generate", "--users", "3", "--out", "/tmp/never"]) == 2
+    assert "--users" in capsys.readouterr().err
+    assert main(["no-such-command"]) == 2
+    assert main(["pipeline", "run", "--from", "nope"]) == 2
+    assert "unknown step 'nope'" in capsys.readouterr().err
+
+
+def test_the_installed_command_runs_without_a_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config", str(tmp_path / "missing.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "config file not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert set(AREAS) >= {"data", "pipeline"}
