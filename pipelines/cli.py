@@ -52,6 +52,19 @@ def _register_areas() -> None:
         module.register(app)
 
 
+def _quiet_libraries() -> None:
+    """Library chatter that says nothing to a slotcast user (set SLOTCAST_LOG_LEVEL=DEBUG to see it)."""
+    import warnings
+
+    if os.environ.get("SLOTCAST_LOG_LEVEL", "").upper() == "DEBUG":
+        return
+    warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
+    warnings.filterwarnings("ignore", message=".*noload.*loader strategy is deprecated")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("mlflow", "alembic", "feast"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn known errors into a message and an exit code."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -59,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("SLOTCAST_LOG_LEVEL", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    _quiet_libraries()
     _register_areas()
     try:
         app(args=argv, standalone_mode=False)
