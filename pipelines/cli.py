@@ -61,6 +61,7 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
     warnings.filterwarnings("ignore", message=".*noload.*loader strategy is deprecated")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in ("mlflow", "alembic", "feast"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
