@@ -134,11 +134,11 @@ class Catalog:
             self.segment_members[str(seg)] = g.index.to_numpy(np.int64)
 
     @classmethod
-    def from_data_dir(cls, data_dir: Path) -> Catalog:
+    def from_data_dir(cls, data_dir: Path, segments: dict[int, str] | None = None) -> Catalog:
         from features.data_model import read_table
 
         names = ("users", "products", "events", "streams", "stream_products", "communities", "memberships")
-        return cls({n: read_table(data_dir, n) for n in names})
+        return cls({n: read_table(data_dir, n) for n in names}, segments)
 
     # --- lookups -----------------------------------------------------------------------------
     def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:

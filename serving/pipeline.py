@@ -341,8 +341,8 @@ class Recommender:
         request_id = uuid.uuid4().hex
         if req.product_id is None and req.campaign_products is None:
             return self._push_products(req, models, audience, request_id)
-        products = np.asarray(
-            [req.product_id] if req.product_id is not None else req.campaign_products, np.int64
+        products = pd.unique(
+            np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
         )
         unknown = products[self.catalog.product_rows(products) < 0]
         if len(unknown):

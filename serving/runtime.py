@@ -41,6 +41,20 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _feature_segments(features: FeatureSource) -> dict[int, str] | None:
+    """The features package's segments (segments.yaml rules, latest snapshot), so that serving and
+    the popularity model agree on the labels; None (the catalogue's own activity rule) when absent."""
+    fn = getattr(getattr(features, "reader", None), "segments", None)
+    if fn is None:
+        return None
+    try:
+        series = fn()
+    except Exception as exc:  # noqa: BLE001 - an unbuilt store falls back to the built-in rule
+        log.warning("segments from the feature store unavailable (%s); using the activity rule", exc)
+        return None
+    return {int(k): str(v) for k, v in series.dropna().items()}
+
+
 class SlotcastApp:
     def __init__(
         self,
@@ -118,12 +132,6 @@ class SlotcastApp:
             model_source = DirModelSource(settings.bundle_dir, policy)
         else:
             model_source = MlflowModelSource(settings.tracking_uri(), settings.model_name, policy)
-        if catalog is None:
-            try:
-                catalog = Catalog.from_data_dir(settings.data_dir)
-            except (OSError, KeyError, ValueError) as exc:
-                catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
-                log.error(catalog_error)
         features: FeatureSource
         if settings.feature_source == "demo":
             features = DemoFeatureSource(tables)
@@ -131,6 +139,12 @@ class SlotcastApp:
             from serving.adapters import FeastFeatureSource
 
             features = FeastFeatureSource(settings.state_dir, ledger)
+        if catalog is None:
+            try:
+                catalog = Catalog.from_data_dir(settings.data_dir, _feature_segments(features))
+            except (OSError, KeyError, ValueError) as exc:
+                catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
+                log.error(catalog_error)
         app = cls(settings, model_source, features, catalog, ledger, catalog_error)
         app.reload()
         return app
