@@ -10,7 +10,7 @@ The decision and its figures go to an MLflow run ("promote") and onto the challe
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,8 @@ def promote(
         champ_scores = score_bundle(b_champ, frame, settings.k) if not missing else None
     result = decide(champ_scores, chall_scores, metric=f"ndcg@{settings.k}", force=force,
                     n_boot=settings.bootstrap_samples, seed=settings.seed)  # fmt: skip
+    if champ is not None and champ_scores is None:  # forced, and nothing was compared
+        result = replace(result, reason="forced without a comparison (no --data, or features differ)")
 
     exp = experiment_id(client, settings)
     run = client.create_run(
