@@ -39,7 +39,9 @@ def _percentiles(xs: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "n": len(xs)}
 
 
-def bench_lookups(reader: Any, users: np.ndarray, products: np.ndarray, streams: np.ndarray, n: int, seed: int) -> dict:
+def bench_lookups(
+    reader: Any, users: np.ndarray, products: np.ndarray, streams: np.ndarray, n: int, seed: int
+) -> dict:
     rng = np.random.default_rng(seed)
     wall, cpu = [], []
     reader.online(int(users[0]), products[:100].tolist(), stream_id=int(streams[0]))  # warm: registry, caches
@@ -62,9 +64,21 @@ def _start_redis() -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", tempfile.mkdtemp(prefix="bench-redis-")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tempfile.mkdtemp(prefix="bench-redis-"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
         try:
@@ -77,11 +91,17 @@ def _start_redis() -> tuple[subprocess.Popen, str]:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="canonical data dir (e.g. from `slotcast data generate`)")
-    ap.add_argument("--state-dir", type=Path, default=None, help="state dir to build into (default: a temp dir)")
+    ap.add_argument(
+        "--data", type=Path, required=True, help="canonical data dir (e.g. from `slotcast data generate`)"
+    )
+    ap.add_argument(
+        "--state-dir", type=Path, default=None, help="state dir to build into (default: a temp dir)"
+    )
     ap.add_argument("--skip-build", action="store_true", help="reuse an existing build in --state-dir")
     ap.add_argument("--lookups", type=int, default=200, help="timed lookups per reader and backend")
-    ap.add_argument("--redis", default="start", help="'start' a private redis-server, a redis:// URL, or 'off'")
+    ap.add_argument(
+        "--redis", default="start", help="'start' a private redis-server, a redis:// URL, or 'off'"
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/features.json"))
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -97,7 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
     state = args.state_dir or Path(tempfile.mkdtemp(prefix="bench-features-"))
     settings = FeatureSettings(state_dir=state)
     result: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "data": str(args.data)}
-    events = duckdb.sql(f"SELECT count(*) FROM read_parquet('{args.data / 'events.parquet'}')").fetchall()[0][0]
+    events = duckdb.sql(f"SELECT count(*) FROM read_parquet('{args.data / 'events.parquet'}')").fetchall()[0][
+        0
+    ]
     result["events"] = int(events)
     if not args.skip_build:
         t0 = time.perf_counter()
@@ -113,12 +135,26 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(result["build"], indent=1))
 
     off = settings.offline_dir
-    users = duckdb.sql(f"SELECT DISTINCT user_id FROM read_parquet('{off / 'user_features.parquet'}')").df()["user_id"].to_numpy()
-    products = duckdb.sql(f"SELECT DISTINCT product_id FROM read_parquet('{off / 'product_features.parquet'}')").df()["product_id"].to_numpy()
-    streams = duckdb.sql(f"SELECT DISTINCT stream_id FROM read_parquet('{off / 'stream_features.parquet'}')").df()["stream_id"].to_numpy()
+    users = (
+        duckdb.sql(f"SELECT DISTINCT user_id FROM read_parquet('{off / 'user_features.parquet'}')")
+        .df()["user_id"]
+        .to_numpy()
+    )
+    products = (
+        duckdb.sql(f"SELECT DISTINCT product_id FROM read_parquet('{off / 'product_features.parquet'}')")
+        .df()["product_id"]
+        .to_numpy()
+    )
+    streams = (
+        duckdb.sql(f"SELECT DISTINCT stream_id FROM read_parquet('{off / 'stream_features.parquet'}')")
+        .df()["stream_id"]
+        .to_numpy()
+    )
     lookups: dict[str, Any] = {}
     lookups["sqlite"] = {
-        "feast": bench_lookups(FeastFeatureReader(settings), users, products, streams, max(20, args.lookups // 5), 1),
+        "feast": bench_lookups(
+            FeastFeatureReader(settings), users, products, streams, max(20, args.lookups // 5), 1
+        ),
         "fast": bench_lookups(FastOnlineReader(settings), users, products, streams, args.lookups, 2),
     }
     print("sqlite", json.dumps(lookups["sqlite"]))
@@ -136,8 +172,17 @@ def main(argv: list[str] | None = None) -> dict:
                 materialize(store, defs, rsettings, datetime.now(UTC) + timedelta(days=3650))
             lookups["redis_load_s"] = time.perf_counter() - t0
             lookups["redis"] = {
-                "feast": bench_lookups(FeastFeatureReader(rsettings, store), users, products, streams, max(20, args.lookups // 5), 3),
-                "fast": bench_lookups(FastOnlineReader(rsettings, store), users, products, streams, args.lookups, 4),
+                "feast": bench_lookups(
+                    FeastFeatureReader(rsettings, store),
+                    users,
+                    products,
+                    streams,
+                    max(20, args.lookups // 5),
+                    3,
+                ),
+                "fast": bench_lookups(
+                    FastOnlineReader(rsettings, store), users, products, streams, args.lookups, 4
+                ),
             }
             print("redis", json.dumps(lookups["redis"]))
         finally:

@@ -30,7 +30,15 @@ SERVICE_SPECS: dict[str, list[tuple[str, list[str]]]] = {
         ),
         (
             "product_stats",
-            ["price", "margin", "stock", "popularity_7d", "conversion_rate", "cart_rate", "days_since_launch"],
+            [
+                "price",
+                "margin",
+                "stock",
+                "popularity_7d",
+                "conversion_rate",
+                "cart_rate",
+                "days_since_launch",
+            ],
         ),
         ("stream_live", ["live_viewers", "live_conversion_rate"]),
         ("user_category_affinity", ["category_affinity_30d"]),

@@ -43,7 +43,11 @@ def session_increments(events: Any) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=["user_id", "stream_id", "ts", *LIVE_FEATURES])
     ws = df["watch_seconds"] if "watch_seconds" in df.columns else pd.Series(0.0, index=df.index)
-    ts = pd.to_datetime(df["ts"], utc=True) if "ts" in df.columns else pd.Series(pd.Timestamp.now(tz="UTC"), index=df.index)
+    ts = (
+        pd.to_datetime(df["ts"], utc=True)
+        if "ts" in df.columns
+        else pd.Series(pd.Timestamp.now(tz="UTC"), index=df.index)
+    )
     frame = pd.DataFrame(
         {
             "user_id": df["user_id"].astype("int64"),
@@ -51,11 +55,15 @@ def session_increments(events: Any) -> pd.DataFrame:
             "ts": ts,
             "live_clicks": (df["type"] == "product_click").astype("float64"),
             "live_carts": (df["type"] == "add_to_cart").astype("float64"),
-            "live_watch_seconds": np.where(df["type"] == "stream_view", pd.to_numeric(ws, errors="coerce").fillna(0.0), 0.0),
+            "live_watch_seconds": np.where(
+                df["type"] == "stream_view", pd.to_numeric(ws, errors="coerce").fillna(0.0), 0.0
+            ),
         }
     )
     return frame.groupby(["user_id", "stream_id"], as_index=False).agg(
-        ts=("ts", "max"), live_clicks=("live_clicks", "sum"), live_carts=("live_carts", "sum"),
+        ts=("ts", "max"),
+        live_clicks=("live_clicks", "sum"),
+        live_carts=("live_carts", "sum"),
         live_watch_seconds=("live_watch_seconds", "sum"),
     )
 
@@ -75,14 +83,17 @@ def ingest_live_events(store_or_reader: Any, events: Any, ledger: Any = None) ->
         inc = inc[~inc["user_id"].isin(gone)]
     if inc.empty:
         return 0
+    from features.online_fast import read_rows
+
     store = _store_of(store_or_reader)
-    current = store.get_online_features(
-        features=[f"live_session:{f}" for f in LIVE_FEATURES],
-        entity_rows={"user_id": inc["user_id"].tolist(), "stream_id": inc["stream_id"].tolist()},
-    ).to_dict()
+    keys = [
+        {"user_id": u, "stream_id": s}
+        for u, s in zip(inc["user_id"].tolist(), inc["stream_id"].tolist(), strict=True)
+    ]
+    current = read_rows(store, store.get_feature_view("live_session"), keys, list(LIVE_FEATURES))
     out = inc[["user_id", "stream_id"]].copy()
     for f in LIVE_FEATURES:
-        before = pd.to_numeric(pd.Series(current[f], index=inc.index), errors="coerce").fillna(0.0)
+        before = pd.Series([row[f] for row in current], index=inc.index, dtype="float64").fillna(0.0)
         out[f] = before + inc[f]
     # Never older than now: a total written later must win over the one it was computed from.
     now = pd.Timestamp(datetime.now(UTC))

@@ -12,8 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from features import offline_sql as q
 from features.data_model import read_table
@@ -79,7 +80,9 @@ def compute_offline_features(
     con.execute("SET preserve_insertion_order = false")
     try:
         events = read_table(
-            data_dir, "events", ["user_id", "ts", "type", "product_id", "stream_id", "watch_seconds", "amount"]
+            data_dir,
+            "events",
+            ["user_id", "ts", "type", "product_id", "stream_id", "watch_seconds", "amount"],
         )
         users = read_table(data_dir, "users", ["user_id", "signup_ts"])
         if excluded_users:
@@ -93,7 +96,7 @@ def compute_offline_features(
         con.register("products_t", read_table(data_dir, "products"))
         con.register("streams_t", read_table(data_dir, "streams"))
         if as_of is None:
-            last = con.execute("SELECT max(ts) FROM events_t").fetchone()[0]
+            last = _scalar(con, "SELECT max(ts) FROM events_t")
             if last is None:
                 raise ValueError(f"{data_dir}: events table is empty; nothing to compute features from")
             # Just after the last event, so the last event is inside the final snapshot.
@@ -115,7 +118,7 @@ def compute_offline_features(
             "segment_case": rules.case_sql(),
         }
         result = OfflineResult(as_of=as_of)
-        steps: list[tuple[str, str | None]] = [
+        steps: list[tuple[str, str]] = [
             ("events", q.EVENTS),
             ("user_daily", q.USER_DAILY),
             ("user_grid", q.USER_GRID),
@@ -142,13 +145,11 @@ def compute_offline_features(
                     f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)"
                 )
                 tmp.replace(out)  # readers never see a half-written file
-                result.rows[name] = int(
-                    con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
-                )
+                result.rows[name] = int(_scalar(con, f"SELECT count(*) FROM read_parquet('{out}')"))
             result.seconds[name] = time.perf_counter() - t0
             if on_step:
                 on_step(name)
-        result.events_used = int(con.execute("SELECT count(*) FROM ev").fetchone()[0])
+        result.events_used = int(_scalar(con, "SELECT count(*) FROM ev"))
         log.info(
             "offline features as of %s: %s rows in %.1f s",
             as_of.isoformat(),
@@ -160,9 +161,12 @@ def compute_offline_features(
         con.close()
 
 
-def _one_us():
-    from datetime import timedelta
+def _scalar(con: Any, sql: str) -> Any:
+    row = con.execute(sql).fetchone()
+    return None if row is None else row[0]
 
+
+def _one_us() -> timedelta:
     return timedelta(microseconds=1)
 
 

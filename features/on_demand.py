@@ -24,7 +24,6 @@ def ranker_request_features(inputs):  # no annotations: Feast may exec this sour
     Self-contained (imports and names inside): Feast may rebuild it from its source text.
     """
     import numpy as np
-    import pandas as pd
 
     def col(name):
         try:
@@ -33,7 +32,11 @@ def ranker_request_features(inputs):  # no annotations: Feast may exec this sour
             return pd.to_numeric(pd.Series(inputs[name]), errors="coerce").to_numpy("float64")
 
     price, aov = col("price"), col("avg_order_value")
-    last, cycle, now = col("last_purchase_epoch_days"), col("repurchase_cycle_days"), col("request_epoch_days")
+    last, cycle, now = (
+        col("last_purchase_epoch_days"),
+        col("repurchase_cycle_days"),
+        col("request_epoch_days"),
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(aov > 0, price / aov, np.nan)
         due = np.where(cycle > 0, (now - last) / cycle, np.nan)
@@ -58,7 +61,7 @@ def make_on_demand_views(views: dict[str, Any]) -> dict[str, Any]:
             request,
         ],
         schema=[Field(name=f, dtype=Float64) for f in ON_DEMAND_FEATURES],
-        udf=ranker_request_features,
+        udf=ranker_request_features,  # type: ignore[arg-type]
         udf_string=inspect.getsource(ranker_request_features),
         mode="pandas",
         description="price relative to the user's AOV; repurchase due ratio",

@@ -64,6 +64,26 @@ def _value(v: Any) -> Any:
     return getattr(v, kind)
 
 
+def read_rows(store: Any, view: Any, keys: list[dict[str, Any]], feats: list[str]) -> list[dict[str, Any]]:
+    """Read ``feats`` of ``keys`` from the online store with its own ``online_read`` (NaN when absent)."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    protos = []
+    for key in keys:
+        names = sorted(key)  # Feast serializes entity keys with sorted join keys
+        vals = [
+            Value(string_val=key[n]) if isinstance(key[n], str) else Value(int64_val=int(key[n]))
+            for n in names
+        ]
+        protos.append(EntityKey(join_keys=names, entity_values=vals))
+    online = store._get_provider().online_store
+    rows = online.online_read(
+        store.config, view, protos, list(feats)
+    )  # a copy: the Redis store appends to it
+    return [{f: _value(got[f]) if got and f in got else np.nan for f in feats} for _, got in rows]
+
+
 class FastOnlineReader(FeastFeatureReader):
     """A ``FeatureReader`` whose ``online()`` skips Feast's per-request overhead (see module doc)."""
 
@@ -115,8 +135,9 @@ class FastOnlineReader(FeastFeatureReader):
                 if self._tables is None:
                     self._refreshing.acquire()
                     self._refresh()
-        elif time.monotonic() - self._tables.loaded_at > self.settings.product_cache_ttl_s and self._refreshing.acquire(
-            blocking=False
+        elif (
+            time.monotonic() - self._tables.loaded_at > self.settings.product_cache_ttl_s
+            and self._refreshing.acquire(blocking=False)
         ):
             threading.Thread(target=self._refresh, daemon=True, name="feature-cache").start()
         assert self._tables is not None
@@ -129,17 +150,7 @@ class FastOnlineReader(FeastFeatureReader):
         return self._views[name]
 
     def _read(self, view: str, keys: list[dict[str, Any]], feats: list[str]) -> list[dict[str, Any]]:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
-        protos = []
-        for key in keys:
-            names = sorted(key)
-            vals = [Value(string_val=key[n]) if isinstance(key[n], str) else Value(int64_val=int(key[n])) for n in names]
-            protos.append(EntityKey(join_keys=names, entity_values=vals))
-        store = self.store
-        rows = store._get_provider().online_store.online_read(store.config, self._view(view), protos, list(feats))  # redis appends to it
-        return [{f: _value(got[f]) if got and f in got else np.nan for f in feats} for _, got in rows]
+        return read_rows(self.store, self._view(view), keys, feats)
 
     # -- the lookup ------------------------------------------------------------------------------
     def online(
@@ -170,7 +181,9 @@ class FastOnlineReader(FeastFeatureReader):
             out[:, col[f]] = live[f]
         cats = self._categories_for(pids)
         distinct = sorted(set(cats))
-        aff = self._read("user_category_affinity", [{"user_id": uid, "category": c} for c in distinct], AFFINITY)
+        aff = self._read(
+            "user_category_affinity", [{"user_id": uid, "category": c} for c in distinct], AFFINITY
+        )
         by_cat = {c: r[AFFINITY[0]] for c, r in zip(distinct, aff, strict=True)}
         out[:, col[AFFINITY[0]]] = [by_cat[c] for c in cats]
         lo, hi = np.searchsorted(t.hist_users, [uid, uid + 1])

@@ -126,6 +126,9 @@ def _delete_redis(store: Any, views: list[Any], uid: int) -> int:
             ek = deserialize_entity_key(ek_bytes, entity_key_serialization_version=version)
         except Exception:  # noqa: BLE001 - a foreign key in a shared Redis is not ours to judge
             continue
-        if any(n == "user_id" and v.int64_val == uid for n, v in zip(ek.join_keys, ek.entity_values, strict=False)):
+        if any(
+            n == "user_id" and v.int64_val == uid
+            for n, v in zip(ek.join_keys, ek.entity_values, strict=False)
+        ):
             removed += int(client.delete(key))
     return removed

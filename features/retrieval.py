@@ -17,8 +17,8 @@ import pandas as pd
 
 from features.feature_services import SERVICE_SPECS, service_feature_names
 from features.on_demand import REQUEST_TIME, ranker_request_features
-from features.views import VIEW_SPECS
 from features.settings import FeatureSettings
+from features.views import VIEW_SPECS
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,14 @@ class FeastFeatureReader:
             if not path.exists():
                 self._categories = {}
             else:
-                rows = duckdb.sql(
-                    f"SELECT product_id, arg_max(product_category, event_timestamp) FROM read_parquet('{path}') "
-                    "GROUP BY product_id"
-                ).fetchall()
+                rows = (
+                    duckdb.connect()
+                    .execute(
+                        f"SELECT product_id, arg_max(product_category, event_timestamp) FROM read_parquet('{path}') "
+                        "GROUP BY product_id"
+                    )
+                    .fetchall()
+                )
                 self._categories = {int(p): str(c) for p, c in rows}
             self._categories_at = time.monotonic()
         return self._categories
@@ -116,7 +120,9 @@ class FeastFeatureReader:
         """
         missing = [c for c in ("user_id", "product_id", "event_timestamp") if c not in entity_df.columns]
         if missing:
-            raise ValueError(f"entity_df lacks column(s) {missing}; needs user_id, product_id, [stream_id], event_timestamp")
+            raise ValueError(
+                f"entity_df lacks column(s) {missing}; needs user_id, product_id, [stream_id], event_timestamp"
+            )
         names = feature_names(service)
         df = entity_df.reset_index(drop=True)
         stream = df["stream_id"] if "stream_id" in df.columns else pd.Series(np.nan, index=df.index)
@@ -124,9 +130,14 @@ class FeastFeatureReader:
             {
                 "user_id": df["user_id"].astype("int64").to_numpy(),
                 "product_id": df["product_id"].astype("int64").to_numpy(),
-                "stream_id": pd.to_numeric(stream, errors="coerce").fillna(NO_STREAM).astype("int64").to_numpy(),
+                "stream_id": pd.to_numeric(stream, errors="coerce")
+                .fillna(NO_STREAM)
+                .astype("int64")
+                .to_numpy(),
                 "category": self._categories_for(df["product_id"]),
-                "event_timestamp": pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]"),
+                "event_timestamp": pd.to_datetime(df["event_timestamp"], utc=True).astype(
+                    "datetime64[ns, UTC]"
+                ),
             }
         )
         q[REQUEST_TIME] = _epoch_days(q["event_timestamp"]).to_numpy()
@@ -136,7 +147,11 @@ class FeastFeatureReader:
             q = pd.concat([q, ranker_request_features(q)], axis=1)
         result = entity_df.reset_index(drop=True).copy()
         for c in names:
-            result[c] = pd.to_numeric(q[c], errors="coerce").to_numpy() if service.startswith("ranker") else q[c].to_numpy()
+            result[c] = (
+                pd.to_numeric(q[c], errors="coerce").to_numpy()
+                if service.startswith("ranker")
+                else q[c].to_numpy()
+            )
         return result
 
     def _join_view(self, q: pd.DataFrame, view: str, feats: list[str]) -> pd.DataFrame:
@@ -149,10 +164,14 @@ class FeastFeatureReader:
         keys = [JOIN_KEYS[e] for e in VIEW_SPECS[view][0]]
         on = [*keys, "event_timestamp"]
         sub = q[on].drop_duplicates().reset_index(drop=True)
-        got = self.store.get_historical_features(entity_df=sub, features=[f"{view}:{f}" for f in feats]).to_df()
+        got = self.store.get_historical_features(
+            entity_df=sub, features=[f"{view}:{f}" for f in feats]
+        ).to_df()
         if len(got) != len(sub):
             raise RuntimeError(f"Feast returned {len(got)} rows for {len(sub)} entity rows of view {view}")
-        got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+        got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True).astype(
+            "datetime64[ns, UTC]"
+        )
         return q.merge(got[[*on, *feats]], on=on, how="left", validate="many_to_one")
 
     # -- serving --------------------------------------------------------------------------------
@@ -182,7 +201,9 @@ class FeastFeatureReader:
 
     def segment(self, user_id: int) -> str | None:
         """The user's current segment from the online store, or None for an unknown user."""
-        resp = self.store.get_online_features(features=["user_profile:segment"], entity_rows=[{"user_id": int(user_id)}])
+        resp = self.store.get_online_features(
+            features=["user_profile:segment"], entity_rows=[{"user_id": int(user_id)}]
+        )
         value = resp.to_dict()["segment"][0]
         return None if value is None else str(value)
 
@@ -197,8 +218,15 @@ class FeastFeatureReader:
         if not path.exists():
             from features.store import FeatureStoreNotBuiltError
 
-            raise FeatureStoreNotBuiltError(f"{path} is missing; run `slotcast features build --data DIR` first")
-        known = set(duckdb.sql(f"SELECT * FROM read_parquet('{path}') LIMIT 0").columns) - {"user_id", "event_timestamp"}
+            raise FeatureStoreNotBuiltError(
+                f"{path} is missing; run `slotcast features build --data DIR` first"
+            )
+        known = set(
+            duckdb.connect().execute(f"SELECT * FROM read_parquet('{path}') LIMIT 0").df().columns
+        ) - {
+            "user_id",
+            "event_timestamp",
+        }
         cols = list(columns) if columns else sorted(known)
         bad = [c for c in cols if c not in known]
         if bad:
@@ -220,4 +248,3 @@ class FeastFeatureReader:
     def segments(self, user_ids: Any = None) -> pd.Series:
         """Current segment per user (batch), from the latest snapshot."""
         return self.latest_user_features(["segment"], user_ids)["segment"]
-

@@ -8,7 +8,7 @@ environment with the ``SLOTCAST_`` prefix, e.g. ``SLOTCAST_ONLINE_STORE=redis`` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field
@@ -27,11 +27,11 @@ class FeatureSettings(BaseSettings):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Bayesian prior strength (pseudo-clicks) for the smoothed conversion and cart rates.
-    prior_strength: float = Field(20.0, gt=0)
+    prior_strength: Annotated[float, Field(gt=0)] = 20.0
     # User rows are emitted for every day within this many days of the user's last activity.
-    user_horizon_days: int = Field(90, ge=7)
+    user_horizon_days: Annotated[int, Field(ge=7)] = 90
     # How long serving may reuse product features read from the online store (the fast path).
-    product_cache_ttl_s: float = Field(5.0, ge=0)
+    product_cache_ttl_s: Annotated[float, Field(ge=0)] = 5.0
 
     @property
     def features_dir(self) -> Path:

@@ -180,7 +180,12 @@ def build_feature_store(
     # Daily snapshots are stamped at the midnight after their day; include the last one.
     end = off.as_of + timedelta(days=1, seconds=1)
     online_rows = materialize(
-        store, defs, settings, end, as_of=off.as_of, on_view=(lambda v: progress("materialize", v)) if progress else None
+        store,
+        defs,
+        settings,
+        end,
+        as_of=off.as_of,
+        on_view=(lambda v: progress("materialize", v)) if progress else None,
     )
     seconds["materialize"] = time.perf_counter() - t2
     report = BuildReport(
@@ -194,5 +199,9 @@ def build_feature_store(
         excluded_users=len(excluded),
         online_rows=online_rows,
     )
-    log.info("feature store built as of %s in %s", off.as_of.isoformat(), {k: round(v, 2) for k, v in seconds.items()})
+    log.info(
+        "feature store built as of %s in %s",
+        off.as_of.isoformat(),
+        {k: round(v, 2) for k, v in seconds.items()},
+    )
     return report

@@ -34,13 +34,23 @@ def _parse_as_of(value: str | None) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-STATE_OPT = typer.Option(None, "--state-dir", help="state directory (default: $SLOTCAST_STATE_DIR or ./.slotcast)")
+STATE_OPT = typer.Option(
+    None, "--state-dir", help="state directory (default: $SLOTCAST_STATE_DIR or ./.slotcast)"
+)
 
 
 def build(
-    data: Path = typer.Option(..., "--data", help="directory of canonical parquet tables (users, products, events ...)"),
-    as_of: str = typer.Option(None, "--as-of", help="compute features and segments as of this UTC date/time (default: after the last event)"),
-    segments: Path = typer.Option(None, "--segments", help="segment rules YAML (default: features/segments.yaml)"),
+    data: Path = typer.Option(
+        ..., "--data", help="directory of canonical parquet tables (users, products, events ...)"
+    ),
+    as_of: str = typer.Option(
+        None,
+        "--as-of",
+        help="compute features and segments as of this UTC date/time (default: after the last event)",
+    ),
+    segments: Path = typer.Option(
+        None, "--segments", help="segment rules YAML (default: features/segments.yaml)"
+    ),
     state_dir: Path = STATE_OPT,
 ) -> None:
     """Compute the offline feature tables, `feast apply` the definitions and materialize the online store."""
@@ -55,8 +65,14 @@ def build(
         raise FileNotFoundError(f"--data {data}: not a directory")
     settings = _settings(state_dir)
     total = len(STEP_NAMES) + 1 + len(VIEW_SPECS)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
         task = bar.add_task("features: offline tables", total=total)
 
         def progress(phase: str, step: str) -> None:
@@ -64,8 +80,12 @@ def build(
 
         # Feast prints its own materialization banners; keep the CLI output to our summary.
         with contextlib.redirect_stdout(io.StringIO()):
-            report = build_feature_store(data, settings, as_of=_parse_as_of(as_of), segments_file=segments, progress=progress)
-    console.print(f"[green]feature store built[/green] as of {report.as_of.isoformat()} in {settings.features_dir}")
+            report = build_feature_store(
+                data, settings, as_of=_parse_as_of(as_of), segments_file=segments, progress=progress
+            )
+    console.print(
+        f"[green]feature store built[/green] as of {report.as_of.isoformat()} in {settings.features_dir}"
+    )
     for name, rows in report.offline_rows.items():
         console.print(f"  offline {name:<14} {rows:>12,} rows")
     console.print(f"  views: {', '.join(report.views)}")
@@ -78,7 +98,9 @@ def build(
 
 def show(
     user: int = typer.Option(..., "--user", help="user id"),
-    product: list[int] = typer.Option(None, "--product", help="product id (repeatable); default: user features only"),
+    product: list[int] = typer.Option(
+        None, "--product", help="product id (repeatable); default: user features only"
+    ),
     stream: int = typer.Option(None, "--stream", help="stream id for live features"),
     service: str = typer.Option("ranker_v1", "--service", help="feature service"),
     state_dir: Path = STATE_OPT,
@@ -105,7 +127,9 @@ def show(
         table.add_column(str(col), justify="right")
     for feat in frame.columns:
         vals = frame[feat].tolist()
-        table.add_row(feat, *["-" if pd.isna(v) else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in vals])
+        table.add_row(
+            feat, *["-" if pd.isna(v) else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in vals]
+        )
     console.print(table)
 
 
@@ -116,18 +140,32 @@ def segments_show(state_dir: Path = STATE_OPT) -> None:
     from features.retrieval import FeastFeatureReader
 
     console = _console()
-    cols = ["segment", "recency_days", "frequency_90d", "monetary_90d", "avg_order_value", "watch_minutes_30d"]
+    cols = [
+        "segment",
+        "recency_days",
+        "frequency_90d",
+        "monetary_90d",
+        "avg_order_value",
+        "watch_minutes_30d",
+    ]
     df = FeastFeatureReader(_settings(state_dir)).latest_user_features(cols)
     summary = df.groupby("segment").agg(users=("segment", "size"), **{c: (c, "mean") for c in cols[1:]})
     summary = summary.sort_values("users", ascending=False)
     table = Table(title=f"segments ({len(df):,} users)")
-    short = {"recency_days": "recency", "frequency_90d": "freq 90d", "monetary_90d": "money 90d",
-             "avg_order_value": "AOV", "watch_minutes_30d": "watch min 30d"}
+    short = {
+        "recency_days": "recency",
+        "frequency_90d": "freq 90d",
+        "monetary_90d": "money 90d",
+        "avg_order_value": "AOV",
+        "watch_minutes_30d": "watch min 30d",
+    }
     for c in ["segment", "users", "share", *cols[1:]]:
         table.add_column(short.get(c, c), justify="left" if c == "segment" else "right", no_wrap=True)
     for seg, row in summary.iterrows():
         table.add_row(
-            str(seg), f"{int(row['users']):,}", f"{row['users'] / len(df):.1%}",
+            str(seg),
+            f"{int(row['users']):,}",
+            f"{row['users'] / len(df):.1%}",
             *["-" if row[c] != row[c] else f"{row[c]:.2f}" for c in cols[1:]],
         )
     console.print(table)
@@ -139,6 +177,8 @@ def register(app: typer.Typer) -> None:
     features_app.command("build")(build)
     features_app.command("show")(show)
     app.add_typer(features_app, name="features")
-    segments_app = typer.Typer(help="User segments (RFM + behaviour; rules in features/segments.yaml).", no_args_is_help=True)
+    segments_app = typer.Typer(
+        help="User segments (RFM + behaviour; rules in features/segments.yaml).", no_args_is_help=True
+    )
     segments_app.command("show")(segments_show)
     app.add_typer(segments_app, name="segments")

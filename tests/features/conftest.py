@@ -36,8 +36,12 @@ def sqlite_store(tmp_path_factory: pytest.TempPathFactory, world_dir: Path) -> F
 
 
 @pytest.fixture(scope="session")
-def redis_store(tmp_path_factory: pytest.TempPathFactory, world_dir: Path, redis_server: str) -> FeatureSettings:
-    return _build(tmp_path_factory.mktemp("state-redis"), world_dir, online_store="redis", redis_url=redis_server)
+def redis_store(
+    tmp_path_factory: pytest.TempPathFactory, world_dir: Path, redis_server: str
+) -> FeatureSettings:
+    return _build(
+        tmp_path_factory.mktemp("state-redis"), world_dir, online_store="redis", redis_url=redis_server
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.integration)])

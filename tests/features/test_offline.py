@@ -119,7 +119,9 @@ def test_missing_events_table_names_the_file(tmp_path: Path) -> None:
 def test_segment_rules_errors_name_file_and_rule(tmp_path: Path) -> None:
     bad = tmp_path / "seg.yaml"
     bad.write_text("rules:\n  - name: vip\n    when: {monetary_365d: '> 5'}\n")
-    with pytest.raises(SegmentConfigError, match=r"seg.yaml: rule 1 \(vip\): unknown feature 'monetary_365d'"):
+    with pytest.raises(
+        SegmentConfigError, match=r"seg.yaml: rule 1 \(vip\): unknown feature 'monetary_365d'"
+    ):
         load_segment_rules(bad)
     bad.write_text("rules:\n  - name: vip\n    when: {monetary_90d: 'lots'}\n")
     with pytest.raises(SegmentConfigError, match="condition 'lots'"):

@@ -44,7 +44,9 @@ def test_segment_lookup(built_store: FeatureSettings) -> None:
 
 
 def test_a_pushed_live_event_is_visible_within_the_same_second(built_store: FeatureSettings) -> None:
-    reader = FeastFeatureReader(built_store)
+    from features.online_fast import FastOnlineReader
+
+    reader = FastOnlineReader(built_store)  # serving's reader
     before = reader.online(3, [12], stream_id=100).loc[12, "live_clicks"]
     t0 = time.monotonic()
     n = ingest_live_events(
@@ -64,6 +66,11 @@ def test_a_pushed_live_event_is_visible_within_the_same_second(built_store: Feat
     assert elapsed < 1.0, f"push + lookup took {elapsed:.2f} s"
     ingest_live_events(reader, [{"user_id": 3, "stream_id": 100, "type": "add_to_cart"}])
     assert reader.online(3, [12], stream_id=100).loc[12, "live_carts"] >= 1  # totals accumulate
+    # Feast's own lookup sees the same totals
+    assert (
+        FeastFeatureReader(built_store).online(3, [12], stream_id=100).loc[12, "live_clicks"]
+        == after["live_clicks"]
+    )
 
 
 def test_deleting_a_user_removes_their_online_rows(built_store: FeatureSettings) -> None:
@@ -73,11 +80,18 @@ def test_deleting_a_user_removes_their_online_rows(built_store: FeatureSettings)
     removed = delete_user_online(reader.store, 4)
     assert removed >= 4  # rfm/engagement/segment, category, product history, live session
     gone = reader.online(4, [11], stream_id=100).loc[11]
-    assert np.isnan(gone["monetary_90d"]) and np.isnan(gone["live_clicks"]) and np.isnan(gone["repurchase_due_ratio"])
+    assert (
+        np.isnan(gone["monetary_90d"])
+        and np.isnan(gone["live_clicks"])
+        and np.isnan(gone["repurchase_due_ratio"])
+    )
     assert reader.online(1, [10]).loc[10, "monetary_90d"] == 60.0  # others untouched
     ledger = DeletionLedger(built_store.state_dir)
     ledger.add(4)
-    assert ingest_live_events(reader, [{"user_id": 4, "stream_id": 100, "type": "product_click"}], ledger=ledger) == 0
+    assert (
+        ingest_live_events(reader, [{"user_id": 4, "stream_id": 100, "type": "product_click"}], ledger=ledger)
+        == 0
+    )
 
 
 def test_the_fast_path_returns_what_feast_returns(built_store: FeatureSettings) -> None:

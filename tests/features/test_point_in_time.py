@@ -25,8 +25,15 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> FeatureSettings:
     data = build_world(root / "data")
     events = read_table(data, "events")
     plant = {
-        "event_id": [999], "ts": [day(25, 13)], "user_id": [1], "type": ["purchase"], "product_id": [12],
-        "stream_id": [None], "community_id": [None], "watch_seconds": [None], "amount": [1000.0],
+        "event_id": [999],
+        "ts": [day(25, 13)],
+        "user_id": [1],
+        "type": ["purchase"],
+        "product_id": [12],
+        "stream_id": [None],
+        "community_id": [None],
+        "watch_seconds": [None],
+        "amount": [1000.0],
     }
     write_table(data, "events", pa.concat_tables([events, pa.table(plant, schema=events.schema)]))
     settings = FeatureSettings(state_dir=root / "state")
@@ -49,7 +56,13 @@ def test_no_feature_for_a_label_sees_a_later_event(planted: FeatureSettings) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = reader.historical(entity)
-    assert list(out.columns) == ["user_id", "product_id", "stream_id", "event_timestamp", *feature_names("ranker_v1")]
+    assert list(out.columns) == [
+        "user_id",
+        "product_id",
+        "stream_id",
+        "event_timestamp",
+        *feature_names("ranker_v1"),
+    ]
     assert len(out) == 3 and list(out["product_id"]) == [12, 12, 10]  # input order kept, no row lost
     at_label, later, at_purchase = out.iloc[0], out.iloc[1], out.iloc[2]
     # Before the planted purchase: only the purchases of days 10 and 20 count.
@@ -68,15 +81,24 @@ def test_historical_and_online_agree_at_the_last_snapshot(planted: FeatureSettin
     # Two rows with the same user and timestamp: Feast's file store collapses such rows unless each
     # view is joined on its own keys (features.retrieval._join_view); this caught that.
     reader = FeastFeatureReader(planted)
-    entity = pd.DataFrame({"user_id": [2, 2], "product_id": [11, 10], "stream_id": [100, 100],
-                           "event_timestamp": [day(31, 0), day(31, 0)]})
+    entity = pd.DataFrame(
+        {
+            "user_id": [2, 2],
+            "product_id": [11, 10],
+            "stream_id": [100, 100],
+            "event_timestamp": [day(31, 0), day(31, 0)],
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hist = reader.historical(entity).set_index("product_id")[feature_names("ranker_v1")]
     online = reader.online(2, [11, 10], stream_id=100)
     time_dependent = ["repurchase_due_ratio"]  # uses the request time: label time vs now
     pd.testing.assert_frame_equal(
-        hist.drop(columns=time_dependent), online.drop(columns=time_dependent), check_names=False, check_dtype=False
+        hist.drop(columns=time_dependent),
+        online.drop(columns=time_dependent),
+        check_names=False,
+        check_dtype=False,
     )
 
 
