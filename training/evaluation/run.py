@@ -25,7 +25,7 @@ from training.evaluation.ope import (
     evaluate_policies,
     on_policy_value,
 )
-from training.evaluation.policies import Policy, rank
+from training.evaluation.policies import Policy, RankerPolicy, rank
 from training.evaluation.replay import replay, time_split
 from training.evaluation.report import calibration_table
 
@@ -75,6 +75,37 @@ def empirical_reward_model(lr: LoggedRequests, prior_strength: float = 20.0) -> 
         return np.clip(base * (slot_mult[s] if slot_mult.size else 1.0) * mult, 0.0, 1.0)
 
     return "empirical item x slot rate", q
+
+
+def ranker_reward_model(policy: RankerPolicy, label: str = "ranker p_convert") -> RewardModelFactory:
+    """DR's q from a ranker: p_convert(user, product) x a per-slot factor fitted on the log.
+
+    p_convert is learned per candidate without the position, so the position effect comes from the
+    log; a mis-scaled q costs DR variance, never bias, while the propensities are right.
+    """
+
+    def factory(lr: LoggedRequests) -> tuple[str, RewardModel]:
+        users = lr.requests["user_id"].to_numpy(np.int64)
+
+        def p_convert(req: np.ndarray, item: np.ndarray) -> np.ndarray:
+            u, item = users[req], np.asarray(item, np.int64)
+            raw = np.asarray(policy.als_policy.als.score(u, item), dtype=np.float64)
+            X = policy.features(u, item, raw, np.full(u.size, np.nan))
+            return np.asarray(policy.ranker.predict(X[policy.ranker.feature_names]), dtype=np.float64)
+
+        # Slot effect = observed / predicted reward per slot on the log: dividing by the prediction
+        # removes the better-products-on-top confound that raw per-slot rates carry.
+        lg = lr.log
+        pred = np.bincount(lg.slot, weights=p_convert(lg.request, lg.item))
+        obs = np.bincount(lg.slot, weights=lg.reward)
+        mult = np.where(pred > 0, obs / np.where(pred > 0, pred, 1.0), 1.0)
+
+        def q(req: np.ndarray, item: np.ndarray, slot: np.ndarray) -> np.ndarray:
+            return np.clip(p_convert(req, item) * mult[np.clip(slot, 0, mult.size - 1)], 0.0, 1.0)
+
+        return label, q
+
+    return factory
 
 
 def _ope_block(
