@@ -1,7 +1,8 @@
 """The end-to-end pipeline's steps, bound to the functions the CLI commands use.
 
-data -> validate -> features -> train (ALS + ranker, registered as challenger) -> evaluate ->
-promote (the gate: champion only if the challenger is better, or the first one).
+data -> validate -> features -> train (ALS + ranker, registered as challenger) -> promote (the
+gate: champion only if the challenger beats it on the held-out split, or the first one) ->
+evaluate (replay + off-policy report comparing champion and challenger, logged to MLflow).
 
 Each step reads only its own config section and its upstream steps' digests (pipelines.runner),
 so changing, say, ``train`` reruns train, evaluate and promote but not the feature build.
@@ -150,40 +151,17 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
                    "champion before": rep.champion_version or "-", "reason": r.reason}  # fmt: skip
         return StepResult({}, figures)
 
+    # fmt: off
     return [
         Step("data", data, (), ("data",), description="simulate a world or import a log"),
-        Step(
-            "validate", validate, ("data",), ("validate",), description="validate rows, quarantine bad ones"
-        ),
-        Step(
-            "features",
-            features,
-            ("validate",),
-            ("features",),
-            description="offline features, feast apply, materialize",
-        ),
-        Step(
-            "train",
-            train,
-            ("validate", "features"),
-            ("train",),
-            description="ALS + LightGBM ranker, register challenger",
-        ),
-        Step(
-            "evaluate",
-            evaluate,
-            ("validate", "train"),
-            ("evaluate",),
-            description="replay + off-policy report",
-        ),
-        Step(
-            "promote",
-            promote,
-            ("validate", "train"),
-            ("promote",),
-            description="gate the challenger into champion",
-        ),
+        Step("validate", validate, ("data",), ("validate",), description="validate rows, quarantine bad ones"),
+        Step("features", features, ("validate",), ("features",), description="offline features, feast apply, materialize"),
+        Step("train", train, ("validate", "features"), ("train",), description="ALS + LightGBM ranker, register challenger"),
+        Step("promote", promote, ("validate", "train"), ("promote",), description="gate the challenger into champion"),
+        Step("evaluate", evaluate, ("validate", "train", "promote"), ("evaluate",),
+             description="replay + off-policy report: champion vs challenger"),
     ]
+    # fmt: on
 
 
 def _validation_figures(rep: Any) -> dict[str, Any]:
@@ -196,16 +174,18 @@ def _validation_figures(rep: Any) -> dict[str, Any]:
 
 
 def _evaluation_figures(metrics_json: Path) -> dict[str, Any]:
+    """Replay nDCG per policy and the carousel SNIPS estimate per policy, from the report's metrics.json."""
     if not metrics_json.exists():
         return {}
     result = json.loads(metrics_json.read_text())
     figures: dict[str, Any] = {}
-    for name, row in (result.get("replay", {}).get("overall") or {}).items():
-        ndcg = (
-            next((v for k, v in row.items() if k.startswith("ndcg")), None) if isinstance(row, dict) else None
-        )
-        if isinstance(ndcg, dict):
-            ndcg = ndcg.get("mean")
+    for row in result.get("replay") or []:
+        ndcg = (row.get("means") or {}).get("ndcg")
         if isinstance(ndcg, (int, float)):
-            figures[f"replay nDCG {name}"] = round(float(ndcg), 4)
+            figures[f"replay nDCG@{row.get('k')} {row.get('policy')}"] = round(float(ndcg), 4)
+    estimates = ((result.get("ope") or {}).get("carousel") or {}).get("estimates") or {}
+    for policy, by_estimator in estimates.items():
+        snips = by_estimator.get("snips") or by_estimator.get("on_policy")
+        if snips and isinstance(snips.get("value"), (int, float)):
+            figures[f"carousel value {policy}"] = round(float(snips["value"]), 5)
     return figures

@@ -48,7 +48,7 @@ def _run(config: Path | None, from_step: str | None, until: str | None) -> list:
 
 def register(app: typer.Typer) -> None:
     """Add the `pipeline` group."""
-    group = typer.Typer(help="The end-to-end pipeline: data -> validate -> features -> train -> evaluate -> promote.",
+    group = typer.Typer(help="The end-to-end pipeline: data -> validate -> features -> train -> promote -> evaluate.",
                         no_args_is_help=True)  # fmt: skip
 
     @group.command("run")
