@@ -79,6 +79,10 @@ def _feature_fn(bundle: Any, settings: Any, as_of: Any) -> Any:
     """The ranker's feature lookup (the Feast store built by `slotcast features build`)."""
     if bundle.ranker is None:
         raise PolicyUnavailable("the bundle has no ranker")
+    from training.evaluation.ranker_features import CONTEXT_FEATURES, context_feature_fn
+
+    if set(bundle.ranker.feature_names) <= set(CONTEXT_FEATURES):
+        return context_feature_fn()  # trained without the feature store: nothing to look up
     try:
         from features.retrieval import FeastFeatureReader
         from features.settings import FeatureSettings
@@ -218,6 +222,9 @@ def register(app: typer.Typer) -> None:
                 msg = f"policy {name!r} skipped: {exc}"
                 notes.append(msg)
                 err.print(f"[yellow]{msg}[/yellow]")
+        if any(n in specs for n in ("als", "als+ranker", "champion", "challenger")):
+            notes.append("replay of registered bundles is optimistic when they were trained on data that covers "
+                         "the held-out window (a user 'new' here may be known to the model)")  # fmt: skip
         if not specs:
             raise typer.BadParameter(
                 "none of the requested policies can be evaluated here", param_hint="--policies"
@@ -233,7 +240,9 @@ def register(app: typer.Typer) -> None:
         cfg = EvalConfig(k=k, test_fraction=test_fraction, reward=reward, max_weight=max_weight, n_boot=n_boot,
                          seed=seed, max_users=max_users)  # fmt: skip
         with console.status("evaluating") as status:
+            reward_policy = next((n for n in ("champion", "als+ranker", "challenger") if n in specs), None)
             result = evaluate(tables, specs, cfg, comparisons=comparisons, truth=truth_fn, notes=notes,
+                              reward_policy=reward_policy,
                               progress=lambda msg: status.update(msg))  # fmt: skip
             status.update("writing the report")
             paths = write_report(result, out)

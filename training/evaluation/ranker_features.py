@@ -42,3 +42,18 @@ def historical_feature_fn(reader: Any, service: str, as_of: pd.Timestamp, chunk:
         return out
 
     return fn
+
+
+CONTEXT_FEATURES = ("als_score", "als_rank", "on_air", "slot")  # training.dataset adds these to every row
+
+
+def context_feature_fn() -> FeatureFn:
+    """For a ranker trained on context features only (``slotcast train --no-features``): no store needed."""
+
+    def fn(
+        users: np.ndarray, products: np.ndarray, als_score: np.ndarray, als_rank: np.ndarray
+    ) -> pd.DataFrame:
+        return pd.DataFrame({"als_score": als_score, "als_rank": als_rank, "on_air": True, "slot": np.nan},
+                            index=pd.RangeIndex(len(users)))  # fmt: skip
+
+    return fn

@@ -173,6 +173,7 @@ def evaluate(
     *,
     comparisons: Sequence[tuple[str, str]] = (),
     reward_model: RewardModelFactory | None = None,
+    reward_policy: str | None = None,
     truth: Truth | None = None,
     notes: Sequence[str] = (),
     progress: Callable[[str], None] | None = None,
@@ -181,7 +182,9 @@ def evaluate(
 
     ``tables`` holds canonical tables as pandas frames (events required; impressions, pushes,
     stream_products, products optional). Logged carousels and pushes are restricted to the held-out
-    window so that no policy is scored on decisions made over data it was fitted on.
+    window so that no policy is scored on decisions made over data it was fitted on. DR's reward
+    model: ``reward_model``, else the ranker of policy ``reward_policy`` when it has one, else the
+    log's empirical product x slot rates.
     """
     cfg = cfg or EvalConfig()
     say = progress or (lambda _msg: None)
@@ -216,6 +219,10 @@ def evaluate(
         "notes": list(notes),
     }
     rm = reward_model or empirical_reward_model
+    ranker_policy = built.get(reward_policy) if reward_policy is not None else None
+    if reward_model is None and isinstance(ranker_policy, RankerPolicy):
+        # DR's q is that policy's ranker (the champion's, as the issue asks), else the log's own rates
+        rm = ranker_reward_model(ranker_policy, f"{reward_policy} ranker p_convert")
     for kind in ("carousel", "push"):
         source = tables.get("impressions" if kind == "carousel" else "pushes")
         if source is None or source.empty:
