@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 
@@ -21,30 +20,6 @@ class LogFormatName(StrEnum):
     taobao = "taobao"
     retailrocket = "retailrocket"
     yoochoose = "yoochoose"
-
-
-class _CliError(Exception):
-    """An error whose message is already escaped for rich, which the CLI prints as markup."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-@contextlib.contextmanager
-def _markup_safe_errors() -> Iterator[None]:
-    """Messages quote file content (headers, lines): escape it so that '[/x]' cannot break the printout."""
-    from rich.markup import escape
-
-    try:
-        yield
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        code = getattr(exc, "exit_code", None)
-        if not isinstance(code, int):
-            if isinstance(exc, RuntimeError):
-                raise
-            code = 2  # the CLI's code for bad input
-        raise _CliError(escape(str(exc)), code) from exc
 
 
 def register(app: typer.Typer) -> None:
@@ -110,14 +85,13 @@ def import_command(
     from pipelines.importers.settings import ImportSettings
 
     settings = ImportSettings()
-    with _markup_safe_errors():
-        fmt = get_format(format.value)
-        files = fmt.find_files(input)
+    fmt = get_format(format.value)
+    files = fmt.find_files(input)
     lower = _parse_day(min_ts, "--min-ts") or fmt.min_ts
     share = settings.max_quarantine_share if max_quarantine_share is None else max_quarantine_share
     target = out if out is not None else settings.data_dir
     console = Console(stderr=True)
-    with _markup_safe_errors(), _bytes_progress(console, files, enabled=progress) as advance:
+    with _bytes_progress(console, files, enabled=progress) as advance:
         report = import_logs(
             fmt,
             input,
@@ -129,14 +103,12 @@ def import_command(
             on_progress=advance,
         )
     _print_import(report)
-    # An error with exit_code (not typer.Exit, whose code the CLI's non-standalone main would drop).
-    with _markup_safe_errors():
-        report.raise_for_threshold()
+    # Errors carry exit_code (1 here, 2 for bad input); the CLI's main prints them, escaped for rich.
+    report.raise_for_threshold()
 
 
 def _bytes_progress(console, files: list[Path], enabled: bool):  # type: ignore[no-untyped-def]
     """A rich bar over the input's bytes (no total for compressed input, whose size says little)."""
-    import contextlib
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -218,7 +190,7 @@ def validate_command(
     target = data if data is not None else settings.data_dir
     lower = _parse_day(min_ts, "--min-ts")
     rules = ValidationRules(min_ts=lower) if lower else ValidationRules()
-    with _markup_safe_errors(), Console(stderr=True).status("validating") as status:
+    with Console(stderr=True).status("validating") as status:
         report = validate_dir(
             target, share, rules=rules, write=not dry_run, on_table=lambda t: status.update(f"validating {t}")
         )
@@ -246,8 +218,7 @@ def validate_command(
     if dry_run:
         console.print("dry run: nothing rewritten")
     if not report.ok:
-        with _markup_safe_errors():
-            raise QuarantineThresholdError(
-                f"quarantined share above {share:.2%} in {', '.join(report.over_threshold)}; "
-                f"the tables were left unchanged; rejected rows: {report.quarantine_path or '(dry run: not written)'}"
-            )
+        raise QuarantineThresholdError(
+            f"quarantined share above {share:.2%} in {', '.join(report.over_threshold)}; "
+            f"the tables were left unchanged; rejected rows: {report.quarantine_path or '(dry run: not written)'}"
+        )
