@@ -222,25 +222,30 @@ def _derived_tables(tmp: Path) -> dict[str, pa.Table]:
     """users and products from the written events (first seen) and product attributes (first given)."""
     import duckdb
 
-    events, attrs = table_path(tmp, "events"), tmp / _ATTRS_FILE
+    def lit(
+        path: Path,
+    ) -> str:  # a path as an SQL string literal (a quote in a folder name must not break it)
+        return "'" + str(path).replace("'", "''") + "'"
+
+    events, attrs = lit(table_path(tmp, "events")), lit(tmp / _ATTRS_FILE)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET threads = 2")
-        con.execute(f"SET temp_directory = '{tmp / '_duckdb'}'")
+        con.execute(f"SET temp_directory = {lit(tmp / '_duckdb')}")
         users = con.sql(
-            f"SELECT user_id, min(ts) AS signup_ts FROM read_parquet('{events}') GROUP BY user_id ORDER BY user_id"
+            f"SELECT user_id, min(ts) AS signup_ts FROM read_parquet({events}) GROUP BY user_id ORDER BY user_id"
         ).to_arrow_table()
         products = con.sql(
             f"""
             WITH seen AS (
-                SELECT product_id, min(ts) AS launch_ts FROM read_parquet('{events}')
+                SELECT product_id, min(ts) AS launch_ts FROM read_parquet({events})
                 WHERE product_id IS NOT NULL GROUP BY product_id),
             given AS (
                 SELECT product_id,
                        arg_min(category, seq) FILTER (WHERE category IS NOT NULL) AS category,
                        arg_min(price, seq) FILTER (WHERE price IS NOT NULL) AS price
-                FROM read_parquet('{attrs}') GROUP BY product_id)
+                FROM read_parquet({attrs}) GROUP BY product_id)
             SELECT seen.product_id, given.category, given.price, seen.launch_ts
             FROM seen LEFT JOIN given USING (product_id) ORDER BY seen.product_id
             """
