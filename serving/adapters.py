@@ -112,6 +112,11 @@ class FeastFeatureSource:
             log.warning("online store did not answer: %s: %s", type(exc).__name__, exc)
             return False
 
+    def user_features(self, user_id: int) -> dict[str, Any]:
+        """The user's latest feature snapshot (what the store holds about them)."""
+        df = self.reader.latest_user_features(user_ids=[int(user_id)])
+        return {} if df.empty else {k: v for k, v in df.iloc[0].to_dict().items() if v == v}
+
     def delete_user(self, user_id: int) -> None:
         from features.privacy import delete_user_online
 

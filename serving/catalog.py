@@ -118,6 +118,8 @@ class Catalog:
         pushes = ev[ev["type"] == "push_sent"]
         self._push_users = pushes["user_id"].to_numpy(np.int64)
         self._push_ts = pushes["ts_us"].to_numpy(np.int64)
+        # The built-in activity rule's descriptions; segments given by the feature store carry their own names.
+        self.segment_descriptions: dict[str, str] = dict(SEGMENT_RULES) if segments is None else {}
         if segments is None:
             n_buys = buys.groupby("user_id").size()
             active = set(ev["user_id"].unique().tolist())
@@ -223,19 +225,16 @@ class Catalog:
             {
                 "segment": s,
                 "users": int(len(self.segment_members.get(s, ()))),
-                "description": SEGMENT_RULES.get(s, s),
+                "description": self.segment_descriptions.get(s, s),
             }
-            for s in sorted(set(self.segment_members) | set(SEGMENT_RULES))
+            for s in sorted(set(self.segment_members) | set(self.segment_descriptions))
         ]
 
     def audience(self, segment: str | None, community_id: int | None) -> np.ndarray | None:
         if community_id is not None:
             return self.communities.get(community_id)
-        return (
-            self.segment_members.get(str(segment), np.empty(0, np.int64))
-            if segment in self.segment_members or segment in SEGMENT_RULES
-            else None
-        )
+        known = segment in self.segment_members or segment in self.segment_descriptions
+        return self.segment_members.get(str(segment), np.empty(0, np.int64)) if known else None
 
     def marketing_consent(self, user_ids: np.ndarray) -> np.ndarray:
         r = self._user_rows(np.asarray(user_ids, np.int64))

@@ -306,12 +306,10 @@ class SlotcastApp:
             for pid, ts in sorted(cat.last_purchase.get(user_id, {}).items(), key=lambda kv: -kv[1])[:50]
         ]
         feats: dict[str, Any] = {}
-        pair = self._models
-        if pair is not None and known:
+        lookup = getattr(self.features, "user_features", None)
+        if lookup is not None and known:
             try:
-                df = self.features.online(user_id, [], None, pair[0].feature_service)
-                if len(df):
-                    feats = {k: v for k, v in df.iloc[0].to_dict().items() if v == v}
+                feats = {k: (v.item() if hasattr(v, "item") else v) for k, v in lookup(user_id).items()}
             except Exception as exc:  # noqa: BLE001 - shown as unavailable, not an error
                 feats = {"unavailable": type(exc).__name__}
         return UserData(
