@@ -135,6 +135,18 @@ class Slotcast:
         self.app.check_token(authorization)
         return self.app.reload()
 
+    @web.get("/status")
+    def status(self) -> dict[str, Any]:
+        """Why /readyz says what it says (BentoML's /readyz has no room for a reason)."""
+        ok, why = self.app.ready()
+        pair = self.app._models
+        return {
+            "ready": ok,
+            "reason": why,
+            "model_version": pair[0].version if pair else None,
+            "challenger_version": pair[1].version if pair and pair[1] else None,
+        }
+
     @web.get("/segments", response_model=list[SegmentInfo])
     def segments(self) -> list[SegmentInfo]:
         return self.app.segments()

@@ -125,4 +125,6 @@ def test_reload_swaps_the_model(client: TestClient) -> None:
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+    status = client.get("/status").json()
+    assert status["ready"] and status["reason"] == "ready" and status["model_version"].startswith("demo-")
     assert client.post("/noop", json={"x": 3}).json() == {"x": 3}
