@@ -15,7 +15,8 @@ Callers that parse files themselves (the importers) may add three carry columns 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def _quarantine_rows(
 def validate_table(
     name: str,
     table: pa.Table,
-    refs: Mapping[str, pa.Array | None] | None = None,
+    refs: Mapping[str, pa.Array | AbstractSet[int] | None] | None = None,
     *,
     rules: ValidationRules | None = None,
     source: str | None = None,
@@ -220,11 +221,21 @@ def validate(
 
 
 def validate_events(
-    table: pa.Table, known_products: pa.Array | None = None, *, rules: ValidationRules | None = None
+    table: pa.Table,
+    known_products: pa.Array | AbstractSet[int] | Iterable[int] | None = None,
+    *,
+    rules: ValidationRules | None = None,
 ) -> ValidationResult:
-    """Validate event rows (for example a single ``POST /events`` row); products are checked only if given."""
-    refs = {"product_id": pa.array(known_products, pa.int64()) if known_products is not None else None}
-    return validate_table("events", table, refs, rules=rules)
+    """Validate event rows (for example a single ``POST /events`` row); products are checked only if given.
+
+    For single rows pass ``known_products`` as a set built once: the check is then a set lookup.
+    """
+    known: pa.Array | AbstractSet[int] | None
+    if known_products is None or isinstance(known_products, (pa.Array, pa.ChunkedArray, AbstractSet)):
+        known = known_products  # type: ignore[assignment]
+    else:
+        known = pa.array(list(known_products), pa.int64())
+    return validate_table("events", table, {"product_id": known}, rules=rules)
 
 
 @dataclass

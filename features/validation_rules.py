@@ -9,7 +9,8 @@ caller keeps the first reason per row. Reasons name the column so that a person 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -199,17 +200,30 @@ def rule_masks(
         yield pc.or_(pc.less_equal(p, 0.0), pc.greater(p, 1.0)), "propensity outside (0, 1]"
 
 
+# Below this many rows, a Python set lookup beats building pyarrow's hash table of the known ids.
+_SMALL = 64
+
+
 def reference_masks(
-    table: str, cols: dict[str, pa.Array], refs: dict[str, pa.Array | None]
+    table: str, cols: dict[str, pa.Array], refs: Mapping[str, pa.Array | AbstractSet[int] | None]
 ) -> Iterator[tuple[pa.Array, str]]:
-    """Yield (mask, reason) for ids that name no known row; a reference set of None is not checked."""
+    """Yield (mask, reason) for ids that name no known row; a reference set of None is not checked.
+
+    Known ids may be a pyarrow array (bulk loads) or a Python set (serving's single rows, where
+    the set is built once and reused across requests).
+    """
     for col, _target in REFERENCES.get(table, {}).items():
         known = refs.get(col)
         if known is None:
             continue
-        if isinstance(known, pa.ChunkedArray):
-            known = known.combine_chunks()
         values = cols[col]
+        if isinstance(known, AbstractSet) and len(values) <= _SMALL:
+            yield pa.array([v is not None and v not in known for v in values.to_pylist()]), f"unknown {col}"
+            continue
+        if isinstance(known, AbstractSet):
+            known = pa.array(sorted(known), pa.int64())
+        elif isinstance(known, pa.ChunkedArray):
+            known = known.combine_chunks()
         yield pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known))), f"unknown {col}"
 
 

@@ -196,3 +196,25 @@ def test_validate_events_for_a_single_served_row() -> None:
     assert res.accepted.num_rows == 0
     assert res.quarantined.column("reason").to_pylist() == ["unknown product_id"]
     assert validate_events(row, rules=RULES).accepted.num_rows == 1
+
+
+def test_known_ids_as_a_python_set_agree_with_an_arrow_array() -> None:
+    n = 100  # above the small-input cut-off, so both the set path and the arrow path run
+    t = pa.table(
+        {
+            "event_id": range(n),
+            "ts": [T0] * n,
+            "user_id": [1] * n,
+            "type": ["purchase"] * n,
+            "product_id": range(n),
+        }
+    )
+    known = set(range(0, n, 3))
+    for rows in (t.slice(0, 10), t):
+        by_set = validate_events(rows, known_products=known, rules=RULES)
+        by_array = validate_events(rows, known_products=pa.array(sorted(known)), rules=RULES)
+        by_list = validate_events(rows, known_products=sorted(known), rules=RULES)
+        assert by_set.accepted.column("product_id").to_pylist() == [
+            p for p in range(rows.num_rows) if p % 3 == 0
+        ]
+        assert by_set.accepted.equals(by_array.accepted) and by_set.accepted.equals(by_list.accepted)
