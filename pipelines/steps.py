@@ -76,7 +76,9 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
             if not imp:
                 raise StepFailed("data.source is 'import' but the data.import section is missing")
             say(f"importing {imp['format']} from {imp['input']}")
-            rep = import_logs(get_format(imp["format"]), imp["input"], out, overwrite=True)
+            share = cfg["validate"]["max_quarantine_share"]
+            rep = import_logs(get_format(imp["format"]), imp["input"], out, overwrite=True, max_quarantine_share=share)
+            rep.raise_for_threshold()
             return StepResult(
                 {"data": str(out)}, {"import": str(rep.out_dir)}, digest=file_digest([Path(imp["input"])])
             )
@@ -153,7 +155,7 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
 
     # fmt: off
     return [
-        Step("data", data, (), ("data",), description="simulate a world or import a log"),
+        Step("data", data, (), ("data", "validate"), description="simulate a world or import a log"),
         Step("validate", validate, ("data",), ("validate",), description="validate rows, quarantine bad ones"),
         Step("features", features, ("validate",), ("features",), description="offline features, feast apply, materialize"),
         Step("train", train, ("validate", "features"), ("train",), description="ALS + LightGBM ranker, register challenger"),
