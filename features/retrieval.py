@@ -236,10 +236,15 @@ class FeastFeatureReader:
             where = ""
             if user_ids is not None:
                 con.register("wanted", pd.DataFrame({"user_id": np.asarray(user_ids, dtype="int64")}))
-                where = "WHERE user_id IN (SELECT user_id FROM wanted)"
-            select = ", ".join(f'arg_max("{c}", event_timestamp) AS "{c}"' for c in cols)
+                where = "AND user_id IN (SELECT user_id FROM wanted)"
+            # Every user has a row in the build's last snapshot (features.offline_sql USER_GRID), so
+            # one filter on the timestamp replaces an arg-max over the whole history.
+            select = ", ".join(f'"{c}"' for c in cols)
+            src = f"read_parquet('{path}')"
             df = con.execute(
-                f"SELECT user_id, {select} FROM read_parquet('{path}') {where} GROUP BY user_id ORDER BY user_id"
+                f"SELECT user_id, {select} FROM {src} "
+                f"WHERE event_timestamp = (SELECT max(event_timestamp) FROM {src}) "
+                f"{where} ORDER BY user_id"
             ).df()
         finally:
             con.close()
