@@ -78,6 +78,7 @@ def compute_offline_features(
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")  # the CLI draws its own
     try:
         events = read_table(
             data_dir,

@@ -102,6 +102,7 @@ def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: date
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         return con.execute(
             f"SELECT {cols} FROM read_parquet('{path}') "
             "WHERE event_timestamp > greatest(TIMESTAMPTZ '1970-01-02 00:00:00+00', ?) AND event_timestamp <= ? "
