@@ -156,6 +156,22 @@ def _truth(data: Path, reward: str) -> Any:
     return truth
 
 
+def _service_impressions(state_dir: Path, events: Any) -> Any:
+    """The service's carousel impression log as an impressions table (clicks / purchases from events)."""
+    from serving.impressions import read_impressions
+    from training.evaluation.logs import impressions_from_service
+
+    directory = Path(state_dir) / "serving" / "impressions"
+    if not directory.is_dir():
+        raise typer.BadParameter(
+            f"no impression log at {directory} (the service writes it)", param_hint="--service-log"
+        )
+    table = impressions_from_service(read_impressions(directory), events)
+    if table.empty:
+        raise typer.BadParameter(f"{directory} holds no carousel impressions", param_hint="--service-log")
+    return table
+
+
 def register(app: typer.Typer) -> None:
     """Add `slotcast evaluate` to the main app."""
 
@@ -175,6 +191,9 @@ def register(app: typer.Typer) -> None:
         truth: bool = typer.Option(True, "--truth/--no-truth", help="report simulator true values when DATA/truth exists"),
         mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the report as an MLflow evaluation run"),
         seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+        service_log: bool = typer.Option(False, "--service-log/--table-log",
+                                         help="carousels from the service's impression log ($SLOTCAST_STATE_DIR/serving/"
+                                              "impressions, rewards joined from DATA's events) instead of DATA's impressions table"),
     ) -> None:  # fmt: skip
         """Evaluate policies offline: replay metrics on held-out time, IPS/SNIPS/DR on the logged carousels
         and pushes, champion vs challenger with a verdict; writes an HTML report + metrics.json."""
@@ -206,6 +225,8 @@ def register(app: typer.Typer) -> None:
         tables = read_tables(data)
         if tables["events"].empty:
             raise typer.BadParameter(f"{data}/events.parquet holds no events", param_hint="--data")
+        if service_log:
+            tables["impressions"] = _service_impressions(settings.state_dir, tables["events"])
         from training.evaluation.policies import PopularPolicy
         from training.evaluation.replay import time_split
 
