@@ -138,7 +138,9 @@ def test_dr_with_a_ranker_as_reward_model(world: SlateWorld) -> None:
 
     class Als:
         def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-            return world.affinity(np.broadcast_to(users, np.broadcast_shapes(np.shape(users), np.shape(items))), items)
+            return world.affinity(
+                np.broadcast_to(users, np.broadcast_shapes(np.shape(users), np.shape(items))), items
+            )
 
     class Ranker:
         feature_names = ["user", "product"]
