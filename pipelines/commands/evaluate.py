@@ -149,7 +149,10 @@ def _truth(data: Path, reward: str) -> Any:
         elif reward == "clicked":
             out[filled] = world.click_prob(u, slates[filled], slots)
         else:
-            streams = np.broadcast_to(requests["stream_id"].to_numpy(np.int64)[:, None], slates.shape)[filled]
+            sid = requests["stream_id"]
+            streams = None  # a stream-less carousel gets the average host (TrueWorld's default)
+            if sid.notna().all():
+                streams = np.broadcast_to(sid.to_numpy(np.int64)[:, None], slates.shape)[filled]
             out[filled] = world.purchase_prob(u, slates[filled], slots, streams)
         return out.sum(axis=1)
 

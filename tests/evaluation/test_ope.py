@@ -164,3 +164,15 @@ def test_dr_with_a_ranker_as_reward_model(world: SlateWorld) -> None:
     # the slot factor fitted on the log recovers the examination curve (p_convert is slot 0's)
     exact = evaluate_policy(log, target, world.reward_model(users), n_boot=200)["dr"].value
     assert abs(est["dr"].value - exact) < 0.02
+
+
+def test_propensity_clipping_caps_the_weights(world: SlateWorld) -> None:
+    log, users, streams = world.log(2_000, seed=7)
+    target = world.target(world.anti_scores, users, streams)  # mostly matched by exploration: big weights
+    free = evaluate_policy(log, target, max_weight=None, n_boot=100)["ips"]
+    capped = evaluate_policy(log, target, max_weight=2.0, n_boot=100)["ips"]
+    w = target.prob(log) / log.propensity
+    assert w.max() > 2.0
+    expected = float(np.sum(np.minimum(w, 2.0) * log.reward) / log.n_requests)
+    assert capped.value == pytest.approx(expected)
+    assert capped.value < free.value
