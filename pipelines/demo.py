@@ -20,7 +20,7 @@ from pipelines.service_process import running_service
 from pipelines.settings import PipelineSettings
 
 
-def pick_examples(data_dir: Path) -> dict[str, int]:
+def pick_examples(data_dir: Path) -> dict[str, Any]:
     """A consenting, active viewer; the stream with the most products on air on the last day; a community."""
     con = duckdb.connect()
     ev, users = table_path(data_dir, "events"), table_path(data_dir, "users")
@@ -39,9 +39,19 @@ def pick_examples(data_dir: Path) -> dict[str, int]:
         else None
     )
     community = con.execute(f"select min(community_id) from '{comm}'").fetchone() if comm.exists() else None
-    out = {"user_id": int(user[0]) if user else 1}
+    out: dict[str, Any] = {"user_id": int(user[0]) if user else 1}
     if stream:
         out["stream_id"] = int(stream[0])
+        # A simulated world lies in the past: ask for the moment its stream had the most products on air.
+        at = con.execute(
+            f"""select t.on_air_from from '{sp}' t join '{sp}' s
+                  on s.stream_id = t.stream_id and s.on_air_from <= t.on_air_from
+                 and (s.on_air_to is null or t.on_air_from < s.on_air_to)
+                where t.stream_id = ? group by t.on_air_from order by count(*) desc, t.on_air_from limit 1""",
+            [out["stream_id"]],
+        ).fetchone()
+        if at:
+            out["at"] = at[0].isoformat()
     if community and community[0] is not None:
         out["community_id"] = int(community[0])
     return out
@@ -96,19 +106,26 @@ def call_service(data_dir: Path | None = None) -> None:
         if r.status_code != 200:
             console.print(f"[red]{r.status_code}[/red] {pb}")
         else:
-            key = "users" if "users" in pb else "products"
-            cols = (
-                ("user_id", "p_convert", "expected_value")
-                if key == "users"
-                else ("product_id", "p_convert", "expected_value")
-            )
-            _show(
-                console,
-                "community push audience" if key == "users" else "community push products",
-                pb,
-                key,
-                cols,
-            )
+            if pb.get("direction") == "users":
+                cols = pb.get("users") or {}
+                pb["users"] = [
+                    dict(zip(cols, row, strict=False)) for row in zip(*cols.values(), strict=False)
+                ]
+                _show(
+                    console,
+                    "community push audience",
+                    pb,
+                    "users",
+                    ("user_id", "product_id", "p_convert", "expected_value"),
+                )
+            else:
+                _show(
+                    console,
+                    "community push products",
+                    pb,
+                    "products",
+                    ("product_id", "p_convert", "expected_value"),
+                )
     reports = sorted((state / "reports").glob("*/report.html"), key=lambda p: p.stat().st_mtime)
     console.print("\n[bold]Where to look next[/bold]")
     console.print(
