@@ -283,6 +283,22 @@ class ALSCandidateGenerator:
             out[sel] = np.einsum("ij,ij->i", uf[u[sel]], itf[i[sel]])
         return out.reshape(shape)
 
+    def score_matrix(self, user_ids: npt.ArrayLike, product_ids: npt.ArrayLike) -> np.ndarray:
+        """(len(user_ids), len(product_ids)) scores by one matrix product, NaN rows/columns for
+        unknown users/products. For audiences (many users x a few products): 1M x 20 in well under
+        a second, where ``score`` on 20M broadcast pairs gathers 20M factor rows."""
+        self._require_fitted()
+        u = self.users.index(np.asarray(user_ids, dtype=np.int64).ravel())
+        i = self.items.index(np.asarray(product_ids, dtype=np.int64).ravel())
+        out = np.full((u.size, i.size), np.nan, dtype=np.float32)
+        ku, ki = np.flatnonzero(u >= 0), np.flatnonzero(i >= 0)
+        if ku.size and ki.size:
+            item_block = self.item_factors[i[ki]].T
+            for start in range(0, ku.size, _SCORE_CHUNK * 4):
+                rows = ku[start : start + _SCORE_CHUNK * 4]
+                out[np.ix_(rows, ki)] = self.user_factors[u[rows]] @ item_block
+        return out
+
     def fold_in(self, user_id: int, item_ids: npt.ArrayLike, confidences: npt.ArrayLike) -> bool:
         """Recompute one user's factors from their interactions, keeping the item factors fixed.
 

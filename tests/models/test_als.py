@@ -151,3 +151,14 @@ def test_fit_leaves_the_callers_matrix_alone(checkerboard: Checkerboard) -> None
     )
     for a, b in zip(before, (m.data, m.indices, m.indptr), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_score_matrix_agrees_with_pairwise_scores(checkerboard: Checkerboard) -> None:
+    model = fitted(checkerboard)
+    users = np.concatenate([checkerboard.users.ids[:7], [42]])
+    products = np.concatenate([checkerboard.items.ids[::3], [9999]])
+    mat = model.score_matrix(users, products)
+    assert mat.shape == (8, products.size)
+    pairwise = model.score(np.repeat(users, products.size), np.tile(products, users.size)).reshape(mat.shape)
+    np.testing.assert_allclose(mat, pairwise, rtol=1e-5, atol=1e-5)
+    assert np.isnan(mat[-1]).all() and np.isnan(mat[:, -1]).all() and np.isfinite(mat[:-1, :-1]).all()
