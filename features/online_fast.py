@@ -159,8 +159,10 @@ class FastOnlineReader(FeastFeatureReader):
         if service != "ranker_v1":  # other services: Feast's general path
             return super().online(user_id, product_ids, stream_id, service)
         names = feature_names(service)
-        t = self.tables()
         pids = [int(p) for p in product_ids]
+        if not pids:
+            return pd.DataFrame(columns=names, index=pd.Index([], name="product_id"), dtype="float64")
+        t = self.tables()
         n, uid = len(pids), int(user_id)
         sid = int(stream_id) if stream_id is not None else NO_STREAM
         out = np.full((n, len(names)), np.nan)

@@ -104,6 +104,7 @@ def test_the_fast_path_returns_what_feast_returns(built_store: FeatureSettings) 
         assert list(b.columns) == list(a.columns) and list(b.index) == list(a.index)
         # repurchase_due_ratio uses "now", read a few microseconds apart
         pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-6)
+    assert fast.online(1, []).shape == (0, len(feature_names("ranker_v1")))
     # a pushed event shows in the fast path at once too (live views are read per request)
     before = fast.online(2, [11], stream_id=100).loc[11, "live_clicks"]
     ingest_live_events(fast, [{"user_id": 2, "stream_id": 100, "type": "product_click"}])
