@@ -29,12 +29,31 @@ def make_policy(settings: ServingSettings) -> Policy:
     return SlotPolicy(SlotPolicyConfig(epsilon=settings.epsilon, per_category_cap=settings.category_cap))
 
 
+class SingleThreadRanker:
+    """The bundle's LightGBM ranker, predicting the way a request needs it: one thread (OpenMP's
+    all-core default costs more to wake than 100 rows take to score, and more so on a busy box)
+    and straight from the float matrix serving already built in the pinned feature order.
+
+    Same values as ``LightGBMRanker.predict`` (tests/serving/test_bundle.py checks it); a ranker
+    with categorical features keeps its own ``predict``, which knows how to encode them."""
+
+    def __init__(self, ranker: Any) -> None:
+        self.inner = ranker
+        self.feature_names = list(ranker.feature_names)
+
+    def predict(self, X: pd.DataFrame) -> Any:
+        if getattr(self.inner, "categorical_features", None) or len(X) == 0:
+            return self.inner.predict(X)
+        arr = X.loc[:, self.feature_names].to_numpy(dtype="float64", na_value=float("nan"))
+        return self.inner.booster.predict(arr, num_iteration=self.inner.best_iteration or None, num_threads=1)
+
+
 def models_from_bundle(bundle: Any, version: str, policy: Policy) -> Models:
     return Models(
         version=version,
         feature_service=bundle.manifest.feature_service,
         als=bundle.als,
-        ranker=bundle.ranker,
+        ranker=SingleThreadRanker(bundle.ranker) if bundle.ranker is not None else None,
         popularity=bundle.popularity,
         policy=policy,
     )

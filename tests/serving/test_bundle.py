@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from models.errors import IncompatibleBundleError
@@ -41,3 +42,19 @@ def test_a_corrupted_bundle_is_refused(bundle_dir: Path, tmp_path: Path) -> None
     victim.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(IncompatibleBundleError):
         DirModelSource(broken, make_policy(ServingSettings())).load("champion")
+
+
+def test_single_thread_ranker_gives_the_rankers_own_values() -> None:
+    import pandas as pd
+
+    from models.ranker import LightGBMRanker, RankerConfig
+    from serving.adapters import SingleThreadRanker
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(600, 4)), columns=["a", "b", "als_score", "slot"])
+    X.loc[::7, "slot"] = np.nan
+    y = (X["a"] + rng.normal(size=600) > 0).astype(int)
+    ranker = LightGBMRanker(RankerConfig(objective="binary", n_estimators=20, num_threads=1)).fit(X, y)
+    fast = SingleThreadRanker(ranker)
+    shuffled = X[["slot", "b", "a", "als_score"]].iloc[:50]  # column order must not matter
+    np.testing.assert_allclose(fast.predict(shuffled), ranker.predict(shuffled), rtol=1e-12)
