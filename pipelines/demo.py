@@ -83,7 +83,7 @@ def call_service(data_dir: Path | None = None) -> None:
         carousel = {
             "user_id": ex["user_id"],
             "k": 6,
-            **({"stream_id": ex["stream_id"]} if "stream_id" in ex else {}),
+            **{key: ex[key] for key in ("stream_id", "at") if key in ex},
         }
         console.print(f"\nPOST {base}/carousel {json.dumps(carousel)}")
         r = httpx.post(f"{base}/carousel", json=carousel, timeout=30)
