@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from models.calibration import PlattCalibration
 from serving.errors import ModelUnavailableError
 from serving.settings import ServingSettings
 from serving.sources import Models, Policy
@@ -56,6 +57,7 @@ def models_from_bundle(bundle: Any, version: str, policy: Policy) -> Models:
         ranker=SingleThreadRanker(bundle.ranker) if bundle.ranker is not None else None,
         popularity=bundle.popularity,
         policy=policy,
+        push_calibration=PlattCalibration.from_dict(bundle.manifest.params.get("push_calibration")),
     )
 
 
@@ -86,10 +88,14 @@ class MlflowModelSource:
 
         from models.bundle import Bundle
 
-        mlflow.set_tracking_uri(self.tracking_uri)
+        # Both URIs explicitly: a process-wide registry URI set elsewhere must not pick the registry.
+        uri = self.tracking_uri
         try:
-            mv = MlflowClient(self.tracking_uri).get_model_version_by_alias(self.name, alias)
-            local = mlflow.artifacts.download_artifacts(f"models:/{self.name}@{alias}")
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            mv = client.get_model_version_by_alias(self.name, alias)
+            # The version's storage location, not models:/ (which resolves through the global registry).
+            source = client.get_model_version_download_uri(self.name, mv.version)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=uri)
         except MlflowException as exc:
             raise ModelUnavailableError(
                 f"no model {self.name}@{alias} in {self.tracking_uri}: {exc.message}"

@@ -415,8 +415,9 @@ class Recommender:
     ) -> tuple[np.ndarray, np.ndarray]:
         """p_convert of each user's best product among ``products``, in vectorised batches.
 
-        The ALS affinity goes through a logistic link (uncalibrated, monotone): the order of users
-        is the model's, the level is an estimate. Users unknown to the model get 0."""
+        The ALS affinity goes through the bundle's push calibration (a logistic map fitted on the
+        push log in training): the order of users is the model's, the level is P(purchase | pushed).
+        Users unknown to the model get 0."""
         n = len(users)
         best_p = np.zeros(n)
         best_j = np.zeros(n, np.int64)
@@ -433,7 +434,7 @@ class Recommender:
                     models.als.score(np.repeat(u, len(products)), np.tile(products, len(u))), float
                 )
                 s = s.reshape(len(u), len(products))
-            p = np.nan_to_num(_sigmoid(s), nan=0.0)
+            p = np.nan_to_num(models.push_probability(s), nan=0.0)
             j = np.argmax(p, axis=1)
             best_j[start : start + bs] = j
             best_p[start : start + bs] = p[np.arange(len(u)), j]
@@ -458,7 +459,7 @@ class Recommender:
                 models.als.score(np.repeat(sample, len(cands)), np.tile(cands, len(sample))), float
             )
             p = (
-                np.nanmean(_sigmoid(s.reshape(len(sample), len(cands))), axis=0)
+                np.nanmean(models.push_probability(s.reshape(len(sample), len(cands))), axis=0)
                 if np.any(~np.isnan(s))
                 else np.zeros(len(cands))
             )

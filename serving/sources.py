@@ -59,6 +59,14 @@ class Models:
     ranker: Ranker | None
     popularity: Popularity
     policy: Policy
+    # score -> P(purchase | pushed), fitted on the push log in training (models.calibration);
+    # None: the plain logistic link, which orders correctly but has no meaningful level.
+    push_calibration: Any = None
+
+    def push_probability(self, scores: np.ndarray) -> np.ndarray:
+        if self.push_calibration is not None:
+            return np.asarray(self.push_calibration.apply(scores), float)
+        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(scores, float)))
 
 
 class ModelSource(Protocol):

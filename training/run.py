@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.data_model import read_table
+from training.calibrate import push_calibration
 from training.dataset import HistoricalReader
 from training.fit import FitResult, Progress, fit_all, ranking_scores
 from training.interactions import data_digest, deleted_users, load_events
@@ -86,6 +87,8 @@ def train(
     events, stream_products, item_ids = load_inputs(data_dir, settings)
     digest = data_digest(events)
     fit = fit_all(events, stream_products, item_ids, settings, reader, progress)
+    progress("calibrating push conversion on the push log")
+    calibration = push_calibration(data_dir, fit.als, deleted_users(settings.state_dir))
 
     progress("logging to MLflow")
     client = configure(settings)
@@ -108,6 +111,9 @@ def train(
         params["n_events"] = str(len(events))
         log_params(client, run_id, params)
         log_metrics(client, run_id, fit.metrics)
+        if calibration.n:
+            log_metrics(client, run_id, {"push_calibration_a": calibration.a, "push_calibration_b": calibration.b,
+                                         "push_base_rate": calibration.base_rate or 0.0})  # fmt: skip
         for i, trial in enumerate(fit.hpo_trials):
             log_metrics(client, run_id, {"hpo_valid_ndcg": trial["valid_ndcg"]}, step=i)
         _log_plots(client, run_id, fit, settings.k)
@@ -119,6 +125,7 @@ def train(
             data_digest=digest,
             metrics={k: v for k, v in fit.metrics.items() if np.isfinite(v)},
             mlflow_run_id=run_id,
+            params={"push_calibration": calibration.to_dict()},
         )
         with tempfile.TemporaryDirectory() as tmp:
             bundle.save(Path(tmp) / "bundle")

@@ -102,3 +102,24 @@ def test_factor_fast_path_matches_pairwise_scores(world) -> None:
     slow_p, slow_j = rec.score_audience(slow, users, products)
     np.testing.assert_allclose(fast_p, slow_p, rtol=1e-5)
     assert fast_j.tolist() == slow_j.tolist() and fast_p[3] == 0.0
+
+
+def test_push_probabilities_follow_the_bundles_calibration(world) -> None:
+    """The level of p_convert is the calibration's (fitted on the push log), the order the model's."""
+    from dataclasses import replace
+
+    from models.calibration import PlattCalibration
+
+    champion, challenger = world["rec"].models()
+    raw = world["rec"].push(PushRequest(community_id=1, product_id=4, max_users=30))
+    cal = PlattCalibration(a=2.0, b=-6.0, n=1000, base_rate=0.01)
+    calibrated_models = replace(champion, push_calibration=cal)
+    rec = Recommender(
+        lambda: (calibrated_models, None), world["features"], world["catalog"], None, PipelineConfig()
+    )
+    out = rec.push(PushRequest(community_id=1, product_id=4, max_users=30))
+    assert out.users.user_id == raw.users.user_id  # a monotone map keeps the audience order
+    raw_p = np.asarray(raw.users.p_convert)
+    scores = np.log(raw_p / (1 - raw_p))  # the uncalibrated link is the plain logistic
+    assert np.allclose(out.users.p_convert, cal.apply(scores), atol=1e-9)
+    assert max(out.users.p_convert) < max(raw.users.p_convert)

@@ -1,0 +1,71 @@
+"""Platt calibration: a two-parameter logistic map from an uncalibrated score to a probability.
+
+ALS scores order users and products well but are not probabilities. Where an answer needs a level
+(a push's P(purchase) and its expected value), training fits ``p = sigmoid(a * score + b)`` on
+logged outcomes (the push log: was a pushed product bought?) and the bundle carries ``a`` and
+``b``. With no calibration, ``apply`` falls back to the plain logistic link (a=1, b=0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.errors import ModelFitError
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
+
+
+@dataclass(frozen=True)
+class PlattCalibration:
+    a: float = 1.0
+    b: float = 0.0
+    n: int = 0  # outcomes it was fitted on (0: the identity link, never fitted)
+    base_rate: float | None = None
+
+    def apply(self, scores: npt.ArrayLike) -> np.ndarray:
+        """Calibrated probabilities; NaN scores (unknown user or product) stay NaN."""
+        s = np.asarray(scores, dtype=np.float64)
+        return _sigmoid(self.a * s + self.b)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> PlattCalibration:
+        return cls(**d) if d else cls()
+
+    @classmethod
+    def fit(
+        cls, scores: npt.ArrayLike, labels: npt.ArrayLike, iterations: int = 50, l2: float = 1e-6
+    ) -> PlattCalibration:
+        """Maximum-likelihood ``a, b`` by Newton's method on the logistic log-likelihood."""
+        s = np.asarray(scores, dtype=np.float64).ravel()
+        y = np.asarray(labels, dtype=np.float64).ravel()
+        keep = np.isfinite(s)
+        s, y = s[keep], y[keep]
+        if s.size != y.size or s.size == 0:
+            raise ModelFitError(
+                f"calibration needs scores and labels of one length, got {s.size} and {y.size}"
+            )
+        pos = float(y.sum())
+        if pos == 0 or pos == y.size:
+            raise ModelFitError(f"calibration needs both outcomes; got {int(pos)} positives of {y.size}")
+        X = np.column_stack([s, np.ones_like(s)])
+        w = np.array([0.0, np.log(pos / (y.size - pos))])
+        for _ in range(iterations):
+            p = _sigmoid(X @ w)
+            grad = X.T @ (p - y) + l2 * w
+            h = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(2)
+            step = np.linalg.solve(h, grad)
+            w -= step
+            if np.max(np.abs(step)) < 1e-9:
+                break
+        if not np.all(np.isfinite(w)):
+            raise ModelFitError("calibration diverged (scores perfectly separate the outcomes?)")
+        return cls(a=float(w[0]), b=float(w[1]), n=int(y.size), base_rate=pos / y.size)

@@ -1,0 +1,56 @@
+"""Fit the push calibration: P(purchase | pushed) as a logistic map of the ALS score.
+
+Serving ranks push audiences by ALS affinity; the expected value of a push needs a probability,
+so the bundle carries a Platt map fitted on the logged pushes (``pushes`` table: was the pushed
+product bought?). Data without pushes (imported shop logs) gets the identity link, flagged by
+``n == 0`` in the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from features.data_model import read_table
+from models.calibration import PlattCalibration
+from models.errors import ModelFitError
+
+log = logging.getLogger(__name__)
+
+
+def push_calibration(
+    data_dir: Path, als: object, excluded_users: set[int] | None = None, max_rows: int = 2_000_000
+) -> PlattCalibration:
+    """Fit on the push log of ``data_dir`` with ``als.score``; the identity link when it cannot be fitted."""
+    pushes = read_table(data_dir, "pushes", columns=["user_id", "product_id", "purchased"]).to_pandas()
+    excluded = np.asarray(
+        list(excluded_users)
+        if isinstance(excluded_users, set)
+        else (excluded_users if excluded_users is not None else []),
+        dtype=np.int64,
+    )
+    if excluded.size:
+        pushes = pushes[~pushes["user_id"].isin(excluded)]
+    if len(pushes) > max_rows:
+        pushes = pushes.sample(max_rows, random_state=0)
+    if pushes.empty:
+        return PlattCalibration()
+    scores = np.asarray(
+        als.score(pushes["user_id"].to_numpy(np.int64), pushes["product_id"].to_numpy(np.int64)),  # type: ignore[attr-defined]
+        dtype=np.float64,
+    )
+    try:
+        cal = PlattCalibration.fit(scores, pushes["purchased"].to_numpy(bool))
+    except ModelFitError as exc:
+        log.warning("push calibration not fitted (%s); serving uses the plain logistic link", exc)
+        return PlattCalibration()
+    log.info(
+        "push calibration a=%.3f b=%.3f on %d pushes (base rate %.4f)",
+        cal.a,
+        cal.b,
+        cal.n,
+        cal.base_rate or 0,
+    )
+    return cal
