@@ -21,7 +21,7 @@ def test_champion_is_loaded_by_alias_and_a_missing_one_is_a_clear_error(
     from training.registry import register_bundle
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.create_experiment("t", artifact_location=str(tmp_path / "artifacts"))
     run = client.create_run(exp)
     register_bundle(client, run.info.run_id, bundle_dir, "slotcast", alias="champion")
