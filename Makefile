@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export OPENBLAS_NUM_THREADS ?= 1
 export SLOTCAST_STATE_DIR ?= $(CURDIR)/.slotcast
+# Every CLI and server process imports Feast, MLflow and dask: let Python keep their bytecode.
+unexport PYTHONDONTWRITEBYTECODE
 
 # Bootstrap uv with pip when it is not on PATH.
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
@@ -23,7 +25,7 @@ demo: sync ## run the main job on the embedded defaults (simulated world, SQLite
 	$(UV) run --frozen slotcast pipeline demo
 
 test: sync ## run the whole test suite (starts redis-server itself)
-	$(UV) run --frozen pytest -q -p no:cacheprovider
+	$(UV) run --frozen pytest -q -p no:cacheprovider --durations=15
 
 test-fast: sync ## the suite without slow and integration tests
 	$(UV) run --frozen pytest -q -m "not slow and not integration"
