@@ -153,32 +153,8 @@ class FeastFeatureSource:
         ingest_live_events(self.reader, events, ledger=self.ledger)
 
 
-class LocalDeletionLedger:
-    """Used only while ``features.privacy`` is absent: one user id per line, fsynced."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / "privacy" / "serving_deletions.txt"
-        self._ids: set[int] = set()
-        if self.path.exists():
-            self._ids = {int(x) for x in self.path.read_text().split() if x.strip().isdigit()}
-
-    def add(self, user_id: int) -> None:
-        import os
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as fh:
-            fh.write(f"{int(user_id)}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self._ids.add(int(user_id))
-
-    def user_ids(self) -> set[int]:
-        return set(self._ids)
-
-
 def deletion_ledger(state_dir: Path) -> Any:
-    try:
-        from features.privacy import DeletionLedger
-    except ImportError:
-        return LocalDeletionLedger(state_dir)
+    """The deletion ledger training reads too (features.privacy): one file for the whole deployment."""
+    from features.privacy import DeletionLedger
+
     return DeletionLedger(state_dir)

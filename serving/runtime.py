@@ -39,6 +39,7 @@ from serving.sources import FeatureSource, Models, ModelSource
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DELETION_REFRESH_S = 1.0  # how stale another worker's deletion may be, at most
 
 
 def _feature_segments(features: FeatureSource) -> dict[int, str] | None:
@@ -75,6 +76,7 @@ class SlotcastApp:
         self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes)
         self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
         self._deleted: set[int] = set(ledger.user_ids())
+        self._deleted_checked = time.monotonic()
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
@@ -91,7 +93,7 @@ class SlotcastApp:
         self.recommender = (
             Recommender(
                 self._current, features, catalog, self.impressions, self.config,
-                is_deleted=self._deleted.__contains__,
+                is_deleted=self.is_deleted,
                 on_fallback=lambda r: self.metrics.fallbacks.labels(reason=r).inc(),
             )
             if catalog is not None
@@ -284,6 +286,18 @@ class SlotcastApp:
         if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
             raise UnauthorizedError("missing or wrong bearer token", field="authorization")
 
+    def is_deleted(self, user_id: int) -> bool:
+        """Deleted through this process or any other worker or replica sharing the state directory.
+
+        The ledger file is the shared truth; it is looked at no more than once a second (the ledger
+        re-reads it only when it changed), so a push scoring a million users pays one set lookup each.
+        """
+        now = time.monotonic()
+        if now - self._deleted_checked >= DELETION_REFRESH_S:
+            self._deleted_checked = now
+            self._deleted = self._deleted | self.ledger.user_ids()
+        return user_id in self._deleted
+
     def user_data(self, user_id: int) -> UserData:
         cat = self._catalog()
         known = cat.knows_user(user_id)
@@ -313,7 +327,7 @@ class SlotcastApp:
             except Exception as exc:  # noqa: BLE001 - shown as unavailable, not an error
                 feats = {"unavailable": type(exc).__name__}
         return UserData(
-            user_id=user_id, known=known, deleted=user_id in self._deleted, profile=profile,
+            user_id=user_id, known=known, deleted=self.is_deleted(user_id), profile=profile,
             segment=cat.segment(user_id), communities=cat.user_communities(user_id), recent_purchases=purchases,
             recent_pushes=cat.recent_pushes(user_id, now_us - int(self.settings.push_cap_days * 86_400 * US)),
             online_features=feats,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from features.privacy import DeletionLedger
 from models.errors import IncompatibleBundleError
-from serving.adapters import LocalDeletionLedger
 from serving.catalog import Catalog
 from serving.demo import DemoFeatureSource, DemoModelSource
 from serving.errors import EventLogUnavailableError, ModelUnavailableError
@@ -43,7 +43,7 @@ def make_app(tables, tmp_path: Path, source=None) -> SlotcastApp:
         source or FlakySource(),
         DemoFeatureSource(tables),
         Catalog(tables),
-        LocalDeletionLedger(tmp_path),
+        DeletionLedger(tmp_path),
     )
     app.reload()
     return app
@@ -140,3 +140,18 @@ def test_admin_token_is_required(tables, tmp_path: Path) -> None:
     for bad in (None, "", "s3", "Bearer s4", "Basic s3"):
         with pytest.raises(UnauthorizedError):
             app.check_token(bad)
+
+
+def test_a_deletion_through_one_replica_is_honoured_by_another(tables, tmp_path: Path, monkeypatch) -> None:
+    """Workers and replicas share the state directory: the ledger, not a process's memory, decides."""
+    import serving.runtime as runtime
+
+    a, b = make_app(tables, tmp_path), make_app(tables, tmp_path)
+    user = int(next(iter(a.catalog.users.index)))
+    assert a.carousel(CarouselRequest(user_id=user, candidates=[1, 2, 3, 4], k=3)).personalized
+    assert not b.is_deleted(user)
+    a.delete_user(user)  # through replica a only
+    monkeypatch.setattr(runtime, "DELETION_REFRESH_S", 0.0)  # b's next look at the shared ledger
+    assert b.is_deleted(user) and b.user_data(user).deleted
+    answer = b.carousel(CarouselRequest(user_id=user, candidates=[1, 2, 3, 4], k=3))
+    assert not answer.personalized
