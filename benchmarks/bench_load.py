@@ -44,17 +44,34 @@ def hold(base: str, rate: float, seconds: float, users: int, streams: int, pool:
     lock = threading.Lock()
     local = threading.local()
 
-    def one(i: int, due: float) -> None:
+    reconnects = [0]
+
+    def send(body: str) -> tuple[int, bytes]:
         c = getattr(local, "c", None)
+        fresh = c is None
         if c is None:
             c = local.c = http.client.HTTPConnection(host, port, timeout=30)
-        body = json.dumps({"user_id": (i * 7919) % users, "stream_id": i % streams, "k": 8})
         try:
             c.request("POST", "/carousel", body, {"Content-Type": "application/json"})
             r = c.getresponse()
-            text = r.read()
-            ok = r.status == 200
-            why = f"HTTP {r.status}: {text[:120]!r}"
+            return r.status, r.read()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            local.c = None
+            c.close()
+            if fresh:
+                raise
+            # The server closed this idle keep-alive connection (uvicorn's keep-alive timeout) before
+            # the request reached it: resend once on a new connection, as HTTP clients do, and count it.
+            with lock:
+                reconnects[0] += 1
+            return send(body)
+
+    def one(i: int, due: float) -> None:
+        body = json.dumps({"user_id": (i * 7919) % users, "stream_id": i % streams, "k": 8})
+        try:
+            status, text = send(body)
+            ok = status == 200
+            why = f"HTTP {status}: {text[:120]!r}"
         except (OSError, http.client.HTTPException) as exc:
             ok, why = False, f"{type(exc).__name__}: {exc}"
             local.c = None
@@ -75,7 +92,7 @@ def hold(base: str, rate: float, seconds: float, users: int, streams: int, pool:
     q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
     return {
         "target_rps": rate, "sent": n, "achieved_rps": n / wall, "errors": len(errors),
-        "first_errors": errors[:3], "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": max(lat) * 1000,
+        "first_errors": errors[:3], "stale_connection_resends": reconnects[0], "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": max(lat) * 1000,
     }  # fmt: skip
 
 
