@@ -30,6 +30,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SERVICE = "serving.service:Slotcast"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def bentoml_serve_command(host: str, port: int) -> list[str]:
+    """The command line that serves slotcast (run it with ``cwd=REPO_ROOT``)."""
+    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+
+
 def _kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     if proc.poll() is not None:
         return
@@ -53,22 +62,12 @@ def running_service(
 ) -> Iterator[str]:
     """Run ``bentoml serve serving.service:Slotcast`` on 127.0.0.1 and yield its base URL once /readyz answers 200."""
     port = port or free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "serving.service:Slotcast",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    cmd = bentoml_serve_command("127.0.0.1", port)
     child_env = {**os.environ, **(env or {}), "SLOTCAST_SERVICE_WORKERS": str(workers)}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         cmd,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO_ROOT,
         env=child_env,
         stdout=out,
         stderr=subprocess.STDOUT,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import typer
 
@@ -34,18 +32,8 @@ def register(app: typer.Typer) -> None:
         env = {**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers)}
         if demo:
             env.update(SLOTCAST_MODEL_SOURCE="demo", SLOTCAST_FEATURE_SOURCE="demo")
-        cmd = [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "serving.service:Slotcast",
-            "--host",
-            host,
-            "--port",
-            str(port),
-        ]
-        root = Path(__file__).resolve().parents[2]
-        code = subprocess.call(cmd, cwd=root, env=env)
+        from pipelines.service_process import REPO_ROOT, bentoml_serve_command
+
+        code = subprocess.call(bentoml_serve_command(host, port), cwd=REPO_ROOT, env=env)
         if code not in (0, -2, 130):
             raise typer.Exit(1)
