@@ -58,9 +58,17 @@ def _quiet_libraries() -> None:
 
     if os.environ.get("SLOTCAST_LOG_LEVEL", "").upper() == "DEBUG":
         return
-    warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
-    warnings.filterwarnings("ignore", message=".*noload.*loader strategy is deprecated")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # Feast resets the filters on import (simplefilter "once"), so drop its chatter where warnings
+    # are shown rather than where they are filtered.
+    quiet = ("On demand feature view is an experimental feature", "loader strategy is deprecated")
+    shown = warnings.showwarning
+
+    def _showwarning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if not any(q in str(message) for q in quiet):
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = _showwarning
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in ("mlflow", "alembic", "feast"):
         logging.getLogger(name).setLevel(logging.WARNING)
