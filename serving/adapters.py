@@ -121,16 +121,43 @@ class FeastFeatureSource:
             from features.retrieval import FeastFeatureReader
 
             self.reader = FeastFeatureReader(settings)
+        self._fail_fast = False
+
+    def _redis_fails_fast(self) -> None:
+        """One connection attempt and short socket timeouts for Feast's Redis client.
+
+        redis-py retries a refused connection 3 times with exponential backoff: with Redis down,
+        every lookup took 3-12 s before the pipeline could answer degraded (tests/reliability/
+        test_fault_redis.py). A lookup that fails must fail in milliseconds; the next request
+        tries again, so recovery is still automatic."""
+        if self._fail_fast:
+            return
+        store = self.reader.store
+        config = store.config.online_store
+        if getattr(config, "type", None) != "redis":
+            self._fail_fast = True
+            return
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = store._get_provider().online_store._get_client(config)
+        client.set_retry(Retry(NoBackoff(), 0))
+        kwargs = client.connection_pool.connection_kwargs
+        kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or 0.5
+        kwargs["socket_timeout"] = kwargs.get("socket_timeout") or 2.0
+        self._fail_fast = True
 
     def online(
         self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
     ) -> pd.DataFrame:
+        self._redis_fails_fast()
         uid = -1 if user_id is None else user_id  # -1 is no one: no personal feature is read
         return self.reader.online(uid, list(product_ids), stream_id=stream_id, service=service)
 
     def ping(self) -> bool:
         """The online store answers a real lookup (an unknown user, one product)."""
         try:
+            self._redis_fails_fast()
             self.reader.online(-1, [0], stream_id=None, service="ranker_v1")
             return True
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
