@@ -21,16 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def push_calibration(
-    data_dir: Path, als: object, excluded_users: set[int] | None = None, max_rows: int = 2_000_000
+    data_dir: Path,
+    als: object,
+    excluded_users: object = None,
+    since: object = None,
+    max_rows: int = 2_000_000,
 ) -> PlattCalibration:
-    """Fit on the push log of ``data_dir`` with ``als.score``; the identity link when it cannot be fitted."""
-    pushes = read_table(data_dir, "pushes", columns=["user_id", "product_id", "purchased"]).to_pandas()
-    excluded = np.asarray(
-        list(excluded_users)
-        if isinstance(excluded_users, set)
-        else (excluded_users if excluded_users is not None else []),
-        dtype=np.int64,
-    )
+    """Fit on the push log of ``data_dir`` with ``als.score``; the identity link when it cannot be fitted.
+
+    ``since``: only pushes from this time on, the ones ``als`` was not trained on. Pushes the model
+    saw score high because their purchases are in its training data, which would make the map far
+    too steep for the pushes it is used on.
+    """
+    pushes = read_table(data_dir, "pushes", columns=["ts", "user_id", "product_id", "purchased"]).to_pandas()
+    if since is not None:
+        pushes = pushes[pushes["ts"] >= since]
+    ids = list(excluded_users) if isinstance(excluded_users, set) else excluded_users
+    excluded = np.asarray(ids if ids is not None else [], dtype=np.int64)
     if excluded.size:
         pushes = pushes[~pushes["user_id"].isin(excluded)]
     if len(pushes) > max_rows:

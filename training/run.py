@@ -88,7 +88,10 @@ def train(
     digest = data_digest(events)
     fit = fit_all(events, stream_products, item_ids, settings, reader, progress)
     progress("calibrating push conversion on the push log")
-    calibration = push_calibration(data_dir, fit.als, deleted_users(settings.state_dir))
+    # Out of sample: the served ALS was fitted on events before the test split.
+    calibration = push_calibration(
+        data_dir, fit.als, deleted_users(settings.state_dir), since=fit.data.splits.t_test
+    )
 
     progress("logging to MLflow")
     client = configure(settings)
