@@ -4,13 +4,15 @@ with a 4xx body naming the field before any work is done."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.data_model import EVENT_TYPES, EVENTS_NEEDING_COMMUNITY, EVENTS_NEEDING_PRODUCT
 
 Id = Field(ge=0, le=2**63 - 1)
+# List items get the same bounds: an id beyond int64 overflowed numpy in the pipeline (a 500).
+IdItem = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class _Strict(BaseModel):
@@ -21,9 +23,9 @@ class CarouselRequest(_Strict):
     user_id: int = Field(ge=0, le=2**63 - 1)
     stream_id: int | None = Field(None, ge=0, le=2**63 - 1)
     k: int = Field(8, ge=1, le=20)
-    exclude: list[int] = Field(default_factory=list, max_length=1000)
+    exclude: list[IdItem] = Field(default_factory=list, max_length=1000)
     # For stream-less shops: the products to choose from (ignored when stream_id is given).
-    candidates: list[int] | None = Field(None, min_length=1, max_length=5000)
+    candidates: list[IdItem] | None = Field(None, min_length=1, max_length=5000)
     context: dict[str, str] = Field(default_factory=dict, max_length=32)
     # Answer as of this time instead of now (replays, simulated worlds whose streams lie in the past):
     # decides what is on air and which purchases are recent.
@@ -63,7 +65,7 @@ class PushRequest(_Strict):
     segment: str | None = Field(None, min_length=1, max_length=64)
     community_id: int | None = Field(None, ge=0, le=2**63 - 1)
     product_id: int | None = Field(None, ge=0, le=2**63 - 1)
-    campaign_products: list[int] | None = Field(None, min_length=1, max_length=100)
+    campaign_products: list[IdItem] | None = Field(None, min_length=1, max_length=100)
     k: int = Field(10, ge=1, le=20)
     max_users: int = Field(1000, ge=1, le=1_000_000)
 

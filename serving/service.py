@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+import re
+from typing import Annotated, Any
 
 import bentoml
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from serving.errors import ServingError
@@ -63,6 +65,28 @@ async def _on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(_validation_body(list(exc.errors())), status_code=422)
 
 
+@web.exception_handler(StarletteHTTPException)
+async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Unmatched paths and methods: a JSON reason like every other refusal, not Starlette's text."""
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+# A user id in a path: bounded so that an id beyond int64 is a 422, not a numpy overflow (500).
+UserId = Annotated[int, Path(ge=0, le=2**63 - 1)]
+_USER_PATH = re.compile(r"/users/[^/\s,)]+")
+
+
+class _NoUserIdsInAccessLog(logging.Filter):
+    """BentoML's access log prints each request's path at INFO: /users/<id>/... would put user ids
+    in the logs. Keep the route, drop the id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "/users/" in msg:
+            record.msg, record.args = _USER_PATH.sub("/users/{id}", msg), ()
+        return True
+
+
 @web.exception_handler(ServingError)
 async def _on_serving_error(_: Request, exc: ServingError) -> JSONResponse:
     return _error(exc)
@@ -93,6 +117,7 @@ class _QuietValidation(logging.Filter):
 class Slotcast:
     def __init__(self) -> None:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidation())
+        logging.getLogger("bentoml.access").addFilter(_NoUserIdsInAccessLog())
         self.app = SlotcastApp.from_settings(ServingSettings())
 
     def __is_ready__(self) -> bool:
@@ -152,15 +177,15 @@ class Slotcast:
         return self.app.segments()
 
     @web.get("/users/{user_id}/segment", response_model=UserSegment)
-    def user_segment(self, user_id: int) -> UserSegment:
+    def user_segment(self, user_id: UserId) -> UserSegment:
         return self.app.user_segment(user_id)
 
     @web.get("/users/{user_id}/data", response_model=UserData)
-    def user_data(self, user_id: int, authorization: str | None = Header(None)) -> UserData:
+    def user_data(self, user_id: UserId, authorization: str | None = Header(None)) -> UserData:
         self.app.check_token(authorization)
         return self.app.user_data(user_id)
 
     @web.delete("/users/{user_id}")
-    def delete_user(self, user_id: int, authorization: str | None = Header(None)) -> dict[str, Any]:
+    def delete_user(self, user_id: UserId, authorization: str | None = Header(None)) -> dict[str, Any]:
         self.app.check_token(authorization)
         return self.app.delete_user(user_id)
