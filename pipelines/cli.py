@@ -110,8 +110,9 @@ def _report(exc: Exception) -> int:
     if isinstance(exc, _typer.Exit):
         return int(getattr(exc, "exit_code", EXIT_OK))
     code = getattr(exc, "exit_code", None)
-    if callable(getattr(exc, "show", None)) and callable(getattr(exc, "format_message", None)):
-        exc.show()
+    show = getattr(exc, "show", None)
+    if callable(show) and callable(getattr(exc, "format_message", None)):
+        show()
         return code if isinstance(code, int) else EXIT_BAD_INPUT
     if isinstance(code, int):
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)

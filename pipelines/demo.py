@@ -80,7 +80,7 @@ def call_service(data_dir: Path | None = None) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"starting the service (log: {log_path}) ...")
     with running_service(log_path=log_path) as base:
-        carousel = {
+        carousel: dict[str, Any] = {
             "user_id": ex["user_id"],
             "k": 6,
             **{key: ex[key] for key in ("stream_id", "at") if key in ex},

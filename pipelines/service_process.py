@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -64,7 +65,7 @@ def running_service(
     port = port or free_port()
     cmd = bentoml_serve_command("127.0.0.1", port)
     child_env = {**os.environ, **(env or {}), "SLOTCAST_SERVICE_WORKERS": str(workers)}
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    out: Any = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         cmd,
         cwd=REPO_ROOT,

@@ -77,7 +77,9 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
                 raise StepFailed("data.source is 'import' but the data.import section is missing")
             say(f"importing {imp['format']} from {imp['input']}")
             share = cfg["validate"]["max_quarantine_share"]
-            rep = import_logs(get_format(imp["format"]), imp["input"], out, overwrite=True, max_quarantine_share=share)
+            rep = import_logs(
+                get_format(imp["format"]), imp["input"], out, overwrite=True, max_quarantine_share=share
+            )
             rep.raise_for_threshold()
             return StepResult(
                 {"data": str(out)}, {"import": str(rep.out_dir)}, digest=file_digest([Path(imp["input"])])
@@ -123,7 +125,7 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
             f"test_als_ndcg_at_{k}",
             f"test_als_ranker_ndcg_at_{k}",
         )
-        figures = {key: round(rep.metrics[key], 4) for key in keep if key in rep.metrics}
+        figures: dict[str, Any] = {key: round(rep.metrics[key], 4) for key in keep if key in rep.metrics}
         figures.update({"model version": rep.version, "mlflow run": rep.run_id})
         return StepResult({"mlflow": str(s.state_dir / "mlflow")}, figures, digest=f"{rep.run_id}")
 

@@ -36,5 +36,7 @@ def test_pipeline_runs_end_to_end_then_is_fully_cached(state_dir: Path, tmp_path
 
     before = {k: r["finished_at"] for k, r in records.items()}
     assert main(["pipeline", "run", "--config", str(path)]) == 0
-    after = {p.stem: json.loads(p.read_text())["finished_at"] for p in (state_dir / "pipeline").glob("*.json")}
+    after = {
+        p.stem: json.loads(p.read_text())["finished_at"] for p in (state_dir / "pipeline").glob("*.json")
+    }
     assert after == before, "a second run with nothing changed must do no work"
