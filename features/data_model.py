@@ -32,7 +32,9 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 # Event types that must name a product / a stream / a community.
-EVENTS_NEEDING_PRODUCT = frozenset({"product_click", "add_to_cart", "purchase", "push_sent", "push_open", "push_click"})
+EVENTS_NEEDING_PRODUCT = frozenset(
+    {"product_click", "add_to_cart", "purchase", "push_sent", "push_open", "push_click"}
+)
 EVENTS_NEEDING_COMMUNITY = frozenset({"community_join", "community_leave"})
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -125,7 +127,9 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 NULLABLE: dict[str, frozenset[str]] = {
     "users": frozenset({"region", "signup_ts"}),
-    "products": frozenset({"category", "brand", "price", "margin", "stock", "launch_ts", "repurchase_cycle_days"}),
+    "products": frozenset(
+        {"category", "brand", "price", "margin", "stock", "launch_ts", "repurchase_cycle_days"}
+    ),
     "streams": frozenset({"host_id", "category", "end_ts"}),
     "stream_products": frozenset({"pinned_slot", "on_air_to"}),
     "communities": frozenset({"topic"}),
@@ -189,7 +193,11 @@ def read_table(data_dir: str | Path, table: str, columns: list[str] | None = Non
             raise FileNotFoundError(f"{path}: required table {table!r} is missing from {data_dir}")
         t = empty_table(table)
         return t.select(columns) if columns else t
-    return conform(table, pq.read_table(path)).select(columns) if columns else conform(table, pq.read_table(path))
+    return (
+        conform(table, pq.read_table(path)).select(columns)
+        if columns
+        else conform(table, pq.read_table(path))
+    )
 
 
 def write_table(data_dir: str | Path, table: str, data: pa.Table) -> Path:
