@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from serving.asgi_guard import ControlCharacterPathGuard
 from serving.errors import ServingError
 from serving.runtime import SlotcastApp
 from serving.schemas import (
@@ -189,3 +190,7 @@ class Slotcast:
     def delete_user(self, user_id: UserId, authorization: str | None = Header(None)) -> dict[str, Any]:
         self.app.check_token(authorization)
         return self.app.delete_user(user_id)
+
+
+# Every 4xx is JSON: paths no route can match (control characters) are answered before routing.
+Slotcast.add_asgi_middleware(ControlCharacterPathGuard)

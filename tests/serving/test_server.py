@@ -35,6 +35,9 @@ def test_real_server_answers_and_keeps_what_it_accepted(tmp_path: Path) -> None:
         )
         assert r.status_code == 200 and r.json()["accepted"] == 1
         assert c.post("/admin/reload").status_code == 401
+        # A path no route can match (a newline) still gets a JSON reason, not BentoML's plain text.
+        odd = c.get("/users/1%0A/data")
+        assert odd.status_code == 400 and odd.json()["field"] == "path"
         assert c.post("/admin/reload", headers={"Authorization": "Bearer s3cr3t-XYZ"}).json()["reloaded"]
         assert c.get("/readyz").status_code == 200
         metrics = c.get("/metrics").text
