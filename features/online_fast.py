@@ -19,6 +19,8 @@ A test checks it returns exactly what the Feast path returns, on both backends.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -44,6 +46,9 @@ PRODUCT_INPUTS = list(dict.fromkeys([*PRODUCT_RANKER, "price", "repurchase_cycle
 STREAM_FEATURES = _RANKER["stream_live"]
 LIVE_FEATURES = _RANKER["live_session"]
 AFFINITY = _RANKER["user_category_affinity"]
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,6 +133,18 @@ class FastOnlineReader(FeastFeatureReader):
         finally:
             self._refreshing.release()
 
+    def _refresh_quietly(self) -> None:
+        """A background refresh that fails (online store down) keeps the old tables, says so in
+        one log line, and is retried one TTL later rather than on every request."""
+        old = self._tables
+        try:
+            self._refresh()
+        except Exception as exc:  # noqa: BLE001 - serving goes on with the last good tables
+            log.warning("feature cache refresh failed (%s: %s); keeping the tables loaded %.0f s ago",
+                        type(exc).__name__, str(exc)[:200], time.monotonic() - old.loaded_at if old else -1)  # fmt: skip
+            if old is not None:
+                self._tables = dataclasses.replace(old, loaded_at=time.monotonic())
+
     def tables(self) -> _Tables:
         """The in-memory tables, refreshed in the background once older than the TTL."""
         if self._tables is None:
@@ -139,7 +156,7 @@ class FastOnlineReader(FeastFeatureReader):
             time.monotonic() - self._tables.loaded_at > self.settings.product_cache_ttl_s
             and self._refreshing.acquire(blocking=False)
         ):
-            threading.Thread(target=self._refresh, daemon=True, name="feature-cache").start()
+            threading.Thread(target=self._refresh_quietly, daemon=True, name="feature-cache").start()
         assert self._tables is not None
         return self._tables
 
