@@ -78,7 +78,7 @@ def test_report_is_logged_as_mlflow_artifacts(tmp_path: Path) -> None:
     write_report(result, out)
     settings = TrainSettings(state_dir=tmp_path / "state")  # type: ignore[call-arg]
     run_id = log_to_mlflow(result, out, settings)
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     run = client.get_run(run_id)
     assert run.data.metrics["replay.popular.recall"] == 0.5
     names = {a.path for a in client.list_artifacts(run_id, "report")}

@@ -53,7 +53,7 @@ def _registry(tmp_path: Path, bundles: list[Path]) -> str:
     from training.registry import register_bundle
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # never the process-wide registry
     exp = client.create_experiment("rel", artifact_location=str(tmp_path / "artifacts"))
     for b in bundles:
         register_bundle(client, client.create_run(exp).info.run_id, b, "slotcast", alias="champion")
@@ -102,7 +102,7 @@ def test_bad_champion_is_refused_and_the_old_model_keeps_serving(
         v1 = c.get("/status").json()["model_version"]
         assert v1 == "slotcast/1"
         bad = _corrupt(ranked_bundle, tmp_path / "bad", how)
-        client = MlflowClient(uri)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp = client.get_experiment_by_name("rel")
         register_bundle(
             client, client.create_run(exp.experiment_id).info.run_id, bad, "slotcast", alias="champion"
