@@ -193,4 +193,4 @@ class Slotcast:
 
 
 # Every 4xx is JSON: paths no route can match (control characters) are answered before routing.
-Slotcast.add_asgi_middleware(ControlCharacterPathGuard)
+Slotcast.add_asgi_middleware(ControlCharacterPathGuard)  # type: ignore[attr-defined]

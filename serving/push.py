@@ -1,0 +1,214 @@
+"""Community push ranking: the push half of the Recommender (audiences and products), kept apart
+from the carousel. A mixin: it uses the Recommender's catalogue, config, impression log, model
+pair and popularity helpers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from serving.catalog import US, Catalog
+from serving.errors import NotFoundError
+from serving.impressions import ImpressionLog
+from serving.schemas import (
+    PushAudience,
+    PushProduct,
+    PushRequest,
+    PushResponse,
+)
+from serving.sources import Models
+
+
+class PushRanking:
+    # Provided by serving.pipeline.Recommender.
+    catalog: Catalog
+    config: Any  # PipelineConfig (defined beside Recommender)
+    impressions: ImpressionLog | None
+    is_deleted: Callable[[int], bool]
+    models: Callable[[], tuple[Models, Models | None]]
+
+    if TYPE_CHECKING:
+
+        def _popular_ids(
+            self, models: Models, n: int, segment: str | None, exclude: np.ndarray
+        ) -> np.ndarray: ...
+
+    def push(self, req: PushRequest, now: datetime | None = None) -> PushResponse:
+        now = now or datetime.now(UTC)
+        models, _ = self.models()
+        audience = self.catalog.audience(req.segment, req.community_id)
+        if audience is None:
+            field = "community_id" if req.community_id is not None else "segment"
+            raise NotFoundError(
+                f"unknown {field} {req.community_id if req.community_id is not None else req.segment}",
+                field=field,
+            )
+        request_id = uuid.uuid4().hex
+        if req.product_id is None and req.campaign_products is None:
+            return self._push_products(req, models, audience, request_id)
+        products = pd.unique(
+            np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
+        )
+        unknown = products[self.catalog.product_rows(products) < 0]
+        if len(unknown):
+            raise NotFoundError(
+                f"unknown product {int(unknown[0])}",
+                field="product_id" if req.product_id is not None else "campaign_products",
+            )
+
+        users = np.unique(audience)
+        suppressed: dict[str, int] = {}
+        ok = self.catalog.marketing_consent(users)
+        suppressed["no_consent"] = int((~ok).sum())
+        users = users[ok]
+        deleted = (
+            np.fromiter((self.is_deleted(int(u)) for u in users), bool, len(users))
+            if len(users) < 200_000
+            else np.zeros(len(users), bool)
+        )
+        suppressed["deleted"] = int(deleted.sum())
+        users = users[~deleted]
+        since = int((now - timedelta(days=self.config.push_cap_days)).timestamp() * US)
+        capped = self.catalog.push_counts(users, since) >= self.config.push_cap
+        suppressed["frequency_cap"] = int(capped.sum())
+        users = users[~capped]
+
+        best_p, best_pid = self.score_audience(models, users, products)
+        pf = self.catalog.product_frame(products)
+        value = np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
+        ev = best_p * value[best_pid]
+        top = np.argsort(-ev, kind="stable")[: req.max_users]
+        out_users = PushAudience(
+            user_id=users[top].tolist(), product_id=products[best_pid[top]].tolist(),
+            p_convert=best_p[top].tolist(), expected_value=ev[top].tolist(),
+        )  # fmt: skip
+        send_after = self._quiet_until(now)
+        if self.impressions is not None:
+            self.impressions.write(
+                {
+                    "kind": "push",
+                    "request_id": request_id,
+                    "ts": now.isoformat(),
+                    "audience": len(audience),
+                    "users": out_users.user_id,
+                    "items": out_users.product_id,
+                    "propensities": [1.0] * len(out_users.user_id),
+                    "variant": "champion",
+                    "model_version": models.version,
+                }
+            )
+        return PushResponse(
+            request_id=request_id,
+            direction="users",
+            users=out_users,
+            audience_size=len(audience),
+            suppressed=suppressed,
+            send_after=send_after,
+            model_version=models.version,
+        )
+
+    def score_audience(
+        self, models: Models, users: np.ndarray, products: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """p_convert of each user's best product among ``products``, in vectorised batches.
+
+        The ALS affinity goes through the bundle's push calibration (a logistic map fitted on the
+        push log in training): the order of users is the model's, the level is P(purchase | pushed).
+        Users unknown to the model get 0."""
+        n = len(users)
+        best_p = np.zeros(n)
+        best_j = np.zeros(n, np.int64)
+        factors = _factors(models.als, products)
+        bs = max(1, self.config.push_batch_size // max(1, len(products)))
+        if factors is not None:  # one (batch x factors) @ (factors x products) product per batch
+            bs = max(bs, 65_536)
+        for start in range(0, n, bs):
+            u = users[start : start + bs]
+            if factors is not None:
+                s = _factor_scores(models.als, factors, u)
+            else:
+                s = np.asarray(
+                    models.als.score(np.repeat(u, len(products)), np.tile(products, len(u))), float
+                )
+                s = s.reshape(len(u), len(products))
+            p = np.nan_to_num(models.push_probability(s), nan=0.0)
+            j = np.argmax(p, axis=1)
+            best_j[start : start + bs] = j
+            best_p[start : start + bs] = p[np.arange(len(u)), j]
+        return best_p, best_j
+
+    def _push_products(
+        self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str
+    ) -> PushResponse:
+        in_stock = self.catalog.products.index[self.catalog.products["stock"].fillna(1) > 0].to_numpy(
+            np.int64
+        )
+        cands = self._popular_ids(models, 500, req.segment, np.empty(0, np.int64))
+        cands = cands[np.isin(cands, in_stock)] if len(cands) else in_stock[:500]
+        rng = np.random.default_rng(0)
+        sample = (
+            audience
+            if len(audience) <= self.config.audience_sample
+            else rng.choice(audience, self.config.audience_sample, replace=False)
+        )
+        if len(sample) and len(cands):
+            s = np.asarray(
+                models.als.score(np.repeat(sample, len(cands)), np.tile(cands, len(sample))), float
+            )
+            p = (
+                np.nanmean(models.push_probability(s.reshape(len(sample), len(cands))), axis=0)
+                if np.any(~np.isnan(s))
+                else np.zeros(len(cands))
+            )
+        else:
+            p = np.zeros(len(cands))
+        p = np.nan_to_num(p, nan=0.0)
+        pf = self.catalog.product_frame(cands)
+        ev = p * np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
+        top = np.argsort(-ev, kind="stable")[: req.k]
+        prods = [
+            PushProduct(product_id=int(cands[i]), p_convert=float(p[i]), expected_value=float(ev[i]))
+            for i in top
+        ]
+        return PushResponse(
+            request_id=request_id,
+            direction="products",
+            products=prods,
+            audience_size=len(audience),  # type: ignore[arg-type]
+            model_version=models.version,
+        )
+
+    def _quiet_until(self, now: datetime) -> datetime | None:
+        start, end = self.config.quiet_hours
+        h = now.hour
+        quiet = (start <= h or h < end) if start > end else (start <= h < end)
+        if not quiet or start == end:
+            return None
+        until = now.replace(hour=end, minute=0, second=0, microsecond=0)
+        return until if until > now else until + timedelta(days=1)
+
+
+def _factors(als: Any, products: np.ndarray) -> np.ndarray | None:
+    """The item factors of ``products`` (NaN rows when unknown) when the model exposes its factor
+    matrices and vocabularies (models.als does); None means: use the pairwise ``score``."""
+    try:
+        items, item_f = als.items, als.item_factors
+        cols = items.index(products)
+    except AttributeError:
+        return None
+    f = np.asarray(item_f, np.float32)[np.where(cols >= 0, cols, 0)].copy()
+    f[cols < 0] = np.nan
+    return f
+
+
+def _factor_scores(als: Any, item_f: np.ndarray, users: np.ndarray) -> np.ndarray:
+    rows = als.users.index(users)
+    uf = np.asarray(als.user_factors, np.float32)[np.where(rows >= 0, rows, 0)]
+    s = (uf @ item_f.T).astype(float)
+    s[rows < 0] = np.nan
+    return s
