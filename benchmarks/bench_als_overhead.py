@@ -81,17 +81,21 @@ def main(argv: list[str] | None = None) -> int:
             num_threads=cfg.num_threads,
             random_state=cfg.random_state,
         )
-        s = time.perf_counter()
+        s, c = time.perf_counter(), time.process_time()
         model.fit(matrix, show_progress=False)
+        cpu["bare"].append(time.process_time() - c)
         return time.perf_counter() - s
 
     own: list[float] = []  # the wrapper's own seconds (validation, checks, copies) per fit
+    # CPU seconds of the whole process per fit: unlike wall time, barely moved by other work on a shared box
+    cpu: dict[str, list[float]] = {"bare": [], "wrapper": []}
 
     def wrapped() -> float:
         gen = ALSCandidateGenerator(cfg)
-        s = time.perf_counter()
+        s, c = time.perf_counter(), time.process_time()
         gen.fit(matrix, users, items)
         total = time.perf_counter() - s
+        cpu["wrapper"].append(time.process_time() - c)
         own.append(total - gen.fit_timings["implicit_fit_s"])
         return total
 
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append(fn())
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["wrapper"] / med["bare"]
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    cpu_ratio = cpu_med["wrapper"] / cpu_med["bare"]
     pair_ratios = [w / b for w, b in zip(times["wrapper"], times["bare"], strict=True)]
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -121,18 +127,27 @@ def main(argv: list[str] | None = None) -> int:
         "median_wrapper_s": med["wrapper"],
         "ratio_of_medians": ratio,
         "median_pair_ratio": statistics.median(pair_ratios),
+        "bare_cpu_s": cpu["bare"],
+        "wrapper_cpu_s": cpu["wrapper"],
+        "ratio_of_cpu_medians": cpu_ratio,
         "wrapper_own_s": own,
         "median_wrapper_own_s": statistics.median(own),
         # robust to the box's noise: the wrapper's own seconds, measured inside the same fits
         "ratio_from_own_time": (med["bare"] + statistics.median(own)) / med["bare"],
         "target_ratio": 1.2,
-        "met": ratio <= 1.2,  # ratio of medians; see ratio_from_own_time on a noisy box
+        "met": ratio
+        <= 1.2,  # ratio of medians; see ratio_of_cpu_medians and ratio_from_own_time on a noisy box
+        "met_cpu": cpu_ratio <= 1.2,
     }
     print(f"bare    median {med['bare']:.2f}s  {' '.join(f'{t:.2f}' for t in times['bare'])}")
     print(f"wrapper median {med['wrapper']:.2f}s  {' '.join(f'{t:.2f}' for t in times['wrapper'])}")
     print(
         f"wrapper's own time median {result['median_wrapper_own_s']:.3f}s -> ratio "
         f"{result['ratio_from_own_time']:.4f} against the bare median"
+    )
+    print(
+        f"CPU seconds: bare median {cpu_med['bare']:.2f}s, wrapper median {cpu_med['wrapper']:.2f}s -> "
+        f"ratio {cpu_ratio:.3f}"
     )
     print(
         f"ratio of medians {ratio:.3f} (median of pair ratios {result['median_pair_ratio']:.3f}); target <= 1.2"

@@ -41,14 +41,17 @@ def run_size(name: str, spec: dict[str, int], root: Path, policies: str) -> dict
     cfg_path = root / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "SLOTCAST_STATE_DIR": str(state), "OPENBLAS_NUM_THREADS": "1"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage0.ru_maxrss
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config", str(cfg_path)],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kb = usage1.ru_maxrss
+    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(
             f"{name}: pipeline failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -65,6 +68,8 @@ def run_size(name: str, spec: dict[str, int], root: Path, policies: str) -> dict
         "events": events,
         "wall_s": round(wall, 1),
         "us_per_event": round(wall / events * 1e6, 2),
+        "cpu_s": round(cpu, 1),
+        "cpu_us_per_event": round(cpu / events * 1e6, 2),
         "peak_rss_gb": round(max(peak_kb, before) / 1024 / 1024, 2),
         "steps_s": steps,
     }
@@ -86,7 +91,16 @@ def main() -> None:
         rows.append(row)
     if len(rows) > 1:
         growth = rows[-1]["us_per_event"] / rows[0]["us_per_event"]  # type: ignore[operator]
-        print(json.dumps({"time_per_event_growth": round(growth, 2), "target": "<= 1.3"}))
+        cpu_growth = rows[-1]["cpu_us_per_event"] / rows[0]["cpu_us_per_event"]  # type: ignore[operator]
+        print(
+            json.dumps(
+                {
+                    "time_per_event_growth": round(growth, 2),
+                    "cpu_time_per_event_growth": round(cpu_growth, 2),
+                    "target": "<= 1.3",
+                }
+            )
+        )
     if not args.keep:
         import shutil
 
