@@ -9,9 +9,10 @@ of truth but:
   in one bulk call, and the per-(user, product) last-purchase days (batch-only data, the rows the
   build materialized); both refresh in a background thread every ``product_cache_ttl_s`` seconds
   (stale-while-revalidate: a request never waits for a refresh after the first load);
-- reads the per-request views (user profile, stream, live session, category affinity) with the
-  online store's own ``online_read`` (SQLite or Redis), one call per view, so pushed live events
-  are seen at once;
+- reads the per-request views (user profile, stream, live session, category affinity) from the
+  online store on every lookup, so pushed live events are seen at once: on Redis all of them in one
+  pipeline, one network round trip (``features.online_reads.RedisBatch``); on SQLite with the
+  store's own ``online_read``, one local call per view;
 - applies the very same on-demand function (``features.on_demand.ranker_request_features``).
 
 A test checks it returns exactly what the Feast path returns, on both backends.
@@ -32,6 +33,7 @@ import pandas as pd
 
 from features.feature_services import SERVICE_SPECS
 from features.on_demand import REQUEST_TIME, ranker_request_features
+from features.online_reads import RedisBatch, ViewRead, read_rows
 from features.retrieval import NO_STREAM, FeastFeatureReader, feature_names
 from features.settings import FeatureSettings
 from features.views import VIEW_SPECS
@@ -62,33 +64,6 @@ class _Tables:
     loaded_at: float
 
 
-def _value(v: Any) -> Any:
-    kind = v.WhichOneof("val")
-    if kind is None or kind == "null_val":
-        return np.nan
-    return getattr(v, kind)
-
-
-def read_rows(store: Any, view: Any, keys: list[dict[str, Any]], feats: list[str]) -> list[dict[str, Any]]:
-    """Read ``feats`` of ``keys`` from the online store with its own ``online_read`` (NaN when absent)."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    protos = []
-    for key in keys:
-        names = sorted(key)  # Feast serializes entity keys with sorted join keys
-        vals = [
-            Value(string_val=key[n]) if isinstance(key[n], str) else Value(int64_val=int(key[n]))
-            for n in names
-        ]
-        protos.append(EntityKey(join_keys=names, entity_values=vals))
-    online = store._get_provider().online_store
-    rows = online.online_read(
-        store.config, view, protos, list(feats)
-    )  # a copy: the Redis store appends to it
-    return [{f: _value(got[f]) if got and f in got else np.nan for f in feats} for _, got in rows]
-
-
 class FastOnlineReader(FeastFeatureReader):
     """A ``FeatureReader`` whose ``online()`` skips Feast's per-request overhead (see module doc)."""
 
@@ -98,6 +73,8 @@ class FastOnlineReader(FeastFeatureReader):
         self._first = threading.Lock()
         self._refreshing = threading.Lock()
         self._views: dict[str, Any] = {}
+        self._batch: RedisBatch | None = None
+        self._batch_checked = False  # decided on first use: it needs the (lazily opened) store
 
     # -- in-memory tables --------------------------------------------------------------------------
     def _load(self) -> _Tables:
@@ -166,8 +143,22 @@ class FastOnlineReader(FeastFeatureReader):
             self._views[name] = self.store.get_feature_view(name)
         return self._views[name]
 
-    def _read(self, view: str, keys: list[dict[str, Any]], feats: list[str]) -> list[dict[str, Any]]:
-        return read_rows(self.store, self._view(view), keys, feats)
+    def _redis_batch(self) -> RedisBatch | None:
+        """The one-round-trip reader on Redis; None elsewhere (SQLite reads are local calls)."""
+        if not self._batch_checked:
+            self._batch = RedisBatch.for_store(self.store)
+            self._batch_checked = True
+        return self._batch
+
+    def _read_views(
+        self, reads: list[tuple[str, list[dict[str, Any]], list[str]]]
+    ) -> list[list[dict[str, Any]]]:
+        """Rows of several views: on Redis all in one round trip, else one ``online_read`` each."""
+        todo = [ViewRead(self._view(v), keys, feats) for v, keys, feats in reads]
+        batch = self._redis_batch()
+        if batch is not None:
+            return batch.read(todo)
+        return [read_rows(self.store, r.view, r.keys, r.feats) for r in todo]
 
     # -- the lookup ------------------------------------------------------------------------------
     def online(
@@ -189,20 +180,22 @@ class FastOnlineReader(FeastFeatureReader):
         prod = {f: np.where(known, t.product_matrix[rows, t.product_cols[f]], np.nan) for f in PRODUCT_INPUTS}
         for f in PRODUCT_RANKER:
             out[:, col[f]] = prod[f]
-        profile = self._read("user_profile", [{"user_id": uid}], USER_FEATURES)[0]
+        cats = self._categories_for(pids)
+        distinct = sorted(set(cats))
+        (profile,), (stream,), (live,), aff = self._read_views(
+            [
+                ("user_profile", [{"user_id": uid}], USER_FEATURES),
+                ("stream_live", [{"stream_id": sid}], STREAM_FEATURES),
+                ("live_session", [{"user_id": uid, "stream_id": sid}], LIVE_FEATURES),
+                ("user_category_affinity", [{"user_id": uid, "category": c} for c in distinct], AFFINITY),
+            ]
+        )
         for f in USER_RANKER:
             out[:, col[f]] = profile[f]
-        stream = self._read("stream_live", [{"stream_id": sid}], STREAM_FEATURES)[0]
-        live = self._read("live_session", [{"user_id": uid, "stream_id": sid}], LIVE_FEATURES)[0]
         for f in STREAM_FEATURES:
             out[:, col[f]] = stream[f]
         for f in LIVE_FEATURES:
             out[:, col[f]] = live[f]
-        cats = self._categories_for(pids)
-        distinct = sorted(set(cats))
-        aff = self._read(
-            "user_category_affinity", [{"user_id": uid, "category": c} for c in distinct], AFFINITY
-        )
         by_cat = {c: r[AFFINITY[0]] for c, r in zip(distinct, aff, strict=True)}
         out[:, col[AFFINITY[0]]] = [by_cat[c] for c in cats]
         lo, hi = np.searchsorted(t.hist_users, [uid, uid + 1])

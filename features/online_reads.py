@@ -1,0 +1,179 @@
+"""Rows of several feature views from Feast's online store: per view (any store) or, on Redis, all
+of them in one round trip.
+
+The fast path (``features.online_fast``) reads four request-dependent views per lookup (user
+profile, stream, live session, one user x category key per distinct category). Through the online
+store's ``online_read`` that is one redis-py pipeline, so one network round trip, per view: four
+per lookup, most of the Redis path's cost (benchmarks/results/features.md). ``RedisBatch`` sends
+every HMGET of a lookup in one pipeline instead, with the keys and hash fields of Feast's own Redis
+store (so it reads exactly the bytes ``online_read`` would), skips the per-key timestamp field
+nobody here uses, and decodes one ``ValueProto`` per requested field. Building the ~15 keys of a
+lookup through EntityKey protos cost about 0.4 ms CPU, as much as the round trips saved, so the
+keys are encoded straight from the values (Feast's version-3 layout, checked against Feast's own
+encoder once per key shape).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any, NamedTuple
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class ViewRead(NamedTuple):
+    """``feats`` of ``view`` (a Feast FeatureView) for each entity key in ``keys``."""
+
+    view: Any
+    keys: list[dict[str, Any]]
+    feats: list[str]
+
+
+def value_of(v: Any) -> Any:
+    """A Feast ``ValueProto``'s Python value; NaN when it is unset or null."""
+    kind = v.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return np.nan
+    return getattr(v, kind)
+
+
+def entity_keys(keys: list[dict[str, Any]]) -> list[Any]:
+    """Feast ``EntityKey`` protos for ``{join_key: value}`` dicts (str values as strings, else int64)."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    protos = []
+    for key in keys:
+        names = sorted(key)  # Feast serializes entity keys with sorted join keys
+        vals = [
+            Value(string_val=key[n]) if isinstance(key[n], str) else Value(int64_val=int(key[n]))
+            for n in names
+        ]
+        protos.append(EntityKey(join_keys=names, entity_values=vals))
+    return protos
+
+
+def read_rows(store: Any, view: Any, keys: list[dict[str, Any]], feats: list[str]) -> list[dict[str, Any]]:
+    """Read ``feats`` of ``keys`` from the online store with its own ``online_read`` (NaN when absent)."""
+    online = store._get_provider().online_store
+    rows = online.online_read(
+        store.config, view, entity_keys(keys), list(feats)
+    )  # a copy: the Redis store appends to it
+    return [{f: value_of(got[f]) if got and f in got else np.nan for f in feats} for _, got in rows]
+
+
+class RedisBatch:
+    """Every HMGET of several ``ViewRead``s in one redis-py pipeline: one round trip.
+
+    Uses Feast's Redis online store for the key layout (entity key + project; one hash field per
+    feature, murmur3 of ``view:feature``) and for the client (``_read_hash_fields``: the same
+    redis-py client, with whatever timeouts serving set on it, or GLIDE when configured). Those are
+    private methods of Feast 0.67's ``RedisOnlineStore``; ``for_store`` answers None when they are
+    missing, and the caller falls back to one ``online_read`` per view (same values, more trips).
+    """
+
+    _NEEDED = ("_generate_redis_keys_for_entities", "_generate_hset_keys_for_features", "_read_hash_fields")
+
+    def __init__(self, store: Any, online: Any) -> None:
+        from feast.infra.online_stores.redis import _versioned_fv_name
+
+        self._config = store.config
+        self._online = online
+        self._versioned = _versioned_fv_name
+        self._project = store.config.project.encode("utf-8")
+        self._fields: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+        # sorted join key names -> Feast's encoded key header, or None: encode through Feast
+        self._headers: dict[tuple[str, ...], bytes | None] = {}
+
+    @classmethod
+    def for_store(cls, store: Any) -> RedisBatch | None:
+        """A batch reader when ``store``'s online store is Feast's Redis store, else None."""
+        if getattr(store.config.online_store, "type", None) != "redis":
+            return None
+        online = store._get_provider().online_store
+        if not all(hasattr(online, m) for m in cls._NEEDED):
+            log.warning(
+                "Feast's Redis online store lacks %s; the fast path reads one view per round trip",
+                [m for m in cls._NEEDED if not hasattr(online, m)],
+            )
+            return None
+        return cls(store, online)
+
+    def _hash_fields(self, view: Any, feats: list[str]) -> list[Any]:
+        """The hash field names of ``feats`` in ``view`` (cached: they depend on names only)."""
+        key = (view.name, tuple(feats))
+        if key not in self._fields:
+            _, fields = self._online._generate_hset_keys_for_features(
+                view, list(feats), fv_name_override=self._versioned(view, self._config)
+            )
+            self._fields[key] = fields[:-1]  # Feast appends the row timestamp's field; not needed
+        return self._fields[key]
+
+    def _feast_key(self, key: dict[str, Any]) -> bytes:
+        keys: list[bytes] = self._online._generate_redis_keys_for_entities(self._config, entity_keys([key]))
+        return keys[0]
+
+    def _header(self, names: tuple[str, ...], sample: dict[str, Any]) -> bytes | None:
+        """The encoded join-key names, once ``sample``'s key encodes as Feast encodes it (else None)."""
+        if names not in self._headers:
+            from feast.infra.key_encoding_utils import serialize_entity_key_prefix
+
+            header: bytes | None = None
+            if self._config.entity_key_serialization_version >= 3:
+                header = serialize_entity_key_prefix(list(names), 3)
+                if _encode(header, names, sample, self._project) != self._feast_key(sample):
+                    log.warning("entity key %s encodes unlike Feast's encoder; using Feast's", names)
+                    header = None
+            self._headers[names] = header
+        return self._headers[names]
+
+    def redis_key(self, key: dict[str, Any]) -> bytes:
+        """The Redis key Feast's store uses for the entity key ``{join_key: value}``."""
+        names = tuple(sorted(key))
+        header = self._header(names, key)
+        return self._feast_key(key) if header is None else _encode(header, names, key, self._project)
+
+    def read(self, reads: list[ViewRead]) -> list[list[dict[str, Any]]]:
+        """For each read, one ``{feature: value or NaN}`` per key, as ``read_rows`` returns them."""
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        commands: list[tuple[bytes, list[Any]]] = []
+        for r in reads:
+            fields = self._hash_fields(r.view, r.feats)
+            commands += [(self.redis_key(k), fields) for k in r.keys]
+        replies = self._online._read_hash_fields(self._config, commands) if commands else []
+        out: list[list[dict[str, Any]]] = []
+        at = 0
+        parse = Value.FromString
+        for r in reads:
+            rows = []
+            for reply in replies[at : at + len(r.keys)]:
+                rows.append(
+                    {
+                        f: np.nan if raw is None else value_of(parse(raw))
+                        for f, raw in zip(r.feats, reply, strict=True)
+                    }
+                )
+            at += len(r.keys)
+            out.append(rows)
+        return out
+
+
+_STRING, _INT64 = 2, 4  # feast.types.Value_pb2.ValueType.STRING / INT64
+
+
+def _encode(header: bytes, names: tuple[str, ...], key: dict[str, Any], project: bytes) -> bytes:
+    """Feast's version-3 entity key (header, then type, length, bytes per value) + the project."""
+    parts = [header]
+    for n in names:
+        v = key[n]
+        if isinstance(v, str):
+            raw = v.encode("utf8")
+            parts.append(struct.pack("<II", _STRING, len(raw)) + raw)
+        else:
+            parts.append(struct.pack("<IIq", _INT64, 8, int(v)))
+    parts.append(project)
+    return b"".join(parts)
