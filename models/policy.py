@@ -21,6 +21,7 @@ The work is on numpy arrays: a request costs well under a millisecond for ~100 c
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -112,9 +113,23 @@ class SlotPolicy:
         stock (nullable), on_air, pinned_slot (nullable, 0-based), bought_recently, consumable_due,
         is_consumable and reason (a base reason such as "fallback") are optional.
         """
+        return self._arrange(self._plan(self._frame_columns(candidates), self._k(k)), rng)
+
+    def arrange_columns(
+        self, columns: Mapping[str, Any], k: int | None = None, rng: np.random.Generator | None = None
+    ) -> Slate:
+        """``arrange`` on a mapping of column name -> array (the same columns, same answer).
+
+        The serving hot path: building a DataFrame and reading its columns back cost more than the
+        rules themselves (~1.5 ms of a ~2 ms request for 100 candidates)."""
+        return self._arrange(self._plan(self._array_columns(columns), self._k(k)), rng)
+
+    def _k(self, k: int | None) -> int:
+        return self.config.k if k is None else k
+
+    def _arrange(self, plan: _Plan, rng: np.random.Generator | None) -> Slate:
         if rng is None:
             rng = np.random.default_rng(self.config.seed)
-        plan = self._plan(candidates, self.config.k if k is None else k)
         c = plan.cols
         slots = sorted(plan.fixed)
         positions = [plan.fixed[s] for s in slots]
@@ -146,7 +161,7 @@ class SlotPolicy:
 
         For off-policy evaluation: the target policy's probability of a logged (item, slot).
         """
-        plan = self._plan(candidates, self.config.k if k is None else k)
+        plan = self._plan(self._frame_columns(candidates), self._k(k))
         pid = plan.cols["product_id"]
         rows = [(int(pid[pos]), slot, 1.0) for slot, pos in plan.fixed.items()]
         if plan.explore_slot is not None:
@@ -159,45 +174,57 @@ class SlotPolicy:
 
     # ----- internals -----------------------------------------------------------------------
     @staticmethod
-    def _columns(candidates: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _frame_columns(candidates: pd.DataFrame) -> dict[str, np.ndarray]:
         if not isinstance(candidates, pd.DataFrame):
             raise TypeError(f"candidates must be a pandas DataFrame, got {type(candidates).__name__}")
-        missing = [c for c in ("product_id", "score") if c not in candidates.columns]
+        return SlotPolicy._array_columns({str(c): candidates[c].to_numpy() for c in candidates.columns})
+
+    @staticmethod
+    def _array_columns(given: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The policy's working columns from the caller's: typed, defaults filled, duplicates out.
+        Never writes into the caller's arrays."""
+        missing = [c for c in ("product_id", "score") if c not in given]
         if missing:
             raise ValueError(f"candidates lack the required column(s) {missing}")
-        n = len(candidates)
         cols: dict[str, np.ndarray] = {}
         try:
-            cols["product_id"] = candidates["product_id"].to_numpy(dtype=np.int64)
+            cols["product_id"] = np.asarray(given["product_id"]).astype(np.int64, copy=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"candidates column 'product_id' must hold integer ids: {exc}") from exc
+        n = cols["product_id"].size
+        # A scalar stands for a whole column (reason="fallback"), as it would in a DataFrame.
+        given = {k: np.full(n, v, dtype=object) if np.ndim(v) == 0 else v for k, v in given.items()}
         for name in _FLOATS:
-            if name not in candidates.columns:
+            if name not in given:
                 cols[name] = np.full(n, np.nan)
                 continue
-            s = candidates[name]
-            try:  # the fast path first: pandas' null handling costs more than the whole policy
+            arr = np.asarray(given[name])
+            try:  # the fast path first: null handling costs more than the whole policy
                 cols[name] = (
-                    s.to_numpy() if s.dtype == np.float64 else s.to_numpy(dtype=np.float64, na_value=np.nan)
+                    arr
+                    if arr.dtype == np.float64
+                    else arr.astype(np.float64)
+                    if arr.dtype.kind in "iub"
+                    else pd.Series(arr).to_numpy(dtype=np.float64, na_value=np.nan)
                 )
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"candidates column {name!r} must be numeric: {exc}") from exc
         for name, default in _BOOLS.items():
-            if name not in candidates.columns:
+            if name not in given:
                 cols[name] = np.full(n, default)
                 continue
-            s = candidates[name]
-            if s.dtype == np.bool_:
-                cols[name] = s.to_numpy()
+            arr = np.asarray(given[name])
+            if arr.dtype == np.bool_:
+                cols[name] = arr
             else:
-                arr = s.to_numpy(dtype=object)
-                cols[name] = np.where(pd.isna(arr), default, arr).astype(bool)
+                obj = arr.astype(object)
+                cols[name] = np.where(pd.isna(obj), default, obj).astype(bool)
         for name in ("category", "reason"):
-            cols[name] = (
-                candidates[name].to_numpy(dtype=object) if name in candidates.columns else np.full(n, None)
-            )
-        given = {r for r in cols["reason"].tolist() if isinstance(r, str)}
-        bad = sorted(given - set(REASONS))
+            cols[name] = np.asarray(given[name]).astype(object) if name in given else np.full(n, None)
+        if any(len(v) != n for v in cols.values()):
+            raise ValueError("candidates columns differ in length")
+        given_reasons = {r for r in cols["reason"].tolist() if isinstance(r, str)}
+        bad = sorted(given_reasons - set(REASONS))
         if bad:
             raise ValueError(f"candidates column 'reason' holds unknown reasons {bad}; allowed {REASONS}")
         _, first = np.unique(cols["product_id"], return_index=True)
@@ -206,17 +233,17 @@ class SlotPolicy:
             cols = {k: v[keep] for k, v in cols.items()}
         return cols
 
-    def _plan(self, candidates: pd.DataFrame, k: int) -> _Plan:
+    def _plan(self, c: dict[str, np.ndarray], k: int) -> _Plan:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         cfg = self.config
-        c = self._columns(candidates)
         c["expected_value"] = c["p_convert"] * c[cfg.value_column]
         key = c[cfg.rank_by].copy()
         due = c["is_consumable"] & c["consumable_due"]
         key[due] += cfg.repurchase_boost * np.abs(key[due])
+        given = c["reason"]
         reason = np.where(
-            due, "repurchase_due", np.where([isinstance(r, str) for r in c["reason"]], c["reason"], "ranked")
+            due, "repurchase_due", np.where([isinstance(r, str) for r in given.tolist()], given, "ranked")
         ).astype(object)
         c["base_reason"] = reason
 
@@ -245,10 +272,12 @@ class SlotPolicy:
 
         k_eff = min(k, len(order))
         fixed: dict[int, int] = {}
-        pins = c["pinned_slot"]
-        for pos in order:
-            ps = pins[pos]
-            if not math.isnan(ps) and 0 <= ps < k_eff and int(ps) not in fixed:
+        # Only the pinned rows, visited best first (the first pinned product per slot wins).
+        ordered = np.asarray(order, dtype=np.int64)
+        pins = c["pinned_slot"][ordered]
+        pinned_here = ~np.isnan(pins) & (pins >= 0) & (pins < k_eff)
+        for pos, ps in zip(ordered[pinned_here].tolist(), pins[pinned_here].tolist(), strict=True):
+            if int(ps) not in fixed:
                 fixed[int(ps)] = pos
         for pos in fixed.values():
             reason[pos] = "pinned"
@@ -257,7 +286,7 @@ class SlotPolicy:
             x = None
 
         cap = cfg.per_category_cap if cfg.per_category_cap is not None else math.inf
-        cats = c["category"]
+        cats = c["category"].tolist()  # list indexing: this loop runs per candidate
         counts: dict[Any, int] = {}
 
         def capped(pos: int) -> bool:
@@ -291,5 +320,7 @@ class SlotPolicy:
         if x is not None:
             taken = set(chosen)
             remaining = [p for p in rest if p not in taken]
-            pool = [p for p in remaining if not capped(p)] or remaining
+            pool = [
+                p for p in remaining if not (isinstance(cats[p], str) and counts.get(cats[p], 0) >= cap)
+            ] or remaining  # capped(), inlined: it runs for every remaining candidate
         return _Plan(c, fixed, x, pool, cfg.epsilon, dropped)

@@ -46,7 +46,14 @@ class SingleThreadRanker:
         if getattr(self.inner, "categorical_features", None) or len(X) == 0:
             return self.inner.predict(X)
         arr = X.loc[:, self.feature_names].to_numpy(dtype="float64", na_value=float("nan"))
-        return self.inner.booster.predict(arr, num_iteration=self.inner.best_iteration or None, num_threads=1)
+        return self.predict_matrix(arr)
+
+    def predict_matrix(self, X: Any) -> Any:
+        """``predict`` from the float matrix whose columns are ``feature_names`` in order, as
+        serving builds it: no DataFrame on the hot path (pipeline ``Recommender._predict``)."""
+        if getattr(self.inner, "categorical_features", None) or len(X) == 0:
+            return self.inner.predict(pd.DataFrame(X, columns=self.feature_names))
+        return self.inner.booster.predict(X, num_iteration=self.inner.best_iteration or None, num_threads=1)
 
 
 def models_from_bundle(bundle: Any, version: str, policy: Policy) -> Models:

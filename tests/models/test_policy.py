@@ -195,3 +195,29 @@ def test_slate_invariants(n: int, k: int, eps: float, cap: int | None, seed: int
         pin = df.set_index("product_id").at[pid, "pinned_slot"]
         if s.frame.set_index("product_id").at[pid, "reason"] == "pinned":
             assert pin == slot
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 8), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1))
+def test_arrange_columns_gives_the_frames_answer(n: int, k: int, eps: float, seed: int) -> None:
+    """The serving hot path hands plain arrays; the answer must be the DataFrame path's, exactly."""
+    rng = np.random.default_rng(seed)
+    df = frame(
+        n=n,
+        seed=seed,
+        product_id=rng.integers(0, n, n),  # duplicates: the first row of each product wins
+        stock=np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 3, n)),
+        pinned_slot=np.where(rng.random(n) < 0.2, rng.integers(0, 10, n), np.nan),
+        category=rng.choice(["a", "b", None], n),
+        bought_recently=rng.random(n) < 0.2,
+        consumable_due=rng.random(n) < 0.5,
+        is_consumable=rng.random(n) < 0.5,
+        reason=rng.choice(["ranked", "fallback"], n),
+    )
+    p = SlotPolicy(SlotPolicyConfig(k=k, epsilon=eps, per_category_cap=2))
+    want = p.arrange(df, rng=np.random.default_rng(seed))
+    cols = {c: df[c].to_numpy() for c in df.columns}
+    got = p.arrange_columns(cols, rng=np.random.default_rng(seed))
+    pd.testing.assert_frame_equal(got.frame, want.frame)
+    assert (got.dropped, got.explored) == (want.dropped, want.explored)
+    assert cols["product_id"].tolist() == df["product_id"].tolist()  # the caller's arrays are untouched
