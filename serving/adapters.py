@@ -5,6 +5,7 @@ demo world and the tests need none of them."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pandas as pd
 
 from models.calibration import PlattCalibration
 from serving.errors import ModelUnavailableError
+from serving.outage_log import OutageLog
 from serving.settings import ServingSettings
 from serving.sources import Models, Policy
 
@@ -82,6 +84,22 @@ class DirModelSource:
         return models_from_bundle(bundle, f"dir-{created}", self.policy)
 
 
+def mlflow_client_defaults(settings: ServingSettings) -> dict[str, str]:
+    """Serving's MLflow HTTP client settings, set in this process's environment (where MLflow reads
+    them, per request) for each variable the user has not set; returns what it set.
+
+    With MLflow's defaults an unreachable registry holds the start for ~4 min (7 retries, backoff
+    factor 2: sleeps of 4, 8 ... 120 s) before readiness can report it; docs/RELIABILITY.md."""
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.mlflow_http_max_retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(settings.mlflow_http_backoff_factor),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.mlflow_http_timeout_s),
+    }
+    applied = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(applied)
+    return applied
+
+
 class MlflowModelSource:
     """``models:/<name>@<alias>`` from the MLflow registry, loaded with ``Bundle.load(Bundle.find(dir))``."""
 
@@ -115,7 +133,7 @@ class FeastFeatureSource:
     """``features.retrieval`` behind the pipeline's FeatureSource protocol: the fast online reader
     when the features package has one (same values, less overhead), else the plain Feast reader."""
 
-    def __init__(self, state_dir: Path, ledger: Any = None) -> None:
+    def __init__(self, state_dir: Path, ledger: Any = None, outage_log_interval_s: float = 10.0) -> None:
         from features.settings import FeatureSettings
 
         settings = FeatureSettings(state_dir=state_dir)  # type: ignore[call-arg]  # the rest from SLOTCAST_*
@@ -129,6 +147,8 @@ class FeastFeatureSource:
 
             self.reader = FeastFeatureReader(settings)
         self._fail_fast = False
+        # Lookups and readiness probes share it: an outage is one line, then one per interval.
+        self.outage = OutageLog("online store", log, outage_log_interval_s)
 
     def _redis_fails_fast(self) -> None:
         """One connection attempt and short socket timeouts for Feast's Redis client.
@@ -157,18 +177,22 @@ class FeastFeatureSource:
     def online(
         self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
     ) -> pd.DataFrame:
-        self._redis_fails_fast()
         uid = -1 if user_id is None else user_id  # -1 is no one: no personal feature is read
-        return self.reader.online(uid, list(product_ids), stream_id=stream_id, service=service)
+        try:
+            self._redis_fails_fast()
+            out = self.reader.online(uid, list(product_ids), stream_id=stream_id, service=service)
+        except Exception as exc:
+            self.outage.failed(exc)
+            raise  # the pipeline answers degraded (flagged)
+        self.outage.ok()
+        return out
 
     def ping(self) -> bool:
         """The online store answers a real lookup (an unknown user, one product)."""
         try:
-            self._redis_fails_fast()
-            self.reader.online(-1, [0], stream_id=None, service="ranker_v1")
+            self.online(-1, [0], stream_id=None, service="ranker_v1")
             return True
-        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
-            log.warning("online store did not answer: %s: %s", type(exc).__name__, exc)
+        except Exception:  # noqa: BLE001 - readiness reports, never raises; online() logged it
             return False
 
     def user_features(self, user_id: int) -> dict[str, Any]:

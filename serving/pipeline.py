@@ -169,7 +169,9 @@ class Recommender(PushRanking):
             except Exception as exc:  # noqa: BLE001 - any store failure degrades, never fails the answer
                 degraded = True
                 self.on_fallback("online_store")
-                log.warning(
+                # DEBUG: the feature source logs an outage at a bounded rate (serving/outage_log.py);
+                # one WARNING per request was hundreds of lines a second with the store down.
+                log.debug(
                     "online features failed (%s: %s); serving the model scores", type(exc).__name__, exc
                 )
             if feats is not None:  # outside the try: a bug here must show, not pass as an outage

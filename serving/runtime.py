@@ -103,8 +103,15 @@ class SlotcastApp:
     @classmethod
     def from_settings(cls, settings: ServingSettings) -> SlotcastApp:
         """Build the app; a store or registry that cannot be reached leaves it running but not ready."""
-        from serving.adapters import DirModelSource, MlflowModelSource, deletion_ledger, make_policy
+        from serving.adapters import (
+            DirModelSource,
+            MlflowModelSource,
+            deletion_ledger,
+            make_policy,
+            mlflow_client_defaults,
+        )
 
+        logging.getLogger("serving").setLevel(settings.log_level)
         policy = make_policy(settings)
         ledger = deletion_ledger(settings.state_dir)
         catalog, catalog_error = None, None
@@ -133,6 +140,12 @@ class SlotcastApp:
             assert settings.bundle_dir is not None
             model_source = DirModelSource(settings.bundle_dir, policy)
         else:
+            applied = mlflow_client_defaults(settings)
+            if applied:
+                log.info(
+                    "MLflow client: %s (unset by the environment)",
+                    ", ".join(f"{k}={v}" for k, v in applied.items()),
+                )
             model_source = MlflowModelSource(settings.tracking_uri(), settings.model_name, policy)
         features: FeatureSource
         if settings.feature_source == "demo":
@@ -140,7 +153,7 @@ class SlotcastApp:
         else:
             from serving.adapters import FeastFeatureSource
 
-            features = FeastFeatureSource(settings.state_dir, ledger)
+            features = FeastFeatureSource(settings.state_dir, ledger, settings.outage_log_interval_s)
         if catalog is None:
             try:
                 catalog = Catalog.from_data_dir(settings.data_dir, _feature_segments(features))

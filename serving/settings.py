@@ -46,6 +46,18 @@ class ServingSettings(BaseSettings):
     # Recently bought non-consumables are left out of carousels for this long.
     bought_recently_days: float = Field(default=90.0, gt=0)
 
+    # Level of the service's own loggers (serving.*): BentoML leaves other loggers at WARNING, which
+    # hid the model-loaded and recovered lines; DEBUG shows each degraded answer's reason.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # A failing online store is logged once, then summarized at most once per this many seconds.
+    outage_log_interval_s: float = Field(default=10.0, gt=0)
+    # Serving's own MLflow client, applied only where the MLFLOW_HTTP_REQUEST_* variables are unset:
+    # MLflow's defaults (7 retries with exponential backoff, 120 s timeout) hold a start against an
+    # unreachable registry for about 4 minutes before readiness can say why.
+    mlflow_http_max_retries: int = Field(default=2, ge=0, le=10)
+    mlflow_http_backoff_factor: int = Field(default=1, ge=0)
+    mlflow_http_timeout_s: int = Field(default=10, ge=1)
+
     # Logs: impression files rotate at this size; event log segments too.
     log_rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     demo_users: int = Field(default=2000, ge=10)
