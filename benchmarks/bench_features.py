@@ -6,7 +6,12 @@ Build: `features build` phases (offline DuckDB tables, feast apply, online load)
 the process's peak RSS. Lookups: one user + 100 products (a random user, random products, a
 random stream) through Feast's ``get_online_features`` (``FeastFeatureReader``) and through the
 fast path (``FastOnlineReader``), p50/p99 of wall time and of this thread's CPU time (on a shared,
-loaded machine the CPU time is the steadier figure). Results go to stdout and a JSON file.
+loaded machine the CPU time is the steadier figure). On Redis the fast path is timed twice, side by
+side on the same requests: ``fast`` (every view of a lookup in one pipeline) and ``fast_per_view``
+(one ``online_read`` per view, four round trips: the fast path before features.online_reads).
+Results go to stdout and a JSON file.
+
+Re-running on a loaded Redis: ``--skip-build --redis redis://HOST:PORT/0 --skip-redis-load``.
 """
 
 from __future__ import annotations
@@ -40,20 +45,26 @@ def _percentiles(xs: list[float]) -> dict[str, float]:
 
 
 def bench_lookups(
-    reader: Any, users: np.ndarray, products: np.ndarray, streams: np.ndarray, n: int, seed: int
-) -> dict:
+    readers: dict[str, Any], users: np.ndarray, products: np.ndarray, streams: np.ndarray, n: int, seed: int
+) -> dict[str, dict]:
+    """p50/p99 wall and thread-CPU ms of ``n`` lookups per reader. The readers take turns on the
+    same random requests (rotating who goes first), so on a loaded machine they share its noise."""
     rng = np.random.default_rng(seed)
-    wall, cpu = [], []
-    reader.online(int(users[0]), products[:100].tolist(), stream_id=int(streams[0]))  # warm: registry, caches
-    for _ in range(n):
+    wall: dict[str, list[float]] = {k: [] for k in readers}
+    cpu: dict[str, list[float]] = {k: [] for k in readers}
+    for reader in readers.values():  # warm: registry, caches, connections
+        reader.online(int(users[0]), products[:100].tolist(), stream_id=int(streams[0]))
+    names = list(readers)
+    for i in range(n):
         u = int(rng.choice(users))
         p = rng.choice(products, size=min(100, len(products)), replace=False).tolist()
         s = int(rng.choice(streams)) if len(streams) else None
-        t0, c0 = time.perf_counter(), time.thread_time()
-        reader.online(u, p, stream_id=s)
-        cpu.append((time.thread_time() - c0) * 1000)
-        wall.append((time.perf_counter() - t0) * 1000)
-    return {"wall_ms": _percentiles(wall), "cpu_ms": _percentiles(cpu)}
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            readers[name].online(u, p, stream_id=s)
+            cpu[name].append((time.thread_time() - c0) * 1000)
+            wall[name].append((time.perf_counter() - t0) * 1000)
+    return {k: {"wall_ms": _percentiles(wall[k]), "cpu_ms": _percentiles(cpu[k])} for k in readers}
 
 
 def _start_redis() -> tuple[subprocess.Popen, str]:
@@ -89,6 +100,21 @@ def _start_redis() -> tuple[subprocess.Popen, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+def _table(lookups: dict[str, Any]) -> str:
+    """The lookup figures as a markdown table (for benchmarks/results/features.md)."""
+    lines = [
+        "| backend | reader | wall p50 | wall p99 | CPU p50 | CPU p99 | n |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for backend in ("sqlite", "redis"):
+        for reader, r in lookups.get(backend, {}).items():
+            w, c = r["wall_ms"], r["cpu_ms"]
+            lines.append(
+                f"| {backend} | {reader} | {w['p50']:.2f} ms | {w['p99']:.2f} ms | {c['p50']:.2f} ms | {c['p99']:.2f} ms | {w['n']} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -102,6 +128,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--redis", default="start", help="'start' a private redis-server, a redis:// URL, or 'off'"
     )
+    ap.add_argument(
+        "--feast-lookups",
+        type=int,
+        default=None,
+        help="lookups through Feast's own path (default lookups/5, 0: skip)",
+    )
+    ap.add_argument(
+        "--skip-redis-load", action="store_true", help="the --redis URL already holds this build's features"
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/features.json"))
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -110,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     import duckdb
 
     from features.online_fast import FastOnlineReader
+    from features.online_reads import RedisBatch
     from features.retrieval import FeastFeatureReader
     from features.settings import FeatureSettings
     from features.store import apply_definitions, build_feature_store, materialize
@@ -150,13 +186,19 @@ def main(argv: list[str] | None = None) -> dict:
         .df()["stream_id"]
         .to_numpy()
     )
+
+    class PerViewReader(FastOnlineReader):  # the fast path before the one-round-trip batch
+        def _redis_batch(self) -> RedisBatch | None:
+            return None
+
+    n_feast = max(20, args.lookups // 5) if args.feast_lookups is None else args.feast_lookups
     lookups: dict[str, Any] = {}
-    lookups["sqlite"] = {
-        "feast": bench_lookups(
-            FeastFeatureReader(settings), users, products, streams, max(20, args.lookups // 5), 1
-        ),
-        "fast": bench_lookups(FastOnlineReader(settings), users, products, streams, args.lookups, 2),
-    }
+    sqlite = {"fast": FastOnlineReader(settings)}
+    lookups["sqlite"] = bench_lookups(sqlite, users, products, streams, args.lookups, 2)
+    if n_feast:
+        lookups["sqlite"] |= bench_lookups(
+            {"feast": FeastFeatureReader(settings)}, users, products, streams, n_feast, 1
+        )
     print("sqlite", json.dumps(lookups["sqlite"]))
     proc = None
     if args.redis != "off":
@@ -166,29 +208,31 @@ def main(argv: list[str] | None = None) -> dict:
             url = args.redis
         try:
             rsettings = FeatureSettings(state_dir=state, online_store="redis", redis_url=url)
-            t0 = time.perf_counter()
-            store, defs = apply_definitions(rsettings)
-            with redirect_stdout(StringIO()):
-                materialize(store, defs, rsettings, datetime.now(UTC) + timedelta(days=3650))
-            lookups["redis_load_s"] = time.perf_counter() - t0
-            lookups["redis"] = {
-                "feast": bench_lookups(
-                    FeastFeatureReader(rsettings, store),
-                    users,
-                    products,
-                    streams,
-                    max(20, args.lookups // 5),
-                    3,
-                ),
-                "fast": bench_lookups(
-                    FastOnlineReader(rsettings, store), users, products, streams, args.lookups, 4
-                ),
+            if args.skip_redis_load:
+                from features.store import open_store
+
+                store = open_store(rsettings)
+            else:
+                t0 = time.perf_counter()
+                store, defs = apply_definitions(rsettings)
+                with redirect_stdout(StringIO()):
+                    materialize(store, defs, rsettings, datetime.now(UTC) + timedelta(days=3650))
+                lookups["redis_load_s"] = time.perf_counter() - t0
+            fast = {
+                "fast": FastOnlineReader(rsettings, store),
+                "fast_per_view": PerViewReader(rsettings, store),
             }
+            lookups["redis"] = bench_lookups(fast, users, products, streams, args.lookups, 4)
+            if n_feast:
+                lookups["redis"] |= bench_lookups(
+                    {"feast": FeastFeatureReader(rsettings, store)}, users, products, streams, n_feast, 3
+                )
             print("redis", json.dumps(lookups["redis"]))
         finally:
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=10)
+    print(_table(lookups))
     result["lookups"] = lookups
     result["peak_rss_mb"] = _peak_rss_mb()
     args.out.parent.mkdir(parents=True, exist_ok=True)
