@@ -178,13 +178,14 @@ class FeastFeatureSource:
         self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
     ) -> pd.DataFrame:
         uid = -1 if user_id is None else user_id  # -1 is no one: no personal feature is read
+        started = self.outage.clock()
         try:
             self._redis_fails_fast()
             out = self.reader.online(uid, list(product_ids), stream_id=stream_id, service=service)
         except Exception as exc:
-            self.outage.failed(exc)
+            self.outage.failed(exc, started)
             raise  # the pipeline answers degraded (flagged)
-        self.outage.ok()
+        self.outage.ok(started)
         return out
 
     def ping(self) -> bool:

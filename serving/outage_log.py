@@ -1,7 +1,12 @@
 """Log lines for a dependency that fails on every call (the online store down under load) at a
 bounded volume: the first failure at WARNING with its reason, then at most one WARNING summary per
 interval with the count of failed calls and the last reason, and one INFO line when it answers
-again. One line per request would be hundreds a second during an outage and bury everything else."""
+again. One line per request would be hundreds a second during an outage and bury everything else.
+
+Calls overlap (several requests in flight), so each call says when it started: a failure of a call
+that started before the dependency was last seen answering, or a success of one that started before
+the outage was first seen, is the tail of the previous state, not a change; it is counted, never
+taken for the start or the end of an outage (which would print a second "failing" line)."""
 
 from __future__ import annotations
 
@@ -26,11 +31,15 @@ class OutageLog:
         self._pending = 0  # failed calls not reported in a line yet
         self._last_line = 0.0
         self._last_reason = ""
+        self._recovered_at = float("-inf")
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, started: float | None = None) -> None:
+        """A call that started at ``started`` (this log's clock; None: just now) failed with ``exc``."""
         reason = f"{type(exc).__name__}: {str(exc)[:200]}"
         with self._lock:
             now = self.clock()
+            if self.down_since is None and started is not None and started < self._recovered_at:
+                return  # began before the recovery was seen: the old outage's last straggler
             self._total += 1
             self._last_reason = reason
             if self.down_since is None:
@@ -57,12 +66,14 @@ class OutageLog:
                 reason,
             )
 
-    def ok(self) -> None:
+    def ok(self, started: float | None = None) -> None:
+        """A call that started at ``started`` (None: just now) succeeded."""
         if self.down_since is None:  # the hot path while healthy: one attribute read, no lock
             return
         with self._lock:
-            if self.down_since is None:
-                return
-            down_s, total = self.clock() - self.down_since, self._total
-            self.down_since, self._total, self._pending = None, 0, 0
+            if self.down_since is None or (started is not None and started < self.down_since):
+                return  # none, or a call that began before the outage was seen: proves nothing
+            now = self.clock()
+            down_s, total = now - self.down_since, self._total
+            self.down_since, self._total, self._pending, self._recovered_at = None, 0, 0, now
         self.log.info("%s answers again after %.1f s (%d failed calls)", self.what, down_s, total)

@@ -100,3 +100,28 @@ def test_mlflow_client_defaults_fill_only_what_the_user_left_unset(monkeypatch: 
     assert mev.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 3
     assert mev.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get() == 1
     assert mev.MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 42  # the user's value wins
+
+
+def test_overlapping_calls_neither_end_nor_start_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """Requests overlap: one that started before the outage may succeed after the first failure was
+    logged, and one that started before the recovery may fail after it. Neither changes the state."""
+    out, clock = _log(caplog)
+    before = clock.t
+    clock.t += 0.01
+    out.failed(ConnectionError("reset"), started=clock.t)
+    out.ok(started=before)  # read before the store died, answered after: not a recovery
+    clock.t += 5
+    out.failed(ConnectionError("refused"), started=clock.t)
+    inflight = clock.t
+    clock.t += 0.01
+    out.ok(started=clock.t)  # the recovery
+    out.failed(ConnectionError("refused"), started=inflight)  # began before it: a straggler
+    clock.t += 1
+    out.failed(ConnectionError("refused"), started=clock.t)  # began after it: a new outage
+    msgs = [r.getMessage() for r in caplog.records]
+    assert [m.split(" (")[0] for m in msgs] == [
+        "online store failing",
+        "online store answers again after 5.0 s",
+        "online store failing",
+    ], msgs
+    assert "(2 failed calls)" in msgs[1]
