@@ -15,7 +15,10 @@ request) is estimated by weighting each row with w = pi / propensity:
 
 Weights are clipped at ``max_weight`` (propensity clipping). Confidence intervals are percentile
 intervals of a Poisson bootstrap over requests (the unit that is sampled), and two policies are
-compared with the same bootstrap draws (paired), so the difference's interval is tight.
+compared with the same bootstrap draws (paired), so the difference's interval is tight. Each
+interval's ends are pushed out to at least z x the reward-model-based sd of its outcome noise
+(noise_floor.py): the bootstrap alone collapses when the few high-weight rows happen to hold no
+reward, which rare rewards (purchases) make likely.
 Push logs fit the same mould: one request per push decision with one slot.
 """
 
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 from training.evaluation.metrics import PAD
+from training.evaluation.noise_floor import noise_sds, reward_coefficients, reward_variance, widen
 
 RewardModel = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """q(request_index, item_ids, slots) -> expected reward of that item at that slot in that request."""
@@ -115,6 +120,7 @@ class Estimate:
     ess: float
     n_requests: int
     n_rows: int
+    noise_sd: float = 0.0  # reward-model sd of the outcome noise: the upper end is >= value + z * it
 
     def covers(self, truth: float) -> bool:
         return self.ci_low <= truth <= self.ci_high
@@ -147,10 +153,15 @@ class _Terms:
     has: np.ndarray  # (N, k) 1 when the request logged that slot
     dr: np.ndarray | None  # (N,) DM term + sum w (r - q)
     ess: float
+    w: np.ndarray  # (rows,) the clipped weights, for the noise floor
 
 
 def _terms(
-    log: SlateLog, target: TargetSlates, reward_model: RewardModel | None, max_weight: float | None
+    log: SlateLog,
+    target: TargetSlates,
+    reward_model: RewardModel | None,
+    max_weight: float | None,
+    q_logged: np.ndarray | None = None,
 ) -> _Terms:
     n, k = log.n_requests, max(log.n_slots, 1)
     w = target.prob(log) / log.propensity
@@ -166,11 +177,12 @@ def _terms(
     ess = sw * sw / sw2 if sw2 > 0 else 0.0
     dr = None
     if reward_model is not None:
-        q_logged = np.asarray(reward_model(log.request, log.item, log.slot), dtype=np.float64)
+        if q_logged is None:
+            q_logged = np.asarray(reward_model(log.request, log.item, log.slot), dtype=np.float64)
         dr = np.bincount(log.request, weights=w * (r - q_logged), minlength=n) + _direct(
             log, target, reward_model
         )
-    return _Terms(ips, num, den, has, dr, ess)
+    return _Terms(ips, num, den, has, dr, ess, w)
 
 
 def _direct(log: SlateLog, target: TargetSlates, q: RewardModel) -> np.ndarray:
@@ -295,27 +307,37 @@ def evaluate_policies(
     if log.n_requests == 0:
         raise ValueError("the log holds no requests")
     names = list(targets)
-    terms = [_terms(log, targets[name], reward_model, max_weight) for name in names]
+    # q on the logged rows is the same for every target: computed once (a ranker's q is slow)
+    q_logged = None
+    if reward_model is not None:
+        q_logged = np.asarray(reward_model(log.request, log.item, log.slot), dtype=np.float64)
+    terms = [_terms(log, targets[name], reward_model, max_weight, q_logged) for name in names]
     ones = np.ones((1, log.n_requests))
     points = [_stat(t, ones) for t in terms]
     boots = _bootstrap(terms, log.n_requests, n_boot, seed)
     q = [alpha / 2, 1 - alpha / 2]
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    variance = reward_variance(log, q_logged)
+    coefs = [reward_coefficients(log, t.w) for t in terms]
     estimates: dict[str, dict[str, Estimate]] = {}
-    for name, t, point, boot in zip(names, terms, points, boots, strict=True):
+    for name, t, point, boot, c in zip(names, terms, points, boots, coefs, strict=True):
         estimates[name] = {}
         for est, v in point.items():
-            lo, hi = np.quantile(boot[est], q)
-            estimates[name][est] = Estimate(est, float(v[0]), float(lo), float(hi), t.ess, log.n_requests,
-                                            int(log.item.size))  # fmt: skip
+            up, down = noise_sds(c[est], variance)
+            b_lo, b_hi = np.quantile(boot[est], q)
+            lo, hi = widen(float(v[0]), float(b_lo), float(b_hi), up, down, z)
+            estimates[name][est] = Estimate(est, float(v[0]), lo, hi, t.ess, log.n_requests, int(log.item.size),
+                                            up)  # fmt: skip
     comparisons: dict[tuple[str, str], dict[str, Comparison]] = {}
     for champ, chall in pairs:
         a, b = names.index(champ), names.index(chall)
         comparisons[(champ, chall)] = {}
         for est in points[a]:
-            lo, hi = np.quantile(boots[b][est] - boots[a][est], q)
             va, vb = float(points[a][est][0]), float(points[b][est][0])
-            comparisons[(champ, chall)][est] = Comparison(est, va, vb, vb - va, float(lo), float(hi),
-                                                          verdict(float(lo), float(hi)))  # fmt: skip
+            up, down = noise_sds(coefs[b][est] - coefs[a][est], variance)
+            b_lo, b_hi = np.quantile(boots[b][est] - boots[a][est], q)
+            lo, hi = widen(vb - va, float(b_lo), float(b_hi), up, down, z)
+            comparisons[(champ, chall)][est] = Comparison(est, va, vb, vb - va, lo, hi, verdict(lo, hi))
     return estimates, comparisons
 
 
