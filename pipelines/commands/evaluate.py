@@ -9,12 +9,15 @@ is reported beside its estimates.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
+
+log = logging.getLogger(__name__)
 
 KNOWN_POLICIES = ("popular", "random", "logging", "als", "als+ranker", "champion", "challenger")
 DEFAULT_POLICIES = "popular,als,als+ranker,champion,challenger"
@@ -142,21 +145,49 @@ def _truth(data: Path, reward: str) -> Any:
         out = np.zeros(slates.shape)
         u = np.broadcast_to(users[:, None], slates.shape)[filled]
         slots = np.broadcast_to(np.arange(slates.shape[1]), slates.shape)[filled]
-        if kind == "push":
-            if reward != "purchased":
-                return None  # the truth module answers push purchases only
-            out[filled] = world.push_purchase_prob(u, slates[filled])
-        elif reward == "clicked":
-            out[filled] = world.click_prob(u, slates[filled], slots)
-        else:
-            sid = requests["stream_id"]
-            streams = None  # a stream-less carousel gets the average host (TrueWorld's default)
-            if sid.notna().all():
-                streams = np.broadcast_to(sid.to_numpy(np.int64)[:, None], slates.shape)[filled]
-            out[filled] = world.purchase_prob(u, slates[filled], slots, streams)
+        try:
+            if kind == "push":
+                if reward != "purchased":
+                    return None  # the truth module answers push purchases only
+                out[filled] = world.push_purchase_prob(u, slates[filled])
+                # a push to a user who has churned is sent but never opened (pipelines/simulator/pushes.py)
+                out *= _around(world, requests)[:, None]
+            elif reward == "clicked":
+                out[filled] = world.click_prob(u, slates[filled], slots)
+            else:
+                out[filled] = world.purchase_prob(
+                    u, slates[filled], slots, _streams(requests, slates.shape, filled)
+                )
+        except KeyError as exc:  # a service log may name users or products this world never had
+            log.warning("no simulator truth for the %s log: %s", kind, exc)
+            return None
         return out.sum(axis=1)
 
     return truth
+
+
+def _streams(requests: Any, shape: tuple[int, ...], filled: Any) -> Any:
+    """Each slot's stream id; -1 (TrueWorld's "no stream": the average host) where a request has none,
+    row by row, so one stream-less request does not take the host effect from all the others."""
+    import numpy as np
+    import pandas as pd
+
+    ids = (
+        pd.to_numeric(requests["stream_id"], errors="coerce").fillna(-1).to_numpy(np.float64).astype(np.int64)
+    )
+    return np.broadcast_to(ids[:, None], shape)[filled]
+
+
+def _around(world: Any, requests: Any) -> Any:
+    """1 where the request's user had not churned by the request's day, else 0."""
+    import numpy as np
+    import pandas as pd
+
+    start = pd.Timestamp(world.meta["config"]["start"])
+    start = start.tz_localize("UTC") if start.tzinfo is None else start
+    ts = pd.to_datetime(requests["ts"], utc=True)
+    day = ((ts - start) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    return (world.churn_day(requests["user_id"].to_numpy(np.int64)) > day).astype(np.float64)
 
 
 def _service_impressions(state_dir: Path, events: Any) -> Any:
@@ -319,5 +350,15 @@ def _print_summary(console: Any, result: dict[str, Any], k: int) -> None:
                     x = c["by_estimator"][est]
                     console.print(f"{kind}: {c['challenger']} vs {c['champion']} ({est}): diff {x['diff']:+.5f} "
                                   f"[{x['ci_low']:+.5f}, {x['ci_high']:+.5f}] -> [bold]{x['verdict']}[/bold]")  # fmt: skip
+    from training.evaluation.report import truth_per_1000
+
+    title, headers, rows = truth_per_1000(result)
+    if rows:
+        t = Table(title=f"simulator ground truth: {title} (each policy's slates on the held-out requests)")
+        for col in ("policy", *headers):
+            t.add_column(col, justify="right" if col != "policy" else "left")
+        for row in rows:
+            t.add_row(row[0], *(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row[1:]))
+        console.print(t)
     for note in result.get("notes") or []:
         console.print(f"[yellow]note:[/yellow] {note}")

@@ -146,6 +146,22 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def truth_per_1000(result: dict[str, Any]) -> tuple[str, list[str], list[list[Any]]]:
+    """The simulator's true value of every policy on the held-out logged requests, per 1000 requests.
+
+    Returns (title, headers, rows): one row per policy, one column per log (carousel, push). With
+    ``--reward purchased`` (the default) these are the true expected conversions; an empty row list
+    when no truth was supplied.
+    """
+    truth = result.get("truth") or {}
+    reward = (result.get("params") or {}).get("reward", "purchased")
+    what = "conversions" if reward == "purchased" else f"{reward} rewards"
+    kinds = [k for k in ("carousel", "push") if truth.get(k)]
+    policies = list(dict.fromkeys(p for k in kinds for p in truth[k]))
+    rows = [[p, *[1000 * truth[k][p] if p in truth[k] else "" for k in kinds]] for p in policies]
+    return f"true expected {what} per 1000 requests", [f"{k} ({what})" for k in kinds], rows
+
+
 def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Render PNGs, report.html and metrics.json into ``out_dir``; returns the written paths."""
     out = Path(out_dir)
@@ -179,6 +195,12 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
                     for c in cmp_["by_estimator"].values()]  # fmt: skip
             parts += [f"<h3>{html.escape(cmp_['challenger'])} vs {html.escape(cmp_['champion'])}</h3>",
                       _table(["estimator", "champion", "challenger", "diff", "CI low", "CI high", "verdict"], rows)]  # fmt: skip
+    title, headers, rows = truth_per_1000(result)
+    if rows:
+        parts += [f"<h2>Simulator ground truth: {html.escape(title)}</h2>",
+                  "<p>Each policy's top-k slate on every held-out logged request, valued with the "
+                  "simulator's own probabilities (TrueWorld), not estimated.</p>",
+                  _table(["policy", *headers], rows)]  # fmt: skip
     for name, cal in (result.get("calibration") or {}).items():
         fname = "calibration_" + "".join(ch if ch.isalnum() else "_" for ch in name) + ".png"
         paths[f"calibration_{name}"] = plot_calibration(cal, out / fname, f"Calibration: {name}")
@@ -208,6 +230,9 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
         for cmp_ in block.get("comparisons") or []:
             for est, c in cmp_["by_estimator"].items():
                 out[f"ope.{kind}.diff.{est}"] = float(c["diff"])
+    for kind, values in (result.get("truth") or {}).items():
+        for pol, v in values.items():
+            out[f"truth.{kind}.{pol}"] = float(v)
     # MLflow metric names allow only [A-Za-z0-9_\-. /]
     return {
         "".join(ch if ch.isalnum() or ch in "_-. /" else "_" for ch in k): v
