@@ -48,6 +48,10 @@ def test_evaluate_writes_a_report_with_truth_and_skips_missing_models(
     html = (out / "report.html").read_text()
     for png in ("replay_metrics.png", "replay_segments.png", "ope_carousel.png"):
         assert (out / png).stat().st_size > 5_000 and png in html
+    # the ground-truth table, per 1000 requests, in the summary and the report (clicks: --reward clicked)
+    assert "true expected clicks per 1000 requests" in stdout
+    assert "true expected clicks per 1000 requests" in html
+    assert f"{1000 * truth['popular']:.2f}" in stdout
 
 
 def test_evaluate_rejects_bad_input_with_exit_code_2(

@@ -155,7 +155,7 @@ def truth_per_1000(result: dict[str, Any]) -> tuple[str, list[str], list[list[An
     """
     truth = result.get("truth") or {}
     reward = (result.get("params") or {}).get("reward", "purchased")
-    what = "conversions" if reward == "purchased" else f"{reward} rewards"
+    what = {"purchased": "conversions", "clicked": "clicks"}.get(reward, reward)
     kinds = [k for k in ("carousel", "push") if truth.get(k)]
     policies = list(dict.fromkeys(p for k in kinds for p in truth[k]))
     rows = [[p, *[1000 * truth[k][p] if p in truth[k] else "" for k in kinds]] for p in policies]
