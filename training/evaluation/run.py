@@ -8,6 +8,7 @@ simulator: a truth is passed in as a callable by the caller (pipelines may impor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from training.evaluation.ope import (
     on_policy_value,
 )
 from training.evaluation.policies import Policy, RankerPolicy, rank
+from training.evaluation.ranker_features import watched_on_air, with_watched_on_air
 from training.evaluation.replay import replay, time_split
 from training.evaluation.report import calibration_table
 
@@ -198,8 +200,8 @@ def evaluate(
     products = tables.get("products")
     catalog = products["product_id"].to_numpy(np.int64) if products is not None and len(products) else None
     say(f"replay: {len(built)} policies on held-out time")
-    results = replay(list(built.values()), train, test, cfg.k, catalog=catalog, max_users=cfg.max_users,
-                     n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
+    results = replay(_replay_policies(built, test, tables.get("stream_products")), train, test, cfg.k,
+                     catalog=catalog, max_users=cfg.max_users, n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
     for r, key in zip(results, built, strict=True):
         r.policy = key  # the caller's name, so replay and off-policy rows line up
     result: dict[str, Any] = {
@@ -249,6 +251,22 @@ def evaluate(
             result["truth"][kind] = true_values
     result["summary"] = summary_line(result)
     return result
+
+
+def _replay_policies(
+    built: Mapping[str, Policy], test: pd.DataFrame, stream_products: pd.DataFrame | None
+) -> list[Policy]:
+    """Rankers get replay's on-air context (ranker_features.with_watched_on_air) where streams exist."""
+    if stream_products is None or stream_products.empty:
+        return list(built.values())
+    pairs: pd.DataFrame | None = None
+    out: list[Policy] = []
+    for p in built.values():
+        if isinstance(p, RankerPolicy):
+            pairs = watched_on_air(test, stream_products) if pairs is None else pairs
+            p = dataclasses.replace(p, features=with_watched_on_air(p.features, pairs))
+        out.append(p)
+    return out
 
 
 def summary_line(result: dict[str, Any]) -> str:
