@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repo root's .slotcast, the same default as the Makefile's SLOTCAST_STATE_DIR.
@@ -48,7 +48,8 @@ class ServingSettings(BaseSettings):
 
     # Level of the service's own loggers (serving.*): BentoML leaves other loggers at WARNING, which
     # hid the model-loaded and recovered lines; DEBUG shows each degraded answer's reason.
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The same variable as the CLI's (pipelines/cli.py), any case.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # A failing online store is logged once, then summarized at most once per this many seconds.
     outage_log_interval_s: float = Field(default=10.0, gt=0)
     # Serving's own MLflow client, applied only where the MLFLOW_HTTP_REQUEST_* variables are unset:
@@ -65,6 +66,11 @@ class ServingSettings(BaseSettings):
     demo_streams: int = Field(default=5, ge=1)
     demo_per_stream: int = Field(default=100, ge=1)
     seed: int = 0
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _dir_needs_bundle(self) -> ServingSettings:

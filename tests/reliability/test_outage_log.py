@@ -125,3 +125,11 @@ def test_overlapping_calls_neither_end_nor_start_an_outage(caplog: pytest.LogCap
         "online store failing",
     ], msgs
     assert "(2 failed calls)" in msgs[1]
+
+
+def test_log_level_takes_the_clis_variable_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLOTCAST_LOG_LEVEL", "debug")  # as pipelines/cli.py reads it
+    assert ServingSettings().log_level == "DEBUG"
+    monkeypatch.setenv("SLOTCAST_LOG_LEVEL", "chatty")
+    with pytest.raises(ValueError, match="log_level"):
+        ServingSettings()
