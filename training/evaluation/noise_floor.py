@@ -48,8 +48,10 @@ def reward_coefficients(log: SlateLog, w: np.ndarray) -> dict[str, np.ndarray]:
     n, k = log.n_requests, max(log.n_slots, 1)
     ips = w / n
     total_w = np.bincount(log.slot, weights=w, minlength=k)
-    # requests that logged slot s, each counted once however many rows it has there
-    share = np.bincount(np.unique(log.request * k + log.slot) % k, minlength=k) / n
+    # requests that logged slot s, each counted once however many rows it has there (a bincount:
+    # np.unique's sort cost ~1 s per policy on 1M rows)
+    logged = np.bincount(log.request * k + log.slot, minlength=n * k).reshape(n, k) > 0
+    share = logged.sum(axis=0) / n
     at = total_w[log.slot]
     snips = np.where(at > 0, share[log.slot] * w / np.where(at > 0, at, 1.0), 0.0)
     return {"ips": ips, "snips": snips, "dr": ips}
