@@ -5,7 +5,8 @@ was 0.0058 [0.0043, 0.0076] against a true 0.0186. The truth was right (the logg
 slates: 0.01869 true vs 0.01867 logged); the ranker's value rested on 535 exploration rows (weight
 ~120) where 1.3 purchases were expected and none happened, and a bootstrap of no purchases has no
 spread. Before the noise floor (training/evaluation/noise_floor.py) the 95% intervals below covered
-the truth in 60% of replications; with it, 98%.
+the truth in 62% of 40 replications, with it in 97.5%; the two small hand-made cases at the end fail
+without it too (and run in the fast suite).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ def test_rare_rewards_with_little_exploration_are_still_covered() -> None:
         assert cov[name][0] >= 0.85, f"{name} covered the truth in only {cov[name][0]:.0%} of replications"
 
 
-@pytest.mark.slow
 def test_plentiful_rewards_keep_their_bootstrap_width(monkeypatch: pytest.MonkeyPatch) -> None:
     # the floor must not blow every interval up: with common rewards the bootstrap already sees the
     # outcome noise, and the floored interval is at most a little wider than the bootstrap's own
