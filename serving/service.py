@@ -109,11 +109,29 @@ class _QuietValidation(logging.Filter):
         return True
 
 
-@bentoml.service(
-    name="slotcast",
-    workers=int(os.environ.get("SLOTCAST_SERVICE_WORKERS", "1")),
-    traffic={"timeout": 60},
-)
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _service_config() -> dict[str, Any]:
+    """BentoML's per-service config. Read from the environment when the class is defined, because
+    the decorator needs it then (``SLOTCAST_SERVICE_WORKERS`` and the two switches below).
+
+    Per request, BentoML's defaults cost more CPU than a no-op answer needs (demo world, 2-core box,
+    benchmarks/results/serving.md): its OpenTelemetry ASGI middleware ~1 ms even with no exporter
+    configured (slotcast configures none), its access log ~0.4 ms and one log line. Both are off
+    unless asked for; /metrics (Prometheus latency per endpoint) stays on."""
+    cfg: dict[str, Any] = {
+        "workers": int(os.environ.get("SLOTCAST_SERVICE_WORKERS", "1")),
+        "traffic": {"timeout": 60},
+        "logging": {"access": {"enabled": _flag("SLOTCAST_ACCESS_LOG")}},
+    }
+    if not _flag("SLOTCAST_TRACING"):
+        cfg["tracing"] = {"excluded_urls": ["."]}  # a regex every URL matches: no span is started
+    return cfg
+
+
+@bentoml.service(name="slotcast", **_service_config())
 @bentoml.asgi_app(web, path="/")
 class Slotcast:
     def __init__(self) -> None:
