@@ -4,10 +4,8 @@ Protocol: every rating is an interaction; random 75/25 split stratified per user
 with the user's training items removed; MAP, nDCG@10, Precision@10, Recall@10 with binary
 relevance (training.evaluation.metrics, Recommenders' definitions). Hyperparameters are chosen on a
 validation split carved from the training part only (again 75/25 per user); the test split is
-touched once, at the end.
-
-Data: the recbole 1.2.1 wheel ships the official u.data as ``ml-100k.inter`` (a typed header line
-then the 100,000 tab-separated rows). ``sha256(file minus its first line)`` must equal BODY_SHA256.
+touched once, at the end. Data, split and folds: benchmarks/movielens_data.py; the sequence
+features: benchmarks/movielens_sequence.py.
 
     .venv/bin/python -m benchmarks.bench_movielens --help
 """
@@ -15,89 +13,22 @@ then the 100,000 tab-separated rows). ``sha256(file minus its first line)`` must
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import os
-import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from benchmarks.movielens_data import Fold, K, fetch_ml100k, stratified_split
+from benchmarks.movielens_sequence import add_sequence_features, adjacency, ease_weights, sequence_scores
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-BODY_SHA256 = "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"
-WHEEL = "recbole==1.2.1"
-MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
-CACHE = Path(__file__).resolve().parent / ".cache"
 PUBLISHED = {"BPR": 0.4420, "LightGCN": 0.4198, "BiVAE": 0.4751}
-K = 10
-
-
-def fetch_ml100k(cache: Path = CACHE) -> pd.DataFrame:
-    """The 100,000 ratings (user, item, rating, ts), fetched once with pip and hash-checked."""
-    cache.mkdir(parents=True, exist_ok=True)
-    body_path = cache / "ml-100k.body.tsv"
-    if not body_path.exists():
-        wheels = sorted(cache.glob("recbole-1.2.1-*.whl"))
-        if not wheels:
-            pip = [sys.executable, "-m", "pip"]
-            if subprocess.run([*pip, "--version"], capture_output=True).returncode != 0:
-                pip = ["pip"]
-            subprocess.run([*pip, "download", "--no-deps", WHEEL, "-d", str(cache)], check=True)
-            wheels = sorted(cache.glob("recbole-1.2.1-*.whl"))
-        raw = zipfile.ZipFile(wheels[0]).read(MEMBER)
-        body = raw.split(b"\n", 1)[1]
-        digest = hashlib.sha256(body).hexdigest()
-        if digest != BODY_SHA256:
-            raise SystemExit(f"{wheels[0]}:{MEMBER}: body sha256 {digest} != {BODY_SHA256}")
-        body_path.write_bytes(body)
-    elif hashlib.sha256(body_path.read_bytes()).hexdigest() != BODY_SHA256:
-        raise SystemExit(f"{body_path}: cached file does not match the expected sha256; delete it")
-    df = pd.read_csv(io.BytesIO(body_path.read_bytes()), sep="\t", names=["user", "item", "rating", "ts"])
-    return df.astype({"user": np.int64, "item": np.int64})
-
-
-def stratified_split(df: pd.DataFrame, ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per user, a random ``ratio`` of the rows go to the first part (Recommenders' stratified split)."""
-    rng = np.random.default_rng(seed)
-    shuffled = df.iloc[rng.permutation(len(df))]
-    pos = shuffled.groupby("user").cumcount().to_numpy()
-    n = shuffled.groupby("user")["item"].transform("size").to_numpy()
-    first = pos < np.round(n * ratio)
-    return shuffled.loc[first].reset_index(drop=True), shuffled.loc[~first].reset_index(drop=True)
-
-
-class Fold:
-    """One (fit part, held-out part) pair: the matrix, vocabularies and relevance of the held-out part."""
-
-    def __init__(self, fit: pd.DataFrame, held: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> None:
-        from models.vocab import IdVocab
-
-        self.fit, self.held = fit, held
-        self.users, self.items = IdVocab(users), IdVocab(items)
-        u, i = self.users.index(fit["user"]), self.items.index(fit["item"])
-        self.matrix = sp.csr_matrix((np.ones(len(fit), np.float32), (u, i)), shape=(len(users), len(items)))
-        self.eval_users = np.unique(held["user"].to_numpy())
-        rows = self.users.index(self.eval_users)
-        self.seen = self.matrix[rows]
-        self.relevant = [set(g) for _, g in held.groupby("user")["item"]]
-
-    def metrics(self, recommended: np.ndarray) -> dict[str, float]:
-        from training.evaluation.metrics import mean_metrics, per_user_metrics
-
-        m = mean_metrics(per_user_metrics(recommended, self.relevant, K))
-        return {
-            "map": m["map"],
-            "ndcg@10": m["ndcg"],
-            "precision@10": m["precision"],
-            "recall@10": m["recall"],
-        }
 
 
 def popularity_top(fold: Fold) -> np.ndarray:
@@ -156,17 +87,26 @@ FEATURES = [
     "knn_rank",
     "ease_score_rel",
     "ease_rank",
+    "adj_rel",
+    "adj_rank",
+    "sease_rel",
+    "sease_rank",
 ]
+# Sequence features: the adjacency's decay and window were picked on the validation fold while
+# exploring (exp(-d/5) over 30 neighbours beat exp(-d/10) over 40, 1/d over 30 and a flat 10);
+# beta and lambda are searched by tune_sequence.
+SEQ_SHAPE = {"tau": 5.0, "window": 30.0}
 
 
 def ease_scores(x: sp.csr_matrix, rows: np.ndarray, lam: float) -> np.ndarray:
     """EASE (Steck 2019) item-item scores for ``rows``: a closed-form co-occurrence model."""
-    g = (x.T @ x).toarray().astype(np.float64)
-    g[np.diag_indices_from(g)] += lam
-    p = np.linalg.inv(g)
-    b = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    return np.asarray(x[rows] @ b)
+    return np.asarray(x[rows] @ ease_weights((x.T @ x).toarray(), lam))
+
+
+def top_of(fold: Fold, scores: np.ndarray) -> np.ndarray:
+    """Top-K item ids per evaluated user from a (users x items) score matrix, seen items removed."""
+    scores[fold.seen.nonzero()] = -np.inf
+    return fold.items.ids[np.argsort(-scores, axis=1, kind="stable")[:, :K]]
 
 
 def tune_ease(fold: Fold) -> float:
@@ -174,15 +114,32 @@ def tune_ease(fold: Fold) -> float:
     rows = fold.users.index(fold.eval_users)
     best, best_lam = -1.0, 100.0
     for lam in (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0):
-        sc = ease_scores(fold.matrix, rows, lam)
-        sc[fold.seen.nonzero()] = -np.inf
-        v = fold.metrics(fold.items.ids[np.argsort(-sc, axis=1)[:, :K]])["ndcg@10"]
+        v = fold.metrics(top_of(fold, ease_scores(fold.matrix, rows, lam)))["ndcg@10"]
         if v > best:
             best, best_lam = v, lam
     return best_lam
 
 
-def candidate_frame(fold: Fold, als, n: int, ease_lambda: float = 200.0) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def tune_sequence(fold: Fold) -> dict[str, float]:
+    """Sequence-EASE's adjacency weight and lambda with the best validation nDCG@10 (a feature)."""
+    rows = fold.users.index(fold.eval_users)
+    adj = adjacency(
+        fold.fit,
+        fold.items.index(fold.fit["item"]),
+        len(fold.items),
+        SEQ_SHAPE["tau"],
+        int(SEQ_SHAPE["window"]),
+    )
+    best, chosen = -1.0, {}
+    for beta in (1.0, 3.0, 10.0):
+        for lam in (200.0, 400.0, 800.0, 1600.0):
+            v = fold.metrics(top_of(fold, sequence_scores(fold.matrix, rows, adj, beta, lam)[1]))["ndcg@10"]
+            if v > best:
+                best, chosen = v, {**SEQ_SHAPE, "beta": beta, "lam": lam}
+    return chosen
+
+
+def candidate_frame(fold: Fold, als, n: int, ease_lambda: float, seq: dict[str, float]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     """ALS top-n per evaluated user with ranker features (all from the fit part only) and labels."""
     ids, scores = als_top(als, fold, n)
     n_u, n_c = ids.shape
@@ -233,7 +190,8 @@ def candidate_frame(fold: Fold, als, n: int, ease_lambda: float = 200.0) -> pd.D
     )
     held = set(zip(fold.held["user"].to_numpy(), fold.held["item"].to_numpy(), strict=True))
     df["label"] = [(u, i) in held for u, i in zip(df["user"], df["item"], strict=True)]
-    return df[df["item"] >= 0].reset_index(drop=True)
+    df = df[df["item"] >= 0].reset_index(drop=True)
+    return add_sequence_features(df, fold.fit, fold.items.ids, x, fold.eval_users, rows, fold.seen, seq)
 
 
 def rerank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -247,7 +205,15 @@ def rerank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray) -> np.nda
 def fit_ranker(train: pd.DataFrame, valid: pd.DataFrame, params: dict[str, float]):  # type: ignore[no-untyped-def]
     from models.ranker import LightGBMRanker, RankerConfig
 
-    cfg = RankerConfig(objective="lambdarank", random_state=42, num_threads=1, **params)
+    # a patient early stop: 20% of users give a noisy nDCG, which stopped a 50-round patience at ~20 trees
+    cfg = RankerConfig(
+        objective="lambdarank",
+        random_state=42,
+        num_threads=1,
+        n_estimators=1000,
+        early_stopping_rounds=100,
+        **params,
+    )
     ranker = LightGBMRanker(cfg)
     group = train.groupby("user", sort=False).size().to_numpy()
     vgroup = valid.groupby("user", sort=False).size().to_numpy()
@@ -260,43 +226,40 @@ def fit_ranker(train: pd.DataFrame, valid: pd.DataFrame, params: dict[str, float
     return ranker
 
 
-def tune_ranker(frames: list[pd.DataFrame], fold: Fold, trials: int, seed: int):  # type: ignore[no-untyped-def]
+def tune_ranker(frames: list[pd.DataFrame], folds: list[Fold], trials: int, seed: int):  # type: ignore[no-untyped-def]
     """Ranker hyperparameters on validation folds: users split 80/20 into fit / early-stop-and-score.
 
-    ``frames`` come from several random validation folds of the training part (more queries for
-    the ranker); the held-out 20% of users are scored on the first fold only and never fitted on.
+    ``frames`` (and their ``folds``) are several random validation folds of the training part
+    (more queries for the ranker); the same 20% of users are held out of every fold, never fitted
+    on, and early stopping and the search score on all of their queries.
     """
     import optuna
 
+    from training.evaluation.metrics import ndcg_at_k
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    frame = frames[0]
     rng = np.random.default_rng(seed)
-    users = np.unique(frame["user"])
+    users = np.unique(frames[0]["user"])
     hold = set(rng.choice(users, size=len(users) // 5, replace=False).tolist())
-    is_hold = frame["user"].isin(hold).to_numpy()
-    # Other folds' rows: same users under another random split; offset ids keep queries apart.
-    extra = [
-        f.loc[~f["user"].isin(hold)].assign(user=f["user"] + (j + 1) * 10**6)
-        for j, f in enumerate(frames[1:])
-    ]
-    tr, va = pd.concat([frame.loc[~is_hold], *extra], ignore_index=True), frame.loc[is_hold]
+    # each fold's rows are the same users under another random split: offset ids keep queries apart
+    tr_parts, va_parts, va_rel = [], [], []
+    for j, (f, fold) in enumerate(zip(frames, folds, strict=True)):
+        is_hold = f["user"].isin(hold)
+        tr_parts.append(f.loc[~is_hold].assign(user=f["user"] + j * 10**6))
+        va_parts.append(f.loc[is_hold].assign(user=f["user"] + j * 10**6))
+        va_rel += [set(g) for _, g in fold.held[fold.held["user"].isin(hold)].groupby("user")["item"]]
+    tr, va = pd.concat(tr_parts, ignore_index=True), pd.concat(va_parts, ignore_index=True)
     va_users = np.unique(va["user"])
-    va_rel = [set(g) for _, g in fold.held[fold.held["user"].isin(hold)].groupby("user")["item"]]
-
-    def score(params: dict[str, float]) -> float:
-        from training.evaluation.metrics import ndcg_at_k
-
-        r = fit_ranker(tr, va, params)
-        return float(ndcg_at_k(rerank(va, r.predict(va[FEATURES]), va_users), va_rel, K))
 
     def objective(trial: optuna.Trial) -> float:
-        return score(
-            {
-                "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
-                "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-                "min_child_samples": trial.suggest_int("min_child_samples", 10, 200, log=True),
-            }
-        )
+        params = {
+            "num_leaves": trial.suggest_int("num_leaves", 3, 31, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.1, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 20, 400, log=True),
+            "lambda_l2": trial.suggest_float("lambda_l2", 0.1, 100.0, log=True),
+        }
+        r = fit_ranker(tr, va, params)
+        return float(ndcg_at_k(rerank(va, r.predict(va[FEATURES]), va_users), va_rel, K))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=trials, show_progress_bar=sys.stderr.isatty())
@@ -309,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--als-trials", type=int, default=30, help="optuna trials for ALS on the validation split")
     p.add_argument("--ranker-trials", type=int, default=10, help="optuna trials for the ranker")
-    p.add_argument("--candidates", type=int, default=100, help="ALS candidates per user for the ranker")
+    p.add_argument("--candidates", type=int, default=200, help="ALS candidates per user for the ranker")
     p.add_argument(
         "--ranker-folds", type=int, default=3, help="random validation folds the ranker learns from"
     )
@@ -341,22 +304,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         best_als, v_ndcg = tune_als(vfold, args.als_trials, args.seed)
         print(f"ALS best on validation: nDCG@10 {v_ndcg:.4f} with {best_als}")
-    lam = tune_ease(vfold)
-    print(f"EASE feature: lambda {lam:g} (best on validation)")
-    ease = ease_scores(tfold.matrix, tfold.users.index(tfold.eval_users), lam)
-    ease[tfold.seen.nonzero()] = -np.inf
-    rows["ease (feature)"] = tfold.metrics(tfold.items.ids[np.argsort(-ease, axis=1)[:, :K]])
+    lam, seq = tune_ease(vfold), tune_sequence(vfold)
+    print(f"EASE feature: lambda {lam:g}; sequence features: {seq} (best on validation)")
+    t_rows = tfold.users.index(tfold.eval_users)
+    rows["ease (feature)"] = tfold.metrics(top_of(tfold, ease_scores(tfold.matrix, t_rows, lam)))
+    t_adj = adjacency(
+        tfold.fit, tfold.items.index(tfold.fit["item"]), len(tfold.items), seq["tau"], int(seq["window"])
+    )
+    t_seq = sequence_scores(tfold.matrix, t_rows, t_adj, seq["beta"], seq["lam"])[1]
+    rows["seq-ease (feature)"] = tfold.metrics(top_of(tfold, t_seq))
     als = fit_als(tfold, best_als)
     rows["als"] = tfold.metrics(als_top(als, tfold, K)[0])
 
-    vframes = [candidate_frame(vfold, fit_als(vfold, best_als), args.candidates, lam)]
-    for j in range(1, args.ranker_folds):
-        f = Fold(*stratified_split(train, 0.75, args.seed + 1 + j), users, items)
-        vframes.append(candidate_frame(f, fit_als(f, best_als), args.candidates, lam))
-    best_rk, rk_ndcg, tr, va = tune_ranker(vframes, vfold, args.ranker_trials, args.seed)
-    print(f"ranker best on validation users: nDCG@10 {rk_ndcg:.4f} with {best_rk}")
+    vfolds = [vfold] + [
+        Fold(*stratified_split(train, 0.75, args.seed + 1 + j), users, items)
+        for j in range(1, args.ranker_folds)
+    ]
+    vframes = [candidate_frame(f, fit_als(f, best_als), args.candidates, lam, seq) for f in vfolds]
+    best_rk, rk_ndcg, tr, va = tune_ranker(vframes, vfolds, args.ranker_trials, args.seed)
     ranker = fit_ranker(tr, va, best_rk)
-    tframe = candidate_frame(tfold, als, args.candidates, lam)
+    print(
+        f"ranker best on validation users: nDCG@10 {rk_ndcg:.4f} with {best_rk}, {ranker.best_iteration} trees"
+    )
+    tframe = candidate_frame(tfold, als, args.candidates, lam, seq)
     rec = rerank(tframe, ranker.predict(tframe[FEATURES]), tfold.eval_users)
     rows["als+ranker"] = tfold.metrics(rec)
     elapsed = time.perf_counter() - t0
@@ -371,7 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     target = rows["als+ranker"]["ndcg@10"] >= 0.50
     print(f"\ntarget ALS+ranker nDCG@10 >= 0.50: {'met' if target else 'MISSED'}; wall {elapsed:.0f} s")
     if args.json:
-        out = {"rows": rows, "als": best_als, "ease_lambda": lam, "ranker": best_rk, "wall_s": elapsed}
+        out = {
+            "rows": rows,
+            "als": best_als,
+            "ease_lambda": lam,
+            "sequence": seq,
+            "ranker": best_rk,
+            "wall_s": elapsed,
+        }
         args.json.write_text(json.dumps(out, indent=2))
     return 0
 
