@@ -99,6 +99,15 @@ class _Plan:
         return self.epsilon / len(self.pool) + (1.0 - self.epsilon) * (pos == self.pool[0])
 
 
+def _distinct(values: np.ndarray) -> list[Any]:
+    """The distinct values of an object column (all of them when some cannot be hashed)."""
+    items = values.tolist()
+    try:
+        return list(set(items))
+    except TypeError:
+        return items
+
+
 class SlotPolicy:
     def __init__(self, config: SlotPolicyConfig | None = None) -> None:
         self.config = config or SlotPolicyConfig()
@@ -223,7 +232,7 @@ class SlotPolicy:
             cols[name] = np.asarray(given[name]).astype(object) if name in given else np.full(n, None)
         if any(len(v) != n for v in cols.values()):
             raise ValueError("candidates columns differ in length")
-        given_reasons = {r for r in cols["reason"].tolist() if isinstance(r, str)}
+        given_reasons = {r for r in _distinct(cols["reason"]) if isinstance(r, str)}
         bad = sorted(given_reasons - set(REASONS))
         if bad:
             raise ValueError(f"candidates column 'reason' holds unknown reasons {bad}; allowed {REASONS}")
@@ -242,9 +251,10 @@ class SlotPolicy:
         due = c["is_consumable"] & c["consumable_due"]
         key[due] += cfg.repurchase_boost * np.abs(key[due])
         given = c["reason"]
-        reason = np.where(
-            due, "repurchase_due", np.where([isinstance(r, str) for r in given.tolist()], given, "ranked")
-        ).astype(object)
+        # Usually one string for every row: one set of the values instead of a check per row.
+        all_str = all(isinstance(r, str) for r in _distinct(given))
+        is_str = np.ones(len(given), bool) if all_str else [isinstance(r, str) for r in given.tolist()]
+        reason = np.where(due, "repurchase_due", np.where(is_str, given, "ranked")).astype(object)
         c["base_reason"] = reason
 
         in_stock = np.isnan(c["stock"]) | (c["stock"] > 0)
@@ -320,7 +330,6 @@ class SlotPolicy:
         if x is not None:
             taken = set(chosen)
             remaining = [p for p in rest if p not in taken]
-            pool = [
-                p for p in remaining if not (isinstance(cats[p], str) and counts.get(cats[p], 0) >= cap)
-            ] or remaining  # capped(), inlined: it runs for every remaining candidate
+            full = {cat for cat, n in counts.items() if isinstance(cat, str) and n >= cap}
+            pool = [p for p in remaining if cats[p] not in full] or remaining  # = not capped(p)
         return _Plan(c, fixed, x, pool, cfg.epsilon, dropped)
