@@ -54,6 +54,7 @@ class EvaluateConfig(_Strict):
     k: int = Field(6, gt=0)
     n_boot: int = Field(400, ge=50)
     max_users: int = Field(5000, ge=10)
+    max_requests: int = Field(20_000, ge=100)  # off-policy on a user sample of the held-out log
 
 
 class PromoteConfig(_Strict):

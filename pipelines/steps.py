@@ -137,7 +137,8 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
         say(f"evaluating {', '.join(e['policies'])}")
         args = ["evaluate", "--data", up["validate"].outputs["data"], "--policies", ",".join(e["policies"]),
                 "--k", str(e["k"]), "--out", str(out),
-                "--n-boot", str(e["n_boot"]), "--max-users", str(e["max_users"])]  # fmt: skip
+                "--n-boot", str(e["n_boot"]), "--max-users", str(e["max_users"]),
+                "--max-requests", str(e["max_requests"])]  # fmt: skip
         code = main(args)
         if code != 0:
             raise StepFailed(f"`slotcast {' '.join(args)}` exited with {code}")
@@ -192,4 +193,8 @@ def _evaluation_figures(metrics_json: Path) -> dict[str, Any]:
         snips = by_estimator.get("snips") or by_estimator.get("on_policy")
         if snips and isinstance(snips.get("value"), (int, float)):
             figures[f"carousel value {policy}"] = round(float(snips["value"]), 5)
+    # simulated worlds only: the policy's true expected value on the same held-out carousels
+    for policy, value in ((result.get("truth") or {}).get("carousel") or {}).items():
+        if isinstance(value, (int, float)):
+            figures[f"carousel true value per 1000 {policy}"] = round(1000 * float(value), 2)
     return figures

@@ -221,6 +221,9 @@ def register(app: typer.Typer) -> None:
         max_weight: float = typer.Option(1000.0, "--max-weight", min=1.0, help="propensity clipping: cap on pi/propensity"),
         n_boot: int = typer.Option(400, "--n-boot", min=50, help="bootstrap replicates for the 95% intervals"),
         max_users: int = typer.Option(5000, "--max-users", min=10, help="replay on at most this many test users (sampled)"),
+        max_requests: int = typer.Option(20000, "--max-requests", min=100,
+                                         help="off-policy estimates on about this many held-out logged requests per log "
+                                              "(whole users sampled)"),
         bundle: Path = typer.Option(None, "--bundle", help="bundle directory for als / als+ranker (default: the champion)"),
         truth: bool = typer.Option(True, "--truth/--no-truth", help="report simulator true values when DATA/truth exists"),
         mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the report as an MLflow evaluation run"),
@@ -293,7 +296,7 @@ def register(app: typer.Typer) -> None:
         if truth and (data / "truth").is_dir():
             truth_fn = _truth(data, reward)
         cfg = EvalConfig(k=k, test_fraction=test_fraction, reward=reward, max_weight=max_weight, n_boot=n_boot,
-                         seed=seed, max_users=max_users)  # fmt: skip
+                         seed=seed, max_users=max_users, max_requests=max_requests)  # fmt: skip
         with console.status("evaluating") as status:
             reward_policy = next((n for n in ("champion", "als+ranker", "challenger") if n in specs), None)
             result = evaluate(tables, specs, cfg, comparisons=comparisons, truth=truth_fn, notes=notes,

@@ -197,3 +197,19 @@ def impressions_from_service(
         m = m[(m["ts_e"] > m["ts"]) & (m["ts_e"] <= end.to_numpy()[m["index"]])]
         imp[col] = imp.index.isin(m["index"])
     return imp
+
+
+def sample_users(frame: pd.DataFrame, max_requests: int | None, request_col: str, seed: int) -> pd.DataFrame:
+    """The logged rows of a random subset of users holding about ``max_requests`` requests.
+
+    Whole users are kept (not single rows) so that a push campaign keeps its product set and a
+    user's requests stay together; the estimate's interval then reflects the smaller sample.
+    """
+    if max_requests is None or frame.empty:
+        return frame
+    n = frame[request_col].nunique()
+    if n <= max_requests:
+        return frame
+    users = np.unique(frame["user_id"].to_numpy(np.int64))
+    keep = users[np.random.default_rng(seed).random(users.size) < max_requests / n]
+    return frame.loc[frame["user_id"].isin(keep)]

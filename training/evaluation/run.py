@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.evaluation.logs import LoggedRequests, carousel_log, push_log
+from training.evaluation.logs import LoggedRequests, carousel_log, push_log, sample_users
 from training.evaluation.ope import (
     DEFAULT_MAX_WEIGHT,
     RewardModel,
@@ -51,6 +51,10 @@ class EvalConfig:
     n_boot: int = 400
     seed: int = 0
     max_users: int | None = 20_000
+    # Off-policy estimates on at most about this many held-out logged requests per log (whole users
+    # sampled): scoring a ranker policy looks up point-in-time features for every candidate of every
+    # request, the one part of evaluation whose cost grows with the log.
+    max_requests: int | None = 20_000
 
 
 def empirical_reward_model(lr: LoggedRequests, prior_strength: float = 20.0) -> tuple[str, RewardModel]:
@@ -211,6 +215,7 @@ def evaluate(
             "reward": cfg.reward,
             "n_boot": cfg.n_boot,
             "max_weight": cfg.max_weight,
+            "max_requests": cfg.max_requests,
             "policies": ",".join(built),
             "test_from": str(cut),
         },  # fmt: skip
@@ -235,6 +240,14 @@ def evaluate(
                 f"{kind}: no logged decisions in the held-out window; no off-policy estimate"
             )
             continue
+        request_col = "request_id" if kind == "carousel" else "push_id"
+        sampled = sample_users(held, cfg.max_requests, request_col, cfg.seed)
+        if len(sampled) < len(held):
+            result["notes"].append(
+                f"{kind}: off-policy estimates on the {sampled[request_col].nunique()} logged requests of a random "
+                f"sample of users, of {held[request_col].nunique()} held out (max_requests {cfg.max_requests})"
+            )
+            held = sampled
         if kind == "carousel":
             lr = carousel_log(held, tables.get("stream_products"), reward=cfg.reward)
         else:
