@@ -130,7 +130,7 @@ class SlotPolicy:
         """``arrange`` on a mapping of column name -> array (the same columns, same answer).
 
         The serving hot path: building a DataFrame and reading its columns back cost more than the
-        rules themselves (~1.5 ms of a ~2 ms request for 100 candidates)."""
+        rules themselves (benchmarks/results/serving.md)."""
         return self._arrange(self._plan(self._array_columns(columns), self._k(k)), rng)
 
     def _k(self, k: int | None) -> int:
