@@ -70,6 +70,7 @@ class Catalog:
         self._p_stock = self.products["stock"].to_numpy(float)
         self._p_cycle = self.products["repurchase_cycle_days"].to_numpy(float)
         self._p_category = self.products["category"].fillna("unknown").to_numpy(object)
+        self._p_num = np.column_stack([self._p_price, self._p_margin, self._p_stock, self._p_cycle])
         self._uid_sorted, self._uid_rows = _sorted_lookup(self.user_ids)
         self._u_pers = self.users["consent_personalization"].fillna(False).to_numpy(bool)
         self._u_mark = self.users["consent_marketing"].fillna(False).to_numpy(bool)
@@ -170,36 +171,53 @@ class Catalog:
         """price, margin, stock, category, repurchase_cycle_days per product (NaN/"unknown" when unknown)."""
         r = self.product_rows(np.asarray(product_ids, np.int64))
         ok = r >= 0
-        rr = np.where(ok, r, 0)
-
-        def take(a: np.ndarray, fill: object) -> np.ndarray:
-            if not len(a):
-                return np.full(len(r), fill, dtype=object if isinstance(fill, str) else float)
-            out = a[rr].copy()
-            out[~ok] = fill
-            return out
-
+        every = bool(ok.all())
+        # One fancy-index take of the four numeric columns (a row each) instead of one per column.
+        if len(self._p_num):
+            num = self._p_num[r if every else np.where(ok, r, 0)]
+            cat = self._p_category[r if every else np.where(ok, r, 0)]
+            if not every:
+                num[~ok] = np.nan
+                cat[~ok] = "unknown"
+        else:
+            num = np.full((len(r), 4), np.nan)
+            cat = np.full(len(r), "unknown", dtype=object)
         return {
-            "price": take(self._p_price, np.nan), "margin": take(self._p_margin, np.nan), "stock": take(self._p_stock, np.nan),
-            "category": take(self._p_category, "unknown"), "repurchase_cycle_days": take(self._p_cycle, np.nan),
+            "price": num[:, 0], "margin": num[:, 1], "stock": num[:, 2], "category": cat,
+            "repurchase_cycle_days": num[:, 3],
         }  # fmt: skip
 
     def purchase_flags(
-        self, user_id: int, product_ids: np.ndarray, now_us: int, recent_days: float
+        self,
+        user_id: int,
+        product_ids: np.ndarray,
+        now_us: int,
+        recent_days: float,
+        cycle: np.ndarray | None = None,
     ) -> tuple[np.ndarray, ...]:
-        """(bought_recently, consumable_due, is_consumable) per product for one user."""
-        cycle = self.product_frame(product_ids)["repurchase_cycle_days"]
+        """(bought_recently, consumable_due, is_consumable) per product for one user. ``cycle``:
+        the products' repurchase_cycle_days when the caller has them (``product_frame``)."""
+        if cycle is None:
+            cycle = self.product_frame(product_ids)["repurchase_cycle_days"]
         is_cons = ~np.isnan(cycle)
-        last = self.last_purchase.get(user_id, {})
-        bought = np.zeros(len(product_ids), bool)
-        due = np.zeros(len(product_ids), bool)
-        for i, pid in enumerate(product_ids.tolist()):
-            ts = last.get(pid)
-            if ts is None:
-                continue
-            age_days = (now_us - ts) / (86_400 * US)
-            bought[i] = age_days <= recent_days or is_cons[i]
-            due[i] = bool(is_cons[i] and age_days >= cycle[i])
+        n = len(product_ids)
+        last = self.last_purchase.get(user_id)
+        if not last:
+            return np.zeros(n, bool), np.zeros(n, bool), is_cons
+        # A snapshot in one C-level call (POST /events may add to the dict meanwhile), then one
+        # sorted lookup for all candidates instead of a dict lookup per product.
+        items = list(last.items())
+        got = np.array([p for p, _ in items], np.int64)
+        ts = np.array([t for _, t in items], np.int64)
+        order = np.argsort(got)
+        got, ts = got[order], ts[order]
+        pids = np.asarray(product_ids, np.int64)
+        pos = np.clip(np.searchsorted(got, pids), 0, len(got) - 1)
+        hit = got[pos] == pids
+        age_days = (now_us - ts[pos]) / (86_400 * US)
+        bought = hit & ((age_days <= recent_days) | is_cons)
+        with np.errstate(invalid="ignore"):  # NaN cycles: not consumables, never due
+            due = hit & is_cons & (age_days >= cycle)
         return bought, due, is_cons
 
     def push_counts(self, user_ids: np.ndarray, since_us: int) -> np.ndarray:
