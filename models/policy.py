@@ -10,6 +10,8 @@ The rules, in order:
    unless it is a consumable whose repurchase cycle is due;
 2. due consumables get their ranking key boosted (key + boost * |key|), reason ``repurchase_due``;
 3. candidates are ordered by the key (expected value, p_convert or score), then score, then id;
+   a shortlist comes first when one is given (``shortlisted``: the candidates the ranker scored;
+   the others carry stand-in scores and only fill what the shortlist cannot);
 4. pinned products keep their slots (first pinned product per slot wins);
 5. the other slots except the exploration slot are filled best-first under a per-category cap;
    when the cap would leave a hole it is relaxed (a full carousel beats a diverse hole);
@@ -30,11 +32,15 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-REASONS = ("ranked", "pinned", "explore", "repurchase_due", "fallback")
+# "unranked": below the ranker's shortlist (the first stage's order only; see ``shortlisted``).
+REASONS = ("ranked", "pinned", "explore", "repurchase_due", "fallback", "unranked")
 SLATE_COLUMNS = ("product_id", "slot", "score", "p_convert", "expected_value", "reason", "propensity")
 _FLOATS = ("score", "p_convert", "price", "margin", "stock", "pinned_slot")
 # Optional boolean columns and the value an absent column (or a null) means.
-_BOOLS = {"on_air": True, "bought_recently": False, "consumable_due": False, "is_consumable": False}
+_BOOLS = {
+    "on_air": True, "bought_recently": False, "consumable_due": False, "is_consumable": False,
+    "shortlisted": True,
+}  # fmt: skip
 
 
 class SlotPolicyConfig(BaseModel):
@@ -120,7 +126,8 @@ class SlotPolicy:
 
         Columns: product_id and score are required; p_convert, price, margin (nullable), category,
         stock (nullable), on_air, pinned_slot (nullable, 0-based), bought_recently, consumable_due,
-        is_consumable and reason (a base reason such as "fallback") are optional.
+        is_consumable, shortlisted (False: ordered after every True row) and reason (a base reason
+        such as "fallback") are optional.
         """
         return self._arrange(self._plan(self._frame_columns(candidates), self._k(k)), rng)
 
@@ -268,7 +275,8 @@ class SlotPolicy:
         idx = np.flatnonzero(keep)
         k_key, k_score = key[idx], c["score"][idx]
         has_key = ~np.isnan(k_key)
-        # best first: rows with a key before rows without, then key, then score, then product id
+        # best first: the shortlist before the rest, rows with a key before rows without, then key,
+        # then score, then product id
         order = idx[
             np.lexsort(
                 (
@@ -276,6 +284,7 @@ class SlotPolicy:
                     -np.where(np.isnan(k_score), -np.inf, k_score),
                     -np.where(has_key, k_key, 0.0),
                     ~has_key,
+                    ~c["shortlisted"][idx],
                 )
             )
         ].tolist()

@@ -37,6 +37,9 @@ class PipelineConfig:
     challenger_share: float = 0.0
     variant_salt: str = "slotcast-ab-1"
     candidates_per_request: int = 200
+    # Only the first-stage (ALS or popularity) top this many candidates are looked up in the feature
+    # store and scored by the ranker, as training.evaluation's RankerPolicy does (n_candidates).
+    rerank_shortlist: int = 50
     bought_recently_days: float = 90.0
     push_cap: int = 2
     push_cap_days: float = 7.0
@@ -157,12 +160,17 @@ class Recommender(PushRanking):
 
         degraded = False
         p_convert = None
+        # The ranker's shortlist: the first stage's top ``rerank_shortlist`` (positions into ids), or
+        # None when every candidate is reranked (no ranker, or no more candidates than the shortlist).
+        split = self._shortlist(scores) if models.ranker is not None else None
+        short = None if split is None else split[0]
+        ranked_ids = ids if short is None else ids[short]
         if models.ranker is not None and len(ids):
             feats = None
             try:
                 feats = self.features.online(
                     req.user_id if fallback is None else NO_USER,
-                    ids.tolist(),
+                    ranked_ids.tolist(),
                     req.stream_id,
                     models.feature_service,
                 )
@@ -176,7 +184,12 @@ class Recommender(PushRanking):
                 )
             if feats is not None:  # outside the try: a bug here must show, not pass as an outage
                 names = list(models.ranker.feature_names)
-                X = self._feature_array(feats, ids, self._context(scores, fallback, on_air, pinned), names)
+                # Context over all candidates, then the shortlist's rows: its als_rank is 1..n as in
+                # training (the shortlist is the top of the first stage's order).
+                context = self._context(scores, fallback, on_air, pinned)
+                if short is not None:
+                    context = {k: v[short] for k, v in context.items()}
+                X = self._feature_array(feats, ranked_ids, context, names)
                 p_convert = self._predict(models.ranker, X, names)
         if p_convert is None:
             p_convert = (
@@ -184,18 +197,27 @@ class Recommender(PushRanking):
                 if fallback is None
                 else 0.5 * scores / max(float(np.max(scores, initial=0.0)), 1e-9)
             )
+        elif split is not None:
+            p_convert = self._below_shortlist(p_convert, *split)
 
         pf = self.catalog.product_frame(ids)
         bought, due, cons = self.catalog.purchase_flags(
-            req.user_id, ids, now_us, self.config.bought_recently_days
+            req.user_id, ids, now_us, self.config.bought_recently_days, pf["repurchase_cycle_days"]
         )
-        # models.policy's reason vocabulary: "ranked" for model scores, "fallback" for popularity.
-        reason = "ranked" if fallback is None else "fallback"
+        # models.policy's reason vocabulary: "ranked" for model scores, "fallback" for popularity,
+        # "unranked" for a personal answer's candidates below the ranker's shortlist.
+        reason = np.full(len(ids), "ranked" if fallback is None else "fallback", dtype=object)
+        shortlisted = np.ones(len(ids), bool)
+        if short is not None:
+            shortlisted[:] = False
+            shortlisted[short] = True
+            if fallback is None:
+                reason[~shortlisted] = "unranked"
         cand = {
             "product_id": ids, "score": scores, "p_convert": p_convert, "price": pf["price"],
             "margin": pf["margin"], "category": pf["category"], "stock": pf["stock"], "on_air": on_air,
             "pinned_slot": pinned, "bought_recently": bought, "consumable_due": due, "is_consumable": cons,
-            "reason": np.full(len(ids), reason, dtype=object),
+            "reason": reason, "shortlisted": shortlisted,
         }  # fmt: skip
         rng = self.rng
         policy = models.policy
@@ -258,6 +280,27 @@ class Recommender(PushRanking):
         pos = np.clip(np.searchsorted(uniq, ids), 0, len(uniq) - 1)
         out = np.where(uniq[pos] == ids, got[first][pos], 0.0)
         return np.where(np.isnan(out), 0.0, out)
+
+    def _shortlist(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Positions of the first stage's top ``rerank_shortlist`` and of the rest, each best first
+        (ties by position), or None when the shortlist is every candidate."""
+        n = self.config.rerank_shortlist
+        if len(scores) <= n:
+            return None
+        order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
+        return order[:n], order[n:]
+
+    @staticmethod
+    def _below_shortlist(p_short: np.ndarray, short: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        """p_convert for every candidate: the ranker's for the shortlist; for the rest (``rest``,
+        best first) a stand-in falling with the first stage's rank, below half the shortlist's
+        lowest, as RankerPolicy puts them below its shortlist. The policy also orders the shortlist
+        first (its ``shortlisted`` column), so a high price cannot lift a stand-in above a ranked one."""
+        out = np.empty(len(short) + len(rest))
+        out[short] = p_short
+        floor = float(np.nanmin(p_short)) if len(p_short) and not np.isnan(p_short).all() else 0.0
+        out[rest] = max(floor, 0.0) * 0.5 * (1.0 - np.arange(1, len(rest) + 1) / (len(rest) + 1))
+        return out
 
     @staticmethod
     def _context(

@@ -84,6 +84,7 @@ class SlotcastApp:
             challenger_share=settings.challenger_share,
             variant_salt=settings.variant_salt,
             candidates_per_request=settings.candidates_per_request,
+            rerank_shortlist=settings.rerank_shortlist,
             bought_recently_days=settings.bought_recently_days,
             push_cap=settings.push_cap,
             push_cap_days=settings.push_cap_days,

@@ -36,6 +36,9 @@ class ServingSettings(BaseSettings):
     epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
     category_cap: int = Field(default=3, ge=1)
     candidates_per_request: int = Field(default=200, ge=1, le=5000)
+    # The ranker sees only each request's first-stage (ALS) top this many candidates, as offline
+    # evaluation's RankerPolicy does (n_candidates); the rest keep that order below them.
+    rerank_shortlist: int = Field(default=50, ge=1, le=5000)
     # Push rules: frequency cap (pushes per window) and quiet hours in UTC [start, end).
     push_cap: int = Field(default=2, ge=0)
     push_cap_days: float = Field(default=7.0, gt=0)
