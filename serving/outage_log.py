@@ -23,8 +23,10 @@ class OutageLog:
         logger: logging.Logger,
         interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        consequence: str = "answering degraded",
     ) -> None:
         self.what, self.log, self.interval_s, self.clock = what, logger, interval_s, clock
+        self.consequence = consequence  # what the service does meanwhile, said in the first line
         self._lock = threading.Lock()
         self.down_since: float | None = None  # None while the dependency answers
         self._total = 0  # failed calls since down_since
@@ -54,8 +56,8 @@ class OutageLog:
         # Logged outside the lock: a slow handler must not serialize the requests behind it.
         if first:
             self.log.warning(
-                "%s failing (%s); answering degraded; further failures summarized every %.0f s",
-                self.what, reason, self.interval_s,
+                "%s failing (%s); %s; further failures summarized every %.0f s",
+                self.what, reason, self.consequence, self.interval_s,
             )  # fmt: skip
         else:
             self.log.warning(
