@@ -151,11 +151,18 @@ class Catalog:
         """Row of each product in the catalogue arrays, -1 when unknown."""
         return _rows(self._pid_sorted, self._pid_rows, product_ids)
 
+    def user_row(self, user_id: int) -> int:
+        """One user's row, -1 when unknown: a scalar search (the array path costs ~15 us a call)."""
+        i = int(np.searchsorted(self._uid_sorted, user_id))
+        if i < len(self._uid_sorted) and self._uid_sorted[i] == user_id:
+            return int(self._uid_rows[i])
+        return -1
+
     def knows_user(self, user_id: int) -> bool:
-        return bool(self._user_rows(np.array([user_id], np.int64))[0] >= 0)
+        return self.user_row(user_id) >= 0
 
     def consent(self, user_id: int) -> tuple[bool, bool]:
-        r = int(self._user_rows(np.array([user_id], np.int64))[0])
+        r = self.user_row(user_id)
         if r < 0:
             return True, False
         return bool(self._u_pers[r]), bool(self._u_mark[r])

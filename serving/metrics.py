@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Tight buckets around the 20 ms p99 target.
@@ -37,6 +39,23 @@ class ServingMetrics:
             ["variant", "version"],
             registry=self.registry,
         )
+
+        # Labelled children by label value: ``labels()`` per request takes a lock and builds a key
+        # (~4 us); the label values are few and fixed.
+        self._latency: dict[str, Any] = {}
+        self._fallbacks: dict[str, Any] = {}
+
+    def observe(self, endpoint: str, seconds: float) -> None:
+        child = self._latency.get(endpoint)
+        if child is None:
+            child = self._latency.setdefault(endpoint, self.latency.labels(endpoint=endpoint))
+        child.observe(seconds)
+
+    def fallback(self, reason: str) -> None:
+        child = self._fallbacks.get(reason)
+        if child is None:
+            child = self._fallbacks.setdefault(reason, self.fallbacks.labels(reason=reason))
+        child.inc()
 
     def set_models(self, champion: str, challenger: str | None) -> None:
         self.model_info.clear()

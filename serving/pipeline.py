@@ -363,10 +363,14 @@ class Recommender(PushRanking):
         # One conversion of the whole frame when it is numeric (feature services for rankers are):
         # per-column pandas access costs ~20 us a column, and a service has dozens. Tried rather
         # than checked: ``feats.dtypes`` alone builds a Series (~80 us).
-        try:
-            matrix: np.ndarray | None = feats.to_numpy(dtype=float, na_value=np.nan)
-        except (TypeError, ValueError):  # a text column: converted one by one below
-            matrix = None
+        matrix: np.ndarray | None = None
+        try:  # plain float columns (None -> NaN too): ~10 us cheaper than asking for na_value
+            matrix = feats.to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            try:  # pandas' NA in a nullable column
+                matrix = feats.to_numpy(dtype=float, na_value=np.nan)
+            except (TypeError, ValueError):  # a text column: converted one by one below
+                matrix = None
         where = {str(c): i for i, c in enumerate(feats.columns)}
         found = rows >= 0 if rows is not None else None
         for j, name in enumerate(names):

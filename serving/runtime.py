@@ -95,7 +95,7 @@ class SlotcastApp:
             Recommender(
                 self._current, features, catalog, self.impressions, self.config,
                 is_deleted=self.is_deleted,
-                on_fallback=lambda r: self.metrics.fallbacks.labels(reason=r).inc(),
+                on_fallback=self.metrics.fallback,
             )
             if catalog is not None
             else None
@@ -227,7 +227,7 @@ class SlotcastApp:
             self.metrics.errors.labels(endpoint=endpoint, status=str(exc.http_status)).inc()
             raise
         finally:
-            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t)
+            self.metrics.observe(endpoint, time.perf_counter() - t)
 
     def _rec(self) -> Recommender:
         if self.recommender is None:
