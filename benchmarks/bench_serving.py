@@ -94,6 +94,7 @@ def bench_http(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         "SLOTCAST_DEMO_USERS": str(args.users), "SLOTCAST_DEMO_PRODUCTS": str(args.products),
         "SLOTCAST_DEMO_STREAMS": str(args.streams), "SLOTCAST_DEMO_PER_STREAM": str(args.per_stream),
         "BENTOML_DO_NOT_TRACK": "true", "OPENBLAS_NUM_THREADS": "1",
+        "SLOTCAST_RERANK_SHORTLIST": str(args.rerank_shortlist),
     }  # fmt: skip
     results: dict[str, list[dict[str, float]]] = {"noop": [], "carousel": []}
     with running_service(env=env, log_path=work / "service.log", workers=args.workers) as base:
@@ -205,8 +206,9 @@ def bench_inprocess(args: argparse.Namespace) -> dict[str, float]:
     if args.ranker == "lightgbm":
         models = Models(**{**models.__dict__, "ranker": lightgbm_ranker(tables, args.trees)})
     rec = Recommender(
-        lambda: (models, None), DemoFeatureSource(tables), Catalog(tables), None, PipelineConfig()
-    )
+        lambda: (models, None), DemoFeatureSource(tables), Catalog(tables), None,
+        PipelineConfig(rerank_shortlist=args.rerank_shortlist),
+    )  # fmt: skip
     cpu, wall = [], []
     for i in range(args.inprocess_requests + 50):
         req = CarouselRequest(user_id=i % args.users, stream_id=i % args.streams, k=8)
@@ -242,13 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         help="in-process ranker: the demo's logistic one, or a LightGBM forest as a bundle serves it",
     )
     p.add_argument("--trees", type=int, default=260, help="trees of the in-process LightGBM ranker")
+    p.add_argument(
+        "--rerank-shortlist",
+        type=int,
+        default=50,
+        help="candidates the ranker scores per carousel (SLOTCAST_RERANK_SHORTLIST); >= per-stream: all",
+    )
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--skip-push", action="store_true")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     print(f"# slotcast serving benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, cmd: {' '.join(sys.argv)}")
     ip = bench_inprocess(args)
-    print(f"in-process carousel ({args.per_stream} on-air candidates, {args.ranker} ranker): CPU p50 {ip['cpu_p50_ms']:.2f} ms p99 "
+    print(f"in-process carousel ({args.per_stream} on-air candidates, {args.ranker} ranker, shortlist {args.rerank_shortlist}): CPU p50 {ip['cpu_p50_ms']:.2f} ms p99 "
           f"{ip['cpu_p99_ms']:.2f} ms; wall p50 {ip['wall_p50_ms']:.2f} ms p99 {ip['wall_p99_ms']:.2f} ms", flush=True)  # fmt: skip
     if not args.skip_http:
         h = bench_http(args)
