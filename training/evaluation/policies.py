@@ -26,11 +26,19 @@ class Policy(Protocol):
     def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray: ...
 
 
+# Score matrix cells per policy call. A ranker policy's feature lookup is a Feast point-in-time join
+# that reads every source table once per call, whatever the number of rows, so calls are made as
+# large as this memory bound allows (64 MB of float64 scores) rather than a fixed number of requests.
+MAX_CELLS = 8_000_000
+
+
 def rank(
-    policy: Policy, user_ids: np.ndarray, candidates: np.ndarray, k: int, chunk: int = 2048
+    policy: Policy, user_ids: np.ndarray, candidates: np.ndarray, k: int, chunk: int | None = None
 ) -> np.ndarray:
     """Each user's top k among its row of ``candidates`` (PAD padded), best first, PAD where short."""
     m = len(user_ids)
+    if chunk is None:
+        chunk = max(2048, MAX_CELLS // max(candidates.shape[1], 1))
     out = np.full((m, k), PAD, dtype=np.int64)
     for lo in range(0, m, chunk):
         hi = min(lo + chunk, m)

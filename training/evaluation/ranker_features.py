@@ -21,7 +21,9 @@ import pandas as pd
 from training.evaluation.policies import FeatureFn
 
 
-def historical_feature_fn(reader: Any, service: str, as_of: pd.Timestamp, chunk: int = 200_000) -> FeatureFn:
+def historical_feature_fn(
+    reader: Any, service: str, as_of: pd.Timestamp, chunk: int = 1_000_000
+) -> FeatureFn:
     """A FeatureFn over ``reader.historical`` (features.retrieval.FeatureReader or a fake)."""
 
     def fn(
