@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generate", help="USERS,PRODUCTS,DAYS: simulate a world first (not timed)")
     p.add_argument("--features", action=argparse.BooleanOptionalAction, default=False,
                    help="build and use the Feast ranker_v1 features")  # fmt: skip
+    p.add_argument("--feature-state", type=Path,
+                   help="use the Feast store already built in this state dir (e.g. a pipeline's) instead of --features")  # fmt: skip
     p.add_argument("--max-queries", type=int, default=20_000)
     p.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = p.parse_args(argv)
@@ -74,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     rss = PeakRSS()
     fig: dict[str, float] = {}
     reader = None
-    if args.features:
+    if args.feature_state:
+        from features.retrieval import FeastFeatureReader
+        from features.settings import FeatureSettings
+
+        reader = FeastFeatureReader(FeatureSettings(state_dir=args.feature_state))
+    elif args.features:
         from features.retrieval import FeastFeatureReader
         from features.settings import FeatureSettings
         from features.store import build_feature_store
