@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from training.evaluation.logs import LoggedRequests, carousel_log, push_log, sample_users
+from training.evaluation.metrics import PAD
 from training.evaluation.ope import (
     DEFAULT_MAX_WEIGHT,
     RewardModel,
@@ -93,11 +94,35 @@ def ranker_reward_model(policy: RankerPolicy, label: str = "ranker p_convert") -
     def factory(lr: LoggedRequests) -> tuple[str, RewardModel]:
         users = lr.requests["user_id"].to_numpy(np.int64)
 
-        def p_convert(req: np.ndarray, item: np.ndarray) -> np.ndarray:
-            u, item = users[req], np.asarray(item, np.int64)
+        def score(u: np.ndarray, item: np.ndarray) -> np.ndarray:
             raw = np.asarray(policy.als_policy.als.score(u, item), dtype=np.float64)
             X = policy.features(u, item, raw, np.full(u.size, np.nan))
             return np.asarray(policy.ranker.predict(X[policy.ranker.feature_names]), dtype=np.float64)
+
+        # q depends on (user, product) only, and DR asks for it once per target policy: every pair the
+        # log's candidates hold is scored in one feature lookup up front (a Feast point-in-time join
+        # reads every source table per call, whatever its size), later calls are array lookups.
+        r_idx, c_idx = np.nonzero(lr.candidates != PAD)
+        pairs = pd.MultiIndex.from_arrays(
+            [np.concatenate([users[r_idx], users[lr.log.request]]),
+             np.concatenate([lr.candidates[r_idx, c_idx], lr.log.item]).astype(np.int64)]
+        ).unique()  # fmt: skip
+        known = (
+            score(pairs.get_level_values(0).to_numpy(np.int64), pairs.get_level_values(1).to_numpy(np.int64))
+            if len(pairs)
+            else np.zeros(0)
+        )
+
+        def p_convert(req: np.ndarray, item: np.ndarray) -> np.ndarray:
+            u, item = users[req], np.asarray(item, np.int64)
+            pos = (
+                pairs.get_indexer(pd.MultiIndex.from_arrays([u, item])) if len(pairs) else np.full(u.size, -1)
+            )
+            out = np.where(pos >= 0, known[np.maximum(pos, 0)] if known.size else 0.0, np.nan)
+            miss = pos < 0
+            if miss.any():  # a pair outside the log's candidates (not expected): score it directly
+                out[miss] = score(u[miss], item[miss])
+            return out
 
         # Slot effect = observed / predicted reward per slot on the log: dividing by the prediction
         # removes the better-products-on-top confound that raw per-slot rates carry.
