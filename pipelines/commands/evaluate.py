@@ -44,15 +44,22 @@ class _Bundles:
 
     def __init__(self, settings: Any, bundle_dir: Path | None) -> None:
         self.settings, self.bundle_dir = settings, bundle_dir
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}  # alias -> (key, bundle) or the reason it is unavailable
+        self._by_key: dict[str, Any] = {}
+        self.specs: dict[tuple[str, str], Any] = {}  # (bundle key, what) -> policy spec, shared by names
+        self.features: dict[tuple[str, str], Any] = {}  # (feature service, as of) -> one feature cache
 
     def get(self, alias: str) -> Any:
+        return self.resolve(alias)[1]
+
+    def resolve(self, alias: str) -> tuple[str, Any]:
+        """(key, bundle): aliases naming the same model version get the same key and the same bundle."""
         if alias not in self._cache:
             self._cache[alias] = self._load(alias)
         found = self._cache[alias]
         if isinstance(found, PolicyUnavailable):
             raise found
-        return found
+        return found  # type: ignore[no-any-return]
 
     def _load(self, alias: str) -> Any:
         from models.bundle import Bundle
@@ -60,26 +67,34 @@ class _Bundles:
 
         try:
             if alias == "default" and self.bundle_dir is not None:
-                return Bundle.load(Bundle.find(self.bundle_dir))
+                path = Bundle.find(self.bundle_dir)
+                return self._keep(f"dir {path}", lambda: Bundle.load(path))
             from training import tracking
             from training.registry import download_bundle, version_by_alias
 
             name = self.settings.registered_model
             client = tracking.configure(self.settings)
             ref = "champion" if alias == "default" else alias
-            if version_by_alias(client, name, ref) is None:
+            mv = version_by_alias(client, name, ref)
+            if mv is None:
                 return PolicyUnavailable(
                     f"no MLflow model {name}@{ref} (run `slotcast train`, then `slotcast promote`)"
                 )
-            return Bundle.load(download_bundle(name, ref))
+            return self._keep(f"{name} version {mv.version}", lambda: Bundle.load(download_bundle(name, ref)))
         except SlotcastModelError as exc:
             return PolicyUnavailable(f"bundle {alias!r} cannot be loaded: {exc}")
         except Exception as exc:  # noqa: BLE001 - an unreachable MLflow store skips the model, not the evaluation
             return PolicyUnavailable(f"bundle {alias!r} unavailable: {type(exc).__name__}: {exc}")
 
+    def _keep(self, key: str, load: Any) -> tuple[str, Any]:
+        if key not in self._by_key:
+            self._by_key[key] = load()
+        return key, self._by_key[key]
 
-def _feature_fn(bundle: Any, settings: Any, as_of: Any) -> Any:
-    """The ranker's feature lookup (the Feast store built by `slotcast features build`)."""
+
+def _feature_fn(bundle: Any, settings: Any, as_of: Any, caches: dict[tuple[str, str], Any]) -> Any:
+    """The ranker's feature lookup (the Feast store built by `slotcast features build`), one cache per
+    feature service and as-of time, so every ranker on that service shares one point-in-time lookup."""
     if bundle.ranker is None:
         raise PolicyUnavailable("the bundle has no ranker")
     from training.evaluation.ranker_features import CONTEXT_FEATURES, context_feature_fn
@@ -96,9 +111,12 @@ def _feature_fn(bundle: Any, settings: Any, as_of: Any) -> Any:
         reader = FeastFeatureReader(fs)
     except ImportError as exc:
         raise PolicyUnavailable(f"feature retrieval unavailable: {exc}") from exc
-    from training.evaluation.ranker_features import historical_feature_fn
+    from training.evaluation.ranker_features import PointInTimeFeatures
 
-    return historical_feature_fn(reader, bundle.manifest.feature_service, as_of)
+    key = (bundle.manifest.feature_service, str(as_of))
+    if key not in caches:
+        caches[key] = PointInTimeFeatures(reader, bundle.manifest.feature_service, as_of)
+    return caches[key]
 
 
 def _build_policy(
@@ -111,24 +129,32 @@ def _build_policy(
     if name == "random":
         return RandomPolicy()
     alias = {"als": "default", "als+ranker": "default"}.get(name, name)
-    bundle = bundles.get(alias)
+    if alias == "default" and bundles.bundle_dir is None:
+        alias = "champion"  # the same model: one download, one spec
+    key, bundle = bundles.resolve(alias)
 
-    def als_policy(label: str) -> Any:
-        return lambda train: ALSPolicy(bundle.als, popular_factory(train), name=label)
+    def shared(what: str, make: Any) -> Any:
+        # names resolving to one model version get one spec: evaluate() then scores it once
+        if (key, what) not in bundles.specs:
+            bundles.specs[(key, what)] = make()
+        return bundles.specs[(key, what)]
+
+    def als_policy() -> Any:
+        return shared("als", lambda: lambda train: ALSPolicy(bundle.als, popular_factory(train), name=name))
 
     if name == "als":
-        return als_policy("als")
+        return als_policy()
     try:
-        features = _feature_fn(bundle, settings, as_of)
+        features = _feature_fn(bundle, settings, as_of, bundles.features)
     except PolicyUnavailable as exc:
         if name == "als+ranker":
             raise
         # champion / challenger without a usable ranker are still their ALS stage: evaluate that, and say so
         notes.append(f"{name}: evaluated as its ALS stage only ({exc})")
-        return als_policy(name)
-    return lambda train: RankerPolicy(
+        return als_policy()
+    return shared("ranker", lambda: lambda train: RankerPolicy(
         ALSPolicy(bundle.als, popular_factory(train)), bundle.ranker, features, name=name
-    )
+    ))  # fmt: skip
 
 
 def _truth(data: Path, reward: str) -> Any:

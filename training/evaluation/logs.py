@@ -213,3 +213,40 @@ def sample_users(frame: pd.DataFrame, max_requests: int | None, request_col: str
     users = np.unique(frame["user_id"].to_numpy(np.int64))
     keep = users[np.random.default_rng(seed).random(users.size) < max_requests / n]
     return frame.loc[frame["user_id"].isin(keep)]
+
+
+def held_out_logs(
+    tables: Mapping[str, pd.DataFrame],
+    cut: pd.Timestamp,
+    max_requests: int | None,
+    reward: str = "purchased",
+    seed: int = 0,
+) -> tuple[dict[str, LoggedRequests], list[str]]:
+    """The carousel and push logs of the held-out window (user-sampled to about ``max_requests``)."""
+    logs: dict[str, LoggedRequests] = {}
+    notes: list[str] = []
+    for kind in ("carousel", "push"):
+        source = tables.get("impressions" if kind == "carousel" else "pushes")
+        if source is None or source.empty:
+            continue
+        held = source.loc[source["ts"] >= cut]
+        if held.empty:
+            notes.append(f"{kind}: no logged decisions in the held-out window; no off-policy estimate")
+            continue
+        request_col = "request_id" if kind == "carousel" else "push_id"
+        sampled = sample_users(held, max_requests, request_col, seed)
+        if len(sampled) < len(held):
+            notes.append(
+                f"{kind}: off-policy estimates on the {sampled[request_col].nunique()} logged requests of a random "
+                f"sample of users, of {held[request_col].nunique()} held out (max_requests {max_requests})"
+            )
+            held = sampled
+        if kind == "carousel":
+            lr = carousel_log(held, tables.get("stream_products"), reward=reward)
+        else:
+            lr = push_log(held, reward=reward)
+        if lr.log.n_requests == 0:
+            notes.append(f"{kind}: no logged decision carries a propensity; no off-policy estimate")
+            continue
+        logs[kind] = lr
+    return logs, notes

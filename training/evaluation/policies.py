@@ -26,10 +26,12 @@ class Policy(Protocol):
     def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray: ...
 
 
-# Score matrix cells per policy call. A ranker policy's feature lookup is a Feast point-in-time join
-# that reads every source table once per call, whatever the number of rows, so calls are made as
-# large as this memory bound allows (64 MB of float64 scores) rather than a fixed number of requests.
+# Score matrix cells per policy call (64 MB of float64 scores; a ranker policy holds a few such
+# matrices). A ranker policy's feature lookup is a Feast point-in-time join that reads every source
+# table once per call, whatever the number of rows: evaluation prefetches every pair it needs in one
+# call (ranker_features.PointInTimeFeatures), so chunks can stay this small without more lookups.
 MAX_CELLS = 8_000_000
+MIN_CHUNK = 256  # rows per call however wide the candidates (replay: the whole catalogue)
 
 
 def rank(
@@ -38,7 +40,7 @@ def rank(
     """Each user's top k among its row of ``candidates`` (PAD padded), best first, PAD where short."""
     m = len(user_ids)
     if chunk is None:
-        chunk = max(2048, MAX_CELLS // max(candidates.shape[1], 1))
+        chunk = max(MIN_CHUNK, MAX_CELLS // max(candidates.shape[1], 1))
     out = np.full((m, k), PAD, dtype=np.int64)
     for lo in range(0, m, chunk):
         hi = min(lo + chunk, m)
@@ -140,6 +142,23 @@ class ALSPolicy:
         return np.where(missing, floor + fb_rank, s)
 
 
+def _top_stable(values: np.ndarray, n: int) -> np.ndarray:
+    """Columns of each row's n largest values, best first, ties by position: the first n columns of a
+    stable descending argsort, without sorting whole rows (a 50k-product catalogue per user in replay)."""
+    m, width = values.shape
+    values = np.where(np.isnan(values), -np.inf, values)
+    if n >= width or m == 0:
+        return np.argsort(-values, axis=1, kind="stable")[:, :n]
+    kth = -np.partition(-values, n - 1, axis=1)[:, n - 1 : n]  # each row's n-th largest value
+    above = values > kth
+    tie = values == kth
+    # all values above the n-th, then the first ties by position up to n in all
+    take = above | (tie & (np.cumsum(tie, axis=1) <= n - above.sum(axis=1, keepdims=True)))
+    r, c = np.nonzero(take)
+    order = np.lexsort((c, -values[r, c], r))
+    return c[order].reshape(m, n)
+
+
 FeatureFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], pd.DataFrame]
 """features(user_ids, product_ids, als_score, als_rank), all (r,) -> r rows holding the ranker's features."""
 
@@ -158,17 +177,25 @@ class RankerPolicy:
     n_candidates: int = 50
     name: str = "als+ranker"
 
-    def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+    def shortlist(
+        self, user_ids: np.ndarray, product_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """ALS scores of every cell, and (rows, cols, ranks) of each row's ALS top ``n_candidates``:
+        the only pairs that reach the ranker and its feature lookup."""
         als = self.als_policy.scores(user_ids, product_ids)
         m, n = product_ids.shape
         ranked = np.where(product_ids == PAD, -np.inf, als)
         n_short = min(self.n_candidates, n)
-        order = np.argsort(-ranked, axis=1, kind="stable")[:, :n_short]
+        order = _top_stable(ranked, n_short)
         rows = np.repeat(np.arange(m), n_short)
         cols = order.ravel()
         ok = product_ids[rows, cols] != PAD
         rows, cols = rows[ok], cols[ok]
         ranks = (np.tile(np.arange(1, n_short + 1), m)[ok]).astype(np.float64)
+        return ranked, rows, cols, ranks
+
+    def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+        ranked, rows, cols, ranks = self.shortlist(user_ids, product_ids)
         raw = np.asarray(self.als_policy.als.score(user_ids[rows], product_ids[rows, cols]), dtype=np.float64)
         X = self.features(user_ids[rows], product_ids[rows, cols], raw, ranks)
         p = np.asarray(self.ranker.predict(X[self.ranker.feature_names]), dtype=np.float64)

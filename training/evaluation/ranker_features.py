@@ -13,12 +13,15 @@ is on air for a user when it was on air in a stream while the user watched it in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from training.evaluation.policies import FeatureFn
+from training.evaluation.logs import LoggedRequests
+from training.evaluation.metrics import PAD
+from training.evaluation.policies import MAX_CELLS, MIN_CHUNK, FeatureFn, Policy, RankerPolicy
 
 
 def historical_feature_fn(
@@ -52,6 +55,75 @@ def historical_feature_fn(
     return fn
 
 
+class PointInTimeFeatures:
+    """``historical_feature_fn`` with a cache: each (user, product) pair is looked up once as of ``as_of``.
+
+    A Feast point-in-time call on the file offline store reads every source table whatever the number
+    of rows asked, so its cost is per call. Evaluation therefore ``prefetch``es every pair all its
+    policies, replay and off-policy alike, will need in one call; later calls are array lookups, and
+    a pair not prefetched costs one call for all the missing pairs of that call. The cache holds one
+    as-of time (the object's), so the key is (user, product, as_of) and point-in-time correctness is
+    the reader's: the rows returned are exactly those a direct lookup as of ``as_of`` returns.
+    """
+
+    def __init__(self, reader: Any, service: str, as_of: pd.Timestamp, chunk: int = 1_000_000) -> None:
+        self.reader, self.service, self.as_of, self.chunk = reader, service, as_of, chunk
+        self.lookups = 0  # reader calls made (each one reads the source tables)
+        self.rows_looked_up = 0
+        self._keys = np.zeros(0, dtype=np.int64)  # sorted pair keys
+        self._values: pd.DataFrame | None = None  # feature rows in the order of _keys
+
+    @staticmethod
+    def _key(users: np.ndarray, products: np.ndarray) -> np.ndarray:
+        # ids are non-negative and below 2**31 (int32 vocabularies), so one int64 holds a pair
+        return (np.asarray(users, np.int64) << 32) | np.asarray(products, np.int64)
+
+    def _positions(self, keys: np.ndarray) -> np.ndarray:
+        """Index of each key in the cache, -1 where absent."""
+        if self._keys.size == 0:
+            return np.full(keys.shape, -1, dtype=np.int64)
+        pos = np.clip(np.searchsorted(self._keys, keys), 0, self._keys.size - 1)
+        return np.where(self._keys[pos] == keys, pos, -1)
+
+    def prefetch(self, users: np.ndarray, products: np.ndarray) -> int:
+        """Look up every pair not cached yet, in one reader call; returns how many pairs were new."""
+        keys = np.unique(self._key(users, products))
+        new = keys[self._positions(keys) < 0]
+        if new.size == 0:
+            return 0
+        fetched = historical_feature_fn(self.reader, self.service, self.as_of, self.chunk)(
+            new >> 32, new & 0xFFFFFFFF, np.zeros(new.size), np.zeros(new.size)
+        )
+        feats = fetched.drop(columns=[c for c in (*ENTITY, *CONTEXT_FEATURES) if c in fetched.columns])
+        self.lookups += 1
+        self.rows_looked_up += int(new.size)
+        keys_all = np.concatenate([self._keys, new])
+        values = feats if self._values is None else pd.concat([self._values, feats], ignore_index=True)
+        order = np.argsort(keys_all, kind="stable")
+        self._keys = keys_all[order]
+        self._values = values.iloc[order].reset_index(drop=True)
+        return int(new.size)
+
+    def __call__(
+        self, users: np.ndarray, products: np.ndarray, als_score: np.ndarray, als_rank: np.ndarray
+    ) -> pd.DataFrame:
+        keys = self._key(users, products)
+        pos = self._positions(keys)
+        if (pos < 0).any():
+            self.prefetch(np.asarray(users)[pos < 0], np.asarray(products)[pos < 0])
+            pos = self._positions(keys)
+        assert self._values is not None
+        out = self._values.iloc[pos].reset_index(drop=True)
+        out.insert(0, "user_id", np.asarray(users, np.int64))
+        out.insert(1, "product_id", np.asarray(products, np.int64))
+        out["als_score"] = als_score
+        out["als_rank"] = als_rank
+        out["on_air"] = True  # as historical_feature_fn: evaluated candidates are on air, unpinned
+        out["slot"] = np.nan
+        return out
+
+
+ENTITY = ("user_id", "product_id", "stream_id", "event_timestamp")
 CONTEXT_FEATURES = ("als_score", "als_rank", "on_air", "slot")  # training.dataset adds these to every row
 
 
@@ -102,3 +174,46 @@ def with_watched_on_air(features: FeatureFn, pairs: pd.DataFrame) -> FeatureFn:
         return out
 
     return fn
+
+
+def prefetch_features(
+    policies: Iterable[Policy],
+    users: np.ndarray,
+    catalog: np.ndarray,
+    logs: Iterable[LoggedRequests],
+    say: Callable[[str], None] = lambda _m: None,
+) -> dict[str, int]:
+    """One point-in-time lookup per feature cache for every pair the evaluation will score.
+
+    Replay: each user's ALS shortlist of the catalogue (the only pairs a ranker policy looks up).
+    Off-policy: every (user, candidate) and (user, logged item) pair of each log, which holds both
+    the target policies' shortlists and the pairs DR's ranker reward model scores. Caches are shared
+    by identity, so policies on one feature service and as-of time share one lookup.
+    """
+    logs = list(logs)
+    caches: dict[int, Any] = {}
+    pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for p in policies:
+        cache = getattr(p, "features", None)
+        if not isinstance(p, RankerPolicy) or not hasattr(cache, "prefetch"):
+            continue
+        caches[id(cache)] = cache
+        got = pairs.setdefault(id(cache), [])
+        chunk = max(MIN_CHUNK, MAX_CELLS // max(catalog.size, 1))
+        for lo in range(0, users.size, chunk):
+            u = users[lo : lo + chunk]
+            _, rows, cols, _ = p.shortlist(u, np.broadcast_to(catalog, (u.size, catalog.size)))
+            got.append((u[rows], catalog[cols]))
+    for key in caches:
+        for lr in logs:
+            req_users = lr.requests["user_id"].to_numpy(np.int64)
+            r_idx, c_idx = np.nonzero(lr.candidates != PAD)
+            pairs[key].append((req_users[r_idx], lr.candidates[r_idx, c_idx].astype(np.int64)))
+            pairs[key].append((req_users[lr.log.request], lr.log.item.astype(np.int64)))
+    looked_up = {}
+    for key, cache in caches.items():
+        u = np.concatenate([a for a, _ in pairs[key]])
+        prod = np.concatenate([b for _, b in pairs[key]])
+        say(f"features: one point-in-time lookup for {u.size:,} (user, product) rows")
+        looked_up[f"{cache.service} as of {cache.as_of}"] = cache.prefetch(u, prod)
+    return looked_up

@@ -75,6 +75,28 @@ def bootstrap_mean_ci(
     return float(lo_q), float(hi_q)
 
 
+def replay_users(
+    test: pd.DataFrame,
+    relevant_types: Sequence[str] = POSITIVE_TYPES,
+    max_users: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The users replay scores (sorted; at most ``max_users``, sampled) and their held-out (user, product) rows."""
+    rel = test.loc[test["type"].isin(relevant_types) & test["product_id"].notna(), ["user_id", "product_id"]]
+    users = np.unique(rel["user_id"].to_numpy(np.int64))
+    if users.size == 0:
+        raise ValueError(f"the test window has no {'/'.join(relevant_types)} events; nothing to replay")
+    if max_users is not None and users.size > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+        rel = rel[rel["user_id"].isin(users)]
+    return users, rel
+
+
+def default_catalog(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Every product either window mentions (when no products table is given)."""
+    return np.unique(pd.concat([train["product_id"], test["product_id"]]).dropna().to_numpy(np.int64))
+
+
 def replay(
     policies: Sequence[Policy],
     train: pd.DataFrame,
@@ -89,16 +111,8 @@ def replay(
     seed: int = 0,
 ) -> list[ReplayResult]:
     """Evaluate every policy on the users with a relevant event in ``test`` (at most ``max_users``, sampled)."""
-    rel = test.loc[test["type"].isin(relevant_types) & test["product_id"].notna(), ["user_id", "product_id"]]
-    users = np.unique(rel["user_id"].to_numpy(np.int64))
-    if users.size == 0:
-        raise ValueError(f"the test window has no {'/'.join(relevant_types)} events; nothing to replay")
-    if max_users is not None and users.size > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-        rel = rel[rel["user_id"].isin(users)]
-    if catalog is None:
-        catalog = np.unique(pd.concat([train["product_id"], test["product_id"]]).dropna().to_numpy(np.int64))
-    catalog = np.asarray(catalog, np.int64)
+    users, rel = replay_users(test, relevant_types, max_users, seed)
+    catalog = np.asarray(default_catalog(train, test) if catalog is None else catalog, np.int64)
     relevance = Relevance.from_pairs(np.searchsorted(users, rel["user_id"].to_numpy(np.int64)),
                                      rel["product_id"].to_numpy(np.int64), users.size)  # fmt: skip
     tr = train.loc[train["type"].isin(relevant_types) & train["product_id"].notna()]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.evaluation.logs import LoggedRequests, carousel_log, push_log, sample_users
+from training.evaluation.logs import LoggedRequests, held_out_logs
 from training.evaluation.metrics import PAD
 from training.evaluation.ope import (
     DEFAULT_MAX_WEIGHT,
@@ -28,8 +28,8 @@ from training.evaluation.ope import (
     on_policy_value,
 )
 from training.evaluation.policies import Policy, RankerPolicy, rank
-from training.evaluation.ranker_features import watched_on_air, with_watched_on_air
-from training.evaluation.replay import replay, time_split
+from training.evaluation.ranker_features import prefetch_features, watched_on_air, with_watched_on_air
+from training.evaluation.replay import default_catalog, replay, replay_users, time_split
 from training.evaluation.report import calibration_table
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ def _ope_block(
     k = max(lr.log.n_slots, 1)
     users = lr.requests["user_id"].to_numpy(np.int64)
     model_name, q = reward_model(lr)
-    targets = {name: rank(p, users, lr.candidates, k) for name, p in policies.items()}
+    ranked = {key: rank(p, users, lr.candidates, k) for key, p in _distinct(policies).items()}
+    targets = {name: ranked[id(p)] for name, p in policies.items()}  # one model under two names: one ranking
     warnings: list[str] = []
     estimates: dict[str, Any] = {
         LOGGING: {"on_policy": on_policy_value(lr.log, n_boot=cfg.n_boot, seed=cfg.seed).as_dict()}
@@ -222,17 +223,22 @@ def evaluate(
     events = tables["events"]
     train, test = time_split(events, cfg.test_fraction)
     cut = test["ts"].min()
-    built: dict[str, Policy] = {
-        name: (spec if hasattr(spec, "scores") else spec(train))  # type: ignore[operator,misc]
-        for name, spec in policies.items()
-    }
+    built = _build_policies(policies, train)
+    distinct = _distinct(built)
+    notes = [*notes, *_same_model_notes(built)]
     products = tables.get("products")
     catalog = products["product_id"].to_numpy(np.int64) if products is not None and len(products) else None
-    say(f"replay: {len(built)} policies on held-out time")
-    results = replay(_replay_policies(built, test, tables.get("stream_products")), train, test, cfg.k,
-                     catalog=catalog, max_users=cfg.max_users, n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
-    for r, key in zip(results, built, strict=True):
-        r.policy = key  # the caller's name, so replay and off-policy rows line up
+    if catalog is None:
+        catalog = default_catalog(train, test)
+    logs, log_notes = held_out_logs(tables, cut, cfg.max_requests, cfg.reward, cfg.seed)
+    users, _ = replay_users(test, max_users=cfg.max_users, seed=cfg.seed)
+    prefetched = prefetch_features(distinct.values(), users, catalog, logs.values(), say)
+    say(f"replay: {len(distinct)} distinct policies on held-out time")
+    scored = replay(_replay_policies(distinct, test, tables.get("stream_products")), train, test, cfg.k,
+                    catalog=catalog, max_users=cfg.max_users, n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
+    by_policy = dict(zip(distinct, scored, strict=True))
+    # every name gets its policy's result under its own name, so replay and off-policy rows line up
+    results = [dataclasses.replace(by_policy[id(p)], policy=name) for name, p in built.items()]
     result: dict[str, Any] = {
         "params": {
             "k": cfg.k,
@@ -248,38 +254,15 @@ def evaluate(
         "ope": {},
         "truth": {},
         "calibration": {},
-        "notes": list(notes),
+        "notes": [*notes, *log_notes],
+        "feature_lookups": prefetched,
     }
     rm = reward_model or empirical_reward_model
     ranker_policy = built.get(reward_policy) if reward_policy is not None else None
     if reward_model is None and isinstance(ranker_policy, RankerPolicy):
         # DR's q is that policy's ranker (the champion's, as the issue asks), else the log's own rates
         rm = ranker_reward_model(ranker_policy, f"{reward_policy} ranker p_convert")
-    for kind in ("carousel", "push"):
-        source = tables.get("impressions" if kind == "carousel" else "pushes")
-        if source is None or source.empty:
-            continue
-        held = source.loc[source["ts"] >= cut]
-        if held.empty:
-            result["notes"].append(
-                f"{kind}: no logged decisions in the held-out window; no off-policy estimate"
-            )
-            continue
-        request_col = "request_id" if kind == "carousel" else "push_id"
-        sampled = sample_users(held, cfg.max_requests, request_col, cfg.seed)
-        if len(sampled) < len(held):
-            result["notes"].append(
-                f"{kind}: off-policy estimates on the {sampled[request_col].nunique()} logged requests of a random "
-                f"sample of users, of {held[request_col].nunique()} held out (max_requests {cfg.max_requests})"
-            )
-            held = sampled
-        if kind == "carousel":
-            lr = carousel_log(held, tables.get("stream_products"), reward=cfg.reward)
-        else:
-            lr = push_log(held, reward=cfg.reward)
-        if lr.log.n_requests == 0:
-            result["notes"].append(f"{kind}: no logged decision carries a propensity; no off-policy estimate")
-            continue
+    for kind, lr in logs.items():
         say(f"off-policy: {kind} log, {lr.log.n_requests} requests")
         block, true_values, cal = _ope_block(lr, built, cfg, rm, comparisons, truth)
         result["ope"][kind] = block
@@ -291,8 +274,35 @@ def evaluate(
     return result
 
 
+def _build_policies(policies: Mapping[str, PolicySpec], train: pd.DataFrame) -> dict[str, Policy]:
+    """Each distinct spec built once: names given the same spec (one bundle under two names) share a policy."""
+    made: dict[int, Policy] = {}
+    out: dict[str, Policy] = {}
+    for name, spec in policies.items():
+        if id(spec) not in made:
+            made[id(spec)] = spec if hasattr(spec, "scores") else spec(train)  # type: ignore[operator,misc,assignment]
+        out[name] = made[id(spec)]
+    return out
+
+
+def _distinct(built: Mapping[str, Policy]) -> dict[int, Policy]:
+    """id -> policy, each policy once, in the order of its first name."""
+    return {id(p): p for p in built.values()}
+
+
+def _same_model_notes(built: Mapping[str, Policy]) -> list[str]:
+    names: dict[int, list[str]] = {}
+    for name, p in built.items():
+        names.setdefault(id(p), []).append(name)
+    return [
+        f"{' and '.join(group)} are the same model: scored once, so their figures are identical"
+        for group in names.values()
+        if len(group) > 1
+    ]
+
+
 def _replay_policies(
-    built: Mapping[str, Policy], test: pd.DataFrame, stream_products: pd.DataFrame | None
+    built: Mapping[Any, Policy], test: pd.DataFrame, stream_products: pd.DataFrame | None
 ) -> list[Policy]:
     """Rankers get replay's on-air context (ranker_features.with_watched_on_air) where streams exist."""
     if stream_products is None or stream_products.empty:
