@@ -5,7 +5,12 @@ per step comes from the pipeline's cache records, peak RSS from the child's rusa
 resident set of the process tree's processes). Time per event must not grow by more than 1.3x
 from the smallest to the largest size.
 
-    python -m benchmarks.bench_pipeline --sizes 1m,3m,10m
+    python -m benchmarks.bench_pipeline --sizes 1m,3m,10m [--keep]
+    python -m benchmarks.bench_pipeline --sizes 1m,3m,10m --state ROOT[,ROOT2] --from evaluate
+
+The second form reruns from a step on worlds a kept run left (ROOT/NAME with its config ROOT/NAME.yaml):
+the steps before it stay cached, their seconds are read from the first run's records, and wall, CPU
+and peak RSS are those of the rerun steps alone.
 """
 
 from __future__ import annotations
@@ -31,21 +36,28 @@ SIZES = {
 }
 
 
-def run_size(name: str, spec: dict[str, int], root: Path, policies: str) -> dict[str, object]:
+def run_size(
+    name: str, spec: dict[str, int], root: Path, policies: str, from_step: str | None = None
+) -> dict[str, object]:
     state = root / name
-    cfg = {
-        "name": f"bench-{name}",
-        "data": {"source": "simulate", "simulate": {**spec, "seed": 1}},
-        "evaluate": {"policies": policies.split(","), "k": 6},
-    }
     cfg_path = root / f"{name}.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    if from_step is None:
+        cfg = {
+            "name": f"bench-{name}",
+            "data": {"source": "simulate", "simulate": {**spec, "seed": 1}},
+            "evaluate": {"policies": policies.split(","), "k": 6},
+        }
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    elif not cfg_path.exists():
+        raise SystemExit(f"{cfg_path} is missing: --from reuses a world a --keep run left there")
     env = {**os.environ, "SLOTCAST_STATE_DIR": str(state), "OPENBLAS_NUM_THREADS": "1"}
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     before = usage0.ru_maxrss
+    load = os.getloadavg()
     t0 = time.perf_counter()
+    rerun = ["--from", from_step] if from_step else []
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config", str(cfg_path)],
+        [sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config", str(cfg_path), *rerun],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - t0
@@ -63,15 +75,20 @@ def run_size(name: str, spec: dict[str, int], root: Path, policies: str) -> dict
     import pyarrow.parquet as pq
 
     events = pq.ParquetFile(state / "data" / "events.parquet").metadata.num_rows
+    all_steps = sum(steps.values())
     return {
         "size": name,
         "events": events,
+        "from": from_step or "data",
+        "load_avg_at_start": [round(x, 2) for x in load],
         "wall_s": round(wall, 1),
-        "us_per_event": round(wall / events * 1e6, 2),
         "cpu_s": round(cpu, 1),
         "cpu_us_per_event": round(cpu / events * 1e6, 2),
         "peak_rss_gb": round(max(peak_kb, before) / 1024 / 1024, 2),
         "steps_s": steps,
+        # every step's recorded seconds (those before --from come from the run that built the world)
+        "all_steps_s": round(all_steps, 1),
+        "us_per_event": round(all_steps / events * 1e6, 2),
     }
 
 
@@ -82,11 +99,20 @@ def main() -> None:
         "--policies", default="popular,als,als+ranker,champion", help="policies the evaluate step scores"
     )
     ap.add_argument("--keep", action="store_true", help="keep the state directories")
+    ap.add_argument(
+        "--state", help="comma-separated roots of kept worlds (ROOT/NAME, ROOT/NAME.yaml); needs --from"
+    )
+    ap.add_argument("--from", dest="from_step", help="rerun from this step on the kept worlds of --state")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="slotcast-bench-pipeline-"))
+    if bool(args.state) != bool(args.from_step):
+        ap.error("--state and --from go together")
+    roots = [Path(r) for r in args.state.split(",")] if args.state else []
+    root = Path(tempfile.mkdtemp(prefix="slotcast-bench-pipeline-")) if not roots else roots[0]
     rows = []
     for name in args.sizes.split(","):
-        row = run_size(name, SIZES[name], root, args.policies)
+        if roots:  # the root that holds this size's world
+            root = next((r for r in roots if (r / f"{name}.yaml").exists()), roots[0])
+        row = run_size(name, SIZES[name], root, args.policies, args.from_step)
         print(json.dumps(row), flush=True)
         rows.append(row)
     if len(rows) > 1:
@@ -101,7 +127,7 @@ def main() -> None:
                 }
             )
         )
-    if not args.keep:
+    if not args.keep and not roots:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)

@@ -108,7 +108,10 @@ def _feature_fn(bundle: Any, settings: Any, as_of: Any, caches: dict[tuple[str, 
         fs = FeatureSettings(state_dir=settings.state_dir)  # type: ignore[call-arg]
         if not fs.registry_path.exists():
             raise PolicyUnavailable(f"no feature store at {fs.registry_path} (run `slotcast features build`)")
-        reader = FeastFeatureReader(fs)
+        # DuckDB's ASOF join over the same offline sources: Feast's file store reads and sorts every
+        # source table per call (8.8 GB at 10M events); both engines return the same rows
+        # (tests/features/test_retrieval_duckdb.py)
+        reader = FeastFeatureReader(fs, offline_engine="duckdb")
     except ImportError as exc:
         raise PolicyUnavailable(f"feature retrieval unavailable: {exc}") from exc
     from training.evaluation.ranker_features import PointInTimeFeatures
