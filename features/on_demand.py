@@ -20,7 +20,8 @@ ON_DEMAND_FEATURES = ("price_vs_user_aov", "repurchase_due_ratio")
 def ranker_request_features(inputs):  # no annotations: Feast may exec this source on its own
     """price / the user's average order value; days since the user last bought it / its repurchase cycle.
 
-    ``inputs`` is a DataFrame (Feast) or a dict of arrays (serving's fast path); plain numpy inside.
+    ``inputs`` is a DataFrame (Feast; a DataFrame comes back) or a dict of arrays (serving's fast
+    path; a dict of arrays comes back); plain numpy inside.
     Self-contained (imports and names inside): Feast may rebuild it from its source text.
     """
     import numpy as np
@@ -42,8 +43,10 @@ def ranker_request_features(inputs):  # no annotations: Feast may exec this sour
         due = np.where(cycle > 0, (now - last) / cycle, np.nan)
     ratio[~np.isfinite(ratio)] = np.nan
     due[~np.isfinite(due)] = np.nan
-    index = inputs.index if isinstance(inputs, pd.DataFrame) else None
-    return pd.DataFrame({"price_vs_user_aov": ratio, "repurchase_due_ratio": due}, index=index)
+    out = {"price_vs_user_aov": ratio, "repurchase_due_ratio": due}
+    if isinstance(inputs, dict):  # the fast path: arrays in, arrays out (a frame costs ~0.3 ms)
+        return out
+    return pd.DataFrame(out, index=inputs.index)
 
 
 def make_on_demand_views(views: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ A test checks it returns exactly what the Feast path returns, on both backends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -34,7 +35,7 @@ import pandas as pd
 from features.feature_services import SERVICE_SPECS
 from features.on_demand import REQUEST_TIME, ranker_request_features
 from features.online_reads import RedisBatch, ViewRead, read_rows
-from features.retrieval import NO_STREAM, FeastFeatureReader, feature_names
+from features.retrieval import NO_STREAM, UNKNOWN_CATEGORY, FeastFeatureReader, feature_names
 from features.settings import FeatureSettings
 from features.views import VIEW_SPECS
 
@@ -53,11 +54,18 @@ AFFINITY = _RANKER["user_category_affinity"]
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _columns(names: tuple[str, ...]) -> dict[str, int]:
+    return {f: j for j, f in enumerate(names)}
+
+
 @dataclass
 class _Tables:
-    product_row: dict[int, int]
+    product_row: dict[int, int]  # product_id -> row; an unknown product is row -1, ...
     product_cols: dict[str, int]
-    product_matrix: np.ndarray
+    product_matrix: np.ndarray  # ... whose last row is all NaN: no stored features
+    category_code: np.ndarray  # per row (the last: UNKNOWN_CATEGORY), into category_names
+    category_names: list[str]
     hist_users: np.ndarray
     hist_products: np.ndarray
     hist_days: np.ndarray
@@ -82,15 +90,18 @@ class FastOnlineReader(FeastFeatureReader):
         rows the build materialized (features.store.latest_rows): both change only on a build."""
         from features.store import latest_rows
 
-        ids = sorted(self.product_categories(max_age_s=0.0))
+        categories = self.product_categories(max_age_s=0.0)
+        ids = sorted(categories)
         feats = [f for f, _ in VIEW_SPECS[PRODUCT_VIEW][2] if f != "product_category"]
-        matrix = np.full((len(ids), len(feats)), np.nan)
+        matrix = np.full((len(ids) + 1, len(feats)), np.nan)
+        names = sorted({*categories.values(), UNKNOWN_CATEGORY})
+        code = {c: i for i, c in enumerate(names)}
         if ids:
             data = self.store.get_online_features(
                 features=[f"{PRODUCT_VIEW}:{f}" for f in feats], entity_rows={"product_id": ids}
             ).to_dict()
             for j, f in enumerate(feats):
-                matrix[:, j] = np.asarray(data[f], dtype="float64")
+                matrix[:-1, j] = np.asarray(data[f], dtype="float64")
         hist = latest_rows(self.settings, HISTORY_VIEW, datetime(2262, 1, 1, tzinfo=UTC)).sort_values(
             ["user_id", "product_id"]
         )
@@ -98,6 +109,10 @@ class FastOnlineReader(FeastFeatureReader):
             product_row={p: i for i, p in enumerate(ids)},
             product_cols={f: j for j, f in enumerate(feats)},
             product_matrix=matrix,
+            category_code=np.array(
+                [code[categories[p]] for p in ids] + [code[UNKNOWN_CATEGORY]], dtype="int64"
+            ),
+            category_names=names,
             hist_users=hist["user_id"].to_numpy("int64"),
             hist_products=hist["product_id"].to_numpy("int64"),
             hist_days=hist["last_purchase_epoch_days"].to_numpy("float64"),
@@ -174,14 +189,12 @@ class FastOnlineReader(FeastFeatureReader):
         n, uid = len(pids), int(user_id)
         sid = int(stream_id) if stream_id is not None else NO_STREAM
         out = np.full((n, len(names)), np.nan)
-        col = {f: j for j, f in enumerate(names)}
-        rows = np.array([t.product_row.get(p, -1) for p in pids], dtype="int64")
-        known = rows >= 0
-        prod = {f: np.where(known, t.product_matrix[rows, t.product_cols[f]], np.nan) for f in PRODUCT_INPUTS}
-        for f in PRODUCT_RANKER:
-            out[:, col[f]] = prod[f]
-        cats = self._categories_for(pids)
-        distinct = sorted(set(cats))
+        col = _columns(tuple(names))
+        rows = np.fromiter((t.product_row.get(p, -1) for p in pids), dtype="int64", count=n)
+        block = t.product_matrix[rows]  # one gather for every product feature (-1: the NaN row)
+        out[:, [col[f] for f in PRODUCT_RANKER]] = block[:, [t.product_cols[f] for f in PRODUCT_RANKER]]
+        codes, cat_of = np.unique(t.category_code[rows], return_inverse=True)
+        distinct = [t.category_names[c] for c in codes.tolist()]
         (profile,), (stream,), (live,), aff = self._read_views(
             [
                 ("user_profile", [{"user_id": uid}], USER_FEATURES),
@@ -196,19 +209,23 @@ class FastOnlineReader(FeastFeatureReader):
             out[:, col[f]] = stream[f]
         for f in LIVE_FEATURES:
             out[:, col[f]] = live[f]
-        by_cat = {c: r[AFFINITY[0]] for c, r in zip(distinct, aff, strict=True)}
-        out[:, col[AFFINITY[0]]] = [by_cat[c] for c in cats]
+        out[:, col[AFFINITY[0]]] = np.array([r[AFFINITY[0]] for r in aff], dtype="float64")[cat_of]
         lo, hi = np.searchsorted(t.hist_users, [uid, uid + 1])
-        bought = dict(zip(t.hist_products[lo:hi].tolist(), t.hist_days[lo:hi].tolist(), strict=True))
+        last = np.full(n, np.nan)
+        if hi > lo:  # most users bought few products: look up only theirs
+            bought = dict(zip(t.hist_products[lo:hi].tolist(), t.hist_days[lo:hi].tolist(), strict=True))
+            last[:] = [bought.get(p, np.nan) for p in pids]
         odfv = ranker_request_features(
             {
-                "price": prod["price"],
-                "repurchase_cycle_days": prod["repurchase_cycle_days"],
+                "price": block[:, t.product_cols["price"]],
+                "repurchase_cycle_days": block[:, t.product_cols["repurchase_cycle_days"]],
                 "avg_order_value": np.full(n, profile["avg_order_value"]),
-                "last_purchase_epoch_days": np.array([bought.get(p, np.nan) for p in pids], dtype="float64"),
+                "last_purchase_epoch_days": last,
                 REQUEST_TIME: np.full(n, datetime.now(UTC).timestamp() / 86400.0),
             }
         )
-        for f in odfv.columns:
-            out[:, col[f]] = odfv[f].to_numpy()
-        return pd.DataFrame(out, index=pd.Index(pids, name="product_id"), columns=names)
+        for f, values in odfv.items():
+            out[:, col[f]] = values
+        return pd.DataFrame(
+            out, index=pd.Index(np.asarray(pids, dtype="int64"), name="product_id"), columns=names
+        )

@@ -66,11 +66,12 @@ def read_rows(store: Any, view: Any, keys: list[dict[str, Any]], feats: list[str
 
 
 class RedisBatch:
-    """Every HMGET of several ``ViewRead``s in one redis-py pipeline: one round trip.
+    """Every HMGET of several ``ViewRead``s in one round trip: one EVALSHA of ``HMGET_ALL`` on a
+    single Redis node, else (cluster, sentinel, GLIDE) one pipeline through Feast's store.
 
     Uses Feast's Redis online store for the key layout (entity key + project; one hash field per
-    feature, murmur3 of ``view:feature``) and for the client (``_read_hash_fields``: the same
-    redis-py client, with whatever timeouts serving set on it, or GLIDE when configured). Those are
+    feature, murmur3 of ``view:feature``) and for the client (the same redis-py client, with
+    whatever timeouts serving set on it; ``_read_hash_fields`` for the pipeline or GLIDE batch). Those are
     private methods of Feast 0.67's ``RedisOnlineStore``; ``for_store`` answers None when they are
     missing, and the caller falls back to one ``online_read`` per view (same values, more trips).
     """
@@ -82,6 +83,11 @@ class RedisBatch:
 
         self._config = store.config
         self._online = online
+        self._script: Any = None  # HMGET_ALL on the store's client; None: Feast's pipeline
+        cfg = store.config.online_store
+        if getattr(cfg, "redis_type", None) == "redis" and getattr(cfg, "client", "redis") == "redis":
+            # one node and redis-py: a script's keys may span slots, and GLIDE has its own batch
+            self._script = online._get_client(cfg).register_script(HMGET_ALL)
         self._versioned = _versioned_fv_name
         self._project = store.config.project.encode("utf-8")
         self._fields: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
@@ -136,6 +142,18 @@ class RedisBatch:
         header = self._header(names, key)
         return self._feast_key(key) if header is None else _encode(header, names, key, self._project)
 
+    def _fetch(self, commands: list[tuple[bytes, list[Any]]]) -> list[list[Any]]:
+        """One HMGET reply per (key, fields): one EVALSHA on a single node (redis-py's Script loads
+        the script again if the server lost it), else Feast's own pipeline."""
+        if self._script is None:
+            replies: list[list[Any]] = self._online._read_hash_fields(self._config, commands)
+            return replies
+        args: list[Any] = []
+        for _, fields in commands:
+            args.append(len(fields))
+            args.extend(fields)
+        return list(self._script(keys=[k for k, _ in commands], args=args))
+
     def read(self, reads: list[ViewRead]) -> list[list[dict[str, Any]]]:
         """For each read, one ``{feature: value or NaN}`` per key, as ``read_rows`` returns them."""
         from feast.protos.feast.types.Value_pb2 import Value
@@ -144,7 +162,7 @@ class RedisBatch:
         for r in reads:
             fields = self._hash_fields(r.view, r.feats)
             commands += [(self.redis_key(k), fields) for k in r.keys]
-        replies = self._online._read_hash_fields(self._config, commands) if commands else []
+        replies = self._fetch(commands) if commands else []
         out: list[list[dict[str, Any]]] = []
         at = 0
         parse = Value.FromString
@@ -161,6 +179,20 @@ class RedisBatch:
             out.append(rows)
         return out
 
+
+# Every HMGET of a lookup in one server-side call: KEYS are the entity keys, ARGV per key the number
+# of fields then the fields. A pipeline of ~15 HMGETs costs ~330 us of client CPU in redis-py's
+# per-command bookkeeping, one EVALSHA ~165 us (benchmarks/results/features.md); the server does
+# the same HMGETs either way. Missing fields come back nil, as from HMGET.
+HMGET_ALL = """
+local out, at = {}, 1
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  out[i] = redis.call('HMGET', key, unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
+end
+return out
+"""
 
 _STRING, _INT64 = 2, 4  # feast.types.Value_pb2.ValueType.STRING / INT64
 

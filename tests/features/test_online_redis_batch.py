@@ -83,6 +83,26 @@ def test_the_batch_returns_what_the_per_view_path_returns(settings: FeatureSetti
         pd.testing.assert_series_equal(a[now[0]], b[now[0]], rtol=1e-6)
 
 
+def test_the_script_and_the_pipeline_read_the_same_values(settings: FeatureSettings) -> None:
+    """On one node the batch is one EVALSHA (HMGET_ALL); elsewhere Feast's pipeline. Same rows."""
+    scripted, piped = FastOnlineReader(settings), FastOnlineReader(settings)
+    batch = piped._redis_batch()
+    assert batch is not None and batch._script is not None and scripted._redis_batch() is not None
+    batch._script = None  # as on a cluster: Feast's pipeline
+    for user, stream in ((1, 100), (2, 100), (3, None), (987654, 5), (-1, None)):
+        a = piped.online(user, PRODUCTS, stream_id=stream)
+        b = scripted.online(user, PRODUCTS, stream_id=stream)
+        now = ["repurchase_due_ratio"]
+        pd.testing.assert_frame_equal(a.drop(columns=now), b.drop(columns=now), check_exact=True)
+    redis.Redis.from_url(settings.redis_url).script_flush()  # a restarted server forgets scripts
+    c = scripted.online(1, PRODUCTS, stream_id=100)
+    pd.testing.assert_frame_equal(
+        c.drop(columns=["repurchase_due_ratio"]),
+        piped.online(1, PRODUCTS, stream_id=100).drop(columns=["repurchase_due_ratio"]),
+        check_exact=True,
+    )
+
+
 def test_batch_rows_and_keys_match_feasts_own(settings: FeatureSettings) -> None:
     reader = FastOnlineReader(settings)
     batch = RedisBatch.for_store(reader.store)
