@@ -125,3 +125,22 @@ def test_one_lookup_per_evaluation_gives_the_same_report(tables: dict[str, pd.Da
     users = after["replay"][0]["n_users"]
     logged = sum(b["n_requests"] for b in after["ope"].values())
     assert ranker.rows <= 20 * (users + 2 * logged)
+
+
+def test_catalogue_rows_scored_by_one_matrix_product_rank_as_cell_by_cell() -> None:
+    class Als(_Als):
+        def __init__(self) -> None:
+            self.matrix_calls = 0
+
+        def score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+            self.matrix_calls += 1
+            return self.score(np.asarray(users)[:, None], np.asarray(items)[None, :])
+
+    als = Als()
+    policy = ALSPolicy(als, PopularPolicy(np.array([3, 5]), np.array([2.0, 9.0])))
+    users, catalog = np.arange(40), np.arange(60)
+    broadcast = np.broadcast_to(catalog, (users.size, catalog.size))  # what replay passes
+    got = policy.scores(users, broadcast)
+    assert als.matrix_calls == 1
+    np.testing.assert_array_equal(got, policy.scores(users, np.tile(catalog, (users.size, 1))))
+    assert als.matrix_calls == 1  # a plain matrix (off-policy candidates) is scored cell by cell

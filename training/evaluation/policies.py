@@ -96,6 +96,8 @@ class PopularPolicy:
         # A product never seen scores 0 (below any seen one), so new launches still get an order.
         if self.product_ids.size == 0:
             return np.zeros(product_ids.shape)
+        if _same_rows(product_ids):  # replay's catalogue for every user: one row's lookup, broadcast
+            return np.broadcast_to(self.scores(user_ids[:1], product_ids[:1]), product_ids.shape)
         pos = np.clip(np.searchsorted(self.product_ids, product_ids), 0, self.product_ids.size - 1)
         return np.where(self.product_ids[pos] == product_ids, self.counts[pos], 0.0)
 
@@ -134,12 +136,22 @@ class ALSPolicy:
     name: str = "als"
 
     def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
-        s = np.asarray(self.als.score(user_ids[:, None], np.maximum(product_ids, 0)), dtype=np.float64)
+        if _same_rows(product_ids) and hasattr(self.als, "score_matrix"):
+            # replay's catalogue for every user: one matrix product instead of gathering a factor row
+            # per (user, product) cell (float32 sums in another order: equal up to rounding)
+            s = np.asarray(self.als.score_matrix(user_ids, np.maximum(product_ids[0], 0)), dtype=np.float64)
+        else:
+            s = np.asarray(self.als.score(user_ids[:, None], np.maximum(product_ids, 0)), dtype=np.float64)
         fb = np.asarray(self.fallback.scores(user_ids, product_ids), dtype=np.float64)
         fb_rank = fb / (np.nanmax(fb) + 1.0) if fb.size and np.nanmax(fb) > 0 else np.zeros_like(fb)
         missing = np.isnan(s)
         floor = (np.nanmin(s) if (~missing).any() else 0.0) - 2.0
         return np.where(missing, floor + fb_rank, s)
+
+
+def _same_rows(product_ids: np.ndarray) -> bool:
+    """True for a row broadcast to every user (np.broadcast_to: stride 0), as replay passes the catalogue."""
+    return product_ids.ndim == 2 and product_ids.shape[0] > 1 and product_ids.strides[0] == 0
 
 
 def _top_stable(values: np.ndarray, n: int) -> np.ndarray:
