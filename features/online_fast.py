@@ -55,13 +55,14 @@ log = logging.getLogger(__name__)
 
 
 @functools.cache
-def _columns(names: tuple[str, ...]) -> dict[str, int]:
-    return {f: j for j, f in enumerate(names)}
+def _columns(names: tuple[str, ...]) -> tuple[dict[str, int], pd.Index]:
+    """Column positions and the frame's column index of a feature list (built once)."""
+    return {f: j for j, f in enumerate(names)}, pd.Index(names)
 
 
 @dataclass
 class _Tables:
-    product_row: dict[int, int]  # product_id -> row; an unknown product is row -1, ...
+    product_ids: np.ndarray  # sorted: product i is row i; an unknown product is row -1, ...
     product_cols: dict[str, int]
     product_matrix: np.ndarray  # ... whose last row is all NaN: no stored features
     category_code: np.ndarray  # per row (the last: UNKNOWN_CATEGORY), into category_names
@@ -106,7 +107,7 @@ class FastOnlineReader(FeastFeatureReader):
             ["user_id", "product_id"]
         )
         return _Tables(
-            product_row={p: i for i, p in enumerate(ids)},
+            product_ids=np.asarray(ids, dtype="int64"),
             product_cols={f: j for j, f in enumerate(feats)},
             product_matrix=matrix,
             category_code=np.array(
@@ -189,8 +190,12 @@ class FastOnlineReader(FeastFeatureReader):
         n, uid = len(pids), int(user_id)
         sid = int(stream_id) if stream_id is not None else NO_STREAM
         out = np.full((n, len(names)), np.nan)
-        col = _columns(tuple(names))
-        rows = np.fromiter((t.product_row.get(p, -1) for p in pids), dtype="int64", count=n)
+        col, columns = _columns(tuple(names))
+        ids = np.asarray(pids, dtype="int64")
+        rows = np.searchsorted(t.product_ids, ids)
+        rows[rows == len(t.product_ids)] = -1
+        if len(t.product_ids):
+            rows[t.product_ids[rows] != ids] = -1
         block = t.product_matrix[rows]  # one gather for every product feature (-1: the NaN row)
         out[:, [col[f] for f in PRODUCT_RANKER]] = block[:, [t.product_cols[f] for f in PRODUCT_RANKER]]
         codes, cat_of = np.unique(t.category_code[rows], return_inverse=True)
@@ -226,6 +231,4 @@ class FastOnlineReader(FeastFeatureReader):
         )
         for f, values in odfv.items():
             out[:, col[f]] = values
-        return pd.DataFrame(
-            out, index=pd.Index(np.asarray(pids, dtype="int64"), name="product_id"), columns=names
-        )
+        return pd.DataFrame(out, index=pd.Index(ids, name="product_id"), columns=columns)
