@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-from benchmarks.movielens_data import Fold, K, fetch_ml100k, stratified_split
-from benchmarks.movielens_sequence import add_sequence_features, adjacency, ease_weights, sequence_scores
+from benchmarks.movielens_data import Fold, K, fetch_ml100k, kfold_split, stratified_split
+from benchmarks.movielens_ranker import BlendBoostedRanker, rerank, split_users, tune_blend, tune_ranker
+from benchmarks.movielens_scores import SCORERS, base_scores, candidate_frame, standardise, top_items
+from benchmarks.movielens_sequence import adjacency, ease_weights, sequence_scores
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -71,30 +72,9 @@ def tune_als(fold: Fold, trials: int, seed: int) -> tuple[dict[str, float], floa
     return dict(study.best_params), float(study.best_value)
 
 
-# Scale-free features only: the ranker is fitted on the validation fold (56% of the data) and
-# applied to the test fold (75%), so raw counts and raw ALS scores would shift between the two.
-FEATURES = [
-    "als_rank",
-    "als_score_rel",
-    "als_score_gap",
-    "item_pop",
-    "item_pop_rank",
-    "pop_vs_user",
-    "user_activity",
-    "item_mean_rating",
-    "user_mean_rating",
-    "knn_score_rel",
-    "knn_rank",
-    "ease_score_rel",
-    "ease_rank",
-    "adj_rel",
-    "adj_rank",
-    "sease_rel",
-    "sease_rank",
-]
-# Sequence features: the adjacency's decay and window were picked on the validation fold while
-# exploring (exp(-d/5) over 30 neighbours beat exp(-d/10) over 40, 1/d over 30 and a flat 10);
-# beta and lambda are searched by tune_sequence.
+# Sequence-EASE's adjacency shape was picked on the validation fold while exploring (exp(-d/5) over
+# 30 neighbours beat exp(-d/10) over 40, 1/d over 30, a flat 10, exp(-d/3) over 20, exp(-d/2) over 10
+# and time-gap weights exp(-dt/tau)); beta and lambda are searched by tune_sequence.
 SEQ_SHAPE = {"tau": 5.0, "window": 30.0}
 
 
@@ -139,142 +119,21 @@ def tune_sequence(fold: Fold) -> dict[str, float]:
     return chosen
 
 
-def candidate_frame(fold: Fold, als, n: int, ease_lambda: float, seq: dict[str, float]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    """ALS top-n per evaluated user with ranker features (all from the fit part only) and labels."""
-    ids, scores = als_top(als, fold, n)
-    n_u, n_c = ids.shape
-    x = fold.matrix
-    rows = fold.users.index(fold.eval_users)
-    col = fold.items.index(ids.ravel())
-    counts = np.asarray(x.sum(axis=0)).ravel()
-    pop = counts / max(1.0, counts.sum()) * len(counts)  # 1.0 = an average item
-    pop_rank = np.empty_like(counts)
-    pop_rank[np.argsort(-counts, kind="stable")] = np.arange(1, len(counts) + 1)
-    # Item-item cosine co-occurrence: knn(u, i) = mean over the user's items j of cos(i, j).
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel()) + 1e-9
-    xn = x.multiply(1.0 / norms).tocsr()
-    sim = (xn.T @ xn).toarray()
-    np.fill_diagonal(sim, 0.0)
-    activity = np.asarray(x[rows].sum(axis=1)).ravel()
-    user_pop = np.asarray(x[rows] @ pop).ravel() / np.maximum(activity, 1)  # mainstreamness
-    knn = (x[rows] @ sim) / np.maximum(activity, 1)[:, None]
-    knn_c = np.take_along_axis(knn, col.reshape(n_u, n_c), axis=1)
-    knn_rank = np.argsort(np.argsort(-knn_c, axis=1), axis=1) + 1
-    ease_c = np.take_along_axis(ease_scores(x, rows, ease_lambda), col.reshape(n_u, n_c), axis=1)
-    ease_rank = np.argsort(np.argsort(-ease_c, axis=1), axis=1) + 1
-    fit = fold.fit
-    item_mean = fit.groupby("item")["rating"].mean()
-    user_mean = fit.groupby("user")["rating"].mean()
-    users = np.repeat(fold.eval_users, n_c)
-    df = pd.DataFrame(
-        {
-            "user": users,
-            "item": ids.ravel(),
-            "als_score": scores.ravel(),
-            "als_rank": np.tile(np.arange(1, n_c + 1), n_u),
-            "als_score_rel": (scores / np.maximum(scores[:, :1], 1e-9)).ravel(),
-            "als_score_gap": (scores[:, :1] - scores).ravel()
-            / np.repeat(np.maximum(scores[:, 0] - scores[:, -1], 1e-9), n_c),
-            "item_pop": pop[col],
-            "item_pop_rank": pop_rank[col] / len(counts),
-            "pop_vs_user": pop[col] / np.repeat(np.maximum(user_pop, 1e-9), n_c),
-            "user_activity": np.repeat(activity / max(1.0, activity.mean()), n_c),
-            "item_mean_rating": item_mean.reindex(ids.ravel()).to_numpy(),
-            "user_mean_rating": user_mean.reindex(users).to_numpy(),
-            "knn_score": knn_c.ravel(),
-            "knn_rank": knn_rank.ravel(),
-            "knn_score_rel": (knn_c / np.maximum(knn_c.max(axis=1, keepdims=True), 1e-9)).ravel(),
-            "ease_score_rel": (ease_c / np.maximum(ease_c.max(axis=1, keepdims=True), 1e-9)).ravel(),
-            "ease_rank": ease_rank.ravel(),
-        }
-    )
-    held = set(zip(fold.held["user"].to_numpy(), fold.held["item"].to_numpy(), strict=True))
-    df["label"] = [(u, i) in held for u, i in zip(df["user"], df["item"], strict=True)]
-    df = df[df["item"] >= 0].reset_index(drop=True)
-    return add_sequence_features(df, fold.fit, fold.items.ids, x, fold.eval_users, rows, fold.seen, seq)
-
-
-def rerank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
-    """Top-K items per user (in ``users`` order) by ``scores`` within the candidate frame."""
-    f = frame.assign(_s=scores).sort_values(["user", "_s"], ascending=[True, False], kind="stable")
-    f["_pos"] = f.groupby("user").cumcount()
-    top = f[f["_pos"] < K].pivot(index="user", columns="_pos", values="item")
-    return top.reindex(users).fillna(-1).to_numpy(dtype=np.int64)
-
-
-def fit_ranker(train: pd.DataFrame, valid: pd.DataFrame, params: dict[str, float]):  # type: ignore[no-untyped-def]
-    from models.ranker import LightGBMRanker, RankerConfig
-
-    # a patient early stop: 20% of users give a noisy nDCG, which stopped a 50-round patience at ~20 trees
-    cfg = RankerConfig(
-        objective="lambdarank",
-        random_state=42,
-        num_threads=1,
-        n_estimators=1000,
-        early_stopping_rounds=100,
-        **params,
-    )
-    ranker = LightGBMRanker(cfg)
-    group = train.groupby("user", sort=False).size().to_numpy()
-    vgroup = valid.groupby("user", sort=False).size().to_numpy()
-    ranker.fit(
-        train[FEATURES],
-        train["label"].astype(int).to_numpy(),
-        group=group,
-        valid=(valid[FEATURES], valid["label"].astype(int).to_numpy(), vgroup),
-    )
-    return ranker
-
-
-def tune_ranker(frames: list[pd.DataFrame], folds: list[Fold], trials: int, seed: int):  # type: ignore[no-untyped-def]
-    """Ranker hyperparameters on validation folds: users split 80/20 into fit / early-stop-and-score.
-
-    ``frames`` (and their ``folds``) are several random validation folds of the training part
-    (more queries for the ranker); the same 20% of users are held out of every fold, never fitted
-    on, and early stopping and the search score on all of their queries.
-    """
-    import optuna
-
-    from training.evaluation.metrics import ndcg_at_k
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rng = np.random.default_rng(seed)
-    users = np.unique(frames[0]["user"])
-    hold = set(rng.choice(users, size=len(users) // 5, replace=False).tolist())
-    # each fold's rows are the same users under another random split: offset ids keep queries apart
-    tr_parts, va_parts, va_rel = [], [], []
-    for j, (f, fold) in enumerate(zip(frames, folds, strict=True)):
-        is_hold = f["user"].isin(hold)
-        tr_parts.append(f.loc[~is_hold].assign(user=f["user"] + j * 10**6))
-        va_parts.append(f.loc[is_hold].assign(user=f["user"] + j * 10**6))
-        va_rel += [set(g) for _, g in fold.held[fold.held["user"].isin(hold)].groupby("user")["item"]]
-    tr, va = pd.concat(tr_parts, ignore_index=True), pd.concat(va_parts, ignore_index=True)
-    va_users = np.unique(va["user"])
-
-    def objective(trial: optuna.Trial) -> float:
-        params = {
-            "num_leaves": trial.suggest_int("num_leaves", 3, 31, log=True),
-            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.1, log=True),
-            "min_child_samples": trial.suggest_int("min_child_samples", 20, 400, log=True),
-            "lambda_l2": trial.suggest_float("lambda_l2", 0.1, 100.0, log=True),
-        }
-        r = fit_ranker(tr, va, params)
-        return float(ndcg_at_k(rerank(va, r.predict(va[FEATURES]), va_users), va_rel, K))
-
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=trials, show_progress_bar=sys.stderr.isatty())
-    return dict(study.best_params), float(study.best_value), tr, va
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--als-trials", type=int, default=30, help="optuna trials for ALS on the validation split")
     p.add_argument("--ranker-trials", type=int, default=10, help="optuna trials for the ranker")
-    p.add_argument("--candidates", type=int, default=200, help="ALS candidates per user for the ranker")
+    p.add_argument("--candidates", type=int, default=100, help="ALS candidates per user for the ranker")
     p.add_argument(
-        "--ranker-folds", type=int, default=3, help="random validation folds the ranker learns from"
+        "--blend-candidates", type=int, default=100, help="candidates added from the blend's top per user"
+    )
+    p.add_argument(
+        "--ranker-folds",
+        type=int,
+        default=8,
+        help="k of the k-fold split of train the blend and ranker learn on",
     )
     p.add_argument("--seed", type=int, default=42, help="the split seed (42 in the protocol)")
     p.add_argument(
@@ -297,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         f"train {len(train)} / test {len(test)}; validation carved from train: {len(inner_valid)}"
     )
 
-    rows: dict[str, dict[str, float]] = {"popularity": tfold.metrics(popularity_top(tfold))}
+    # --- every choice below is made on validation folds carved from the training part ---
     if args.als_params:
         best_als = args.als_params
         print(f"ALS given: {best_als}")
@@ -306,38 +165,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ALS best on validation: nDCG@10 {v_ndcg:.4f} with {best_als}")
     lam, seq = tune_ease(vfold), tune_sequence(vfold)
     print(f"EASE feature: lambda {lam:g}; sequence features: {seq} (best on validation)")
-    t_rows = tfold.users.index(tfold.eval_users)
-    rows["ease (feature)"] = tfold.metrics(top_of(tfold, ease_scores(tfold.matrix, t_rows, lam)))
-    t_adj = adjacency(
-        tfold.fit, tfold.items.index(tfold.fit["item"]), len(tfold.items), seq["tau"], int(seq["window"])
+    # the blend and the ranker learn on k folds of the training part: each fits on (k-1)/k of it
+    vfolds = [Fold(a, b, users, items) for a, b in kfold_split(train, args.ranker_folds, args.seed + 1)]
+    vscores = [base_scores(f, fit_als(f, best_als), lam, seq) for f in vfolds]
+    vz = [{name: standardise(s)[0] for name, s in sc.items()} for sc in vscores]
+    weights, b_ndcg = tune_blend(vfolds, vz)
+    print(f"blend best on the {len(vfolds)} folds: mean nDCG@10 {b_ndcg:.4f} with {weights}")
+    vframes = [
+        candidate_frame(f, s, weights, args.candidates, args.blend_candidates)
+        for f, s in zip(vfolds, vscores, strict=True)
+    ]
+    tr, va, va_rel = split_users(vframes, vfolds, args.seed)
+    best_rk, rk_ndcg, blend_ndcg = tune_ranker(tr, va, va_rel, args.ranker_trials, args.seed)
+    ranker = BlendBoostedRanker(best_rk).fit(tr, va)
+    print(
+        f"ranker best on validation users: nDCG@10 {rk_ndcg:.4f} (the blend alone {blend_ndcg:.4f}) "
+        f"with {best_rk}, {ranker.best_iteration} trees"
     )
-    t_seq = sequence_scores(tfold.matrix, t_rows, t_adj, seq["beta"], seq["lam"])[1]
-    rows["seq-ease (feature)"] = tfold.metrics(top_of(tfold, t_seq))
+
+    # --- the test split, once ---
+    rows: dict[str, dict[str, float]] = {"popularity": tfold.metrics(popularity_top(tfold))}
     als = fit_als(tfold, best_als)
     rows["als"] = tfold.metrics(als_top(als, tfold, K)[0])
-
-    vfolds = [vfold] + [
-        Fold(*stratified_split(train, 0.75, args.seed + 1 + j), users, items)
-        for j in range(1, args.ranker_folds)
-    ]
-    vframes = [candidate_frame(f, fit_als(f, best_als), args.candidates, lam, seq) for f in vfolds]
-    best_rk, rk_ndcg, tr, va = tune_ranker(vframes, vfolds, args.ranker_trials, args.seed)
-    ranker = fit_ranker(tr, va, best_rk)
-    print(
-        f"ranker best on validation users: nDCG@10 {rk_ndcg:.4f} with {best_rk}, {ranker.best_iteration} trees"
-    )
-    tframe = candidate_frame(tfold, als, args.candidates, lam, seq)
-    rec = rerank(tframe, ranker.predict(tframe[FEATURES]), tfold.eval_users)
-    rows["als+ranker"] = tfold.metrics(rec)
+    tscores = base_scores(tfold, als, lam, seq)
+    for name in SCORERS:
+        if name not in ("als", "pop"):
+            rows[f"{name} (feature)"] = tfold.metrics(top_items(tfold, tscores[name], K))
+    tframe = candidate_frame(tfold, tscores, weights, args.candidates, args.blend_candidates)
+    blend_rank = rerank(tframe, tframe["blend_z"].to_numpy(), tfold.eval_users)
+    rows["blend (feature)"] = tfold.metrics(blend_rank)
+    rows["als+ranker"] = tfold.metrics(rerank(tframe, ranker.predict(tframe), tfold.eval_users))
     elapsed = time.perf_counter() - t0
 
-    print(f"\n{'model':<16} {'MAP':>8} {'nDCG@10':>8} {'P@10':>8} {'R@10':>8}")
+    print(f"\n{'model':<20} {'MAP':>8} {'nDCG@10':>8} {'P@10':>8} {'R@10':>8}")
     for name, m in rows.items():
         print(
-            f"{name:<16} {m['map']:8.4f} {m['ndcg@10']:8.4f} {m['precision@10']:8.4f} {m['recall@10']:8.4f}"
+            f"{name:<20} {m['map']:8.4f} {m['ndcg@10']:8.4f} {m['precision@10']:8.4f} {m['recall@10']:8.4f}"
         )
     for name, v in PUBLISHED.items():
-        print(f"{name + ' (published)':<16} {'':>8} {v:8.4f}")
+        print(f"{name + ' (published)':<20} {'':>8} {v:8.4f}")
+    pool_recall = tframe["label"].sum() / len(tfold.held)
+    print(f"candidate pool: {len(tframe) / len(tfold.eval_users):.0f} per user, recall {pool_recall:.3f}")
     target = rows["als+ranker"]["ndcg@10"] >= 0.50
     print(f"\ntarget ALS+ranker nDCG@10 >= 0.50: {'met' if target else 'MISSED'}; wall {elapsed:.0f} s")
     if args.json:
@@ -346,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             "als": best_als,
             "ease_lambda": lam,
             "sequence": seq,
+            "blend": weights,
             "ranker": best_rk,
+            "ranker_trees": ranker.best_iteration,
             "wall_s": elapsed,
         }
         args.json.write_text(json.dumps(out, indent=2))

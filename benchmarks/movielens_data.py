@@ -58,6 +58,21 @@ def stratified_split(df: pd.DataFrame, ratio: float, seed: int) -> tuple[pd.Data
     return shuffled.loc[first].reset_index(drop=True), shuffled.loc[~first].reset_index(drop=True)
 
 
+def kfold_split(df: pd.DataFrame, k: int, seed: int) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """``k`` (fit, held) pairs: each user's rows dealt at random into ``k`` parts, each part held once.
+
+    With k = 8 a fold fits on 7/8 of the training part (66% of the data, near the 75% the test
+    ranks with) and the held parts together are every training rating once.
+    """
+    rng = np.random.default_rng(seed)
+    shuffled = df.iloc[rng.permutation(len(df))]
+    part = shuffled.groupby("user").cumcount().to_numpy() % k
+    return [
+        (shuffled.loc[part != j].reset_index(drop=True), shuffled.loc[part == j].reset_index(drop=True))
+        for j in range(k)
+    ]
+
+
 class Fold:
     """One (fit part, held-out part) pair: the matrix, vocabularies and relevance of the held-out part."""
 

@@ -59,39 +59,3 @@ def sequence_scores(
     adj_score = np.asarray(x[rows] @ (adj / (np.sqrt(np.outer(counts, counts)) + 1.0)))
     gram = (x.T @ x).toarray().astype(np.float64) + beta * adj + np.diag(counts) * (beta / 2.0)
     return adj_score, np.asarray(x[rows] @ ease_weights(gram, lam))
-
-
-def add_sequence_features(
-    frame: pd.DataFrame,
-    fit: pd.DataFrame,
-    fold_items: np.ndarray,
-    x: sp.csr_matrix,
-    eval_users: np.ndarray,
-    rows: np.ndarray,
-    seen: sp.csr_matrix,
-    params: dict[str, float],
-) -> pd.DataFrame:
-    """``frame`` (user, item candidates) plus scale-free adjacency and sequence-EASE columns.
-
-    ``_rel`` is the score over the user's best unseen item's score, ``_rank`` the rank among the
-    user's candidates: raw scores grow with the data, and the ranker learns on a smaller fold than
-    the one it ranks.
-    """
-    index = pd.Index(fold_items)
-    adj = adjacency(
-        fit, index.get_indexer(fit["item"].to_numpy()), len(fold_items), params["tau"], int(params["window"])
-    )
-    user_row = (
-        pd.Series(np.arange(len(eval_users)), index=eval_users).reindex(frame["user"].to_numpy()).to_numpy()
-    )
-    col = index.get_indexer(frame["item"].to_numpy())
-    out: dict[str, np.ndarray] = {}
-    for name, scores in zip(
-        ("adj", "sease"), sequence_scores(x, rows, adj, params["beta"], params["lam"]), strict=True
-    ):
-        scores[seen.nonzero()] = -np.inf
-        value = scores[user_row, col]
-        out[f"{name}_rel"] = value / np.maximum(scores.max(axis=1)[user_row], 1e-9)
-        ranked = frame[["user"]].assign(v=value).groupby("user")["v"].rank(ascending=False, method="first")
-        out[f"{name}_rank"] = ranked.to_numpy()
-    return frame.assign(**out)
