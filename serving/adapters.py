@@ -55,6 +55,9 @@ class SingleThreadRanker:
         serving builds it: no DataFrame on the hot path (pipeline ``Recommender._predict``)."""
         if getattr(self.inner, "categorical_features", None) or len(X) == 0:
             return self.inner.predict(pd.DataFrame(X, columns=self.feature_names))
+        fast = getattr(self.inner, "predict_matrix", None)  # models.ranker: LightGBM's C call, same values
+        if fast is not None:
+            return fast(X, num_threads=1)
         return self.inner.booster.predict(X, num_iteration=self.inner.best_iteration or None, num_threads=1)
 
 

@@ -140,3 +140,36 @@ def test_bad_training_input_is_refused() -> None:
         LightGBMRanker(RankerConfig(objective="lambdarank")).fit(X, [0, 1, 2, 0], group=[2, 3])
     with pytest.raises(FeatureMismatchError, match="text"):
         LightGBMRanker().fit(X.assign(t=["u", "v", "u", "v"]), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("objective", ["binary", "lambdarank"])
+def test_predict_matrix_equals_the_plain_predict(objective: str, tmp_path: Path) -> None:
+    """The C-API fast path gives exactly Booster.predict's values (NaNs, a truncated forest, one
+    row, a reloaded model), and refuses a matrix of the wrong width."""
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(rng.normal(size=(2000, 4)), columns=["a", "b", "als_score", "slot"])
+    X.loc[::5, "slot"] = np.nan
+    y = (X["a"] - X["b"] + rng.normal(size=2000) > 0).astype(int).to_numpy()
+    group = np.full(100, 20) if objective == "lambdarank" else None
+    cfg = RankerConfig(objective=objective, n_estimators=60, early_stopping_rounds=None, num_threads=1)
+    model = LightGBMRanker(cfg).fit(X, y, group=group)
+    model.save(tmp_path)
+    truncated = LightGBMRanker.load(tmp_path)
+    truncated.best_iteration = 25  # as early stopping leaves it: fewer trees than the booster holds
+    for m in (model, LightGBMRanker.load(tmp_path), truncated):
+        for rows in (X.iloc[:50], X.iloc[7:8], X.iloc[:0]):
+            M = rows.to_numpy(np.float64)
+            np.testing.assert_array_equal(m.predict_matrix(M), m.predict(rows))
+            if len(rows):
+                plain = m.booster.predict(M, num_iteration=m.best_iteration, num_threads=1)
+                np.testing.assert_array_equal(m.predict_matrix(M), plain)
+    M = X.iloc[:50].to_numpy(np.float64)
+    assert not np.array_equal(truncated.predict_matrix(M), model.predict_matrix(M))
+    with pytest.raises(FeatureMismatchError):
+        model.predict_matrix(X.to_numpy()[:, :3])
+
+
+def test_predict_matrix_refuses_categorical_features(binary_model) -> None:
+    model, Xt, _, _ = binary_model
+    with pytest.raises(FeatureMismatchError):
+        model.predict_matrix(np.zeros((2, len(model.feature_names))))
