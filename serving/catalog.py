@@ -31,6 +31,10 @@ class StreamProducts:
     pinned_slot: np.ndarray  # float, NaN when not pinned
     on_air_from: np.ndarray  # int64 us
     on_air_to: np.ndarray  # int64 us, max int when open
+    # ``Catalog.product_frame(product_ids)``, taken once at load: the catalogue's products do not
+    # change while it serves (POST /events adds purchases and pushes only), so a carousel reads
+    # its stream's prices, stock and categories without a lookup. None: ask product_frame.
+    attributes: dict[str, np.ndarray] | None = None
 
 
 def _ts_us(col: pa.ChunkedArray | pa.Array, fill: int) -> np.ndarray:
@@ -90,11 +94,12 @@ class Catalog:
                 }
             )
             for sid, g in df.groupby("stream_id", sort=False):
+                pids = g["product_id"].to_numpy(np.int64)
+                attributes = {k: np.ascontiguousarray(v) for k, v in self.product_frame(pids).items()}
+                for arr in attributes.values():
+                    arr.flags.writeable = False  # shared by every request for this stream
                 self.on_air[int(sid)] = StreamProducts(
-                    g["product_id"].to_numpy(np.int64),
-                    g["pinned_slot"].to_numpy(),
-                    g["from"].to_numpy(),
-                    g["to"].to_numpy(),
+                    pids, g["pinned_slot"].to_numpy(), g["from"].to_numpy(), g["to"].to_numpy(), attributes
                 )
             self.streams.update(self.on_air)
         m = tables.get("memberships")
@@ -170,9 +175,11 @@ class Catalog:
     def stream_products(self, stream_id: int) -> StreamProducts | None:
         if stream_id not in self.streams:
             return None
-        return self.on_air.get(
-            stream_id, StreamProducts(*(np.empty(0, t) for t in (np.int64, float, np.int64, np.int64)))
-        )
+        sp = self.on_air.get(stream_id)
+        if sp is None:  # a stream with nothing on it
+            empty = np.empty(0, np.int64)
+            sp = StreamProducts(empty, np.empty(0, float), empty, empty)
+        return sp
 
     def product_frame(self, product_ids: np.ndarray) -> dict[str, np.ndarray]:
         """price, margin, stock, category, repurchase_cycle_days per product (NaN/"unknown" when unknown)."""

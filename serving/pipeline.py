@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from serving import ranker_input
 from serving.catalog import US, Catalog
 from serving.errors import BadRequestError, NotFoundError
 from serving.impressions import ImpressionLog
@@ -112,6 +113,7 @@ class Recommender(PushRanking):
 
         pinned = None
         on_air = None
+        attributes = None  # the catalogue's product columns for ids, when the stream has them
         if req.stream_id is not None:
             sp = self.catalog.stream_products(req.stream_id)
             if sp is None:
@@ -119,6 +121,7 @@ class Recommender(PushRanking):
             ids = sp.product_ids
             on_air = (sp.on_air_from <= now_us) & (now_us < sp.on_air_to)
             pinned = sp.pinned_slot
+            attributes = sp.attributes
         elif req.candidates is not None:
             ids = np.asarray(req.candidates, np.int64)
         else:
@@ -138,31 +141,43 @@ class Recommender(PushRanking):
                 ids, _ = models.als.generate(req.user_id, n, exclude=exclude.tolist() or None)
             if ids is None or len(ids) == 0:
                 ids = self._popular_ids(models, n, None, exclude)
-        keep = ~np.isin(ids, exclude) if len(exclude) else np.ones(len(ids), bool)
-        ids = np.asarray(ids, np.int64)[keep]
-        pinned = pinned[keep] if pinned is not None else np.full(len(ids), np.nan)
-        on_air = on_air[keep] if on_air is not None else np.ones(len(ids), bool)
+        ids = np.asarray(ids, np.int64)
+        if len(exclude):  # only then copies: the stream's arrays are shared, read-only, by requests
+            keep = ~np.isin(ids, exclude)
+            ids = ids[keep]
+            pinned = pinned[keep] if pinned is not None else None
+            on_air = on_air[keep] if on_air is not None else None
+            attributes = {k: v[keep] for k, v in attributes.items()} if attributes is not None else None
+        if pinned is None:
+            pinned = np.full(len(ids), np.nan)
+        if on_air is None:
+            on_air = np.ones(len(ids), bool)
 
         scores = np.full(len(ids), np.nan)
         if fallback is None and len(ids):
             scores = models.als.score(np.full(len(ids), req.user_id, np.int64), ids).astype(float)
-            if np.all(np.isnan(scores)):
+            unknown = np.isnan(scores)
+            if unknown.all():
                 fallback = "cold_start"  # known to the catalogue, unknown to the model
+            elif unknown.any():  # products the model does not know: its lowest score
+                scores = np.where(unknown, scores[~unknown].min(), scores)
         if fallback is not None:
             scores = self._popularity_scores(
                 models, ids, self.catalog.segment(req.user_id) if fallback != "cold_start" else None
             )
             self.on_fallback(fallback)
-        else:
-            scores = np.where(
-                np.isnan(scores), np.nanmin(scores) if np.any(~np.isnan(scores)) else 0.0, scores
-            )
 
         degraded = False
         p_convert = None
+        # The first stage's order (best first), shared by the shortlist and the ranker's als_rank.
+        order = (
+            self._first_stage_order(scores)
+            if models.ranker is not None and (fallback is None or len(ids) > self.config.rerank_shortlist)
+            else None
+        )
         # The ranker's shortlist: the first stage's top ``rerank_shortlist`` (positions into ids), or
         # None when every candidate is reranked (no ranker, or no more candidates than the shortlist).
-        split = self._shortlist(scores) if models.ranker is not None else None
+        split = self._shortlist(scores, order) if models.ranker is not None else None
         short = None if split is None else split[0]
         ranked_ids = ids if short is None else ids[short]
         if models.ranker is not None and len(ids):
@@ -186,9 +201,7 @@ class Recommender(PushRanking):
                 names = list(models.ranker.feature_names)
                 # Context over all candidates, then the shortlist's rows: its als_rank is 1..n as in
                 # training (the shortlist is the top of the first stage's order).
-                context = self._context(scores, fallback, on_air, pinned)
-                if short is not None:
-                    context = {k: v[short] for k, v in context.items()}
+                context = self._context(scores, fallback, on_air, pinned, order=order, rows=short)
                 X = self._feature_array(feats, ranked_ids, context, names)
                 p_convert = self._predict(models.ranker, X, names)
         if p_convert is None:
@@ -200,7 +213,7 @@ class Recommender(PushRanking):
         elif split is not None:
             p_convert = self._below_shortlist(p_convert, *split)
 
-        pf = self.catalog.product_frame(ids)
+        pf = attributes if attributes is not None else self.catalog.product_frame(ids)
         bought, due, cons = self.catalog.purchase_flags(
             req.user_id, ids, now_us, self.config.bought_recently_days, pf["repurchase_cycle_days"]
         )
@@ -233,9 +246,9 @@ class Recommender(PushRanking):
         product_ids = slate["product_id"].astype(np.int64).tolist()
         slot_numbers = slate["slot"].astype(np.int64).tolist()
         # One NaN -> 0 pass over the three float columns (JSON has no NaN).
-        floats = np.nan_to_num(
-            np.vstack([slate[c].astype(float) for c in ("score", "p_convert", "expected_value")])
-        )
+        floats = np.vstack([slate[c].astype(float) for c in ("score", "p_convert", "expected_value")])
+        if not np.isfinite(floats).all():  # nan_to_num's Python overhead only when it has work
+            floats = np.nan_to_num(floats)
         fields = ("product_id", "slot", "score", "p_convert", "expected_value", "reason")
         rows = zip(
             product_ids, slot_numbers, *floats.tolist(), [str(r) for r in slate["reason"]], strict=True
@@ -281,116 +294,26 @@ class Recommender(PushRanking):
         out = np.where(uniq[pos] == ids, got[first][pos], 0.0)
         return np.where(np.isnan(out), 0.0, out)
 
-    def _shortlist(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _shortlist(
+        self, scores: np.ndarray, order: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Positions of the first stage's top ``rerank_shortlist`` and of the rest, each best first
-        (ties by position), or None when the shortlist is every candidate."""
+        (ties by position), or None when the shortlist is every candidate. ``order``: the caller's
+        ``_first_stage_order(scores)``."""
         n = self.config.rerank_shortlist
         if len(scores) <= n:
             return None
-        order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
+        if order is None:
+            order = self._first_stage_order(scores)
         return order[:n], order[n:]
 
-    @staticmethod
-    def _below_shortlist(p_short: np.ndarray, short: np.ndarray, rest: np.ndarray) -> np.ndarray:
-        """p_convert for every candidate: the ranker's for the shortlist; for the rest (``rest``,
-        best first) a stand-in falling with the first stage's rank, below half the shortlist's
-        lowest, as RankerPolicy puts them below its shortlist. The policy also orders the shortlist
-        first (its ``shortlisted`` column), so a high price cannot lift a stand-in above a ranked one."""
-        out = np.empty(len(short) + len(rest))
-        out[short] = p_short
-        floor = float(np.nanmin(p_short)) if len(p_short) and not np.isnan(p_short).all() else 0.0
-        out[rest] = max(floor, 0.0) * 0.5 * (1.0 - np.arange(1, len(rest) + 1) / (len(rest) + 1))
-        return out
-
-    @staticmethod
-    def _context(
-        scores: np.ndarray, fallback: str | None, on_air: np.ndarray, pinned: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """als_score, als_rank (1 = best, unknown last), on_air (0/1) and slot (the pinned slot),
-        as training built them; without a personal answer there is no ALS score."""
-        als = np.asarray(scores, float) if fallback is None else np.full(len(scores), np.nan)
-        key = np.where(np.isnan(als), -np.inf, als)
-        rank = np.empty(len(key))
-        rank[np.argsort(-key, kind="stable")] = np.arange(1, len(key) + 1)
-        return {
-            "als_score": als,
-            "als_rank": rank,
-            "on_air": on_air.astype(float),
-            "slot": np.asarray(pinned, float),
-        }
-
-    @staticmethod
-    def _predict(ranker: Any, X: np.ndarray, names: list[str]) -> np.ndarray:
-        """P(convert) per row of X (columns in ``names`` order). A ranker with ``predict_matrix``
-        takes the float matrix as it is; any other gets the DataFrame its protocol promises."""
-        fast = getattr(ranker, "predict_matrix", None)
-        out = fast(X) if fast is not None else ranker.predict(pd.DataFrame(X, columns=names, copy=False))
-        return np.asarray(out, float)
-
-    @staticmethod
-    def _feature_matrix(
-        feats: pd.DataFrame, ids: np.ndarray, context: dict[str, np.ndarray], names: list[str]
-    ) -> pd.DataFrame:
-        """``_feature_array`` as a DataFrame with the ranker's column names."""
-        return pd.DataFrame(Recommender._feature_array(feats, ids, context, names), columns=names)
-
-    @staticmethod
-    def _feature_array(
-        feats: pd.DataFrame, ids: np.ndarray, context: dict[str, np.ndarray], names: list[str]
-    ) -> np.ndarray:
-        """The ranker's columns, in its order, one row per candidate (NaN where the store has none),
-        as one C-contiguous float64 matrix: what LightGBM predicts from without another copy.
-
-        Plain numpy on the hot path: the store usually answers in the order asked, so the common
-        case is a straight copy; otherwise rows are matched by product_id."""
-        n = len(ids)
-        rows: np.ndarray | None = None
-        if "product_id" not in feats.columns and feats.index.name == "product_id":
-            feats = feats.reset_index()
-        if "product_id" in feats.columns:
-            got = feats["product_id"].to_numpy()
-            if len(got) != n or not np.array_equal(got, ids):
-                rows = np.full(n, -1, np.int64)
-                if len(got):
-                    order = np.argsort(got, kind="stable")
-                    pos = np.clip(np.searchsorted(got[order], ids), 0, len(got) - 1)
-                    rows = np.where(got[order][pos] == ids, order[pos], -1)
-        elif len(feats) != n:
-            raise ValueError(
-                f"the feature store answered {len(feats)} rows for {n} products and no product_id"
-            )
-        out = np.full((n, len(names)), np.nan)
-        # One conversion of the whole frame when it is numeric (feature services for rankers are):
-        # per-column pandas access costs ~20 us a column, and a service has dozens. Tried rather
-        # than checked: ``feats.dtypes`` alone builds a Series (~80 us).
-        matrix: np.ndarray | None = None
-        try:  # plain float columns (None -> NaN too): ~10 us cheaper than asking for na_value
-            matrix = feats.to_numpy(dtype=float)
-        except (TypeError, ValueError):
-            try:  # pandas' NA in a nullable column
-                matrix = feats.to_numpy(dtype=float, na_value=np.nan)
-            except (TypeError, ValueError):  # a text column: converted one by one below
-                matrix = None
-        where = {str(c): i for i, c in enumerate(feats.columns)}
-        found = rows >= 0 if rows is not None else None
-        for j, name in enumerate(names):
-            if name in context:  # request context the store cannot know (training.dataset's CONTEXT_FEATURES)
-                out[:, j] = context[name]
-                continue
-            if name not in where:
-                continue  # stays NaN
-            if matrix is not None:
-                v = matrix[:, where[name]]
-            else:
-                col = feats[name]
-                v = (col if col.dtype.kind in "fiub" else pd.to_numeric(col, errors="coerce")).to_numpy(
-                    float, na_value=np.nan
-                )
-            if rows is None:
-                out[:, j] = v
-            elif found is not None and found.any():
-                out[found, j] = v[rows[found]]
-        return out
+    # The ranker's input, in serving.ranker_input (tests call them through the class).
+    _first_stage_order = staticmethod(ranker_input.first_stage_order)
+    _below_shortlist = staticmethod(ranker_input.below_shortlist)
+    _context = staticmethod(ranker_input.context)
+    _predict = staticmethod(ranker_input.predict)
+    _feature_matrix = staticmethod(ranker_input.feature_matrix)
+    _feature_array = staticmethod(ranker_input.feature_array)
 
     # --- push ---------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from serving.catalog import US, Catalog
 
@@ -58,3 +59,16 @@ def test_product_frame_fills_unknown_products(tables) -> None:
     assert pf["price"][0] == row["price"] and pf["category"][0] == row["category"]
     assert np.isnan(pf["price"][1]) and np.isnan(pf["stock"][1]) and pf["category"][1] == "unknown"
     assert np.isnan(pf["repurchase_cycle_days"][1]) and np.isnan(pf["margin"][1])
+
+
+def test_stream_attributes_are_the_product_frame_and_read_only(tables) -> None:
+    cat = Catalog(tables)
+    assert cat.on_air
+    for sp in cat.on_air.values():
+        assert sp.attributes is not None
+        want = cat.product_frame(sp.product_ids)
+        assert set(sp.attributes) == set(want)
+        for name, col in want.items():
+            np.testing.assert_array_equal(sp.attributes[name], col)
+            with pytest.raises(ValueError):  # shared by every request: never written in place
+                sp.attributes[name][:1] = sp.attributes[name][:1]

@@ -163,6 +163,22 @@ def test_feature_matrix_matches_rows_by_product_id() -> None:
     assert np.isnan(cold["als_score"]).all() and cold["als_rank"].tolist() == [1, 2]
 
 
+def test_feature_matrix_matches_ids_beyond_float_precision() -> None:
+    """Rows are checked for order on the float matrix only where every id is exact as a float:
+    2**53 and 2**53 + 1 are one float, so the answer below is out of order and must be matched."""
+    import pandas as pd
+
+    big = np.array([2**53, 2**53 + 1], np.int64)
+    feats = pd.DataFrame({"product_id": big[::-1], "price": [2.0, 1.0]})
+    ctx = Recommender._context(np.array([0.2, 0.1]), None, np.ones(2, bool), np.full(2, np.nan))
+    X = Recommender._feature_array(feats, big, ctx, ["price", "als_rank"])
+    np.testing.assert_array_equal(X, [[1.0, 1.0], [2.0, 2.0]])
+    shortlist = Recommender._context(
+        np.array([0.1, 0.9, 0.5]), None, np.ones(3, bool), np.full(3, np.nan), rows=np.array([1, 2])
+    )
+    assert shortlist["als_rank"].tolist() == [1, 2] and shortlist["als_score"].tolist() == [0.9, 0.5]
+
+
 def test_at_decides_what_is_on_air(world) -> None:
     from datetime import timedelta
 
