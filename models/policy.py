@@ -22,6 +22,7 @@ The work is on numpy arrays: a request costs well under a millisecond for ~100 c
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ class SlotPolicy:
         if plan.explore_slot is not None and plan.pool:
             explored = bool(rng.random() < plan.epsilon)
             pos = plan.pool[int(rng.integers(len(plan.pool)))] if explored else plan.pool[0]
-            at = int(np.searchsorted(slots, plan.explore_slot))
+            at = bisect.bisect_left(slots, plan.explore_slot)  # slots is a sorted list
             slots.insert(at, plan.explore_slot)
             positions.insert(at, pos)
             reasons.insert(at, "explore" if explored else str(c["base_reason"][pos]))
@@ -243,8 +244,9 @@ class SlotPolicy:
         bad = sorted(given_reasons - set(REASONS))
         if bad:
             raise ValueError(f"candidates column 'reason' holds unknown reasons {bad}; allowed {REASONS}")
-        _, first = np.unique(cols["product_id"], return_index=True)
-        if first.size < n:  # duplicates: the first row of each product wins
+        ids = np.sort(cols["product_id"])
+        if n > 1 and bool((ids[1:] == ids[:-1]).any()):  # duplicates: the first row of each product wins
+            _, first = np.unique(cols["product_id"], return_index=True)
             keep = np.sort(first)
             cols = {k: v[keep] for k, v in cols.items()}
         return cols
@@ -256,43 +258,50 @@ class SlotPolicy:
         c["expected_value"] = c["p_convert"] * c[cfg.value_column]
         key = c[cfg.rank_by].copy()
         due = c["is_consumable"] & c["consumable_due"]
-        key[due] += cfg.repurchase_boost * np.abs(key[due])
+        any_due = bool(due.any())
+        if any_due:
+            key[due] += cfg.repurchase_boost * np.abs(key[due])
         given = c["reason"]
         # Usually one string for every row: one set of the values instead of a check per row.
         all_str = all(isinstance(r, str) for r in _distinct(given))
-        is_str = np.ones(len(given), bool) if all_str else [isinstance(r, str) for r in given.tolist()]
-        reason = np.where(due, "repurchase_due", np.where(is_str, given, "ranked")).astype(object)
+        if all_str and not any_due:  # the np.where below would give these values: skip its passes
+            reason = given.copy()
+        else:
+            is_str = np.ones(len(given), bool) if all_str else [isinstance(r, str) for r in given.tolist()]
+            reason = np.where(due, "repurchase_due", np.where(is_str, given, "ranked")).astype(object)
         c["base_reason"] = reason
 
         in_stock = np.isnan(c["stock"]) | (c["stock"] > 0)
         gone = c["bought_recently"] & ~due
-        keep = in_stock & c["on_air"] & ~gone
-        dropped = {
-            "out_of_stock": int((~in_stock).sum()),
-            "off_air": int((in_stock & ~c["on_air"]).sum()),
-            "bought_recently": int((in_stock & c["on_air"] & gone).sum()),
-        }
+        on_stage = in_stock & c["on_air"]
+        keep = on_stage & ~gone
+        n_in_stock, n_on_stage = int(np.count_nonzero(in_stock)), int(np.count_nonzero(on_stage))
         idx = np.flatnonzero(keep)
+        dropped = {
+            "out_of_stock": len(key) - n_in_stock,
+            "off_air": n_in_stock - n_on_stage,
+            "bought_recently": n_on_stage - len(idx),
+        }
         k_key, k_score = key[idx], c["score"][idx]
         has_key = ~np.isnan(k_key)
         # best first: the shortlist before the rest, rows with a key before rows without, then key,
-        # then score, then product id
-        order = idx[
-            np.lexsort(
-                (
-                    c["product_id"][idx],
-                    -np.where(np.isnan(k_score), -np.inf, k_score),
-                    -np.where(has_key, k_key, 0.0),
-                    ~has_key,
-                    ~c["shortlisted"][idx],
-                )
-            )
-        ].tolist()
+        # then score, then product id. A key equal for every row orders nothing: left out.
+        keys = [
+            c["product_id"][idx],
+            -np.where(np.isnan(k_score), -np.inf, k_score),
+            -np.where(has_key, k_key, 0.0),
+        ]
+        if not has_key.all():
+            keys.append(~has_key)
+        shortlisted = c["shortlisted"][idx]
+        if not shortlisted.all():
+            keys.append(~shortlisted)
+        ordered = idx[np.lexsort(keys)]
+        order = ordered.tolist()
 
         k_eff = min(k, len(order))
         fixed: dict[int, int] = {}
         # Only the pinned rows, visited best first (the first pinned product per slot wins).
-        ordered = np.asarray(order, dtype=np.int64)
         pins = c["pinned_slot"][ordered]
         pinned_here = ~np.isnan(pins) & (pins >= 0) & (pins < k_eff)
         for pos, ps in zip(ordered[pinned_here].tolist(), pins[pinned_here].tolist(), strict=True):

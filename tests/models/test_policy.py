@@ -59,6 +59,21 @@ def test_out_of_stock_and_off_air_are_never_shown() -> None:
     assert s.dropped == {"out_of_stock": 2, "off_air": 1, "bought_recently": 0}
 
 
+def test_dropped_counts_each_rule_once() -> None:
+    """Out of stock wins over off air, which wins over bought recently; a product listed twice
+    keeps its first row (the later duplicate's stock does not count)."""
+    df = frame(
+        stock=[0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5],
+        on_air=[False, True, False, True, True, True, True, True, True, True, True, True],
+        bought_recently=[True, False, True, True, True, False, False, False, False, False, False, False],
+    )
+    twice = pd.concat([df, df.iloc[[5]].assign(stock=0)], ignore_index=True)
+    for candidates in (df, twice):
+        s = policy().arrange(candidates, rng=np.random.default_rng(0))
+        assert s.dropped == {"out_of_stock": 2, "off_air": 1, "bought_recently": 2}
+        assert s.product_ids.tolist() == [105, 106, 107, 108, 109]
+
+
 def test_pinned_products_keep_their_slots() -> None:
     pins = [np.nan] * 12
     pins[11], pins[9], pins[8] = 2, 0, 40  # the worst product pinned to slot 2; slot 40 is beyond k
