@@ -132,6 +132,20 @@ def _service_config() -> dict[str, Any]:
     return cfg
 
 
+# /noop/carousel's answer: eight slots with values like a real carousel's (JSON of the same size).
+NOOP_CAROUSEL = CarouselResponse.model_validate(
+    {
+        "request_id": "0" * 32,
+        "slots": [
+            {"product_id": 100 + i, "slot": i, "score": 0.8352148532867432 - i / 10,
+             "p_convert": 0.6615993710150802 - i / 20, "expected_value": 58.829416070660926 - i, "reason": "ranked"}
+            for i in range(8)
+        ],
+        "model_version": "noop", "variant": "champion", "personalized": True, "fallback": None, "degraded": False,
+    }
+)  # fmt: skip
+
+
 class NotReady(Exception):
     """Why /readyz answers 503 (the reason SlotcastApp.ready gives)."""
 
@@ -189,6 +203,14 @@ class Slotcast:
     def noop(self, x: int = 0) -> dict[str, int]:
         """Does nothing: the baseline the carousel's throughput is compared with."""
         return {"x": x}
+
+    @bentoml.api(route="/noop/carousel", input_spec=CarouselRequest)
+    def noop_carousel(self, **fields: Any) -> CarouselResponse:
+        """The carousel's HTTP shape without its work: the same request model and validation, the
+        same thread hop and a response of the same shape and size (a fixed 8-slot answer, built
+        once). The second baseline: what BentoML and the schemas cost a carousel request."""
+        CarouselRequest.model_construct(**fields)
+        return NOOP_CAROUSEL
 
     @web.post("/events", response_model=EventsResponse)
     def events(self, body: EventsRequest) -> EventsResponse:

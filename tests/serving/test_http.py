@@ -128,3 +128,8 @@ def test_health_and_readiness(client: TestClient) -> None:
     status = client.get("/status").json()
     assert status["ready"] and status["reason"] == "ready" and status["model_version"].startswith("demo-")
     assert client.post("/noop", json={"x": 3}).json() == {"x": 3}
+    # The carousel-shaped baseline: a carousel request in, an 8-slot answer out, bad input refused.
+    noop = client.post("/noop/carousel", json={"user_id": 2, "stream_id": 0, "k": 8})
+    assert noop.status_code == 200 and len(noop.json()["slots"]) == 8
+    bad = client.post("/noop/carousel", json={"user_id": -1})
+    assert bad.status_code in (400, 422) and "user_id" in bad.text
