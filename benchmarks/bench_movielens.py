@@ -2,10 +2,12 @@
 
 Protocol: every rating is an interaction; random 75/25 split stratified per user (seed 42); top-10
 with the user's training items removed; MAP, nDCG@10, Precision@10, Recall@10 with binary
-relevance (training.evaluation.metrics, Recommenders' definitions). Hyperparameters are chosen on a
-validation split carved from the training part only (again 75/25 per user); the test split is
-touched once, at the end. Data, split and folds: benchmarks/movielens_data.py; the sequence
-features: benchmarks/movielens_sequence.py.
+relevance (training.evaluation.metrics, Recommenders' definitions). Every choice is made inside
+the training part: ALS, EASE and sequence-EASE on a 75/25 validation split of it, the blend and the
+ranker on an 8-fold split of it; the test split is touched once, at the end. Modules: data, split
+and folds in movielens_data.py; sequence adjacency and EASE in movielens_sequence.py; the base
+scorers and the candidate frame in movielens_scores.py; the blend and the ranker in
+movielens_ranker.py.
 
     .venv/bin/python -m benchmarks.bench_movielens --help
 """
