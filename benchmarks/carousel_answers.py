@@ -87,7 +87,7 @@ def main(out_path: str) -> None:
             for shortlist in (50, 1000, 7):
                 log = MemoryLog()
                 rec = Recommender(
-                    lambda m=models: (m, None), feats, Catalog(tables), log,  # type: ignore[misc]
+                    lambda m=models: (m, None), feats, Catalog(tables), log,  # type: ignore[misc, arg-type]
                     PipelineConfig(rerank_shortlist=shortlist, candidates_per_request=60),
                     is_deleted={5, 17, 33}.__contains__,
                 )  # fmt: skip
