@@ -23,6 +23,7 @@ OPERATIONS = [
     ("POST", "/community/push"),
     ("POST", "/events"),
     ("POST", "/noop"),
+    ("POST", "/noop/carousel"),
     ("POST", "/admin/reload"),
     ("GET", "/users/{user_id}/segment"),
     ("GET", "/users/{user_id}/data"),
