@@ -11,7 +11,7 @@ of truth but:
   (stale-while-revalidate: a request never waits for a refresh after the first load);
 - reads the per-request views (user profile, stream, live session, category affinity) from the
   online store on every lookup, so pushed live events are seen at once: on Redis all of them in one
-  pipeline, one network round trip (``features.online_reads.RedisBatch``); on SQLite with the
+  network round trip (``features.online_reads.RedisBatch``); on SQLite with the
   store's own ``online_read``, one local call per view;
 - applies the very same on-demand function (``features.on_demand.ranker_request_features``).
 
@@ -45,7 +45,6 @@ _RANKER = dict(SERVICE_SPECS["ranker_v1"])
 USER_RANKER = _RANKER["user_profile"]
 USER_FEATURES = list(dict.fromkeys([*USER_RANKER, "avg_order_value"]))
 PRODUCT_RANKER = _RANKER["product_stats"]
-PRODUCT_INPUTS = list(dict.fromkeys([*PRODUCT_RANKER, "price", "repurchase_cycle_days"]))
 STREAM_FEATURES = _RANKER["stream_live"]
 LIVE_FEATURES = _RANKER["live_session"]
 AFFINITY = _RANKER["user_category_affinity"]

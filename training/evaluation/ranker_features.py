@@ -75,8 +75,12 @@ class PointInTimeFeatures:
 
     @staticmethod
     def _key(users: np.ndarray, products: np.ndarray) -> np.ndarray:
-        # ids are non-negative and below 2**31 (int32 vocabularies), so one int64 holds a pair
-        return (np.asarray(users, np.int64) << 32) | np.asarray(products, np.int64)
+        # one int64 holds a pair while ids are in [0, 2**31) (int32 vocabularies); say so otherwise
+        # rather than mix two pairs' keys
+        u, p = np.asarray(users, np.int64), np.asarray(products, np.int64)
+        if u.size and (min(u.min(), p.min()) < 0 or max(u.max(), p.max()) >= 2**31):
+            raise ValueError("PointInTimeFeatures needs user and product ids in [0, 2**31)")
+        return (u << 32) | p
 
     def _positions(self, keys: np.ndarray) -> np.ndarray:
         """Index of each key in the cache, -1 where absent."""
