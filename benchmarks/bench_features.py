@@ -6,9 +6,10 @@ Build: `features build` phases (offline DuckDB tables, feast apply, online load)
 the process's peak RSS. Lookups: one user + 100 products (a random user, random products, a
 random stream) through Feast's ``get_online_features`` (``FeastFeatureReader``) and through the
 fast path (``FastOnlineReader``), p50/p99 of wall time and of this thread's CPU time (on a shared,
-loaded machine the CPU time is the steadier figure). On Redis the fast path is timed twice, side by
-side on the same requests: ``fast`` (every view of a lookup in one pipeline) and ``fast_per_view``
-(one ``online_read`` per view, four round trips: the fast path before features.online_reads).
+loaded machine the CPU time is the steadier figure). On both backends the fast path is timed twice,
+side by side on the same requests: ``fast`` (every view of a lookup in one call: one Redis round
+trip, one SQLite statement) and ``fast_per_view`` (one ``online_read`` per view: the fast path before
+features.online_reads.RedisBatch and features.online_sqlite.SqliteBatch).
 Results go to stdout and a JSON file.
 
 Re-running on a loaded Redis: ``--skip-build --redis redis://HOST:PORT/0 --skip-redis-load``.
@@ -145,7 +146,6 @@ def main(argv: list[str] | None = None) -> dict:
     import duckdb
 
     from features.online_fast import FastOnlineReader
-    from features.online_reads import RedisBatch
     from features.retrieval import FeastFeatureReader
     from features.settings import FeatureSettings
     from features.store import apply_definitions, build_feature_store, materialize
@@ -187,13 +187,13 @@ def main(argv: list[str] | None = None) -> dict:
         .to_numpy()
     )
 
-    class PerViewReader(FastOnlineReader):  # the fast path before the one-round-trip batch
-        def _redis_batch(self) -> RedisBatch | None:
+    class PerViewReader(FastOnlineReader):  # the fast path before the batches: one call per view
+        def _batch_reader(self) -> None:
             return None
 
     n_feast = max(20, args.lookups // 5) if args.feast_lookups is None else args.feast_lookups
     lookups: dict[str, Any] = {}
-    sqlite = {"fast": FastOnlineReader(settings)}
+    sqlite = {"fast": FastOnlineReader(settings), "fast_per_view": PerViewReader(settings)}
     lookups["sqlite"] = bench_lookups(sqlite, users, products, streams, args.lookups, 2)
     if n_feast:
         lookups["sqlite"] |= bench_lookups(

@@ -11,8 +11,9 @@ of truth but:
   (stale-while-revalidate: a request never waits for a refresh after the first load);
 - reads the per-request views (user profile, stream, live session, category affinity) from the
   online store on every lookup, so pushed live events are seen at once: on Redis all of them in one
-  network round trip (``features.online_reads.RedisBatch``); on SQLite with the
-  store's own ``online_read``, one local call per view;
+  network round trip (``features.online_reads.RedisBatch``), on SQLite in one statement
+  (``features.online_sqlite.SqliteBatch``), on other stores with their own ``online_read``, one
+  call per view;
 - applies the very same on-demand function (``features.on_demand.ranker_request_features``).
 
 A test checks it returns exactly what the Feast path returns, on both backends.
@@ -35,6 +36,7 @@ import pandas as pd
 from features.feature_services import SERVICE_SPECS
 from features.on_demand import REQUEST_TIME, ranker_request_features
 from features.online_reads import RedisBatch, ViewRead, read_rows
+from features.online_sqlite import SqliteBatch
 from features.retrieval import NO_STREAM, UNKNOWN_CATEGORY, FeastFeatureReader, feature_names
 from features.settings import FeatureSettings
 from features.views import VIEW_SPECS
@@ -81,7 +83,7 @@ class FastOnlineReader(FeastFeatureReader):
         self._first = threading.Lock()
         self._refreshing = threading.Lock()
         self._views: dict[str, Any] = {}
-        self._batch: RedisBatch | None = None
+        self._batch: RedisBatch | SqliteBatch | None = None
         self._batch_checked = False  # decided on first use: it needs the (lazily opened) store
 
     # -- in-memory tables --------------------------------------------------------------------------
@@ -158,19 +160,20 @@ class FastOnlineReader(FeastFeatureReader):
             self._views[name] = self.store.get_feature_view(name)
         return self._views[name]
 
-    def _redis_batch(self) -> RedisBatch | None:
-        """The one-round-trip reader on Redis; None elsewhere (SQLite reads are local calls)."""
+    def _batch_reader(self) -> RedisBatch | SqliteBatch | None:
+        """Every view of a lookup in one call: one round trip on Redis, one statement on SQLite;
+        None on other stores (or a Feast whose store internals changed): one ``online_read`` a view."""
         if not self._batch_checked:
-            self._batch = RedisBatch.for_store(self.store)
+            self._batch = RedisBatch.for_store(self.store) or SqliteBatch.for_store(self.store)
             self._batch_checked = True
         return self._batch
 
     def _read_views(
         self, reads: list[tuple[str, list[dict[str, Any]], list[str]]]
     ) -> list[list[dict[str, Any]]]:
-        """Rows of several views: on Redis all in one round trip, else one ``online_read`` each."""
+        """Rows of several views: in one call on Redis and SQLite, else one ``online_read`` each."""
         todo = [ViewRead(self._view(v), keys, feats) for v, keys, feats in reads]
-        batch = self._redis_batch()
+        batch = self._batch_reader()
         if batch is not None:
             return batch.read(todo)
         return [read_rows(self.store, r.view, r.keys, r.feats) for r in todo]

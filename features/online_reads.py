@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -91,8 +92,7 @@ class RedisBatch:
         self._versioned = _versioned_fv_name
         self._project = store.config.project.encode("utf-8")
         self._fields: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
-        # sorted join key names -> Feast's encoded key header, or None: encode through Feast
-        self._headers: dict[tuple[str, ...], bytes | None] = {}
+        self._keys = KeyCodec(store.config.entity_key_serialization_version, self._project, self._feast_key)
 
     @classmethod
     def for_store(cls, store: Any) -> RedisBatch | None:
@@ -122,25 +122,9 @@ class RedisBatch:
         keys: list[bytes] = self._online._generate_redis_keys_for_entities(self._config, entity_keys([key]))
         return keys[0]
 
-    def _header(self, names: tuple[str, ...], sample: dict[str, Any]) -> bytes | None:
-        """The encoded join-key names, once ``sample``'s key encodes as Feast encodes it (else None)."""
-        if names not in self._headers:
-            from feast.infra.key_encoding_utils import serialize_entity_key_prefix
-
-            header: bytes | None = None
-            if self._config.entity_key_serialization_version >= 3:
-                header = serialize_entity_key_prefix(list(names), 3)
-                if _encode(header, names, sample, self._project) != self._feast_key(sample):
-                    log.warning("entity key %s encodes unlike Feast's encoder; using Feast's", names)
-                    header = None
-            self._headers[names] = header
-        return self._headers[names]
-
     def redis_key(self, key: dict[str, Any]) -> bytes:
         """The Redis key Feast's store uses for the entity key ``{join_key: value}``."""
-        names = tuple(sorted(key))
-        header = self._header(names, key)
-        return self._feast_key(key) if header is None else _encode(header, names, key, self._project)
+        return self._keys(key)
 
     def _fetch(self, commands: list[tuple[bytes, list[Any]]]) -> list[list[Any]]:
         """One HMGET reply per (key, fields): one EVALSHA on a single node (redis-py's Script loads
@@ -180,6 +164,39 @@ class RedisBatch:
         return out
 
 
+class KeyCodec:
+    """Feast's serialized entity keys (version 3: a header of the sorted join key names, then type,
+    length and bytes per value), encoded straight from ``{join_key: value}`` plus ``suffix`` (Redis
+    appends the project; SQLite nothing). Building EntityKey protos for Feast's encoder cost about
+    0.4 ms CPU a lookup. Each key shape is checked once against ``reference`` (Feast's own encoding
+    of the same key); a shape that differs, or an older serialization version, goes through it."""
+
+    def __init__(self, version: int, suffix: bytes, reference: Callable[[dict[str, Any]], bytes]) -> None:
+        self._version = version
+        self._suffix = suffix
+        self._reference = reference
+        # sorted join key names -> Feast's encoded key header, or None: encode through Feast
+        self._headers: dict[tuple[str, ...], bytes | None] = {}
+
+    def _header(self, names: tuple[str, ...], sample: dict[str, Any]) -> bytes | None:
+        if names not in self._headers:
+            from feast.infra.key_encoding_utils import serialize_entity_key_prefix
+
+            header: bytes | None = None
+            if self._version >= 3:
+                header = serialize_entity_key_prefix(list(names), 3)
+                if _encode(header, names, sample, self._suffix) != self._reference(sample):
+                    log.warning("entity key %s encodes unlike Feast's encoder; using Feast's", names)
+                    header = None
+            self._headers[names] = header
+        return self._headers[names]
+
+    def __call__(self, key: dict[str, Any]) -> bytes:
+        names = tuple(sorted(key))
+        header = self._header(names, key)
+        return self._reference(key) if header is None else _encode(header, names, key, self._suffix)
+
+
 # Every HMGET of a lookup in one server-side call: KEYS are the entity keys, ARGV per key the number
 # of fields then the fields. A pipeline of ~15 HMGETs costs ~330 us of client CPU in redis-py's
 # per-command bookkeeping, one EVALSHA ~165 us (benchmarks/results/features.md); the server does
@@ -197,8 +214,8 @@ return out
 _STRING, _INT64 = 2, 4  # feast.types.Value_pb2.ValueType.STRING / INT64
 
 
-def _encode(header: bytes, names: tuple[str, ...], key: dict[str, Any], project: bytes) -> bytes:
-    """Feast's version-3 entity key (header, then type, length, bytes per value) + the project."""
+def _encode(header: bytes, names: tuple[str, ...], key: dict[str, Any], suffix: bytes) -> bytes:
+    """Feast's version-3 entity key (header, then type, length, bytes per value) + ``suffix``."""
     parts = [header]
     for n in names:
         v = key[n]
@@ -207,5 +224,5 @@ def _encode(header: bytes, names: tuple[str, ...], key: dict[str, Any], project:
             parts.append(struct.pack("<II", _STRING, len(raw)) + raw)
         else:
             parts.append(struct.pack("<IIq", _INT64, 8, int(v)))
-    parts.append(project)
+    parts.append(suffix)
     return b"".join(parts)
