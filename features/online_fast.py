@@ -7,7 +7,8 @@ of truth but:
 
 - holds every product's ``product_stats`` row in memory, loaded through ``get_online_features``
   in one bulk call, and the per-(user, product) last-purchase days (batch-only data, the rows the
-  build materialized); both refresh in a background thread every ``product_cache_ttl_s`` seconds
+  build materialized); every ``product_cache_ttl_s`` seconds it checks whether a build has
+  finished since (``materialized_stamp``) and if so reloads both in a background thread
   (stale-while-revalidate: a request never waits for a refresh after the first load);
 - reads the per-request views (user profile, stream, live session, category affinity) from the
   online store on every lookup, so pushed live events are seen at once: on Redis all of them in one
@@ -72,6 +73,7 @@ class _Tables:
     hist_products: np.ndarray
     hist_days: np.ndarray
     loaded_at: float
+    build: tuple[int, int] | None  # the materialization stamp before the load; None: no stamp
 
 
 class FastOnlineReader(FeastFeatureReader):
@@ -92,6 +94,7 @@ class FastOnlineReader(FeastFeatureReader):
         rows the build materialized (features.store.latest_rows): both change only on a build."""
         from features.store import latest_rows
 
+        build = self._build_stamp()  # before reading: a build during the load is seen next time
         categories = self.product_categories(max_age_s=0.0)
         ids = sorted(categories)
         feats = [f for f, _ in VIEW_SPECS[PRODUCT_VIEW][2] if f != "product_category"]
@@ -119,7 +122,18 @@ class FastOnlineReader(FeastFeatureReader):
             hist_products=hist["product_id"].to_numpy("int64"),
             hist_days=hist["last_purchase_epoch_days"].to_numpy("float64"),
             loaded_at=time.monotonic(),
+            build=build,
         )
+
+    def _build_stamp(self) -> tuple[int, int] | None:
+        """What every build changes once it has written every view (``materialized_stamp``, written
+        by features.store.materialize). None when there is none (a store built before the stamp, or
+        materialized by other means): every TTL then reloads."""
+        try:
+            st = self.settings.materialized_stamp.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
 
     def _refresh(self) -> None:
         try:
@@ -150,7 +164,14 @@ class FastOnlineReader(FeastFeatureReader):
             time.monotonic() - self._tables.loaded_at > self.settings.product_cache_ttl_s
             and self._refreshing.acquire(blocking=False)
         ):
-            threading.Thread(target=self._refresh_quietly, daemon=True, name="feature-cache").start()
+            stamp = self._tables.build
+            if stamp is not None and stamp == self._build_stamp():
+                # No build since the load: the same rows would come back. A reload costs ~0.5 s of
+                # CPU and holds the GIL in long stretches (request latency spikes every TTL).
+                self._tables = dataclasses.replace(self._tables, loaded_at=time.monotonic())
+                self._refreshing.release()
+            else:
+                threading.Thread(target=self._refresh_quietly, daemon=True, name="feature-cache").start()
         assert self._tables is not None
         return self._tables
 

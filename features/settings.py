@@ -30,7 +30,8 @@ class FeatureSettings(BaseSettings):
     prior_strength: Annotated[float, Field(gt=0)] = 20.0
     # User rows are emitted for every day within this many days of the user's last activity.
     user_horizon_days: Annotated[int, Field(ge=7)] = 90
-    # How long serving may reuse product features read from the online store (the fast path).
+    # How often serving checks for a new build of the product features it holds in memory (the fast
+    # path reloads them when ``materialized_stamp`` changed).
     product_cache_ttl_s: Annotated[float, Field(ge=0)] = 5.0
 
     @property
@@ -44,6 +45,11 @@ class FeatureSettings(BaseSettings):
     @property
     def registry_path(self) -> Path:
         return self.features_dir / "registry.db"
+
+    @property
+    def materialized_stamp(self) -> Path:
+        """Rewritten when a materialization has written every view (features.store.materialize)."""
+        return self.features_dir / "materialized.stamp"
 
     @property
     def sqlite_path(self) -> Path:

@@ -140,6 +140,10 @@ def materialize(
         written[name] = len(df)
         if on_view:
             on_view(name)
+    # Last, once every view is written: serving's in-memory product tables reload when it changes.
+    stamp = settings.materialized_stamp
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(f"{datetime.now(UTC).isoformat()} {written}\n")
     return written
 
 
