@@ -156,6 +156,15 @@ def test_feature_matrix_matches_rows_by_product_id() -> None:
     by_index = feats.set_index("product_id")  # features.retrieval answers indexed by product_id
     got = Recommender._feature_matrix(by_index, np.array([10, 20, 30]), ctx, ["price"])["price"]
     np.testing.assert_array_equal(got.to_numpy(), [1.0, np.nan, 3.0])
+    # Indexed and in the order asked (FastOnlineReader's answer): read in place, same values;
+    # an index whose ids differ is matched, never read positionally.
+    numeric = pd.DataFrame(
+        {"price": [1.0, 2.0, 3.0], "stock": [5.0, 0.0, 7.0]}, index=pd.Index([10, 20, 30], name="product_id")
+    )
+    X = Recommender._feature_array(numeric, np.array([10, 20, 30]), ctx, ["stock", "price"])
+    np.testing.assert_array_equal(X, [[5.0, 1.0], [0.0, 2.0], [7.0, 3.0]])
+    X = Recommender._feature_array(numeric, np.array([30, 40, 10]), ctx, ["stock", "price"])
+    np.testing.assert_array_equal(X, [[7.0, 3.0], [np.nan, np.nan], [5.0, 1.0]])
     # Without a personal answer there is no ALS score, and the rank keeps the given order.
     cold = Recommender._context(
         np.array([0.5, 0.9]), "cold_start", np.array([True, True]), np.full(2, np.nan)
