@@ -9,7 +9,15 @@ carousel's request model in, a fixed 8-slot CarouselResponse out: BentoML plus t
 schemas, without the pipeline).
 Push: in-process, ``Recommender.push`` for one product over an audience of ``--push-users``.
 
+By default the carousel runs on the built-in demo world (``SLOTCAST_MODEL_SOURCE=demo``: a
+logistic ranker and in-memory features standing in for the real ones). ``--state DIR`` runs it on
+a built pipeline state instead, as ``slotcast serve`` would: the MLflow champion (ALS + LightGBM),
+the Feast online store and the world's catalogue, with requests for real users in streams at
+moments when ``--min-on-air`` or more products are on air (``benchmarks/serving_requests.py``).
+The service appends its impression log under that state's ``serving/``.
+
     .venv/bin/python -m benchmarks.bench_serving --rounds 3 --duration 10
+    .venv/bin/python -m benchmarks.bench_serving --state STATE --skip-push
 """
 
 from __future__ import annotations
@@ -88,20 +96,32 @@ def bench_http(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="slotcast-bench-"))
-    (work / "carousel.lua").write_text(
-        LUA_CAROUSEL.replace("%USERS%", str(args.users - 1)).replace("%STREAMS%", str(args.streams - 1))
-    )
     (work / "noop.lua").write_text(LUA_NOOP)
-    (work / "noop_carousel.lua").write_text(
-        (work / "carousel.lua").read_text().replace('"/carousel"', '"/noop/carousel"')
-    )
-    env = {
-        "SLOTCAST_STATE_DIR": str(work / "state"), "SLOTCAST_MODEL_SOURCE": "demo", "SLOTCAST_FEATURE_SOURCE": "demo",
-        "SLOTCAST_DEMO_USERS": str(args.users), "SLOTCAST_DEMO_PRODUCTS": str(args.products),
-        "SLOTCAST_DEMO_STREAMS": str(args.streams), "SLOTCAST_DEMO_PER_STREAM": str(args.per_stream),
+    common = {
         "BENTOML_DO_NOT_TRACK": "true", "OPENBLAS_NUM_THREADS": "1",
         "SLOTCAST_RERANK_SHORTLIST": str(args.rerank_shortlist),
+        "SLOTCAST_BENCH_MARKER": str(work),  # finds the server's processes for server_cpu_s
     }  # fmt: skip
+    if args.state is not None:
+        from benchmarks.serving_requests import lua_script, state_requests
+
+        bodies = state_requests(Path(args.state) / "data", args.state_requests, args.min_on_air)
+        (work / "carousel.lua").write_text(lua_script("carousel", bodies))
+        (work / "noop_carousel.lua").write_text(lua_script("noop/carousel", bodies))
+        env = {**common, "SLOTCAST_STATE_DIR": str(Path(args.state).resolve())}
+    else:
+        (work / "carousel.lua").write_text(
+            LUA_CAROUSEL.replace("%USERS%", str(args.users - 1)).replace("%STREAMS%", str(args.streams - 1))
+        )
+        (work / "noop_carousel.lua").write_text(
+            (work / "carousel.lua").read_text().replace('"/carousel"', '"/noop/carousel"')
+        )
+        env = {
+            **common, "SLOTCAST_STATE_DIR": str(work / "state"), "SLOTCAST_MODEL_SOURCE": "demo",
+            "SLOTCAST_FEATURE_SOURCE": "demo", "SLOTCAST_DEMO_USERS": str(args.users),
+            "SLOTCAST_DEMO_PRODUCTS": str(args.products), "SLOTCAST_DEMO_STREAMS": str(args.streams),
+            "SLOTCAST_DEMO_PER_STREAM": str(args.per_stream),
+        }  # fmt: skip
     routes = {"noop": "noop", "noop_carousel": "noop/carousel", "carousel": "carousel"}
     results: dict[str, list[dict[str, float]]] = {name: [] for name in routes}
     with running_service(env=env, log_path=work / "service.log", workers=args.workers) as base:
@@ -195,9 +215,48 @@ def lightgbm_ranker(tables: dict, trees: int) -> object:
     return SingleThreadRanker(LightGBMRanker(config).fit(X, (z > 0).astype(int)))
 
 
+def _percentiles(cpu: list[float], wall: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    return {"cpu_p50_ms": float(np.median(cpu) * 1000), "cpu_p99_ms": float(np.percentile(cpu, 99) * 1000),
+            "wall_p50_ms": float(np.median(wall) * 1000), "wall_p99_ms": float(np.percentile(wall, 99) * 1000)}  # fmt: skip
+
+
+def bench_inprocess_state(args: argparse.Namespace) -> dict[str, float]:
+    """The same on a built state: the app ``slotcast serve`` runs (MLflow champion, Feast online
+    store, the world's catalogue), called without HTTP."""
+    from benchmarks.serving_requests import state_requests
+    from serving.runtime import SlotcastApp
+    from serving.schemas import CarouselRequest
+    from serving.settings import ServingSettings
+
+    os.environ.setdefault("SLOTCAST_RERANK_SHORTLIST", str(args.rerank_shortlist))
+    app = SlotcastApp.from_settings(ServingSettings(state_dir=Path(args.state).resolve()))
+    ok, why = app.ready()
+    if not ok:
+        sys.exit(f"the service on {args.state} is not ready: {why}")
+    n = args.inprocess_requests
+    reqs = [
+        CarouselRequest.model_validate(b)
+        for b in state_requests(Path(args.state) / "data", n + 50, args.min_on_air, seed=1)
+    ]
+    cpu, wall, personal = [], [], 0
+    for i, req in enumerate(reqs):
+        c, w = time.process_time(), time.perf_counter()
+        out = app.carousel(req)
+        if i >= 50:  # warm-up excluded
+            cpu.append(time.process_time() - c)
+            wall.append(time.perf_counter() - w)
+            personal += out.personalized and not out.degraded
+    app.close()
+    print(f"in-process on {args.state}: {personal} of {n} answers personalized and not degraded")
+    return _percentiles(cpu, wall)
+
+
 def bench_inprocess(args: argparse.Namespace) -> dict[str, float]:
     """CPU time of one carousel in the pipeline (no HTTP): robust to a machine shared with others."""
-    import numpy as np
+    if args.state is not None:
+        return bench_inprocess_state(args)
 
     from serving.adapters import make_policy
     from serving.catalog import Catalog
@@ -224,8 +283,7 @@ def bench_inprocess(args: argparse.Namespace) -> dict[str, float]:
         if i >= 50:  # warm-up excluded
             cpu.append(time.process_time() - c)
             wall.append(time.perf_counter() - w)
-    return {"cpu_p50_ms": float(np.median(cpu) * 1000), "cpu_p99_ms": float(np.percentile(cpu, 99) * 1000),
-            "wall_p50_ms": float(np.median(wall) * 1000), "wall_p99_ms": float(np.percentile(wall, 99) * 1000)}  # fmt: skip
+    return _percentiles(cpu, wall)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,13 +315,27 @@ def main(argv: list[str] | None = None) -> int:
         default=50,
         help="candidates the ranker scores per carousel (SLOTCAST_RERANK_SHORTLIST); >= per-stream: all",
     )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="a built pipeline state (slotcast pipeline run): serve its champion and Feast store, not the demo world",
+    )
+    p.add_argument(
+        "--min-on-air", type=int, default=90, help="with --state: products on air per requested moment"
+    )
+    p.add_argument(
+        "--state-requests", type=int, default=2000, help="with --state: distinct request bodies for wrk"
+    )
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--skip-push", action="store_true")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     print(f"# slotcast serving benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, cmd: {' '.join(sys.argv)}")
     ip = bench_inprocess(args)
-    print(f"in-process carousel ({args.per_stream} on-air candidates, {args.ranker} ranker, shortlist {args.rerank_shortlist}): CPU p50 {ip['cpu_p50_ms']:.2f} ms p99 "
+    what = (f"{args.state}, champion bundle, >= {args.min_on_air} on air" if args.state is not None
+            else f"demo world, {args.per_stream} on-air candidates, {args.ranker} ranker")  # fmt: skip
+    print(f"in-process carousel ({what}, shortlist {args.rerank_shortlist}): CPU p50 {ip['cpu_p50_ms']:.2f} ms p99 "
           f"{ip['cpu_p99_ms']:.2f} ms; wall p50 {ip['wall_p50_ms']:.2f} ms p99 {ip['wall_p99_ms']:.2f} ms", flush=True)  # fmt: skip
     if not args.skip_http:
         h = bench_http(args)
