@@ -28,6 +28,7 @@ from serving.schemas import (
     CarouselResponse,
     EventsRequest,
     EventsResponse,
+    NoopResponse,
     PushRequest,
     PushResponse,
     ReloadResponse,
@@ -200,9 +201,9 @@ class Slotcast:
             return _error(exc)  # type: ignore[return-value]
 
     @bentoml.api(route="/noop")
-    def noop(self, x: int = 0) -> dict[str, int]:
+    def noop(self, x: int = 0) -> NoopResponse:
         """Does nothing: the baseline the carousel's throughput is compared with."""
-        return {"x": x}
+        return NoopResponse(x=x)
 
     @bentoml.api(route="/noop/carousel", input_spec=CarouselRequest)
     def noop_carousel(self, **fields: Any) -> CarouselResponse:
