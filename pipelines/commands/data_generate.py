@@ -30,6 +30,15 @@ def generate(
     push_epsilon: float = typer.Option(
         0.2, "--push-epsilon", min=0.0, max=1.0, help="Push logging exploration."
     ),
+    on_air_min: int | None = typer.Option(
+        None,
+        "--on-air-min",
+        min=1,
+        help="Fewest products on air per stream segment (default: max(8, slots)).",
+    ),
+    on_air_max: int | None = typer.Option(
+        None, "--on-air-max", min=1, help="Most products on air per stream segment (default: max(16, slots))."
+    ),
     streams: bool = typer.Option(
         True,
         "--streams/--no-streams",
@@ -62,7 +71,10 @@ def generate(
             epsilon=epsilon,
             push_epsilon=push_epsilon,
             streams=streams,
-            segment_products=(max(8, slots), max(16, slots)),
+            segment_products=(
+                on_air_min if on_air_min is not None else max(8, slots),
+                on_air_max if on_air_max is not None else max(16, slots, on_air_min or 0),
+            ),
         )
     except ValidationError as exc:
         msgs = "; ".join(
@@ -70,7 +82,8 @@ def generate(
             + e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         )
-        raise typer.BadParameter(msgs) from None
+        # SimConfig's field is the CLI's pair of options.
+        raise typer.BadParameter(msgs.replace("segment_products", "--on-air-min/--on-air-max")) from None
     target = out if out is not None else PipelineSettings().state_dir.expanduser() / "data"
     result = run_generate(cfg, target, progress=progress)
     table = Table(title=f"simulated world in {target}")

@@ -45,3 +45,25 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for opt in ("--users", "--products", "--days", "--seed", "--out", "--epsilon"):
         assert opt in text
+
+
+def test_on_air_range_sets_products_per_stream_segment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--on-air-min/--on-air-max: the serving benchmark's ~100 products on air per stream."""
+    out = tmp_path / "data"
+    args = ["data", "generate", "--users", "300", "--products", "600", "--days", "1", "--seed", "3"]
+    assert (
+        main([*args, "--on-air-min", "30", "--on-air-max", "34", "--out", str(out), "--no-progress"])
+        == EXIT_OK
+    )
+    sp = read_table(out, "stream_products").to_pandas()
+    per_segment = sp.groupby(["stream_id", "on_air_from"]).size()
+    assert len(per_segment) > 10
+    assert per_segment.min() >= 30 and per_segment.max() <= 34
+    # A minimum below the slots is refused with the option's reason, nothing written.
+    bad = tmp_path / "bad"
+    assert main([*args, "--on-air-min", "3", "--out", str(bad), "--no-progress"]) == EXIT_BAD_INPUT
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--on-air-min/--on-air-max" in err and "need slots (6) <= min <= max" in err, err
+    assert not (bad / "events.parquet").exists()
