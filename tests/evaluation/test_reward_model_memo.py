@@ -37,7 +37,9 @@ def test_pairs_are_scored_once_and_match_direct_scoring() -> None:
     log = SlateLog(request=np.arange(n), item=candidates[:, 0], slot=np.zeros(n, np.int64),
                    propensity=np.full(n, 0.5), reward=rng.random(n) < 0.1, n_requests=n)  # fmt: skip
     lr = LoggedRequests(log, pd.DataFrame({"user_id": users}), candidates, "carousel")
-    policy = RankerPolicy(ALSPolicy(_Als(), PopularPolicy(np.array([0]), np.array([1.0]))), _Ranker(), features)
+    policy = RankerPolicy(
+        ALSPolicy(_Als(), PopularPolicy(np.array([0]), np.array([1.0]))), _Ranker(), features
+    )
     _, q = ranker_reward_model(policy)(lr)
     assert len(calls) == 1  # the memo, which also served the slot factor's predictions
     req = np.repeat(np.arange(n), 3)
