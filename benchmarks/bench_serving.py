@@ -230,8 +230,9 @@ def bench_inprocess_state(args: argparse.Namespace) -> dict[str, float]:
     from serving.schemas import CarouselRequest
     from serving.settings import ServingSettings
 
-    os.environ.setdefault("SLOTCAST_RERANK_SHORTLIST", str(args.rerank_shortlist))
-    app = SlotcastApp.from_settings(ServingSettings(state_dir=Path(args.state).resolve()))
+    app = SlotcastApp.from_settings(
+        ServingSettings(state_dir=Path(args.state).resolve(), rerank_shortlist=args.rerank_shortlist)
+    )
     ok, why = app.ready()
     if not ok:
         sys.exit(f"the service on {args.state} is not ready: {why}")
