@@ -38,7 +38,7 @@ from features.feature_services import SERVICE_SPECS
 from features.on_demand import REQUEST_TIME, ranker_request_features
 from features.online_reads import RedisBatch, ViewRead, read_rows
 from features.online_sqlite import SqliteBatch
-from features.retrieval import NO_STREAM, UNKNOWN_CATEGORY, FeastFeatureReader, feature_names
+from features.retrieval import NO_STREAM, NO_USER, UNKNOWN_CATEGORY, FeastFeatureReader, feature_names
 from features.settings import FeatureSettings
 from features.views import VIEW_SPECS
 
@@ -223,14 +223,25 @@ class FastOnlineReader(FeastFeatureReader):
         out[:, [col[f] for f in PRODUCT_RANKER]] = block[:, [t.product_cols[f] for f in PRODUCT_RANKER]]
         codes, cat_of = np.unique(t.category_code[rows], return_inverse=True)
         distinct = [t.category_names[c] for c in codes.tolist()]
-        (profile,), (stream,), (live,), aff = self._read_views(
-            [
-                ("user_profile", [{"user_id": uid}], USER_FEATURES),
-                ("stream_live", [{"stream_id": sid}], STREAM_FEATURES),
-                ("live_session", [{"user_id": uid, "stream_id": sid}], LIVE_FEATURES),
-                ("user_category_affinity", [{"user_id": uid, "category": c} for c in distinct], AFFINITY),
-            ]
-        )
+        # Only keys that can exist: no row has NO_USER or NO_STREAM, so their features are null
+        # without a read (an anonymous or stream-less lookup skips up to ~15 keys).
+        reads: dict[str, tuple[str, list[dict[str, Any]], list[str]]] = {}
+        if uid != NO_USER:
+            reads["profile"] = ("user_profile", [{"user_id": uid}], USER_FEATURES)
+            reads["affinity"] = (
+                "user_category_affinity",
+                [{"user_id": uid, "category": c} for c in distinct],
+                AFFINITY,
+            )
+        if sid != NO_STREAM:
+            reads["stream"] = ("stream_live", [{"stream_id": sid}], STREAM_FEATURES)
+        if uid != NO_USER and sid != NO_STREAM:
+            reads["live"] = ("live_session", [{"user_id": uid, "stream_id": sid}], LIVE_FEATURES)
+        got = dict(zip(reads, self._read_views(list(reads.values())), strict=True)) if reads else {}
+        profile = got["profile"][0] if "profile" in got else dict.fromkeys(USER_FEATURES, np.nan)
+        stream = got["stream"][0] if "stream" in got else dict.fromkeys(STREAM_FEATURES, np.nan)
+        live = got["live"][0] if "live" in got else dict.fromkeys(LIVE_FEATURES, np.nan)
+        aff = got.get("affinity") or [dict.fromkeys(AFFINITY, np.nan)] * len(distinct)
         for f in USER_RANKER:
             out[:, col[f]] = profile[f]
         for f in STREAM_FEATURES:

@@ -137,10 +137,12 @@ class FeastFeatureSource:
     when the features package has one (same values, less overhead), else the plain Feast reader."""
 
     def __init__(self, state_dir: Path, ledger: Any = None, outage_log_interval_s: float = 10.0) -> None:
+        from features.retrieval import NO_USER
         from features.settings import FeatureSettings
 
         settings = FeatureSettings(state_dir=state_dir)  # type: ignore[call-arg]  # the rest from SLOTCAST_*
         self.ledger = ledger
+        self.no_user = NO_USER
         try:
             from features.online_fast import FastOnlineReader
 
@@ -180,7 +182,7 @@ class FeastFeatureSource:
     def online(
         self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
     ) -> pd.DataFrame:
-        uid = -1 if user_id is None else user_id  # -1 is no one: no personal feature is read
+        uid = self.no_user if user_id is None else user_id  # no one: no personal feature is read
         started = self.outage.clock()
         try:
             self._redis_fails_fast()
@@ -192,9 +194,11 @@ class FeastFeatureSource:
         return out
 
     def ping(self) -> bool:
-        """The online store answers a real lookup (an unknown user, one product)."""
+        """The online store answers a real lookup: no user (nothing personal is read) in stream 0,
+        whose key is read whether or not the stream exists (a lookup with no user and no stream
+        reads nothing from the store and would say nothing about it)."""
         try:
-            self.online(-1, [0], stream_id=None, service="ranker_v1")
+            self.online(None, [0], stream_id=0, service="ranker_v1")
             return True
         except Exception:  # noqa: BLE001 - readiness reports, never raises; online() logged it
             return False

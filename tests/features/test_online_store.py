@@ -11,7 +11,7 @@ import pytest
 
 from features.live import ingest_live_events
 from features.privacy import DeletionLedger, delete_user_online
-from features.retrieval import FeastFeatureReader, feature_names
+from features.retrieval import NO_USER, FeastFeatureReader, feature_names
 from features.settings import FeatureSettings
 
 
@@ -98,7 +98,7 @@ def test_the_fast_path_returns_what_feast_returns(built_store: FeatureSettings) 
     from features.online_fast import FastOnlineReader
 
     slow, fast = FeastFeatureReader(built_store), FastOnlineReader(built_store)
-    for user, stream in ((1, 100), (2, 100), (3, None), (987654, 5)):
+    for user, stream in ((1, 100), (2, 100), (3, None), (987654, 5), (NO_USER, 100), (NO_USER, None)):
         a = slow.online(user, [10, 11, 12, 424242], stream_id=stream)
         b = fast.online(user, [10, 11, 12, 424242], stream_id=stream)
         assert list(b.columns) == list(a.columns) and list(b.index) == list(a.index)
@@ -109,3 +109,40 @@ def test_the_fast_path_returns_what_feast_returns(built_store: FeatureSettings) 
     before = fast.online(2, [11], stream_id=100).loc[11, "live_clicks"]
     ingest_live_events(fast, [{"user_id": 2, "stream_id": 100, "type": "product_click"}])
     assert fast.online(2, [11], stream_id=100).loc[11, "live_clicks"] == before + 1
+
+
+def test_the_fast_path_reads_only_keys_that_can_exist(
+    built_store: FeatureSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No row has NO_USER or NO_STREAM: an anonymous lookup reads no user-keyed view, a stream-less
+    one no stream-keyed view, and one with neither touches the store not at all (its personal,
+    stream and live features are NaN, as the Feast path's sentinel reads give: test above)."""
+    from features.online_fast import FastOnlineReader
+
+    fast = FastOnlineReader(built_store)
+    fast.online(1, [10], stream_id=100)  # loads the product tables
+    asked: list[list[str]] = []
+    real = fast._read_views
+
+    def spy(reads):  # type: ignore[no-untyped-def]
+        asked.append([view for view, _, _ in reads])
+        return real(reads)
+
+    monkeypatch.setattr(fast, "_read_views", spy)
+    frames = {
+        (user, stream): fast.online(user, [10, 11], stream_id=stream)
+        for user, stream in ((1, 100), (NO_USER, 100), (1, None), (NO_USER, None))
+    }
+    assert asked == [
+        ["user_profile", "user_category_affinity", "stream_live", "live_session"],
+        ["stream_live"],
+        ["user_profile", "user_category_affinity"],
+    ]
+    anonymous = frames[(NO_USER, None)]
+    personal = [
+        c
+        for c in anonymous.columns
+        if c in ("recency_days", "watch_minutes_7d", "live_clicks", "live_viewers")
+    ]
+    assert len(personal) == 4 and anonymous[personal].isna().all().all()
+    assert anonymous["price"].notna().all()  # product features still come from the in-memory tables
