@@ -201,3 +201,12 @@ def test_at_decides_what_is_on_air(world) -> None:
     assert len(during.slots) == 5 and after.slots == []
     with pytest.raises(ValueError, match="timezone"):
         CarouselRequest(user_id=1, at=datetime(2025, 1, 1))
+
+
+def test_the_pipelines_no_one_is_the_feature_stores() -> None:
+    """The pipeline asks the store for NO_USER when nothing personal may be used; the store's fast
+    path reads no user-keyed row for exactly that id, so the two must stay one value."""
+    from features.retrieval import NO_USER as STORE_NO_USER
+    from serving.pipeline import NO_USER
+
+    assert NO_USER == STORE_NO_USER
