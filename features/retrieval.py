@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 NO_STREAM = -1  # stream_id used when a request has no stream (no row has it, so stream features are null)
 NO_USER = -1  # user_id used when no personal feature may be read (no row has it, so user features are null)
+# Validation quarantines negative user and stream ids (features.validation_rules.NON_NEGATIVE).
 UNKNOWN_CATEGORY = "unknown"
 ENTITY_COLUMNS = ("user_id", "product_id", "stream_id", "event_timestamp")
 

@@ -41,7 +41,12 @@ REFERENCES: dict[str, dict[str, str]] = {
 }
 
 # Columns where a negative number is a data error, not a business fact (a margin may be negative).
-NON_NEGATIVE = frozenset({"price", "amount", "watch_seconds", "stock", "slot", "pinned_slot"})
+# User and stream ids too: the service answers only for ids >= 0 (its API refuses others), and the
+# feature store reads -1 as "no user" / "no stream" (features.retrieval.NO_USER, NO_STREAM): a row
+# holding it would otherwise be served to every anonymous or stream-less lookup.
+NON_NEGATIVE = frozenset(
+    {"price", "amount", "watch_seconds", "stock", "slot", "pinned_slot", "user_id", "stream_id"}
+)
 
 # Closing time must not come before opening time: (table, start column, end column).
 ORDERED_PAIRS: tuple[tuple[str, str, str], ...] = (

@@ -51,6 +51,8 @@ def test_good_rows_pass_untouched() -> None:
         ("user_id", None, "missing user_id"),
         ("event_id", None, "missing event_id"),
         ("amount", -1.0, "negative amount"),
+        ("user_id", -1, "negative user_id"),  # -1 is the feature store's "no user"
+        ("stream_id", -1, "negative stream_id"),
         ("amount", float("nan"), "amount is not a finite number"),
         ("amount", float("inf"), "amount is not a finite number"),
         ("ts", dt.datetime(1999, 12, 31, tzinfo=dt.UTC), "ts out of range"),
