@@ -8,7 +8,8 @@ of truth but:
 - holds every product's ``product_stats`` row in memory, loaded through ``get_online_features``
   in one bulk call, and the per-(user, product) last-purchase days (batch-only data, the rows the
   build materialized); every ``product_cache_ttl_s`` seconds it checks whether a build has
-  finished since (``materialized_stamp``) and if so reloads both in a background thread
+  finished since (``materialized_stamp``), or the tables are older than
+  ``product_cache_max_age_s``, and if so reloads both in a background thread
   (stale-while-revalidate: a request never waits for a refresh after the first load);
 - reads the per-request views (user profile, stream, live session, category affinity) from the
   online store on every lookup, so pushed live events are seen at once: on Redis all of them in one
@@ -72,7 +73,8 @@ class _Tables:
     hist_users: np.ndarray
     hist_products: np.ndarray
     hist_days: np.ndarray
-    loaded_at: float
+    loaded_at: float  # when these rows were read
+    checked_at: float  # when the TTL last started: the load, or the last check that kept them
     build: tuple[int, int] | None  # the materialization stamp before the load; None: no stamp
 
 
@@ -122,6 +124,7 @@ class FastOnlineReader(FeastFeatureReader):
             hist_products=hist["product_id"].to_numpy("int64"),
             hist_days=hist["last_purchase_epoch_days"].to_numpy("float64"),
             loaded_at=time.monotonic(),
+            checked_at=time.monotonic(),
             build=build,
         )
 
@@ -151,7 +154,7 @@ class FastOnlineReader(FeastFeatureReader):
             log.warning("feature cache refresh failed (%s: %s); keeping the tables loaded %.0f s ago",
                         type(exc).__name__, str(exc)[:200], time.monotonic() - old.loaded_at if old else -1)  # fmt: skip
             if old is not None:
-                self._tables = dataclasses.replace(old, loaded_at=time.monotonic())
+                self._tables = dataclasses.replace(old, checked_at=time.monotonic())
 
     def tables(self) -> _Tables:
         """The in-memory tables, refreshed in the background once older than the TTL."""
@@ -161,14 +164,19 @@ class FastOnlineReader(FeastFeatureReader):
                     self._refreshing.acquire()
                     self._refresh()
         elif (
-            time.monotonic() - self._tables.loaded_at > self.settings.product_cache_ttl_s
+            time.monotonic() - self._tables.checked_at > self.settings.product_cache_ttl_s
             and self._refreshing.acquire(blocking=False)
         ):
-            stamp = self._tables.build
-            if stamp is not None and stamp == self._build_stamp():
+            t = self._tables
+            if (
+                t.build is not None
+                and t.build == self._build_stamp()
+                and time.monotonic() - t.loaded_at < self.settings.product_cache_max_age_s
+            ):
                 # No build since the load: the same rows would come back. A reload costs ~0.5 s of
-                # CPU and holds the GIL in long stretches (request latency spikes every TTL).
-                self._tables = dataclasses.replace(self._tables, loaded_at=time.monotonic())
+                # CPU and holds the GIL in long stretches (request latency spikes every TTL). The
+                # max age bounds staleness after a materialization that wrote no stamp (feast CLI).
+                self._tables = dataclasses.replace(t, checked_at=time.monotonic())
                 self._refreshing.release()
             else:
                 threading.Thread(target=self._refresh_quietly, daemon=True, name="feature-cache").start()

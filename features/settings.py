@@ -33,6 +33,9 @@ class FeatureSettings(BaseSettings):
     # How often serving checks for a new build of the product features it holds in memory (the fast
     # path reloads them when ``materialized_stamp`` changed).
     product_cache_ttl_s: Annotated[float, Field(ge=0)] = 5.0
+    # ... and reloads them at least this often even without a new stamp: a materialization run by
+    # other means (``feast materialize``) writes none.
+    product_cache_max_age_s: Annotated[float, Field(ge=0)] = 600.0
 
     @property
     def features_dir(self) -> Path:

@@ -62,3 +62,22 @@ def test_without_a_stamp_every_ttl_reloads(
     while (len(loads) < 2 or reader._refreshing.locked()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(loads) == 2
+
+
+def test_tables_older_than_the_max_age_reload_without_a_new_stamp(
+    sqlite_store: FeatureSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A materialization that writes no stamp (`feast materialize` run by hand) is picked up after
+    ``product_cache_max_age_s`` at the latest; the stamp is unchanged throughout."""
+    settings = sqlite_store.model_copy(update={"product_cache_ttl_s": 0.0, "product_cache_max_age_s": 0.0})
+    reader = FastOnlineReader(settings)
+    loads: list[int] = []
+    real = reader._load
+    monkeypatch.setattr(reader, "_load", lambda: (loads.append(1), real())[1])
+    stamp = settings.materialized_stamp.read_bytes()
+    reader.online(1, PRODUCTS, stream_id=100)
+    reader.online(1, PRODUCTS, stream_id=100)
+    deadline = time.monotonic() + 30
+    while (len(loads) < 2 or reader._refreshing.locked()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(loads) == 2 and settings.materialized_stamp.read_bytes() == stamp
