@@ -3,13 +3,14 @@ are checked on: a few view reads with awkward keys, and their rows against Feast
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.online_fast import AFFINITY, LIVE_FEATURES, USER_FEATURES
-from features.online_reads import ViewRead, read_rows
+from features.online_reads import ViewRead, entity_keys, read_rows
 
 
 def sample_reads(store: Any) -> list[ViewRead]:
@@ -46,6 +47,22 @@ def assert_rows_match_feast(store: Any, reads: list[ViewRead], got: list[list[di
     assert profile[0]["monetary_90d"] == 60.0 == profile[4]["monetary_90d"] and np.isnan(
         profile[2]["monetary_90d"]
     )
+
+
+def assert_batch_matches_feast(
+    store: Any,
+    batch: Any,
+    our_key: Callable[[dict[str, Any]], bytes],
+    feast_keys: Callable[[list[Any]], list[bytes]],
+) -> None:
+    """A batch reader's rows equal Feast's ``online_read`` (``assert_rows_match_feast``), its keys
+    equal the ones Feast's store writes (``feast_keys`` of the EntityKey protos), and an empty
+    batch asks nothing."""
+    reads = sample_reads(store)
+    assert_rows_match_feast(store, reads, batch.read(reads))
+    for r in reads:
+        assert [our_key(k) for k in r.keys] == feast_keys(entity_keys(r.keys))
+    assert batch.read([]) == []
 
 
 def assert_same_lookups(a: Any, b: Any, products: list[int]) -> None:

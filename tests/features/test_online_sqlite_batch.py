@@ -9,10 +9,9 @@ import pytest
 from feast.infra.key_encoding_utils import serialize_entity_key
 
 from features.online_fast import FastOnlineReader
-from features.online_reads import entity_keys
 from features.online_sqlite import SqliteBatch
 from features.settings import FeatureSettings
-from tests.features.batch_reads import assert_rows_match_feast, assert_same_lookups, sample_reads
+from tests.features.batch_reads import assert_batch_matches_feast, assert_same_lookups
 
 PRODUCTS = [10, 11, 12, 424242]  # two categories and an unknown product
 
@@ -63,16 +62,13 @@ def test_batch_rows_and_keys_match_feasts_own(settings: FeatureSettings) -> None
     reader = FastOnlineReader(settings)
     batch = SqliteBatch.for_store(reader.store)
     assert batch is not None
-    reads = sample_reads(reader.store)
-    got = batch.read(reads)
-    assert_rows_match_feast(reader.store, reads, got)
     version = reader.store.config.entity_key_serialization_version
-    for r in reads:
-        feast_keys = [
-            serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys(r.keys)
-        ]
-        assert [batch.sqlite_key(k) for k in r.keys] == feast_keys
-    assert batch.read([]) == []
+    assert_batch_matches_feast(
+        reader.store,
+        batch,
+        batch.sqlite_key,
+        lambda protos: [serialize_entity_key(k, entity_key_serialization_version=version) for k in protos],
+    )
 
 
 def test_other_stores_get_no_sqlite_batch(settings: FeatureSettings) -> None:
