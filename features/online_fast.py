@@ -213,23 +213,37 @@ class FastOnlineReader(FeastFeatureReader):
     ) -> pd.DataFrame:
         if service != "ranker_v1":  # other services: Feast's general path
             return super().online(user_id, product_ids, stream_id, service)
-        names = feature_names(service)
-        pids = [int(p) for p in product_ids]
-        if not pids:
-            return pd.DataFrame(columns=names, index=pd.Index([], name="product_id"), dtype="float64")
+        values, names = self.online_matrix(user_id, product_ids, stream_id, service)
+        ids = np.asarray([int(p) for p in product_ids], dtype="int64")
+        return pd.DataFrame(values, index=pd.Index(ids, name="product_id"), columns=_columns(names)[1])
+
+    def online_matrix(
+        self, user_id: int, product_ids: list[int], stream_id: int | None = None, service: str = "ranker_v1"
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """``online()``'s values without the DataFrame: a float64 matrix, one row per product in the
+        order asked, and the feature names of its columns. Serving's hot path reads this (the frame
+        and taking it apart again cost ~0.15 ms of a ~1 ms lookup)."""
+        if service != "ranker_v1":  # Feast's general path; text features become NaN
+            frame = super().online(user_id, product_ids, stream_id, service)
+            numeric = frame.apply(pd.to_numeric, errors="coerce").astype("float64")
+            return numeric.to_numpy(), tuple(map(str, frame.columns))
+        names = tuple(feature_names(service))
+        n = len(product_ids)
+        if not n:
+            return np.empty((0, len(names))), names
+        ids = np.asarray(product_ids, dtype="int64")
         t = self.tables()
-        n, uid = len(pids), int(user_id)
+        uid = int(user_id)
         sid = int(stream_id) if stream_id is not None else NO_STREAM
         out = np.full((n, len(names)), np.nan)
-        col, columns = _columns(tuple(names))
-        ids = np.asarray(pids, dtype="int64")
+        col, _ = _columns(names)
         rows = np.searchsorted(t.product_ids, ids)
         rows[rows == len(t.product_ids)] = -1
         if len(t.product_ids):
             rows[t.product_ids[rows] != ids] = -1
         block = t.product_matrix[rows]  # one gather for every product feature (-1: the NaN row)
         out[:, [col[f] for f in PRODUCT_RANKER]] = block[:, [t.product_cols[f] for f in PRODUCT_RANKER]]
-        codes, cat_of = np.unique(t.category_code[rows], return_inverse=True)
+        codes, cat_of = _distinct_codes(t.category_code[rows], len(t.category_names))
         distinct = [t.category_names[c] for c in codes.tolist()]
         # Only keys that can exist: no row has NO_USER or NO_STREAM, so their features are null
         # without a read (an anonymous or stream-less lookup skips up to ~15 keys).
@@ -261,7 +275,7 @@ class FastOnlineReader(FeastFeatureReader):
         last = np.full(n, np.nan)
         if hi > lo:  # most users bought few products: look up only theirs
             bought = dict(zip(t.hist_products[lo:hi].tolist(), t.hist_days[lo:hi].tolist(), strict=True))
-            last[:] = [bought.get(p, np.nan) for p in pids]
+            last[:] = [bought.get(p, np.nan) for p in ids.tolist()]
         odfv = ranker_request_features(
             {
                 "price": block[:, t.product_cols["price"]],
@@ -273,4 +287,14 @@ class FastOnlineReader(FeastFeatureReader):
         )
         for f, values in odfv.items():
             out[:, col[f]] = values
-        return pd.DataFrame(out, index=pd.Index(ids, name="product_id"), columns=columns)
+        return out, names
+
+
+def _distinct_codes(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(codes, return_inverse=True)`` for small non-negative codes (< n_codes), by a
+    presence table instead of a sort: ~5x cheaper on a carousel's ~50 category codes."""
+    present = np.zeros(n_codes, dtype=bool)
+    present[codes] = True
+    distinct = np.flatnonzero(present)
+    rank = np.cumsum(present) - 1
+    return distinct, rank[codes]

@@ -269,10 +269,19 @@ class ALSCandidateGenerator:
         """Elementwise ALS scores (broadcast: one user against many products works); NaN where the
         user or the product is unknown."""
         self._require_fitted()
-        u, i = np.broadcast_arrays(
-            self.users.index(np.asarray(user_ids, dtype=np.int64)),
-            self.items.index(np.asarray(product_ids, dtype=np.int64)),
-        )
+        users = np.asarray(user_ids, dtype=np.int64)
+        items = self.items.index(np.asarray(product_ids, dtype=np.int64))
+        one_user = users.ndim <= 1 and items.ndim == 1 and users.size in (1, items.size) and users.size > 0
+        if one_user and (users.size == 1 or bool((users == users.flat[0]).all())):
+            # One user against many products (a carousel): one matrix-vector product, ~10x
+            # cheaper than gathering the user's row once per product.
+            u0 = int(self.users.index(users.ravel()[:1])[0])
+            out1 = np.full(items.size, np.nan, dtype=np.float32)
+            if u0 >= 0:
+                ok1 = items >= 0
+                out1[ok1] = self.item_factors[items[ok1]] @ self.user_factors[u0]
+            return out1
+        u, i = np.broadcast_arrays(self.users.index(users), items)
         shape = u.shape
         u, i = u.ravel(), i.ravel()
         out = np.full(u.size, np.nan, dtype=np.float32)

@@ -34,6 +34,9 @@ class PopularityModel:
         self._user_vocab = IdVocab([])
         self._user_segment = np.empty(0, dtype=np.int64)  # index into self._segment_names
         self._segment_names: list[str] = []
+        # Per segment (None: global) its products sorted by id with their scores, built on first
+        # ``score``: a carousel's fallback scores its ~100 candidates by one searchsorted.
+        self._by_id: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def is_fitted(self) -> bool:
@@ -61,6 +64,7 @@ class PopularityModel:
             raise ModelFitError("popularity weights hold NaN or infinite values")
         self.product_ids, self.scores = _ranked(pid, w)
         self.segments = {}
+        self._by_id = {}
         if user_segments is None:
             return self
         seg = pd.Series(user_segments, dtype=object).dropna().astype(str)
@@ -140,6 +144,24 @@ class PopularityModel:
             ids, scores = ids[keep], scores[keep]
         n = max(int(n), 0)
         return ids[:n].copy(), scores[:n].copy(), reason
+
+    def score(self, product_ids: npt.ArrayLike, segment: str | None = None) -> np.ndarray:
+        """Each product's score in the segment's list (the global one when the segment is not
+        known), 0 for a product the model never saw: ``fallback(len, segment, candidates=ids)``'s
+        scores put back in the order of ``product_ids``, without its sort and set operations."""
+        key = segment if segment is not None and segment in self.segments else None
+        table = self._by_id.get(key)
+        if table is None:
+            ids, scores = self.segments[key] if key is not None else (self.product_ids, self.scores)
+            order = np.argsort(ids, kind="stable")
+            table = self._by_id[key] = (ids[order], scores[order].astype(np.float64))
+        ids, scores = table
+        q = np.asarray(product_ids, dtype=np.int64).ravel()
+        if not ids.size:
+            return np.zeros(q.size)
+        pos = np.searchsorted(ids, q)
+        pos[pos == ids.size] = 0
+        return np.where(ids[pos] == q, scores[pos], 0.0)
 
     def generate(
         self,

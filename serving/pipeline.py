@@ -182,8 +182,10 @@ class Recommender(PushRanking):
         ranked_ids = ids if short is None else ids[short]
         if models.ranker is not None and len(ids):
             feats = None
+            # The store's float matrix when the source offers it (FeastFeatureSource): no DataFrame.
+            as_matrix = getattr(self.features, "online_matrix", None)
             try:
-                feats = self.features.online(
+                feats = (as_matrix or self.features.online)(
                     req.user_id if fallback is None else NO_USER,
                     ranked_ids.tolist(),
                     req.stream_id,
@@ -202,7 +204,15 @@ class Recommender(PushRanking):
                 # Context over all candidates, then the shortlist's rows: its als_rank is 1..n as in
                 # training (the shortlist is the top of the first stage's order).
                 context = self._context(scores, fallback, on_air, pinned, order=order, rows=short)
-                X = self._feature_array(feats, ranked_ids, context, names)
+                if as_matrix is not None:
+                    values, columns = feats
+                    if values.shape[0] != len(ranked_ids):
+                        raise ValueError(
+                            f"the feature store answered {values.shape[0]} rows for {len(ranked_ids)} products"
+                        )
+                    X = ranker_input.matrix_array(values, columns, context, names)
+                else:
+                    X = self._feature_array(feats, ranked_ids, context, names)
                 p_convert = self._predict(models.ranker, X, names)
         if p_convert is None:
             p_convert = (
@@ -280,6 +290,10 @@ class Recommender(PushRanking):
     def _popularity_scores(self, models: Models, ids: np.ndarray, segment: str | None) -> np.ndarray:
         if not len(ids):
             return np.zeros(0)
+        score = getattr(models.popularity, "score", None)  # models.popularity: one searchsorted
+        if score is not None:
+            got = np.asarray(score(ids, segment), float)
+            return np.where(np.isnan(got), 0.0, got)
         out = models.popularity.top(len(ids), segment=segment, candidates=ids.tolist())
         if isinstance(out, tuple):
             got_ids, got = np.asarray(out[0], np.int64), np.asarray(out[1], float)

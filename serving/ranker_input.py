@@ -4,6 +4,7 @@ the candidates below the shortlist. Plain numpy on the hot path (``serving.pipel
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -143,4 +144,33 @@ def feature_array(
             out[:, j] = v
         elif found is not None and found.any():
             out[found, j] = v[rows[found]]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(
+    columns: tuple[str, ...], names: tuple[str, ...], context: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, str], ...]]:
+    """Where each of the ranker's columns comes from: the store's column positions (``src``) for
+    the ranker's positions ``dst``, and the request context's names by position."""
+    where = {c: i for i, c in enumerate(columns)}
+    ctx = tuple((j, name) for j, name in enumerate(names) if name in context)
+    store = [(j, where[name]) for j, name in enumerate(names) if name not in context and name in where]
+    dst = np.asarray([j for j, _ in store], dtype=np.int64)
+    src = np.asarray([i for _, i in store], dtype=np.int64)
+    return dst, src, ctx
+
+
+def matrix_array(
+    values: np.ndarray, columns: tuple[str, ...], context: dict[str, np.ndarray], names: list[str]
+) -> np.ndarray:
+    """``feature_array`` from the store's float matrix (rows in the order asked, ``columns`` its
+    feature names), as ``FeastFeatureSource.online_matrix`` answers: one gather, no DataFrame."""
+    n = values.shape[0]
+    dst, src, ctx = _plan(tuple(columns), tuple(names), tuple(context))
+    out = np.full((n, len(names)), np.nan)
+    if len(dst):
+        out[:, dst] = values[:, src]
+    for j, name in ctx:
+        out[:, j] = context[name]
     return out

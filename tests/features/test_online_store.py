@@ -104,11 +104,27 @@ def test_the_fast_path_returns_what_feast_returns(built_store: FeatureSettings) 
         assert list(b.columns) == list(a.columns) and list(b.index) == list(a.index)
         # repurchase_due_ratio uses "now", read a few microseconds apart
         pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-6)
+        # serving's hot path: the same values as a bare matrix in the order asked
+        values, names = fast.online_matrix(user, [10, 11, 12, 424242], stream_id=stream)
+        assert list(names) == list(a.columns) and values.dtype == np.float64
+        np.testing.assert_allclose(values, a.to_numpy(dtype=float), rtol=1e-6)
     assert fast.online(1, []).shape == (0, len(feature_names("ranker_v1")))
+    assert fast.online_matrix(1, [])[0].shape == (0, len(feature_names("ranker_v1")))
     # a pushed event shows in the fast path at once too (live views are read per request)
     before = fast.online(2, [11], stream_id=100).loc[11, "live_clicks"]
     ingest_live_events(fast, [{"user_id": 2, "stream_id": 100, "type": "product_click"}])
     assert fast.online(2, [11], stream_id=100).loc[11, "live_clicks"] == before + 1
+
+
+def test_distinct_codes_is_numpys_unique_with_inverse() -> None:
+    from features.online_fast import _distinct_codes
+
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 40):
+        codes = rng.integers(0, n, rng.integers(1, 60))
+        want = np.unique(codes, return_inverse=True)
+        got = _distinct_codes(codes, n)
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
 
 
 def test_the_fast_path_reads_only_keys_that_can_exist(

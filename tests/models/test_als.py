@@ -58,6 +58,21 @@ def test_score_matches_generate_and_is_nan_for_unknowns(checkerboard: Checkerboa
     assert np.isfinite(out[0]) and np.isnan(out[1]) and np.isnan(out[2])
 
 
+def test_one_user_against_many_products_gives_the_pairwise_scores(checkerboard: Checkerboard) -> None:
+    model = fitted(checkerboard)
+    products = np.concatenate([checkerboard.items.ids[::2], [9999]])
+    other = int(checkerboard.users.ids[1])
+    for uid in (int(checkerboard.users.ids[4]), 42):
+        fast = [model.score(np.full(products.size, uid), products), model.score(uid, products)]
+        # the same pairs scored among another user's: the elementwise path
+        mixed = model.score(np.r_[np.full(products.size, uid), other], np.r_[products, products[0]])
+        for got in fast:
+            assert got.shape == products.shape
+            np.testing.assert_allclose(got, mixed[:-1], rtol=1e-5, atol=1e-6)
+        assert np.isnan(fast[0][-1])  # an unknown product
+        assert np.isnan(fast[0]).all() == (uid == 42)  # an unknown user
+
+
 def test_generate_many_agrees_with_generate(checkerboard: Checkerboard) -> None:
     model = fitted(checkerboard)
     users = [int(checkerboard.users.ids[0]), 42, int(checkerboard.users.ids[1])]

@@ -40,6 +40,32 @@ def test_candidates_and_exclude(model: PopularityModel) -> None:
     assert ids.tolist() == [3, 77, 76] and scores.tolist() == [1, 0, 0]
 
 
+def test_score_is_each_products_score_in_the_segment_list(model: PopularityModel) -> None:
+    # segment "a": 1 -> 3, 4 -> 3, 3 -> 1; 2 was bought only in "b"; 77 never seen
+    assert model.score([2, 77, 4, 1, 3], segment="a").tolist() == [0, 0, 3, 3, 1]
+    assert model.score([2, 77, 4], segment="b").tolist() == [5, 0, 0]
+    assert model.score([2, 77, 4]).tolist() == [5, 0, 3]
+    # no events in "c", unknown segment: the global list, as fallback() answers them
+    assert model.score([2, 1], segment="c").tolist() == model.score([2, 1], segment="nope").tolist() == [5, 3]
+    assert model.score([]).tolist() == []
+    # refitting drops the scores cached by the first call
+    model.fit([77, 77], [1, 1])
+    assert model.score([2, 77]).tolist() == [0, 2]
+
+
+def test_score_agrees_with_fallback_on_random_data() -> None:
+    rng = np.random.default_rng(3)
+    m = PopularityModel().fit(
+        rng.integers(0, 300, 5000), rng.random(5000), rng.integers(0, 50, 5000),
+        {u: "xyz"[u % 3] for u in range(50)},
+    )  # fmt: skip
+    for seg in (None, "x", "y", "z", "missing"):
+        cand = rng.choice(400, 120, replace=False)
+        ids, scores, _ = m.fallback(len(cand), segment=seg, candidates=cand)
+        expected = dict(zip(ids.tolist(), scores.tolist(), strict=True))
+        assert m.score(cand, segment=seg).tolist() == [expected[c] for c in cand.tolist()]
+
+
 def test_save_load_round_trip(model: PopularityModel, tmp_path: Path) -> None:
     model.save(tmp_path / "p")
     loaded = PopularityModel.load(tmp_path / "p")

@@ -172,6 +172,27 @@ def test_feature_matrix_matches_rows_by_product_id() -> None:
     assert np.isnan(cold["als_score"]).all() and cold["als_rank"].tolist() == [1, 2]
 
 
+def test_matrix_array_is_feature_array_from_the_stores_matrix() -> None:
+    """The hot path's input (the store's float matrix in the order asked) gives the very matrix
+    the DataFrame path gives: columns by name, context over the store, NaN where neither has it."""
+    import pandas as pd
+
+    from serving.ranker_input import matrix_array
+
+    rng = np.random.default_rng(2)
+    ids = np.array([7, 3, 9, 1])
+    columns = ("price", "stock", "als_score", "ctr")  # the store never has als_score: context wins
+    values = rng.random((4, 4))
+    values[1, 3] = np.nan
+    frame = pd.DataFrame(values, columns=list(columns), index=pd.Index(ids, name="product_id"))
+    ctx = Recommender._context(rng.random(4), None, np.ones(4, bool), np.full(4, np.nan))
+    for names in (["ctr", "price", "als_score", "unknown", "als_rank"], ["stock"], []):
+        want = Recommender._feature_array(frame, ids, ctx, names)
+        got = matrix_array(values, columns, ctx, names)
+        assert got.shape == want.shape and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+
+
 def test_feature_matrix_matches_ids_beyond_float_precision() -> None:
     """Rows are checked for order on the float matrix only where every id is exact as a float:
     2**53 and 2**53 + 1 are one float, so the answer below is out of order and must be matched."""
