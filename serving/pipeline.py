@@ -67,6 +67,18 @@ def slate_columns(slate: Any) -> dict[str, np.ndarray]:
     return {str(c): frame[c].to_numpy() for c in frame.columns}
 
 
+def on_air_rows(ids: np.ndarray, on_air: np.ndarray) -> np.ndarray | None:
+    """Positions of the rows on air, the first per product id, in the given order; None when that
+    is every row (the arrays can be used as they are, without a copy)."""
+    live = np.flatnonzero(on_air)
+    if len(live) > 1:
+        on = np.sort(ids[live])
+        if bool((on[1:] == on[:-1]).any()):  # a product on air twice (overlapping segments)
+            _, first = np.unique(ids[live], return_index=True)
+            live = live[np.sort(first)]
+    return None if len(live) == len(ids) else live
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
 
@@ -122,6 +134,14 @@ class Recommender(PushRanking):
             on_air = (sp.on_air_from <= now_us) & (now_us < sp.on_air_to)
             pinned = sp.pinned_slot
             attributes = sp.attributes
+            # A stream lists a product once per segment it is shown in: the candidates are the rows
+            # on air now, one per product (its first such row), as training's on_air_pairs builds
+            # them. Off-air rows would take shortlist places, and a product's off-air row could
+            # hide its on-air one from the slot policy (which keeps the first row per product).
+            live = on_air_rows(ids, on_air)
+            if live is not None:
+                ids, pinned, on_air = ids[live], pinned[live], on_air[live]
+                attributes = {k: v[live] for k, v in attributes.items()} if attributes is not None else None
         elif req.candidates is not None:
             ids = np.asarray(req.candidates, np.int64)
         else:

@@ -51,6 +51,42 @@ def test_slots_obey_the_rules(world) -> None:
         assert out.slots[0].product_id == first_pinned and out.slots[0].reason == "pinned"
 
 
+def test_a_product_shown_in_several_segments_is_a_candidate_while_one_is_on_air(world) -> None:
+    """Streams list a product once per segment it is shown in. The carousel's candidates are the
+    rows on air now, one per product: an earlier, finished segment must neither hide the product
+    nor take a place on the ranker's shortlist."""
+    from dataclasses import replace
+
+    from serving.pipeline import on_air_rows
+
+    cat = world["catalog"]
+    sp = cat.on_air[1]
+    at = datetime.fromtimestamp(int(sp.on_air_from.max()) / 1e6 + 60, UTC)
+    req = CarouselRequest(user_id=8, stream_id=1, k=10, at=at)
+    before = world["rec"].carousel(req)
+    assert len(before.slots) == 10
+    # every product also in an earlier segment of the same stream, listed first, over before now
+    n, hour = len(sp.product_ids), 3_600_000_000
+    twice = replace(
+        sp,
+        product_ids=np.r_[sp.product_ids, sp.product_ids],
+        pinned_slot=np.r_[np.full(n, np.nan), sp.pinned_slot],
+        on_air_from=np.r_[sp.on_air_from - 3 * hour, sp.on_air_from],
+        on_air_to=np.r_[sp.on_air_from - 2 * hour, sp.on_air_to],
+        attributes={k: np.r_[v, v] for k, v in sp.attributes.items()} if sp.attributes else None,
+    )
+    cat.on_air[1] = twice
+    after = world["rec"].carousel(req)
+    key = [(s.product_id, s.slot, s.reason, round(s.p_convert, 9)) for s in before.slots]
+    assert [(s.product_id, s.slot, s.reason, round(s.p_convert, 9)) for s in after.slots] == key
+    # the rule itself: on-air rows only, the first of a product's
+    ids = np.array([5, 6, 5, 7, 6])
+    assert on_air_rows(ids, np.array([False, True, True, True, True])).tolist() == [1, 2, 3]
+    assert on_air_rows(ids[:4], np.array([True, True, False, True])).tolist() == [0, 1, 3]
+    assert on_air_rows(np.array([1, 2]), np.array([True, True])) is None  # every row: no copy
+    assert on_air_rows(ids, np.zeros(5, bool)).tolist() == []
+
+
 def test_exclude_and_k_are_honoured(world) -> None:
     first = world["rec"].carousel(CarouselRequest(user_id=2, stream_id=0, k=5))
     ex = [s.product_id for s in first.slots]
