@@ -75,10 +75,11 @@ class IdVocab:
         assert self._sorted is not None and self._order is not None
         if self._sorted.size == 0:
             return np.full(q.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self._sorted, q)
-        pos = np.clip(pos, 0, self._sorted.size - 1)
-        found = self._sorted[pos] == q
-        return np.where(found, self._order[pos], -1).astype(np.int64)
+        pos = np.atleast_1d(np.searchsorted(self._sorted, q))  # a 0-d query comes back 0-d below
+        pos[pos == self._sorted.size] = 0  # past the end: not found (checked below); no np.clip wrapper
+        out = self._order[pos]
+        out[self._sorted[pos] != q.reshape(pos.shape)] = -1
+        return out.reshape(q.shape)
 
     def index_of(self, external_id: int) -> int:
         """Dense index of one id, -1 when unknown."""
