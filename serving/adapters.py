@@ -152,6 +152,8 @@ class FeastFeatureSource:
 
             self.reader = FeastFeatureReader(settings)
         self._fail_fast = False
+        # A lookup may wait on the network (Redis), not only on the CPU and a local file (SQLite).
+        self.networked = settings.online_store != "sqlite"
         # Lookups and readiness probes share it: an outage is one line, then one per interval.
         self.outage = OutageLog("online store", log, outage_log_interval_s)
 

@@ -16,6 +16,7 @@ import bentoml
 from fastapi import FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -147,6 +148,14 @@ NOOP_CAROUSEL = CarouselResponse.model_validate(
 )  # fmt: skip
 
 
+def carousel_on_loop(runs_on: str, features: Any) -> bool:
+    """Whether /carousel runs on the worker's event loop (``ServingSettings.carousel_runs_on``):
+    "auto" keeps it off the loop only when its feature lookups can wait on the network."""
+    if runs_on == "auto":
+        return not getattr(features, "networked", False)
+    return runs_on == "loop"
+
+
 class NotReady(Exception):
     """Why /readyz answers 503 (the reason SlotcastApp.ready gives)."""
 
@@ -176,6 +185,8 @@ class Slotcast:
         settings = ServingSettings()
         self.app = SlotcastApp.from_settings(settings)
         self._readiness = readiness_log(settings.outage_log_interval_s)
+        self._on_loop = carousel_on_loop(settings.carousel_runs_on, self.app.features)
+        log.info("/carousel runs on the %s", "event loop" if self._on_loop else "thread pool")
 
     def __is_ready__(self) -> bool:
         return check_ready(self.app, self._readiness)
@@ -184,7 +195,12 @@ class Slotcast:
         return content + self.app.metrics.render()
 
     @bentoml.api(route="/carousel", input_spec=CarouselRequest)
-    def carousel(self, **fields: Any) -> CarouselResponse:
+    async def carousel(self, **fields: Any) -> CarouselResponse:
+        if self._on_loop:
+            return self._carousel(fields)
+        return await run_in_threadpool(self._carousel, fields)
+
+    def _carousel(self, fields: dict[str, Any]) -> CarouselResponse:
         try:
             return self.app.carousel(CarouselRequest.model_construct(**fields))
         except ServingError as exc:
@@ -201,15 +217,23 @@ class Slotcast:
             return _error(exc)  # type: ignore[return-value]
 
     @bentoml.api(route="/noop")
-    def noop(self, x: int = 0) -> NoopResponse:
-        """Does nothing: the baseline the carousel's throughput is compared with."""
+    async def noop(self, x: int = 0) -> NoopResponse:
+        """Does nothing, on the event loop (BentoML's cheapest endpoint): the baseline the
+        carousel's throughput is compared with."""
         return NoopResponse(x=x)
 
     @bentoml.api(route="/noop/carousel", input_spec=CarouselRequest)
-    def noop_carousel(self, **fields: Any) -> CarouselResponse:
+    async def noop_carousel(self, **fields: Any) -> CarouselResponse:
         """The carousel's HTTP shape without its work: the same request model and validation, the
-        same thread hop and a response of the same shape and size (a fixed 8-slot answer, built
-        once). The second baseline: what BentoML and the schemas cost a carousel request."""
+        same place to run (loop or thread) and a response of the same shape and size (a fixed
+        8-slot answer, built once). The second baseline: what BentoML and the schemas cost a
+        carousel request."""
+        if self._on_loop:
+            return self._noop_carousel(fields)
+        return await run_in_threadpool(self._noop_carousel, fields)
+
+    @staticmethod
+    def _noop_carousel(fields: dict[str, Any]) -> CarouselResponse:
         CarouselRequest.model_construct(**fields)
         return NOOP_CAROUSEL
 

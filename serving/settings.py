@@ -30,6 +30,12 @@ class ServingSettings(BaseSettings):
     variant_salt: str = "slotcast-ab-1"
     # Feature source: the Feast online store (production) or the demo world's features.
     feature_source: Literal["feast", "demo"] = "feast"
+    # Where /carousel runs in a worker: "loop", on its event loop (no thread hop: less CPU and a
+    # shorter tail at a given concurrency, benchmarks/results/serving.md), or "thread", in BentoML's
+    # thread pool. "auto": the loop when the feature source cannot block on the network (Feast's
+    # SQLite file, the demo world), a thread on Redis, where a stalled connection would hold the
+    # loop, and with it /healthz and /readyz, for up to the client's socket timeouts.
+    carousel_runs_on: Literal["auto", "loop", "thread"] = "auto"
     admin_token: SecretStr | None = None
 
     # Business rules handed to the slot policy.

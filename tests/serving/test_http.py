@@ -133,3 +133,18 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert noop.status_code == 200 and len(noop.json()["slots"]) == 8
     bad = client.post("/noop/carousel", json={"user_id": -1})
     assert bad.status_code in (400, 422) and "user_id" in bad.text
+
+
+def test_where_the_carousel_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/carousel runs on the event loop unless its lookups can wait on the network (Redis): a
+    stalled connection must not hold the loop that answers /healthz and /readyz."""
+    from serving.adapters import FeastFeatureSource
+    from serving.service import carousel_on_loop
+
+    sqlite = FeastFeatureSource(tmp_path)  # opens nothing until a lookup
+    monkeypatch.setenv("SLOTCAST_ONLINE_STORE", "redis")
+    redis = FeastFeatureSource(tmp_path)
+    assert not sqlite.networked and redis.networked
+    assert carousel_on_loop("auto", sqlite) and not carousel_on_loop("auto", redis)
+    assert carousel_on_loop("auto", object())  # the demo world's features: in memory
+    assert carousel_on_loop("loop", redis) and not carousel_on_loop("thread", sqlite)

@@ -19,6 +19,8 @@ def test_real_server_answers_and_keeps_what_it_accepted(tmp_path: Path) -> None:
         "SLOTCAST_STATE_DIR": str(tmp_path), "SLOTCAST_MODEL_SOURCE": "demo", "SLOTCAST_FEATURE_SOURCE": "demo",
         "SLOTCAST_DEMO_USERS": "300", "SLOTCAST_DEMO_PRODUCTS": "100", "SLOTCAST_ADMIN_TOKEN": "s3cr3t-XYZ",
         "BENTOML_DO_NOT_TRACK": "true",
+        # The thread pool path here (the in-process HTTP tests run the carousel on the event loop).
+        "SLOTCAST_CAROUSEL_RUNS_ON": "thread",
     }  # fmt: skip
     with (
         running_service(env=env, log_path=tmp_path / "service.log") as base,
@@ -49,3 +51,4 @@ def test_real_server_answers_and_keeps_what_it_accepted(tmp_path: Path) -> None:
     assert request_id in {r["request_id"] for r in read_impressions(tmp_path / "serving" / "impressions")}
     log = (tmp_path / "service.log").read_text()
     assert "Traceback" not in log and "s3cr3t-XYZ" not in log
+    assert "/carousel runs on the thread pool" in log
