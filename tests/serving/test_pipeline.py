@@ -229,6 +229,38 @@ def test_matrix_array_is_feature_array_from_the_stores_matrix() -> None:
         np.testing.assert_array_equal(got, want)
 
 
+def test_a_source_answering_a_matrix_gets_the_carousel_a_frame_gets(world) -> None:
+    """The pipeline reads the store's float matrix when the source offers ``online_matrix``
+    (FeastFeatureSource does): same carousels as from the DataFrame, and a matrix with the wrong
+    number of rows is a bug that shows (an error), not an outage answered as degraded."""
+    features = world["features"]
+
+    class MatrixSource:
+        rows_off = 0
+
+        def online(self, *args):  # type: ignore[no-untyped-def]
+            return features.online(*args)
+
+        def online_matrix(self, *args):  # type: ignore[no-untyped-def]
+            frame = features.online(*args).drop(columns="product_id")
+            values = frame.to_numpy(dtype=float)
+            return values[: len(values) - self.rows_off], tuple(frame.columns)
+
+    rec = world["rec"]
+    reqs = [CarouselRequest(user_id=u, stream_id=u % 3, k=8) for u in range(0, 40, 3)]
+    want = [rec.carousel(r) for r in reqs]
+    rec.features = source = MatrixSource()
+    for r, w in zip(reqs, want, strict=True):
+        got = rec.carousel(r)
+        assert [(s.product_id, s.slot, s.reason, s.p_convert) for s in got.slots] == [
+            (s.product_id, s.slot, s.reason, s.p_convert) for s in w.slots
+        ]
+    assert any(w.personalized for w in want)
+    source.rows_off = 1
+    with pytest.raises(ValueError, match="rows for"):
+        rec.carousel(reqs[0])
+
+
 def test_feature_matrix_matches_ids_beyond_float_precision() -> None:
     """Rows are checked for order on the float matrix only where every id is exact as a float:
     2**53 and 2**53 + 1 are one float, so the answer below is out of order and must be matched."""
