@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-US = 1_000_000
+from serving.catalog import US
 
 
 def _table(data: Path, name: str, columns: list[str]):  # type: ignore[no-untyped-def]

@@ -224,15 +224,8 @@ class Recommender(PushRanking):
                 # Context over all candidates, then the shortlist's rows: its als_rank is 1..n as in
                 # training (the shortlist is the top of the first stage's order).
                 context = self._context(scores, fallback, on_air, pinned, order=order, rows=short)
-                if as_matrix is not None:
-                    values, columns = feats
-                    if values.shape[0] != len(ranked_ids):
-                        raise ValueError(
-                            f"the feature store answered {values.shape[0]} rows for {len(ranked_ids)} products"
-                        )
-                    X = ranker_input.matrix_array(values, columns, context, names)
-                else:
-                    X = self._feature_array(feats, ranked_ids, context, names)
+                build = ranker_input.matrix_array if as_matrix is not None else self._feature_array
+                X = build(feats, ranked_ids, context, names)
                 p_convert = self._predict(models.ranker, X, names)
         if p_convert is None:
             p_convert = (

@@ -162,11 +162,17 @@ def _plan(
 
 
 def matrix_array(
-    values: np.ndarray, columns: tuple[str, ...], context: dict[str, np.ndarray], names: list[str]
+    feats: tuple[np.ndarray, tuple[str, ...]],
+    ids: np.ndarray,
+    context: dict[str, np.ndarray],
+    names: list[str],
 ) -> np.ndarray:
-    """``feature_array`` from the store's float matrix (rows in the order asked, ``columns`` its
-    feature names), as ``FeastFeatureSource.online_matrix`` answers: one gather, no DataFrame."""
-    n = values.shape[0]
+    """``feature_array`` from the store's (float matrix, its feature names), one row per id in the
+    order asked, as ``FeastFeatureSource.online_matrix`` answers: one gather, no DataFrame."""
+    values, columns = feats
+    n = len(ids)
+    if values.shape[0] != n:  # a matrix has no product_id to match rows by
+        raise ValueError(f"the feature store answered {values.shape[0]} rows for {n} products")
     dst, src, ctx = _plan(tuple(columns), tuple(names), tuple(context))
     out = np.full((n, len(names)), np.nan)
     if len(dst):

@@ -196,9 +196,14 @@ class Slotcast:
 
     @bentoml.api(route="/carousel", input_spec=CarouselRequest)
     async def carousel(self, **fields: Any) -> CarouselResponse:
+        return await self._where_carousels_run(self._carousel, fields)
+
+    async def _where_carousels_run(self, fn: Any, fields: dict[str, Any]) -> CarouselResponse:
+        """``fn(fields)`` on the event loop or in the thread pool (``carousel_on_loop``)."""
         if self._on_loop:
-            return self._carousel(fields)
-        return await run_in_threadpool(self._carousel, fields)
+            out: CarouselResponse = fn(fields)
+            return out
+        return await run_in_threadpool(fn, fields)
 
     def _carousel(self, fields: dict[str, Any]) -> CarouselResponse:
         try:
@@ -228,9 +233,7 @@ class Slotcast:
         same place to run (loop or thread) and a response of the same shape and size (a fixed
         8-slot answer, built once). The second baseline: what BentoML and the schemas cost a
         carousel request."""
-        if self._on_loop:
-            return self._noop_carousel(fields)
-        return await run_in_threadpool(self._noop_carousel, fields)
+        return await self._where_carousels_run(self._noop_carousel, fields)
 
     @staticmethod
     def _noop_carousel(fields: dict[str, Any]) -> CarouselResponse:

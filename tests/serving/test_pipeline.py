@@ -224,7 +224,7 @@ def test_matrix_array_is_feature_array_from_the_stores_matrix() -> None:
     ctx = Recommender._context(rng.random(4), None, np.ones(4, bool), np.full(4, np.nan))
     for names in (["ctr", "price", "als_score", "unknown", "als_rank"], ["stock"], []):
         want = Recommender._feature_array(frame, ids, ctx, names)
-        got = matrix_array(values, columns, ctx, names)
+        got = matrix_array((values, columns), ids, ctx, names)
         assert got.shape == want.shape and got.flags.c_contiguous
         np.testing.assert_array_equal(got, want)
 
