@@ -77,6 +77,7 @@ class SlotcastApp:
         self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
         self._deleted: set[int] = set(ledger.user_ids())
         self._deleted_checked = time.monotonic()
+        self._deleted_lock = threading.Lock()
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
@@ -306,10 +307,16 @@ class SlotcastApp:
         The ledger file is the shared truth; it is looked at no more than once a second (the ledger
         re-reads it only when it changed), so a push scoring a million users pays one set lookup each.
         """
-        now = time.monotonic()
-        if now - self._deleted_checked >= DELETION_REFRESH_S:
-            self._deleted_checked = now
-            self._deleted = self._deleted | self.ledger.user_ids()
+        if time.monotonic() - self._deleted_checked >= DELETION_REFRESH_S:
+            # One thread reads the ledger; the others wait for its answer instead of answering
+            # from the set it is replacing (a request thread racing the refresh personalized a
+            # deleted user after the documented second: tests/serving/test_runtime.py). The time
+            # recorded is when the read began, and it is recorded after the new set is in place.
+            with self._deleted_lock:
+                start = time.monotonic()
+                if start - self._deleted_checked >= DELETION_REFRESH_S:
+                    self._deleted = self._deleted | self.ledger.user_ids()
+                    self._deleted_checked = start
         return user_id in self._deleted
 
     def user_data(self, user_id: int) -> UserData:

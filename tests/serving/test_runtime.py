@@ -155,3 +155,40 @@ def test_a_deletion_through_one_replica_is_honoured_by_another(tables, tmp_path:
     assert b.is_deleted(user) and b.user_data(user).deleted
     answer = b.carousel(CarouselRequest(user_id=user, candidates=[1, 2, 3, 4], k=3))
     assert not answer.personalized
+
+
+def test_no_request_answers_from_the_old_deletion_set_while_another_refreshes_it(
+    tables, tmp_path: Path, monkeypatch
+) -> None:
+    """A deletion is honoured by every request thread once the refresh interval has passed, also by
+    those that arrive while another thread is still re-reading the ledger (it used to record the
+    refresh before reading, and they answered from the old set: personalized, after the second)."""
+    import serving.runtime as runtime
+
+    a, b = make_app(tables, tmp_path), make_app(tables, tmp_path)
+    user = int(next(iter(a.catalog.users.index)))
+    assert not b.is_deleted(user)
+    a.delete_user(user)
+    monkeypatch.setattr(runtime, "DELETION_REFRESH_S", 5.0)
+    b._deleted_checked -= 10.0  # b last looked at the ledger longer ago than the interval
+
+    reading, release = threading.Event(), threading.Event()
+    read_ledger = b.ledger.user_ids
+
+    def slow_read() -> set[int]:
+        reading.set()
+        assert release.wait(10)
+        return read_ledger()
+
+    monkeypatch.setattr(b.ledger, "user_ids", slow_read)
+    answers: dict[str, bool] = {}
+    first = threading.Thread(target=lambda: answers.update(first=b.is_deleted(user)))
+    first.start()
+    assert reading.wait(10)  # the first thread is inside the ledger read; a second caller comes
+    second = threading.Thread(target=lambda: answers.update(second=b.is_deleted(user)))
+    second.start()
+    second.join(0.3)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert answers == {"first": True, "second": True}  # it waited for the read, not the old set
