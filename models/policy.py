@@ -314,40 +314,44 @@ class SlotPolicy:
             x = None
 
         cap = cfg.per_category_cap if cfg.per_category_cap is not None else math.inf
-        cats = c["category"].tolist()  # list indexing: this loop runs per candidate
+        cats = c["category"].tolist()  # list indexing: the fill loop runs per candidate
         counts: dict[Any, int] = {}
-
-        def capped(pos: int) -> bool:
-            cat = cats[pos]
-            return isinstance(cat, str) and counts.get(cat, 0) >= cap
+        full: set[str] = set()  # categories at the cap (only strings are capped)
 
         def take(pos: int) -> None:
-            counts[cats[pos]] = counts.get(cats[pos], 0) + 1
+            cat = cats[pos]
+            n = counts[cat] = counts.get(cat, 0) + 1
+            if n >= cap and isinstance(cat, str):
+                full.add(cat)
 
         for pos in fixed.values():
             take(pos)
         free = [s for s in range(k_eff) if s not in fixed and s != x]
+        need = len(free)
         pinned = set(fixed.values())
-        rest = [p for p in order if p not in pinned]
+        rest = [p for p in order if p not in pinned] if pinned else order
         chosen: list[int] = []
-        for p in rest:
-            if len(chosen) == len(free):
-                break
-            if not capped(p):
-                chosen.append(p)
+        # Best first, skipping capped categories. A stream selling mostly one category walks every
+        # candidate here, so the loop does one set lookup per skipped candidate and nothing else.
+        if need:
+            for p in rest:
+                if cats[p] in full:
+                    continue
                 take(p)
-        if len(chosen) < len(free):  # the cap would leave holes: fill them best-first
+                chosen.append(p)
+                if len(chosen) == need:
+                    break
+        if len(chosen) < need:  # the cap would leave holes: fill them best-first
             taken = set(chosen)
-            extra = [p for p in rest if p not in taken][: len(free) - len(chosen)]
+            extra = [p for p in rest if p not in taken][: need - len(chosen)]
             for p in extra:
                 take(p)
-            rank = {p: i for i, p in enumerate(rest)}
-            chosen = sorted(chosen + extra, key=rank.__getitem__)
+            taken.update(extra)
+            chosen = [p for p in rest if p in taken]  # best first, as rest orders them
         fixed.update(zip(free, chosen, strict=True))
         pool: list[int] = []
         if x is not None:
             taken = set(chosen)
             remaining = [p for p in rest if p not in taken]
-            full = {cat for cat, n in counts.items() if isinstance(cat, str) and n >= cap}
-            pool = [p for p in remaining if cats[p] not in full] or remaining  # = not capped(p)
+            pool = [p for p in remaining if cats[p] not in full] or remaining
         return _Plan(c, fixed, x, pool, cfg.epsilon, dropped)
