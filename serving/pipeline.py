@@ -41,6 +41,9 @@ class PipelineConfig:
     # Only the first-stage (ALS or popularity) top this many candidates are looked up in the feature
     # store and scored by the ranker, as training.evaluation's RankerPolicy does (n_candidates).
     rerank_shortlist: int = 50
+    # A stream's candidates (its on-air products) are all reranked, as training's candidate rows
+    # hold every on-air product; ``rerank_shortlist`` then limits stream-less requests only.
+    rerank_on_air: bool = True
     bought_recently_days: float = 90.0
     push_cap: int = 2
     push_cap_days: float = 7.0
@@ -189,15 +192,22 @@ class Recommender(PushRanking):
 
         degraded = False
         p_convert = None
+        # How many candidates the ranker sees: a stream's on-air products all (rerank_on_air, as in
+        # training), else the first stage's top ``rerank_shortlist``.
+        limit = (
+            len(ids)
+            if req.stream_id is not None and self.config.rerank_on_air
+            else self.config.rerank_shortlist
+        )
         # The first stage's order (best first), shared by the shortlist and the ranker's als_rank.
         order = (
             self._first_stage_order(scores)
-            if models.ranker is not None and (fallback is None or len(ids) > self.config.rerank_shortlist)
+            if models.ranker is not None and (fallback is None or len(ids) > limit)
             else None
         )
-        # The ranker's shortlist: the first stage's top ``rerank_shortlist`` (positions into ids), or
-        # None when every candidate is reranked (no ranker, or no more candidates than the shortlist).
-        split = self._shortlist(scores, order) if models.ranker is not None else None
+        # The ranker's shortlist: the first stage's top ``limit`` (positions into ids), or None when
+        # every candidate is reranked (no ranker, or no more candidates than the limit).
+        split = self._shortlist(scores, order, limit) if models.ranker is not None else None
         short = None if split is None else split[0]
         ranked_ids = ids if short is None else ids[short]
         if models.ranker is not None and len(ids):
@@ -322,12 +332,12 @@ class Recommender(PushRanking):
         return np.where(np.isnan(out), 0.0, out)
 
     def _shortlist(
-        self, scores: np.ndarray, order: np.ndarray | None = None
+        self, scores: np.ndarray, order: np.ndarray | None = None, limit: int | None = None
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Positions of the first stage's top ``rerank_shortlist`` and of the rest, each best first
-        (ties by position), or None when the shortlist is every candidate. ``order``: the caller's
-        ``_first_stage_order(scores)``."""
-        n = self.config.rerank_shortlist
+        """Positions of the first stage's top ``limit`` (default ``rerank_shortlist``) and of the
+        rest, each best first (ties by position), or None when the shortlist is every candidate.
+        ``order``: the caller's ``_first_stage_order(scores)``."""
+        n = self.config.rerank_shortlist if limit is None else limit
         if len(scores) <= n:
             return None
         if order is None:

@@ -86,6 +86,7 @@ class SlotcastApp:
             variant_salt=settings.variant_salt,
             candidates_per_request=settings.candidates_per_request,
             rerank_shortlist=settings.rerank_shortlist,
+            rerank_on_air=settings.rerank_on_air,
             bought_recently_days=settings.bought_recently_days,
             push_cap=settings.push_cap,
             push_cap_days=settings.push_cap_days,

@@ -45,6 +45,9 @@ class ServingSettings(BaseSettings):
     # The ranker sees only each request's first-stage (ALS) top this many candidates, as offline
     # evaluation's RankerPolicy does (n_candidates); the rest keep that order below them.
     rerank_shortlist: int = Field(default=50, ge=1, le=5000)
+    # A stream's on-air products are all reranked (training's candidates hold every on-air product):
+    # the shortlist then applies to stream-less requests only (benchmarks/bench_shortlist.py).
+    rerank_on_air: bool = True
     # Push rules: frequency cap (pushes per window) and quiet hours in UTC [start, end).
     push_cap: int = Field(default=2, ge=0)
     push_cap_days: float = Field(default=7.0, gt=0)

@@ -155,8 +155,10 @@ def _build_policy(
         # champion / challenger without a usable ranker are still their ALS stage: evaluate that, and say so
         notes.append(f"{name}: evaluated as its ALS stage only ({exc})")
         return als_policy()
+    # Every logged candidate (a stream's on-air products) reaches the ranker, as serving reranks them
+    # all by default (SLOTCAST_RERANK_ON_AIR; benchmarks/bench_shortlist.py measured why).
     return shared("ranker", lambda: lambda train: RankerPolicy(
-        ALSPolicy(bundle.als, popular_factory(train)), bundle.ranker, features, name=name
+        ALSPolicy(bundle.als, popular_factory(train)), bundle.ranker, features, n_candidates=None, name=name
     ))  # fmt: skip
 
 

@@ -180,3 +180,22 @@ def test_ranker_policy_reranks_only_the_als_shortlist() -> None:
     assert seen == [6]  # features for 3 shortlisted pairs per row only
     # the unknown user's shortlist comes from popularity (2, 1, then 3 by position), re-ranked by the ranker
     np.testing.assert_array_equal(out[1], [3, 2, 1, 4, 5])
+
+
+def test_ranker_policy_without_a_shortlist_reranks_every_candidate() -> None:
+    """``n_candidates=None`` (what ``slotcast evaluate`` uses): every logged candidate reaches the
+    ranker, as serving reranks every on-air product of a stream."""
+    from training.evaluation.policies import ALSPolicy, RankerPolicy
+
+    seen: list[int] = []
+
+    def features(users, products, als_score, als_rank):  # type: ignore[no-untyped-def]
+        seen.append(len(users))
+        return pd.DataFrame({"f": products.astype(float), "als_rank": als_rank})
+
+    als = ALSPolicy(_FakeALS(), PopularPolicy(np.array([1, 2]), np.array([5.0, 9.0])))
+    policy = RankerPolicy(als, _FakeRanker(), features, n_candidates=None)
+    cands = np.array([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    out = rank(policy, np.array([0, 99]), cands, 5)
+    np.testing.assert_array_equal(out, [[6, 5, 4, 3, 2], [6, 5, 4, 3, 2]])  # the ranker's order, all six
+    assert seen == [12]

@@ -50,14 +50,18 @@ class CountingFeatures:
         return self.inner.online(user_id, product_ids, stream_id, service)
 
 
-def _recommender(world: dict[str, Any], policy: SlotPolicy, shortlist: int = SHORT) -> tuple[Any, ...]:
+def _recommender(
+    world: dict[str, Any], policy: SlotPolicy, shortlist: int = SHORT, on_air: bool = False
+) -> tuple[Any, ...]:
+    """The tests below shortlist a stream's candidates too (``on_air=False``, RERANK_ON_AIR=false);
+    by default serving reranks every on-air product (tests at the end of this file)."""
     ranker = CountingRanker()
     base = world["models"]["champion"]
     models = Models(**{**base.__dict__, "ranker": ranker, "policy": policy})
     feats = CountingFeatures(world["features"])
     rec = Recommender(
         lambda: (models, None), feats, world["catalog"], None,
-        PipelineConfig(quiet_hours=(0, 0), rerank_shortlist=shortlist),
+        PipelineConfig(quiet_hours=(0, 0), rerank_shortlist=shortlist, rerank_on_air=on_air),
     )  # fmt: skip
     return rec, ranker, feats, models
 
@@ -141,3 +145,24 @@ def test_the_policy_puts_the_shortlist_before_a_pricier_stand_in() -> None:
     assert slate.columns["reason"].tolist() == ["ranked", "ranked", "unranked"]
     without = {k: v for k, v in cols.items() if k != "shortlisted"}
     assert SlotPolicy(SlotPolicyConfig(epsilon=0.0)).arrange_columns(without, 3).product_ids[0] == 9
+
+
+@pytest.mark.parametrize("user", [1, 2, 8])
+def test_by_default_every_on_air_product_is_reranked_and_a_streamless_list_is_shortlisted(
+    world, user: int
+) -> None:
+    """Training's candidate rows hold every on-air product of the stream; serving reranks them all
+    (RERANK_ON_AIR). The shortlist still limits a stream-less request's candidate list."""
+    rec, ranker, feats, models = _recommender(world, SlotPolicy(SlotPolicyConfig(epsilon=0.0)), on_air=True)
+    assert PipelineConfig().rerank_on_air  # the default
+    ids = world["catalog"].on_air[0].product_ids
+    assert len(ids) > SHORT
+    out = rec.carousel(CarouselRequest(user_id=user, stream_id=0, k=8))
+    assert out.personalized and all(s.reason != "unranked" for s in out.slots)
+    assert ranker.calls[-1].shape[0] == len(ids) and set(feats.asked[-1]) == set(ids.tolist())
+    assert sorted(ranker.calls[-1][:, 1].tolist()) == list(range(1, len(ids) + 1))  # als_rank 1..n
+
+    listed = ids[::-1].tolist()  # the same products as a stream-less shop's candidate list
+    rec.carousel(CarouselRequest(user_id=user, candidates=listed, k=8))
+    assert ranker.calls[-1].shape[0] == SHORT
+    assert set(feats.asked[-1]) == _als_top(models, user, np.asarray(listed), SHORT)

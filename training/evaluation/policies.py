@@ -180,13 +180,14 @@ class RankerPolicy:
     """ALS shortlist re-ranked by the LightGBM ranker's p_convert (what serving does, minus business rules).
 
     Only each row's ALS top ``n_candidates`` reach the ranker (and the feature lookup); the rest keep
-    ALS order below them.
+    ALS order below them. ``None``: every candidate, as serving reranks a stream's on-air products
+    (``RERANK_ON_AIR``); ``slotcast evaluate`` scores carousel logs that way.
     """
 
     als_policy: ALSPolicy
     ranker: Any
     features: FeatureFn
-    n_candidates: int = 50
+    n_candidates: int | None = 50
     name: str = "als+ranker"
 
     def shortlist(
@@ -197,7 +198,7 @@ class RankerPolicy:
         als = self.als_policy.scores(user_ids, product_ids)
         m, n = product_ids.shape
         ranked = np.where(product_ids == PAD, -np.inf, als)
-        n_short = min(self.n_candidates, n)
+        n_short = n if self.n_candidates is None else min(self.n_candidates, n)
         order = _top_stable(ranked, n_short)
         rows = np.repeat(np.arange(m), n_short)
         cols = order.ravel()
