@@ -1,6 +1,6 @@
 """Import Feast without typeguard's import-time instrumentation (about 6 s of a 9 s ``import feast``).
 
-Feast 0.67 decorates 19 classes and a few functions with typeguard's ``@typechecked``. Typeguard 4
+Feast 0.67 puts typeguard's ``@typechecked`` on 22 classes and functions in 18 modules. Typeguard 4
 instruments at *decoration* time: for every decorated method it reads the module's source, parses
 it to an AST, rewrites it and compiles it again, so ``import feast`` spends most of its time in
 ``ast`` and ``compile`` (measured: 8.8 s with the decorator, 2.7 s without, on the development

@@ -38,8 +38,9 @@ class PipelineConfig:
     challenger_share: float = 0.0
     variant_salt: str = "slotcast-ab-1"
     candidates_per_request: int = 200
-    # Only the first-stage (ALS or popularity) top this many candidates are looked up in the feature
-    # store and scored by the ranker, as training.evaluation's RankerPolicy does (n_candidates).
+    # Only the first-stage (ALS or popularity) top this many candidates of a stream-less request are
+    # looked up in the feature store and scored by the ranker (training.evaluation's RankerPolicy:
+    # n_candidates).
     rerank_shortlist: int = 50
     # A stream's candidates (its on-air products) are all reranked, as training's candidate rows
     # hold every on-air product; ``rerank_shortlist`` then limits stream-less requests only.

@@ -360,7 +360,8 @@ class SlotcastApp:
         if not cat.knows_user(user_id) and user_id not in self._deleted:
             raise NotFoundError(f"unknown user {user_id}", field="user_id")
         self.ledger.add(user_id)  # durable first: training excludes the user from now on
-        self._deleted.add(user_id)
+        with self._deleted_lock:  # not between a refresh's union and its assignment (it would be lost)
+            self._deleted.add(user_id)
         cat.last_purchase.pop(user_id, None)
         fn = getattr(self.features, "delete_user", None)
         if fn is not None:

@@ -42,8 +42,9 @@ class ServingSettings(BaseSettings):
     epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
     category_cap: int = Field(default=3, ge=1)
     candidates_per_request: int = Field(default=200, ge=1, le=5000)
-    # The ranker sees only each request's first-stage (ALS) top this many candidates, as offline
-    # evaluation's RankerPolicy does (n_candidates); the rest keep that order below them.
+    # The ranker sees only a stream-less request's first-stage (ALS) top this many candidates (a
+    # stream's too when rerank_on_air is false), as training's ALS top-50 candidates; the rest keep
+    # that order below them.
     rerank_shortlist: int = Field(default=50, ge=1, le=5000)
     # A stream's on-air products are all reranked (training's candidates hold every on-air product):
     # the shortlist then applies to stream-less requests only (benchmarks/bench_shortlist.py).
