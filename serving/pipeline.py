@@ -42,8 +42,9 @@ class PipelineConfig:
     # looked up in the feature store and scored by the ranker (training.evaluation's RankerPolicy:
     # n_candidates).
     rerank_shortlist: int = 50
-    # A stream's candidates (its on-air products) are all reranked, as training's candidate rows
-    # hold every on-air product; ``rerank_shortlist`` then limits stream-less requests only.
+    # A stream's candidates (its on-air products) are all reranked for a personal answer, as
+    # training's candidate rows hold every on-air product; ``rerank_shortlist`` then limits
+    # stream-less requests and fallback answers only.
     rerank_on_air: bool = True
     bought_recently_days: float = 90.0
     push_cap: int = 2
@@ -193,11 +194,13 @@ class Recommender(PushRanking):
 
         degraded = False
         p_convert = None
-        # How many candidates the ranker sees: a stream's on-air products all (rerank_on_air, as in
-        # training), else the first stage's top ``rerank_shortlist``.
+        # How many candidates the ranker sees: a stream's on-air products all for a personal answer
+        # (rerank_on_air, as in training), else the first stage's top ``rerank_shortlist``. A
+        # fallback answer (no personal features) keeps the shortlist: its true value did not move
+        # with the shortlist's length (benchmarks/results/serving.md), only its CPU did.
         limit = (
             len(ids)
-            if req.stream_id is not None and self.config.rerank_on_air
+            if req.stream_id is not None and self.config.rerank_on_air and fallback is None
             else self.config.rerank_shortlist
         )
         # The first stage's order (best first), shared by the shortlist and the ranker's als_rank.

@@ -46,8 +46,9 @@ class ServingSettings(BaseSettings):
     # stream's too when rerank_on_air is false), as training's ALS top-50 candidates; the rest keep
     # that order below them.
     rerank_shortlist: int = Field(default=50, ge=1, le=5000)
-    # A stream's on-air products are all reranked (training's candidates hold every on-air product):
-    # the shortlist then applies to stream-less requests only (benchmarks/bench_shortlist.py).
+    # A stream's on-air products are all reranked for a personal answer (training's candidates hold
+    # every on-air product): the shortlist then applies to stream-less requests and fallback
+    # answers only (benchmarks/bench_shortlist.py).
     rerank_on_air: bool = True
     # Push rules: frequency cap (pushes per window) and quiet hours in UTC [start, end).
     push_cap: int = Field(default=2, ge=0)

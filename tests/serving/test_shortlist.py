@@ -152,7 +152,8 @@ def test_by_default_every_on_air_product_is_reranked_and_a_streamless_list_is_sh
     world, user: int
 ) -> None:
     """Training's candidate rows hold every on-air product of the stream; serving reranks them all
-    (RERANK_ON_AIR). The shortlist still limits a stream-less request's candidate list."""
+    for a personal answer (RERANK_ON_AIR). The shortlist still limits a fallback answer and a
+    stream-less request's candidate list."""
     rec, ranker, feats, models = _recommender(world, SlotPolicy(SlotPolicyConfig(epsilon=0.0)), on_air=True)
     assert PipelineConfig().rerank_on_air  # the default
     ids = world["catalog"].on_air[0].product_ids
@@ -161,6 +162,10 @@ def test_by_default_every_on_air_product_is_reranked_and_a_streamless_list_is_sh
     assert out.personalized and all(s.reason != "unranked" for s in out.slots)
     assert ranker.calls[-1].shape[0] == len(ids) and set(feats.asked[-1]) == set(ids.tolist())
     assert sorted(ranker.calls[-1][:, 1].tolist()) == list(range(1, len(ids) + 1))  # als_rank 1..n
+
+    # A fallback answer (here an unknown user: cold start) keeps the shortlist.
+    cold = rec.carousel(CarouselRequest(user_id=10**9, stream_id=0, k=8))
+    assert cold.fallback == "cold_start" and ranker.calls[-1].shape[0] == SHORT
 
     listed = ids[::-1].tolist()  # the same products as a stream-less shop's candidate list
     rec.carousel(CarouselRequest(user_id=user, candidates=listed, k=8))
