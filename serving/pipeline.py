@@ -336,17 +336,16 @@ class Recommender(PushRanking):
         return np.where(np.isnan(out), 0.0, out)
 
     def _shortlist(
-        self, scores: np.ndarray, order: np.ndarray | None = None, limit: int | None = None
+        self, scores: np.ndarray, order: np.ndarray | None, limit: int
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Positions of the first stage's top ``limit`` (default ``rerank_shortlist``) and of the
-        rest, each best first (ties by position), or None when the shortlist is every candidate.
-        ``order``: the caller's ``_first_stage_order(scores)``."""
-        n = self.config.rerank_shortlist if limit is None else limit
-        if len(scores) <= n:
+        """Positions of the first stage's top ``limit`` and of the rest, each best first (ties by
+        position), or None when the shortlist is every candidate. ``order``: the caller's
+        ``_first_stage_order(scores)`` (None: computed here)."""
+        if len(scores) <= limit:
             return None
         if order is None:
             order = self._first_stage_order(scores)
-        return order[:n], order[n:]
+        return order[:limit], order[limit:]
 
     # The ranker's input, in serving.ranker_input (tests call them through the class).
     _first_stage_order = staticmethod(ranker_input.first_stage_order)

@@ -156,7 +156,8 @@ def _build_policy(
         notes.append(f"{name}: evaluated as its ALS stage only ({exc})")
         return als_policy()
     # Every logged candidate (a stream's on-air products) reaches the ranker, as serving reranks them
-    # all by default (SLOTCAST_RERANK_ON_AIR; benchmarks/bench_shortlist.py measured why).
+    # all for a personal answer (SLOTCAST_RERANK_ON_AIR; benchmarks/bench_shortlist.py measured why).
+    # Serving's fallback answers keep the shortlist; their value did not depend on it.
     return shared("ranker", lambda: lambda train: RankerPolicy(
         ALSPolicy(bundle.als, popular_factory(train)), bundle.ranker, features, n_candidates=None, name=name
     ))  # fmt: skip

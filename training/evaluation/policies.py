@@ -181,7 +181,9 @@ class RankerPolicy:
 
     Only each row's ALS top ``n_candidates`` reach the ranker (and the feature lookup); the rest keep
     ALS order below them. ``None``: every candidate, as serving reranks a stream's on-air products
-    (``RERANK_ON_AIR``); ``slotcast evaluate`` scores carousel logs that way.
+    for a personal answer (``RERANK_ON_AIR``); ``slotcast evaluate`` scores carousel logs that way,
+    for every user. (Serving keeps the shortlist for fallback answers, where its length did not
+    change the true value: benchmarks/results/serving.md.)
     """
 
     als_policy: ALSPolicy
