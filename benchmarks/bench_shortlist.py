@@ -33,14 +33,16 @@ import numpy as np
 ALL = 0  # the "length" of the default: every on-air product reranked (RERANK_ON_AIR)
 
 
-def _answers(app, reqs: list, shortlist: int) -> tuple[list[tuple[list[int], list[int]]], list[float]]:  # type: ignore[no-untyped-def]
+def _answers(app, reqs: list, shortlist: int, served) -> tuple[list[tuple[list[int], list[int]]], list[float]]:  # type: ignore[no-untyped-def]
     """Each request's (product ids, slots) and CPU seconds with the stream shortlisted to its first
-    stage's top ``shortlist`` (RERANK_ON_AIR=false), or with every on-air product reranked (ALL)."""
+    stage's top ``shortlist`` (RERANK_ON_AIR=false), or with every on-air product reranked (ALL).
+    ``served``: the pipeline's config as the service runs it. ALL is exactly that config, so its
+    fallback answers keep the service's own shortlist, not the length measured before it."""
     rec = app._rec()
     if shortlist == ALL:
-        rec.config = dataclasses.replace(rec.config, rerank_on_air=True)
+        rec.config = dataclasses.replace(served, rerank_on_air=True)
     else:
-        rec.config = dataclasses.replace(rec.config, rerank_shortlist=shortlist, rerank_on_air=False)
+        rec.config = dataclasses.replace(served, rerank_shortlist=shortlist, rerank_on_air=False)
     slates, cpu = [], []
     for req in reqs:
         t = time.process_time()
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"the service on {state} is not ready: {why}")
     bodies = state_requests(state / "data", args.requests, args.min_on_air, seed=args.seed)
     reqs = [CarouselRequest.model_validate(b) for b in bodies]
-    _answers(app, reqs[:200], args.baseline)  # warm-up: caches, lazily built tables
+    served = app._rec().config
+    _answers(app, reqs[:200], args.baseline, served)  # warm-up: caches, lazily built tables
 
     catalog = app._rec().catalog
 
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu: dict[int, list[float]] = {n: [] for n in lengths}
     for r in range(args.rounds):
         for n in lengths if r % 2 == 0 else lengths[::-1]:
-            slates, secs = _answers(app, reqs, n)
+            slates, secs = _answers(app, reqs, n, served)
             cpu[n].append(statistics.median(secs))
             got = _true_value(world, reqs, slates)
             if n in value and not np.array_equal(value[n], got):
