@@ -33,7 +33,9 @@ import numpy as np
 ALL = 0  # the "length" of the default: every on-air product reranked (RERANK_ON_AIR)
 
 
-def _answers(app, reqs: list, shortlist: int, served) -> tuple[list[tuple[list[int], list[int]]], list[float]]:  # type: ignore[no-untyped-def]
+def _answers(
+    app, reqs: list, shortlist: int, served
+) -> tuple[list[tuple[list[int], list[int]]], list[float]]:  # type: ignore[no-untyped-def]
     """Each request's (product ids, slots) and CPU seconds with the stream shortlisted to its first
     stage's top ``shortlist`` (RERANK_ON_AIR=false), or with every on-air product reranked (ALL).
     ``served``: the pipeline's config as the service runs it. ALL is exactly that config, so its
