@@ -62,7 +62,12 @@ class FeatureReader(Protocol):
     def historical(self, entity_df: pd.DataFrame, service: str = "ranker_v1") -> pd.DataFrame: ...
 
     def online(
-        self, user_id: int, product_ids: list[int], stream_id: int | None = None, service: str = "ranker_v1"
+        self,
+        user_id: int,
+        product_ids: list[int],
+        stream_id: int | None = None,
+        service: str = "ranker_v1",
+        at: datetime | None = None,
     ) -> pd.DataFrame: ...
 
 
@@ -229,9 +234,16 @@ class FeastFeatureReader:
 
     # -- serving --------------------------------------------------------------------------------
     def online(
-        self, user_id: int, product_ids: list[int], stream_id: int | None = None, service: str = "ranker_v1"
+        self,
+        user_id: int,
+        product_ids: list[int],
+        stream_id: int | None = None,
+        service: str = "ranker_v1",
+        at: datetime | None = None,
     ) -> pd.DataFrame:
-        """One row per product (in the given order), columns = the service's features in order."""
+        """One row per product (in the given order), columns = the service's features in order.
+        ``at``: the request's time for request-time features (None: now), as training takes the
+        label time; the stored features are the store's latest either way."""
         names = feature_names(service)
         pids = [int(p) for p in product_ids]
         if not pids:
@@ -242,7 +254,7 @@ class FeastFeatureReader:
             "product_id": pids,
             "stream_id": [int(stream_id) if stream_id is not None else NO_STREAM] * n,
             "category": self._categories_for(pids),
-            REQUEST_TIME: [_epoch_days(datetime.now(UTC))] * n,
+            REQUEST_TIME: [_epoch_days(at or datetime.now(UTC))] * n,
         }
         store = self.store
         resp = store.get_online_features(features=store.get_feature_service(service), entity_rows=rows)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,31 +183,49 @@ class FeastFeatureSource:
         self._fail_fast = True
 
     def online(
-        self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
+        self,
+        user_id: int | None,
+        product_ids: Sequence[int],
+        stream_id: int | None,
+        service: str,
+        at: datetime | None = None,
     ) -> pd.DataFrame:
-        out: pd.DataFrame = self._lookup(self.reader.online, user_id, product_ids, stream_id, service)
+        out: pd.DataFrame = self._lookup(self.reader.online, user_id, product_ids, stream_id, service, at)
         return out
 
     def online_matrix(
-        self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
+        self,
+        user_id: int | None,
+        product_ids: Sequence[int],
+        stream_id: int | None,
+        service: str,
+        at: datetime | None = None,
     ) -> tuple[Any, tuple[str, ...]]:
         """``online``'s values as a float matrix (rows in the order asked) and its column names:
         the carousel's hot path (``serving.ranker_input.matrix_array``), no DataFrame between."""
         fast = getattr(self.reader, "online_matrix", None)
         if fast is not None:
-            out: tuple[Any, tuple[str, ...]] = self._lookup(fast, user_id, product_ids, stream_id, service)
+            out: tuple[Any, tuple[str, ...]] = self._lookup(
+                fast, user_id, product_ids, stream_id, service, at
+            )
             return out
-        frame = self.online(user_id, product_ids, stream_id, service)
+        frame = self.online(user_id, product_ids, stream_id, service, at)
         return frame.to_numpy(dtype="float64", na_value=float("nan")), tuple(map(str, frame.columns))
 
     def _lookup(
-        self, read: Any, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
+        self,
+        read: Any,
+        user_id: int | None,
+        product_ids: Sequence[int],
+        stream_id: int | None,
+        service: str,
+        at: datetime | None,
     ) -> Any:
         uid = self.no_user if user_id is None else user_id  # no one: no personal feature is read
         started = self.outage.clock()
         try:
             self._redis_fails_fast()
-            out = read(uid, list(product_ids), stream_id=stream_id, service=service)
+            out = read(uid, list(product_ids), stream_id=stream_id, service=service, at=at)
         except Exception as exc:
             self.outage.failed(exc, started)
             raise  # the pipeline answers degraded (flagged)

@@ -197,7 +197,12 @@ class DemoFeatureSource:
         self.fail = False
 
     def online(
-        self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
+        self,
+        user_id: int | None,
+        product_ids: Sequence[int],
+        stream_id: int | None,
+        service: str,
+        at: datetime | None = None,
     ) -> pd.DataFrame:
         if self.fail:
             raise ConnectionError("demo online store is down")

@@ -224,6 +224,7 @@ class Recommender(PushRanking):
                     ranked_ids.tolist(),
                     req.stream_id,
                     models.feature_service,
+                    at=now,  # request-time features at the request's time, as training's label time
                 )
             except Exception as exc:  # noqa: BLE001 - any store failure degrades, never fails the answer
                 degraded = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -75,7 +76,15 @@ class ModelSource(Protocol):
 
 class FeatureSource(Protocol):
     def online(
-        self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
-    ) -> pd.DataFrame: ...
+        self,
+        user_id: int | None,
+        product_ids: Sequence[int],
+        stream_id: int | None,
+        service: str,
+        at: datetime | None = None,
+    ) -> pd.DataFrame:
+        """One row of the service's features per product. ``at``: the request's time, for the
+        request-time features (None: now)."""
+        ...
 
     def ping(self) -> bool: ...

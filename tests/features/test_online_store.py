@@ -13,6 +13,7 @@ from features.live import ingest_live_events
 from features.privacy import DeletionLedger, delete_user_online
 from features.retrieval import NO_USER, FeastFeatureReader, feature_names
 from features.settings import FeatureSettings
+from tests.features.world import day
 
 
 def test_online_rows_follow_the_service_order(built_store: FeatureSettings) -> None:
@@ -114,6 +115,26 @@ def test_the_fast_path_returns_what_feast_returns(built_store: FeatureSettings) 
     before = fast.online(2, [11], stream_id=100).loc[11, "live_clicks"]
     ingest_live_events(fast, [{"user_id": 2, "stream_id": 100, "type": "product_click"}])
     assert fast.online(2, [11], stream_id=100).loc[11, "live_clicks"] == before + 1
+
+
+def test_request_time_features_are_computed_at_the_requests_time(built_store: FeatureSettings) -> None:
+    """``at`` is the request's time for the request-time features (a carousel asked ``at`` a past
+    moment, a replay), in Feast's lookup and the fast path alike, as training takes the label time;
+    None is now. User 1 last bought product 10 (repurchase cycle 30 days) at day 30, 11:30."""
+    from features.online_fast import FastOnlineReader
+
+    at = day(40)
+    due = (at - day(30, 11.5)).total_seconds() / 86400.0 / 30.0
+    now_due = (datetime.now(UTC) - day(30, 11.5)).total_seconds() / 86400.0 / 30.0
+    for reader in (FeastFeatureReader(built_store), FastOnlineReader(built_store)):
+        assert reader.online(1, [10], stream_id=100, at=at).loc[10, "repurchase_due_ratio"] == pytest.approx(
+            due, rel=1e-12
+        )
+        assert reader.online(1, [10], stream_id=100).loc[10, "repurchase_due_ratio"] == pytest.approx(
+            now_due, abs=1e-3
+        )
+    values, names = FastOnlineReader(built_store).online_matrix(1, [10], stream_id=100, at=at)
+    assert values[0, list(names).index("repurchase_due_ratio")] == pytest.approx(due, rel=1e-12)
 
 
 def test_distinct_codes_is_numpys_unique_with_inverse() -> None:

@@ -238,11 +238,11 @@ def test_a_source_answering_a_matrix_gets_the_carousel_a_frame_gets(world) -> No
     class MatrixSource:
         rows_off = 0
 
-        def online(self, *args):  # type: ignore[no-untyped-def]
-            return features.online(*args)
+        def online(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return features.online(*args, **kwargs)
 
-        def online_matrix(self, *args):  # type: ignore[no-untyped-def]
-            frame = features.online(*args).drop(columns="product_id")
+        def online_matrix(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            frame = features.online(*args, **kwargs).drop(columns="product_id")
             values = frame.to_numpy(dtype=float)
             return values[: len(values) - self.rows_off], tuple(frame.columns)
 
@@ -299,3 +299,28 @@ def test_the_pipelines_no_one_is_the_feature_stores() -> None:
     from serving.pipeline import NO_USER
 
     assert NO_USER == STORE_NO_USER
+
+
+def test_the_requests_time_reaches_the_feature_lookup(world) -> None:
+    """The request-time features are computed at the carousel's time: ``at`` when the request
+    gives one (as on-air and recently-bought are), else now."""
+    features, seen = world["features"], []
+
+    class Recording:
+        def online(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(kwargs.get("at"))
+            return features.online(*args, **kwargs)
+
+        def ping(self) -> bool:
+            return True
+
+    rec, catalog = world["rec"], world["catalog"]
+    rec.features = Recording()
+    user = next(u for u in range(600) if catalog.knows_user(u) and catalog.consent(u)[0])
+    at = datetime(2025, 1, 5, 12, tzinfo=UTC)
+    asked = {"user_id": user, "k": 4, "candidates": list(range(30))}
+    assert rec.carousel(CarouselRequest(**asked, at=at)).personalized
+    assert seen == [at]
+    before = datetime.now(UTC)
+    rec.carousel(CarouselRequest(**asked))
+    assert len(seen) == 2 and seen[1] is not None and before <= seen[1] <= datetime.now(UTC)

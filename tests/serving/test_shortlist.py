@@ -4,6 +4,7 @@ the other candidates keep the first stage's order below it and reach a slot only
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -44,10 +45,15 @@ class CountingFeatures:
         return bool(self.inner.ping())
 
     def online(
-        self, user_id: int | None, product_ids: Sequence[int], stream_id: int | None, service: str
+        self,
+        user_id: int | None,
+        product_ids: Sequence[int],
+        stream_id: int | None,
+        service: str,
+        at: datetime | None = None,
     ) -> Any:
         self.asked.append(list(product_ids))
-        return self.inner.online(user_id, product_ids, stream_id, service)
+        return self.inner.online(user_id, product_ids, stream_id, service, at)
 
 
 def _recommender(
@@ -120,7 +126,7 @@ def test_unshortlisted_products_never_outrank_shortlisted_ones_except_by_a_rule(
 
 def test_a_store_outage_keeps_the_shortlist_first(world) -> None:
     class Down:
-        def online(self, *_a: Any) -> Any:
+        def online(self, *_a: Any, **_k: Any) -> Any:
             raise ConnectionError("store down")
 
     rec, _, _, models = _recommender(world, SlotPolicy(SlotPolicyConfig(epsilon=0.0, per_category_cap=None)))
