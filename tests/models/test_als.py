@@ -44,6 +44,27 @@ def test_nan_factors_raise() -> None:
         )
 
 
+@pytest.mark.parametrize("poison", [np.nan, np.inf])
+def test_non_finite_factors_are_refused_by_the_wrapper(
+    checkerboard: Checkerboard, poison: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wrapper's own check, not implicit's: implicit only looks for NaN (never inf), and not on
+    every path (GPU, other versions). Real factors are poisoned after a real fit; the fit must raise
+    and leave the generator unfitted, so nothing reaches registration."""
+    real = ALSCandidateGenerator._fit_model
+
+    def poisoned(self: ALSCandidateGenerator, matrix: sp.csr_matrix) -> object:
+        model = real(self, matrix)
+        model.item_factors[3, 0] = poison
+        return model
+
+    monkeypatch.setattr(ALSCandidateGenerator, "_fit_model", poisoned)
+    gen = ALSCandidateGenerator(ALSConfig(factors=2, iterations=5, num_threads=1))
+    with pytest.raises(ModelFitError, match="non-finite item_factors"):
+        gen.fit(checkerboard.matrix, checkerboard.users, checkerboard.items)
+    assert not gen.is_fitted and len(gen.users) == 0
+
+
 def test_shape_must_match_vocabularies(checkerboard: Checkerboard) -> None:
     with pytest.raises(ModelFitError, match="shape"):
         ALSCandidateGenerator().fit(checkerboard.matrix, checkerboard.users, IdVocab(range(3)))
