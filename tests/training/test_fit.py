@@ -90,3 +90,32 @@ def test_degenerate_data_raises_before_anything_is_registered(tmp_path: Path) ->
     with pytest.raises(ModelFitError, match="purchase"):
         train(d, s, reader=None)
     assert not (tmp_path / "state" / "mlflow").exists()
+
+
+def test_search_and_ranker_never_look_at_the_test_split(world: Path, tmp_path: Path) -> None:
+    """The test split is for the final measurement and the gate only. Scrambling its labels and
+    features must leave the hyperparameter search (scored on validation) and the fitted ranker
+    (trained on train, early-stopped on validation) exactly as they were."""
+    from dataclasses import replace
+
+    from training.fit import _fit_ranker, search_ranker
+
+    s = fast_settings(tmp_path, hpo_trials=2)
+    ev, sp_, items = load_inputs(world, s)
+    data, *_ = build_data(ev, sp_, items, s, reader=None)
+    fr = data.frame.copy()
+    test = (fr["split"] == "test").to_numpy()
+    rng = np.random.default_rng(0)
+    fr.loc[test, "label"] = 1 - fr.loc[test, "label"].to_numpy()
+    for c in data.feature_names:
+        fr.loc[test, c] = rng.permutation(fr.loc[test, c].to_numpy())
+    scrambled = replace(data, frame=fr)
+    assert not data.part("test")["label"].equals(scrambled.part("test")["label"])
+
+    cfg, trials = search_ranker(data, s)
+    cfg2, trials2 = search_ranker(scrambled, s)
+    assert trials == trials2 and cfg == cfg2
+    va = data.part("valid")[data.feature_names]
+    a, b = _fit_ranker(data, cfg), _fit_ranker(scrambled, cfg)
+    assert a.best_iteration == b.best_iteration
+    np.testing.assert_array_equal(a.predict(va), b.predict(va))
