@@ -68,3 +68,9 @@ def test_a_bundle_is_scored_with_its_own_als(
     # the shared frame's ALS columns came from another model: they must not leak into this score
     np.testing.assert_array_equal(score_bundle(b, frame(board, None), K), good)
 
+
+def test_a_bundle_without_a_ranker_is_scored_by_its_als(
+    board: Checkerboard, als: ALSCandidateGenerator
+) -> None:
+    nd = score_bundle(bundle(board, als, None), frame(board, None), K)
+    assert nd.size == len(board.users) and nd.mean() >= 0.99
