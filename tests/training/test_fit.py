@@ -32,12 +32,15 @@ def test_ranker_beats_als_and_popularity_on_the_planted_world(world: Path, tmp_p
     assert len({len(v) for v in fit.per_query.values()}) == 1
 
 
-def test_no_feature_or_candidate_sees_events_after_the_query(world: Path, tmp_path: Path) -> None:
-    """Plant a burst of purchases late in the test split; every row of an earlier query is unchanged."""
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_no_feature_or_candidate_sees_events_after_the_query(world: Path, tmp_path: Path, split: str) -> None:
+    """Plant a burst of purchases in the middle of a split; every row of an earlier query is unchanged.
+    (A plant in train or valid also catches an ALS for train/valid queries fitted past the history.)"""
     s = fast_settings(tmp_path, max_queries=1_000_000, negative_query_ratio=1000.0)
     ev, sp_, items = load_inputs(world, s)
     before, *_ = build_data(ev, sp_, items, s, reader=None)
-    t_plant = before.splits.t_test + (before.splits.t_end - before.splits.t_test) * 0.5
+    lo, hi = before.splits.bounds(split)
+    t_plant = lo + (hi - lo) * 0.5
     w = pd.Timedelta(hours=s.label_window_hours)
     # The plant: users with a query in the hour before t_plant buy the last product at t_plant.
     fr = before.frame
