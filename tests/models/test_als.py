@@ -94,6 +94,23 @@ def test_one_user_against_many_products_gives_the_pairwise_scores(checkerboard: 
         assert np.isnan(fast[0]).all() == (uid == 42)  # an unknown user
 
 
+def test_generate_drops_candidates_unknown_to_the_model(checkerboard: Checkerboard) -> None:
+    """On-air products the model never saw (new launches) are dropped, never mapped onto another
+    product's factors; unknown ids in ``exclude`` are ignored."""
+    model = fitted(checkerboard)
+    uid = int(checkerboard.users.ids[2])
+    known = checkerboard.items.ids[[1, 5, 14, 20]]
+    ids, scores = model.generate(uid, 10, candidates=np.r_[9999, known, 123456], exclude=[777])
+    assert sorted(ids.tolist()) == sorted(known.tolist())
+    np.testing.assert_allclose(scores, model.score(uid, ids), rtol=1e-5)
+    assert model.generate(uid, 10, candidates=[9999, 123456])[0].size == 0
+    # the whole catalogue: an unknown id in exclude removes nothing, a known one removes itself
+    first = int(checkerboard.items.ids[0])
+    for exclude, gone in (([9999], set()), ([9999, first], {first})):
+        rest = model.generate(uid, 100, exclude=exclude)[0]
+        assert sorted(rest.tolist()) == sorted(set(checkerboard.items.ids.tolist()) - gone)
+
+
 def test_generate_many_agrees_with_generate(checkerboard: Checkerboard) -> None:
     model = fitted(checkerboard)
     users = [int(checkerboard.users.ids[0]), 42, int(checkerboard.users.ids[1])]
