@@ -122,3 +122,34 @@ def test_search_and_ranker_never_look_at_the_test_split(world: Path, tmp_path: P
     a, b = _fit_ranker(data, cfg), _fit_ranker(scrambled, cfg)
     assert a.best_iteration == b.best_iteration
     np.testing.assert_array_equal(a.predict(va), b.predict(va))
+
+
+def test_a_degenerate_split_is_refused_before_the_ranker_is_fitted(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split with no rows, or with one label only, has nothing to learn or measure: fit_all raises
+    before any ranker is fitted (so before anything can be registered)."""
+    from dataclasses import replace
+
+    import training.fit as fit_module
+    from training.fit import check_trainable
+
+    s = fast_settings(tmp_path)
+    ev, sp_, items = load_inputs(world, s)
+    data, *rest = build_data(ev, sp_, items, s, reader=None)
+    check_trainable(data)  # the planted world is fine as it is
+    fr = data.frame
+    no_valid = replace(data, frame=fr.loc[fr["split"] != "valid"])
+    with pytest.raises(ModelFitError, match="valid split has no ranker rows"):
+        check_trainable(no_valid)
+    silent = fr.assign(label=np.where(fr["split"] == "test", 0, fr["label"]))
+    with pytest.raises(ModelFitError, match="test split's labels are all 0"):
+        check_trainable(replace(data, frame=silent))
+
+    def no_fit(*a: object, **k: object) -> None:
+        raise AssertionError("a ranker was fitted on a degenerate split")
+
+    monkeypatch.setattr(fit_module, "build_data", lambda *a, **k: (replace(data, frame=silent), *rest))
+    monkeypatch.setattr(fit_module, "_fit_ranker", no_fit)
+    with pytest.raises(ModelFitError, match="test split's labels are all 0"):
+        fit_all(ev, sp_, items, s, reader=None)
