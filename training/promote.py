@@ -77,7 +77,7 @@ def score_bundle(bundle: Any, frame: pd.DataFrame, k: int) -> np.ndarray:
     f["als_rank"] = (
         f["als_score"].fillna(-np.inf).groupby(f["query_id"]).rank(ascending=False, method="first")
     )
-    for c in bundle.ranker.feature_names:
+    for c in bundle.ranker.feature_names if bundle.ranker is not None else []:
         if c in f.columns and f[c].dtype == object:
             f[c] = f[c].astype("category")
     score = bundle.ranker.predict(f) if bundle.ranker is not None else f["als_score"].to_numpy()

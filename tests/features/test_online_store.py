@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -44,12 +43,14 @@ def test_segment_lookup(built_store: FeatureSettings) -> None:
     assert ctx.loc[10, "segment"] == "potential" and ctx.loc[10, "product_category"] == "beauty"
 
 
-def test_a_pushed_live_event_is_visible_within_the_same_second(built_store: FeatureSettings) -> None:
+def test_a_pushed_live_event_is_visible_at_the_next_read(built_store: FeatureSettings) -> None:
+    """The push is synchronous: the very next lookup sees the new totals (no wait, no poll). How
+    fast that is belongs in a benchmark, not here."""
     from features.online_fast import FastOnlineReader
 
     reader = FastOnlineReader(built_store)  # serving's reader
-    before = reader.online(3, [12], stream_id=100).loc[12, "live_clicks"]
-    t0 = time.monotonic()
+    cols = ["live_clicks", "live_carts", "live_watch_seconds"]
+    before = reader.online(3, [12], stream_id=100).loc[12, cols].astype(float).fillna(0.0)
     n = ingest_live_events(
         reader,
         [
@@ -60,17 +61,15 @@ def test_a_pushed_live_event_is_visible_within_the_same_second(built_store: Feat
         ],
     )
     after = reader.online(3, [12], stream_id=100).loc[12]
-    elapsed = time.monotonic() - t0
     assert n == 1
-    assert (0 if np.isnan(before) else before) + 2 == after["live_clicks"]
-    assert after["live_watch_seconds"] >= 30.0
-    assert elapsed < 1.0, f"push + lookup took {elapsed:.2f} s"
+    assert after[cols].tolist() == (before + [2.0, 0.0, 30.0]).tolist()
     ingest_live_events(reader, [{"user_id": 3, "stream_id": 100, "type": "add_to_cart"}])
-    assert reader.online(3, [12], stream_id=100).loc[12, "live_carts"] >= 1  # totals accumulate
+    again = reader.online(3, [12], stream_id=100).loc[12, cols]
+    assert again.tolist() == (before + [2.0, 1.0, 30.0]).tolist()  # totals accumulate
     # Feast's own lookup sees the same totals
     assert (
-        FeastFeatureReader(built_store).online(3, [12], stream_id=100).loc[12, "live_clicks"]
-        == after["live_clicks"]
+        FeastFeatureReader(built_store).online(3, [12], stream_id=100).loc[12, cols].tolist()
+        == again.tolist()
     )
 
 

@@ -77,6 +77,49 @@ def test_no_feature_for_a_label_sees_a_later_event(planted: FeatureSettings) -> 
     assert pd.isna(at_purchase["live_viewers"])  # the stream had not started
 
 
+def test_no_product_feature_for_a_label_sees_a_later_event(planted: FeatureSettings) -> None:
+    """The product view has its own daily snapshots: a purchase later on the label's day (the planted
+    one, and user 1's day-20 purchase at the label's very instant) must not count towards it."""
+    reader = FeastFeatureReader(planted)
+    entity = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1],
+            "product_id": [12, 12, 10, 10],
+            "stream_id": [None, None, None, None],
+            "event_timestamp": [LABEL, day(27, 0), day(20, 12), day(22, 0)],
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = reader.historical(entity)
+    assert out["product_id"].tolist() == [12, 12, 10, 10]
+    # product 12 was never bought before the plant; product 10's day-10 purchase is out of the 7 days
+    assert out["popularity_7d"].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_live_session_and_category_affinity_are_point_in_time(planted: FeatureSettings) -> None:
+    """User 2 watches stream 100 from 10:15 on day 30, clicks product 11 (food) at 10:45 and 10:48:
+    a label at the first click's instant sees no click yet, and the day's food interest reaches the
+    category affinity only in the next day's snapshot."""
+    reader = FeastFeatureReader(planted)
+    entity = pd.DataFrame(
+        {
+            "user_id": [2, 2, 2, 2],
+            "product_id": [11, 11, 11, 11],
+            "stream_id": [100, 100, 100, 100],
+            "event_timestamp": [day(30, 10.5), day(30, 10.75), day(30, 10.8), day(31, 0)],
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = reader.historical(entity)
+    assert out["live_clicks"].tolist() == [0.0, 0.0, 1.0, 2.0]
+    assert out["live_watch_seconds"].tolist() == [2400.0] * 4  # the 10:15 view is in the past
+    aff = out["category_affinity_30d"]
+    assert aff.iloc[:3].isna().all()
+    assert aff.iat[3] == pytest.approx(5 / 5.5)
+
+
 def test_historical_and_online_agree_at_the_last_snapshot(planted: FeatureSettings) -> None:
     # Two rows with the same user and timestamp: Feast's file store collapses such rows unless each
     # view is joined on its own keys (features.retrieval._join_view); this caught that.

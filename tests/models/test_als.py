@@ -44,6 +44,27 @@ def test_nan_factors_raise() -> None:
         )
 
 
+@pytest.mark.parametrize("poison", [np.nan, np.inf])
+def test_non_finite_factors_are_refused_by_the_wrapper(
+    checkerboard: Checkerboard, poison: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wrapper's own check, not implicit's: implicit only looks for NaN (never inf), and not on
+    every path (GPU, other versions). Real factors are poisoned after a real fit; the fit must raise
+    and leave the generator unfitted, so nothing reaches registration."""
+    real = ALSCandidateGenerator._fit_model
+
+    def poisoned(self: ALSCandidateGenerator, matrix: sp.csr_matrix) -> object:
+        model = real(self, matrix)
+        model.item_factors[3, 0] = poison
+        return model
+
+    monkeypatch.setattr(ALSCandidateGenerator, "_fit_model", poisoned)
+    gen = ALSCandidateGenerator(ALSConfig(factors=2, iterations=5, num_threads=1))
+    with pytest.raises(ModelFitError, match="non-finite item_factors"):
+        gen.fit(checkerboard.matrix, checkerboard.users, checkerboard.items)
+    assert not gen.is_fitted and len(gen.users) == 0
+
+
 def test_shape_must_match_vocabularies(checkerboard: Checkerboard) -> None:
     with pytest.raises(ModelFitError, match="shape"):
         ALSCandidateGenerator().fit(checkerboard.matrix, checkerboard.users, IdVocab(range(3)))
@@ -71,6 +92,23 @@ def test_one_user_against_many_products_gives_the_pairwise_scores(checkerboard: 
             np.testing.assert_allclose(got, mixed[:-1], rtol=1e-5, atol=1e-6)
         assert np.isnan(fast[0][-1])  # an unknown product
         assert np.isnan(fast[0]).all() == (uid == 42)  # an unknown user
+
+
+def test_generate_drops_candidates_unknown_to_the_model(checkerboard: Checkerboard) -> None:
+    """On-air products the model never saw (new launches) are dropped, never mapped onto another
+    product's factors; unknown ids in ``exclude`` are ignored."""
+    model = fitted(checkerboard)
+    uid = int(checkerboard.users.ids[2])
+    known = checkerboard.items.ids[[1, 5, 14, 20]]
+    ids, scores = model.generate(uid, 10, candidates=np.r_[9999, known, 123456], exclude=[777])
+    assert sorted(ids.tolist()) == sorted(known.tolist())
+    np.testing.assert_allclose(scores, model.score(uid, ids), rtol=1e-5)
+    assert model.generate(uid, 10, candidates=[9999, 123456])[0].size == 0
+    # the whole catalogue: an unknown id in exclude removes nothing, a known one removes itself
+    first = int(checkerboard.items.ids[0])
+    for exclude, gone in (([9999], set()), ([9999, first], {first})):
+        rest = model.generate(uid, 100, exclude=exclude)[0]
+        assert sorted(rest.tolist()) == sorted(set(checkerboard.items.ids.tolist()) - gone)
 
 
 def test_generate_many_agrees_with_generate(checkerboard: Checkerboard) -> None:

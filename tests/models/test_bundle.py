@@ -158,3 +158,50 @@ def test_bundle_without_ranker(bundle: Bundle, tmp_path: Path) -> None:
     bundle.save(tmp_path / "b2")
     again = Bundle.load(als_only.save(tmp_path / "b2"))  # over a bundle that had a ranker
     assert again.ranker is None and not (tmp_path / "b2" / "ranker").exists()
+
+
+UNPICKLED: list[str] = []
+
+
+def _mark_unpickled() -> str:
+    UNPICKLED.append("ran")
+    return "payload"
+
+
+class _Payload:
+    """Unpickling it runs ``_mark_unpickled``: the sign that a loader trusted a pickle."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return _mark_unpickled, ()
+
+
+def test_saved_files_need_no_pickle(saved: Path) -> None:
+    npz = sorted(saved.rglob("*.npz"))
+    assert {p.name for p in npz} >= {"als.npz", "users.npz", "items.npz", "popularity.npz"}
+    for p in npz:
+        with np.load(p, allow_pickle=False) as z:
+            for k in z.files:
+                assert z[k].dtype != object, f"{p.name}:{k}"
+
+
+@pytest.mark.parametrize(
+    "target", ["als/users.npz", "als/items.npz", "als/als.npz", "popularity/popularity.npz"]
+)
+def test_a_pickled_payload_is_refused_unread(saved: Path, target: str) -> None:
+    """A bundle file swapped for one that carries a pickle (checksums updated, as an attacker with
+    write access would) is refused, and the pickle is never run."""
+    path = saved / target
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    key = next(iter(arrays))
+    arrays[key] = np.array([_Payload()], dtype=object)
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    data = json.loads((saved / "manifest.json").read_text())
+    from models.bundle import _sha256
+
+    data["files"][target] = _sha256(path)
+    (saved / "manifest.json").write_text(json.dumps(data))
+    UNPICKLED.clear()
+    with pytest.raises(IncompatibleBundleError, match=target.split("/")[-1]):
+        Bundle.load(saved)
+    assert UNPICKLED == []

@@ -32,12 +32,15 @@ def test_ranker_beats_als_and_popularity_on_the_planted_world(world: Path, tmp_p
     assert len({len(v) for v in fit.per_query.values()}) == 1
 
 
-def test_no_feature_or_candidate_sees_events_after_the_query(world: Path, tmp_path: Path) -> None:
-    """Plant a burst of purchases late in the test split; every row of an earlier query is unchanged."""
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_no_feature_or_candidate_sees_events_after_the_query(world: Path, tmp_path: Path, split: str) -> None:
+    """Plant a burst of purchases in the middle of a split; every row of an earlier query is unchanged.
+    (A plant in train or valid also catches an ALS for train/valid queries fitted past the history.)"""
     s = fast_settings(tmp_path, max_queries=1_000_000, negative_query_ratio=1000.0)
     ev, sp_, items = load_inputs(world, s)
     before, *_ = build_data(ev, sp_, items, s, reader=None)
-    t_plant = before.splits.t_test + (before.splits.t_end - before.splits.t_test) * 0.5
+    lo, hi = before.splits.bounds(split)
+    t_plant = lo + (hi - lo) * 0.5
     w = pd.Timedelta(hours=s.label_window_hours)
     # The plant: users with a query in the hour before t_plant buy the last product at t_plant.
     fr = before.frame
@@ -90,3 +93,63 @@ def test_degenerate_data_raises_before_anything_is_registered(tmp_path: Path) ->
     with pytest.raises(ModelFitError, match="purchase"):
         train(d, s, reader=None)
     assert not (tmp_path / "state" / "mlflow").exists()
+
+
+def test_search_and_ranker_never_look_at_the_test_split(world: Path, tmp_path: Path) -> None:
+    """The test split is for the final measurement and the gate only. Scrambling its labels and
+    features must leave the hyperparameter search (scored on validation) and the fitted ranker
+    (trained on train, early-stopped on validation) exactly as they were."""
+    from dataclasses import replace
+
+    from training.fit import _fit_ranker, search_ranker
+
+    s = fast_settings(tmp_path, hpo_trials=2)
+    ev, sp_, items = load_inputs(world, s)
+    data, *_ = build_data(ev, sp_, items, s, reader=None)
+    fr = data.frame.copy()
+    test = (fr["split"] == "test").to_numpy()
+    rng = np.random.default_rng(0)
+    fr.loc[test, "label"] = 1 - fr.loc[test, "label"].to_numpy()
+    for c in data.feature_names:
+        fr.loc[test, c] = rng.permutation(fr.loc[test, c].to_numpy())
+    scrambled = replace(data, frame=fr)
+    assert not data.part("test")["label"].equals(scrambled.part("test")["label"])
+
+    cfg, trials = search_ranker(data, s)
+    cfg2, trials2 = search_ranker(scrambled, s)
+    assert trials == trials2 and cfg == cfg2
+    va = data.part("valid")[data.feature_names]
+    a, b = _fit_ranker(data, cfg), _fit_ranker(scrambled, cfg)
+    assert a.best_iteration == b.best_iteration
+    np.testing.assert_array_equal(a.predict(va), b.predict(va))
+
+
+def test_a_degenerate_split_is_refused_before_the_ranker_is_fitted(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split with no rows, or with one label only, has nothing to learn or measure: fit_all raises
+    before any ranker is fitted (so before anything can be registered)."""
+    from dataclasses import replace
+
+    import training.fit as fit_module
+    from training.fit import check_trainable
+
+    s = fast_settings(tmp_path)
+    ev, sp_, items = load_inputs(world, s)
+    data, *rest = build_data(ev, sp_, items, s, reader=None)
+    check_trainable(data)  # the planted world is fine as it is
+    fr = data.frame
+    no_valid = replace(data, frame=fr.loc[fr["split"] != "valid"])
+    with pytest.raises(ModelFitError, match="valid split has no ranker rows"):
+        check_trainable(no_valid)
+    silent = fr.assign(label=np.where(fr["split"] == "test", 0, fr["label"]))
+    with pytest.raises(ModelFitError, match="test split's labels are all 0"):
+        check_trainable(replace(data, frame=silent))
+
+    def no_fit(*a: object, **k: object) -> None:
+        raise AssertionError("a ranker was fitted on a degenerate split")
+
+    monkeypatch.setattr(fit_module, "build_data", lambda *a, **k: (replace(data, frame=silent), *rest))
+    monkeypatch.setattr(fit_module, "_fit_ranker", no_fit)
+    with pytest.raises(ModelFitError, match="test split's labels are all 0"):
+        fit_all(ev, sp_, items, s, reader=None)

@@ -97,3 +97,15 @@ def test_gate_drops_queries_without_relevant_items_pairwise() -> None:
     a = np.array([0.5, np.nan, 0.2, 0.9])
     b = np.array([0.6, 0.7, np.nan, 1.0])
     assert decide(a, b).n_queries == 2
+
+
+def test_a_better_mean_inside_the_noise_is_not_enough() -> None:
+    """The challenger's mean gain is exactly +0.01 but the per-query noise is 30x that: the interval
+    straddles 0 and the gate keeps the champion (a rule on the mean alone would promote)."""
+    rng = np.random.default_rng(4)
+    champ = rng.uniform(0, 1, 300)
+    noise = rng.normal(0, 0.3, 300)
+    chall = champ + 0.01 + (noise - noise.mean())
+    r = decide(champ, chall)
+    assert r.mean_diff == pytest.approx(0.01) and r.ci_low < 0 < r.ci_high
+    assert not r.promote and "includes or is below 0" in r.reason
