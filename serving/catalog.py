@@ -114,7 +114,9 @@ class Catalog:
                 self.communities.setdefault(int(c), np.empty(0, np.int64))
 
         ev = tables["events"].select(["ts", "user_id", "type", "product_id"]).to_pandas()
-        ev["ts_us"] = ev["ts"].astype("int64") // 1000 if ev["ts"].dtype.kind == "M" else ev["ts"]
+        # Microseconds whatever the column's unit: pandas 2 keeps arrow's timestamp[us] as
+        # datetime64[us] (an int64 view is already microseconds; dividing by 1000 gave ms).
+        ev["ts_us"] = ev["ts"].dt.as_unit("us").astype("int64") if ev["ts"].dtype.kind == "M" else ev["ts"]
         buys = ev[ev["type"] == "purchase"]
         # Last purchase per (user, product), for the bought-recently / repurchase-due rules.
         last = buys.groupby(["user_id", "product_id"])["ts_us"].max()

@@ -123,3 +123,37 @@ def test_push_probabilities_follow_the_bundles_calibration(world) -> None:
     scores = np.log(raw_p / (1 - raw_p))  # the uncalibrated link is the plain logistic
     assert np.allclose(out.users.p_convert, cal.apply(scores), atol=1e-9)
     assert max(out.users.p_convert) < max(raw.users.p_convert)
+
+
+def test_the_loaded_event_history_counts_in_microseconds(world, tables) -> None:
+    """The canonical tables' timestamps are microseconds (timestamp[us], which pandas 2 keeps as
+    datetime64[us]): the push_sent history loaded at start counts against the frequency cap, and the
+    purchases loaded at start carry their real time (the bought-recently rule, GET /users/{id}/data)."""
+    import pyarrow as pa
+
+    from features.data_model import conform
+    from serving.catalog import Catalog
+
+    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    members = np.unique(world["catalog"].communities[0])
+    capped = int(next(u for u in members if world["catalog"].users.loc[u, "consent_marketing"]))
+    sent = now - timedelta(days=1)
+    extra = pa.table(
+        {
+            "event_id": pa.array([10**12, 10**12 + 1, 10**12 + 2], pa.int64()),
+            "ts": pa.array([sent, sent, sent], pa.timestamp("us", tz="UTC")),
+            "user_id": pa.array([capped] * 3, pa.int64()),
+            "type": ["push_sent", "push_sent", "purchase"],
+            "product_id": pa.array([7, 7, 11], pa.int64()),
+        }
+    )
+    events = pa.concat_tables([tables["events"], conform("events", extra)])
+    catalog = Catalog({**tables, "events": events})
+    sent_us = int(sent.timestamp() * US)
+    assert catalog.last_purchase[capped][11] == sent_us
+    assert catalog.recent_pushes(capped, sent_us - 1) == 2
+    rec = Recommender(
+        world["rec"].models, world["features"], catalog, None, PipelineConfig(quiet_hours=(0, 0))
+    )
+    out = rec.push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=now)
+    assert capped not in out.users.user_id and out.suppressed["frequency_cap"] == 1
