@@ -30,6 +30,7 @@ class PushRanking:
     config: Any  # PipelineConfig (defined beside Recommender)
     impressions: ImpressionLog | None
     is_deleted: Callable[[int], bool]
+    deleted_mask: Callable[[np.ndarray], np.ndarray]
     models: Callable[[], tuple[Models, Models | None]]
 
     if TYPE_CHECKING:
@@ -66,11 +67,7 @@ class PushRanking:
         ok = self.catalog.marketing_consent(users)
         suppressed["no_consent"] = int((~ok).sum())
         users = users[ok]
-        deleted = (
-            np.fromiter((self.is_deleted(int(u)) for u in users), bool, len(users))
-            if len(users) < 200_000
-            else np.zeros(len(users), bool)
-        )
+        deleted = np.asarray(self.deleted_mask(users), bool)
         suppressed["deleted"] = int(deleted.sum())
         users = users[~deleted]
         since = int((now - timedelta(days=self.config.push_cap_days)).timestamp() * US)

@@ -157,3 +157,31 @@ def test_the_loaded_event_history_counts_in_microseconds(world, tables) -> None:
     )
     out = rec.push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=now)
     assert capped not in out.users.user_id and out.suppressed["frequency_cap"] == 1
+
+
+def test_a_deleted_user_is_left_out_of_an_audience_of_any_size(world, tables) -> None:
+    """Deletion holds for big audiences too: a community of more than 200,000 members used to skip
+    the deletion check altogether (for speed), so a deleted member stayed in the push audience."""
+    import pyarrow as pa
+
+    from features.data_model import conform
+    from serving.catalog import Catalog
+
+    n = 200_100
+    uid = np.arange(n, dtype=np.int64)
+    users = pa.table(
+        {"user_id": uid, "region": ["eu"] * n, "consent_personalization": np.ones(n, bool),
+         "consent_marketing": np.ones(n, bool)}
+    )  # fmt: skip
+    members = pa.table({"community_id": np.full(n, 9, np.int64), "user_id": uid})
+    catalog = Catalog(
+        {**tables, "users": conform("users", users), "memberships": conform("memberships", members)}
+    )
+    gone = {5, 150_000}
+    rec = Recommender(
+        world["rec"].models, world["features"], catalog, None, PipelineConfig(quiet_hours=(0, 0)),
+        is_deleted=gone.__contains__,
+    )  # fmt: skip
+    out = rec.push(PushRequest(community_id=9, product_id=7, max_users=10**6))
+    assert not gone & set(out.users.user_id) and out.suppressed["deleted"] == 2
+    assert len(out.users.user_id) == n - 2

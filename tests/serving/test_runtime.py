@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from features.privacy import DeletionLedger
@@ -155,6 +156,8 @@ def test_a_deletion_through_one_replica_is_honoured_by_another(tables, tmp_path:
     assert b.is_deleted(user) and b.user_data(user).deleted
     answer = b.carousel(CarouselRequest(user_id=user, candidates=[1, 2, 3, 4], k=3))
     assert not answer.personalized
+    # Push audiences ask for many users at once: the same ledger decides.
+    assert b.deleted_mask(np.array([user + 1, user], np.int64)).tolist() == [False, True]
 
 
 def test_no_request_answers_from_the_old_deletion_set_while_another_refreshes_it(
