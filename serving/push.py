@@ -51,7 +51,7 @@ class PushRanking:
             )
         request_id = uuid.uuid4().hex
         if req.product_id is None and req.campaign_products is None:
-            return self._push_products(req, models, audience, request_id)
+            return self._push_products(req, models, audience, request_id, now)
         products = pd.unique(
             np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
         )
@@ -89,6 +89,7 @@ class PushRanking:
             self.impressions.write(
                 {
                     "kind": "push",
+                    "direction": "users",
                     "request_id": request_id,
                     "ts": now.isoformat(),
                     "audience": len(audience),
@@ -140,7 +141,7 @@ class PushRanking:
         return best_p, best_j
 
     def _push_products(
-        self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str
+        self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str, now: datetime
     ) -> PushResponse:
         in_stock = self.catalog.products.index[self.catalog.products["stock"].fillna(1) > 0].to_numpy(
             np.int64
@@ -172,6 +173,22 @@ class PushRanking:
             PushProduct(product_id=int(cands[i]), p_convert=float(p[i]), expected_value=float(ev[i]))
             for i in top
         ]
+        if self.impressions is not None:
+            self.impressions.write(
+                {
+                    "kind": "push",
+                    "direction": "products",
+                    "request_id": request_id,
+                    "ts": now.isoformat(),
+                    "audience": len(audience),
+                    "segment": req.segment,
+                    "community_id": req.community_id,
+                    "items": [p.product_id for p in prods],
+                    "propensities": [1.0] * len(prods),
+                    "variant": "champion",
+                    "model_version": models.version,
+                }
+            )
         return PushResponse(
             request_id=request_id,
             direction="products",

@@ -185,3 +185,19 @@ def test_a_deleted_user_is_left_out_of_an_audience_of_any_size(world, tables) ->
     out = rec.push(PushRequest(community_id=9, product_id=7, max_users=10**6))
     assert not gone & set(out.users.user_id) and out.suppressed["deleted"] == 2
     assert len(out.users.user_id) == n - 2
+
+
+def test_both_push_directions_write_an_impression(world) -> None:
+    """Every push answer is an impression line, the products direction (segment or community alone)
+    as much as the users direction."""
+    from serving.impressions import read_impressions
+
+    products = world["rec"].push(PushRequest(segment="buyer", k=3))
+    users = world["rec"].push(PushRequest(community_id=1, product_id=4, max_users=5))
+    world["rec"].impressions.close()
+    logged = {r["request_id"]: r for r in read_impressions(world["impressions"])}
+    assert users.request_id in logged
+    got = logged.get(products.request_id)
+    assert got is not None and got["kind"] == "push"
+    assert got["items"] == [p.product_id for p in products.products]
+    assert got["model_version"] == products.model_version
