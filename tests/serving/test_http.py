@@ -148,3 +148,21 @@ def test_where_the_carousel_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert carousel_on_loop("auto", sqlite) and not carousel_on_loop("auto", redis)
     assert carousel_on_loop("auto", object())  # the demo world's features: in memory
     assert carousel_on_loop("loop", redis) and not carousel_on_loop("thread", sqlite)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [("/events", {"events": [{"user_id": 1, "type": "like", "ts": "0001-01-01T00:00:00+14:00"}]}, "events.0.ts"),
+     ("/events", {"events": [{"user_id": 1, "type": "like", "ts": "9999-12-31T23:59:59-14:00"}]}, "events.0.ts"),
+     ("/events", {"events": [{"user_id": 1, "type": "like", "ts": "2026-01-01T12:00:00"}]}, "events.0.ts"),
+     ("/carousel", {"user_id": 1, "stream_id": 0, "at": "9999-12-31T23:59:59-14:00"}, "at"),
+     ("/carousel", {"user_id": 1, "stream_id": 0, "at": "2026-01-01T12:00:00"}, "at")],
+)  # fmt: skip
+def test_times_without_a_zone_or_beyond_utc_are_refused_naming_the_field(
+    client: TestClient, path: str, body: dict, field: str
+) -> None:
+    """A time must carry its zone and exist in UTC: one at the calendar's edge (9999-12-31 at
+    -14:00 is year 10000 in UTC) was a 500 from /events, which converts every ts to UTC."""
+    r = client.post(path, json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert any(d["loc"][-len(field.split(".")) :] == field.split(".") for d in r.json()["detail"]), r.text
