@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from serving.asgi_guard import ControlCharacterPathGuard
+from serving.asgi_guard import JsonRefusalGuard
 from serving.errors import ServingError
 from serving.outage_log import OutageLog
 from serving.runtime import SlotcastApp
@@ -280,5 +280,6 @@ class Slotcast:
         return self.app.delete_user(user_id)
 
 
-# Every 4xx is JSON: paths no route can match (control characters) are answered before routing.
-Slotcast.add_asgi_middleware(ControlCharacterPathGuard)  # type: ignore[attr-defined]
+# Every refusal is JSON: paths no route can match (control characters) are answered before routing,
+# and the outer router's plain-text 404/405 get a JSON body (serving/asgi_guard.py).
+Slotcast.add_asgi_middleware(JsonRefusalGuard)  # type: ignore[attr-defined]

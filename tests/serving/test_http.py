@@ -166,3 +166,19 @@ def test_times_without_a_zone_or_beyond_utc_are_refused_naming_the_field(
     r = client.post(path, json=body)
     assert 400 <= r.status_code < 500, r.text
     assert any(d["loc"][-len(field.split(".")) :] == field.split(".") for d in r.json()["detail"]), r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/carousel", 405), ("GET", "/community/push", 405), ("PUT", "/noop", 405),
+     ("GET", "/nope", 404), ("POST", "/users", 404)],
+)  # fmt: skip
+def test_unrouted_requests_get_a_json_reason(client: TestClient, method: str, path: str, status: int) -> None:
+    """A path no route serves, or a method a BentoML route does not take, is answered by BentoML's
+    own router: it was a plain-text "Not Found" / "Method Not Allowed", not the JSON every other
+    refusal is."""
+    r = client.request(method, path)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/json"), r.text
+    assert r.json()["error"]
+    assert int(r.headers["content-length"]) == len(r.content)
