@@ -182,3 +182,14 @@ def test_unrouted_requests_get_a_json_reason(client: TestClient, method: str, pa
     assert r.headers["content-type"].startswith("application/json"), r.text
     assert r.json()["error"]
     assert int(r.headers["content-length"]) == len(r.content)
+
+
+def test_a_body_that_is_not_json_names_the_body(client: TestClient) -> None:
+    """FastAPI locates a JSON decode error at ("body", <character position>): the refusal named
+    field "1" for the body b"{nope", a field no request has."""
+    r = client.post("/events", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["field"] == "body", r.text
+    assert "JSON" in r.json()["error"] and "1" not in r.json()["error"].split(":")[0]
+    for body in (b"", b"[1]", b'"events"'):  # no body, or not an object: the body is named too
+        r = client.post("/events", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["field"] == "body", (body, r.text)
