@@ -168,6 +168,16 @@ class Catalog:
     def knows_user(self, user_id: int) -> bool:
         return self.user_row(user_id) >= 0
 
+    def holds_user(self, user_id: int) -> bool:
+        """Whether anything about the user is held here (what GET /users/{id}/data shows): a user
+        row, a community membership, or purchases or pushes from the history or from live events,
+        which may name users the catalogue has no row for."""
+        if self.knows_user(user_id) or user_id in self.last_purchase:
+            return True
+        with self._lock:
+            pushed = self._push_users
+        return bool(np.any(pushed == user_id)) or bool(self.user_communities(user_id))
+
     def consent(self, user_id: int) -> tuple[bool, bool]:
         r = self.user_row(user_id)
         if r < 0:

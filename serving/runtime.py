@@ -369,7 +369,7 @@ class SlotcastApp:
 
     def delete_user(self, user_id: int) -> dict[str, Any]:
         cat = self._catalog()
-        if not cat.knows_user(user_id) and user_id not in self._deleted:
+        if not cat.holds_user(user_id) and user_id not in self._deleted:
             raise NotFoundError(f"unknown user {user_id}", field="user_id")
         self.ledger.add(user_id)  # durable first: training excludes the user from now on
         with self._deleted_lock:  # not between a refresh's union and its assignment (it would be lost)

@@ -216,3 +216,21 @@ def test_a_body_declared_as_something_other_than_json_is_415(
         path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json; charset=utf-8"}
     )
     assert ok.status_code == 200, ok.text
+
+
+def test_a_user_only_live_events_know_can_be_deleted(client: TestClient) -> None:
+    """Live events may name users the catalogue has no row for; what the service holds about them
+    shows in GET /users/{id}/data, and DELETE must then honour it: it answered 404 unknown user."""
+    u = 987_654_321
+    ev = [
+        {"user_id": u, "type": "purchase", "product_id": 3},
+        {"user_id": u, "type": "push_sent", "product_id": 3},
+    ]
+    assert client.post("/events", json={"events": ev}).status_code == 200
+    held = client.get(f"/users/{u}/data", headers=AUTH).json()
+    assert not held["known"] and held["recent_purchases"] and held["recent_pushes"] == 1
+    r = client.delete(f"/users/{u}", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"user_id": u, "deleted": True}, r.text
+    after = client.get(f"/users/{u}/data", headers=AUTH).json()
+    assert after["deleted"] and after["recent_purchases"] == []
+    assert client.delete(f"/users/{u + 1}", headers=AUTH).status_code == 404  # nothing held: unknown
