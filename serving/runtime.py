@@ -81,6 +81,8 @@ class SlotcastApp:
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
+        self._next_event_id = 0
+        self._event_id_lock = threading.Lock()
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
             variant_salt=settings.variant_salt,
@@ -248,15 +250,15 @@ class SlotcastApp:
     def events(self, req: EventsRequest) -> EventsResponse:
         def run() -> EventsResponse:
             now = datetime.now(UTC)
-            base = time.time_ns() // 1000
+            first_id = self._event_ids(len(req.events))
             records = []
             for i, e in enumerate(req.events):
                 r = e.model_dump()
                 r["ts"] = (e.ts or now).astimezone(UTC)
                 r["ts_us"] = int(r["ts"].timestamp() * US)
                 r["ts"] = r["ts"].isoformat()
-                if r["event_id"] is None:  # serving's ids: microsecond clock * 1000 + index, above any import
-                    r["event_id"] = (base * 1000 + i) % (2**63)
+                if r["event_id"] is None:  # serving's ids (_event_ids), above any import
+                    r["event_id"] = (first_id + i) % (2**63)
                 records.append(r)
             self.event_log.append(records)  # raises 503 before anything is acknowledged
             if self.catalog is not None:
@@ -274,6 +276,15 @@ class SlotcastApp:
             return EventsResponse(accepted=len(records), online=online)
 
         return self._timed("events", run)
+
+    def _event_ids(self, n: int) -> int:
+        """The first of ``n`` consecutive event ids for one request: microsecond clock * 1000, and
+        never below the ids already given, so that requests in the same microsecond (threads) or
+        right after a batch of more than 1000 do not share ids within this process."""
+        with self._event_id_lock:
+            first = max(self._next_event_id, time.time_ns() // 1000 * 1000)
+            self._next_event_id = first + n
+        return first
 
     def segments(self) -> list[SegmentInfo]:
         cat = self._catalog()
