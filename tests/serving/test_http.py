@@ -234,3 +234,22 @@ def test_a_user_only_live_events_know_can_be_deleted(client: TestClient) -> None
     after = client.get(f"/users/{u}/data", headers=AUTH).json()
     assert after["deleted"] and after["recent_purchases"] == []
     assert client.delete(f"/users/{u + 1}", headers=AUTH).status_code == 404  # nothing held: unknown
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [("/carousel", {"user_id": True, "stream_id": 1}, "user_id"),
+     ("/carousel", {"user_id": 1, "stream_id": 1, "k": True}, "k"),
+     ("/carousel", {"user_id": 1, "candidates": [3, False]}, "candidates"),
+     ("/community/push", {"community_id": True, "product_id": 4}, "community_id"),
+     ("/community/push", {"segment": "buyer", "product_id": 4, "max_users": True}, "max_users"),
+     ("/events", {"events": [{"user_id": False, "type": "like"}]}, "user_id"),
+     ("/events", {"events": [{"user_id": 1, "type": "purchase", "product_id": 3, "amount": True}]}, "amount")],
+)  # fmt: skip
+def test_true_and_false_are_not_numbers(client: TestClient, path: str, body: dict, field: str) -> None:
+    """JSON true/false where a number belongs is a wrong type: pydantic's lax mode read them as 1/0,
+    so {"user_id": true} got user 1's personal carousel and an event of {"user_id": false} was
+    logged as user 0's."""
+    r = client.post(path, json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert any(field in d["loc"] for d in r.json()["detail"]), r.text
