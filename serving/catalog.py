@@ -114,7 +114,9 @@ class Catalog:
                 self.communities.setdefault(int(c), np.empty(0, np.int64))
 
         ev = tables["events"].select(["ts", "user_id", "type", "product_id"]).to_pandas()
-        ev["ts_us"] = ev["ts"].astype("int64") // 1000 if ev["ts"].dtype.kind == "M" else ev["ts"]
+        # Microseconds whatever the column's unit: pandas 2 keeps arrow's timestamp[us] as
+        # datetime64[us] (an int64 view is already microseconds; dividing by 1000 gave ms).
+        ev["ts_us"] = ev["ts"].dt.as_unit("us").astype("int64") if ev["ts"].dtype.kind == "M" else ev["ts"]
         buys = ev[ev["type"] == "purchase"]
         # Last purchase per (user, product), for the bought-recently / repurchase-due rules.
         last = buys.groupby(["user_id", "product_id"])["ts_us"].max()
@@ -165,6 +167,16 @@ class Catalog:
 
     def knows_user(self, user_id: int) -> bool:
         return self.user_row(user_id) >= 0
+
+    def holds_user(self, user_id: int) -> bool:
+        """Whether anything about the user is held here (what GET /users/{id}/data shows): a user
+        row, a community membership, or purchases or pushes from the history or from live events,
+        which may name users the catalogue has no row for."""
+        if self.knows_user(user_id) or user_id in self.last_purchase:
+            return True
+        with self._lock:
+            pushed = self._push_users
+        return bool(np.any(pushed == user_id)) or bool(self.user_communities(user_id))
 
     def consent(self, user_id: int) -> tuple[bool, bool]:
         r = self.user_row(user_id)

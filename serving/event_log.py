@@ -35,6 +35,13 @@ class EventLog:
         self._path = self.directory / name
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = 0
+        # The new name durable too: an fsync of the file's data does not persist its directory
+        # entry, and a power cut could drop a whole segment of acknowledged events.
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append ``records`` durably (all or none visible as whole lines) or raise 503."""

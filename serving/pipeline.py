@@ -98,6 +98,7 @@ class Recommender(PushRanking):
         config: PipelineConfig,
         is_deleted: Callable[[int], bool] = lambda _u: False,
         on_fallback: Callable[[str], None] = lambda _r: None,
+        deleted_mask: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.models = models
         self.features = features
@@ -105,6 +106,11 @@ class Recommender(PushRanking):
         self.impressions = impressions
         self.config = config
         self.is_deleted = is_deleted
+        # Which of many users are deleted, vectorised when the caller can (SlotcastApp.deleted_mask);
+        # otherwise ``is_deleted`` per user. Push audiences ask it for every user, however many.
+        self.deleted_mask = deleted_mask or (
+            lambda users: np.fromiter((is_deleted(int(u)) for u in users), bool, len(users))
+        )
         self.on_fallback = on_fallback
         # One generator for the exploration draws, seeded from the OS once: a fresh default_rng()
         # per request gathers entropy each time (~50-130 us). Generator calls hold the bit

@@ -30,6 +30,7 @@ class PushRanking:
     config: Any  # PipelineConfig (defined beside Recommender)
     impressions: ImpressionLog | None
     is_deleted: Callable[[int], bool]
+    deleted_mask: Callable[[np.ndarray], np.ndarray]
     models: Callable[[], tuple[Models, Models | None]]
 
     if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class PushRanking:
             )
         request_id = uuid.uuid4().hex
         if req.product_id is None and req.campaign_products is None:
-            return self._push_products(req, models, audience, request_id)
+            return self._push_products(req, models, audience, request_id, now)
         products = pd.unique(
             np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
         )
@@ -66,11 +67,7 @@ class PushRanking:
         ok = self.catalog.marketing_consent(users)
         suppressed["no_consent"] = int((~ok).sum())
         users = users[ok]
-        deleted = (
-            np.fromiter((self.is_deleted(int(u)) for u in users), bool, len(users))
-            if len(users) < 200_000
-            else np.zeros(len(users), bool)
-        )
+        deleted = np.asarray(self.deleted_mask(users), bool)
         suppressed["deleted"] = int(deleted.sum())
         users = users[~deleted]
         since = int((now - timedelta(days=self.config.push_cap_days)).timestamp() * US)
@@ -92,6 +89,7 @@ class PushRanking:
             self.impressions.write(
                 {
                     "kind": "push",
+                    "direction": "users",
                     "request_id": request_id,
                     "ts": now.isoformat(),
                     "audience": len(audience),
@@ -143,7 +141,7 @@ class PushRanking:
         return best_p, best_j
 
     def _push_products(
-        self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str
+        self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str, now: datetime
     ) -> PushResponse:
         in_stock = self.catalog.products.index[self.catalog.products["stock"].fillna(1) > 0].to_numpy(
             np.int64
@@ -175,6 +173,22 @@ class PushRanking:
             PushProduct(product_id=int(cands[i]), p_convert=float(p[i]), expected_value=float(ev[i]))
             for i in top
         ]
+        if self.impressions is not None:
+            self.impressions.write(
+                {
+                    "kind": "push",
+                    "direction": "products",
+                    "request_id": request_id,
+                    "ts": now.isoformat(),
+                    "audience": len(audience),
+                    "segment": req.segment,
+                    "community_id": req.community_id,
+                    "items": [p.product_id for p in prods],
+                    "propensities": [1.0] * len(prods),
+                    "variant": "champion",
+                    "model_version": models.version,
+                }
+            )
         return PushResponse(
             request_id=request_id,
             direction="products",

@@ -81,6 +81,8 @@ class SlotcastApp:
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
+        self._next_event_id = 0
+        self._event_id_lock = threading.Lock()
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
             variant_salt=settings.variant_salt,
@@ -98,6 +100,7 @@ class SlotcastApp:
                 self._current, features, catalog, self.impressions, self.config,
                 is_deleted=self.is_deleted,
                 on_fallback=self.metrics.fallback,
+                deleted_mask=self.deleted_mask,
             )
             if catalog is not None
             else None
@@ -247,15 +250,15 @@ class SlotcastApp:
     def events(self, req: EventsRequest) -> EventsResponse:
         def run() -> EventsResponse:
             now = datetime.now(UTC)
-            base = time.time_ns() // 1000
+            first_id = self._event_ids(len(req.events))
             records = []
             for i, e in enumerate(req.events):
                 r = e.model_dump()
                 r["ts"] = (e.ts or now).astimezone(UTC)
                 r["ts_us"] = int(r["ts"].timestamp() * US)
                 r["ts"] = r["ts"].isoformat()
-                if r["event_id"] is None:  # serving's ids: microsecond clock * 1000 + index, above any import
-                    r["event_id"] = (base * 1000 + i) % (2**63)
+                if r["event_id"] is None:  # serving's ids (_event_ids), above any import
+                    r["event_id"] = (first_id + i) % (2**63)
                 records.append(r)
             self.event_log.append(records)  # raises 503 before anything is acknowledged
             if self.catalog is not None:
@@ -273,6 +276,15 @@ class SlotcastApp:
             return EventsResponse(accepted=len(records), online=online)
 
         return self._timed("events", run)
+
+    def _event_ids(self, n: int) -> int:
+        """The first of ``n`` consecutive event ids for one request: microsecond clock * 1000, and
+        never below the ids already given, so that requests in the same microsecond (threads) or
+        right after a batch of more than 1000 do not share ids within this process."""
+        with self._event_id_lock:
+            first = max(self._next_event_id, time.time_ns() // 1000 * 1000)
+            self._next_event_id = first + n
+        return first
 
     def segments(self) -> list[SegmentInfo]:
         cat = self._catalog()
@@ -306,8 +318,19 @@ class SlotcastApp:
         """Deleted through this process or any other worker or replica sharing the state directory.
 
         The ledger file is the shared truth; it is looked at no more than once a second (the ledger
-        re-reads it only when it changed), so a push scoring a million users pays one set lookup each.
+        re-reads it only when it changed), so a carousel pays one set lookup.
         """
+        return user_id in self._deleted_users()
+
+    def deleted_mask(self, user_ids: np.ndarray) -> np.ndarray:
+        """``is_deleted`` for many users at once (a push audience can be a million): one ``isin``."""
+        deleted = self._deleted_users()
+        with self._deleted_lock:  # a copy DELETE /users/{id} cannot change while it is taken
+            ids = np.fromiter(deleted, np.int64, len(deleted))
+        return np.isin(np.asarray(user_ids, np.int64), ids)
+
+    def _deleted_users(self) -> set[int]:
+        """The deleted users, the ledger re-read at most once a second (``is_deleted``)."""
         if time.monotonic() - self._deleted_checked >= DELETION_REFRESH_S:
             # One thread reads the ledger; the others wait for its answer instead of answering
             # from the set it is replacing (a request thread racing the refresh personalized a
@@ -318,7 +341,7 @@ class SlotcastApp:
                 if start - self._deleted_checked >= DELETION_REFRESH_S:
                     self._deleted = self._deleted | self.ledger.user_ids()
                     self._deleted_checked = start
-        return user_id in self._deleted
+        return self._deleted
 
     def user_data(self, user_id: int) -> UserData:
         cat = self._catalog()
@@ -357,7 +380,7 @@ class SlotcastApp:
 
     def delete_user(self, user_id: int) -> dict[str, Any]:
         cat = self._catalog()
-        if not cat.knows_user(user_id) and user_id not in self._deleted:
+        if not cat.holds_user(user_id) and user_id not in self._deleted:
             raise NotFoundError(f"unknown user {user_id}", field="user_id")
         self.ledger.add(user_id)  # durable first: training excludes the user from now on
         with self._deleted_lock:  # not between a refresh's union and its assignment (it would be lost)

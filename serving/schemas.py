@@ -3,10 +3,10 @@ with a 4xx body naming the field before any work is done."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.data_model import EVENT_TYPES, EVENTS_NEEDING_COMMUNITY, EVENTS_NEEDING_PRODUCT
 
@@ -15,8 +15,31 @@ Id = Field(ge=0, le=2**63 - 1)
 IdItem = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a timezone (UTC), e.g. 2026-01-01T12:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-14:00 is in year 10000 in UTC
+        raise ValueError("out of range once converted to UTC") from None
+
+
+# A point in time with its zone, held in UTC: refused (naming the field) when naive or beyond the
+# calendar in UTC, so that no later conversion can fail on it.
+UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        """No request field is a boolean, and lax mode reads true/false as 1/0 for numbers (user 1,
+        k=1): a wrong type, refused naming the field (list items included)."""
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(x, bool) for x in value)):
+            raise ValueError("true/false is not a number")
+        return value
 
 
 class CarouselRequest(_Strict):
@@ -29,13 +52,7 @@ class CarouselRequest(_Strict):
     context: dict[str, str] = Field(default_factory=dict, max_length=32)
     # Answer as of this time instead of now (replays, simulated worlds whose streams lie in the past):
     # decides what is on air and which purchases are recent.
-    at: datetime | None = None
-
-    @model_validator(mode="after")
-    def _aware(self) -> CarouselRequest:
-        if self.at is not None and self.at.tzinfo is None:
-            raise ValueError("at must carry a timezone (UTC), e.g. 2025-02-01T12:00:00Z")
-        return self
+    at: UtcTime | None = None
 
 
 class Slot(BaseModel):
@@ -109,7 +126,7 @@ class PushResponse(BaseModel):
 
 class Event(_Strict):
     event_id: int | None = Field(None, ge=0, le=2**63 - 1)
-    ts: datetime | None = None
+    ts: UtcTime | None = None
     user_id: int = Field(ge=0, le=2**63 - 1)
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     product_id: int | None = Field(None, ge=0, le=2**63 - 1)
@@ -124,8 +141,6 @@ class Event(_Strict):
             raise ValueError(f"product_id is required for {self.type} events")
         if self.type in EVENTS_NEEDING_COMMUNITY and self.community_id is None:
             raise ValueError(f"community_id is required for {self.type} events")
-        if self.ts is not None and self.ts.tzinfo is None:
-            raise ValueError("ts must carry a timezone (UTC), e.g. 2026-01-01T12:00:00Z")
         return self
 
 

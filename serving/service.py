@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from serving.asgi_guard import ControlCharacterPathGuard
+from serving.asgi_guard import JsonRefusalGuard
 from serving.errors import ServingError
 from serving.outage_log import OutageLog
 from serving.runtime import SlotcastApp
@@ -52,11 +52,19 @@ def _validation_body(errors: list[Any]) -> dict[str, Any]:
         {"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in errors
     ]
-    field = (
-        ".".join(x for x in detail[0]["loc"] if x not in ("body", "path", "query", "header"))
-        if detail
-        else None
-    )
+    if detail and detail[0]["type"] == "json_invalid":
+        # FastAPI locates a decode error at ("body", <character position>): the body is at fault.
+        field: str | None = "body"
+        why = (errors[0].get("ctx") or {}).get("error")
+        detail[0]["msg"] = f"{detail[0]['msg']}: {why}" if why else detail[0]["msg"]
+    else:
+        field = (
+            ".".join(x for x in detail[0]["loc"] if x not in ("body", "path", "query", "header"))
+            if detail
+            else None
+        )
+        if not field and detail and detail[0]["loc"][:1] == ["body"]:
+            field = "body"  # the body as a whole: missing, or not an object
     return {
         "error": f"invalid {field or 'request'}: {detail[0]['msg'] if detail else 'bad input'}",
         "field": field or None,
@@ -280,5 +288,6 @@ class Slotcast:
         return self.app.delete_user(user_id)
 
 
-# Every 4xx is JSON: paths no route can match (control characters) are answered before routing.
-Slotcast.add_asgi_middleware(ControlCharacterPathGuard)  # type: ignore[attr-defined]
+# Every refusal is JSON: paths no route can match (control characters) are answered before routing,
+# and the outer router's plain-text 404/405 get a JSON body (serving/asgi_guard.py).
+Slotcast.add_asgi_middleware(JsonRefusalGuard)  # type: ignore[attr-defined]

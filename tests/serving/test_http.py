@@ -148,3 +148,108 @@ def test_where_the_carousel_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert carousel_on_loop("auto", sqlite) and not carousel_on_loop("auto", redis)
     assert carousel_on_loop("auto", object())  # the demo world's features: in memory
     assert carousel_on_loop("loop", redis) and not carousel_on_loop("thread", sqlite)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [("/events", {"events": [{"user_id": 1, "type": "like", "ts": "0001-01-01T00:00:00+14:00"}]}, "events.0.ts"),
+     ("/events", {"events": [{"user_id": 1, "type": "like", "ts": "9999-12-31T23:59:59-14:00"}]}, "events.0.ts"),
+     ("/events", {"events": [{"user_id": 1, "type": "like", "ts": "2026-01-01T12:00:00"}]}, "events.0.ts"),
+     ("/carousel", {"user_id": 1, "stream_id": 0, "at": "9999-12-31T23:59:59-14:00"}, "at"),
+     ("/carousel", {"user_id": 1, "stream_id": 0, "at": "2026-01-01T12:00:00"}, "at")],
+)  # fmt: skip
+def test_times_without_a_zone_or_beyond_utc_are_refused_naming_the_field(
+    client: TestClient, path: str, body: dict, field: str
+) -> None:
+    """A time must carry its zone and exist in UTC: one at the calendar's edge (9999-12-31 at
+    -14:00 is year 10000 in UTC) was a 500 from /events, which converts every ts to UTC."""
+    r = client.post(path, json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert any(d["loc"][-len(field.split(".")) :] == field.split(".") for d in r.json()["detail"]), r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/carousel", 405), ("GET", "/community/push", 405), ("PUT", "/noop", 405),
+     ("GET", "/nope", 404), ("POST", "/users", 404)],
+)  # fmt: skip
+def test_unrouted_requests_get_a_json_reason(client: TestClient, method: str, path: str, status: int) -> None:
+    """A path no route serves, or a method a BentoML route does not take, is answered by BentoML's
+    own router: it was a plain-text "Not Found" / "Method Not Allowed", not the JSON every other
+    refusal is."""
+    r = client.request(method, path)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/json"), r.text
+    assert r.json()["error"]
+    assert int(r.headers["content-length"]) == len(r.content)
+
+
+def test_a_body_that_is_not_json_names_the_body(client: TestClient) -> None:
+    """FastAPI locates a JSON decode error at ("body", <character position>): the refusal named
+    field "1" for the body b"{nope", a field no request has."""
+    r = client.post("/events", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["field"] == "body", r.text
+    assert "JSON" in r.json()["error"] and "1" not in r.json()["error"].split(":")[0]
+    for body in (b"", b"[1]", b'"events"'):  # no body, or not an object: the body is named too
+        r = client.post("/events", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["field"] == "body", (body, r.text)
+
+
+@pytest.mark.parametrize("path", ["/carousel", "/community/push", "/events", "/noop/carousel"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/xml", "multipart/form-data"],
+)
+def test_a_body_declared_as_something_other_than_json_is_415(
+    client: TestClient, path: str, content_type: str
+) -> None:
+    """The typed BentoML APIs parsed any body as JSON whatever its declared type, and a form as
+    their fields (user_id=1 as a form got a carousel): a body declared as not JSON is refused."""
+    body = {"/carousel": {"user_id": 1}, "/noop/carousel": {"user_id": 1}, "/community/push": {"segment": "buyer"},
+            "/events": {"events": [{"user_id": 1, "type": "like"}]}}[path]  # fmt: skip
+    import json
+
+    r = client.post(path, content=json.dumps(body).encode(), headers={"Content-Type": content_type})
+    assert r.status_code == 415, r.text
+    assert r.json()["field"] == "content-type" and "application/json" in r.json()["error"]
+    ok = client.post(
+        path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert ok.status_code == 200, ok.text
+
+
+def test_a_user_only_live_events_know_can_be_deleted(client: TestClient) -> None:
+    """Live events may name users the catalogue has no row for; what the service holds about them
+    shows in GET /users/{id}/data, and DELETE must then honour it: it answered 404 unknown user."""
+    u = 987_654_321
+    ev = [
+        {"user_id": u, "type": "purchase", "product_id": 3},
+        {"user_id": u, "type": "push_sent", "product_id": 3},
+    ]
+    assert client.post("/events", json={"events": ev}).status_code == 200
+    held = client.get(f"/users/{u}/data", headers=AUTH).json()
+    assert not held["known"] and held["recent_purchases"] and held["recent_pushes"] == 1
+    r = client.delete(f"/users/{u}", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"user_id": u, "deleted": True}, r.text
+    after = client.get(f"/users/{u}/data", headers=AUTH).json()
+    assert after["deleted"] and after["recent_purchases"] == []
+    assert client.delete(f"/users/{u + 1}", headers=AUTH).status_code == 404  # nothing held: unknown
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [("/carousel", {"user_id": True, "stream_id": 1}, "user_id"),
+     ("/carousel", {"user_id": 1, "stream_id": 1, "k": True}, "k"),
+     ("/carousel", {"user_id": 1, "candidates": [3, False]}, "candidates"),
+     ("/community/push", {"community_id": True, "product_id": 4}, "community_id"),
+     ("/community/push", {"segment": "buyer", "product_id": 4, "max_users": True}, "max_users"),
+     ("/events", {"events": [{"user_id": False, "type": "like"}]}, "user_id"),
+     ("/events", {"events": [{"user_id": 1, "type": "purchase", "product_id": 3, "amount": True}]}, "amount")],
+)  # fmt: skip
+def test_true_and_false_are_not_numbers(client: TestClient, path: str, body: dict, field: str) -> None:
+    """JSON true/false where a number belongs is a wrong type: pydantic's lax mode read them as 1/0,
+    so {"user_id": true} got user 1's personal carousel and an event of {"user_id": false} was
+    logged as user 0's."""
+    r = client.post(path, json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert any(field in d["loc"] for d in r.json()["detail"]), r.text

@@ -60,3 +60,25 @@ def test_impression_failure_never_fails_the_answer(tmp_path: Path) -> None:
     blocker.write_text("x")
     log = ImpressionLog(blocker / "sub")
     assert log.write({"request_id": "1"}) is False and log.failures == 1
+
+
+def test_a_new_segment_is_durable_in_its_directory_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync of a new file's data does not make the file's name durable: after a power cut the
+    segment holding acknowledged events could be missing from the directory. The directory is
+    fsynced once per new segment, before the first acknowledgement from it."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name the fsynced descriptors")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    log = EventLog(tmp_path / "events")
+    log.append([{"event_id": 1}])
+    segment = next((tmp_path / "events").glob("events-*.jsonl"))
+    assert str(tmp_path / "events") in synced and str(segment) in synced, synced

@@ -123,3 +123,81 @@ def test_push_probabilities_follow_the_bundles_calibration(world) -> None:
     scores = np.log(raw_p / (1 - raw_p))  # the uncalibrated link is the plain logistic
     assert np.allclose(out.users.p_convert, cal.apply(scores), atol=1e-9)
     assert max(out.users.p_convert) < max(raw.users.p_convert)
+
+
+def test_the_loaded_event_history_counts_in_microseconds(world, tables) -> None:
+    """The canonical tables' timestamps are microseconds (timestamp[us], which pandas 2 keeps as
+    datetime64[us]): the push_sent history loaded at start counts against the frequency cap, and the
+    purchases loaded at start carry their real time (the bought-recently rule, GET /users/{id}/data)."""
+    import pyarrow as pa
+
+    from features.data_model import conform
+    from serving.catalog import Catalog
+
+    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    members = np.unique(world["catalog"].communities[0])
+    capped = int(next(u for u in members if world["catalog"].users.loc[u, "consent_marketing"]))
+    sent = now - timedelta(days=1)
+    extra = pa.table(
+        {
+            "event_id": pa.array([10**12, 10**12 + 1, 10**12 + 2], pa.int64()),
+            "ts": pa.array([sent, sent, sent], pa.timestamp("us", tz="UTC")),
+            "user_id": pa.array([capped] * 3, pa.int64()),
+            "type": ["push_sent", "push_sent", "purchase"],
+            "product_id": pa.array([7, 7, 11], pa.int64()),
+        }
+    )
+    events = pa.concat_tables([tables["events"], conform("events", extra)])
+    catalog = Catalog({**tables, "events": events})
+    sent_us = int(sent.timestamp() * US)
+    assert catalog.last_purchase[capped][11] == sent_us
+    assert catalog.recent_pushes(capped, sent_us - 1) == 2
+    rec = Recommender(
+        world["rec"].models, world["features"], catalog, None, PipelineConfig(quiet_hours=(0, 0))
+    )
+    out = rec.push(PushRequest(community_id=0, product_id=7, max_users=10**6), now=now)
+    assert capped not in out.users.user_id and out.suppressed["frequency_cap"] == 1
+
+
+def test_a_deleted_user_is_left_out_of_an_audience_of_any_size(world, tables) -> None:
+    """Deletion holds for big audiences too: a community of more than 200,000 members used to skip
+    the deletion check altogether (for speed), so a deleted member stayed in the push audience."""
+    import pyarrow as pa
+
+    from features.data_model import conform
+    from serving.catalog import Catalog
+
+    n = 200_100
+    uid = np.arange(n, dtype=np.int64)
+    users = pa.table(
+        {"user_id": uid, "region": ["eu"] * n, "consent_personalization": np.ones(n, bool),
+         "consent_marketing": np.ones(n, bool)}
+    )  # fmt: skip
+    members = pa.table({"community_id": np.full(n, 9, np.int64), "user_id": uid})
+    catalog = Catalog(
+        {**tables, "users": conform("users", users), "memberships": conform("memberships", members)}
+    )
+    gone = {5, 150_000}
+    rec = Recommender(
+        world["rec"].models, world["features"], catalog, None, PipelineConfig(quiet_hours=(0, 0)),
+        is_deleted=gone.__contains__,
+    )  # fmt: skip
+    out = rec.push(PushRequest(community_id=9, product_id=7, max_users=10**6))
+    assert not gone & set(out.users.user_id) and out.suppressed["deleted"] == 2
+    assert len(out.users.user_id) == n - 2
+
+
+def test_both_push_directions_write_an_impression(world) -> None:
+    """Every push answer is an impression line, the products direction (segment or community alone)
+    as much as the users direction."""
+    from serving.impressions import read_impressions
+
+    products = world["rec"].push(PushRequest(segment="buyer", k=3))
+    users = world["rec"].push(PushRequest(community_id=1, product_id=4, max_users=5))
+    world["rec"].impressions.close()
+    logged = {r["request_id"]: r for r in read_impressions(world["impressions"])}
+    assert users.request_id in logged
+    got = logged.get(products.request_id)
+    assert got is not None and got["kind"] == "push"
+    assert got["items"] == [p.product_id for p in products.products]
+    assert got["model_version"] == products.model_version

@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from features.privacy import DeletionLedger
@@ -155,6 +156,8 @@ def test_a_deletion_through_one_replica_is_honoured_by_another(tables, tmp_path:
     assert b.is_deleted(user) and b.user_data(user).deleted
     answer = b.carousel(CarouselRequest(user_id=user, candidates=[1, 2, 3, 4], k=3))
     assert not answer.personalized
+    # Push audiences ask for many users at once: the same ledger decides.
+    assert b.deleted_mask(np.array([user + 1, user], np.int64)).tolist() == [False, True]
 
 
 def test_no_request_answers_from_the_old_deletion_set_while_another_refreshes_it(
@@ -192,3 +195,23 @@ def test_no_request_answers_from_the_old_deletion_set_while_another_refreshes_it
     first.join(10)
     second.join(10)
     assert answers == {"first": True, "second": True}  # it waited for the read, not the old set
+
+
+def test_event_ids_the_service_gives_are_unique_within_a_process(
+    tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Serving numbers events without an id as clock-microseconds * 1000 + index: two requests in
+    the same microsecond (request threads), or a batch of more than 1000 followed within a few
+    microseconds by another, were given the same ids (event_id is the events table's key)."""
+    import serving.runtime as runtime
+
+    app = make_app(tables, tmp_path)
+    frozen = 1_800_000_000_000_000_000  # ns: every request in the same microsecond
+    monkeypatch.setattr(runtime.time, "time_ns", lambda: frozen)
+    batch = EventsRequest(events=[Event(user_id=1, type="like")] * 1500)
+    app.events(batch)
+    app.events(batch)
+    monkeypatch.setattr(runtime.time, "time_ns", lambda: frozen + 1000)  # one microsecond later
+    app.events(batch)
+    ids = [e["event_id"] for e in read_all(app.settings.events_dir)]
+    assert len(ids) == 4500 and len(set(ids)) == 4500
