@@ -193,9 +193,9 @@ class Recommender(PushRanking):
             elif unknown.any():  # products the model does not know: its lowest score
                 scores = np.where(unknown, scores[~unknown].min(), scores)
         if fallback is not None:
-            scores = self._popularity_scores(
-                models, ids, self.catalog.segment(req.user_id) if fallback != "cold_start" else None
-            )
+            # Overall popularity, not the user's segment's: a segment is derived from the user's own
+            # history, which a user who opted out or was deleted must not have used for them.
+            scores = self._popularity_scores(models, ids, None)
             self.on_fallback(fallback)
 
         degraded = False
@@ -258,9 +258,13 @@ class Recommender(PushRanking):
             p_convert = self._below_shortlist(p_convert, *split)
 
         pf = attributes if attributes is not None else self.catalog.product_frame(ids)
+        # The bought-recently and repurchase rules read the user's purchases: not for a user who
+        # opted out or was deleted, whose answer is the one an anonymous viewer gets.
+        private = fallback in ("no_consent", "deleted")
         bought, due, cons = self.catalog.purchase_flags(
-            req.user_id, ids, now_us, self.config.bought_recently_days, pf["repurchase_cycle_days"]
-        )
+            NO_USER if private else req.user_id,
+            ids, now_us, self.config.bought_recently_days, pf["repurchase_cycle_days"],
+        )  # fmt: skip
         # models.policy's reason vocabulary: "ranked" for model scores, "fallback" for popularity,
         # "unranked" for a personal answer's candidates below the ranker's shortlist.
         reason = np.full(len(ids), "ranked" if fallback is None else "fallback", dtype=object)

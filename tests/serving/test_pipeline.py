@@ -13,6 +13,7 @@ from serving.errors import NotFoundError
 from serving.impressions import read_impressions
 from serving.pipeline import PipelineConfig, Recommender, variant_hash
 from serving.schemas import CarouselRequest
+from serving.sources import Models
 
 
 def _cats(world, slots) -> list[str]:
@@ -107,6 +108,49 @@ def test_opted_out_and_deleted_users_get_no_personal_answer(world) -> None:
     out = world["rec"].carousel(CarouselRequest(user_id=8, stream_id=0, k=6))
     assert (out.personalized, out.fallback) == (False, "deleted")
     assert all(s.reason in ("fallback", "pinned", "explore") for s in out.slots)
+
+
+def test_an_opted_out_or_deleted_user_gets_what_an_anonymous_viewer_gets(world) -> None:
+    """Nothing of the user's own is used: not their segment's popularity (derived from their
+    history), not the bought-recently rule (their purchases). Their slots are those of a user the
+    service has never seen, in the same stream at the same moment (exploration is off here)."""
+    rec, catalog = world["rec"], world["catalog"]
+    at = datetime.now(UTC)
+    stream = 0
+    on_air = set(catalog.stream_products(stream).product_ids.tolist())
+    opted_out = [u for u in range(600) if catalog.knows_user(u) and not catalog.consent(u)[0]]
+    # Users whose own data would change the answer: a segment of their own, a recent purchase on air.
+    segments = {catalog.segment(u) for u in opted_out}
+    bought = [u for u in opted_out if on_air & set(catalog.last_purchase.get(u, {}))]
+    assert len(segments) > 1 and bought, "the test world must hold such users"
+
+    def slots(user: int) -> list[tuple[int, int]]:
+        out = rec.carousel(CarouselRequest(user_id=user, stream_id=stream, k=8, at=at))
+        assert not out.personalized
+        return [(s.product_id, s.slot) for s in out.slots]
+
+    class BySegment:  # popularity that differs per segment, as a real segment model's does
+        def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+            self.inner = inner
+
+        def top(self, n, segment=None, candidates=None, exclude=None):  # type: ignore[no-untyped-def]
+            ids, scores = self.inner.top(n, candidates=candidates, exclude=exclude)
+            return (ids, scores) if segment is None else (ids, -np.asarray(scores))
+
+    champion = world["models"]["champion"]
+    world["models"]["champion"] = Models(
+        **{**champion.__dict__, "popularity": BySegment(champion.popularity)}
+    )
+    anonymous = slots(10**9)
+    for user in opted_out[:20] + bought[:5]:
+        assert slots(user) == anonymous, user
+    world["deleted"].add(bought[0])
+    catalog_consent = catalog.consent
+    catalog.consent = lambda u: (True, catalog_consent(u)[1])  # consent given, but deleted
+    try:
+        assert slots(bought[0]) == anonymous
+    finally:
+        catalog.consent = catalog_consent
 
 
 def test_unknown_stream_is_404(world) -> None:
