@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,32 @@ def test_the_installed_command_runs_without_a_traceback(tmp_path) -> None:  # ty
     assert proc.returncode == 2
     assert "config file not found" in proc.stderr and "Traceback" not in proc.stderr
     assert set(AREAS) >= {"data", "pipeline"}
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--trials", "-2"), ("--max-queries", "-5"), ("--candidates", "0")]
+)
+def test_train_refuses_out_of_range_sizes_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    # Before anything is read: a bad size used to reach the fit (candidates 0 registered a model).
+    assert main(["train", "--data", str(tmp_path), "--no-features", option, value]) == 2
+    assert option in capsys.readouterr().err
+
+
+def test_train_help_names_the_training_settings_defaults(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.settings import TrainSettings
+
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    fields = TrainSettings.model_fields
+    for field, option in (
+        ("hpo_trials", "--trials"),
+        ("max_queries", "--max-queries"),
+        ("candidates_n", "--candidates"),
+    ):
+        assert f"(default: {fields[field].default}, or $SLOTCAST_{field.upper()})" in text, option
+    assert f"(default: {fields['label'].default}, or $SLOTCAST_LABEL)" in text
