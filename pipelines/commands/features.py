@@ -109,8 +109,13 @@ def show(
     import pandas as pd
     from rich.table import Table
 
+    from features.feature_services import SERVICE_SPECS
     from features.retrieval import FeastFeatureReader
 
+    if service not in SERVICE_SPECS:
+        raise typer.BadParameter(
+            f"unknown feature service {service!r}; known: {', '.join(SERVICE_SPECS)}", param_hint="--service"
+        )
     console = _console()
     reader = FeastFeatureReader(_settings(state_dir))
     console.print(f"user {user}: segment [bold]{reader.segment(user) or 'unknown (no features)'}[/bold]")

@@ -67,3 +67,23 @@ def test_train_help_names_the_training_settings_defaults(
     ):
         assert f"(default: {fields[field].default}, or $SLOTCAST_{field.upper()})" in text, option
     assert f"(default: {fields['label'].default}, or $SLOTCAST_LABEL)" in text
+
+
+def test_features_show_names_an_unknown_feature_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "features",
+        "show",
+        "--user",
+        "1",
+        "--product",
+        "2",
+        "--service",
+        "nope",
+        "--state-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 2  # was a KeyError traceback once a store existed
+    err = capsys.readouterr().err
+    assert "unknown feature service 'nope'" in err and "ranker_v1" in err
