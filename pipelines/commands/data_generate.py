@@ -20,7 +20,7 @@ def generate(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Data directory to write (default: $SLOTCAST_STATE_DIR/data, i.e. .slotcast/data).",
+        help="Data directory to write (default: $SLOTCAST_STATE_DIR/data; the state dir defaults to the repository's .slotcast).",
     ),
     categories: int = typer.Option(12, "--categories", min=2, help="Product categories (at most 16)."),
     slots: int = typer.Option(6, "--slots", min=1, help="Carousel slots shown per request."),

@@ -35,7 +35,9 @@ def _parse_as_of(value: str | None) -> datetime | None:
 
 
 STATE_OPT = typer.Option(
-    None, "--state-dir", help="state directory (default: $SLOTCAST_STATE_DIR or ./.slotcast)"
+    None,
+    "--state-dir",
+    help="state directory (default: $SLOTCAST_STATE_DIR, else the repository's .slotcast)",
 )
 
 
