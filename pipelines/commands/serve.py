@@ -29,10 +29,11 @@ def register(app: typer.Typer) -> None:
         Loads the champion bundle from the MLflow registry and reads features from the Feast
         online store (see docs/serving.md for every SLOTCAST_ setting). Stops with Ctrl-C.
         """
-        env = {**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers)}
+        from pipelines.service_process import REPO_ROOT, bentoml_serve_command, service_env
+
+        env = service_env({**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers)})
         if demo:
             env.update(SLOTCAST_MODEL_SOURCE="demo", SLOTCAST_FEATURE_SOURCE="demo")
-        from pipelines.service_process import REPO_ROOT, bentoml_serve_command
 
         code = subprocess.call(bentoml_serve_command(host, port), cwd=REPO_ROOT, env=env)
         if code not in (0, -2, 130):
