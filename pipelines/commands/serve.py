@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 
 import typer
@@ -35,6 +36,30 @@ def register(app: typer.Typer) -> None:
         if demo:
             env.update(SLOTCAST_MODEL_SOURCE="demo", SLOTCAST_FEATURE_SOURCE="demo")
 
-        code = subprocess.call(bentoml_serve_command(host, port), cwd=REPO_ROOT, env=env)
-        if code not in (0, -2, 130):
+        proc = subprocess.Popen(bentoml_serve_command(host, port), cwd=REPO_ROOT, env=env)
+        stopping = False
+
+        def _terminate(signum: int, frame: object) -> None:
+            # `kill`, systemd, docker stop: BentoML stops gracefully on SIGTERM; unforwarded, it
+            # outlived this process and kept the port.
+            nonlocal stopping
+            stopping = True
+            proc.terminate()
+
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            while True:
+                try:
+                    code = proc.wait()
+                    break
+                except KeyboardInterrupt:
+                    # Ctrl-C: the server (same process group) got it too and is stopping; a second
+                    # Ctrl-C kills it.
+                    if stopping:
+                        proc.kill()
+                    stopping = True
+                    proc.terminate()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if not stopping and code not in (0, -2, 130):
             raise typer.Exit(1)
