@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.data_model import SCHEMAS, TABLES, conform, table_path
@@ -181,6 +182,8 @@ class _Run:
             return
         n = events.num_rows
         category = mapped.category.filter(mask) if mapped.category is not None else None
+        if category is not None:  # an empty field is a missing value, never the category ""
+            category = pc.if_else(pc.equal(category, ""), pa.nulls(len(category), pa.string()), category)
         price = mapped.price.filter(mask) if mapped.price is not None else None
         base_products = events.column("product_id")
         if mapped.also_purchase is not None:

@@ -139,3 +139,20 @@ def test_gzip_crlf_and_many_blocks_keep_exact_line_numbers(tmp_path: Path) -> No
         (378, "unknown behavior_type", "9,9,9,teleport,1511544070", "UserBehavior.csv.gz"),
     ]
     assert [e["event_id"] for e in events_of(tmp_path / "out")] == list(range(1, 499))
+
+
+@pytest.mark.parametrize("fmt", ["taobao", "yoochoose"])
+def test_an_empty_category_field_is_missing_not_a_category(tmp_path: Path, fmt: str) -> None:
+    if fmt == "taobao":
+        src = tmp_path / "UserBehavior.csv"
+        src.write_text("1,10,,pv,1511544070\n1,10,7,pv,1511544071\n2,11, ,pv,1511544072\n")
+    else:
+        src = tmp_path / "yoochoose-clicks.dat"
+        src.write_text(
+            "1,2014-04-07T10:51:09.277Z,10,\n1,2014-04-07T10:52:09.277Z,10,7\n2,2014-04-07T10:53:09.277Z,11,\n"
+        )
+    report = import_logs(fmt, src, tmp_path / "out")
+    assert report.accepted == 3
+    products = read_table(tmp_path / "out", "products").to_pylist()
+    # The first category given wins: an empty field gives none, so product 10's is the later "7".
+    assert [(p["product_id"], p["category"]) for p in products] == [(10, "7"), (11, None)]
