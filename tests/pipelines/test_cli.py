@@ -87,3 +87,11 @@ def test_features_show_names_an_unknown_feature_service(
     assert main(argv) == 2  # was a KeyError traceback once a store existed
     err = capsys.readouterr().err
     assert "unknown feature service 'nope'" in err and "ranker_v1" in err
+
+
+def test_an_error_stays_one_line_when_piped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # rich wrapped it at 80 columns, cutting the path in two in logs and for grep.
+    missing = tmp_path / ("a-rather-long-directory-name-" * 4)
+    assert main(["data", "validate", "--data", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{missing}: no such data directory" in err
