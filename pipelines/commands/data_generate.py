@@ -85,6 +85,8 @@ def generate(
         # SimConfig's field is the CLI's pair of options.
         raise typer.BadParameter(msgs.replace("segment_products", "--on-air-min/--on-air-max")) from None
     target = out if out is not None else PipelineSettings().state_dir.expanduser() / "data"
+    if target.exists() and not target.is_dir():
+        raise typer.BadParameter(f"{target} is a file, not a data directory", param_hint="--out")
     result = run_generate(cfg, target, progress=progress)
     table = Table(title=f"simulated world in {target}")
     table.add_column("table")

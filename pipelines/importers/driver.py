@@ -289,6 +289,8 @@ def import_logs(
     rules = rules or ValidationRules(min_ts=fmt.min_ts)
     files = fmt.find_files(Path(input_path))
     specs = [(p, fmt.spec_for(p)) for p in files]  # sniff every file before writing anything
+    if out.exists() and not out.is_dir():
+        raise InputFormatError(out, None, "not a directory (the output is a data directory)")
     existing = _existing_outputs(out)
     if existing and not overwrite:
         raise InputFormatError(

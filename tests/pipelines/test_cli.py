@@ -89,6 +89,22 @@ def test_features_show_names_an_unknown_feature_service(
     assert "unknown feature service 'nope'" in err and "ranker_v1" in err
 
 
+def test_an_output_that_is_a_file_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both used to end in a FileExistsError traceback from mkdir.
+    target = tmp_path / "a-file"
+    target.write_text("not a directory")
+    log = tmp_path / "UserBehavior.csv"
+    log.write_text("1,10,5,pv,1511544070\n")
+    assert main(["data", "import", "-f", "taobao", "-i", str(log), "-o", str(target), "--no-progress"]) == 2
+    assert f"{target}: not a directory" in capsys.readouterr().err
+    argv = ["data", "generate", "--users", "100", "--products", "300", "--days", "1", "--out", str(target)]
+    assert main([*argv, "--no-progress"]) == 2
+    assert "not a data directory" in capsys.readouterr().err
+    assert target.read_text() == "not a directory"
+
+
 def test_an_error_stays_one_line_when_piped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # rich wrapped it at 80 columns, cutting the path in two in logs and for grep.
     missing = tmp_path / ("a-rather-long-directory-name-" * 4)
