@@ -29,7 +29,7 @@ def _reader(settings: Any, data_dir: Path, use_features: bool) -> Any:
     if not fs.registry_path.exists():
         raise FeatureStoreNotBuiltError(
             f"no feature store under {fs.features_dir}; run `slotcast features build --data {data_dir}` first "
-            "(or train with --no-features)"
+            "(or pass --no-features)"
         )
     return FeastFeatureReader(fs)
 

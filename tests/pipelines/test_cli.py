@@ -111,3 +111,11 @@ def test_an_error_stays_one_line_when_piped(tmp_path: Path, capsys: pytest.Captu
     assert main(["data", "validate", "--data", str(missing)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{missing}: no such data directory" in err
+
+
+def test_promote_without_a_feature_store_points_at_its_own_option(
+    state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["promote", "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "slotcast features build" in err and "pass --no-features" in err  # not "train with"
