@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Strict(BaseModel):
@@ -18,6 +18,23 @@ class SimulateConfig(_Strict):
     products: int = Field(2_000, gt=0)
     days: int = Field(14, gt=0)
     seed: int = 7
+
+    @model_validator(mode="after")
+    def _the_simulator_accepts_it(self) -> SimulateConfig:
+        """The simulator's own limits (at least 10 users, 20 products ...) checked when the config is
+        read, not when the data step runs: a bad world is a bad config (exit 2), not a failed step."""
+        from pipelines.simulator.config import SimConfig
+
+        try:
+            SimConfig(**self.model_dump())
+        except ValidationError as exc:
+            msgs = "; ".join(
+                (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+                + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors()
+            )
+            raise ValueError(msgs) from None
+        return self
 
 
 class ImportConfig(_Strict):
@@ -113,5 +130,7 @@ def load_config(path: Path | None) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
         raise ConfigError(f"{path}: {problems}") from exc

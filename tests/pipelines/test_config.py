@@ -20,6 +20,11 @@ def test_the_demo_config_is_the_default_and_is_valid() -> None:
     ("text", "needle"),
     [
         ("data: {simulate: {users: -5}}\n", "data.simulate.users"),
+        # within the config's own bounds but not the simulator's: was a failed data step (exit 1)
+        (
+            "data: {simulate: {users: 5}}\n",
+            "data.simulate: users: Input should be greater than or equal to 10",
+        ),
         ("trian: {}\n", "trian: Extra inputs are not permitted"),
         ("features: {online_store: postgres}\n", "features.online_store"),
         ("- just\n- a list\n", "must be a mapping"),
