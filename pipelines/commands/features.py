@@ -30,7 +30,9 @@ def _parse_as_of(value: str | None) -> datetime | None:
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"--as-of: expected an ISO date or datetime, got {value!r}") from None
+        raise typer.BadParameter(
+            f"expected an ISO date or datetime, got {value!r}", param_hint="--as-of"
+        ) from None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
@@ -65,6 +67,7 @@ def build(
     console = _console()
     if not data.is_dir():
         raise FileNotFoundError(f"--data {data}: not a directory")
+    as_of_ts = _parse_as_of(as_of)  # before the progress bar: a bad value is a usage error, alone
     settings = _settings(state_dir)
     total = len(STEP_NAMES) + 1 + len(VIEW_SPECS)
     with Progress(
@@ -83,7 +86,7 @@ def build(
         # Feast prints its own materialization banners; keep the CLI output to our summary.
         with contextlib.redirect_stdout(io.StringIO()):
             report = build_feature_store(
-                data, settings, as_of=_parse_as_of(as_of), segments_file=segments, progress=progress
+                data, settings, as_of=as_of_ts, segments_file=segments, progress=progress
             )
     console.print(
         f"[green]feature store built[/green] as of {report.as_of.isoformat()} in {settings.features_dir}"

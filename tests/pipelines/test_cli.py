@@ -119,3 +119,12 @@ def test_promote_without_a_feature_store_points_at_its_own_option(
     assert main(["promote", "--data", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "slotcast features build" in err and "pass --no-features" in err  # not "train with"
+
+
+def test_features_build_bad_as_of_is_a_usage_error_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["features", "build", "--data", str(tmp_path), "--as-of", "garbage"]) == 2
+    out = capsys.readouterr()
+    assert "Invalid value for --as-of: expected an ISO date or datetime, got 'garbage'" in out.err
+    assert "features:" not in out.out  # no progress bar drawn for work that never starts
