@@ -115,10 +115,10 @@ def _report(exc: Exception) -> int:
         show()
         return code if isinstance(code, int) else EXIT_BAD_INPUT
     if isinstance(code, int):
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return code
     if isinstance(exc, (FileNotFoundError, ValueError)):
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     raise exc
 

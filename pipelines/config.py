@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Strict(BaseModel):
@@ -18,6 +18,23 @@ class SimulateConfig(_Strict):
     products: int = Field(2_000, gt=0)
     days: int = Field(14, gt=0)
     seed: int = 7
+
+    @model_validator(mode="after")
+    def _the_simulator_accepts_it(self) -> SimulateConfig:
+        """The simulator's own limits (at least 10 users, 20 products ...) checked when the config is
+        read, not when the data step runs: a bad world is a bad config (exit 2), not a failed step."""
+        from pipelines.simulator.config import SimConfig
+
+        try:
+            SimConfig(**self.model_dump())
+        except ValidationError as exc:
+            msgs = "; ".join(
+                (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+                + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors()
+            )
+            raise ValueError(msgs) from None
+        return self
 
 
 class ImportConfig(_Strict):
@@ -84,19 +101,36 @@ class ConfigError(ValueError):
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
 
+def _one_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans lines (context, a caret under the text): say where and what, on one."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(exc).split())
+
+
 def load_config(path: Path | None) -> PipelineConfig:
     """Read and check a pipeline config; ``None`` reads the demo config shipped with the package."""
     path = DEMO_CONFIG if path is None else path
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, not a config file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text (UTF-8) file") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a mapping of sections")
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
         raise ConfigError(f"{path}: {problems}") from exc

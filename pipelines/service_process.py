@@ -40,6 +40,15 @@ def bentoml_serve_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
 
 
+def service_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a service child, which runs in REPO_ROOT: a relative (or ``~``)
+    SLOTCAST_STATE_DIR is made absolute here, so the service reads the state this process wrote."""
+    env = dict(os.environ if base is None else base)
+    if env.get("SLOTCAST_STATE_DIR"):
+        env["SLOTCAST_STATE_DIR"] = str(Path(env["SLOTCAST_STATE_DIR"]).expanduser().resolve())
+    return env
+
+
 def _kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     if proc.poll() is not None:
         return
@@ -64,7 +73,7 @@ def running_service(
     """Run ``bentoml serve serving.service:Slotcast`` on 127.0.0.1 and yield its base URL once /readyz answers 200."""
     port = port or free_port()
     cmd = bentoml_serve_command("127.0.0.1", port)
-    child_env = {**os.environ, **(env or {}), "SLOTCAST_SERVICE_WORKERS": str(workers)}
+    child_env = service_env({**os.environ, **(env or {}), "SLOTCAST_SERVICE_WORKERS": str(workers)})
     out: Any = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         cmd,

@@ -20,7 +20,7 @@ def generate(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Data directory to write (default: $SLOTCAST_STATE_DIR/data, i.e. .slotcast/data).",
+        help="Data directory to write (default: $SLOTCAST_STATE_DIR/data; the state dir defaults to the repository's .slotcast).",
     ),
     categories: int = typer.Option(12, "--categories", min=2, help="Product categories (at most 16)."),
     slots: int = typer.Option(6, "--slots", min=1, help="Carousel slots shown per request."),
@@ -85,6 +85,8 @@ def generate(
         # SimConfig's field is the CLI's pair of options.
         raise typer.BadParameter(msgs.replace("segment_products", "--on-air-min/--on-air-max")) from None
     target = out if out is not None else PipelineSettings().state_dir.expanduser() / "data"
+    if target.exists() and not target.is_dir():
+        raise typer.BadParameter(f"{target} is a file, not a data directory", param_hint="--out")
     result = run_generate(cfg, target, progress=progress)
     table = Table(title=f"simulated world in {target}")
     table.add_column("table")

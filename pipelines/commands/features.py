@@ -30,12 +30,16 @@ def _parse_as_of(value: str | None) -> datetime | None:
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"--as-of: expected an ISO date or datetime, got {value!r}") from None
+        raise typer.BadParameter(
+            f"expected an ISO date or datetime, got {value!r}", param_hint="--as-of"
+        ) from None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 STATE_OPT = typer.Option(
-    None, "--state-dir", help="state directory (default: $SLOTCAST_STATE_DIR or ./.slotcast)"
+    None,
+    "--state-dir",
+    help="state directory (default: $SLOTCAST_STATE_DIR, else the repository's .slotcast)",
 )
 
 
@@ -63,6 +67,7 @@ def build(
     console = _console()
     if not data.is_dir():
         raise FileNotFoundError(f"--data {data}: not a directory")
+    as_of_ts = _parse_as_of(as_of)  # before the progress bar: a bad value is a usage error, alone
     settings = _settings(state_dir)
     total = len(STEP_NAMES) + 1 + len(VIEW_SPECS)
     with Progress(
@@ -81,7 +86,7 @@ def build(
         # Feast prints its own materialization banners; keep the CLI output to our summary.
         with contextlib.redirect_stdout(io.StringIO()):
             report = build_feature_store(
-                data, settings, as_of=_parse_as_of(as_of), segments_file=segments, progress=progress
+                data, settings, as_of=as_of_ts, segments_file=segments, progress=progress
             )
     console.print(
         f"[green]feature store built[/green] as of {report.as_of.isoformat()} in {settings.features_dir}"
@@ -109,8 +114,13 @@ def show(
     import pandas as pd
     from rich.table import Table
 
+    from features.feature_services import SERVICE_SPECS
     from features.retrieval import FeastFeatureReader
 
+    if service not in SERVICE_SPECS:
+        raise typer.BadParameter(
+            f"unknown feature service {service!r}; known: {', '.join(SERVICE_SPECS)}", param_hint="--service"
+        )
     console = _console()
     reader = FeastFeatureReader(_settings(state_dir))
     console.print(f"user {user}: segment [bold]{reader.segment(user) or 'unknown (no features)'}[/bold]")

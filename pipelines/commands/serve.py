@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 
 import typer
@@ -29,11 +30,36 @@ def register(app: typer.Typer) -> None:
         Loads the champion bundle from the MLflow registry and reads features from the Feast
         online store (see docs/serving.md for every SLOTCAST_ setting). Stops with Ctrl-C.
         """
-        env = {**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers)}
+        from pipelines.service_process import REPO_ROOT, bentoml_serve_command, service_env
+
+        env = service_env({**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers)})
         if demo:
             env.update(SLOTCAST_MODEL_SOURCE="demo", SLOTCAST_FEATURE_SOURCE="demo")
-        from pipelines.service_process import REPO_ROOT, bentoml_serve_command
 
-        code = subprocess.call(bentoml_serve_command(host, port), cwd=REPO_ROOT, env=env)
-        if code not in (0, -2, 130):
+        proc = subprocess.Popen(bentoml_serve_command(host, port), cwd=REPO_ROOT, env=env)
+        stopping = False
+
+        def _terminate(signum: int, frame: object) -> None:
+            # `kill`, systemd, docker stop: BentoML stops gracefully on SIGTERM; unforwarded, it
+            # outlived this process and kept the port.
+            nonlocal stopping
+            stopping = True
+            proc.terminate()
+
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            while True:
+                try:
+                    code = proc.wait()
+                    break
+                except KeyboardInterrupt:
+                    # Ctrl-C: the server (same process group) got it too and is stopping; a second
+                    # Ctrl-C kills it.
+                    if stopping:
+                        proc.kill()
+                    stopping = True
+                    proc.terminate()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if not stopping and code not in (0, -2, 130):
             raise typer.Exit(1)

@@ -29,7 +29,7 @@ def _reader(settings: Any, data_dir: Path, use_features: bool) -> Any:
     if not fs.registry_path.exists():
         raise FeatureStoreNotBuiltError(
             f"no feature store under {fs.features_dir}; run `slotcast features build --data {data_dir}` first "
-            "(or train with --no-features)"
+            "(or pass --no-features)"
         )
     return FeastFeatureReader(fs)
 
@@ -51,11 +51,18 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         data: Path = typer.Option(..., "--data", help="directory of canonical parquet tables"),
-        label: str = typer.Option(None, help="what the ranker predicts: purchase | click | cart"),
-        objective: str = typer.Option(None, help="ranker objective: binary | lambdarank"),
-        trials: int = typer.Option(None, "--trials", help="optuna trials on the validation split (0 = none)"),
-        max_queries: int = typer.Option(None, help="cap on ranker queries (train+valid+test)"),
-        candidates: int = typer.Option(None, help="ALS candidates per query"),
+        # Defaults come from TrainSettings (so SLOTCAST_* can set them); the help names them, and the
+        # ranges are TrainSettings' own (model_copy below does not validate).
+        label: str = typer.Option(None, help="what the ranker predicts: purchase | click | cart "
+                                  "(default: purchase, or $SLOTCAST_LABEL)"),
+        objective: str = typer.Option(None, help="ranker objective: binary | lambdarank "
+                                      "(default: binary, or $SLOTCAST_RANKER__OBJECTIVE)"),
+        trials: int = typer.Option(None, "--trials", min=0, help="optuna trials on the validation split, 0 = none "
+                                   "(default: 0, or $SLOTCAST_HPO_TRIALS)"),
+        max_queries: int = typer.Option(None, min=10, help="cap on ranker queries (train+valid+test) "
+                                        "(default: 20000, or $SLOTCAST_MAX_QUERIES)"),
+        candidates: int = typer.Option(None, min=1, help="ALS candidates per query "
+                                       "(default: 50, or $SLOTCAST_CANDIDATES_N)"),
         features: bool = typer.Option(True, "--features/--no-features",
                                       help="use the Feast ranker_v1 features (built by `slotcast features build`)"),
     ) -> None:  # fmt: skip

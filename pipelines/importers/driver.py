@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.data_model import SCHEMAS, TABLES, conform, table_path
@@ -181,6 +182,8 @@ class _Run:
             return
         n = events.num_rows
         category = mapped.category.filter(mask) if mapped.category is not None else None
+        if category is not None:  # an empty field is a missing value, never the category ""
+            category = pc.if_else(pc.equal(category, ""), pa.nulls(len(category), pa.string()), category)
         price = mapped.price.filter(mask) if mapped.price is not None else None
         base_products = events.column("product_id")
         if mapped.also_purchase is not None:
@@ -286,6 +289,8 @@ def import_logs(
     rules = rules or ValidationRules(min_ts=fmt.min_ts)
     files = fmt.find_files(Path(input_path))
     specs = [(p, fmt.spec_for(p)) for p in files]  # sniff every file before writing anything
+    if out.exists() and not out.is_dir():
+        raise InputFormatError(out, None, "not a directory (the output is a data directory)")
     existing = _existing_outputs(out)
     if existing and not overwrite:
         raise InputFormatError(

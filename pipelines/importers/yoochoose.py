@@ -63,8 +63,13 @@ def _buys(f: pa.Table) -> Mapped:
             "product_id": f.column("item_id"),
             "amount": amount,
         },
+        # A negative price is not "unknown" (0): quarantined like any impossible value, as is a
+        # negative quantity (which a price of 0 would otherwise let through with a null amount).
         reason=first_reason(
-            reason_where(bad_price, "unparseable price"), reason_where(bad_qty, "unparseable quantity")
+            reason_where(bad_price, "unparseable price"),
+            reason_where(bad_qty, "unparseable quantity"),
+            reason_where(pc.less(price, 0.0), "negative price"),
+            reason_where(pc.less(qty, 0), "negative quantity"),
         ),
         price=pc.if_else(pc.fill_null(known, False), price, pa.nulls(f.num_rows, pa.float64())),
     )

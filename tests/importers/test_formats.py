@@ -139,3 +139,33 @@ def test_gzip_crlf_and_many_blocks_keep_exact_line_numbers(tmp_path: Path) -> No
         (378, "unknown behavior_type", "9,9,9,teleport,1511544070", "UserBehavior.csv.gz"),
     ]
     assert [e["event_id"] for e in events_of(tmp_path / "out")] == list(range(1, 499))
+
+
+@pytest.mark.parametrize("fmt", ["taobao", "yoochoose"])
+def test_an_empty_category_field_is_missing_not_a_category(tmp_path: Path, fmt: str) -> None:
+    if fmt == "taobao":
+        src = tmp_path / "UserBehavior.csv"
+        src.write_text("1,10,,pv,1511544070\n1,10,7,pv,1511544071\n2,11, ,pv,1511544072\n")
+    else:
+        src = tmp_path / "yoochoose-clicks.dat"
+        src.write_text(
+            "1,2014-04-07T10:51:09.277Z,10,\n1,2014-04-07T10:52:09.277Z,10,7\n2,2014-04-07T10:53:09.277Z,11,\n"
+        )
+    report = import_logs(fmt, src, tmp_path / "out")
+    assert report.accepted == 3
+    products = read_table(tmp_path / "out", "products").to_pylist()
+    # The first category given wins: an empty field gives none, so product 10's is the later "7".
+    assert [(p["product_id"], p["category"]) for p in products] == [(10, "7"), (11, None)]
+
+
+def test_yoochoose_negative_price_or_quantity_is_quarantined_not_unknown(tmp_path: Path) -> None:
+    (tmp_path / "yoochoose-buys.dat").write_text(
+        "1,2014-04-07T11:00:00.000Z,10,1046,2\n"
+        "2,2014-04-07T11:00:00.000Z,11,-5,1\n"  # was kept as a purchase of unknown amount
+        "3,2014-04-07T11:00:00.000Z,12,0,-1\n"  # price unknown: the quantity was never looked at
+    )
+    report = import_logs("yoochoose", tmp_path, tmp_path / "out", max_quarantine_share=1.0)
+    assert (report.read, report.accepted, report.quarantined) == (3, 1, 2)
+    q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert [(r["row"], r["reason"]) for r in q] == [(2, "negative price"), (3, "negative quantity")]
+    assert [p["product_id"] for p in read_table(tmp_path / "out", "products").to_pylist()] == [10]

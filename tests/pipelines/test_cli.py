@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,93 @@ def test_the_installed_command_runs_without_a_traceback(tmp_path) -> None:  # ty
     assert proc.returncode == 2
     assert "config file not found" in proc.stderr and "Traceback" not in proc.stderr
     assert set(AREAS) >= {"data", "pipeline"}
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--trials", "-2"), ("--max-queries", "-5"), ("--candidates", "0")]
+)
+def test_train_refuses_out_of_range_sizes_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    # Before anything is read: a bad size used to reach the fit (candidates 0 registered a model).
+    assert main(["train", "--data", str(tmp_path), "--no-features", option, value]) == 2
+    assert option in capsys.readouterr().err
+
+
+def test_train_help_names_the_training_settings_defaults(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.settings import TrainSettings
+
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    fields = TrainSettings.model_fields
+    for field, option in (
+        ("hpo_trials", "--trials"),
+        ("max_queries", "--max-queries"),
+        ("candidates_n", "--candidates"),
+    ):
+        assert f"(default: {fields[field].default}, or $SLOTCAST_{field.upper()})" in text, option
+    assert f"(default: {fields['label'].default}, or $SLOTCAST_LABEL)" in text
+
+
+def test_features_show_names_an_unknown_feature_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "features",
+        "show",
+        "--user",
+        "1",
+        "--product",
+        "2",
+        "--service",
+        "nope",
+        "--state-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 2  # was a KeyError traceback once a store existed
+    err = capsys.readouterr().err
+    assert "unknown feature service 'nope'" in err and "ranker_v1" in err
+
+
+def test_an_output_that_is_a_file_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both used to end in a FileExistsError traceback from mkdir.
+    target = tmp_path / "a-file"
+    target.write_text("not a directory")
+    log = tmp_path / "UserBehavior.csv"
+    log.write_text("1,10,5,pv,1511544070\n")
+    assert main(["data", "import", "-f", "taobao", "-i", str(log), "-o", str(target), "--no-progress"]) == 2
+    assert f"{target}: not a directory" in capsys.readouterr().err
+    argv = ["data", "generate", "--users", "100", "--products", "300", "--days", "1", "--out", str(target)]
+    assert main([*argv, "--no-progress"]) == 2
+    assert "not a data directory" in capsys.readouterr().err
+    assert target.read_text() == "not a directory"
+
+
+def test_an_error_stays_one_line_when_piped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # rich wrapped it at 80 columns, cutting the path in two in logs and for grep.
+    missing = tmp_path / ("a-rather-long-directory-name-" * 4)
+    assert main(["data", "validate", "--data", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{missing}: no such data directory" in err
+
+
+def test_promote_without_a_feature_store_points_at_its_own_option(
+    state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["promote", "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "slotcast features build" in err and "pass --no-features" in err  # not "train with"
+
+
+def test_features_build_bad_as_of_is_a_usage_error_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["features", "build", "--data", str(tmp_path), "--as-of", "garbage"]) == 2
+    out = capsys.readouterr()
+    assert "Invalid value for --as-of: expected an ISO date or datetime, got 'garbage'" in out.err
+    assert "features:" not in out.out  # no progress bar drawn for work that never starts

@@ -20,10 +20,15 @@ def test_the_demo_config_is_the_default_and_is_valid() -> None:
     ("text", "needle"),
     [
         ("data: {simulate: {users: -5}}\n", "data.simulate.users"),
+        # within the config's own bounds but not the simulator's: was a failed data step (exit 1)
+        (
+            "data: {simulate: {users: 5}}\n",
+            "data.simulate: users: Input should be greater than or equal to 10",
+        ),
         ("trian: {}\n", "trian: Extra inputs are not permitted"),
         ("features: {online_store: postgres}\n", "features.online_store"),
         ("- just\n- a list\n", "must be a mapping"),
-        ("data: [unclosed\n", "not valid YAML"),
+        ("data: [unclosed\n", "not valid YAML: line 2, column 1"),
     ],
 )
 def test_bad_configs_name_the_file_and_the_field(tmp_path: Path, text: str, needle: str) -> None:
@@ -32,9 +37,19 @@ def test_bad_configs_name_the_file_and_the_field(tmp_path: Path, text: str, need
     with pytest.raises(ConfigError) as err:
         load_config(f)
     assert str(f) in str(err.value) and needle in str(err.value)
+    assert "\n" not in str(err.value)  # one line, as every CLI error
     assert err.value.exit_code == 2
 
 
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_directory_or_binary_config_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory"):  # was an IsADirectoryError traceback
+        load_config(tmp_path)
+    f = tmp_path / "bin.yaml"
+    f.write_bytes(b"\x95\xff\x00 not text")
+    with pytest.raises(ConfigError, match="not a text"):  # was a UnicodeDecodeError naming no file
+        load_config(f)

@@ -1,0 +1,66 @@
+"""`slotcast serve` takes its BentoML server down with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines.service_process import free_port
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sigterm_stops_the_server_and_frees_the_port(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "SLOTCAST_STATE_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--demo", "--port", str(port)]
+    # Its own session, so the cleanup below can take the whole group whatever happens.
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, "slotcast serve exited before the service was ready"
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the service was not ready in 180 s"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # to slotcast only, as `kill PID` or a supervisor does
+        assert proc.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while True:  # the server went with it: nothing answers on the port
+            try:
+                httpx.get(url, timeout=1)
+            except httpx.ConnectError:
+                break
+            assert time.monotonic() < deadline, "the BentoML server outlived slotcast serve"
+            time.sleep(0.5)
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the group and wait for it to empty, then SIGKILL: a BentoML server killed at once
+    leaves its workers (in sessions of their own) behind."""
+    for sig, grace in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
+        deadline = time.monotonic() + grace
+        try:
+            os.killpg(proc.pid, sig)
+            while time.monotonic() < deadline:
+                proc.poll()  # reap slotcast itself, or the group never looks empty
+                os.killpg(proc.pid, 0)
+                time.sleep(0.2)
+        except ProcessLookupError:
+            return
