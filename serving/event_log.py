@@ -2,8 +2,10 @@
 ``fsync`` before the request is acknowledged, so an accepted event survives a crash or restart.
 A failing write raises ``EventLogUnavailableError`` (503): the caller retries, nothing is lost.
 
-Segments rotate by size; the next training run reads every ``events-*.jsonl`` under
-``$STATE/serving/events/`` (``read_all`` here does exactly that)."""
+Segments rotate by size under ``$STATE/serving/events/``; ``read_all`` reads every
+``events-*.jsonl`` back in order. Nothing in the training path reads them yet: live events reach
+the model through the online store's live-session features, and the next training run learns from
+the data directory only (folding the log into it is an open follow-up)."""
 
 from __future__ import annotations
 
