@@ -3,9 +3,9 @@
 A failing write raises ``EventLogUnavailableError`` (503): the caller retries, nothing is lost.
 
 Segments rotate by size under ``$STATE/serving/events/``; ``read_all`` reads every
-``events-*.jsonl`` back in order. Nothing in the training path reads them yet: live events reach
-the model through the online store's live-session features, and the next training run learns from
-the data directory only (folding the log into it is an open follow-up)."""
+``events-*.jsonl`` back in order. Live events reach the model at once through the online store's
+live-session features; ``slotcast data append-events`` (``pipelines/commands/data_events.py``)
+appends the log to a data directory's events table so that the next training run learns from them."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.commands import data_generate, data_import
+from pipelines.commands import data_events, data_generate, data_import
 
 
 def register(app: typer.Typer) -> None:
@@ -12,4 +12,5 @@ def register(app: typer.Typer) -> None:
     data_app = typer.Typer(help="Generate, import and validate the canonical tables.", no_args_is_help=True)
     data_generate.register(data_app)
     data_import.register(data_app)
+    data_app.command("append-events")(data_events.append_events_command)
     app.add_typer(data_app, name="data")

@@ -16,7 +16,7 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     top = capsys.readouterr().out
     for group in ("data", "features", "segments", "train", "promote", "evaluate", "serve", "pipeline"):
         assert group in top
-    for argv in (["data", "generate"], ["data", "import"], ["data", "validate"], ["features", "build"],
+    for argv in (["data", "generate"], ["data", "import"], ["data", "validate"], ["data", "append-events"], ["features", "build"],
                  ["pipeline", "run"], ["pipeline", "demo"], ["evaluate"], ["train"], ["promote"]):  # fmt: skip
         assert main([*argv, "--help"]) == 0, argv
         assert "Usage" in capsys.readouterr().out

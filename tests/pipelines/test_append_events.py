@@ -1,0 +1,87 @@
+"""`slotcast data append-events`: what the service accepted reaches the training data, once, and
+never for a deleted user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from features.data_model import read_table, write_table
+from features.privacy import DeletionLedger
+from features.validation import validate_dir
+from pipelines.cli import main
+from serving.catalog import Catalog
+from serving.demo import DemoFeatureSource, DemoModelSource, demo_tables
+from serving.runtime import SlotcastApp
+from serving.schemas import Event, EventsRequest
+from serving.settings import ServingSettings
+
+
+def _served_state(tmp_path: Path) -> tuple[SlotcastApp, Path]:
+    """A state dir whose data directory holds a demo world, and the app serving it."""
+    tables = demo_tables(n_users=60, n_products=40, n_streams=2, per_stream=20, seed=3)
+    data = tmp_path / "data"
+    for name, table in tables.items():
+        write_table(data, name, table)
+    settings = ServingSettings(state_dir=tmp_path, model_source="demo", feature_source="demo")
+    app = SlotcastApp(
+        settings,
+        DemoModelSource(60, 40, 0.0, 2, seed=3),
+        DemoFeatureSource(tables),
+        Catalog(tables),
+        DeletionLedger(tmp_path),
+    )
+    app.reload()
+    return app, data
+
+
+def test_served_events_reach_the_data_directory_once_and_never_for_deleted_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app, data = _served_state(tmp_path)
+    before = read_table(data, "events").num_rows
+    kept = [
+        Event(user_id=5, type="product_click", product_id=3, stream_id=0),
+        Event(user_id=6, type="add_to_cart", product_id=4, stream_id=1),
+        Event(user_id=7, type="purchase", product_id=5, amount=12.5),
+    ]
+    app.events(EventsRequest(events=kept))
+    app.events(EventsRequest(events=[Event(user_id=9, type="product_click", product_id=3, stream_id=0)]))
+    app.delete_user(9)  # accepted before the deletion: must not reach training all the same
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path))
+
+    assert main(["data", "append-events"]) == 0
+    assert "4 events in the log: 3 appended" in capsys.readouterr().out
+    events = read_table(data, "events").to_pandas()
+    assert len(events) == before + 3
+    served = events.iloc[before:]
+    assert sorted(zip(served["user_id"], served["type"], served["product_id"], strict=True)) == [
+        (5, "product_click", 3),
+        (6, "add_to_cart", 4),
+        (7, "purchase", 5),
+    ]
+    assert served.loc[served["type"] == "purchase", "amount"].tolist() == [12.5]
+    assert 9 not in set(served["user_id"])
+    assert served["event_id"].is_unique and not set(served["event_id"]) & set(
+        events["event_id"].iloc[:before]
+    )
+
+    # Again: nothing new, nothing doubled.
+    assert main(["data", "append-events"]) == 0
+    assert "0 appended, 3 already in" in capsys.readouterr().out
+    assert read_table(data, "events").num_rows == before + 3
+    # The appended rows are canonical: validation keeps them (known users, products, streams).
+    report = validate_dir(data, 0.5)
+    assert report.ok and report.tables["events"].accepted == before + 3
+
+
+def test_no_log_or_no_events_table_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path))
+    assert main(["data", "append-events", "--data", str(tmp_path / "nothing")]) == 2
+    assert "--data" in capsys.readouterr().err
+    _, data = _served_state(tmp_path)
+    assert main(["data", "append-events", "--data", str(data), "--log", str(tmp_path / "no-log")]) == 2
+    assert "--log" in capsys.readouterr().err
