@@ -195,7 +195,7 @@ class Recommender(PushRanking):
         if fallback is not None:
             # Overall popularity, not the user's segment's: a segment is derived from the user's own
             # history, which a user who opted out or was deleted must not have used for them.
-            scores = self._popularity_scores(models, ids, None)
+            scores = self._popularity_scores(models, ids)
             self.on_fallback(fallback)
 
         degraded = False
@@ -325,14 +325,15 @@ class Recommender(PushRanking):
         ids = out[0] if isinstance(out, tuple) else out
         return np.asarray(ids, np.int64)
 
-    def _popularity_scores(self, models: Models, ids: np.ndarray, segment: str | None) -> np.ndarray:
+    def _popularity_scores(self, models: Models, ids: np.ndarray) -> np.ndarray:
+        """Overall popularity of ``ids`` (0 where the model has none): no segment, no user."""
         if not len(ids):
             return np.zeros(0)
         score = getattr(models.popularity, "score", None)  # models.popularity: one searchsorted
         if score is not None:
-            got = np.asarray(score(ids, segment), float)
+            got = np.asarray(score(ids, None), float)
             return np.where(np.isnan(got), 0.0, got)
-        out = models.popularity.top(len(ids), segment=segment, candidates=ids.tolist())
+        out = models.popularity.top(len(ids), segment=None, candidates=ids.tolist())
         if isinstance(out, tuple):
             got_ids, got = np.asarray(out[0], np.int64), np.asarray(out[1], float)
         else:  # ids only, best first: rank-based scores
