@@ -24,6 +24,10 @@ class AppendReport:
     already_there: int  # event ids the data directory holds already (an earlier run, or a repeat)
     deleted_users: int  # events of users in the deletion ledger, left out
     events_after: int
+    # Left out although new: their event id belongs to another event (in the table or earlier in
+    # the log). Service ids come from the microsecond clock per process, so two workers can give
+    # the same id in the same microsecond; an event a client sent with a reused id does the same.
+    id_clashes: int = 0
 
 
 def append_served_events(log_dir: Path, data_dir: Path, deleted: set[int]) -> AppendReport:
@@ -47,6 +51,7 @@ def append_served_events(log_dir: Path, data_dir: Path, deleted: set[int]) -> Ap
     held = current.column("event_id").to_numpy(zero_copy_only=False)
     there = np.isin(frame["event_id"].to_numpy(np.int64), held)
     fresh = frame[~there].drop_duplicates("event_id")
+    clashes = _id_clashes(frame, there, current)
     if len(fresh):
         added = pa.Table.from_pandas(fresh, preserve_index=False).cast(SCHEMAS["events"])
         write_table(data_dir, "events", pa.concat_tables([current.cast(SCHEMAS["events"]), added]))
@@ -56,7 +61,31 @@ def append_served_events(log_dir: Path, data_dir: Path, deleted: set[int]) -> Ap
         already_there=int(there.sum()),
         deleted_users=int(gone.sum()),
         events_after=current.num_rows + len(fresh),
+        id_clashes=clashes,
     )
+
+
+_CONTENT = ["event_id", "ts", "user_id", "type", "product_id", "stream_id"]
+
+
+def _id_clashes(frame, there: np.ndarray, current) -> int:  # type: ignore[no-untyped-def]
+    """Log records whose event id is taken by a different event: one earlier in the log, or a
+    row of the table with other content (the same id and content is a repeat, not a clash)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    log = frame[_CONTENT].assign(ts=frame["ts"].dt.as_unit("us"))
+    clash = (log.duplicated("event_id") & ~log.duplicated(_CONTENT)).to_numpy()
+    if there.any():
+        ids = log["event_id"][there].unique()
+        stored = current.filter(
+            pc.is_in(current.column("event_id"), value_set=pa.array(np.asarray(ids, np.int64)))
+        )
+        stored = stored.to_pandas()[_CONTENT]
+        stored = stored.assign(ts=stored["ts"].dt.as_unit("us")).drop_duplicates()
+        same = log[there].merge(stored, on=_CONTENT, how="left", indicator=True)  # keeps the left order
+        clash[np.flatnonzero(there)] |= (same["_merge"] == "left_only").to_numpy()
+    return int(clash.sum())
 
 
 def append_events_command(
@@ -93,5 +122,13 @@ def append_events_command(
         soft_wrap=True,
         markup=False,
     )
+    if report.id_clashes:
+        console.print(
+            f"warning: {report.id_clashes:,} logged events were left out because their event id "
+            "belongs to another event (ids given by two service workers in the same microsecond, "
+            "or reused by a client)",
+            soft_wrap=True,
+            markup=False,
+        )
     if report.appended:
         console.print("next: slotcast data validate", markup=False)
