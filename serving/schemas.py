@@ -6,7 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from features.data_model import EVENT_TYPES, EVENTS_NEEDING_COMMUNITY, EVENTS_NEEDING_PRODUCT
 
@@ -34,10 +42,13 @@ class _Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_booleans(cls, value: Any) -> Any:
-        """No request field is a boolean, and lax mode reads true/false as 1/0 for numbers (user 1,
-        k=1): a wrong type, refused naming the field (list items included)."""
-        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(x, bool) for x in value)):
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """Lax mode reads true/false as 1/0 for numbers (user 1, k=1): a wrong type, refused naming
+        the field (list items included). A field declared bool still takes them."""
+        boolean = isinstance(value, bool) or (
+            isinstance(value, list) and any(isinstance(x, bool) for x in value)
+        )
+        if boolean and (info.field_name is None or cls.model_fields[info.field_name].annotation is not bool):
             raise ValueError("true/false is not a number")
         return value
 

@@ -253,3 +253,18 @@ def test_true_and_false_are_not_numbers(client: TestClient, path: str, body: dic
     r = client.post(path, json=body)
     assert 400 <= r.status_code < 500, r.text
     assert any(field in d["loc"] for d in r.json()["detail"]), r.text
+
+
+def test_a_request_field_declared_bool_still_takes_true_and_false() -> None:
+    """The refusal of true/false is for numbers only: a request model's bool field keeps them."""
+    from pydantic import ValidationError
+
+    from serving.schemas import _Strict
+
+    class WithFlag(_Strict):
+        n: int
+        flag: bool
+
+    assert WithFlag(n=1, flag=True).flag is True
+    with pytest.raises(ValidationError, match="true/false is not a number"):
+        WithFlag(n=True, flag=False)
