@@ -21,7 +21,7 @@ import typer
 class AppendReport:
     logged: int  # complete records in the log
     appended: int
-    already_there: int  # event ids the data directory holds already (an earlier run, or a repeat)
+    already_there: int  # events the data directory holds already (same id and content: an earlier run)
     deleted_users: int  # events of users in the deletion ledger, left out
     events_after: int
     # Left out although new: their event id belongs to another event (in the table or earlier in
@@ -51,25 +51,25 @@ def append_served_events(log_dir: Path, data_dir: Path, deleted: set[int]) -> Ap
     held = current.column("event_id").to_numpy(zero_copy_only=False)
     there = np.isin(frame["event_id"].to_numpy(np.int64), held)
     fresh = frame[~there].drop_duplicates("event_id")
-    clashes = _id_clashes(frame, there, current)
+    clash = _id_clashes(frame, there, current)
     if len(fresh):
         added = pa.Table.from_pandas(fresh, preserve_index=False).cast(SCHEMAS["events"])
         write_table(data_dir, "events", pa.concat_tables([current.cast(SCHEMAS["events"]), added]))
     return AppendReport(
         logged=len(records),
         appended=len(fresh),
-        already_there=int(there.sum()),
+        already_there=int((there & ~clash).sum()),
         deleted_users=int(gone.sum()),
         events_after=current.num_rows + len(fresh),
-        id_clashes=clashes,
+        id_clashes=int(clash.sum()),
     )
 
 
 _CONTENT = ["event_id", "ts", "user_id", "type", "product_id", "stream_id"]
 
 
-def _id_clashes(frame, there: np.ndarray, current) -> int:  # type: ignore[no-untyped-def]
-    """Log records whose event id is taken by a different event: one earlier in the log, or a
+def _id_clashes(frame, there: np.ndarray, current) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Per log record: its event id is taken by a different event, one earlier in the log or a
     row of the table with other content (the same id and content is a repeat, not a clash)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -85,7 +85,7 @@ def _id_clashes(frame, there: np.ndarray, current) -> int:  # type: ignore[no-un
         stored = stored.assign(ts=stored["ts"].dt.as_unit("us")).drop_duplicates()
         same = log[there].merge(stored, on=_CONTENT, how="left", indicator=True)  # keeps the left order
         clash[np.flatnonzero(there)] |= (same["_merge"] == "left_only").to_numpy()
-    return int(clash.sum())
+    return clash
 
 
 def append_events_command(
