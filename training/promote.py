@@ -22,6 +22,7 @@ from training.dataset import (
     TimeSplits,
     attach_features,
     candidate_rows,
+    label_window,
     on_air_pairs,
     select_queries,
 )
@@ -52,8 +53,8 @@ def test_frame(events: pd.DataFrame, stream_products: pd.DataFrame, settings: Tr
                reader: HistoricalReader | None, als: Any, other_als: tuple[Any, ...] = ()) -> pd.DataFrame:  # fmt: skip
     """The current data's test-split candidate rows (with features), built the way training does."""
     splits = TimeSplits.from_events(events, settings.split)
+    window = label_window(splits, settings.split, settings.label_window_hours)
     rng = np.random.default_rng(settings.seed)
-    window = pd.Timedelta(hours=settings.label_window_hours)
     queries, positives = select_queries(
         events, splits, settings.label_event, window, settings.max_queries, settings.negative_query_ratio, rng
     )

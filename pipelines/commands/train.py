@@ -106,7 +106,8 @@ def register(app: typer.Typer) -> None:
         console.print(t)
         extra = "  ".join(f"{k} {m[k]:.4f}" for k in ("test_auc", "test_logloss") if k in m)
         console.print(f"{extra}  queries train/valid/test {m['train_queries']:.0f}/{m['valid_queries']:.0f}/"
-                      f"{m['test_queries']:.0f}  data digest {report.digest}  {report.wall_s:.1f} s")  # fmt: skip
+                      f"{m['test_queries']:.0f}  label window {report.label_window_hours:.3g} h  "
+                      f"data digest {report.digest}  {report.wall_s:.1f} s")  # fmt: skip
 
     @app.command("promote")
     def promote_cmd(

@@ -41,7 +41,7 @@ def test_no_feature_or_candidate_sees_events_after_the_query(world: Path, tmp_pa
     before, *_ = build_data(ev, sp_, items, s, reader=None)
     lo, hi = before.splits.bounds(split)
     t_plant = lo + (hi - lo) * 0.5
-    w = pd.Timedelta(hours=s.label_window_hours)
+    w = before.label_window
     # The plant: users with a query in the hour before t_plant buy the last product at t_plant.
     fr = before.frame
     users = fr.loc[(fr["ts"] < t_plant) & (fr["ts"] >= t_plant - w), "user_id"].unique()
@@ -70,7 +70,7 @@ def test_label_windows_stay_inside_their_split(world: Path, tmp_path: Path) -> N
     s = fast_settings(tmp_path)
     ev, sp_, items = load_inputs(world, s)
     data, *_ = build_data(ev, sp_, items, s, reader=None)
-    w = pd.Timedelta(hours=s.label_window_hours)
+    w = data.label_window
     for name in ("train", "valid", "test"):
         lo, hi = data.splits.bounds(name)
         part = data.part(name)
@@ -146,7 +146,7 @@ def test_a_degenerate_split_is_refused_before_the_ranker_is_fitted(
     # which empties the split further).
     msg = str(err.value)
     assert "valid split (38.0 h of 15.8 days of events) has no query with a purchase" in msg
-    assert "label_window_hours=24" in msg
+    assert "within 24 h of it (the default label window)" in msg
     assert "raising split.valid (now 0.1) and lowering split.history (now 0.5)" in msg
     assert "SLOTCAST_SPLIT__VALID" in msg and "\n" not in msg
     uncovered = fr.assign(candidate=fr["candidate"] & (fr["split"] != "valid"))
