@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     fig["als_fit_s"] = timings["als_fit_s"]
     fig["dataset_build_s"] = timings["dataset_build_s"]
     fig["als_and_dataset_peak_rss_mb"] = rss.peak / 2**20
-    check_trainable(rd)
+    check_trainable(rd, s)
     rss.reset()
     t = time.perf_counter()
     _fit_ranker(rd, s.ranker)

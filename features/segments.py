@@ -76,15 +76,10 @@ class SegmentRules:
 
 
 def load_segment_rules(path: str | Path | None = None) -> SegmentRules:
-    import yaml
+    from features.yaml_file import read_yaml
 
     p = Path(path) if path else DEFAULT_SEGMENTS_FILE
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise SegmentConfigError(f"{p}: segment rules file not found") from None
-    except yaml.YAMLError as exc:
-        raise SegmentConfigError(f"{p}: not valid YAML: {exc}") from None
+    raw = read_yaml(p, "segment rules file", SegmentConfigError)
     if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
         raise SegmentConfigError(f"{p}: expected a mapping with a 'rules' list")
     unknown_keys = set(raw) - {"rules", "default"}
@@ -97,8 +92,13 @@ def load_segment_rules(path: str | Path | None = None) -> SegmentRules:
     seen: set[str] = {default}
     for i, item in enumerate(raw["rules"]):
         where = f"{p}: rule {i + 1}"
-        if not isinstance(item, dict) or set(item) - {"name", "description", "when"}:
-            raise SegmentConfigError(f"{where}: expected keys name, description, when")
+        if not isinstance(item, dict):
+            raise SegmentConfigError(f"{where}: expected a mapping with keys name, description, when")
+        unknown = sorted(map(str, set(item) - {"name", "description", "when"}))
+        if unknown:
+            raise SegmentConfigError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected name, description, when"
+            )
         name = str(item.get("name", ""))
         if not _NAME.match(name):
             raise SegmentConfigError(f"{where}: segment name {name!r} must match {_NAME.pattern}")

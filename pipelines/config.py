@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.yaml_file import read_yaml
 
 
 class _Strict(BaseModel):
@@ -101,30 +102,10 @@ class ConfigError(ValueError):
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
 
-def _one_line(exc: yaml.YAMLError) -> str:
-    """PyYAML's message spans lines (context, a caret under the text): say where and what, on one."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None)
-    if mark is not None and problem:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return " ".join(str(exc).split())
-
-
 def load_config(path: Path | None) -> PipelineConfig:
     """Read and check a pipeline config; ``None`` reads the demo config shipped with the package."""
     path = DEMO_CONFIG if path is None else path
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found") from exc
-    except IsADirectoryError as exc:
-        raise ConfigError(f"{path}: is a directory, not a config file") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text (UTF-8) file") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
+    raw = read_yaml(Path(path), "config file", ConfigError) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a mapping of sections")
     try:

@@ -17,12 +17,17 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from models.errors import ModelFitError
 from training.settings import SplitConfig
 
 log = logging.getLogger(__name__)
 
 CONTEXT_FEATURES = ["als_score", "als_rank", "on_air", "slot"]
 SPLITS = ("train", "valid", "test")
+DEFAULT_LABEL_WINDOW = pd.Timedelta(hours=24)
+# The most of the shortest ranker split the DEFAULT window may take: the rest is the time in which
+# that split's queries can start. A quarter keeps 24 h on 14 days of data (the demo world).
+MAX_DEFAULT_WINDOW_SHARE = 0.75
 
 
 class HistoricalReader(Protocol):
@@ -61,6 +66,38 @@ class TimeSplits:
     def as_params(self) -> dict[str, str]:
         return {f"split.{k}": str(v) for k, v in self.__dict__.items()}
 
+    def hours(self, name: str) -> float:
+        lo, hi = self.bounds(name)
+        return float((hi - lo) / pd.Timedelta(hours=1))
+
+    @property
+    def days(self) -> float:
+        return float((self.t_end - self.t_start) / pd.Timedelta(days=1))
+
+
+def label_window(splits: TimeSplits, split: SplitConfig, hours: float | None) -> pd.Timedelta:
+    """How long after its query a label event counts: ``hours``, or by default 24 h cut to fit.
+
+    A query is kept only if its whole window ends inside its split (labels never cross a split
+    boundary), so a window as long as a split leaves that split empty. The window does not scale
+    with the data but the splits do (fractions of its span): on 7 days a 0.1 split is 16.8 h. The
+    default therefore takes at most ``MAX_DEFAULT_WINDOW_SHARE`` of the shortest ranker split; an
+    explicit window that no query of some split can fit is refused, naming the settings to change.
+    """
+    if hours is None:
+        shortest = min(splits.hours(name) for name in SPLITS)
+        return min(DEFAULT_LABEL_WINDOW, pd.Timedelta(hours=shortest * MAX_DEFAULT_WINDOW_SHARE))
+    for name in SPLITS:
+        if hours >= splits.hours(name):
+            raise ModelFitError(
+                f"label_window_hours={hours:g} is not shorter than the {name} split "
+                f"({splits.hours(name):.1f} h: split.{name}={getattr(split, name):g} of "
+                f"{splits.days:.1f} days of events), so no {name} query can keep its label window inside "
+                f"it: lower label_window_hours (or leave it unset to fit the data), raise split.{name} "
+                f"and lower split.history (now {split.history:g}) by as much, or train on more days of data"
+            )
+    return pd.Timedelta(hours=hours)
+
 
 @dataclass
 class RankerData:
@@ -69,6 +106,7 @@ class RankerData:
     frame: pd.DataFrame
     feature_names: list[str]
     splits: TimeSplits
+    label_window: pd.Timedelta
     stats: dict[str, float] = field(default_factory=dict)
 
     def part(self, name: str, candidates_only: bool = False) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from training.dataset import (
     TimeSplits,
     attach_features,
     candidate_rows,
+    label_window,
     on_air_pairs,
     select_queries,
 )
@@ -166,6 +167,7 @@ def build_data(
     """Splits, the two ALS fits (history-only for train/valid queries, pre-test for test ones), data."""
     timings: dict[str, float] = {}
     splits = TimeSplits.from_events(events, settings.split)
+    window = label_window(splits, settings.split, settings.label_window_hours)  # may refuse: before ALS
     t = time.perf_counter()
     progress("fitting ALS on the history split")
     als_hist = fit_als(events.loc[events["ts"] < splits.t_train], settings, item_ids, splits.t_train)
@@ -175,7 +177,6 @@ def build_data(
     t = time.perf_counter()
     progress("building ranker queries and candidates")
     rng = np.random.default_rng(settings.seed)
-    window = pd.Timedelta(hours=settings.label_window_hours)
     queries, positives = select_queries(
         events, splits, settings.label_event, window, settings.max_queries, settings.negative_query_ratio, rng
     )
@@ -196,7 +197,7 @@ def build_data(
             cand[c] = cand[c].astype("category")
     cand["on_air"] = cand["on_air"].astype(np.int8)
     timings["dataset_build_s"] = time.perf_counter() - t
-    data = RankerData(cand, names + CONTEXT_FEATURES, splits)
+    data = RankerData(cand, names + CONTEXT_FEATURES, splits, window)
     data.stats = {
         f"{s}_{what}": float(v)
         for s in ("train", "valid", "test")
@@ -209,16 +210,41 @@ def build_data(
     return data, als_hist, als_final, timings
 
 
-def check_trainable(data: RankerData) -> None:
+def check_trainable(data: RankerData, settings: TrainSettings) -> None:
     """Degenerate training data raises ModelFitError before anything is fitted or registered."""
     for s in ("train", "valid", "test"):
         part = data.part(s, candidates_only=True)
         if part.empty:
-            raise ModelFitError(f"the {s} split has no ranker rows; widen the data window or lower split.{s}")
+            raise ModelFitError(_empty_split_hint(data, settings, s))
         if part["label"].nunique() < 2:
             raise ModelFitError(
                 f"the {s} split's labels are all {int(part['label'].iloc[0])}: nothing to learn or measure"
             )
+
+
+def _empty_split_hint(data: RankerData, settings: TrainSettings, name: str) -> str:
+    """Why split ``name`` has no ranker rows, and which settings to move which way.
+
+    A split only holds queries whose whole label window fits inside it, and only those with a label
+    event in that window (plus as many without): it fills up with more of the data's TIME, which
+    the fractions split.* give out and must sum to 1. ``history`` (ALS only) is the one to take from.
+    """
+    hours, days = data.splits.hours(name), data.splits.days
+    window = data.label_window / pd.Timedelta(hours=1)
+    setting = f"label_window_hours={window:g}" if settings.label_window_hours else "the default label window"
+    share, history = getattr(settings.split, name), settings.split.history
+    queries = data.part(name)["query_id"].nunique()
+    if queries:  # queries, but ALS (fitted on the history split) knows none of them, nothing on air
+        return (f"the {name} split's {queries} queries have no candidate: ALS knows none of their users "
+                f"from the history split; raise split.history (now {history:g}) and lower split.{name} "
+                f"(now {share:g}) by as much, or train on more days of data")  # fmt: skip
+    other = " (or --label click, a more frequent event)" if settings.label != "click" else ""
+    return (f"the {name} split ({hours:.1f} h of {days:.1f} days of events) has no query with a "
+            f"{settings.label} within {window:.3g} h of it ({setting}): give the "
+            f"split more time by raising split.{name} (now {share:g}) and lowering split.history "
+            f"(now {history:g}) by as much, so that the fractions still sum to 1 "
+            f"(env SLOTCAST_SPLIT__{name.upper()}, SLOTCAST_SPLIT__HISTORY), or train on more days of "
+            f"data{other}")  # fmt: skip
 
 
 def fit_all(
@@ -235,7 +261,7 @@ def fit_all(
     data, _als_hist, als_final, timings = build_data(
         events, stream_products, item_ids, settings, reader, progress
     )
-    check_trainable(data)
+    check_trainable(data, settings)
     t = time.perf_counter()
     progress(f"ranker search ({settings.hpo_trials} trials) and fit")
     cfg, trials = search_ranker(data, settings)

@@ -22,10 +22,11 @@ from training.dataset import (
     TimeSplits,
     attach_features,
     candidate_rows,
+    label_window,
     on_air_pairs,
     select_queries,
 )
-from training.fit import ranking_scores
+from training.fit import Progress, ranking_scores
 from training.gate import GateResult, decide
 from training.settings import TrainSettings
 
@@ -49,11 +50,13 @@ class PromotionReport:
 
 
 def test_frame(events: pd.DataFrame, stream_products: pd.DataFrame, settings: TrainSettings,
-               reader: HistoricalReader | None, als: Any, other_als: tuple[Any, ...] = ()) -> pd.DataFrame:  # fmt: skip
+               reader: HistoricalReader | None, als: Any, other_als: tuple[Any, ...] = (),
+               progress: Progress = lambda _: None) -> pd.DataFrame:  # fmt: skip
     """The current data's test-split candidate rows (with features), built the way training does."""
+    progress("building the test split's queries and candidates")
     splits = TimeSplits.from_events(events, settings.split)
+    window = label_window(splits, settings.split, settings.label_window_hours)
     rng = np.random.default_rng(settings.seed)
-    window = pd.Timedelta(hours=settings.label_window_hours)
     queries, positives = select_queries(
         events, splits, settings.label_event, window, settings.max_queries, settings.negative_query_ratio, rng
     )
@@ -65,6 +68,8 @@ def test_frame(events: pd.DataFrame, stream_products: pd.DataFrame, settings: Tr
         )
     on_air = on_air_pairs(queries, stream_products)
     cand = candidate_rows(queries, positives, on_air, {"test": als}, settings.candidates_n, other_als)
+    if reader is not None:
+        progress(f"point-in-time features for {len(cand):,} candidate rows")
     cand, _ = attach_features(cand, reader, settings.feature_service)
     cand["on_air"] = cand["on_air"].astype(np.int8)
     return cand
@@ -90,12 +95,16 @@ def promote(
     data_dir: Path | None,
     reader: HistoricalReader | None,
     force: bool = False,
+    progress: Progress = lambda _: None,
 ) -> PromotionReport:
+    """Gate the challenger into champion; ``progress`` hears each phase (a first promotion spends
+    its time opening MLflow; a comparison in reading the data, Feast features and the two bundles)."""
     from models.bundle import Bundle
     from training.registry import CHALLENGER, CHAMPION, download_bundle, version_by_alias
     from training.run import load_inputs
     from training.tracking import configure, experiment_id, log_metrics, log_params
 
+    progress("opening the MLflow registry")
     client = configure(settings)
     name = settings.registered_model
     chall = version_by_alias(client, name, CHALLENGER)
@@ -110,17 +119,21 @@ def promote(
     if champ is not None and (data_dir is not None or not force):
         if data_dir is None:
             raise PromotionError("comparing with the champion needs --data DIR (the current test split)")
+        progress(f"reading {data_dir}")
         events, stream_products, _ = load_inputs(Path(data_dir), settings)
+        progress(f"loading challenger v{chall.version} and champion v{champ.version} from the registry")
         b_chall = Bundle.load(download_bundle(name, str(chall.version)))
         b_champ = Bundle.load(download_bundle(name, str(champ.version)))
         # Candidates: the union of both models' ALS top-n (+ on-air), so neither is judged on the
         # other's candidate set alone.
-        frame = test_frame(events, stream_products, settings, reader, b_chall.als, (b_champ.als,))
+        frame = test_frame(events, stream_products, settings, reader, b_chall.als, (b_champ.als,), progress)
         missing = (
             [c for c in b_champ.ranker.feature_names if c not in frame.columns] if b_champ.ranker else []
         )
         if missing and not force:
             raise PromotionError(f"the champion needs features the current data lacks: {missing}")
+        n = frame.loc[frame["label"] > 0, "query_id"].nunique()
+        progress(f"scoring both versions on the {n:,} test queries with a {settings.label}")
         chall_scores = score_bundle(b_chall, frame, settings.k)
         champ_scores = score_bundle(b_champ, frame, settings.k) if not missing else None
     result = decide(champ_scores, chall_scores, metric=f"ndcg@{settings.k}", force=force,
@@ -128,6 +141,7 @@ def promote(
     if champ is not None and champ_scores is None:  # forced, and nothing was compared
         result = replace(result, reason="forced without a comparison (no --data, or features differ)")
 
+    progress("recording the decision in MLflow")
     exp = experiment_id(client, settings)
     run = client.create_run(
         exp, run_name="promote", tags={"decision": "promote" if result.promote else "keep"}

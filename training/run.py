@@ -33,6 +33,7 @@ class TrainReport:
     metrics: dict[str, float]
     digest: str
     wall_s: float
+    label_window_hours: float  # the one used: the setting, or the default cut to fit the data
 
 
 def load_inputs(data_dir: Path, settings: TrainSettings) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -87,6 +88,7 @@ def train(
     events, stream_products, item_ids = load_inputs(data_dir, settings)
     digest = data_digest(events)
     fit = fit_all(events, stream_products, item_ids, settings, reader, progress)
+    window_h = fit.data.label_window / pd.Timedelta(hours=1)
     progress("calibrating push conversion on the push log")
     # Out of sample: the served ALS was fitted on events before the test split.
     calibration = push_calibration(
@@ -110,6 +112,7 @@ def train(
         params = settings.flat_params()
         params.update({f"chosen.ranker.{k}": v for k, v in fit.ranker_params.items()})
         params.update(fit.data.splits.as_params())
+        params["label_window_hours_used"] = f"{window_h:g}"
         params["data_digest"] = digest
         params["n_events"] = str(len(events))
         log_params(client, run_id, params)
@@ -139,4 +142,4 @@ def train(
         raise
     wall = time.perf_counter() - t0
     log.info("training run %s registered as version %s in %.1f s", run_id, mv.version, wall)
-    return TrainReport(run_id, str(mv.version), alias, fit.metrics, digest, wall)
+    return TrainReport(run_id, str(mv.version), alias, fit.metrics, digest, wall, window_h)

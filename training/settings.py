@@ -78,7 +78,8 @@ class TrainSettings(BaseSettings):
     ranker: RankerConfig = Field(default_factory=RankerConfig)
 
     label: Literal["purchase", "click", "cart"] = "purchase"
-    label_window_hours: float = Field(default=24.0, gt=0)
+    # None: 24 h, shortened on data too short for it (training.dataset.label_window says how).
+    label_window_hours: float | None = Field(default=None, gt=0)
     candidates_n: int = Field(default=50, ge=1)
     max_queries: int = Field(default=20_000, ge=10)
     negative_query_ratio: float = Field(default=1.0, ge=0)

@@ -61,6 +61,7 @@ def build(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from features.offline import STEP_NAMES
+    from features.segments import load_segment_rules
     from features.store import build_feature_store
     from features.views import VIEW_SPECS
 
@@ -68,6 +69,7 @@ def build(
     if not data.is_dir():
         raise FileNotFoundError(f"--data {data}: not a directory")
     as_of_ts = _parse_as_of(as_of)  # before the progress bar: a bad value is a usage error, alone
+    load_segment_rules(segments)  # likewise a bad rules file (the build reads it again: it is tiny)
     settings = _settings(state_dir)
     total = len(STEP_NAMES) + 1 + len(VIEW_SPECS)
     with Progress(

@@ -106,7 +106,8 @@ def register(app: typer.Typer) -> None:
         console.print(t)
         extra = "  ".join(f"{k} {m[k]:.4f}" for k in ("test_auc", "test_logloss") if k in m)
         console.print(f"{extra}  queries train/valid/test {m['train_queries']:.0f}/{m['valid_queries']:.0f}/"
-                      f"{m['test_queries']:.0f}  data digest {report.digest}  {report.wall_s:.1f} s")  # fmt: skip
+                      f"{m['test_queries']:.0f}  label window {report.label_window_hours:.3g} h  "
+                      f"data digest {report.digest}  {report.wall_s:.1f} s")  # fmt: skip
 
     @app.command("promote")
     def promote_cmd(
@@ -122,13 +123,18 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from training.promote import promote
-
         if data is not None and not data.is_dir():
             raise typer.BadParameter(f"{data} is not a directory", param_hint="--data")
-        s = _settings()
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        rep = promote(s, data, _reader(s, data, features) if data is not None else None, force=force)
+        progress, say = _phases()
+        with progress:
+            # The imports alone (the model layer's libraries, then mlflow's) take seconds: on the spinner.
+            say("loading the training code")
+            s = _settings()
+            from training.promote import promote
+
+            reader = _reader(s, data, features) if data is not None else None
+            rep = promote(s, data, reader, force=force, progress=say)
         r = rep.result
         console = Console()
         console.print(

@@ -71,3 +71,47 @@ def test_build_rejects_a_bad_as_of(world_dir: Path, tmp_path: Path) -> None:
         )
         == 2
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        # PyYAML's own message spans five lines with a caret; now where and what, on one
+        ('rules:\n  - name: vip\n    when: {monetary_90d: ">= 5"\n', "not valid YAML: line 4, column 1"),
+        (b"\xff\xfe rules", "not a text (UTF-8) file"),  # was a UnicodeDecodeError naming no file
+        (None, "is a directory, not a segment rules file"),  # was an IsADirectoryError traceback, exit 1
+        (
+            'rules:\n  - name: vip\n    when: {monetary_90d: ">= 5"}\n    colour: red\n',
+            "rule 1: unknown key(s) 'colour'",
+        ),
+        (
+            "rules:\n  - name: vip\n    when: {monetary_365d: '> 5'}\n",
+            "rule 1 (vip): unknown feature 'monetary_365d'",
+        ),
+    ],
+)
+def test_a_bad_segments_file_is_one_line_naming_the_file_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes | None, needle: str
+) -> None:
+    seg = tmp_path / "seg.yaml"
+    if content is None:
+        seg.mkdir()
+    elif isinstance(content, bytes):
+        seg.write_bytes(content)
+    else:
+        seg.write_text(content)
+    args = [
+        "features",
+        "build",
+        "--data",
+        str(tmp_path),
+        "--segments",
+        str(seg),
+        "--state-dir",
+        str(tmp_path),
+    ]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and err.startswith(f"error: {seg}: ") and needle in err
+    assert captured.out == ""  # reported before the progress bar starts, so it stands alone

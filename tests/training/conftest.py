@@ -30,5 +30,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def week_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated week of 3,000 users (`slotcast data generate --users 3000 --days 7`, ~2 s): too
+    short for a 24 h label window inside a 0.1 split (16.8 h)."""
+    from pipelines.simulator import SimConfig, generate
+
+    out = tmp_path_factory.mktemp("week") / "data"
+    generate(SimConfig(users=3_000, days=7, seed=0), out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def shuffled_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_world(tmp_path_factory.mktemp("shuffled"), shuffle_purchases=True)

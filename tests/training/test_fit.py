@@ -41,7 +41,7 @@ def test_no_feature_or_candidate_sees_events_after_the_query(world: Path, tmp_pa
     before, *_ = build_data(ev, sp_, items, s, reader=None)
     lo, hi = before.splits.bounds(split)
     t_plant = lo + (hi - lo) * 0.5
-    w = pd.Timedelta(hours=s.label_window_hours)
+    w = before.label_window
     # The plant: users with a query in the hour before t_plant buy the last product at t_plant.
     fr = before.frame
     users = fr.loc[(fr["ts"] < t_plant) & (fr["ts"] >= t_plant - w), "user_id"].unique()
@@ -70,7 +70,7 @@ def test_label_windows_stay_inside_their_split(world: Path, tmp_path: Path) -> N
     s = fast_settings(tmp_path)
     ev, sp_, items = load_inputs(world, s)
     data, *_ = build_data(ev, sp_, items, s, reader=None)
-    w = pd.Timedelta(hours=s.label_window_hours)
+    w = data.label_window
     for name in ("train", "valid", "test"):
         lo, hi = data.splits.bounds(name)
         part = data.part(name)
@@ -137,14 +137,26 @@ def test_a_degenerate_split_is_refused_before_the_ranker_is_fitted(
     s = fast_settings(tmp_path)
     ev, sp_, items = load_inputs(world, s)
     data, *rest = build_data(ev, sp_, items, s, reader=None)
-    check_trainable(data)  # the planted world is fine as it is
+    check_trainable(data, s)  # the planted world is fine as it is
     fr = data.frame
     no_valid = replace(data, frame=fr.loc[fr["split"] != "valid"])
-    with pytest.raises(ModelFitError, match="valid split has no ranker rows"):
-        check_trainable(no_valid)
+    with pytest.raises(ModelFitError) as err:
+        check_trainable(no_valid, s)
+    # The hint names the settings and which way to move them (it once said "lower split.valid",
+    # which empties the split further).
+    msg = str(err.value)
+    assert "valid split (38.0 h of 15.8 days of events) has no query with a purchase" in msg
+    assert "within 24 h of it (the default label window)" in msg
+    assert "raising split.valid (now 0.1) and lowering split.history (now 0.5)" in msg
+    assert "SLOTCAST_SPLIT__VALID" in msg and "\n" not in msg
+    uncovered = fr.assign(candidate=fr["candidate"] & (fr["split"] != "valid"))
+    with pytest.raises(
+        ModelFitError, match=r"valid split's \d+ queries have no candidate.*raise split.history"
+    ):
+        check_trainable(replace(data, frame=uncovered), s)
     silent = fr.assign(label=np.where(fr["split"] == "test", 0, fr["label"]))
     with pytest.raises(ModelFitError, match="test split's labels are all 0"):
-        check_trainable(replace(data, frame=silent))
+        check_trainable(replace(data, frame=silent), s)
 
     def no_fit(*a: object, **k: object) -> None:
         raise AssertionError("a ranker was fitted on a degenerate split")

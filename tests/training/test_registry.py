@@ -27,8 +27,11 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
 
     # 1. A poor model (trained where purchases ignore taste) is the first challenger: promoted.
     poor = train(shuffled_world, s, reader=None)
-    first = promote(s, world, reader=None)
+    said: list[str] = []
+    first = promote(s, world, reader=None, progress=said.append)
     assert first.promoted and first.champion_version is None and "no champion" in first.result.reason
+    # Each phase is announced (the CLI shows them on a spinner); a first promotion compares nothing.
+    assert said == ["opening the MLflow registry", "recording the decision in MLflow"]
 
     # 2. Serving's exact two calls find and load the champion.
     mlflow.set_tracking_uri(s.tracking_uri)
@@ -59,8 +62,17 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
 
     # 3. A good model beats it on the same test split: promoted, with a CI above 0.
     good = train(world, s, reader=None)
-    better = promote(s, world, reader=None)
+    said.clear()
+    better = promote(s, world, reader=None, progress=said.append)
     assert better.promoted and better.result.ci_low > 0, better.result
+    assert said == [
+        "opening the MLflow registry",
+        f"reading {world}",
+        f"loading challenger v{good.version} and champion v{poor.version} from the registry",
+        "building the test split's queries and candidates",
+        f"scoring both versions on the {better.result.n_queries:,} test queries with a purchase",
+        "recording the decision in MLflow",
+    ]
     assert str(version_by_alias(client, "slotcast", CHAMPION).version) == good.version
 
     # 4. The poor one again, through the CLI this time: the gate keeps the champion.
