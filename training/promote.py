@@ -99,8 +99,7 @@ def promote(
 ) -> PromotionReport:
     """Gate the challenger into champion; ``progress`` hears each phase (a first promotion spends
     its time opening MLflow; a comparison in reading the data, Feast features and the two bundles)."""
-    from models.bundle import Bundle
-    from training.registry import CHALLENGER, CHAMPION, download_bundle, version_by_alias
+    from training.registry import CHALLENGER, CHAMPION, load_bundle, version_by_alias
     from training.run import load_inputs
     from training.tracking import configure, experiment_id, log_metrics, log_params
 
@@ -122,8 +121,8 @@ def promote(
         progress(f"reading {data_dir}")
         events, stream_products, _ = load_inputs(Path(data_dir), settings)
         progress(f"loading challenger v{chall.version} and champion v{champ.version} from the registry")
-        b_chall = Bundle.load(download_bundle(name, str(chall.version)))
-        b_champ = Bundle.load(download_bundle(name, str(champ.version)))
+        b_chall = load_bundle(name, str(chall.version))
+        b_champ = load_bundle(name, str(champ.version))
         # Candidates: the union of both models' ALS top-n (+ on-air), so neither is judged on the
         # other's candidate set alone.
         frame = test_frame(events, stream_products, settings, reader, b_chall.als, (b_champ.als,), progress)

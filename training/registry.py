@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from models.bundle import Bundle
+
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -59,10 +61,11 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
         return None
 
 
-def download_bundle(name: str, alias_or_version: str, dst: Path | None = None) -> Path:
-    """Download ``models:/name@alias`` (or ``models:/name/version``) and return the bundle directory.
+def download_bundle(name: str, alias_or_version: str, dst: Path) -> Path:
+    """Download ``models:/name@alias`` (or ``models:/name/version``) into ``dst``; the bundle directory.
 
-    This is the same two calls serving makes; tests call it to prove that path works.
+    This is the same two calls serving makes; tests call it to prove that path works. The caller
+    owns ``dst`` (a bundle of a million users' factors is hundreds of MB): see ``load_bundle``.
     """
     import mlflow
 
@@ -73,6 +76,14 @@ def download_bundle(name: str, alias_or_version: str, dst: Path | None = None) -
         if alias_or_version.isdigit()
         else f"models:/{name}@{alias_or_version}"
     )
-    dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="slotcast-bundle-"))
     local = mlflow.artifacts.download_artifacts(ref, dst_path=str(dst))
     return Path(Bundle.find(Path(local)))
+
+
+def load_bundle(name: str, alias_or_version: str) -> Bundle:
+    """The registered bundle, loaded into memory; its download is deleted before this returns
+    (``Bundle.load`` reads every file whole, so nothing refers to the files afterwards)."""
+    from models.bundle import Bundle
+
+    with tempfile.TemporaryDirectory(prefix="slotcast-bundle-") as tmp:
+        return Bundle.load(download_bundle(name, alias_or_version, Path(tmp)))

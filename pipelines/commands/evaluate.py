@@ -70,7 +70,7 @@ class _Bundles:
                 path = Bundle.find(self.bundle_dir)
                 return self._keep(f"dir {path}", lambda: Bundle.load(path))
             from training import tracking
-            from training.registry import download_bundle, version_by_alias
+            from training.registry import load_bundle, version_by_alias
 
             name = self.settings.registered_model
             client = tracking.configure(self.settings)
@@ -80,7 +80,7 @@ class _Bundles:
                 return PolicyUnavailable(
                     f"no MLflow model {name}@{ref} (run `slotcast train`, then `slotcast promote`)"
                 )
-            return self._keep(f"{name} version {mv.version}", lambda: Bundle.load(download_bundle(name, ref)))
+            return self._keep(f"{name} version {mv.version}", lambda: load_bundle(name, ref))
         except SlotcastModelError as exc:
             return PolicyUnavailable(f"bundle {alias!r} cannot be loaded: {exc}")
         except Exception as exc:  # noqa: BLE001 - an unreachable MLflow store skips the model, not the evaluation

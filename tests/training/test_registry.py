@@ -3,6 +3,7 @@ way serving does, and the promotion gate refusing a worse challenger and accepti
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,13 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
     # 3. A good model beats it on the same test split: promoted, with a CI above 0.
     good = train(world, s, reader=None)
     said.clear()
+    scratch = state_dir / "scratch"  # the comparison downloads both bundles; none may stay on disk
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     better = promote(s, world, reader=None, progress=said.append)
+    monkeypatch.undo()
+    assert not list(scratch.glob("slotcast-bundle-*")), list(scratch.iterdir())
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     assert better.promoted and better.result.ci_low > 0, better.result
     assert said == [
         "opening the MLflow registry",
