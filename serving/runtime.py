@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import numpy as np
 
 from serving.catalog import US, Catalog
 from serving.errors import ModelUnavailableError, NotFoundError, ServingError, UnauthorizedError
+from serving.event_ids import EventIds
 from serving.event_log import EventLog
 from serving.impressions import ImpressionLog
 from serving.metrics import ServingMetrics
@@ -65,7 +67,10 @@ class SlotcastApp:
         catalog: Catalog | None,
         ledger: Any,
         catalog_error: str | None = None,
+        worker: int | None = None,
     ) -> None:
+        """``worker``: this process's index among the service's workers (BentoML's, 1-based), the
+        tag of the event ids it gives (serving/event_ids.py); None: the process id."""
         self.settings = settings
         self.model_source = model_source
         self.features = features
@@ -81,8 +86,7 @@ class SlotcastApp:
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
-        self._next_event_id = 0
-        self._event_id_lock = threading.Lock()
+        self.event_ids = EventIds(worker if worker is not None else os.getpid())
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
             variant_salt=settings.variant_salt,
@@ -107,7 +111,7 @@ class SlotcastApp:
         )  # fmt: skip
 
     @classmethod
-    def from_settings(cls, settings: ServingSettings) -> SlotcastApp:
+    def from_settings(cls, settings: ServingSettings, worker: int | None = None) -> SlotcastApp:
         """Build the app; a store or registry that cannot be reached leaves it running but not ready."""
         from serving.adapters import (
             DirModelSource,
@@ -166,7 +170,7 @@ class SlotcastApp:
             except (OSError, KeyError, ValueError) as exc:
                 catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
                 log.error(catalog_error)
-        app = cls(settings, model_source, features, catalog, ledger, catalog_error)
+        app = cls(settings, model_source, features, catalog, ledger, catalog_error, worker)
         app.reload()
         return app
 
@@ -250,15 +254,15 @@ class SlotcastApp:
     def events(self, req: EventsRequest) -> EventsResponse:
         def run() -> EventsResponse:
             now = datetime.now(UTC)
-            first_id = self._event_ids(len(req.events))
+            ids = self.event_ids.take(len(req.events))
             records = []
-            for i, e in enumerate(req.events):
+            for e, event_id in zip(req.events, ids, strict=True):
                 r = e.model_dump()
                 r["ts"] = (e.ts or now).astimezone(UTC)
                 r["ts_us"] = int(r["ts"].timestamp() * US)
                 r["ts"] = r["ts"].isoformat()
-                if r["event_id"] is None:  # serving's ids (_event_ids), above any import
-                    r["event_id"] = (first_id + i) % (2**63)
+                if r["event_id"] is None:  # serving's ids (serving/event_ids.py), above any import
+                    r["event_id"] = event_id
                 records.append(r)
             self.event_log.append(records)  # raises 503 before anything is acknowledged
             if self.catalog is not None:
@@ -276,15 +280,6 @@ class SlotcastApp:
             return EventsResponse(accepted=len(records), online=online)
 
         return self._timed("events", run)
-
-    def _event_ids(self, n: int) -> int:
-        """The first of ``n`` consecutive event ids for one request: microsecond clock * 1000, and
-        never below the ids already given, so that requests in the same microsecond (threads) or
-        right after a batch of more than 1000 do not share ids within this process."""
-        with self._event_id_lock:
-            first = max(self._next_event_id, time.time_ns() // 1000 * 1000)
-            self._next_event_id = first + n
-        return first
 
     def segments(self) -> list[SegmentInfo]:
         cat = self._catalog()
