@@ -44,20 +44,6 @@ T = TypeVar("T")
 DELETION_REFRESH_S = 1.0  # how stale another worker's deletion may be, at most
 
 
-def _feature_segments(features: FeatureSource) -> dict[int, str] | None:
-    """The features package's segments (segments.yaml rules, latest snapshot), so that serving and
-    the popularity model agree on the labels; None (the catalogue's own activity rule) when absent."""
-    fn = getattr(getattr(features, "reader", None), "segments", None)
-    if fn is None:
-        return None
-    try:
-        series = fn()
-    except Exception as exc:  # noqa: BLE001 - an unbuilt store falls back to the built-in rule
-        log.warning("segments from the feature store unavailable (%s); using the activity rule", exc)
-        return None
-    return {int(k): str(v) for k, v in series.dropna().items()}
-
-
 class SlotcastApp:
     def __init__(
         self,
@@ -117,6 +103,7 @@ class SlotcastApp:
             DirModelSource,
             MlflowModelSource,
             deletion_ledger,
+            feature_segments,
             make_policy,
             mlflow_client_defaults,
         )
@@ -166,7 +153,7 @@ class SlotcastApp:
             features = FeastFeatureSource(settings.state_dir, ledger, settings.outage_log_interval_s)
         if catalog is None:
             try:
-                catalog = Catalog.from_data_dir(settings.data_dir, _feature_segments(features))
+                catalog = Catalog.from_data_dir(settings.data_dir, feature_segments(features))
             except (OSError, KeyError, ValueError) as exc:
                 catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
                 log.error(catalog_error)
