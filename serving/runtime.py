@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from serving.catalog import US, Catalog
-from serving.errors import ModelUnavailableError, NotFoundError, ServingError, UnauthorizedError
+from serving.errors import (
+    BadRequestError,
+    ModelUnavailableError,
+    NotFoundError,
+    ServingError,
+    UnauthorizedError,
+)
 from serving.event_ids import EventIds
 from serving.event_log import EventLog
 from serving.impressions import ImpressionLog
@@ -231,7 +237,21 @@ class SlotcastApp:
         return self.recommender
 
     def carousel(self, req: CarouselRequest) -> CarouselResponse:
-        return self._timed("carousel", lambda: self._rec().carousel(req))
+        def run() -> CarouselResponse:
+            if req.at is not None:  # a past ``at`` is a replay; a future one only within the skew
+                self._not_ahead(req.at, "at", datetime.now(UTC))
+            return self._rec().carousel(req)
+
+        return self._timed("carousel", run)
+
+    def _not_ahead(self, t: datetime, field: str, now: datetime) -> None:
+        """Refuse a time further ahead of this clock than ``max_clock_skew_s`` (422 naming it)."""
+        if (t - now).total_seconds() > self.settings.max_clock_skew_s:
+            raise BadRequestError(
+                f"invalid {field}: {t.isoformat()} lies more than {self.settings.max_clock_skew_s:g} s "
+                "ahead of the service's clock (SLOTCAST_MAX_CLOCK_SKEW_S)",
+                field=field,
+            )
 
     def push(self, req: PushRequest) -> PushResponse:
         if req.max_users > self.settings.max_users_limit:
@@ -241,6 +261,9 @@ class SlotcastApp:
     def events(self, req: EventsRequest) -> EventsResponse:
         def run() -> EventsResponse:
             now = datetime.now(UTC)
+            for i, e in enumerate(req.events):  # before anything is logged: all or none
+                if e.ts is not None:
+                    self._not_ahead(e.ts, f"events.{i}.ts", now)
             ids = self.event_ids.take(len(req.events))
             records = []
             for e, event_id in zip(req.events, ids, strict=True):

@@ -23,17 +23,24 @@ Id = Field(ge=0, le=2**63 - 1)
 IdItem = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _in_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a timezone (UTC), e.g. 2026-01-01T12:00:00Z")
     try:
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:00-14:00 is in year 10000 in UTC
         raise ValueError("out of range once converted to UTC") from None
+    if value < EPOCH:
+        raise ValueError("lies before 1970-01-01T00:00:00Z: not a time anything was logged or served")
+    return value
 
 
-# A point in time with its zone, held in UTC: refused (naming the field) when naive or beyond the
-# calendar in UTC, so that no later conversion can fail on it.
+# A point in time with its zone, held in UTC: refused (naming the field) when naive, beyond the
+# calendar in UTC (no later conversion can fail on it) or before 1970. How far ahead of the clock
+# it may lie is the service's setting (ServingSettings.max_clock_skew_s, checked in the runtime).
 UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 

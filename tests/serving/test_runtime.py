@@ -235,3 +235,21 @@ def test_event_ids_of_two_workers_in_the_same_microsecond_never_meet() -> None:
     assert not set(given[1]) & set(given[2])
     assert {i % 1000 for i in given[1]} == {1} and {i % 1000 for i in given[2]} == {2}
     assert EventIds(1001, clock_us=lambda: 5).take(1)[0] % 1000 == 1  # indices beyond 999 wrap
+
+
+def test_how_far_ahead_a_time_may_lie_is_a_setting(tables, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from serving.errors import BadRequestError
+
+    app = make_app(tables, tmp_path)
+    app.settings = app.settings.model_copy(update={"max_clock_skew_s": 3600.0})
+    soon, later = (datetime.now(UTC) + timedelta(minutes=m) for m in (30, 90))
+    assert app.events(EventsRequest(events=[Event(user_id=1, type="like", ts=soon)])).accepted == 1
+    with pytest.raises(BadRequestError) as err:
+        app.events(EventsRequest(events=[Event(user_id=1, type="like", ts=later)]))
+    assert err.value.http_status == 422 and err.value.field == "events.0.ts"
+    assert app.carousel(CarouselRequest(user_id=1, stream_id=0, at=soon)).model_version
+    with pytest.raises(BadRequestError, match="SLOTCAST_MAX_CLOCK_SKEW_S") as err:
+        app.carousel(CarouselRequest(user_id=1, stream_id=0, at=later))
+    assert err.value.field == "at"

@@ -1,0 +1,64 @@
+"""Input the service refuses over HTTP (in-process, on the demo world), each a 4xx whose JSON body
+names the field: implausible times, unknown candidate products, strings where numbers belong."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from serving.event_log import read_all
+
+
+def names(r: httpx.Response, field: str) -> bool:
+    """The refusal names ``field`` ("events.0.ts"): as its ``field``, or as a ``loc`` of its
+    ``detail`` (BentoML's typed APIs answer schema errors with a detail list only)."""
+    body = r.json()
+    parts = field.split(".")
+    return body.get("field") == field or any(
+        [str(x) for x in d["loc"]][-len(parts) :] == parts for d in body.get("detail") or ()
+    )
+
+
+def _in(days: float) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+@pytest.mark.parametrize(
+    "ts",
+    # The third is in 1969 in UTC; the last more than a day ahead.
+    ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "1970-01-01T01:00:00+02:00", "9999-12-31T00:00:00Z"],
+)
+def test_implausible_event_times_are_refused_and_nothing_is_logged(client: TestClient, ts: str) -> None:
+    """Events dated year 1 or year 9999 were accepted, logged and pushed to the online store. An
+    event time lies after 1970-01-01 and at most SLOTCAST_MAX_CLOCK_SKEW_S (a day) ahead; a request
+    with one implausible event is refused whole."""
+    log_dir = Path(client.state_dir) / "serving" / "events"  # type: ignore[attr-defined]
+    before = len(read_all(log_dir)) if log_dir.exists() else 0
+    ev = [{"user_id": 1, "type": "like"}, {"user_id": 2, "type": "like", "ts": ts}]
+    r = client.post("/events", json={"events": ev})
+    assert r.status_code == 422 and names(r, "events.1.ts"), r.text
+    assert (len(read_all(log_dir)) if log_dir.exists() else 0) == before
+
+
+def test_plausible_event_times_are_accepted(client: TestClient) -> None:
+    for ts in ("1970-01-01T00:00:00Z", "1969-12-31T23:00:00-02:00", _in(-400), _in(0.5)):
+        r = client.post("/events", json={"events": [{"user_id": 1, "type": "like", "ts": ts}]})
+        assert r.status_code == 200, (ts, r.text)
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9999-12-31T00:00:00Z"])
+def test_a_carousel_at_an_implausible_time_is_refused(client: TestClient, at: str) -> None:
+    """``at`` year 1 answered an empty carousel (nothing on air), year 9999 one of the products
+    whose air time has no end: the same bounds as an event's time."""
+    r = client.post("/carousel", json={"user_id": 1, "stream_id": 0, "at": at})
+    assert 400 <= r.status_code < 500 and names(r, "at"), r.text
+
+
+def test_a_carousel_at_a_past_time_is_a_replay(client: TestClient) -> None:
+    for at in ("2025-01-06T21:00:00Z", _in(-30), _in(0.5)):
+        r = client.post("/carousel", json={"user_id": 1, "stream_id": 0, "at": at})
+        assert r.status_code == 200, (at, r.text)
