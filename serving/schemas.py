@@ -65,7 +65,8 @@ class CarouselRequest(_Strict):
     stream_id: int | None = Field(None, ge=0, le=2**63 - 1)
     k: int = Field(8, ge=1, le=20)
     exclude: list[IdItem] = Field(default_factory=list, max_length=1000)
-    # For stream-less shops: the products to choose from (ignored when stream_id is given).
+    # For stream-less shops: the products to choose from (ignored when stream_id is given), each one
+    # the catalogue knows (404 naming the others).
     candidates: list[IdItem] | None = Field(None, min_length=1, max_length=5000)
     context: dict[str, str] = Field(default_factory=dict, max_length=32)
     # Answer as of this time instead of now (replays, simulated worlds whose streams lie in the past):

@@ -62,3 +62,19 @@ def test_a_carousel_at_a_past_time_is_a_replay(client: TestClient) -> None:
     for at in ("2025-01-06T21:00:00Z", _in(-30), _in(0.5)):
         r = client.post("/carousel", json={"user_id": 1, "stream_id": 0, "at": at})
         assert r.status_code == 200, (at, r.text)
+
+
+def test_unknown_candidate_products_are_404_naming_them(client: TestClient) -> None:
+    """A stream-less carousel's candidates the catalogue does not know were served as slots (with
+    no price, category or stock); push refuses an unknown product with 404, and so does this."""
+    r = client.post("/carousel", json={"user_id": 8, "candidates": [3, 5000, 4, 6001, 5000], "k": 3})
+    assert r.status_code == 404 and r.json()["field"] == "candidates", r.text
+    assert "5000, 6001" in r.json()["error"]
+    many = list(range(1000, 1030))
+    r = client.post("/carousel", json={"user_id": 8, "candidates": [3, *many]})
+    assert r.status_code == 404 and "1019 and 10 more" in r.json()["error"], r.text
+    r = client.post("/carousel", json={"user_id": 8, "candidates": [3, 4, 5, 6], "k": 3})
+    assert r.status_code == 200 and {s["product_id"] for s in r.json()["slots"]} <= {3, 4, 5, 6}
+    # With a stream the list is ignored (docs/serving.md), as before.
+    r = client.post("/carousel", json={"user_id": 8, "stream_id": 0, "candidates": [5000]})
+    assert r.status_code == 200, r.text
