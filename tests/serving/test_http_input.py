@@ -78,3 +78,58 @@ def test_unknown_candidate_products_are_404_naming_them(client: TestClient) -> N
     # With a stream the list is ignored (docs/serving.md), as before.
     r = client.post("/carousel", json={"user_id": 8, "stream_id": 0, "candidates": [5000]})
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [("/carousel", {"user_id": "42", "stream_id": 1}, "user_id"),
+     ("/carousel", {"user_id": 42, "stream_id": "1"}, "stream_id"),
+     ("/carousel", {"user_id": 42, "stream_id": 1, "k": "5"}, "k"),
+     ("/carousel", {"user_id": 42, "candidates": ["3", 4]}, "candidates"),
+     ("/carousel", {"user_id": 42, "stream_id": 1, "exclude": [3, "4"]}, "exclude"),
+     ("/noop/carousel", {"user_id": "42"}, "user_id"),
+     ("/community/push", {"community_id": "1", "product_id": 4}, "community_id"),
+     ("/community/push", {"segment": "buyer", "product_id": "4"}, "product_id"),
+     ("/community/push", {"segment": "buyer", "campaign_products": ["4"]}, "campaign_products"),
+     ("/community/push", {"segment": "buyer", "product_id": 4, "max_users": "7"}, "max_users"),
+     ("/events", {"events": [{"user_id": "1", "type": "like"}]}, "events.0.user_id"),
+     ("/events", {"events": [{"user_id": 1, "type": "like", "event_id": "5"}]}, "events.0.event_id"),
+     ("/events", {"events": [{"user_id": 1, "type": "purchase", "product_id": 3, "amount": "1.5"}]},
+      "events.0.amount"),
+     ("/events", {"events": [{"user_id": 1, "type": "stream_view", "stream_id": 0, "watch_seconds": "3"}]},
+      "events.0.watch_seconds")],
+)  # fmt: skip
+def test_strings_are_not_numbers(client: TestClient, path: str, body: dict, field: str) -> None:
+    """Lax validation read digit strings as numbers: {"user_id": "42"} got user 42's personal
+    carousel, and an event of {"user_id": "1"} was logged as user 1's."""
+    r = client.post(path, json=body)
+    assert 400 <= r.status_code < 500 and names(r, field), r.text
+    assert "a string is not a number" in r.text
+
+
+def test_strings_where_strings_belong_are_still_read(client: TestClient) -> None:
+    """Fields declared as text (segment, event type, context) and times as ISO strings."""
+    body = {"user_id": 8, "stream_id": 1, "context": {"page": "home"}, "at": _in(-0.01)}
+    assert client.post("/carousel", json=body).status_code == 200
+    assert client.post("/community/push", json={"segment": "buyer", "k": 3}).status_code == 200
+    ev = {"user_id": 1, "type": "purchase", "product_id": 3, "amount": 1.5, "ts": "2025-01-06T21:00:00+01:00"}
+    assert client.post("/events", json={"events": [ev]}).status_code == 200
+
+
+def test_a_request_model_keeps_text_and_flags() -> None:
+    """The refusal is for fields declared as numbers (also optional, bounded, or as list items)."""
+    from pydantic import ValidationError
+
+    from serving.schemas import IdItem, _Strict
+
+    class Mixed(_Strict):
+        n: float | None = None
+        ids: list[IdItem] = []
+        name: str | None = None
+        flag: bool = False
+
+    assert Mixed(name="42", flag=True).name == "42"
+    for bad in ({"n": "1.5"}, {"ids": [1, "2"]}, {"n": True}):
+        with pytest.raises(ValidationError, match="is not a number"):
+            Mixed.model_validate(bad)
+    assert Mixed.model_validate({"n": 2, "ids": [1, 2]}).n == 2.0
