@@ -78,12 +78,15 @@ TOKEN = "test-token-123"  # the admin token of the in-process service
 
 @functools.cache
 def _asgi_app() -> Any:
-    """One ASGI app per process: BentoML registers its metrics process-wide when the app is built
-    (a second one is refused: duplicated timeseries). Each TestClient start builds a new service
-    instance in it, reading the environment then."""
+    """One ASGI app per process: its BentoML middleware registers metrics process-wide (a second
+    app's are refused: duplicated timeseries). Each TestClient start builds a new service instance
+    in it, reading the environment then, so one service runs at a time (``in_process_service``)."""
     from serving.service import Slotcast
 
     return Slotcast.to_asgi()
+
+
+_running: list[Path] = []  # the state dir of the in-process service running now, if one is
 
 
 @contextmanager
@@ -94,12 +97,18 @@ def in_process_service(state: Path) -> Iterator[TestClient]:
         "SLOTCAST_STATE_DIR": str(state), "SLOTCAST_MODEL_SOURCE": "demo", "SLOTCAST_FEATURE_SOURCE": "demo",
         "SLOTCAST_ADMIN_TOKEN": TOKEN, "SLOTCAST_DEMO_USERS": "500", "SLOTCAST_DEMO_PRODUCTS": "120",
     }  # fmt: skip
+    if _running:  # a second start would replace the running one's service instance
+        raise RuntimeError(f"an in-process service (state {_running[0]}) is running: one at a time")
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
-        with TestClient(_asgi_app()) as c:
-            c.state_dir = state  # type: ignore[attr-defined]
-            yield c
+        _running.append(state)
+        try:
+            with TestClient(_asgi_app()) as c:
+                c.state_dir = state  # type: ignore[attr-defined]
+                yield c
+        finally:
+            _running.clear()
 
 
 @pytest.fixture(scope="module")
