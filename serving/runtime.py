@@ -6,6 +6,7 @@ one answer and never fails a request in flight; a failed reload keeps the old mo
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
@@ -164,7 +165,8 @@ class SlotcastApp:
                 catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
                 log.error(catalog_error)
         app = cls(settings, model_source, features, catalog, ledger, catalog_error, worker)
-        app.reload()
+        with contextlib.suppress(ModelUnavailableError):  # logged; it starts not ready (/status: why)
+            app.reload()
         return app
 
     # --- models ---------------------------------------------------------------------------------
@@ -175,21 +177,24 @@ class SlotcastApp:
         return pair
 
     def reload(self) -> ReloadResponse:
-        """Load champion (and challenger when A/B is on) and swap them in as one pair."""
+        """Load champion (and challenger when A/B is on) and swap them in as one pair; ``reloaded``
+        is false when those are the versions serving already (nothing is swapped). A champion that
+        cannot be loaded is a 503: the old models keep serving, or none when none was loaded."""
         with self._reload_lock:
+            serving = self._models
             try:
                 champion = self.model_source.load(self.settings.model_alias)
             except Exception as exc:  # noqa: BLE001 - a bad bundle must not take down what serves
                 self.load_error = f"{type(exc).__name__}: {exc}"
                 log.error(
                     "model reload refused, keeping %s: %s",
-                    self._models[0].version if self._models else "nothing",
+                    serving[0].version if serving else "nothing",
                     self.load_error,
                 )
-                if self._models is None:
-                    return ReloadResponse(model_version="", challenger_version=None, reloaded=False)
                 raise ModelUnavailableError(
                     f"reload refused, the old model keeps serving: {self.load_error}"
+                    if serving is not None
+                    else f"no model loaded, and none can be: {self.load_error}"
                 ) from exc
             challenger = None
             if self.settings.challenger_share > 0:
@@ -197,19 +202,15 @@ class SlotcastApp:
                     challenger = self.model_source.load(self.settings.challenger_alias)
                 except Exception as exc:  # noqa: BLE001 - no challenger means everyone gets champion
                     log.warning("no challenger loaded (%s); A/B split off", exc)
-            self._models = (champion, challenger)  # the atomic swap
             self.load_error = None
-            self.metrics.set_models(champion.version, challenger.version if challenger else None)
-            log.info(
-                "serving model %s (challenger %s)",
-                champion.version,
-                challenger.version if challenger else "none",
-            )
-            return ReloadResponse(
-                model_version=champion.version,
-                challenger_version=challenger.version if challenger else None,
-                reloaded=True,
-            )
+            versions = (champion.version, challenger.version if challenger else None)
+            swap = serving is None or versions != (serving[0].version, serving[1] and serving[1].version)
+            if swap:
+                self._models = (champion, challenger)  # the atomic swap
+                self.metrics.set_models(*versions)
+            state = "serving" if swap else "already serving"
+            log.info("%s model %s (challenger %s)", state, versions[0], versions[1] or "none")
+            return ReloadResponse(model_version=versions[0], challenger_version=versions[1], reloaded=swap)
 
     def ready(self) -> tuple[bool, str]:
         if self._models is None:

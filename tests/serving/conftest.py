@@ -90,9 +90,10 @@ _running: list[Path] = []  # the state dir of the in-process service running now
 
 
 @contextmanager
-def in_process_service(state: Path) -> Iterator[TestClient]:
+def in_process_service(state: Path, **settings: str) -> Iterator[TestClient]:
     """The BentoML service on the demo world, in-process: its ASGI app (the real routes, validation
-    and error mapping) driven by starlette's TestClient; ``client.state_dir`` is its state dir."""
+    and error mapping) driven by starlette's TestClient; ``client.state_dir`` is its state dir.
+    ``settings``: environment variables over the demo world's (SLOTCAST_MODEL_SOURCE="dir" ...)."""
     env = {
         "SLOTCAST_STATE_DIR": str(state), "SLOTCAST_MODEL_SOURCE": "demo", "SLOTCAST_FEATURE_SOURCE": "demo",
         "SLOTCAST_ADMIN_TOKEN": TOKEN, "SLOTCAST_DEMO_USERS": "500", "SLOTCAST_DEMO_PRODUCTS": "120",
@@ -100,7 +101,7 @@ def in_process_service(state: Path) -> Iterator[TestClient]:
     if _running:  # a second start would replace the running one's service instance
         raise RuntimeError(f"an in-process service (state {_running[0]}) is running: one at a time")
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
+        for k, v in {**env, **settings}.items():
             mp.setenv(k, v)
         _running.append(state)
         try:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.conftest import in_process_service
+from tests.serving.conftest import TOKEN, in_process_service
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_two_workers_never_give_the_same_event_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,3 +39,29 @@ def test_two_workers_never_give_the_same_event_id(tmp_path: Path, monkeypatch: p
     for worker in (1, 2):  # increasing within a worker, in the order given
         mine = [e["event_id"] for e in logged if e["user_id"] == worker]
         assert mine == sorted(mine)
+
+
+def test_reload_without_any_model_is_503_and_a_reload_of_the_serving_one_swaps_nothing(
+    tmp_path: Path, bundle_dir: Path
+) -> None:
+    """A reload that loads nothing, with nothing loaded before, answered 200 {"reloaded": false},
+    as if the newest champion were serving: it is the 503 (with the reason) of every path that has
+    no model. "reloaded": false is the answer when the versions loaded are those serving."""
+    import shutil
+
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()  # no bundle in it yet
+    with in_process_service(tmp_path, SLOTCAST_MODEL_SOURCE="dir", SLOTCAST_BUNDLE_DIR=str(bundles)) as c:
+        assert c.get("/status").json()["model_version"] is None
+        r = c.post("/admin/reload", headers=AUTH)
+        assert r.status_code == 503 and r.headers["content-type"].startswith("application/json"), r.text
+        assert "no model loaded" in r.json()["error"] and str(bundles) in r.json()["error"], r.text
+        shutil.copytree(bundle_dir, bundles, dirs_exist_ok=True)
+        r = c.post("/admin/reload", headers=AUTH)
+        assert r.status_code == 200 and r.json()["reloaded"] is True, r.text
+        version = r.json()["model_version"]
+        assert version.startswith("dir-") and c.get("/status").json()["model_version"] == version
+        r = c.post("/admin/reload", headers=AUTH)  # the newest is serving already
+        assert r.status_code == 200 and r.json() == {
+            "model_version": version, "challenger_version": None, "reloaded": False
+        }, r.text  # fmt: skip

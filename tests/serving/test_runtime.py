@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -46,7 +47,8 @@ def make_app(tables, tmp_path: Path, source=None) -> SlotcastApp:
         Catalog(tables),
         DeletionLedger(tmp_path),
     )
-    app.reload()
+    with contextlib.suppress(ModelUnavailableError):  # as at the service's start: not ready
+        app.reload()
     return app
 
 
@@ -69,6 +71,10 @@ def test_unreachable_registry_at_start_means_not_ready(tables, tmp_path: Path) -
     assert not ok and "slotcast@champion" in why
     with pytest.raises(ModelUnavailableError):
         app.carousel(CarouselRequest(user_id=1, stream_id=0))
+    with pytest.raises(ModelUnavailableError, match="no model loaded, and none can be: .*slotcast@champion"):
+        app.reload()  # a 503 with the reason, not {"reloaded": false}
+    source.fail_with = None
+    assert app.reload().reloaded and app.ready() == (True, "ready")
 
 
 def test_online_store_down_means_not_ready_but_still_answering(tables, tmp_path: Path) -> None:
