@@ -17,7 +17,7 @@ from models.calibration import PlattCalibration
 from serving.errors import ModelUnavailableError
 from serving.outage_log import OutageLog
 from serving.settings import ServingSettings
-from serving.sources import Models, Policy
+from serving.sources import FeatureSource, Models, Policy
 
 log = logging.getLogger(__name__)
 
@@ -263,3 +263,17 @@ def deletion_ledger(state_dir: Path) -> Any:
     from features.privacy import DeletionLedger
 
     return DeletionLedger(state_dir)
+
+
+def feature_segments(features: FeatureSource) -> dict[int, str] | None:
+    """The features package's segments (segments.yaml rules, latest snapshot), so that serving and
+    the popularity model agree on the labels; None (the catalogue's own activity rule) when absent."""
+    fn = getattr(getattr(features, "reader", None), "segments", None)
+    if fn is None:
+        return None
+    try:
+        series = fn()
+    except Exception as exc:  # noqa: BLE001 - an unbuilt store falls back to the built-in rule
+        log.warning("segments from the feature store unavailable (%s); using the activity rule", exc)
+        return None
+    return {int(k): str(v) for k, v in series.dropna().items()}

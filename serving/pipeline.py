@@ -155,6 +155,13 @@ class Recommender(PushRanking):
                 attributes = {k: v[live] for k, v in attributes.items()} if attributes is not None else None
         elif req.candidates is not None:
             ids = np.asarray(req.candidates, np.int64)
+            unknown = pd.unique(ids[self.catalog.product_rows(ids) < 0])
+            if len(unknown):  # as push refuses an unknown product: never a slot the catalogue lacks
+                more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+                raise NotFoundError(
+                    f"unknown products in candidates: {', '.join(map(str, unknown[:20]))}{more}",
+                    field="candidates",
+                )
         else:
             ids = None
 

@@ -6,8 +6,10 @@ one answer and never fails a request in flight; a failed reload keeps the old mo
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +19,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from serving.catalog import US, Catalog
-from serving.errors import ModelUnavailableError, NotFoundError, ServingError, UnauthorizedError
+from serving.errors import (
+    BadRequestError,
+    ModelUnavailableError,
+    NotFoundError,
+    ServingError,
+    UnauthorizedError,
+)
+from serving.event_ids import EventIds
 from serving.event_log import EventLog
 from serving.impressions import ImpressionLog
 from serving.metrics import ServingMetrics
@@ -42,20 +51,6 @@ T = TypeVar("T")
 DELETION_REFRESH_S = 1.0  # how stale another worker's deletion may be, at most
 
 
-def _feature_segments(features: FeatureSource) -> dict[int, str] | None:
-    """The features package's segments (segments.yaml rules, latest snapshot), so that serving and
-    the popularity model agree on the labels; None (the catalogue's own activity rule) when absent."""
-    fn = getattr(getattr(features, "reader", None), "segments", None)
-    if fn is None:
-        return None
-    try:
-        series = fn()
-    except Exception as exc:  # noqa: BLE001 - an unbuilt store falls back to the built-in rule
-        log.warning("segments from the feature store unavailable (%s); using the activity rule", exc)
-        return None
-    return {int(k): str(v) for k, v in series.dropna().items()}
-
-
 class SlotcastApp:
     def __init__(
         self,
@@ -65,7 +60,10 @@ class SlotcastApp:
         catalog: Catalog | None,
         ledger: Any,
         catalog_error: str | None = None,
+        worker: int | None = None,
     ) -> None:
+        """``worker``: this process's index among the service's workers (BentoML's, 1-based), the
+        tag of the event ids it gives (serving/event_ids.py); None: the process id."""
         self.settings = settings
         self.model_source = model_source
         self.features = features
@@ -81,8 +79,7 @@ class SlotcastApp:
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
-        self._next_event_id = 0
-        self._event_id_lock = threading.Lock()
+        self.event_ids = EventIds(worker if worker is not None else os.getpid())
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
             variant_salt=settings.variant_salt,
@@ -107,12 +104,13 @@ class SlotcastApp:
         )  # fmt: skip
 
     @classmethod
-    def from_settings(cls, settings: ServingSettings) -> SlotcastApp:
+    def from_settings(cls, settings: ServingSettings, worker: int | None = None) -> SlotcastApp:
         """Build the app; a store or registry that cannot be reached leaves it running but not ready."""
         from serving.adapters import (
             DirModelSource,
             MlflowModelSource,
             deletion_ledger,
+            feature_segments,
             make_policy,
             mlflow_client_defaults,
         )
@@ -162,12 +160,13 @@ class SlotcastApp:
             features = FeastFeatureSource(settings.state_dir, ledger, settings.outage_log_interval_s)
         if catalog is None:
             try:
-                catalog = Catalog.from_data_dir(settings.data_dir, _feature_segments(features))
+                catalog = Catalog.from_data_dir(settings.data_dir, feature_segments(features))
             except (OSError, KeyError, ValueError) as exc:
                 catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
                 log.error(catalog_error)
-        app = cls(settings, model_source, features, catalog, ledger, catalog_error)
-        app.reload()
+        app = cls(settings, model_source, features, catalog, ledger, catalog_error, worker)
+        with contextlib.suppress(ModelUnavailableError):  # logged; it starts not ready (/status: why)
+            app.reload()
         return app
 
     # --- models ---------------------------------------------------------------------------------
@@ -178,21 +177,24 @@ class SlotcastApp:
         return pair
 
     def reload(self) -> ReloadResponse:
-        """Load champion (and challenger when A/B is on) and swap them in as one pair."""
+        """Load champion (and challenger when A/B is on) and swap them in as one pair; ``reloaded``
+        is false when those are the versions serving already (nothing is swapped). A champion that
+        cannot be loaded is a 503: the old models keep serving, or none when none was loaded."""
         with self._reload_lock:
+            serving = self._models
             try:
                 champion = self.model_source.load(self.settings.model_alias)
             except Exception as exc:  # noqa: BLE001 - a bad bundle must not take down what serves
                 self.load_error = f"{type(exc).__name__}: {exc}"
                 log.error(
                     "model reload refused, keeping %s: %s",
-                    self._models[0].version if self._models else "nothing",
+                    serving[0].version if serving else "nothing",
                     self.load_error,
                 )
-                if self._models is None:
-                    return ReloadResponse(model_version="", challenger_version=None, reloaded=False)
                 raise ModelUnavailableError(
                     f"reload refused, the old model keeps serving: {self.load_error}"
+                    if serving is not None
+                    else f"no model loaded, and none can be: {self.load_error}"
                 ) from exc
             challenger = None
             if self.settings.challenger_share > 0:
@@ -200,19 +202,15 @@ class SlotcastApp:
                     challenger = self.model_source.load(self.settings.challenger_alias)
                 except Exception as exc:  # noqa: BLE001 - no challenger means everyone gets champion
                     log.warning("no challenger loaded (%s); A/B split off", exc)
-            self._models = (champion, challenger)  # the atomic swap
             self.load_error = None
-            self.metrics.set_models(champion.version, challenger.version if challenger else None)
-            log.info(
-                "serving model %s (challenger %s)",
-                champion.version,
-                challenger.version if challenger else "none",
-            )
-            return ReloadResponse(
-                model_version=champion.version,
-                challenger_version=challenger.version if challenger else None,
-                reloaded=True,
-            )
+            versions = (champion.version, challenger.version if challenger else None)
+            swap = serving is None or versions != (serving[0].version, serving[1] and serving[1].version)
+            if swap:
+                self._models = (champion, challenger)  # the atomic swap
+                self.metrics.set_models(*versions)
+            state = "serving" if swap else "already serving"
+            log.info("%s model %s (challenger %s)", state, versions[0], versions[1] or "none")
+            return ReloadResponse(model_version=versions[0], challenger_version=versions[1], reloaded=swap)
 
     def ready(self) -> tuple[bool, str]:
         if self._models is None:
@@ -240,7 +238,21 @@ class SlotcastApp:
         return self.recommender
 
     def carousel(self, req: CarouselRequest) -> CarouselResponse:
-        return self._timed("carousel", lambda: self._rec().carousel(req))
+        def run() -> CarouselResponse:
+            if req.at is not None:  # a past ``at`` is a replay; a future one only within the skew
+                self._not_ahead(req.at, "at", datetime.now(UTC))
+            return self._rec().carousel(req)
+
+        return self._timed("carousel", run)
+
+    def _not_ahead(self, t: datetime, field: str, now: datetime) -> None:
+        """Refuse a time further ahead of this clock than ``max_clock_skew_s`` (422 naming it)."""
+        if (t - now).total_seconds() > self.settings.max_clock_skew_s:
+            raise BadRequestError(
+                f"invalid {field}: {t.isoformat()} lies more than {self.settings.max_clock_skew_s:g} s "
+                "ahead of the service's clock (SLOTCAST_MAX_CLOCK_SKEW_S)",
+                field=field,
+            )
 
     def push(self, req: PushRequest) -> PushResponse:
         if req.max_users > self.settings.max_users_limit:
@@ -250,15 +262,18 @@ class SlotcastApp:
     def events(self, req: EventsRequest) -> EventsResponse:
         def run() -> EventsResponse:
             now = datetime.now(UTC)
-            first_id = self._event_ids(len(req.events))
+            for i, e in enumerate(req.events):  # before anything is logged: all or none
+                if e.ts is not None:
+                    self._not_ahead(e.ts, f"events.{i}.ts", now)
+            ids = self.event_ids.take(len(req.events))
             records = []
-            for i, e in enumerate(req.events):
+            for e, event_id in zip(req.events, ids, strict=True):
                 r = e.model_dump()
                 r["ts"] = (e.ts or now).astimezone(UTC)
                 r["ts_us"] = int(r["ts"].timestamp() * US)
                 r["ts"] = r["ts"].isoformat()
-                if r["event_id"] is None:  # serving's ids (_event_ids), above any import
-                    r["event_id"] = (first_id + i) % (2**63)
+                if r["event_id"] is None:  # serving's ids (serving/event_ids.py), above any import
+                    r["event_id"] = event_id
                 records.append(r)
             self.event_log.append(records)  # raises 503 before anything is acknowledged
             if self.catalog is not None:
@@ -276,15 +291,6 @@ class SlotcastApp:
             return EventsResponse(accepted=len(records), online=online)
 
         return self._timed("events", run)
-
-    def _event_ids(self, n: int) -> int:
-        """The first of ``n`` consecutive event ids for one request: microsecond clock * 1000, and
-        never below the ids already given, so that requests in the same microsecond (threads) or
-        right after a batch of more than 1000 do not share ids within this process."""
-        with self._event_id_lock:
-            first = max(self._next_event_id, time.time_ns() // 1000 * 1000)
-            self._next_event_id = first + n
-        return first
 
     def segments(self) -> list[SegmentInfo]:
         cat = self._catalog()

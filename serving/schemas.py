@@ -4,7 +4,8 @@ with a 4xx body naming the field before any work is done."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -23,33 +24,66 @@ Id = Field(ge=0, le=2**63 - 1)
 IdItem = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _in_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a timezone (UTC), e.g. 2026-01-01T12:00:00Z")
     try:
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:00-14:00 is in year 10000 in UTC
         raise ValueError("out of range once converted to UTC") from None
+    if value < EPOCH:
+        raise ValueError("lies before 1970-01-01T00:00:00Z: not a time anything was logged or served")
+    return value
 
 
-# A point in time with its zone, held in UTC: refused (naming the field) when naive or beyond the
-# calendar in UTC, so that no later conversion can fail on it.
+# A point in time with its zone, held in UTC: refused (naming the field) when naive, beyond the
+# calendar in UTC (no later conversion can fail on it) or before 1970. How far ahead of the clock
+# it may lie is the service's setting (ServingSettings.max_clock_skew_s, checked in the runtime).
 UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
+
+
+def _is_number(annotation: Any) -> bool:
+    """int or float, also optional, annotated (bounds) or as a list's items."""
+    if annotation in (int, float):
+        return True
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _is_number(args[0])
+    if origin in (Union, UnionType):
+        return any(_is_number(a) for a in args if a is not type(None))
+    return origin is list and bool(args) and _is_number(args[0])
+
+
+_NOT_NUMBERS = frozenset({str, bool})  # JSON values lax mode would read as numbers
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # The fields declared as numbers (or lists of numbers), worked out once per class.
+    _numbers: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._numbers = frozenset(n for n, f in cls.model_fields.items() if _is_number(f.annotation))
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        """Lax mode reads true/false as 1/0 for numbers (user 1, k=1): a wrong type, refused naming
-        the field (list items included). A field declared bool still takes them."""
-        boolean = isinstance(value, bool) or (
-            isinstance(value, list) and any(isinstance(x, bool) for x in value)
-        )
-        if boolean and (info.field_name is None or cls.model_fields[info.field_name].annotation is not bool):
-            raise ValueError("true/false is not a number")
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Lax mode reads "42" as 42 and true/false as 1/0 for numbers ({"user_id": "42"} got user
+        42's carousel): a wrong type, refused naming the field (list items included). Fields
+        declared otherwise (str, bool, a time as an ISO string) take them as before. It runs per
+        field of every request: type lookups in a set (a list's item types in C), and the field's
+        declared kind only for a string or true/false."""
+        kind = type(value)
+        if (
+            kind in _NOT_NUMBERS or (kind is list and not _NOT_NUMBERS.isdisjoint(map(type, value)))
+        ) and info.field_name in cls._numbers:
+            boolean = kind is bool or (kind is list and bool in set(map(type, value)))
+            raise ValueError(f"{'true/false' if boolean else 'a string'} is not a number")
         return value
 
 
@@ -58,7 +92,8 @@ class CarouselRequest(_Strict):
     stream_id: int | None = Field(None, ge=0, le=2**63 - 1)
     k: int = Field(8, ge=1, le=20)
     exclude: list[IdItem] = Field(default_factory=list, max_length=1000)
-    # For stream-less shops: the products to choose from (ignored when stream_id is given).
+    # For stream-less shops: the products to choose from (ignored when stream_id is given), each one
+    # the catalogue knows (404 naming the others).
     candidates: list[IdItem] | None = Field(None, min_length=1, max_length=5000)
     context: dict[str, str] = Field(default_factory=dict, max_length=32)
     # Answer as of this time instead of now (replays, simulated worlds whose streams lie in the past):

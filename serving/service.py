@@ -191,7 +191,8 @@ class Slotcast:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidation())
         logging.getLogger("bentoml.access").addFilter(_NoUserIdsInAccessLog())
         settings = ServingSettings()
-        self.app = SlotcastApp.from_settings(settings)
+        # The worker's index (1-based) tags the event ids it gives: unique across workers.
+        self.app = SlotcastApp.from_settings(settings, worker=bentoml.server_context.worker_index)
         self._readiness = readiness_log(settings.outage_log_interval_s)
         self._on_loop = carousel_on_loop(settings.carousel_runs_on, self.app.features)
         log.info("/carousel runs on the %s", "event loop" if self._on_loop else "thread pool")

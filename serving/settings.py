@@ -59,6 +59,11 @@ class ServingSettings(BaseSettings):
     push_batch_size: int = Field(default=65_536, ge=1024)
     # Recently bought non-consumables are left out of carousels for this long.
     bought_recently_days: float = Field(default=90.0, gt=0)
+    max_clock_skew_s: float = Field(default=86_400.0, ge=0)
+    """How far ahead of the service's clock an event's ``ts`` or a carousel's ``at`` may lie, in
+    seconds: a client's clock may run ahead a little (a day is generous), a time in year 9999 is an
+    error, refused with 422 naming the field. Times before 1970-01-01 are refused whatever this says
+    (serving/schemas.py); a past ``at`` stays legitimate (replays)."""
 
     # Level of the service's own loggers (serving.*): BentoML leaves other loggers at WARNING, which
     # hid the model-loaded and recovered lines; DEBUG shows each degraded answer's reason.

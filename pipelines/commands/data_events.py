@@ -25,8 +25,8 @@ class AppendReport:
     deleted_users: int  # events of users in the deletion ledger, left out
     events_after: int
     # Left out although new: their event id belongs to another event (in the table or earlier in
-    # the log). Service ids come from the microsecond clock per process, so two workers can give
-    # the same id in the same microsecond; an event a client sent with a reused id does the same.
+    # the log): an id a client reused, or, in logs written before serving tagged its ids with the
+    # worker (serving/event_ids.py), an id two workers gave in the same microsecond.
     id_clashes: int = 0
 
 
@@ -125,8 +125,8 @@ def append_events_command(
     if report.id_clashes:
         console.print(
             f"warning: {report.id_clashes:,} logged events were left out because their event id "
-            "belongs to another event (ids given by two service workers in the same microsecond, "
-            "or reused by a client)",
+            "belongs to another event (an id reused by a client, or, in a log written before "
+            "serving tagged ids with its worker, given by two workers in the same microsecond)",
             soft_wrap=True,
             markup=False,
         )

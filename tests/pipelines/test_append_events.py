@@ -72,8 +72,8 @@ def test_served_events_reach_the_data_directory_once_and_never_for_deleted_users
     again = capsys.readouterr().out
     assert "0 appended, 3 already in" in again and "warning" not in again  # repeats are no clash
     assert read_table(data, "events").num_rows == before + 3
-    # An event whose id another event already has is left out, and said so (two workers can give
-    # the same id in the same microsecond); the same event logged twice is a repeat, not a clash.
+    # An event whose id another event already has is left out, and said so (a client's reused id,
+    # or an old log's: two workers in the same microsecond); the same event twice is a repeat.
     taken = int(served["event_id"].iloc[0])
     app.event_log.append(
         [{"event_id": taken, "ts": "2025-01-02T03:04:05+00:00", "user_id": 8, "type": "product_click",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import scipy.sparse as sp
+from starlette.testclient import TestClient
 
 from serving.adapters import make_policy
 from serving.catalog import Catalog
@@ -67,3 +71,48 @@ def bundle_dir(tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFac
     d = tmp_path_factory.mktemp("bundle")
     Bundle.create(als, pop, None, "ranker_v1").save(d)
     return d
+
+
+TOKEN = "test-token-123"  # the admin token of the in-process service
+
+
+@functools.cache
+def _asgi_app() -> Any:
+    """One ASGI app per process: its BentoML middleware registers metrics process-wide (a second
+    app's are refused: duplicated timeseries). Each TestClient start builds a new service instance
+    in it, reading the environment then, so one service runs at a time (``in_process_service``)."""
+    from serving.service import Slotcast
+
+    return Slotcast.to_asgi()
+
+
+_running: list[Path] = []  # the state dir of the in-process service running now, if one is
+
+
+@contextmanager
+def in_process_service(state: Path, **settings: str) -> Iterator[TestClient]:
+    """The BentoML service on the demo world, in-process: its ASGI app (the real routes, validation
+    and error mapping) driven by starlette's TestClient; ``client.state_dir`` is its state dir.
+    ``settings``: environment variables over the demo world's (SLOTCAST_MODEL_SOURCE="dir" ...)."""
+    env = {
+        "SLOTCAST_STATE_DIR": str(state), "SLOTCAST_MODEL_SOURCE": "demo", "SLOTCAST_FEATURE_SOURCE": "demo",
+        "SLOTCAST_ADMIN_TOKEN": TOKEN, "SLOTCAST_DEMO_USERS": "500", "SLOTCAST_DEMO_PRODUCTS": "120",
+    }  # fmt: skip
+    if _running:  # a second start would replace the running one's service instance
+        raise RuntimeError(f"an in-process service (state {_running[0]}) is running: one at a time")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**env, **settings}.items():
+            mp.setenv(k, v)
+        _running.append(state)
+        try:
+            with TestClient(_asgi_app()) as c:
+                c.state_dir = state  # type: ignore[attr-defined]
+                yield c
+        finally:
+            _running.clear()
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with in_process_service(tmp_path_factory.mktemp("state")) as c:
+        yield c

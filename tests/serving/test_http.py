@@ -3,34 +3,12 @@ mapping) driven by starlette's TestClient, on the demo world."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-TOKEN = "test-token-123"
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    state = tmp_path_factory.mktemp("state")
-    env = {
-        "SLOTCAST_STATE_DIR": str(state), "SLOTCAST_MODEL_SOURCE": "demo", "SLOTCAST_FEATURE_SOURCE": "demo",
-        "SLOTCAST_ADMIN_TOKEN": TOKEN, "SLOTCAST_DEMO_USERS": "500", "SLOTCAST_DEMO_PRODUCTS": "120",
-    }  # fmt: skip
-    mp = pytest.MonkeyPatch()
-    for k, v in env.items():
-        mp.setenv(k, v)
-    from serving.service import Slotcast
-
-    try:
-        with TestClient(Slotcast.to_asgi()) as c:
-            c.state_dir = state  # type: ignore[attr-defined]
-            yield c
-    finally:
-        mp.undo()
-
+from tests.serving.conftest import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

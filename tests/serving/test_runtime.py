@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -46,7 +47,8 @@ def make_app(tables, tmp_path: Path, source=None) -> SlotcastApp:
         Catalog(tables),
         DeletionLedger(tmp_path),
     )
-    app.reload()
+    with contextlib.suppress(ModelUnavailableError):  # as at the service's start: not ready
+        app.reload()
     return app
 
 
@@ -69,6 +71,10 @@ def test_unreachable_registry_at_start_means_not_ready(tables, tmp_path: Path) -
     assert not ok and "slotcast@champion" in why
     with pytest.raises(ModelUnavailableError):
         app.carousel(CarouselRequest(user_id=1, stream_id=0))
+    with pytest.raises(ModelUnavailableError, match="no model loaded, and none can be: .*slotcast@champion"):
+        app.reload()  # a 503 with the reason, not {"reloaded": false}
+    source.fail_with = None
+    assert app.reload().reloaded and app.ready() == (True, "ready")
 
 
 def test_online_store_down_means_not_ready_but_still_answering(tables, tmp_path: Path) -> None:
@@ -215,3 +221,41 @@ def test_event_ids_the_service_gives_are_unique_within_a_process(
     app.events(batch)
     ids = [e["event_id"] for e in read_all(app.settings.events_dir)]
     assert len(ids) == 4500 and len(set(ids)) == 4500
+
+
+def test_event_ids_of_two_workers_in_the_same_microsecond_never_meet() -> None:
+    """Workers tag their ids with their index: the same clock, batches of any size, and one worker
+    running ahead of the clock (a big batch) still give disjoint ids, increasing within a worker."""
+    from serving.event_ids import EventIds
+
+    now = [1_800_000_000_000_000]  # microseconds, moved by hand
+    one, two = EventIds(1, clock_us=lambda: now[0]), EventIds(2, clock_us=lambda: now[0])
+    given: dict[int, list[int]] = {1: [], 2: []}
+    for n in (1, 3, 2500, 1, 7):
+        given[1] += one.take(n)
+        given[2] += two.take(1) if n == 2500 else two.take(n)
+        now[0] += 1
+    for ids in given.values():
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        assert ids[0] >= 1_800_000_000_000_000_000 and ids[-1] < 2**63  # the clock's size, int64
+    assert not set(given[1]) & set(given[2])
+    assert {i % 1000 for i in given[1]} == {1} and {i % 1000 for i in given[2]} == {2}
+    assert EventIds(1001, clock_us=lambda: 5).take(1)[0] % 1000 == 1  # indices beyond 999 wrap
+
+
+def test_how_far_ahead_a_time_may_lie_is_a_setting(tables, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from serving.errors import BadRequestError
+
+    app = make_app(tables, tmp_path)
+    app.settings = app.settings.model_copy(update={"max_clock_skew_s": 3600.0})
+    soon, later = (datetime.now(UTC) + timedelta(minutes=m) for m in (30, 90))
+    assert app.events(EventsRequest(events=[Event(user_id=1, type="like", ts=soon)])).accepted == 1
+    with pytest.raises(BadRequestError) as err:
+        app.events(EventsRequest(events=[Event(user_id=1, type="like", ts=later)]))
+    assert err.value.http_status == 422 and err.value.field == "events.0.ts"
+    assert app.carousel(CarouselRequest(user_id=1, stream_id=0, at=soon)).model_version
+    with pytest.raises(BadRequestError, match="SLOTCAST_MAX_CLOCK_SKEW_S") as err:
+        app.carousel(CarouselRequest(user_id=1, stream_id=0, at=later))
+    assert err.value.field == "at"

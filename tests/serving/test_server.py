@@ -48,6 +48,8 @@ def test_real_server_answers_and_keeps_what_it_accepted(tmp_path: Path) -> None:
         assert c.get("/openapi.json").status_code == 200
     # The server is gone: what it acknowledged is on disk.
     assert [e["product_id"] for e in read_all(tmp_path / "serving" / "events")] == [9]
+    # Its id carries BentoML's index of the worker that gave it (1: the only one), in the last digits.
+    assert [e["event_id"] % 1000 for e in read_all(tmp_path / "serving" / "events")] == [1]
     assert request_id in {r["request_id"] for r in read_impressions(tmp_path / "serving" / "impressions")}
     log = (tmp_path / "service.log").read_text()
     assert "Traceback" not in log and "s3cr3t-XYZ" not in log
