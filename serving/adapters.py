@@ -4,12 +4,15 @@ demo world and the tests need none of them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 
@@ -119,17 +122,26 @@ class MlflowModelSource:
 
         # Both URIs explicitly: a process-wide registry URI set elsewhere must not pick the registry.
         uri = self.tracking_uri
-        try:
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            mv = client.get_model_version_by_alias(self.name, alias)
-            # The version's storage location, not models:/ (which resolves through the global registry).
-            source = client.get_model_version_download_uri(self.name, mv.version)
-            local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=uri)
-        except MlflowException as exc:
-            raise ModelUnavailableError(
-                f"no model {self.name}@{alias} in {self.tracking_uri}: {exc.message}"
-            ) from exc
-        bundle = Bundle.load(Bundle.find(local))
+        with contextlib.ExitStack() as cleanup:
+            try:
+                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                mv = client.get_model_version_by_alias(self.name, alias)
+                # The version's storage location, not models:/ (resolved through the global registry).
+                source = client.get_model_version_download_uri(self.name, mv.version)
+                # Files in a local artifact store are read where they are; from a server (or object
+                # storage) they are downloaded into a directory deleted once the bundle is in memory,
+                # where MLflow's own temporary directory would stay behind on every reload.
+                dst = None
+                if urlparse(source).scheme not in ("", "file"):
+                    dst = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="slotcast-bundle-"))
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=source, tracking_uri=uri, dst_path=dst
+                )
+            except MlflowException as exc:
+                raise ModelUnavailableError(
+                    f"no model {self.name}@{alias} in {self.tracking_uri}: {exc.message}"
+                ) from exc
+            bundle = Bundle.load(Bundle.find(local))
         return models_from_bundle(bundle, f"{self.name}/{mv.version}", self.policy)
 
 
