@@ -189,6 +189,15 @@ class ALSCandidateGenerator:
         self._require_fitted()
         return self._model.item_factors  # type: ignore[no-any-return]
 
+    def forget(self, user_ids: npt.ArrayLike) -> int:
+        """Zero the factors of these users (a deletion): nothing learnt from them stays in memory and
+        any score for them is 0. Unknown ids are skipped; returns how many rows were zeroed."""
+        u = self.users.index(np.asarray(user_ids, dtype=np.int64).ravel())
+        u = u[u >= 0]
+        if u.size:
+            self.user_factors[u] = 0.0
+        return int(u.size)
+
     def generate(
         self,
         user_id: int,

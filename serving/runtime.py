@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from serving.catalog import US, Catalog
+from serving.deletions import DeletedUsers, forget_users
 from serving.errors import (
     BadRequestError,
     ModelUnavailableError,
@@ -48,7 +49,6 @@ from serving.sources import FeatureSource, Models, ModelSource
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DELETION_REFRESH_S = 1.0  # how stale another worker's deletion may be, at most
 
 
 class SlotcastApp:
@@ -73,9 +73,7 @@ class SlotcastApp:
         self.metrics = ServingMetrics()
         self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes)
         self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
-        self._deleted: set[int] = set(ledger.user_ids())
-        self._deleted_checked = time.monotonic()
-        self._deleted_lock = threading.Lock()
+        self.deleted = DeletedUsers(ledger, lambda ids: forget_users(self._models or (), ids))
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
@@ -206,6 +204,7 @@ class SlotcastApp:
             versions = (champion.version, challenger.version if challenger else None)
             swap = serving is None or versions != (serving[0].version, serving[1] and serving[1].version)
             if swap:
+                forget_users((champion, challenger), self.deleted.current())  # before any request sees them
                 self._models = (champion, challenger)  # the atomic swap
                 self.metrics.set_models(*versions)
             state = "serving" if swap else "already serving"
@@ -321,33 +320,12 @@ class SlotcastApp:
             raise UnauthorizedError("missing or wrong bearer token", field="authorization")
 
     def is_deleted(self, user_id: int) -> bool:
-        """Deleted through this process or any other worker or replica sharing the state directory.
-
-        The ledger file is the shared truth; it is looked at no more than once a second (the ledger
-        re-reads it only when it changed), so a carousel pays one set lookup.
-        """
-        return user_id in self._deleted_users()
+        """Deleted through this process or any other worker or replica (serving/deletions.py)."""
+        return user_id in self.deleted
 
     def deleted_mask(self, user_ids: np.ndarray) -> np.ndarray:
         """``is_deleted`` for many users at once (a push audience can be a million): one ``isin``."""
-        deleted = self._deleted_users()
-        with self._deleted_lock:  # a copy DELETE /users/{id} cannot change while it is taken
-            ids = np.fromiter(deleted, np.int64, len(deleted))
-        return np.isin(np.asarray(user_ids, np.int64), ids)
-
-    def _deleted_users(self) -> set[int]:
-        """The deleted users, the ledger re-read at most once a second (``is_deleted``)."""
-        if time.monotonic() - self._deleted_checked >= DELETION_REFRESH_S:
-            # One thread reads the ledger; the others wait for its answer instead of answering
-            # from the set it is replacing (a request thread racing the refresh personalized a
-            # deleted user after the documented second: tests/serving/test_runtime.py). The time
-            # recorded is when the read began, and it is recorded after the new set is in place.
-            with self._deleted_lock:
-                start = time.monotonic()
-                if start - self._deleted_checked >= DELETION_REFRESH_S:
-                    self._deleted = self._deleted | self.ledger.user_ids()
-                    self._deleted_checked = start
-        return self._deleted
+        return self.deleted.mask(user_ids)
 
     def user_data(self, user_id: int) -> UserData:
         cat = self._catalog()
@@ -386,11 +364,9 @@ class SlotcastApp:
 
     def delete_user(self, user_id: int) -> dict[str, Any]:
         cat = self._catalog()
-        if not cat.holds_user(user_id) and user_id not in self._deleted:
+        if not cat.holds_user(user_id) and not self.deleted.known_here(user_id):
             raise NotFoundError(f"unknown user {user_id}", field="user_id")
-        self.ledger.add(user_id)  # durable first: training excludes the user from now on
-        with self._deleted_lock:  # not between a refresh's union and its assignment (it would be lost)
-            self._deleted.add(user_id)
+        self.deleted.add(user_id)  # the ledger first; then this process's models forget the user
         cat.last_purchase.pop(user_id, None)
         fn = getattr(self.features, "delete_user", None)
         if fn is not None:

@@ -215,3 +215,14 @@ def test_score_matrix_agrees_with_pairwise_scores(checkerboard: Checkerboard) ->
     pairwise = model.score(np.repeat(users, products.size), np.tile(products, users.size)).reshape(mat.shape)
     np.testing.assert_allclose(mat, pairwise, rtol=1e-5, atol=1e-5)
     assert np.isnan(mat[-1]).all() and np.isnan(mat[:, -1]).all() and np.isfinite(mat[:-1, :-1]).all()
+
+
+def test_forget_zeroes_only_the_deleted_users(checkerboard: Checkerboard) -> None:
+    model = fitted(checkerboard)
+    gone, kept = int(checkerboard.users.ids[3]), int(checkerboard.users.ids[4])
+    items = checkerboard.items.ids
+    before = model.score(np.full(items.size, kept), items)
+    assert np.abs(model.score(np.full(items.size, gone), items)).max() > 0
+    assert model.forget([gone, 42]) == 1  # an unknown id is skipped
+    assert np.all(model.score(np.full(items.size, gone), items) == 0)
+    np.testing.assert_array_equal(model.score(np.full(items.size, kept), items), before)

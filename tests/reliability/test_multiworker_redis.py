@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pipelines.service_process import running_service
-from serving.runtime import DELETION_REFRESH_S
+from serving.deletions import DELETION_REFRESH_S
 from serving.settings import ServingSettings
 from tests.reliability.conftest import auth, feast_env
 

@@ -151,14 +151,14 @@ def test_admin_token_is_required(tables, tmp_path: Path) -> None:
 
 def test_a_deletion_through_one_replica_is_honoured_by_another(tables, tmp_path: Path, monkeypatch) -> None:
     """Workers and replicas share the state directory: the ledger, not a process's memory, decides."""
-    import serving.runtime as runtime
+    import serving.deletions as deletions
 
     a, b = make_app(tables, tmp_path), make_app(tables, tmp_path)
     user = int(next(iter(a.catalog.users.index)))
     assert a.carousel(CarouselRequest(user_id=user, candidates=[1, 2, 3, 4], k=3)).personalized
     assert not b.is_deleted(user)
     a.delete_user(user)  # through replica a only
-    monkeypatch.setattr(runtime, "DELETION_REFRESH_S", 0.0)  # b's next look at the shared ledger
+    monkeypatch.setattr(deletions, "DELETION_REFRESH_S", 0.0)  # b's next look at the shared ledger
     assert b.is_deleted(user) and b.user_data(user).deleted
     answer = b.carousel(CarouselRequest(user_id=user, candidates=[1, 2, 3, 4], k=3))
     assert not answer.personalized
@@ -172,14 +172,14 @@ def test_no_request_answers_from_the_old_deletion_set_while_another_refreshes_it
     """A deletion is honoured by every request thread once the refresh interval has passed, also by
     those that arrive while another thread is still re-reading the ledger (it used to record the
     refresh before reading, and they answered from the old set: personalized, after the second)."""
-    import serving.runtime as runtime
+    import serving.deletions as deletions
 
     a, b = make_app(tables, tmp_path), make_app(tables, tmp_path)
     user = int(next(iter(a.catalog.users.index)))
     assert not b.is_deleted(user)
     a.delete_user(user)
-    monkeypatch.setattr(runtime, "DELETION_REFRESH_S", 5.0)
-    b._deleted_checked -= 10.0  # b last looked at the ledger longer ago than the interval
+    monkeypatch.setattr(deletions, "DELETION_REFRESH_S", 5.0)
+    b.deleted._checked -= 10.0  # b last looked at the ledger longer ago than the interval
 
     reading, release = threading.Event(), threading.Event()
     read_ledger = b.ledger.user_ids
@@ -259,3 +259,33 @@ def test_how_far_ahead_a_time_may_lie_is_a_setting(tables, tmp_path: Path) -> No
     with pytest.raises(BadRequestError, match="SLOTCAST_MAX_CLOCK_SKEW_S") as err:
         app.carousel(CarouselRequest(user_id=1, stream_id=0, at=later))
     assert err.value.field == "at"
+
+
+def test_a_deleted_users_factors_are_zeroed_in_every_loaded_model(
+    tables, tmp_path: Path, bundle_dir: Path, monkeypatch
+) -> None:
+    """Answers already ignore a deleted user; nothing learnt from them stays in serving's memory
+    either: not in the worker that deleted, another worker (after its ledger refresh), nor a model
+    loaded later (a restart, a reload)."""
+    import serving.deletions as deletions
+    from serving.adapters import DirModelSource, make_policy
+
+    def app() -> SlotcastApp:
+        return make_app(tables, tmp_path, DirModelSource(bundle_dir, make_policy(ServingSettings())))
+
+    a, b = app(), app()
+    als_ids = a._current()[0].als.users.ids
+    gone, kept = (int(u) for u in als_ids[np.isin(als_ids, a.catalog.users.index)][:2])
+
+    def row(x: SlotcastApp, user: int) -> np.ndarray:
+        als = x._current()[0].als
+        return als.user_factors[als.users.index_of(user)]
+
+    kept_row = row(a, kept).copy()
+    assert np.abs(row(a, gone)).max() > 0 and np.abs(row(b, gone)).max() > 0
+    a.delete_user(gone)
+    assert not row(a, gone).any()
+    np.testing.assert_array_equal(row(a, kept), kept_row)
+    monkeypatch.setattr(deletions, "DELETION_REFRESH_S", 0.0)
+    assert b.is_deleted(gone) and not row(b, gone).any()
+    assert not row(app(), gone).any()  # loaded after the deletion

@@ -1,0 +1,78 @@
+"""The users deleted through ``DELETE /users/{id}``, as every worker and replica sees them.
+
+The deletion ledger under the state directory (``features.privacy.DeletionLedger``) is the shared
+truth; each process keeps a set re-read from it at most every ``DELETION_REFRESH_S`` (the ledger
+re-reads its file only when it changed), so a carousel pays one set lookup. Whatever a process
+learns of a deletion, from its own request or another worker's, goes to ``on_new`` once: serving
+zeroes the user's factors in the models it holds (``forget_users``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+DELETION_REFRESH_S = 1.0  # how stale another worker's deletion may be, at most
+
+
+class DeletedUsers:
+    def __init__(self, ledger: Any, on_new: Callable[[set[int]], None]) -> None:
+        self.ledger = ledger
+        self._on_new = on_new
+        self._ids: set[int] = set(ledger.user_ids())
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __contains__(self, user_id: object) -> bool:
+        """Deleted through this process or any other worker or replica sharing the state directory."""
+        return user_id in self.current()
+
+    def known_here(self, user_id: int) -> bool:
+        """Deleted as far as this process knows, without a look at the ledger."""
+        return user_id in self._ids
+
+    def mask(self, user_ids: np.ndarray) -> np.ndarray:
+        """Membership for many users at once (a push audience can be a million): one ``isin``."""
+        deleted = self.current()
+        with self._lock:  # a copy ``add`` cannot change while it is taken
+            ids = np.fromiter(deleted, np.int64, len(deleted))
+        return np.isin(np.asarray(user_ids, np.int64), ids)
+
+    def current(self) -> set[int]:
+        """The deleted users, the ledger re-read at most once every ``DELETION_REFRESH_S``."""
+        if time.monotonic() - self._checked >= DELETION_REFRESH_S:
+            # One thread reads the ledger; the others wait for its answer instead of answering
+            # from the set it is replacing (a request thread racing the refresh personalized a
+            # deleted user after the documented second: tests/serving/test_runtime.py). The time
+            # recorded is when the read began, and it is recorded after the new set is in place.
+            with self._lock:
+                start = time.monotonic()
+                if start - self._checked >= DELETION_REFRESH_S:
+                    new = self.ledger.user_ids() - self._ids
+                    if new:  # deleted through another worker or replica
+                        self._on_new(new)
+                        self._ids = self._ids | new
+                    self._checked = start
+        return self._ids
+
+    def add(self, user_id: int) -> None:
+        """Record a deletion: durable in the ledger first (training excludes the user from now on)."""
+        self.ledger.add(user_id)
+        with self._lock:  # not between a refresh's union and its assignment (it would be lost)
+            self._ids.add(user_id)
+            self._on_new({user_id})
+
+
+def forget_users(models: Iterable[Any], user_ids: set[int]) -> None:
+    """Zero deleted users' ALS factors in loaded models (answers already ignore them: this leaves
+    nothing learnt from them in memory). The registered bundle keeps them until the next training
+    run, which excludes them (docs/RELIABILITY.md, known limits)."""
+    ids = np.fromiter(user_ids, np.int64, len(user_ids))
+    for m in models:
+        forget = getattr(m.als, "forget", None) if m is not None else None
+        if forget is not None and ids.size:
+            forget(ids)
