@@ -142,5 +142,5 @@ def call_service(data_dir: Path | None = None) -> None:
         f"  MLflow UI:          uv run mlflow ui --backend-store-uri sqlite:///{state}/mlflow/mlflow.db  -> http://127.0.0.1:5000"
     )
     console.print(f"  evaluation report:  {reports[-1] if reports else '(none yet: slotcast evaluate)'}")
-    console.print("  OpenAPI page:       uv run slotcast serve, then http://127.0.0.1:3000/docs")
+    console.print("  OpenAPI page:       uv run slotcast serve, then http://127.0.0.1:3000/ (every route)")
     console.print("  (the demo service has been stopped)")
