@@ -7,6 +7,7 @@ and on Ctrl-C, so the demo leaves no stray processes.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,26 @@ def pick_examples(data_dir: Path) -> dict[str, Any]:
         out["stream_id"] = int(stream[0])
         # A simulated world lies in the past: ask for the moment its stream had the most products on air.
         at = con.execute(
-            f"""select t.on_air_from from '{sp}' t join '{sp}' s
+            f"""select t.on_air_from, min(s.on_air_to) from '{sp}' t join '{sp}' s
                   on s.stream_id = t.stream_id and s.on_air_from <= t.on_air_from
                  and (s.on_air_to is null or t.on_air_from < s.on_air_to)
                 where t.stream_id = ? group by t.on_air_from order by count(*) desc, t.on_air_from limit 1""",
             [out["stream_id"]],
         ).fetchone()
         if at:
-            out["at"] = at[0].isoformat()
+            out["at"] = _whole_second_within(at[0], at[1])
     if community and community[0] is not None:
         out["community_id"] = int(community[0])
     return out
+
+
+def _whole_second_within(start: datetime, end: datetime | None) -> str:
+    """``start`` rounded up to a whole second, if the products on air then still are: a time printed
+    and pasted without its microseconds must not fall before the products came on air."""
+    up = start + timedelta(microseconds=(1_000_000 - start.microsecond) % 1_000_000)
+    if end is not None and up >= end:
+        return start.isoformat()
+    return up.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _show(console: Console, title: str, body: dict[str, Any], rows_key: str, cols: tuple[str, ...]) -> None:
@@ -132,5 +142,5 @@ def call_service(data_dir: Path | None = None) -> None:
         f"  MLflow UI:          uv run mlflow ui --backend-store-uri sqlite:///{state}/mlflow/mlflow.db  -> http://127.0.0.1:5000"
     )
     console.print(f"  evaluation report:  {reports[-1] if reports else '(none yet: slotcast evaluate)'}")
-    console.print("  OpenAPI page:       uv run slotcast serve, then http://127.0.0.1:3000/docs")
+    console.print("  OpenAPI page:       uv run slotcast serve, then http://127.0.0.1:3000/ (every route)")
     console.print("  (the demo service has been stopped)")

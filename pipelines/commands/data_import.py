@@ -169,7 +169,9 @@ def validate_command(
     ),
     max_quarantine_share: float | None = _share_option(),
     min_ts: str | None = typer.Option(
-        None, "--min-ts", help="Earliest plausible timestamp (default: 2000-01-01)."
+        None,
+        "--min-ts",
+        help="Earliest plausible timestamp (default: 2000-01-01; give 1995-01-01 for a movielens import).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report; rewrite nothing."),
 ) -> None:

@@ -111,7 +111,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("promote")
     def promote_cmd(
-        data: Path = typer.Option(None, "--data", help="data whose test split both models are scored on"),
+        data: Path = typer.Option(
+            None,
+            "--data",
+            help="data whose test split both models are scored on (needed once there is a champion)",
+        ),
         force: bool = typer.Option(
             False, "--force", help="promote the challenger whatever the comparison says"
         ),
