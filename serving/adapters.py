@@ -277,6 +277,13 @@ def deletion_ledger(state_dir: Path) -> Any:
     return DeletionLedger(state_dir)
 
 
+def pending_online_deletions(state_dir: Path) -> Any:
+    """Users whose online rows a deletion could not remove (store down); the next build does."""
+    from features.privacy import pending_online_deletions as pending
+
+    return pending(state_dir)
+
+
 def feature_segments(features: FeatureSource) -> dict[int, str] | None:
     """The features package's segments (segments.yaml rules, latest snapshot), so that serving and
     the popularity model agree on the labels; None (the catalogue's own activity rule) when absent."""

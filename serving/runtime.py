@@ -384,7 +384,10 @@ class SlotcastApp:
             try:
                 fn(user_id)
             except Exception as exc:  # noqa: BLE001 - the ledger already excludes them; retried by the next build
-                log.warning("online store deletion failed: %s", exc)
+                from serving.adapters import pending_online_deletions
+
+                pending_online_deletions(self.settings.state_dir).add(user_id)
+                log.warning("online store deletion failed, left to the next features build: %s", exc)
         return {"user_id": user_id, "deleted": True}
 
     def close(self) -> None:

@@ -326,3 +326,19 @@ def test_a_reload_through_one_worker_reaches_the_others(tables, tmp_path: Path, 
     three.carousel(req)
     time.sleep(0.1)
     assert not three.reload_signal._running
+
+
+def test_a_deletion_the_online_store_refuses_is_left_to_the_next_build(tables, tmp_path: Path) -> None:
+    """The store down: the deletion is still answered (the ledger has it) and the user is written
+    down for `features build`, which removes their rows (tests/features/test_privacy_ledger.py)."""
+    from features.privacy import pending_online_deletions
+
+    app = make_app(tables, tmp_path)
+
+    def refuse(user_id: int) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    app.features.delete_user = refuse  # type: ignore[attr-defined]
+    assert app.delete_user(3) == {"user_id": 3, "deleted": True}
+    assert pending_online_deletions(tmp_path).user_ids() == {3}
+    assert DeletionLedger(tmp_path).user_ids() == {3}
