@@ -13,8 +13,8 @@ from typing import Any
 
 
 class DeletionLedger:
-    def __init__(self, state_dir: str | Path) -> None:
-        self.path = Path(state_dir) / "privacy" / "deleted_users.txt"
+    def __init__(self, state_dir: str | Path, name: str = "deleted_users.txt") -> None:
+        self.path = Path(state_dir) / "privacy" / name
         self._cache: set[int] | None = None
         self._mtime: float | None = None
 
@@ -60,20 +60,37 @@ def _user_keyed_views(store: Any) -> list[Any]:
     return [fv for fv in store.list_feature_views() if "user" in fv.entities]
 
 
-def delete_user_online(store: Any, user_id: int) -> int:
-    """Remove every online row keyed by ``user_id`` (SQLite or Redis); returns rows removed.
+def pending_online_deletions(state_dir: str | Path) -> DeletionLedger:
+    """Users whose online rows could not be removed at their deletion (the store was down):
+    ``features build`` removes them (``retry_online_deletions``). Same format as the ledger."""
+    return DeletionLedger(state_dir, "online_deletions_pending.txt")
+
+
+def retry_online_deletions(store: Any, state_dir: str | Path) -> int:
+    """Remove the online rows of every pending user, then forget them; returns users handled."""
+    pending = pending_online_deletions(state_dir)
+    ids = pending.user_ids()
+    if ids:
+        delete_user_online(store, ids)
+        pending.path.unlink()  # only once every row is gone; an exception keeps the list
+    return len(ids)
+
+
+def delete_user_online(store: Any, user_id: int | set[int]) -> int:
+    """Remove every online row keyed by ``user_id`` (or any of a set of ids; SQLite or Redis);
+    returns rows removed.
 
     Rows keyed by the user alone are deleted by key; rows keyed by (user, x) — category affinity,
     per-product history, live sessions — are found by decoding the stored entity keys, since the
     other half of the key is not known here.
     """
     config = store.config
-    uid = int(user_id)
+    uids = {int(u) for u in user_id} if isinstance(user_id, set) else {int(user_id)}
     views = _user_keyed_views(store)
     if config.online_store.type == "sqlite":
-        return _delete_sqlite(store, views, uid)
+        return _delete_sqlite(store, views, uids)
     if config.online_store.type == "redis":
-        return _delete_redis(store, views, uid)
+        return _delete_redis(store, views, uids)
     raise NotImplementedError(f"user deletion for online store {config.online_store.type!r}")
 
 
@@ -87,7 +104,7 @@ def _decode_user(key_bytes: bytes, version: int) -> int | None:
     return None
 
 
-def _delete_sqlite(store: Any, views: list[Any], uid: int) -> int:
+def _delete_sqlite(store: Any, views: list[Any], uids: set[int]) -> int:
     import sqlite3
 
     config = store.config
@@ -101,7 +118,7 @@ def _delete_sqlite(store: Any, views: list[Any], uid: int) -> int:
                 keys = {row[0] for row in con.execute(f'SELECT DISTINCT entity_key FROM "{table}"')}
             except sqlite3.OperationalError:
                 continue  # never materialized
-            doomed = [k for k in keys if _decode_user(k, version) == uid]
+            doomed = [k for k in keys if _decode_user(k, version) in uids]
             for k in doomed:
                 removed += con.execute(f'DELETE FROM "{table}" WHERE entity_key = ?', (k,)).rowcount
         con.commit()
@@ -110,7 +127,7 @@ def _delete_sqlite(store: Any, views: list[Any], uid: int) -> int:
     return removed
 
 
-def _delete_redis(store: Any, views: list[Any], uid: int) -> int:
+def _delete_redis(store: Any, views: list[Any], uids: set[int]) -> int:
     from feast.infra.key_encoding_utils import deserialize_entity_key
 
     provider = store._get_provider()
@@ -127,7 +144,7 @@ def _delete_redis(store: Any, views: list[Any], uid: int) -> int:
         except Exception:  # noqa: BLE001 - a foreign key in a shared Redis is not ours to judge
             continue
         if any(
-            n == "user_id" and v.int64_val == uid
+            n == "user_id" and v.int64_val in uids
             for n, v in zip(ek.join_keys, ek.entity_values, strict=False)
         ):
             removed += int(client.delete(key))

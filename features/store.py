@@ -70,6 +70,7 @@ class BuildReport:
     yaml_path: Path | None = None
     excluded_users: int = 0
     online_rows: dict[str, int] = field(default_factory=dict)
+    online_deletions: int = 0  # deleted users whose online rows this build removed (missed before)
 
 
 def apply_definitions(settings: FeatureSettings) -> tuple[Any, Any]:
@@ -192,6 +193,10 @@ def build_feature_store(
         as_of=off.as_of,
         on_view=(lambda v: progress("materialize", v)) if progress else None,
     )
+    # Deletions the online store missed (down at the time): their rows go now.
+    from features.privacy import retry_online_deletions
+
+    online_deletions = retry_online_deletions(store, settings.state_dir)
     seconds["materialize"] = time.perf_counter() - t2
     report = BuildReport(
         as_of=off.as_of,
@@ -203,6 +208,7 @@ def build_feature_store(
         yaml_path=yaml_path,
         excluded_users=len(excluded),
         online_rows=online_rows,
+        online_deletions=online_deletions,
     )
     log.info(
         "feature store built as of %s in %s",

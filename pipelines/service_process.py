@@ -42,8 +42,11 @@ def bentoml_serve_command(host: str, port: int) -> list[str]:
 
 def service_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a service child, which runs in REPO_ROOT: a relative (or ``~``)
-    SLOTCAST_STATE_DIR is made absolute here, so the service reads the state this process wrote."""
+    SLOTCAST_STATE_DIR is made absolute here, so the service reads the state this process wrote.
+    MLflow's download progress bar is off unless asked for: in a server log it was a dozen tqdm
+    lines per worker at every load from an MLflow server."""
     env = dict(os.environ if base is None else base)
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if env.get("SLOTCAST_STATE_DIR"):
         env["SLOTCAST_STATE_DIR"] = str(Path(env["SLOTCAST_STATE_DIR"]).expanduser().resolve())
     return env

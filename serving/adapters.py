@@ -138,8 +138,12 @@ class MlflowModelSource:
                     artifact_uri=source, tracking_uri=uri, dst_path=dst
                 )
             except MlflowException as exc:
+                # Missing model: RESOURCE_DOES_NOT_EXIST; missing alias: INVALID_PARAMETER_VALUE.
+                # Anything else (a server that does not answer) is not "no model".
+                missing = exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+                what = "no model" if missing else "cannot reach the MLflow registry for"
                 raise ModelUnavailableError(
-                    f"no model {self.name}@{alias} in {self.tracking_uri}: {exc.message}"
+                    f"{what} {self.name}@{alias} in {self.tracking_uri}: {exc.message}"
                 ) from exc
             bundle = Bundle.load(Bundle.find(local))
         return models_from_bundle(bundle, f"{self.name}/{mv.version}", self.policy)
@@ -275,6 +279,13 @@ def deletion_ledger(state_dir: Path) -> Any:
     from features.privacy import DeletionLedger
 
     return DeletionLedger(state_dir)
+
+
+def pending_online_deletions(state_dir: Path) -> Any:
+    """Users whose online rows a deletion could not remove (store down); the next build does."""
+    from features.privacy import pending_online_deletions as pending
+
+    return pending(state_dir)
 
 
 def feature_segments(features: FeatureSource) -> dict[int, str] | None:

@@ -32,6 +32,7 @@ from serving.event_log import EventLog
 from serving.impressions import ImpressionLog
 from serving.metrics import ServingMetrics
 from serving.pipeline import PipelineConfig, Recommender
+from serving.reload_signal import ReloadSignal
 from serving.schemas import (
     CarouselRequest,
     CarouselResponse,
@@ -77,6 +78,7 @@ class SlotcastApp:
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
+        self.reload_signal = ReloadSignal(settings.serving_dir / "reload.requested", self.reload)
         self.event_ids = EventIds(worker if worker is not None else os.getpid())
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
@@ -169,6 +171,7 @@ class SlotcastApp:
 
     # --- models ---------------------------------------------------------------------------------
     def _current(self) -> tuple[Models, Models | None]:
+        self.reload_signal.poll()
         pair = self._models
         if pair is None:
             raise ModelUnavailableError(f"no model loaded: {self.load_error or 'not loaded yet'}")
@@ -211,7 +214,15 @@ class SlotcastApp:
             log.info("%s model %s (challenger %s)", state, versions[0], versions[1] or "none")
             return ReloadResponse(model_version=versions[0], challenger_version=versions[1], reloaded=swap)
 
+    def admin_reload(self) -> ReloadResponse:
+        """``POST /admin/reload``: reload here, then have every other worker sharing the state
+        directory reload too (serving/reload_signal.py)."""
+        out = self.reload()
+        self.reload_signal.announce()
+        return out
+
     def ready(self) -> tuple[bool, str]:
+        self.reload_signal.poll()  # readiness probes reach idle workers too
         if self._models is None:
             return False, f"models not loaded: {self.load_error}"
         if self.catalog is None:
@@ -373,7 +384,10 @@ class SlotcastApp:
             try:
                 fn(user_id)
             except Exception as exc:  # noqa: BLE001 - the ledger already excludes them; retried by the next build
-                log.warning("online store deletion failed: %s", exc)
+                from serving.adapters import pending_online_deletions
+
+                pending_online_deletions(self.settings.state_dir).add(user_id)
+                log.warning("online store deletion failed, left to the next features build: %s", exc)
         return {"user_id": user_id, "deleted": True}
 
     def close(self) -> None:

@@ -256,7 +256,7 @@ class Slotcast:
     @web.post("/admin/reload", response_model=ReloadResponse)
     def admin_reload(self, authorization: str | None = Header(None)) -> ReloadResponse:
         self.app.check_token(authorization)
-        return self.app.reload()
+        return self.app.admin_reload()
 
     @web.get("/status")
     def status(self) -> dict[str, Any]:

@@ -52,13 +52,21 @@ def register_bundle(
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version behind ``alias``, or None when the model or the alias does not exist."""
+    """The version behind ``alias``, or None when the model or the alias does not exist; any other
+    failure (the registry does not answer) is a TrackingUnavailableError, not "no such version"."""
     from mlflow.exceptions import MlflowException
+
+    from training.tracking import TrackingUnavailableError
 
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        # No model: RESOURCE_DOES_NOT_EXIST; a model without that alias: INVALID_PARAMETER_VALUE.
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise TrackingUnavailableError(
+            f"the MLflow registry {client._registry_uri} failed to look up {name}@{alias}: {exc.message}"
+        ) from exc
 
 
 def download_bundle(name: str, alias_or_version: str, dst: Path) -> Path:

@@ -80,9 +80,10 @@ def train(
     """Fit on ``data_dir``, log the run, register the bundle under ``alias``."""
     from models.bundle import Bundle
     from training.registry import register_bundle
-    from training.tracking import configure, experiment_id, git_sha, log_metrics, log_params
+    from training.tracking import check_reachable, configure, experiment_id, git_sha, log_metrics, log_params
 
     t0 = time.perf_counter()
+    check_reachable(settings.tracking_uri)  # before the fit, not after it
     data_dir = Path(data_dir)
     progress(f"reading {data_dir}")
     events, stream_products, item_ids = load_inputs(data_dir, settings)

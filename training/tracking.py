@@ -17,12 +17,45 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking server (or registry) does not answer."""
+
+    exit_code = 1
+
+
+def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
+    """Raise TrackingUnavailableError when an http(s) tracking URI does not answer at all.
+
+    MLflow's own client retries a dead server for ~4 min (7 retries, backoff factor 2) and then
+    reports whatever the caller makes of the failure; train would have fitted everything first.
+    Any HTTP answer (even 401 or 404: a proxy, no /health) counts as reachable."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlparse
+
+    if urlparse(uri).scheme not in ("http", "https"):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingUnavailableError(
+            f"the MLflow tracking server {uri} does not answer ({reason}); start it or correct "
+            "SLOTCAST_MLFLOW_TRACKING_URI"
+        ) from exc
+
+
 def configure(settings: TrainSettings) -> MlflowClient:
-    """Point mlflow at the configured store and return a client for tracking and registry."""
+    """Point mlflow at the configured store and return a client for tracking and registry; a
+    tracking server that does not answer is a TrackingUnavailableError at once."""
     import mlflow
     from mlflow import MlflowClient
 
     uri = settings.tracking_uri
+    check_reachable(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         settings.artifact_root.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,10 @@ def build(
     console.print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
     if report.excluded_users:
         console.print(f"  excluded {report.excluded_users} deleted user(s) (privacy ledger)")
+    if report.online_deletions:
+        console.print(
+            f"  removed the online rows of {report.online_deletions} deleted user(s) the store missed"
+        )
     console.print(f"  feast CLI: feast -c features -f {report.yaml_path} ui")
 
 

@@ -18,7 +18,14 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option(
             "127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes it beyond this machine."
         ),
-        workers: int = typer.Option(1, "--workers", min=1, max=64, help="BentoML worker processes."),
+        workers: int = typer.Option(
+            1,
+            "--workers",
+            min=1,
+            max=64,
+            envvar="SLOTCAST_SERVICE_WORKERS",
+            help="BentoML worker processes.",
+        ),
         demo: bool = typer.Option(
             False,
             "--demo",

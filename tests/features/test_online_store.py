@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,6 +74,41 @@ def test_a_pushed_live_event_is_visible_at_the_next_read(built_store: FeatureSet
         FeastFeatureReader(built_store).online(3, [12], stream_id=100).loc[12, cols].tolist()
         == again.tolist()
     )
+
+
+def _click(settings: FeatureSettings, user: int, stream: int, threads: int, each: int, start: Any) -> None:
+    """One serving worker: ``threads`` request threads sharing its reader, ``each`` clicks apiece."""
+    from features.online_fast import FastOnlineReader
+
+    reader = FastOnlineReader(settings)
+    start.wait()
+
+    def send() -> None:
+        for _ in range(each):
+            ingest_live_events(reader, [{"user_id": user, "stream_id": stream, "type": "product_click"}])
+
+    pool = [threading.Thread(target=send) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def test_concurrent_live_events_from_several_workers_all_count(built_store: FeatureSettings) -> None:
+    """Two worker processes of three threads each push clicks on one (user, stream) at once: the
+    total counts every one. The read-modify-write was unlocked: 40 clicks sent at once through two
+    BentoML workers sharing Redis left live_clicks at 6."""
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    workers = [ctx.Process(target=_click, args=(built_store, 5, 104, 3, 5, start)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0, "a worker process failed"
+    df = FeastFeatureReader(built_store).online(5, [12], stream_id=104)
+    assert df.loc[12, "live_clicks"] == 2 * 3 * 5
 
 
 def test_deleting_a_user_removes_their_online_rows(built_store: FeatureSettings) -> None:

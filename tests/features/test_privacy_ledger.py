@@ -24,3 +24,30 @@ def test_a_garbled_ledger_names_file_and_line(tmp_path: Path) -> None:
     p.write_text("5\nbob\n")
     with pytest.raises(ValueError, match=r"deleted_users.txt:2: not a user id"):
         DeletionLedger(tmp_path).user_ids()
+
+
+def test_a_deletion_the_online_store_missed_is_done_by_the_next_build(
+    world_dir: Path, tmp_path: Path
+) -> None:
+    """DELETE /users/{id} while the online store was down answered 200 and left the user's rows
+    there; the log said "retried by the next build", which excluded them from the new tables but
+    never removed the rows already online. Serving now records them as pending; the build removes them."""
+    import numpy as np
+
+    from features.live import ingest_live_events
+    from features.retrieval import FeastFeatureReader
+    from tests.features.conftest import _build
+
+    settings = _build(tmp_path, world_dir)
+    reader = FeastFeatureReader(settings)
+    ingest_live_events(reader, [{"user_id": 4, "stream_id": 100, "type": "product_click"}])
+    assert reader.online(4, [11], stream_id=100).loc[11, "monetary_90d"] == 50.0
+    privacy = tmp_path / "privacy"  # what serving writes when the store refuses the deletion
+    privacy.mkdir()
+    (privacy / "deleted_users.txt").write_text("4\n")
+    (privacy / "online_deletions_pending.txt").write_text("4\n")
+    _build(tmp_path, world_dir)
+    gone = FeastFeatureReader(settings).online(4, [11], stream_id=100).loc[11]
+    assert np.isnan(gone["monetary_90d"]) and np.isnan(gone["live_clicks"])
+    assert not (privacy / "online_deletions_pending.txt").exists()
+    assert DeletionLedger(tmp_path).user_ids() == {4}  # the ledger itself stays

@@ -64,3 +64,35 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
                 time.sleep(0.2)
         except ProcessLookupError:
             return
+
+
+class _FakeServer:
+    """What `slotcast serve` starts, recorded instead of run."""
+
+    env: dict[str, str] = {}
+
+    def __init__(self, cmd: list[str], cwd: object = None, env: dict[str, str] | None = None) -> None:
+        _FakeServer.env = dict(env or {})
+
+    def wait(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env_workers", "expected"),
+    [([], None, "1"), ([], "3", "3"), (["--workers", "2"], "3", "2")],
+)
+def test_workers_come_from_the_option_else_slotcast_service_workers(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env_workers: str | None, expected: str
+) -> None:
+    """docs/scaling.md's switch is SLOTCAST_SERVICE_WORKERS=N: `slotcast serve` overwrote it with its
+    --workers default (1), so the variable alone started one worker."""
+    from pipelines.cli import main
+
+    monkeypatch.setattr(subprocess, "Popen", _FakeServer)
+    if env_workers is None:
+        monkeypatch.delenv("SLOTCAST_SERVICE_WORKERS", raising=False)
+    else:
+        monkeypatch.setenv("SLOTCAST_SERVICE_WORKERS", env_workers)
+    assert main(["serve", *args]) == 0
+    assert _FakeServer.env["SLOTCAST_SERVICE_WORKERS"] == expected

@@ -36,3 +36,14 @@ def test_a_relative_state_dir_reaches_the_service_absolute(
     assert service_env()["SLOTCAST_STATE_DIR"] == str(tmp_path.resolve() / "state")
     monkeypatch.delenv("SLOTCAST_STATE_DIR")
     assert "SLOTCAST_STATE_DIR" not in service_env()
+
+
+def test_the_service_has_no_download_progress_bar_unless_asked() -> None:
+    """Every load from an MLflow server wrote tqdm's "Downloading artifacts" lines into the log."""
+    from pipelines.service_process import service_env
+
+    assert service_env({})["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    assert (
+        service_env({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "true"})["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"]
+        == "true"
+    )

@@ -30,3 +30,17 @@ def test_champion_is_loaded_by_alias_and_a_missing_one_is_a_clear_error(
     assert models.version == "slotcast/1" and models.feature_service == "ranker_v1"
     with pytest.raises(ModelUnavailableError, match="slotcast@challenger"):
         source.load("challenger")
+
+
+def test_a_registry_that_does_not_answer_is_not_a_missing_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload with the MLflow server down said "no model slotcast@champion in http://...", as if
+    the champion were gone; the cause was further down the line."""
+    from pipelines.service_process import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    source = MlflowModelSource(uri, "slotcast", make_policy(ServingSettings()))
+    with pytest.raises(ModelUnavailableError) as err:
+        source.load("champion")
+    assert str(err.value).startswith(f"cannot reach the MLflow registry for slotcast@champion in {uri}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +291,54 @@ def test_a_deleted_users_factors_are_zeroed_in_every_loaded_model(
     monkeypatch.setattr(deletions, "DELETION_REFRESH_S", 0.0)
     assert b.is_deleted(gone) and not row(b, gone).any()
     assert not row(app(), gone).any()  # loaded after the deletion
+
+
+class VersionedSource(FlakySource):
+    """The registry: its champion's version is whatever ``version`` says now."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = "slotcast/1"
+
+    def load(self, alias: str) -> Models:
+        return dataclasses.replace(super().load(alias), version=self.version)
+
+
+def test_a_reload_through_one_worker_reaches_the_others(tables, tmp_path: Path, monkeypatch) -> None:
+    """Two workers share the state directory (and one port: a POST /admin/reload reaches only one
+    of them). With two workers, four reloads all reached worker 1 and worker 2 kept serving the
+    old champion; now the other worker follows within a second of its next request."""
+    monkeypatch.setattr("serving.reload_signal.RELOAD_CHECK_S", 0.05)
+    registry = VersionedSource()
+    one, two = make_app(tables, tmp_path, registry), make_app(tables, tmp_path, registry)
+    req = CarouselRequest(user_id=1, stream_id=0)
+    assert one.carousel(req).model_version == two.carousel(req).model_version == "slotcast/1"
+    registry.version = "slotcast/2"  # a second promotion
+    assert one.admin_reload().model_version == "slotcast/2"
+    deadline = time.monotonic() + 10
+    while two.carousel(req).model_version != "slotcast/2":
+        assert time.monotonic() < deadline, "the other worker never followed the reload"
+        time.sleep(0.05)
+    assert one.carousel(req).model_version == "slotcast/2"
+    # A worker started later does not reload for an announcement made before it started.
+    three = make_app(tables, tmp_path, registry)
+    time.sleep(0.1)
+    three.carousel(req)
+    time.sleep(0.1)
+    assert not three.reload_signal._running
+
+
+def test_a_deletion_the_online_store_refuses_is_left_to_the_next_build(tables, tmp_path: Path) -> None:
+    """The store down: the deletion is still answered (the ledger has it) and the user is written
+    down for `features build`, which removes their rows (tests/features/test_privacy_ledger.py)."""
+    from features.privacy import pending_online_deletions
+
+    app = make_app(tables, tmp_path)
+
+    def refuse(user_id: int) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    app.features.delete_user = refuse  # type: ignore[attr-defined]
+    assert app.delete_user(3) == {"user_id": 3, "deleted": True}
+    assert pending_online_deletions(tmp_path).user_ids() == {3}
+    assert DeletionLedger(tmp_path).user_ids() == {3}

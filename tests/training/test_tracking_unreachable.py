@@ -1,0 +1,65 @@
+"""A tracking server that does not answer: train, promote and evaluate say so at once, naming the
+URI. MLflow's client retried for ~4 min; promote then reported "model 'slotcast' has no
+'challenger' version; run `slotcast train` first", and train found out only after its whole fit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.service_process import free_port
+from training.settings import TrainSettings
+from training.tracking import TrackingUnavailableError
+
+
+@pytest.fixture
+def dead_uri(monkeypatch: pytest.MonkeyPatch) -> str:
+    # MLflow's own retries short, so the old behaviour fails the test in seconds, not minutes.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+def test_configure_refuses_a_server_that_does_not_answer(dead_uri: str, tmp_path: Path) -> None:
+    from training.tracking import configure
+
+    t0 = time.monotonic()
+    with pytest.raises(TrackingUnavailableError, match=f"{dead_uri} does not answer"):
+        configure(TrainSettings(state_dir=tmp_path, mlflow_tracking_uri=dead_uri))
+    assert time.monotonic() - t0 < 15
+
+
+def test_an_unreachable_registry_is_not_a_missing_version(dead_uri: str) -> None:
+    from mlflow import MlflowClient
+
+    from training.registry import version_by_alias
+
+    client = MlflowClient(tracking_uri=dead_uri, registry_uri=dead_uri)
+    with pytest.raises(TrackingUnavailableError, match="slotcast@challenger"):
+        version_by_alias(client, "slotcast", "challenger")
+
+
+def test_a_missing_model_or_alias_is_none(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from training.registry import version_by_alias
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert version_by_alias(client, "slotcast", "challenger") is None  # no model
+    client.create_registered_model("slotcast")
+    assert version_by_alias(client, "slotcast", "challenger") is None  # no such alias
+
+
+def test_train_and_promote_stop_before_any_work(dead_uri: str, tmp_path: Path) -> None:
+    from training.promote import promote
+    from training.run import train
+
+    s = TrainSettings(state_dir=tmp_path, mlflow_tracking_uri=dead_uri)
+    missing = tmp_path / "no-data-here"  # train would fail on it, were the server checked later
+    with pytest.raises(TrackingUnavailableError, match=dead_uri):
+        train(missing, s, reader=None)
+    with pytest.raises(TrackingUnavailableError, match=dead_uri):
+        promote(s, missing, reader=None)
