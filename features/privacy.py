@@ -7,6 +7,7 @@ checks it before answering anything personal.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,21 @@ def pending_online_deletions(state_dir: str | Path) -> DeletionLedger:
 
 
 def retry_online_deletions(store: Any, state_dir: str | Path) -> int:
-    """Remove the online rows of every pending user, then forget them; returns users handled."""
+    """Remove the online rows of every pending user; returns users handled.
+
+    The list is taken first (renamed aside), so a deletion serving records meanwhile starts a new
+    list for the next build instead of being dropped with this one; a taken list whose removal
+    failed (or was cut short) stays aside and is taken again by the next build.
+    """
     pending = pending_online_deletions(state_dir)
-    ids = pending.user_ids()
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(pending.path, pending.path.with_name(f"{pending.path.name}.{os.getpid()}.taken"))
+    taken = sorted(pending.path.parent.glob(f"{pending.path.name}.*.taken"))
+    ids = set().union(*(DeletionLedger(state_dir, p.name).user_ids() for p in taken))
     if ids:
         delete_user_online(store, ids)
-        pending.path.unlink()  # only once every row is gone; an exception keeps the list
+    for p in taken:
+        p.unlink()
     return len(ids)
 
 

@@ -51,3 +51,37 @@ def test_a_deletion_the_online_store_missed_is_done_by_the_next_build(
     assert np.isnan(gone["monetary_90d"]) and np.isnan(gone["live_clicks"])
     assert not (privacy / "online_deletions_pending.txt").exists()
     assert DeletionLedger(tmp_path).user_ids() == {4}  # the ledger itself stays
+    assert not list(privacy.glob("*.taken"))
+
+
+def test_a_deletion_recorded_while_the_build_retries_waits_for_the_next_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build used to read the pending list, remove those rows, then delete the whole file: a
+    deletion serving recorded in between was dropped without its rows ever being removed. A removal
+    that fails keeps its users for the next build."""
+    import features.privacy as privacy
+
+    pending = privacy.pending_online_deletions(tmp_path)
+    pending.add(4)
+    removed: list[set[int]] = []
+
+    def delete_rows(store: object, ids: set[int]) -> int:
+        removed.append(set(ids))
+        privacy.pending_online_deletions(tmp_path).add(9)  # serving, meanwhile (store down again)
+        return len(ids)
+
+    monkeypatch.setattr(privacy, "delete_user_online", delete_rows)
+    assert privacy.retry_online_deletions(None, tmp_path) == 1 and removed == [{4}]
+    assert privacy.pending_online_deletions(tmp_path).user_ids() == {9}
+
+    def store_down(store: object, ids: set[int]) -> int:
+        raise ConnectionError("online store down")
+
+    monkeypatch.setattr(privacy, "delete_user_online", store_down)
+    with pytest.raises(ConnectionError):
+        privacy.retry_online_deletions(None, tmp_path)
+    monkeypatch.setattr(privacy, "delete_user_online", lambda store, ids: removed.append(set(ids)))
+    assert privacy.retry_online_deletions(None, tmp_path) == 1 and removed[-1] == {9}
+    assert privacy.retry_online_deletions(None, tmp_path) == 0 and len(removed) == 2
+    assert not list((tmp_path / "privacy").iterdir())
