@@ -207,8 +207,11 @@ class SlotcastApp:
             versions = (champion.version, challenger.version if challenger else None)
             swap = serving is None or versions != (serving[0].version, serving[1] and serving[1].version)
             if swap:
-                forget_users((champion, challenger), self.deleted.current())  # before any request sees them
+                known = set(self.deleted.current())  # a copy: a deletion adds to the live set
+                forget_users((champion, challenger), known)  # before any request sees them
                 self._models = (champion, challenger)  # the atomic swap
+                # A deletion recorded between those two lines made only the old pair forget.
+                forget_users((champion, challenger), self.deleted.current() - known)
                 self.metrics.set_models(*versions)
             state = "serving" if swap else "already serving"
             log.info("%s model %s (challenger %s)", state, versions[0], versions[1] or "none")

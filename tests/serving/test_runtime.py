@@ -342,3 +342,37 @@ def test_a_deletion_the_online_store_refuses_is_left_to_the_next_build(tables, t
     assert app.delete_user(3) == {"user_id": 3, "deleted": True}
     assert pending_online_deletions(tmp_path).user_ids() == {3}
     assert DeletionLedger(tmp_path).user_ids() == {3}
+
+
+def test_a_deletion_during_a_reload_is_forgotten_by_the_new_models(
+    tables, tmp_path: Path, bundle_dir: Path, monkeypatch
+) -> None:
+    """A reload makes the new pair forget the deleted users, then swaps it in; a deletion recorded
+    between the two made only the old pair forget (this worker's own deletion, so no ledger
+    refresh would catch it later)."""
+    import serving.runtime as runtime
+    from serving.adapters import DirModelSource, make_policy
+
+    class Versions:
+        def __init__(self) -> None:
+            self.inner, self.n = DirModelSource(bundle_dir, make_policy(ServingSettings())), 0
+
+        def load(self, alias: str) -> Models:
+            self.n += 1
+            return Models(**{**self.inner.load(alias).__dict__, "version": f"v{self.n}"})
+
+    app = make_app(tables, tmp_path, Versions())
+    als_ids = app._current()[0].als.users.ids
+    gone = int(als_ids[np.isin(als_ids, app.catalog.users.index)][0])
+    forget, armed = runtime.forget_users, [True]
+
+    def forget_then_delete(models, ids):  # the reload's first call: a DELETE lands right after it
+        forget(models, ids)
+        if armed and ids == app.deleted.current() and len(models) == 2 and models[0] is not app._models[0]:
+            armed.clear()
+            app.delete_user(gone)
+
+    monkeypatch.setattr(runtime, "forget_users", forget_then_delete)
+    assert app.reload().reloaded and not armed
+    als = app._current()[0].als
+    assert not als.user_factors[als.users.index_of(gone)].any()
