@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 US = 1_000_000
+NO_HISTORY_SEGMENT = "new"  # an unknown user's, and what a deleted user is shown as
 
 SEGMENT_RULES = {
     "new": "no activity yet",
@@ -262,7 +263,7 @@ class Catalog:
         return sorted(c for c, members in self.communities.items() if np.any(members == user_id))
 
     def segment(self, user_id: int) -> str:
-        return self.segment_of_user.get(user_id, "new")
+        return self.segment_of_user.get(user_id, NO_HISTORY_SEGMENT)
 
     def segments(self) -> list[dict[str, Any]]:
         return [

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from serving.catalog import US, Catalog
+from serving.catalog import NO_HISTORY_SEGMENT, US, Catalog
 from serving.deletions import DeletedUsers, forget_users
 from serving.errors import (
     BadRequestError,
@@ -311,6 +311,8 @@ class SlotcastApp:
 
     def user_segment(self, user_id: int) -> UserSegment:
         cat = self._catalog()
+        if self.is_deleted(user_id):  # a deleted user's segment is derived from their history: not shown
+            return UserSegment(user_id=user_id, segment=NO_HISTORY_SEGMENT, known=False)
         return UserSegment(user_id=user_id, segment=cat.segment(user_id), known=cat.knows_user(user_id))
 
     def _catalog(self) -> Catalog:
@@ -343,6 +345,13 @@ class SlotcastApp:
 
     def user_data(self, user_id: int) -> UserData:
         cat = self._catalog()
+        if self.is_deleted(user_id):
+            # Serving uses nothing about a deleted user from the moment of the DELETE, so it shows
+            # nothing either; the loaded snapshot's rows go with the next features build and reload.
+            return UserData(
+                user_id=user_id, known=False, deleted=True, profile={}, segment=NO_HISTORY_SEGMENT,
+                communities=[], recent_purchases=[], recent_pushes=0, online_features={},
+            )  # fmt: skip
         known = cat.knows_user(user_id)
         profile: dict[str, Any] = {}
         if known:

@@ -85,8 +85,13 @@ def test_private_endpoints_refuse_a_missing_or_wrong_token(client: TestClient, h
 def test_user_data_and_deletion(client: TestClient) -> None:
     r = client.get("/users/15/data", headers=AUTH)
     assert r.status_code == 200 and r.json()["known"] and not r.json()["deleted"]
+    assert r.json()["profile"] and r.json()["segment"] != "new", r.json()  # something to hide afterwards
     assert client.delete("/users/15", headers=AUTH).json() == {"user_id": 15, "deleted": True}
-    assert client.get("/users/15/data", headers=AUTH).json()["deleted"]
+    held = client.get("/users/15/data", headers=AUTH).json()
+    # Serving shows nothing it no longer uses: no profile, segment, communities, purchases or features.
+    assert held["deleted"] and not held["known"] and held["profile"] == {} and held["communities"] == [], held
+    assert held["segment"] == "new" and held["recent_purchases"] == [] and held["online_features"] == {}, held
+    assert client.get("/users/15/segment").json() == {"user_id": 15, "segment": "new", "known": False}
     r = client.post("/carousel", json={"user_id": 15, "stream_id": 1})
     assert r.json()["personalized"] is False and r.json()["fallback"] == "deleted"
     assert client.delete("/users/123456789", headers=AUTH).status_code == 404
