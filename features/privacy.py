@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from features.online_deletion import delete_redis, delete_sqlite
+
 
 class DeletionLedger:
     def __init__(self, state_dir: str | Path, name: str = "deleted_users.txt") -> None:
@@ -91,71 +93,14 @@ def delete_user_online(store: Any, user_id: int | set[int]) -> int:
     returns rows removed.
 
     Rows keyed by the user alone are deleted by key; rows keyed by (user, x) — category affinity,
-    per-product history, live sessions — are found by decoding the stored entity keys, since the
-    other half of the key is not known here.
+    per-product history, live sessions — are matched on the user's bytes at the end of the stored
+    key, since the other half is not known here (``features.online_deletion``).
     """
     config = store.config
     uids = {int(u) for u in user_id} if isinstance(user_id, set) else {int(user_id)}
     views = _user_keyed_views(store)
     if config.online_store.type == "sqlite":
-        return _delete_sqlite(store, views, uids)
+        return delete_sqlite(store, views, uids)
     if config.online_store.type == "redis":
-        return _delete_redis(store, views, uids)
+        return delete_redis(store, views, uids)
     raise NotImplementedError(f"user deletion for online store {config.online_store.type!r}")
-
-
-def _decode_user(key_bytes: bytes, version: int) -> int | None:
-    from feast.infra.key_encoding_utils import deserialize_entity_key
-
-    ek = deserialize_entity_key(key_bytes, entity_key_serialization_version=version)
-    for name, val in zip(ek.join_keys, ek.entity_values, strict=False):
-        if name == "user_id":
-            return int(val.int64_val)
-    return None
-
-
-def _delete_sqlite(store: Any, views: list[Any], uids: set[int]) -> int:
-    import sqlite3
-
-    config = store.config
-    version = config.entity_key_serialization_version
-    removed = 0
-    con = sqlite3.connect(str(Path(config.online_store.path)))
-    try:
-        for fv in views:
-            table = f"{config.project}_{fv.name}"
-            try:
-                keys = {row[0] for row in con.execute(f'SELECT DISTINCT entity_key FROM "{table}"')}
-            except sqlite3.OperationalError:
-                continue  # never materialized
-            doomed = [k for k in keys if _decode_user(k, version) in uids]
-            for k in doomed:
-                removed += con.execute(f'DELETE FROM "{table}" WHERE entity_key = ?', (k,)).rowcount
-        con.commit()
-    finally:
-        con.close()
-    return removed
-
-
-def _delete_redis(store: Any, views: list[Any], uids: set[int]) -> int:
-    from feast.infra.key_encoding_utils import deserialize_entity_key
-
-    provider = store._get_provider()
-    online = provider.online_store
-    client = online._get_client(store.config.online_store)
-    version = store.config.entity_key_serialization_version
-    project = store.config.project.encode()
-    removed = 0
-    # Feast's Redis keys are serialized_entity_key + project; one hash per entity key holds all views.
-    for key in client.scan_iter(match=b"*" + project, count=1000):
-        ek_bytes = key[: -len(project)]
-        try:
-            ek = deserialize_entity_key(ek_bytes, entity_key_serialization_version=version)
-        except Exception:  # noqa: BLE001 - a foreign key in a shared Redis is not ours to judge
-            continue
-        if any(
-            n == "user_id" and v.int64_val in uids
-            for n, v in zip(ek.join_keys, ek.entity_values, strict=False)
-        ):
-            removed += int(client.delete(key))
-    return removed
