@@ -15,22 +15,18 @@ of the same age decade and gender, or the same occupation.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import zipfile
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from benchmarks.movielens_data import CACHE, MEMBER, Fold, K, fetch_ml100k, kfold_split, stratified_split
-from benchmarks.movielens_scores import standardise, top_items
-from benchmarks.movielens_sequence import adjacency, sequence_scores
+from benchmarks.movielens_data import CACHE, MEMBER, Fold, fetch_ml100k
+from benchmarks.movielens_probe import FoldScoring, run_probe
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-SEQ = {"tau": 5.0, "window": 30, "beta": 3.0, "lam": 800.0}  # the benchmark's chosen sequence-EASE
 WEIGHTS = (0.05, 0.1, 0.2, 0.3)
 
 
@@ -79,54 +75,17 @@ def group_lift(fold: Fold, x: sp.csr_matrix, group: pd.Series) -> np.ndarray:
     return out
 
 
-def probe(fold: Fold, items: pd.DataFrame, users: pd.DataFrame) -> dict[str, list[float]]:
-    """nDCG@10 on ``fold``: sequence-EASE, then per scorer [alone, sEASE + w * scorer for WEIGHTS]."""
-    rows = fold.users.index(fold.eval_users)
-    adj = adjacency(fold.fit, fold.items.index(fold.fit["item"]), len(fold.items), SEQ["tau"], SEQ["window"])
-    seen = fold.seen.nonzero()
-
-    def z(s: np.ndarray) -> np.ndarray:
-        s = s.astype(np.float64, copy=True)
-        s[seen] = np.nan
-        return standardise(s)[0]
-
-    ndcg: Callable[[np.ndarray], float] = lambda s: fold.metrics(top_items(fold, s, K))["ndcg@10"]  # noqa: E731
-    base = z(sequence_scores(fold.matrix, rows, adj, SEQ["beta"], SEQ["lam"])[1])
-    out = {"sease": [ndcg(base)]}
-    for name, s in side_scorers(fold, items, users).items():
-        zs = z(s)
-        out[name] = [ndcg(zs)] + [ndcg(base + w * zs) for w in WEIGHTS]
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--seed", type=int, default=42, help="the protocol's split seed")
-    p.add_argument("--folds", type=int, default=8, help="k of the k-fold split of train (0: skip)")
-    args = p.parse_args(argv)
-    data = fetch_ml100k()
     items, users = side_tables()
-    ids_u, ids_i = np.unique(data["user"]), np.unique(data["item"])
-    train, _test = stratified_split(data, 0.75, args.seed)  # the test part is not read
-    fit, valid = stratified_split(train, 0.75, args.seed + 1)
-    folds = {"validation fold": [Fold(fit, valid, ids_u, ids_i)]}
-    if args.folds:
-        folds[f"mean of {args.folds} folds"] = [
-            Fold(a, b, ids_u, ids_i) for a, b in kfold_split(train, args.folds, args.seed + 1)
-        ]
-    head = " ".join(f"+{w:<6g}" for w in WEIGHTS)
-    for label, fs in folds.items():
-        results = [probe(f, items, users) for f in fs]
-        mean = {k: np.mean([r[k] for r in results], axis=0) for k in results[0]}
-        base = mean["sease"][0]
-        print(f"\n{label}: sequence-EASE nDCG@10 {base:.4f}; gain over it with weight w")
-        print(f"{'scorer':<18} {'alone':>7} {head}")
-        for name, v in mean.items():
-            if name != "sease":
-                print(f"{name:<18} {v[0]:7.4f} " + " ".join(f"{g - base:+.4f}" for g in v[1:]))
-    return 0
+
+    def probe(fold: Fold) -> dict[str, list[float]]:
+        sc = FoldScoring(fold)
+        out = {"sease": [sc.ndcg(sc.base)]}
+        for name, s in side_scorers(fold, items, users).items():
+            out[name] = sc.gains(sc.z(s), WEIGHTS)
+        return out
+
+    return run_probe(__doc__, probe, WEIGHTS, argv)
 
 
 if __name__ == "__main__":
