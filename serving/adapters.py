@@ -113,6 +113,14 @@ class MlflowModelSource:
     def __init__(self, tracking_uri: str, name: str, policy: Policy) -> None:
         self.tracking_uri, self.name, self.policy = tracking_uri, name, policy
 
+    def version(self, alias: str) -> str:
+        """The version ``alias`` names now (``name/N``), the label ``load`` gives it; one registry call."""
+        from mlflow import MlflowClient
+
+        uri = self.tracking_uri
+        mv = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(self.name, alias)
+        return f"{self.name}/{mv.version}"
+
     def load(self, alias: str) -> Models:
         import mlflow
         from mlflow import MlflowClient

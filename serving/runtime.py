@@ -46,7 +46,7 @@ from serving.schemas import (
     UserSegment,
 )
 from serving.settings import ServingSettings
-from serving.sources import FeatureSource, Models, ModelSource
+from serving.sources import FeatureSource, Models, ModelSource, registry_versions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -183,6 +183,14 @@ class SlotcastApp:
         cannot be loaded is a 503: the old models keep serving, or none when none was loaded."""
         with self._reload_lock:
             serving = self._models
+            held = (serving[0].version, serving[1].version if serving[1] else None) if serving else None
+            if held and held == registry_versions(
+                self.model_source, self.settings.model_alias, self._challenger_alias()
+            ):
+                # Every worker reloads on an announcement: loading a bundle of hundreds of MB to
+                # find the same versions would be each one's cost, for nothing.
+                log.info("already serving model %s (challenger %s)", held[0], held[1] or "none")
+                return ReloadResponse(model_version=held[0], challenger_version=held[1], reloaded=False)
             try:
                 champion = self.model_source.load(self.settings.model_alias)
             except Exception as exc:  # noqa: BLE001 - a bad bundle must not take down what serves
@@ -216,6 +224,9 @@ class SlotcastApp:
             state = "serving" if swap else "already serving"
             log.info("%s model %s (challenger %s)", state, versions[0], versions[1] or "none")
             return ReloadResponse(model_version=versions[0], challenger_version=versions[1], reloaded=swap)
+
+    def _challenger_alias(self) -> str | None:
+        return self.settings.challenger_alias if self.settings.challenger_share > 0 else None
 
     def admin_reload(self) -> ReloadResponse:
         """``POST /admin/reload``: reload here, then have every other worker sharing the state

@@ -3,6 +3,7 @@ in models/ and features/ (the adapters live in ``serving/adapters.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,7 +72,28 @@ class Models:
 
 
 class ModelSource(Protocol):
+    """Loads the bundle an alias names. A source may also have ``version(alias) -> str``, the
+    version label ``load`` would give, without loading (``MlflowModelSource``): a reload to the
+    versions already serving then loads nothing."""
+
     def load(self, alias: str) -> Models: ...
+
+
+def registry_versions(source: Any, champion: str, challenger: str | None) -> tuple[str, str | None] | None:
+    """The (champion, challenger) versions the aliases name now, without loading a bundle; None
+    when the source cannot tell (no ``version``, a bundle directory) or does not answer."""
+    version = getattr(source, "version", None)
+    if not callable(version):
+        return None
+    try:
+        names = version(champion)
+    except Exception:  # noqa: BLE001 - the full load that follows says what is wrong
+        return None
+    other = None
+    if challenger is not None:
+        with contextlib.suppress(Exception):  # no challenger: the load finds none either
+            other = version(challenger)
+    return None if names is None else (str(names), other)
 
 
 class FeatureSource(Protocol):

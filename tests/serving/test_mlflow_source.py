@@ -28,6 +28,7 @@ def test_champion_is_loaded_by_alias_and_a_missing_one_is_a_clear_error(
     source = MlflowModelSource(uri, "slotcast", make_policy(ServingSettings()))
     models = source.load("champion")
     assert models.version == "slotcast/1" and models.feature_service == "ranker_v1"
+    assert source.version("champion") == models.version  # named without loading (a reload's check)
     with pytest.raises(ModelUnavailableError, match="slotcast@challenger"):
         source.load("challenger")
 

@@ -304,6 +304,42 @@ class VersionedSource(FlakySource):
         return dataclasses.replace(super().load(alias), version=self.version)
 
 
+class CountingRegistry(FlakySource):
+    """A registry that names an alias's version without loading it (as MLflow's does), and counts
+    the bundles loaded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current, self.loads, self.down = "slotcast/1", 0, False
+
+    def version(self, alias: str) -> str:
+        if self.down:
+            raise ConnectionError("the registry does not answer")
+        if alias != "champion":
+            raise ModelUnavailableError(f"no model slotcast@{alias}")
+        return self.current
+
+    def load(self, alias: str) -> Models:
+        self.loads += 1
+        return dataclasses.replace(super().load(alias), version=self.current)
+
+
+def test_a_reload_to_the_versions_serving_loads_no_bundle(tables, tmp_path: Path) -> None:
+    """Every worker reloads on an announcement; each loaded the whole bundle even when the aliases
+    still named the versions it served."""
+    registry = CountingRegistry()
+    app = make_app(tables, tmp_path, registry)
+    assert registry.loads == 1
+    r = app.reload()
+    assert (r.model_version, r.reloaded, registry.loads) == ("slotcast/1", False, 1)
+    registry.current = "slotcast/2"
+    r = app.reload()
+    assert (r.model_version, r.reloaded, registry.loads) == ("slotcast/2", True, 2)
+    registry.down = True  # cannot tell the versions: load, and let the load say what is wrong
+    r = app.reload()
+    assert (r.model_version, r.reloaded, registry.loads) == ("slotcast/2", False, 3)
+
+
 def test_a_reload_through_one_worker_reaches_the_others(tables, tmp_path: Path, monkeypatch) -> None:
     """Two workers share the state directory (and one port: a POST /admin/reload reaches only one
     of them). With two workers, four reloads all reached worker 1 and worker 2 kept serving the
