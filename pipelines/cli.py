@@ -70,6 +70,9 @@ def _quiet_libraries() -> None:
 
     warnings.showwarning = _showwarning
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # distributed sets its own loggers to INFO when imported (train --dask-scheduler local:N
+    # printed ~30 lines of scheduler and nanny life); dask reads DASK_* config at import.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     for name in ("mlflow", "alembic", "feast"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.yaml_file import read_yaml
 
@@ -65,6 +65,17 @@ class TrainConfig(_Strict):
     objective: Literal["binary", "lambdarank"] = "binary"
     als_factors: int = Field(64, gt=0)
     als_iterations: int = Field(15, gt=0)
+    # tcp://host:8786 or local:N: the ranker's final fit on Dask (None: in process, or the env's)
+    dask_scheduler: str | None = None
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _dask_address(cls, v: str | None) -> str | None:
+        from training.settings import parse_dask_scheduler
+
+        if v is not None:
+            parse_dask_scheduler(v)
+        return v
 
 
 class EvaluateConfig(_Strict):

@@ -47,6 +47,8 @@ def _train_settings(state_dir: Path, cfg: Mapping[str, Any]) -> Any:
 
     t = cfg["train"]
     s = TrainSettings(state_dir=state_dir, label=t["label"], hpo_trials=t["hpo_trials"])
+    if t.get("dask_scheduler"):
+        s = s.model_copy(update={"dask_scheduler": t["dask_scheduler"]})
     return s.model_copy(
         update={
             "ranker": s.ranker.model_copy(update={"objective": t["objective"]}),

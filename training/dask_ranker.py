@@ -7,14 +7,18 @@ format), so the bundle, serving and evaluation cannot tell how it was fitted.
 
 A scheduler address (``tcp://host:8786``) points at a real cluster; with none, a LocalCluster of
 ``n_workers`` single-threaded processes is started for the call and shut down afterwards.
-LightGBM's Dask estimators do not support early stopping, so the caller passes the number of
-trees (for example the best iteration of a single-process fit on a sample).
+LightGBM's Dask estimators do not support early stopping: ``fit_ranker_dask`` fits the number of
+trees it is given, and ``fit_ranker_dask_early_stopped`` (what ``slotcast train`` uses) fits
+``n_estimators`` and then picks the tree count on the validation split in process
+(``training.posthoc_stopping``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,19 +31,66 @@ from models.ranker import LightGBMRanker, RankerConfig
 
 log = logging.getLogger(__name__)
 
+WORKERS_WAIT_S = 60.0  # how long a fit waits for a scheduler with no worker to get one
+
+
+class DaskUnavailableError(RuntimeError):
+    """The Dask scheduler does not answer, is not a Dask scheduler, or has no worker to fit on."""
+
+    exit_code = 1
+
+
+def check_scheduler(address: str, timeout_s: float = 5.0) -> int:
+    """The number of workers of the scheduler at ``address``; DaskUnavailableError within about
+    ``timeout_s`` when nothing answers there as a Dask scheduler.
+
+    A distributed Client retries a refused connection until its timeout and, connected to a port
+    that is not a Dask scheduler (an HTTP server), waits for its handshake for ever: so a bare
+    connection and one ``identity`` call under one deadline, the way ``training.tracking`` probes
+    MLflow before the fit rather than after it."""
+    import asyncio
+
+    from training.settings import public_dask_address
+
+    async def identity() -> dict[str, Any]:
+        from distributed.comm import connect
+
+        comm = await connect(address, timeout=timeout_s)
+        try:
+            await comm.write({"op": "identity", "n_workers": 0, "reply": True})
+            return dict(await comm.read())
+        finally:
+            comm.abort()
+
+    where = public_dask_address(address)
+    hint = "start it or correct --dask-scheduler / SLOTCAST_DASK_SCHEDULER"
+    try:
+        info = asyncio.run(asyncio.wait_for(identity(), timeout_s))
+    except OSError as exc:  # TimeoutError too
+        reason = f"({str(exc).replace(address, where)})" if str(exc) else f"within {timeout_s:g} s"
+        raise DaskUnavailableError(f"the Dask scheduler {where} does not answer {reason}; {hint}") from exc
+    except Exception as exc:  # noqa: BLE001 - whatever a non-Dask server makes the protocol raise
+        raise DaskUnavailableError(
+            f"{where} does not answer as a Dask scheduler ({type(exc).__name__}); {hint}"
+        ) from exc
+    if info.get("type") != "Scheduler":
+        raise DaskUnavailableError(f"{where} is a Dask {info.get('type')}, not a scheduler; {hint}")
+    return int(info.get("n_workers", 0))
+
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, n_workers: int = 2) -> Iterator[Any]:
+def dask_client(scheduler: str | None = None, n_workers: int = 2, timeout_s: float = 10.0) -> Iterator[Any]:
     """A distributed Client: connected to ``scheduler``, or to a LocalCluster made for the call."""
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler) as client:
+        with Client(scheduler, timeout=timeout_s) as client:
             yield client
         return
+    # HTTP on a random loopback port: by default it takes 8787, or warns where another cluster has it.
     with (
         LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -83,8 +134,11 @@ def fit_ranker_dask(
     params.pop("deterministic", None)
     trees = int(n_estimators or config.n_estimators)
     with (
-        contextlib.nullcontext(client) if client is not None else dask_client(scheduler, n_workers) as client
+        contextlib.nullcontext(client) if client is not None else dask_client(scheduler, n_workers) as client,
+        warnings.catch_warnings(),
     ):
+        # The Dask estimators pass their own n_jobs=None on to the check that warns about it.
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         parts = max(1, len(client.scheduler_info().get("workers", {})) or n_workers)
         if config.objective == "lambdarank":
             assert gt is not None
@@ -94,13 +148,16 @@ def fit_ranker_dask(
             starts = np.concatenate([[0], np.cumsum(gt)])
             q = np.searchsorted(starts, [a for a, _ in bounds] + [len(Xt)])
             dg = da.concatenate([da.from_array(gt[q[i] : q[i + 1]]) for i in range(len(bounds))])
-            est = lgb.DaskLGBMRanker(client=client, n_estimators=trees, **params)
-            est.fit(dX, dy, group=dg)
+            est: Any = lgb.DaskLGBMRanker(client=client, n_estimators=trees, **params)
+            fit_kw = {"group": dg}
         else:
             dX = dd.from_pandas(Xt, npartitions=parts)
             dy = dd.from_pandas(pd.Series(yt), npartitions=parts)
-            est = lgb.DaskLGBMClassifier(client=client, n_estimators=trees, **params)
-            est.fit(dX, dy)
+            est, fit_kw = lgb.DaskLGBMClassifier(client=client, n_estimators=trees, **params), {}
+        try:
+            est.fit(dX, dy, **fit_kw)
+        except lgb.basic.LightGBMError as exc:
+            raise ModelFitError(f"LightGBM's Dask fit failed: {exc}") from exc
         booster = est.to_local().booster_
     ranker.booster = booster
     ranker.best_iteration = booster.current_iteration()
@@ -110,6 +167,47 @@ def fit_ranker_dask(
         )
     log.info("dask ranker fitted: %d rows on %d partitions, %d trees", len(Xt), parts, ranker.best_iteration)
     return ranker
+
+
+def fit_ranker_dask_early_stopped(
+    X: pd.DataFrame,
+    y: npt.ArrayLike,
+    config: RankerConfig,
+    group: npt.ArrayLike | None,
+    valid: tuple[pd.DataFrame, npt.ArrayLike, npt.ArrayLike | None],
+    scheduler: str | None = None,
+    n_workers: int = 2,
+) -> tuple[LightGBMRanker, dict[str, float]]:
+    """``config.n_estimators`` trees fitted on the cluster, then cut to the best iteration on
+    ``valid`` in process (``training.posthoc_stopping.choose_iteration``); also returns figures
+    of the fit (trees fitted, workers, seconds on the cluster and choosing the tree count)."""
+    from training.posthoc_stopping import choose_iteration
+    from training.settings import public_dask_address
+
+    where = public_dask_address(scheduler) if scheduler else f"local:{n_workers}"
+    t0 = time.perf_counter()
+    try:
+        with dask_client(scheduler, n_workers) as client:
+            try:
+                client.wait_for_workers(1, timeout=WORKERS_WAIT_S)
+            except TimeoutError as exc:
+                raise DaskUnavailableError(
+                    f"the Dask scheduler {where} has had no worker for {WORKERS_WAIT_S:g} s: start `dask worker`"
+                ) from exc
+            workers = len(client.scheduler_info().get("workers", {}))
+            ranker = fit_ranker_dask(X, y, config, group=group, client=client)
+    except OSError as exc:  # the scheduler gone since the check, a connection to a worker lost
+        raise DaskUnavailableError(f"the ranker fit on Dask ({where}) failed: {exc}") from exc
+    t1 = time.perf_counter()
+    fitted = ranker.booster.current_iteration()
+    choose_iteration(ranker, *valid)
+    figures = {
+        "ranker_trees_fitted": float(fitted),
+        "ranker_dask_workers": float(workers),
+        "ranker_dask_fit_s": t1 - t0,
+        "ranker_stopping_s": time.perf_counter() - t1,
+    }
+    return ranker, figures
 
 
 def _query_aligned_bounds(group: np.ndarray, parts: int) -> list[tuple[int, int]]:

@@ -50,6 +50,7 @@ class FitResult:
     ranker_params: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     hpo_trials: list[dict[str, Any]] = field(default_factory=list)
+    ranker_backend: dict[str, str] = field(default_factory=dict)  # MLflow params ranker.fit_backend ...
 
 
 def fit_als(
@@ -118,12 +119,47 @@ def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _fit_ranker(data: RankerData, cfg: RankerConfig) -> LightGBMRanker:
+def _ranker_inputs(data: RankerData, cfg: RankerConfig) -> tuple[Any, ...]:
+    """(X, y, group) of the train split and (X, y, group) of the valid split, or None for it."""
     tr, va = data.part("train", candidates_only=True), data.part("valid", candidates_only=True)
     group = data.groups("train") if cfg.objective == "lambdarank" else None
     vgroup = data.groups("valid") if cfg.objective == "lambdarank" else None
     valid = (va[data.feature_names], va["label"].to_numpy(), vgroup) if len(va) else None
-    return LightGBMRanker(cfg).fit(tr[data.feature_names], tr["label"].to_numpy(), group=group, valid=valid)
+    return tr[data.feature_names], tr["label"].to_numpy(), group, valid
+
+
+def _fit_ranker(data: RankerData, cfg: RankerConfig) -> LightGBMRanker:
+    X, y, group, valid = _ranker_inputs(data, cfg)
+    return LightGBMRanker(cfg).fit(X, y, group=group, valid=valid)
+
+
+def fit_final_ranker(
+    data: RankerData, cfg: RankerConfig, settings: TrainSettings
+) -> tuple[LightGBMRanker, dict[str, float], dict[str, str]]:
+    """The bundle's ranker, its figures and where it was fitted (MLflow params ``ranker.fit_*``).
+
+    In process, LightGBM stops early on the valid split. With ``settings.dask_scheduler``, the
+    cluster fits ``n_estimators`` trees and the tree count is chosen on the valid split in process
+    by the same metric and patience (``training.posthoc_stopping``)."""
+    if not settings.dask_scheduler:
+        ranker = _fit_ranker(data, cfg)
+        return (
+            ranker,
+            {"ranker_best_iteration": float(ranker.best_iteration)},
+            {"ranker.fit_backend": "inprocess"},
+        )
+    from training.dask_ranker import fit_ranker_dask_early_stopped
+    from training.settings import parse_dask_scheduler, public_dask_address
+
+    X, y, group, valid = _ranker_inputs(data, cfg)
+    if valid is None:
+        raise ModelFitError("the valid split is empty: nothing to choose the Dask ranker's tree count on")
+    address, n_workers = parse_dask_scheduler(settings.dask_scheduler)
+    ranker, figures = fit_ranker_dask_early_stopped(X, y, cfg, group, valid, address, n_workers)
+    figures["ranker_best_iteration"] = float(ranker.best_iteration)
+    where = {"ranker.fit_backend": "dask", "ranker.dask_scheduler": public_dask_address(settings.dask_scheduler),
+             "ranker.dask_workers": str(int(figures["ranker_dask_workers"]))}  # fmt: skip
+    return ranker, figures, where
 
 
 def search_ranker(data: RankerData, settings: TrainSettings) -> tuple[RankerConfig, list[dict[str, Any]]]:
@@ -265,7 +301,12 @@ def fit_all(
     t = time.perf_counter()
     progress(f"ranker search ({settings.hpo_trials} trials) and fit")
     cfg, trials = search_ranker(data, settings)
-    ranker = _fit_ranker(data, cfg)
+    if settings.dask_scheduler:
+        from training.settings import public_dask_address
+
+        where = public_dask_address(settings.dask_scheduler)
+        progress(f"ranker fit on Dask ({where}), then its tree count on the valid split")
+    ranker, ranker_figures, ranker_backend = fit_final_ranker(data, cfg, settings)
     timings["ranker_fit_s"] = time.perf_counter() - t
     popularity = fit_popularity(events.loc[events["ts"] < data.splits.t_test], settings)
 
@@ -293,7 +334,17 @@ def fit_all(
             }
         )
     metrics.update(data.stats)
+    metrics.update(ranker_figures)
     metrics.update(timings)
     return FitResult(
-        als_final, ranker, popularity, data, metrics, per_query, cfg.model_dump(), timings, trials
+        als_final,
+        ranker,
+        popularity,
+        data,
+        metrics,
+        per_query,
+        cfg.model_dump(),
+        timings,
+        trials,
+        ranker_backend,
     )

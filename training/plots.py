@@ -67,8 +67,11 @@ def metric_at_k(curves: dict[str, list[float]], ks: list[int], path: Path, metri
     return path
 
 
-def training_curve(evals_result: dict[str, dict[str, list[float]]], path: Path) -> Path:
-    """Each recorded LightGBM metric per boosting round, train and valid side by side."""
+def training_curve(
+    evals_result: dict[str, dict[str, list[float]]], path: Path, best_iteration: int | None = None
+) -> Path:
+    """Each recorded LightGBM metric per boosting round, train and valid side by side, and the
+    iteration early stopping kept."""
     plt = _fig()
     metrics = sorted({m for d in evals_result.values() for m in d})
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(5 * max(1, len(metrics)), 4), squeeze=False)
@@ -76,6 +79,8 @@ def training_curve(evals_result: dict[str, dict[str, list[float]]], path: Path) 
         for split, d in evals_result.items():
             if m in d:
                 ax.plot(np.arange(1, len(d[m]) + 1), d[m], label=split)
+        if best_iteration:
+            ax.axvline(best_iteration, color="grey", linestyle="--", label=f"kept: {best_iteration} trees")
         ax.set_xlabel("boosting round")
         ax.set_title(m)
         ax.legend()

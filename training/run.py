@@ -51,7 +51,7 @@ def _log_plots(client, run_id: str, fit: FitResult, k: int) -> None:  # type: ig
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         plots.feature_importance(fit.ranker.feature_importance(), d / "feature_importance.png")
-        plots.training_curve(fit.ranker.evals_result, d / "training_curve.png")
+        plots.training_curve(fit.ranker.evals_result, d / "training_curve.png", fit.ranker.best_iteration)
         p = fit.ranker.predict(te[fit.data.feature_names])
         if fit.ranker.objective == "binary":
             c = te["candidate"].to_numpy()
@@ -70,6 +70,22 @@ def _log_plots(client, run_id: str, fit: FitResult, k: int) -> None:  # type: ig
         client.log_artifacts(run_id, str(d), "plots")
 
 
+def _check_dask(scheduler: str, progress: Progress) -> None:
+    """A scheduler address that does not answer stops the run before the data is read."""
+    from training.dask_ranker import check_scheduler
+    from training.settings import parse_dask_scheduler, public_dask_address
+
+    address, _ = parse_dask_scheduler(scheduler)
+    if address is None:
+        return  # local:N: a LocalCluster made for the fit
+    progress(f"checking the Dask scheduler {public_dask_address(address)}")
+    workers = check_scheduler(address)
+    if not workers:
+        log.warning(
+            "the Dask scheduler %s has no worker yet; the fit waits for one", public_dask_address(address)
+        )
+
+
 def train(
     data_dir: Path,
     settings: TrainSettings,
@@ -80,10 +96,20 @@ def train(
     """Fit on ``data_dir``, log the run, register the bundle under ``alias``."""
     from models.bundle import Bundle
     from training.registry import register_bundle
-    from training.tracking import check_reachable, configure, experiment_id, git_sha, log_metrics, log_params
+    from training.tracking import (
+        check_reachable,
+        configure,
+        experiment_id,
+        git_sha,
+        log_curves,
+        log_metrics,
+        log_params,
+    )
 
     t0 = time.perf_counter()
     check_reachable(settings.tracking_uri)  # before the fit, not after it
+    if settings.dask_scheduler:
+        _check_dask(settings.dask_scheduler, progress)
     data_dir = Path(data_dir)
     progress(f"reading {data_dir}")
     events, stream_products, item_ids = load_inputs(data_dir, settings)
@@ -113,6 +139,7 @@ def train(
         params = settings.flat_params()
         params.update({f"chosen.ranker.{k}": v for k, v in fit.ranker_params.items()})
         params.update(fit.data.splits.as_params())
+        params.update(fit.ranker_backend)  # ranker.fit_backend=inprocess|dask, the scheduler
         params["label_window_hours_used"] = f"{window_h:g}"
         params["data_digest"] = digest
         params["n_events"] = str(len(events))
@@ -123,6 +150,9 @@ def train(
                                          "push_base_rate": calibration.base_rate or 0.0})  # fmt: skip
         for i, trial in enumerate(fit.hpo_trials):
             log_metrics(client, run_id, {"hpo_valid_ndcg": trial["valid_ndcg"]}, step=i)
+        # The valid curve early stopping chose the tree count on (in process or post hoc after Dask).
+        curves = fit.ranker.evals_result.get("valid", {})
+        log_curves(client, run_id, {f"ranker_valid_{m.replace('@', '_at_')}": v for m, v in curves.items()})
         _log_plots(client, run_id, fit, settings.k)
         bundle = Bundle.create(
             fit.als,

@@ -18,6 +18,37 @@ from models.ranker import RankerConfig
 # The repository's .slotcast, as features/ and serving/ default to, so all parts meet by default.
 DEFAULT_STATE_DIR = Path(__file__).resolve().parents[1] / ".slotcast"
 LABEL_EVENT = {"purchase": "purchase", "click": "product_click", "cart": "add_to_cart"}
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
+def parse_dask_scheduler(value: str) -> tuple[str | None, int]:
+    """``(scheduler address, 0)`` for ``tcp://host:8786`` (or ``host:8786``, tcp), ``(None, N)``
+    for ``local:N``: a LocalCluster of N single-threaded worker processes made for the fit."""
+    v = value.strip()
+    if v == "local" or v.startswith("local:"):
+        n = v.removeprefix("local").removeprefix(":")
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"{value!r}: a local cluster is local:N with N >= 1 workers, e.g. local:2")
+        return None, int(n)
+    scheme, sep, rest = v.rpartition("://")
+    if sep and scheme not in DASK_SCHEMES:
+        raise ValueError(
+            f"{value!r}: unknown Dask address scheme {scheme!r} (one of {', '.join(DASK_SCHEMES)})"
+        )
+    if not rest or (not sep and ":" not in rest):
+        raise ValueError(f"{value!r} is not a Dask scheduler address: tcp://host:8786, host:8786 or local:N")
+    return v, 0
+
+
+def public_dask_address(value: str) -> str:
+    """The scheduler address without user:password@ and query, for logs and MLflow params."""
+    from urllib.parse import urlsplit
+
+    if "://" not in value:
+        return value
+    parts = urlsplit(value)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
 
 
 class EventWeights(BaseModel):
@@ -86,8 +117,18 @@ class TrainSettings(BaseSettings):
     split: SplitConfig = Field(default_factory=SplitConfig)
     k: int = Field(default=10, ge=1)
     hpo_trials: int = Field(default=0, ge=0)
+    # Run option, not a hyperparameter: where the ranker's final fit runs (None: in process).
+    dask_scheduler: str | None = None
     bootstrap_samples: int = Field(default=2000, ge=100)
     seed: int = 42
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _dask_address(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None  # SLOTCAST_DASK_SCHEDULER= (empty) is "in process"
+        parse_dask_scheduler(v)
+        return v.strip()
 
     @property
     def tracking_uri(self) -> str:
@@ -115,6 +156,7 @@ class TrainSettings(BaseSettings):
             else:
                 out[prefix] = str(value)
 
-        dump = self.model_dump(mode="json", exclude={"state_dir", "mlflow_tracking_uri"})
+        # The Dask address is logged by the fit, as ranker.dask_scheduler without credentials.
+        dump = self.model_dump(mode="json", exclude={"state_dir", "mlflow_tracking_uri", "dask_scheduler"})
         walk("", dump)
         return out

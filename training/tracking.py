@@ -116,3 +116,21 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], st
         log.debug("metrics not logged (not finite): %s", ", ".join(skipped))
     for i in range(0, len(batch), 1000):
         client.log_batch(run_id, metrics=batch[i : i + 1000])
+
+
+def log_curves(client: MlflowClient, run_id: str, curves: dict[str, list[float]]) -> None:
+    """Per-iteration curves as stepped metrics (step = trees), in batches of 1000 points."""
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(key, float(v), now, step)
+        for key, values in curves.items()
+        for step, v in enumerate(values, start=1)
+        if math.isfinite(float(v))
+    ]
+    for i in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[i : i + 1000])

@@ -65,6 +65,11 @@ def register(app: typer.Typer) -> None:
                                        "(default: 50, or $SLOTCAST_CANDIDATES_N)"),
         features: bool = typer.Option(True, "--features/--no-features",
                                       help="use the Feast ranker_v1 features (built by `slotcast features build`)"),
+        dask_scheduler: str = typer.Option(None, "--dask-scheduler", metavar="ADDRESS",
+                                           help="fit the ranker's trees on a Dask cluster: tcp://host:8786, or local:N "
+                                           "for N local worker processes; the tree count is then chosen on the "
+                                           "validation split in process, and --trials stay in process "
+                                           "(default: in process, or $SLOTCAST_DASK_SCHEDULER)"),
     ) -> None:  # fmt: skip
         """Fit ALS + the LightGBM ranker on DATA, log an MLflow run and register the bundle as `challenger`."""
         from rich.console import Console
@@ -76,7 +81,15 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{data} is not a directory", param_hint="--data")
         if label is not None and label not in ("purchase", "click", "cart"):
             raise typer.BadParameter(f"{label!r} is not one of purchase, click, cart", param_hint="--label")
-        s = _settings(label=label, hpo_trials=trials, max_queries=max_queries, candidates_n=candidates)
+        if dask_scheduler is not None:
+            from training.settings import parse_dask_scheduler
+
+            try:
+                parse_dask_scheduler(dask_scheduler)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--dask-scheduler") from None
+        s = _settings(label=label, hpo_trials=trials, max_queries=max_queries, candidates_n=candidates,
+                      dask_scheduler=dask_scheduler.strip() if dask_scheduler else None)  # fmt: skip
         if objective is not None:
             if objective not in ("binary", "lambdarank"):
                 raise typer.BadParameter(
@@ -105,6 +118,9 @@ def register(app: typer.Typer) -> None:
         console = Console()
         console.print(t)
         extra = "  ".join(f"{k} {m[k]:.4f}" for k in ("test_auc", "test_logloss") if k in m)
+        if "ranker_trees_fitted" in m:  # fitted on Dask, cut afterwards on the valid split
+            extra += (f"  ranker on Dask ({m['ranker_dask_workers']:.0f} workers): best iteration "
+                      f"{m['ranker_best_iteration']:.0f} of {m['ranker_trees_fitted']:.0f} trees")  # fmt: skip
         console.print(f"{extra}  queries train/valid/test {m['train_queries']:.0f}/{m['valid_queries']:.0f}/"
                       f"{m['test_queries']:.0f}  label window {report.label_window_hours:.3g} h  "
                       f"data digest {report.digest}  {report.wall_s:.1f} s")  # fmt: skip

@@ -67,6 +67,16 @@ def test_train_help_names_the_training_settings_defaults(
     ):
         assert f"(default: {fields[field].default}, or $SLOTCAST_{field.upper()})" in text, option
     assert f"(default: {fields['label'].default}, or $SLOTCAST_LABEL)" in text
+    assert "--dask-scheduler ADDRESS" in text and "tcp://host:8786, or local:N" in text
+    assert "(default: in process, or $SLOTCAST_DASK_SCHEDULER)" in text
+
+
+def test_train_refuses_a_bad_dask_address_before_reading_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--data", str(tmp_path), "--no-features", "--dask-scheduler", "local:0"]) == 2
+    err = capsys.readouterr().err
+    assert "--dask-scheduler" in err and "local:N with N >= 1" in err
 
 
 def test_features_show_names_an_unknown_feature_service(

@@ -53,3 +53,16 @@ def test_a_directory_or_binary_config_is_a_clear_error(tmp_path: Path) -> None:
     f.write_bytes(b"\x95\xff\x00 not text")
     with pytest.raises(ConfigError, match="not a text"):  # was a UnicodeDecodeError naming no file
         load_config(f)
+
+
+def test_the_train_section_can_send_the_ranker_fit_to_dask(tmp_path: Path) -> None:
+    from pipelines.steps import _train_settings
+
+    f = tmp_path / "dask.yaml"
+    f.write_text("train: {dask_scheduler: 'tcp://sched:8786'}\n")
+    cfg = load_config(f)
+    assert _train_settings(tmp_path, cfg.sections()).dask_scheduler == "tcp://sched:8786"
+    assert _train_settings(tmp_path, load_config(None).sections()).dask_scheduler is None
+    f.write_text("train: {dask_scheduler: 'local:none'}\n")
+    with pytest.raises(ConfigError, match="train.dask_scheduler: 'local:none': a local cluster is local:N"):
+        load_config(f)

@@ -29,12 +29,12 @@ def auc(y: np.ndarray, s: np.ndarray) -> float:
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_dask_fit_matches_single_process_quality() -> None:
+def test_dask_fit_matches_single_process_quality(dask_scheduler: str) -> None:
     X, y = planted(12_000, seed=1)
     Xt, yt = planted(8_000, seed=2)
     cfg = RankerConfig(n_estimators=60, num_leaves=15, early_stopping_rounds=None)
     single = LightGBMRanker(cfg).fit(X, y)
-    with dask_client(n_workers=2) as client:
+    with dask_client(dask_scheduler) as client:
         dist = fit_ranker_dask(X, y, cfg, client=client)
         g = np.full(len(X) // 20, 20)
         rank = fit_ranker_dask(
