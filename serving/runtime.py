@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +26,8 @@ from serving.errors import (
     ServingError,
     UnauthorizedError,
 )
-from serving.event_ids import EventIds
-from serving.event_log import EventLog
+from serving.event_ids import EventIds, claim, owner_name, release
+from serving.event_log import EventLog, event_records
 from serving.impressions import ImpressionLog
 from serving.metrics import ServingMetrics
 from serving.pipeline import PipelineConfig, Recommender
@@ -63,23 +62,26 @@ class SlotcastApp:
         catalog_error: str | None = None,
         worker: int | None = None,
     ) -> None:
-        """``worker``: this process's index among the service's workers (BentoML's, 1-based), the
-        tag of the event ids it gives (serving/event_ids.py); None: the process id."""
+        """``worker``: this process's index among its replica's workers (BentoML's, 1-based), with
+        ``settings.replica`` the tag of the event ids it gives (serving/event_ids.py); None: the
+        process id. A worker holds its name on the state directory for its life."""
         self.settings = settings
+        owner = owner_name(settings.replica, worker)
+        self.event_ids = EventIds(worker, settings.replica)  # refuses what the tags cannot hold
+        self._claim = claim(settings.serving_dir / "workers", owner) if worker is not None else None
         self.model_source = model_source
         self.features = features
         self.catalog = catalog
         self.catalog_error = catalog_error
         self.ledger = ledger
         self.metrics = ServingMetrics()
-        self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes)
+        self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes, owner)
         self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
         self.deleted = DeletedUsers(ledger, lambda ids: forget_users(self._models or (), ids))
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
         self.reload_signal = ReloadSignal(settings.serving_dir / "reload.requested", self.reload)
-        self.event_ids = EventIds(worker if worker is not None else os.getpid())
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
             variant_salt=settings.variant_salt,
@@ -289,16 +291,7 @@ class SlotcastApp:
             for i, e in enumerate(req.events):  # before anything is logged: all or none
                 if e.ts is not None:
                     self._not_ahead(e.ts, f"events.{i}.ts", now)
-            ids = self.event_ids.take(len(req.events))
-            records = []
-            for e, event_id in zip(req.events, ids, strict=True):
-                r = e.model_dump()
-                r["ts"] = (e.ts or now).astimezone(UTC)
-                r["ts_us"] = int(r["ts"].timestamp() * US)
-                r["ts"] = r["ts"].isoformat()
-                if r["event_id"] is None:  # serving's ids (serving/event_ids.py), above any import
-                    r["event_id"] = event_id
-                records.append(r)
+            records = event_records(req.events, self.event_ids.take(len(req.events)), now)
             self.event_log.append(records)  # raises 503 before anything is acknowledged
             if self.catalog is not None:
                 self.catalog.apply_events(records)
@@ -416,3 +409,5 @@ class SlotcastApp:
     def close(self) -> None:
         self.event_log.close()
         self.impressions.close()
+        release(self._claim)
+        self._claim = None

@@ -22,9 +22,15 @@ def register(app: typer.Typer) -> None:
             1,
             "--workers",
             min=1,
-            max=64,
             envvar="SLOTCAST_SERVICE_WORKERS",
-            help="BentoML worker processes.",
+            help="BentoML worker processes (at most 31 per replica).",
+        ),
+        replica: int = typer.Option(
+            0,
+            "--replica",
+            envvar="SLOTCAST_REPLICA",
+            help="This service's number among the replicas of one deployment (0 to 30), one each: "
+            "it goes into the event ids its workers give.",
         ),
         demo: bool = typer.Option(
             False,
@@ -38,8 +44,17 @@ def register(app: typer.Typer) -> None:
         online store (see docs/serving.md for every SLOTCAST_ setting). Stops with Ctrl-C.
         """
         from pipelines.service_process import REPO_ROOT, bentoml_serve_command, service_env
+        from serving.event_ids import IdLayoutError, check_replica, check_workers
 
-        env = service_env({**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers)})
+        try:
+            check_replica(replica)
+            check_workers(workers)
+        except IdLayoutError as exc:
+            hint = "--replica" if exc.field == "SLOTCAST_REPLICA" else "--workers"
+            raise typer.BadParameter(str(exc), param_hint=f"'{hint}' / {exc.field}") from None
+        env = service_env(
+            {**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers), "SLOTCAST_REPLICA": str(replica)}
+        )
         if demo:
             env.update(SLOTCAST_MODEL_SOURCE="demo", SLOTCAST_FEATURE_SOURCE="demo")
 

@@ -96,3 +96,37 @@ def test_workers_come_from_the_option_else_slotcast_service_workers(
         monkeypatch.setenv("SLOTCAST_SERVICE_WORKERS", env_workers)
     assert main(["serve", *args]) == 0
     assert _FakeServer.env["SLOTCAST_SERVICE_WORKERS"] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--replica", "31"], "--replica"),
+        (["--workers", "32"], "--workers"),
+        (["--replica", "-1"], "--replica"),
+    ],
+)
+def test_a_layout_the_event_ids_cannot_hold_is_refused_before_the_server_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], named: str
+) -> None:
+    """Event ids tag each worker with 32 x replica + worker (serving/event_ids.py): 31 replicas of
+    31 workers. Beyond that two workers would share a tag; serve says so, naming the option."""
+    from pipelines.cli import main
+
+    monkeypatch.setattr(subprocess, "Popen", _FakeServer)
+    _FakeServer.env = {}
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "event ids have room for" in err
+    assert _FakeServer.env == {}  # nothing started
+
+
+def test_the_replica_number_reaches_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.cli import main
+
+    monkeypatch.setattr(subprocess, "Popen", _FakeServer)
+    monkeypatch.setenv("SLOTCAST_REPLICA", "4")
+    assert main(["serve"]) == 0
+    assert _FakeServer.env["SLOTCAST_REPLICA"] == "4"
+    assert main(["serve", "--replica", "7"]) == 0
+    assert _FakeServer.env["SLOTCAST_REPLICA"] == "7"
