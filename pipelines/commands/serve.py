@@ -44,17 +44,11 @@ def register(app: typer.Typer) -> None:
         online store (see docs/serving.md for every SLOTCAST_ setting). Stops with Ctrl-C.
         """
         from pipelines.service_process import REPO_ROOT, bentoml_serve_command, service_env
-        from serving.event_ids import IdLayoutError, check_replica, check_workers
 
-        try:
-            check_replica(replica)
-            check_workers(workers)
-        except IdLayoutError as exc:
-            hint = "--replica" if exc.field == "SLOTCAST_REPLICA" else "--workers"
-            raise typer.BadParameter(str(exc), param_hint=f"'{hint}' / {exc.field}") from None
         env = service_env(
             {**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers), "SLOTCAST_REPLICA": str(replica)}
         )
+        _check_identity(replica, workers, env)
         if demo:
             env.update(SLOTCAST_MODEL_SOURCE="demo", SLOTCAST_FEATURE_SOURCE="demo")
 
@@ -85,3 +79,33 @@ def register(app: typer.Typer) -> None:
             signal.signal(signal.SIGTERM, previous)
         if not stopping and code not in (0, -2, 130):
             raise typer.Exit(1)
+
+
+def _check_identity(replica: int, workers: int, env: dict[str, str]) -> None:
+    """Refuse, before BentoML starts, what its workers would refuse at their start (and BentoML
+    would restart, failing, until stopped): a layout the event ids cannot hold, and a replica
+    number a service on the same state directory runs already (serving/event_ids.py)."""
+    from pathlib import Path
+
+    from serving.event_ids import (
+        DuplicateWorkerError,
+        IdLayoutError,
+        check_replica,
+        check_workers,
+        claim,
+        owner_name,
+        release,
+    )
+    from serving.settings import DEFAULT_STATE_DIR
+
+    try:
+        check_replica(replica)
+        check_workers(workers)
+    except IdLayoutError as exc:
+        hint = "--replica" if exc.field == "SLOTCAST_REPLICA" else "--workers"
+        raise typer.BadParameter(str(exc), param_hint=f"'{hint}' / {exc.field}") from None
+    state = Path(env.get("SLOTCAST_STATE_DIR") or DEFAULT_STATE_DIR)
+    try:
+        release(claim(state / "serving" / "workers", owner_name(replica, 1)))
+    except DuplicateWorkerError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--replica' / SLOTCAST_REPLICA") from None
