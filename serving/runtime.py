@@ -29,6 +29,7 @@ from serving.errors import (
 from serving.event_ids import EventIds, claim, owner_name, release
 from serving.event_log import EventLog, event_records
 from serving.impressions import ImpressionLog
+from serving.live_pending import live_pending
 from serving.metrics import ServingMetrics
 from serving.pipeline import PipelineConfig, Recommender
 from serving.reload_signal import ReloadSignal
@@ -82,6 +83,10 @@ class SlotcastApp:
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
         self.reload_signal = ReloadSignal(settings.serving_dir / "reload.requested", self.reload)
+        self.live = live_pending(
+            features, settings.serving_dir / "live_pending", owner, self.event_ids, self.deleted.current,
+            settings.live_retry_interval_s,
+        )  # fmt: skip
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
             variant_salt=settings.variant_salt,
@@ -169,6 +174,8 @@ class SlotcastApp:
         app = cls(settings, model_source, features, catalog, ledger, catalog_error, worker)
         with contextlib.suppress(ModelUnavailableError):  # logged; it starts not ready (/status: why)
             app.reload()
+        if app.live is not None:
+            app.live.retry()  # live events a predecessor could not push
         return app
 
     # --- models ---------------------------------------------------------------------------------
@@ -245,6 +252,8 @@ class SlotcastApp:
             return False, self.catalog_error or "no catalogue"
         if not self.features.ping():
             return False, "the online feature store does not answer"
+        if self.live is not None:
+            self.live.retry_in_background()  # the store answers: live events waiting may go
         return True, "ready"
 
     # --- endpoints ------------------------------------------------------------------------------
@@ -295,16 +304,8 @@ class SlotcastApp:
             self.event_log.append(records)  # raises 503 before anything is acknowledged
             if self.catalog is not None:
                 self.catalog.apply_events(records)
-            online = True
-            ingest = getattr(self.features, "ingest", None)
-            if ingest is not None:
-                try:
-                    import pandas as pd
-
-                    ingest(pd.DataFrame(records))
-                except Exception as exc:  # noqa: BLE001 - logged durably already; the push is best effort
-                    online = False
-                    log.warning("live events not pushed to the online store: %s", exc)
+            # Live totals: a failed push is retried later (serving/live_pending.py).
+            online = self.live.push(records) if self.live is not None else True
             return EventsResponse(accepted=len(records), online=online)
 
         return self._timed("events", run)

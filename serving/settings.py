@@ -83,6 +83,10 @@ class ServingSettings(BaseSettings):
     mlflow_http_backoff_factor: int = Field(default=1, ge=0)
     mlflow_http_timeout_s: int = Field(default=10, ge=1)
 
+    # Live events the online store did not take wait (serving/live_pending.py); after a failed
+    # push the store is not tried again sooner than this.
+    live_retry_interval_s: float = Field(default=1.0, ge=0)
+
     # Logs: impression files rotate at this size; event log segments too.
     log_rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     demo_users: int = Field(default=2000, ge=10)
