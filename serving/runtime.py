@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from serving.catalog import NO_HISTORY_SEGMENT, US, Catalog
+from serving.catalog import NO_HISTORY_SEGMENT, Catalog
 from serving.deletions import DeletedUsers, forget_users
 from serving.errors import (
     BadRequestError,
@@ -47,6 +47,7 @@ from serving.schemas import (
 )
 from serving.settings import ServingSettings
 from serving.sources import FeatureSource, Models, ModelSource, registry_versions
+from serving.user_data import user_data
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -349,45 +350,9 @@ class SlotcastApp:
         return self.deleted.mask(user_ids)
 
     def user_data(self, user_id: int) -> UserData:
-        cat = self._catalog()
-        if self.is_deleted(user_id):
-            # Serving uses nothing about a deleted user from the moment of the DELETE, so it shows
-            # nothing either; the loaded snapshot's rows go with the next features build and reload.
-            return UserData(
-                user_id=user_id, known=False, deleted=True, profile={}, segment=NO_HISTORY_SEGMENT,
-                communities=[], recent_purchases=[], recent_pushes=0, online_features={},
-            )  # fmt: skip
-        known = cat.knows_user(user_id)
-        profile: dict[str, Any] = {}
-        if known:
-            row = cat.users.loc[user_id]
-            profile = {
-                k: (
-                    None
-                    if v is None or (isinstance(v, float) and np.isnan(v))
-                    else v.item()
-                    if hasattr(v, "item")
-                    else v
-                )
-                for k, v in row.items()
-            }
-        now_us = int(time.time() * US)
-        purchases = [
-            {"product_id": pid, "ts": datetime.fromtimestamp(ts / US, UTC).isoformat()}
-            for pid, ts in sorted(cat.last_purchase.get(user_id, {}).items(), key=lambda kv: -kv[1])[:50]
-        ]
-        feats: dict[str, Any] = {}
-        lookup = getattr(self.features, "user_features", None)
-        if lookup is not None and known:
-            try:
-                feats = {k: (v.item() if hasattr(v, "item") else v) for k, v in lookup(user_id).items()}
-            except Exception as exc:  # noqa: BLE001 - shown as unavailable, not an error
-                feats = {"unavailable": type(exc).__name__}
-        return UserData(
-            user_id=user_id, known=known, deleted=self.is_deleted(user_id), profile=profile,
-            segment=cat.segment(user_id), communities=cat.user_communities(user_id), recent_purchases=purchases,
-            recent_pushes=cat.recent_pushes(user_id, now_us - int(self.settings.push_cap_days * 86_400 * US)),
-            online_features=feats,
+        return user_data(
+            self._catalog(), user_id, self.is_deleted(user_id), getattr(self.features, "user_features", None),
+            self.settings.push_cap_days,
         )  # fmt: skip
 
     def delete_user(self, user_id: int) -> dict[str, Any]:
