@@ -1,12 +1,21 @@
-"""Real-time live-session features: serving hands over events, we push running totals to Feast.
+"""Real-time live-session features: serving hands over events, we add them to running totals.
 
 ``ingest_live_events(store_or_reader, events)`` keeps, per (user, stream), the clicks, carts and
 watch seconds so far in this stream. It reads the current totals from the online store, adds the
-new events and writes the sums through the ``live_session_push`` PushSource (``store.push``), so
-the next online lookup (same second) sees them. The read-modify-write holds a lock that every
-thread, worker and replica sharing the store respects (``ingest_lock``): BentoML hands a user's
-requests to any worker, and without it concurrent events lost increments (40 clicks sent at once
-through two workers left a total of 6).
+new events and writes the sums back with the online store's own write (the rows the
+``live_session_push`` PushSource would write), so the next online lookup (same second) sees them.
+The read-modify-write holds a lock that every thread, worker and replica sharing the store respects
+(``ingest_lock``): BentoML hands a user's requests to any worker, and without it concurrent events
+lost increments (40 clicks sent at once through two workers left a total of 6).
+
+Adding is not idempotent: a push retried after a failure counts its events again if the failed
+write had landed after all (a reply lost on the way back, a Redis pipeline cut off after some of
+its sessions). Events that carry ``push_writer`` (who pushes: serving's worker tag) and
+``push_id`` (that writer's push, increasing) are counted once: each session stores, beside its
+totals and in the same write (one Redis hash, one SQLite transaction), the highest push id of each
+writer it counts (``_writers``, not a feature), and an event at or below its writer's mark is
+skipped. That needs a writer to push in push-id order and to take every event it could not push
+along into its next push (serving/live_pending.py does both).
 """
 
 from __future__ import annotations
@@ -17,15 +26,16 @@ import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from features.sources import LIVE_PUSH_SOURCE
-
 LIVE_TYPES = ("stream_view", "product_click", "add_to_cart")
 LIVE_FEATURES = ("live_clicks", "live_carts", "live_watch_seconds")
+# Stored beside a session's totals, not a feature (no view lists it): per writer, the highest push id
+# the totals count. Both are in every event a writer wants counted once.
+WRITERS = "_writers"
 # Redis: users hash into this many locks, so batches of different users rarely wait on each other.
 LOCK_STRIPES = 64
 # A holder that died frees its Redis lock after LOCK_TTL_S; a writer gives up after LOCK_WAIT_S
@@ -38,46 +48,78 @@ def _store_of(store_or_reader: Any) -> Any:
     return getattr(store_or_reader, "store", store_or_reader)
 
 
-def _as_frame(events: Any) -> pd.DataFrame:
+def _records(events: Any) -> list[dict[str, Any]]:
     if isinstance(events, pd.DataFrame):
-        return events
-    if hasattr(events, "to_pandas"):  # pyarrow table
-        return events.to_pandas()
-    return pd.DataFrame(list(events))
+        return events.to_dict("records")  # type: ignore[return-value]
+    if hasattr(events, "to_pylist"):  # pyarrow table
+        return list(events.to_pylist())
+    return [dict(e) for e in events]
+
+
+def _missing(x: Any) -> bool:
+    return x is None or x is pd.NaT or (isinstance(x, float) and x != x)
+
+
+class _Live(NamedTuple):
+    """One live event, reduced to what the totals need."""
+
+    session: tuple[int, int]  # (user_id, stream_id)
+    ts: pd.Timestamp
+    adds: tuple[float, float, float]  # in LIVE_FEATURES order
+    writer: int  # -1: counted every time it is given
+    push: int
+
+
+def _live_events(events: Any) -> list[_Live]:
+    """The live events among ``events`` (a stream, a live type); plain Python: a push is a handful
+    of events, for which a pandas groupby cost ~10 ms."""
+    rows = _records(events)
+    if isinstance(events, pd.DataFrame):
+        names = set(events.columns)
+    else:
+        names = set().union(*rows) if rows else {"user_id", "stream_id", "type"}
+    missing = [c for c in ("user_id", "stream_id", "type") if c not in names]
+    if missing:
+        raise ValueError(f"live events lack column(s) {missing}")
+    now = pd.Timestamp.now(tz="UTC")
+    out = []
+    for e in rows:
+        kind, stream = e.get("type"), e.get("stream_id")
+        if kind not in LIVE_TYPES or _missing(stream):
+            continue
+        ts = now if _missing(e.get("ts")) else pd.Timestamp(e["ts"])
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        ws = pd.to_numeric(e.get("watch_seconds"), errors="coerce")
+        adds = (
+            float(kind == "product_click"),
+            float(kind == "add_to_cart"),
+            float(ws) if kind == "stream_view" and not _missing(ws) else 0.0,
+        )
+        labelled = not (_missing(e.get("push_writer")) or _missing(e.get("push_id")))
+        out.append(
+            _Live(
+                (int(e["user_id"]), int(e["stream_id"])), ts, adds, int(e["push_writer"]) if labelled else -1,
+                int(e["push_id"]) if labelled else -1,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _per_session(events: list[_Live]) -> dict[tuple[int, int], tuple[pd.Timestamp, list[float]]]:
+    """Per session: the last event's time and the sums of its events' increments."""
+    out: dict[tuple[int, int], tuple[pd.Timestamp, list[float]]] = {}
+    for e in events:
+        ts, sums = out.get(e.session, (e.ts, [0.0, 0.0, 0.0]))
+        out[e.session] = (max(ts, e.ts), [a + b for a, b in zip(sums, e.adds, strict=True)])
+    return out
 
 
 def session_increments(events: Any) -> pd.DataFrame:
     """Per (user_id, stream_id): clicks, carts and watch seconds in ``events``, and the last ts."""
-    df = _as_frame(events)
-    missing = [c for c in ("user_id", "stream_id", "type") if c not in df.columns]
-    if missing:
-        raise ValueError(f"live events lack column(s) {missing}")
-    df = df[df["stream_id"].notna() & df["type"].isin(LIVE_TYPES)]
-    if df.empty:
-        return pd.DataFrame(columns=["user_id", "stream_id", "ts", *LIVE_FEATURES])
-    ws = df["watch_seconds"] if "watch_seconds" in df.columns else pd.Series(0.0, index=df.index)
-    ts = (
-        pd.to_datetime(df["ts"], utc=True)
-        if "ts" in df.columns
-        else pd.Series(pd.Timestamp.now(tz="UTC"), index=df.index)
-    )
-    frame = pd.DataFrame(
-        {
-            "user_id": df["user_id"].astype("int64"),
-            "stream_id": df["stream_id"].astype("int64"),
-            "ts": ts,
-            "live_clicks": (df["type"] == "product_click").astype("float64"),
-            "live_carts": (df["type"] == "add_to_cart").astype("float64"),
-            "live_watch_seconds": np.where(
-                df["type"] == "stream_view", pd.to_numeric(ws, errors="coerce").fillna(0.0), 0.0
-            ),
-        }
-    )
-    return frame.groupby(["user_id", "stream_id"], as_index=False).agg(
-        ts=("ts", "max"),
-        live_clicks=("live_clicks", "sum"),
-        live_carts=("live_carts", "sum"),
-        live_watch_seconds=("live_watch_seconds", "sum"),
+    per = _per_session(_live_events(events))
+    return pd.DataFrame(
+        [(u, s, ts, *sums) for (u, s), (ts, sums) in per.items()],
+        columns=["user_id", "stream_id", "ts", *LIVE_FEATURES],
     )
 
 
@@ -86,34 +128,89 @@ def ingest_live_events(store_or_reader: Any, events: Any, ledger: Any = None) ->
 
     ``events`` are canonical event rows (DataFrame, pyarrow Table or dicts) with at least user_id,
     stream_id, type, and optionally ts and watch_seconds; rows without a stream or of other types
-    are ignored. Users in ``ledger`` (a DeletionLedger) are skipped.
+    are ignored. Users in ``ledger`` (a DeletionLedger) are skipped. Events with ``push_writer``
+    and ``push_id`` are counted at most once (module doc); the others every time they are given.
     """
-    from feast.data_source import PushMode
-
-    inc = session_increments(events)
-    if ledger is not None and not inc.empty:
+    live = _live_events(events)
+    if ledger is not None and live:
         gone = ledger.user_ids()
-        inc = inc[~inc["user_id"].isin(gone)]
-    if inc.empty:
+        live = [e for e in live if e.session[0] not in gone]
+    if not live:
         return 0
-    from features.online_fast import read_rows
-
     store = _store_of(store_or_reader)
-    keys = [
-        {"user_id": u, "stream_id": s}
-        for u, s in zip(inc["user_id"].tolist(), inc["stream_id"].tolist(), strict=True)
-    ]
-    with ingest_lock(store, inc["user_id"].tolist()):
-        current = read_rows(store, store.get_feature_view("live_session"), keys, list(LIVE_FEATURES))
-        out = inc[["user_id", "stream_id"]].copy()
-        for f in LIVE_FEATURES:
-            before = pd.Series([row[f] for row in current], index=inc.index, dtype="float64").fillna(0.0)
-            out[f] = before + inc[f]
-        # Never older than now: a total written later must win over the one it was computed from.
+    view = store.get_feature_view("live_session")
+    with ingest_lock(store, sorted({e.session[0] for e in live})):
+        sessions = list(dict.fromkeys(e.session for e in live))
+        stored = dict(zip(sessions, _read_sessions(store, view, sessions), strict=True))
+        live = _not_counted_yet(live, stored)
         now = pd.Timestamp(datetime.now(UTC))
-        out["event_timestamp"] = inc["ts"].where(inc["ts"] > now, now)
-        store.push(LIVE_PUSH_SOURCE, out, to=PushMode.ONLINE)
-    return len(out)
+        data = []
+        for session, (last, adds) in _per_session(live).items():
+            totals, marks, written_at = stored[session]
+            values = {f: _double(totals[f] + a) for f, a in zip(LIVE_FEATURES, adds, strict=True)}
+            if marks:
+                values[WRITERS] = _marks_value(marks)
+            # Never older than now (a total written later must win over the one it was computed
+            # from), nor than the stored row: Feast's Redis store skips a write whose time is not
+            # after the stored one, and another host's clock may run ahead of this one.
+            at = max(last, now, written_at + pd.Timedelta(microseconds=1))
+            data.append((_entity_key(session), values, at.to_pydatetime(), None))
+        if data:
+            store._get_provider().online_write_batch(store.config, view, data, None)
+    return len(data)
+
+
+def _entity_key(session: tuple[int, int]) -> Any:
+    from features.online_reads import entity_keys
+
+    return entity_keys([{"user_id": session[0], "stream_id": session[1]}])[0]
+
+
+def _double(x: float) -> Any:
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return Value(double_val=float(x))
+
+
+def _marks_value(marks: dict[int, int]) -> Any:
+    from feast.protos.feast.types.Value_pb2 import Int64List, Value
+
+    return Value(int64_list_val=Int64List(val=[x for w in sorted(marks) for x in (w, marks[w])]))
+
+
+_EPOCH = pd.Timestamp(0, tz="UTC")
+_Stored = tuple[dict[str, float], dict[int, int], pd.Timestamp]
+
+
+def _read_sessions(store: Any, view: Any, sessions: list[tuple[int, int]]) -> list[_Stored]:
+    """Per session: its stored totals (0 when absent), its writers' marks, and the row's time."""
+    from features.online_reads import entity_keys, value_of
+
+    keys = entity_keys([{"user_id": u, "stream_id": s} for u, s in sessions])
+    online = store._get_provider().online_store
+    out = []
+    for written_at, got in online.online_read(store.config, view, keys, [*LIVE_FEATURES, WRITERS]):
+        values = got or {}
+        totals = {}
+        for f in LIVE_FEATURES:
+            v = value_of(values[f]) if f in values else np.nan
+            totals[f] = 0.0 if v != v else float(v)  # NaN: nothing stored yet
+        flat = list(values[WRITERS].int64_list_val.val) if WRITERS in values else []
+        marks = dict(zip(flat[::2], flat[1::2], strict=True))
+        at = _EPOCH if written_at is None else pd.Timestamp(written_at).tz_convert("UTC")
+        out.append((totals, marks, at))
+    return out
+
+
+def _not_counted_yet(live: list[_Live], stored: dict[tuple[int, int], _Stored]) -> list[_Live]:
+    """The events above their writer's mark in their session (events with no writer: all); the
+    marks in ``stored`` are raised to what the write will hold."""
+    kept = [e for e in live if e.writer < 0 or e.push > stored[e.session][1].get(e.writer, -1)]
+    for e in kept:
+        if e.writer >= 0:
+            marks = stored[e.session][1]
+            marks[e.writer] = max(e.push, marks.get(e.writer, -1))
+    return kept
 
 
 @contextlib.contextmanager

@@ -276,10 +276,20 @@ class FeastFeatureSource:
 
         delete_user_online(self.reader.store, user_id)
 
-    def ingest(self, events: pd.DataFrame) -> None:
+    def ingest(self, events: Any) -> None:
+        """Add live events (dicts or a frame) to the live-session totals; raises when the store
+        does not take them (serving/live_pending.py keeps them)."""
         from features.live import ingest_live_events
 
+        self._redis_fails_fast()  # a push may come before any lookup (the retry at start)
         ingest_live_events(self.reader, events, ledger=self.ledger)
+
+    def built_at(self) -> float | None:
+        """When the last features build finished writing the online store (epoch seconds)."""
+        try:
+            return float(self.reader.settings.materialized_stamp.stat().st_mtime)
+        except OSError:
+            return None
 
 
 def deletion_ledger(state_dir: Path) -> Any:

@@ -2,7 +2,9 @@
 ``fsync`` before the request is acknowledged, so an accepted event survives a crash or restart.
 A failing write raises ``EventLogUnavailableError`` (503): the caller retries, nothing is lost.
 
-Segments rotate by size under ``$STATE/serving/events/``; ``read_all`` reads every
+Segments rotate by size under ``$STATE/serving/events/``, one writer each: a segment's name holds
+its worker's replica and worker number and process id (two replicas or workers never append to
+the same file, even on a shared volume, where process ids can repeat); ``read_all`` reads every
 ``events-*.jsonl`` back in order. Live events reach the model at once through the online store's
 live-session features; ``slotcast data append-events`` (``pipelines/commands/data_events.py``)
 appends the log to a data directory's events table so that the next training run learns from them."""
@@ -14,16 +16,34 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from serving.catalog import US
 from serving.errors import EventLogUnavailableError
 
 
+def event_records(events: Iterable[Any], ids: Iterable[int], now: datetime) -> list[dict[str, Any]]:
+    """The log's records of ``POST /events``'s events (pydantic ``Event``s): ``ts`` in UTC (absent:
+    ``now``), also in microseconds (``ts_us``), and serving's id where the client sent none."""
+    records = []
+    for e, event_id in zip(events, ids, strict=True):
+        r = e.model_dump()
+        ts = (e.ts or now).astimezone(UTC)
+        r["ts"], r["ts_us"] = ts.isoformat(), int(ts.timestamp() * US)
+        if r["event_id"] is None:  # serving's ids (serving/event_ids.py), above any import
+            r["event_id"] = event_id
+        records.append(r)
+    return records
+
+
 class EventLog:
-    def __init__(self, directory: Path, rotate_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, directory: Path, rotate_bytes: int = 64 * 1024 * 1024, owner: str = "") -> None:
+        """``owner``: the writing worker's name (serving/event_ids.py ``owner_name``)."""
         self.directory = Path(directory)
+        self.owner = owner
         self.rotate_bytes = rotate_bytes
         self._lock = threading.Lock()
         self._fd: int | None = None
@@ -32,8 +52,10 @@ class EventLog:
 
     def _open_segment(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        # Time + pid keeps segment names unique across workers and restarts.
-        name = f"events-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
+        # Time, owner and pid keep segment names unique across replicas, workers and restarts.
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        who = f"{self.owner}-" if self.owner else ""
+        name = f"events-{stamp}-{who}{os.getpid()}-{time.monotonic_ns()}.jsonl"
         self._path = self.directory / name
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = 0

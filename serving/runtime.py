@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from serving.catalog import NO_HISTORY_SEGMENT, US, Catalog
+from serving.catalog import NO_HISTORY_SEGMENT, Catalog
 from serving.deletions import DeletedUsers, forget_users
 from serving.errors import (
     BadRequestError,
@@ -27,9 +26,10 @@ from serving.errors import (
     ServingError,
     UnauthorizedError,
 )
-from serving.event_ids import EventIds
-from serving.event_log import EventLog
+from serving.event_ids import EventIds, claim, owner_name, release
+from serving.event_log import EventLog, event_records
 from serving.impressions import ImpressionLog
+from serving.live_pending import live_pending
 from serving.metrics import ServingMetrics
 from serving.pipeline import PipelineConfig, Recommender
 from serving.reload_signal import ReloadSignal
@@ -47,6 +47,7 @@ from serving.schemas import (
 )
 from serving.settings import ServingSettings
 from serving.sources import FeatureSource, Models, ModelSource, registry_versions
+from serving.user_data import user_data
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,23 +64,30 @@ class SlotcastApp:
         catalog_error: str | None = None,
         worker: int | None = None,
     ) -> None:
-        """``worker``: this process's index among the service's workers (BentoML's, 1-based), the
-        tag of the event ids it gives (serving/event_ids.py); None: the process id."""
+        """``worker``: this process's index among its replica's workers (BentoML's, 1-based), with
+        ``settings.replica`` the tag of the event ids it gives (serving/event_ids.py); None: the
+        process id. A worker holds its name on the state directory for its life."""
         self.settings = settings
+        owner = owner_name(settings.replica, worker)
+        self.event_ids = EventIds(worker, settings.replica)  # refuses what the tags cannot hold
+        self._claim = claim(settings.serving_dir / "workers", owner) if worker is not None else None
         self.model_source = model_source
         self.features = features
         self.catalog = catalog
         self.catalog_error = catalog_error
         self.ledger = ledger
         self.metrics = ServingMetrics()
-        self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes)
+        self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes, owner)
         self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
         self.deleted = DeletedUsers(ledger, lambda ids: forget_users(self._models or (), ids))
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
         self.reload_signal = ReloadSignal(settings.serving_dir / "reload.requested", self.reload)
-        self.event_ids = EventIds(worker if worker is not None else os.getpid())
+        self.live = live_pending(
+            features, settings.serving_dir / "live_pending", owner, self.event_ids, self.deleted.current,
+            settings.live_retry_interval_s,
+        )  # fmt: skip
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
             variant_salt=settings.variant_salt,
@@ -167,6 +175,8 @@ class SlotcastApp:
         app = cls(settings, model_source, features, catalog, ledger, catalog_error, worker)
         with contextlib.suppress(ModelUnavailableError):  # logged; it starts not ready (/status: why)
             app.reload()
+        if app.live is not None:
+            app.live.retry()  # live events a predecessor could not push
         return app
 
     # --- models ---------------------------------------------------------------------------------
@@ -243,6 +253,8 @@ class SlotcastApp:
             return False, self.catalog_error or "no catalogue"
         if not self.features.ping():
             return False, "the online feature store does not answer"
+        if self.live is not None:
+            self.live.retry_in_background()  # the store answers: live events waiting may go
         return True, "ready"
 
     # --- endpoints ------------------------------------------------------------------------------
@@ -289,29 +301,12 @@ class SlotcastApp:
             for i, e in enumerate(req.events):  # before anything is logged: all or none
                 if e.ts is not None:
                     self._not_ahead(e.ts, f"events.{i}.ts", now)
-            ids = self.event_ids.take(len(req.events))
-            records = []
-            for e, event_id in zip(req.events, ids, strict=True):
-                r = e.model_dump()
-                r["ts"] = (e.ts or now).astimezone(UTC)
-                r["ts_us"] = int(r["ts"].timestamp() * US)
-                r["ts"] = r["ts"].isoformat()
-                if r["event_id"] is None:  # serving's ids (serving/event_ids.py), above any import
-                    r["event_id"] = event_id
-                records.append(r)
+            records = event_records(req.events, self.event_ids.take(len(req.events)), now)
             self.event_log.append(records)  # raises 503 before anything is acknowledged
             if self.catalog is not None:
                 self.catalog.apply_events(records)
-            online = True
-            ingest = getattr(self.features, "ingest", None)
-            if ingest is not None:
-                try:
-                    import pandas as pd
-
-                    ingest(pd.DataFrame(records))
-                except Exception as exc:  # noqa: BLE001 - logged durably already; the push is best effort
-                    online = False
-                    log.warning("live events not pushed to the online store: %s", exc)
+            # Live totals: a failed push is retried later (serving/live_pending.py).
+            online = self.live.push(records) if self.live is not None else True
             return EventsResponse(accepted=len(records), online=online)
 
         return self._timed("events", run)
@@ -355,45 +350,9 @@ class SlotcastApp:
         return self.deleted.mask(user_ids)
 
     def user_data(self, user_id: int) -> UserData:
-        cat = self._catalog()
-        if self.is_deleted(user_id):
-            # Serving uses nothing about a deleted user from the moment of the DELETE, so it shows
-            # nothing either; the loaded snapshot's rows go with the next features build and reload.
-            return UserData(
-                user_id=user_id, known=False, deleted=True, profile={}, segment=NO_HISTORY_SEGMENT,
-                communities=[], recent_purchases=[], recent_pushes=0, online_features={},
-            )  # fmt: skip
-        known = cat.knows_user(user_id)
-        profile: dict[str, Any] = {}
-        if known:
-            row = cat.users.loc[user_id]
-            profile = {
-                k: (
-                    None
-                    if v is None or (isinstance(v, float) and np.isnan(v))
-                    else v.item()
-                    if hasattr(v, "item")
-                    else v
-                )
-                for k, v in row.items()
-            }
-        now_us = int(time.time() * US)
-        purchases = [
-            {"product_id": pid, "ts": datetime.fromtimestamp(ts / US, UTC).isoformat()}
-            for pid, ts in sorted(cat.last_purchase.get(user_id, {}).items(), key=lambda kv: -kv[1])[:50]
-        ]
-        feats: dict[str, Any] = {}
-        lookup = getattr(self.features, "user_features", None)
-        if lookup is not None and known:
-            try:
-                feats = {k: (v.item() if hasattr(v, "item") else v) for k, v in lookup(user_id).items()}
-            except Exception as exc:  # noqa: BLE001 - shown as unavailable, not an error
-                feats = {"unavailable": type(exc).__name__}
-        return UserData(
-            user_id=user_id, known=known, deleted=self.is_deleted(user_id), profile=profile,
-            segment=cat.segment(user_id), communities=cat.user_communities(user_id), recent_purchases=purchases,
-            recent_pushes=cat.recent_pushes(user_id, now_us - int(self.settings.push_cap_days * 86_400 * US)),
-            online_features=feats,
+        return user_data(
+            self._catalog(), user_id, self.is_deleted(user_id), getattr(self.features, "user_features", None),
+            self.settings.push_cap_days,
         )  # fmt: skip
 
     def delete_user(self, user_id: int) -> dict[str, Any]:
@@ -416,3 +375,5 @@ class SlotcastApp:
     def close(self) -> None:
         self.event_log.close()
         self.impressions.close()
+        release(self._claim)
+        self._claim = None

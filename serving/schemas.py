@@ -196,7 +196,8 @@ class EventsRequest(_Strict):
 
 class EventsResponse(BaseModel):
     accepted: int
-    # False when the events are safely logged but the online store push failed (retried offline).
+    # False when the events are safely logged but the online store did not take their live totals:
+    # they wait and are added later (serving/live_pending.py).
     online: bool
 
 

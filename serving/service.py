@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 
 from serving.asgi_guard import JsonRefusalGuard
 from serving.errors import ServingError
+from serving.event_ids import check_workers
 from serving.outage_log import OutageLog
 from serving.runtime import SlotcastApp
 from serving.schemas import (
@@ -133,7 +134,8 @@ def _service_config() -> dict[str, Any]:
     configured (slotcast configures none), its access log ~0.4 ms and one log line. Both are off
     unless asked for; /metrics (Prometheus latency per endpoint) stays on."""
     cfg: dict[str, Any] = {
-        "workers": int(os.environ.get("SLOTCAST_SERVICE_WORKERS", "1")),
+        # Refused here, before any worker starts, when the event ids cannot tell them apart.
+        "workers": check_workers(int(os.environ.get("SLOTCAST_SERVICE_WORKERS", "1"))),
         "traffic": {"timeout": 60},
         "logging": {"access": {"enabled": _flag("SLOTCAST_ACCESS_LOG")}},
     }
@@ -191,7 +193,7 @@ class Slotcast:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidation())
         logging.getLogger("bentoml.access").addFilter(_NoUserIdsInAccessLog())
         settings = ServingSettings()
-        # The worker's index (1-based) tags the event ids it gives: unique across workers.
+        # The worker's index (1-based) and SLOTCAST_REPLICA tag the event ids it gives.
         self.app = SlotcastApp.from_settings(settings, worker=bentoml.server_context.worker_index)
         self._readiness = readiness_log(settings.outage_log_interval_s)
         self._on_loop = carousel_on_loop(settings.carousel_runs_on, self.app.features)

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.event_ids import check_replica
+
 # The repo root's .slotcast, the same default as the Makefile's SLOTCAST_STATE_DIR.
 DEFAULT_STATE_DIR = Path(__file__).resolve().parents[1] / ".slotcast"
 
@@ -17,6 +19,9 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLOTCAST_", extra="ignore")
 
     state_dir: Path = DEFAULT_STATE_DIR
+    # This service among the replicas (``slotcast serve`` processes) of one deployment, 0 to 30:
+    # one number per replica, in the tag of every event id it gives (serving/event_ids.py).
+    replica: int = 0
     # Where the models come from: the MLflow registry (production), a bundle directory on disk, or
     # the built-in synthetic demo world (tests and benchmarks before a model has been trained).
     model_source: Literal["mlflow", "dir", "demo"] = "mlflow"
@@ -78,6 +83,10 @@ class ServingSettings(BaseSettings):
     mlflow_http_backoff_factor: int = Field(default=1, ge=0)
     mlflow_http_timeout_s: int = Field(default=10, ge=1)
 
+    # Live events the online store did not take wait (serving/live_pending.py); after a failed
+    # push the store is not tried again sooner than this.
+    live_retry_interval_s: float = Field(default=1.0, ge=0)
+
     # Logs: impression files rotate at this size; event log segments too.
     log_rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     demo_users: int = Field(default=2000, ge=10)
@@ -85,6 +94,11 @@ class ServingSettings(BaseSettings):
     demo_streams: int = Field(default=5, ge=1)
     demo_per_stream: int = Field(default=100, ge=1)
     seed: int = 0
+
+    @field_validator("replica")
+    @classmethod
+    def _replica_fits(cls, v: int) -> int:
+        return check_replica(v)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -74,6 +76,54 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+class RedisProc:
+    """redis-server on a fixed loopback port with an append-only file, so a stop (SIGKILL, a crash)
+    and a restart on the same port keep the materialized features, as a production Redis would."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server not installed (apt-get install redis-server)")
+        self.binary, self.workdir, self.port = binary, workdir, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start within 10 s")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def started_redis(workdir: Path) -> Iterator[RedisProc]:
+    """A ``RedisProc`` started in ``workdir``, killed at the end (a fixture's body)."""
+    r = RedisProc(workdir)
+    r.start()
+    try:
+        yield r
+    finally:
+        r.kill()
 
 
 @pytest.fixture()

@@ -22,9 +22,15 @@ def register(app: typer.Typer) -> None:
             1,
             "--workers",
             min=1,
-            max=64,
             envvar="SLOTCAST_SERVICE_WORKERS",
-            help="BentoML worker processes.",
+            help="BentoML worker processes (at most 31 per replica).",
+        ),
+        replica: int = typer.Option(
+            0,
+            "--replica",
+            envvar="SLOTCAST_REPLICA",
+            help="This service's number among the replicas of one deployment (0 to 30), one each: "
+            "it goes into the event ids its workers give.",
         ),
         demo: bool = typer.Option(
             False,
@@ -39,7 +45,10 @@ def register(app: typer.Typer) -> None:
         """
         from pipelines.service_process import REPO_ROOT, bentoml_serve_command, service_env
 
-        env = service_env({**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers)})
+        env = service_env(
+            {**os.environ, "SLOTCAST_SERVICE_WORKERS": str(workers), "SLOTCAST_REPLICA": str(replica)}
+        )
+        _check_identity(replica, workers, env)
         if demo:
             env.update(SLOTCAST_MODEL_SOURCE="demo", SLOTCAST_FEATURE_SOURCE="demo")
 
@@ -70,3 +79,33 @@ def register(app: typer.Typer) -> None:
             signal.signal(signal.SIGTERM, previous)
         if not stopping and code not in (0, -2, 130):
             raise typer.Exit(1)
+
+
+def _check_identity(replica: int, workers: int, env: dict[str, str]) -> None:
+    """Refuse, before BentoML starts, what its workers would refuse at their start (and BentoML
+    would restart, failing, until stopped): a layout the event ids cannot hold, and a replica
+    number a service on the same state directory runs already (serving/event_ids.py)."""
+    from pathlib import Path
+
+    from serving.event_ids import (
+        DuplicateWorkerError,
+        IdLayoutError,
+        check_replica,
+        check_workers,
+        claim,
+        owner_name,
+        release,
+    )
+    from serving.settings import DEFAULT_STATE_DIR
+
+    try:
+        check_replica(replica)
+        check_workers(workers)
+    except IdLayoutError as exc:
+        hint = "--replica" if exc.field == "SLOTCAST_REPLICA" else "--workers"
+        raise typer.BadParameter(str(exc), param_hint=f"'{hint}' / {exc.field}") from None
+    state = Path(env.get("SLOTCAST_STATE_DIR") or DEFAULT_STATE_DIR)
+    try:
+        release(claim(state / "serving" / "workers", owner_name(replica, 1)))
+    except DuplicateWorkerError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--replica' / SLOTCAST_REPLICA") from None

@@ -83,7 +83,7 @@ class _FakeServer:
     [([], None, "1"), ([], "3", "3"), (["--workers", "2"], "3", "2")],
 )
 def test_workers_come_from_the_option_else_slotcast_service_workers(
-    monkeypatch: pytest.MonkeyPatch, args: list[str], env_workers: str | None, expected: str
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env_workers: str | None, expected: str, state_dir: Path
 ) -> None:
     """docs/scaling.md's switch is SLOTCAST_SERVICE_WORKERS=N: `slotcast serve` overwrote it with its
     --workers default (1), so the variable alone started one worker."""
@@ -96,3 +96,61 @@ def test_workers_come_from_the_option_else_slotcast_service_workers(
         monkeypatch.setenv("SLOTCAST_SERVICE_WORKERS", env_workers)
     assert main(["serve", *args]) == 0
     assert _FakeServer.env["SLOTCAST_SERVICE_WORKERS"] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--replica", "31"], "--replica"),
+        (["--workers", "32"], "--workers"),
+        (["--replica", "-1"], "--replica"),
+    ],
+)
+def test_a_layout_the_event_ids_cannot_hold_is_refused_before_the_server_starts(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    named: str,
+    state_dir: Path,
+) -> None:
+    """Event ids tag each worker with 32 x replica + worker (serving/event_ids.py): 31 replicas of
+    31 workers. Beyond that two workers would share a tag; serve says so, naming the option."""
+    from pipelines.cli import main
+
+    monkeypatch.setattr(subprocess, "Popen", _FakeServer)
+    _FakeServer.env = {}
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "event ids have room for" in err
+    assert _FakeServer.env == {}  # nothing started
+
+
+def test_the_replica_number_reaches_the_service(monkeypatch: pytest.MonkeyPatch, state_dir: Path) -> None:
+    from pipelines.cli import main
+
+    monkeypatch.setattr(subprocess, "Popen", _FakeServer)
+    monkeypatch.setenv("SLOTCAST_REPLICA", "4")
+    assert main(["serve"]) == 0
+    assert _FakeServer.env["SLOTCAST_REPLICA"] == "4"
+    assert main(["serve", "--replica", "7"]) == 0
+    assert _FakeServer.env["SLOTCAST_REPLICA"] == "7"
+
+
+def test_a_replica_number_running_on_the_state_dir_is_refused_before_the_server_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Its workers would refuse to start, and BentoML would restart them, failing, until stopped."""
+    from pipelines.cli import main
+    from serving.event_ids import claim, release
+
+    monkeypatch.setattr(subprocess, "Popen", _FakeServer)
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path))
+    running = claim(tmp_path / "serving" / "workers", "r0w1")  # worker 1 of replica 0, running
+    try:
+        _FakeServer.env = {}
+        assert main(["serve"]) == 2
+        assert "r0w1 already runs" in capsys.readouterr().err and _FakeServer.env == {}
+        assert main(["serve", "--replica", "1"]) == 0
+    finally:
+        release(running)
+    assert main(["serve"]) == 0

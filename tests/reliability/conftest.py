@@ -4,10 +4,6 @@ load loop over real HTTP."""
 
 from __future__ import annotations
 
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 import warnings
@@ -20,7 +16,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from pipelines.service_process import free_port
+from tests.conftest import RedisProc, started_redis
 from tests.serving.conftest import bundle_dir, tables  # noqa: F401 - fixtures reused, not copied
 
 TOKEN = "rel-T0ken-9f8e7d"  # the admin token of every test server here; must never reach a log
@@ -36,51 +32,10 @@ def demo_env(state: Path, **extra: str) -> dict[str, str]:
     }  # fmt: skip
 
 
-class RedisProc:
-    """redis-server on a fixed loopback port with an append-only file, so a stop (SIGKILL, a crash)
-    and a restart on the same port keep the materialized features, as a production Redis would."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server not installed (apt-get install redis-server)")
-        self.binary, self.workdir, self.port = binary, workdir, free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start within 10 s")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        self.proc = None
-
-
 @pytest.fixture(scope="session")
 def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc]:
-    r = RedisProc(tmp_path_factory.mktemp("redis-rel"))
-    r.start()
-    try:
+    with started_redis(tmp_path_factory.mktemp("redis-rel")) as r:
         yield r
-    finally:
-        r.kill()
 
 
 @pytest.fixture(scope="session")

@@ -225,26 +225,6 @@ def test_event_ids_the_service_gives_are_unique_within_a_process(
     assert len(ids) == 4500 and len(set(ids)) == 4500
 
 
-def test_event_ids_of_two_workers_in_the_same_microsecond_never_meet() -> None:
-    """Workers tag their ids with their index: the same clock, batches of any size, and one worker
-    running ahead of the clock (a big batch) still give disjoint ids, increasing within a worker."""
-    from serving.event_ids import EventIds
-
-    now = [1_800_000_000_000_000]  # microseconds, moved by hand
-    one, two = EventIds(1, clock_us=lambda: now[0]), EventIds(2, clock_us=lambda: now[0])
-    given: dict[int, list[int]] = {1: [], 2: []}
-    for n in (1, 3, 2500, 1, 7):
-        given[1] += one.take(n)
-        given[2] += two.take(1) if n == 2500 else two.take(n)
-        now[0] += 1
-    for ids in given.values():
-        assert ids == sorted(ids) and len(set(ids)) == len(ids)
-        assert ids[0] >= 1_800_000_000_000_000_000 and ids[-1] < 2**63  # the clock's size, int64
-    assert not set(given[1]) & set(given[2])
-    assert {i % 1000 for i in given[1]} == {1} and {i % 1000 for i in given[2]} == {2}
-    assert EventIds(1001, clock_us=lambda: 5).take(1)[0] % 1000 == 1  # indices beyond 999 wrap
-
-
 def test_how_far_ahead_a_time_may_lie_is_a_setting(tables, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 

@@ -1,0 +1,62 @@
+"""``GET /users/{id}/data``: everything serving holds and uses about a user, as one answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from serving.catalog import NO_HISTORY_SEGMENT, US, Catalog
+from serving.schemas import UserData
+
+
+def user_data(
+    cat: Catalog,
+    user_id: int,
+    deleted: bool,
+    lookup: Callable[[int], dict[str, Any]] | None,
+    push_cap_days: float,
+) -> UserData:
+    """The catalogue's profile, segment, communities, purchases and pushes of ``user_id`` and what
+    the online store holds (``lookup``: the feature source's ``user_features``, when it has one)."""
+    if deleted:
+        # Serving uses nothing about a deleted user from the moment of the DELETE, so it shows
+        # nothing either; the loaded snapshot's rows go with the next features build and reload.
+        return UserData(
+            user_id=user_id, known=False, deleted=True, profile={}, segment=NO_HISTORY_SEGMENT,
+            communities=[], recent_purchases=[], recent_pushes=0, online_features={},
+        )  # fmt: skip
+    known = cat.knows_user(user_id)
+    profile: dict[str, Any] = {}
+    if known:
+        row = cat.users.loc[user_id]
+        profile = {
+            k: (
+                None
+                if v is None or (isinstance(v, float) and np.isnan(v))
+                else v.item()
+                if hasattr(v, "item")
+                else v
+            )
+            for k, v in row.items()
+        }
+    now_us = int(time.time() * US)
+    purchases = [
+        {"product_id": pid, "ts": datetime.fromtimestamp(ts / US, UTC).isoformat()}
+        for pid, ts in sorted(cat.last_purchase.get(user_id, {}).items(), key=lambda kv: -kv[1])[:50]
+    ]
+    feats: dict[str, Any] = {}
+    if lookup is not None and known:
+        try:
+            feats = {k: (v.item() if hasattr(v, "item") else v) for k, v in lookup(user_id).items()}
+        except Exception as exc:  # noqa: BLE001 - shown as unavailable, not an error
+            feats = {"unavailable": type(exc).__name__}
+    return UserData(
+        user_id=user_id, known=known, deleted=False, profile=profile,
+        segment=cat.segment(user_id), communities=cat.user_communities(user_id), recent_purchases=purchases,
+        recent_pushes=cat.recent_pushes(user_id, now_us - int(push_cap_days * 86_400 * US)),
+        online_features=feats,
+    )  # fmt: skip
