@@ -67,8 +67,12 @@ def check_scheduler(address: str, timeout_s: float = 5.0) -> int:
     try:
         info = asyncio.run(asyncio.wait_for(identity(), timeout_s))
     except OSError as exc:  # TimeoutError too
-        reason = f"({str(exc).replace(address, where)})" if str(exc) else f"within {timeout_s:g} s"
-        raise DaskUnavailableError(f"the Dask scheduler {where} does not answer {reason}; {hint}") from exc
+        # One message whether the connection was refused or timed out (which one comes back
+        # depends on the load: a refused port retried until the deadline under CI's).
+        reason = f" ({str(exc).replace(address, where)})" if str(exc) else ""
+        raise DaskUnavailableError(
+            f"the Dask scheduler {where} does not answer within {timeout_s:g} s{reason}; {hint}"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - whatever a non-Dask server makes the protocol raise
         raise DaskUnavailableError(
             f"{where} does not answer as a Dask scheduler ({type(exc).__name__}); {hint}"
