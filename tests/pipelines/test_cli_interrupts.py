@@ -1,0 +1,54 @@
+"""Ctrl-C in the middle of a long command, then the same command again."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.cli import main
+
+WORLD = ["data", "generate", "--users", "300", "--products", "200", "--days", "2", "--no-progress"]
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_an_interrupted_generate_leaves_the_world_before_and_a_rerun_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gen = importlib.import_module("pipelines.simulator.generate")  # the package's `generate` is the function
+    out = tmp_path / "data"
+    assert main([*WORLD, "--seed", "1", "--out", str(out)]) == 0
+    before = _files(out)
+    real_day = gen.simulate_day
+
+    def day_then_ctrl_c(world, day, *args):  # type: ignore[no-untyped-def]
+        if day == 1:
+            raise KeyboardInterrupt
+        return real_day(world, day, *args)
+
+    monkeypatch.setattr(gen, "simulate_day", day_then_ctrl_c)
+    assert main([*WORLD, "--seed", "2", "--users", "400", "--out", str(out)]) == 130
+    # Was: seed 2's users and its first day of events beside seed 1's truth, which validated clean.
+    assert _files(out) == before
+
+    monkeypatch.setattr(gen, "simulate_day", real_day)
+    assert main([*WORLD, "--seed", "2", "--users", "400", "--out", str(out)]) == 0
+    assert pq.read_metadata(out / "users.parquet").num_rows == 400
+    assert '"users": 400' in (out / "truth" / "truth.json").read_text()
+    assert not list(out.glob(".generate-*"))
+    capsys.readouterr()
+
+
+def test_a_new_world_drops_the_quarantine_of_the_one_it_replaces(tmp_path: Path) -> None:
+    # Training leaves out the events quarantine.parquet names by id: the old world's ids hit new events.
+    out = tmp_path / "data"
+    out.mkdir()
+    pq.write_table(pa.table({"table": ["events"], "event_id": ["1"]}), out / "quarantine.parquet")
+    assert main([*WORLD, "--out", str(out)]) == 0
+    assert not (out / "quarantine.parquet").exists()
