@@ -7,9 +7,11 @@ at the built store: ``feast -c features -f $SLOTCAST_STATE_DIR/features/feature_
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,38 @@ log = logging.getLogger(__name__)
 class FeatureStoreNotBuiltError(RuntimeError):
     exit_code = 1
     http_status = 503
+
+
+class FeatureBuildBusyError(RuntimeError):
+    """Another build holds this state dir's feature store."""
+
+    exit_code = 1
+
+
+@contextlib.contextmanager
+def build_lock(settings: FeatureSettings) -> Iterator[None]:
+    """One build at a time per state dir (an ``flock``, so one host): two at once wrote the same
+    offline tables through the same temporary files, and a store built from two data dirs mixed."""
+    import fcntl
+
+    settings.features_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.features_dir / ".build.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise FeatureBuildBusyError(
+                f"another `slotcast features build` (pid {holder}) is building {settings.features_dir}; "
+                "wait for it to finish, then run this one again"
+            ) from None
+        try:
+            f.truncate(0)
+            f.write(str(os.getpid()))
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def repo_config(settings: FeatureSettings) -> Any:
@@ -160,6 +194,17 @@ def build_feature_store(
     ``progress(phase, step)`` is called after each step (for the CLI's progress bar).
     Users in the deletion ledger are excluded from every table.
     """
+    with build_lock(settings):
+        return _build(data_dir, settings, as_of, segments_file, progress)
+
+
+def _build(
+    data_dir: str | Path,
+    settings: FeatureSettings,
+    as_of: datetime | None,
+    segments_file: str | Path | None,
+    progress: Callable[[str, str], None] | None,
+) -> BuildReport:
     from features.offline import compute_offline_features
     from features.privacy import DeletionLedger
     from features.segments import load_segment_rules

@@ -1,4 +1,4 @@
-"""Ctrl-C in the middle of a long command, then the same command again."""
+"""Ctrl-C in the middle of a long command, or a second run beside it: what the next run finds."""
 
 from __future__ import annotations
 
@@ -52,3 +52,21 @@ def test_a_new_world_drops_the_quarantine_of_the_one_it_replaces(tmp_path: Path)
     pq.write_table(pa.table({"table": ["events"], "event_id": ["1"]}), out / "quarantine.parquet")
     assert main([*WORLD, "--out", str(out)]) == 0
     assert not (out / "quarantine.parquet").exists()
+
+
+def test_a_second_features_build_on_the_same_state_dir_is_refused(
+    state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two at once wrote the same offline tables through the same temporary files (no lock).
+    import fcntl
+
+    lock = state_dir / "features" / ".build.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242")
+        held.flush()
+        assert main(["features", "build", "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "another `slotcast features build` (pid 4242)" in err and "Traceback" not in err
+    assert not (state_dir / "features" / "offline").exists()  # refused before any work
