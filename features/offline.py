@@ -143,10 +143,10 @@ def compute_offline_features(
                 con.execute(
                     f"COPY (SELECT * FROM out_t UNION ALL BY NAME "
                     f"SELECT DISTINCT {keys}, {SENTINEL_TS} AS event_timestamp FROM out_t) "
-                    f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)"
+                    f"TO {q.sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)"
                 )
                 tmp.replace(out)  # readers never see a half-written file
-                result.rows[name] = int(_scalar(con, f"SELECT count(*) FROM read_parquet('{out}')"))
+                result.rows[name] = int(_scalar(con, f"SELECT count(*) FROM read_parquet({q.sql_path(out)})"))
             result.seconds[name] = time.perf_counter() - t0
             if on_step:
                 on_step(name)

@@ -127,6 +127,7 @@ def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: date
     import duckdb
 
     from features.offline import KEYS, OFFLINE_TABLES
+    from features.offline_sql import sql_path
     from features.views import VIEW_SPECS
 
     _, source, fields, _ = VIEW_SPECS[view]
@@ -139,7 +140,7 @@ def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: date
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
         return con.execute(
-            f"SELECT {cols} FROM read_parquet('{path}') "
+            f"SELECT {cols} FROM read_parquet({sql_path(path)}) "
             "WHERE event_timestamp > greatest(TIMESTAMPTZ '1970-01-02 00:00:00+00', ?) AND event_timestamp <= ? "
             f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY event_timestamp DESC) = 1",
             [since or datetime(1970, 1, 1, tzinfo=UTC), end],

@@ -1,0 +1,25 @@
+"""State directories with awkward names: spaces and quotes in the path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from tests.features.world import build_world
+
+
+def test_a_quote_in_the_state_dir_path_builds_and_reads_the_feature_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # DuckDB SQL took the path as '...': "o'brien" ended the string (a ParserException traceback).
+    data = build_world(tmp_path / "data")
+    state = tmp_path / "o'brien's state" / "st"
+    assert (
+        main(["features", "build", "--data", str(data), "--as-of", "2026-02-01", "--state-dir", str(state)])
+        == 0
+    )
+    assert main(["segments", "show", "--state-dir", str(state)]) == 0
+    assert main(["features", "show", "--user", "1", "--state-dir", str(state)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
