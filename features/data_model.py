@@ -218,9 +218,22 @@ def read_table(data_dir: str | Path, table: str, columns: list[str] | None = Non
 
 def write_table(data_dir: str | Path, table: str, data: pa.Table) -> Path:
     """Write one canonical table (cast to its schema) and return its path."""
-    import pyarrow.parquet as pq
-
     path = table_path(data_dir, table)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(conform(table, data), path, compression="zstd")
+    atomic_write_parquet(conform(table, data), path)
     return path
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    """Write next to ``path`` and rename, so that a crash never leaves half a table behind (Ctrl-C
+    in `data append-events` left an events table cut short, that no longer reads)."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

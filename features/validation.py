@@ -14,7 +14,6 @@ Callers that parse files themselves (the importers) may add three carry columns 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -24,7 +23,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.data_model import NULLABLE, PRIMARY_KEYS, SCHEMAS, TABLES, conform, table_path
+from features.data_model import (
+    NULLABLE,
+    PRIMARY_KEYS,
+    SCHEMAS,
+    TABLES,
+    atomic_write_parquet,
+    conform,
+    table_path,
+)
 from features.validation_rules import (
     REFERENCES,
     Reasons,
@@ -275,15 +282,6 @@ class DirReport:
                 f"quarantined share above {self.max_quarantine_share:.1%} in {parts}; "
                 f"the tables in {self.data_dir} were left unchanged and the rejected rows written to {self.quarantine_path}"
             )
-
-
-def atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    """Write next to ``path`` and rename, so that a crash never leaves half a table behind."""
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
 
 
 def append_quarantine(data_dir: Path, rows: pa.Table, file_name: str = QUARANTINE_FILE) -> Path:

@@ -70,3 +70,30 @@ def test_a_second_features_build_on_the_same_state_dir_is_refused(
     err = capsys.readouterr().err
     assert "another `slotcast features build` (pid 4242)" in err and "Traceback" not in err
     assert not (state_dir / "features" / "offline").exists()  # refused before any work
+
+
+def test_an_interrupted_append_events_keeps_the_events_table_and_a_rerun_appends_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serving.schemas import Event, EventsRequest
+    from tests.pipelines.test_append_events import _served_state
+
+    app, data = _served_state(tmp_path)
+    app.events(EventsRequest(events=[Event(user_id=5, type="product_click", product_id=3, stream_id=0)]))
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path))
+    before = (data / "events.parquet").read_bytes()
+    real_write = pq.write_table
+
+    def ctrl_c_halfway(table: pa.Table, where: object, **kwargs: object) -> None:
+        Path(str(where)).write_bytes(b"PAR1 the first row groups, no footer")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pq, "write_table", ctrl_c_halfway)
+    assert main(["data", "append-events"]) == 130
+    # Was written in place: the events table cut short, unreadable, the data directory's events gone.
+    assert (data / "events.parquet").read_bytes() == before
+    assert not list(data.glob(".events.parquet.tmp-*"))
+
+    monkeypatch.setattr(pq, "write_table", real_write)
+    assert main(["data", "append-events"]) == 0
+    assert "1 appended" in capsys.readouterr().out
