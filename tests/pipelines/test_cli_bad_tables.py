@@ -1,4 +1,4 @@
-"""A table file of the wrong shape is a one-line error naming it, in every command that reads it."""
+"""Input files of the wrong shape are a one-line error naming them, in every command that reads them."""
 
 from __future__ import annotations
 
@@ -36,3 +36,22 @@ def test_an_events_table_of_the_wrong_shape_is_named(
     assert main([*command, "--data", str(data)]) == 2  # was a KeyError traceback (exit 1)
     err = capsys.readouterr().err
     assert f"{data / 'events.parquet'}: " in err and reason in err and "Traceback" not in err
+
+
+def test_an_event_log_record_whose_ts_does_not_parse_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from features.data_model import empty_table, write_table
+
+    data, log = tmp_path / "data", tmp_path / "events"
+    write_table(data, "events", empty_table("events"))
+    before = (data / "events.parquet").read_bytes()
+    log.mkdir()
+    (log / "events-0001.jsonl").write_text(
+        '{"event_id": 5, "ts": "not a time", "user_id": 1, "type": "like"}\n'
+    )
+    assert main(["data", "append-events", "--data", str(data), "--log", str(log)]) == 2
+    err = capsys.readouterr().err
+    # was pandas' four lines of format advice, naming neither the log nor the field
+    assert err.count("\n") == 1 and f"{log}: a logged event's ts does not parse" in err
+    assert (data / "events.parquet").read_bytes() == before
