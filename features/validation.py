@@ -321,7 +321,8 @@ def validate_dir(
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: no such data directory")
+        what = "a file, not a data directory" if data_dir.exists() else "no such data directory"
+        raise FileNotFoundError(f"{data_dir}: {what}")
     rules = rules or ValidationRules()
     refs: dict[str, pa.Array | None] = {}
     results: dict[str, ValidationResult] = {}

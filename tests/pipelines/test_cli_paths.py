@@ -23,3 +23,10 @@ def test_a_quote_in_the_state_dir_path_builds_and_reads_the_feature_store(
     assert main(["segments", "show", "--state-dir", str(state)]) == 0
     assert main(["features", "show", "--user", "1", "--state-dir", str(state)]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_validate_given_a_file_says_it_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = tmp_path / "events.parquet"
+    table.write_bytes(b"PAR1")
+    assert main(["data", "validate", "--data", str(table)]) == 2
+    assert f"{table}: a file, not a data directory" in capsys.readouterr().err  # was "no such data directory"
