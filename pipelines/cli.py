@@ -79,6 +79,15 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _expand_state_dir() -> None:
+    """``~`` in SLOTCAST_STATE_DIR, as a .env file, a systemd unit or quotes leave it: `data generate`
+    expanded it, `features build` made a literal ./~ directory (and DuckDB, expanding it again, then
+    failed), training and serving settings took it as it was. Expanded once here, for every command."""
+    state = os.environ.get("SLOTCAST_STATE_DIR")
+    if state and state.startswith("~"):
+        os.environ["SLOTCAST_STATE_DIR"] = os.path.expanduser(state)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn known errors into a message and an exit code."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     _quiet_libraries()
+    _expand_state_dir()
     _register_areas()
     with _noting_sigint() as sigint:
         try:

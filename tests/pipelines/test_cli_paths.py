@@ -30,3 +30,18 @@ def test_validate_given_a_file_says_it_is_a_file(tmp_path: Path, capsys: pytest.
     table.write_bytes(b"PAR1")
     assert main(["data", "validate", "--data", str(table)]) == 2
     assert f"{table}: a file, not a data directory" in capsys.readouterr().err  # was "no such data directory"
+
+
+def test_a_tilde_in_slotcast_state_dir_means_home_for_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Unexpanded (a .env file, a systemd unit): generate wrote under $HOME, features build under ./~
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", "~/state")
+    assert main(["segments", "show"]) == 1  # nothing built yet: the message names the state dir it read
+    assert f"{home / 'state' / 'features'}" in capsys.readouterr().err
+    assert not (cwd / "~").exists()
