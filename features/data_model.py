@@ -157,6 +157,16 @@ REQUIRED_TABLES: tuple[str, ...] = ("users", "products", "events")
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
 
+class TableSchemaError(KeyError):
+    """A table file whose columns are not the canonical table's (a required one absent, a type that
+    does not cast). A KeyError, as conform's own error always was; exit code 2 at the CLI."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def table_path(data_dir: str | Path, table: str) -> Path:
     """Where ``table`` lives in ``data_dir``."""
     if table not in SCHEMAS:
@@ -175,7 +185,10 @@ def conform(table: str, data: pa.Table) -> pa.Table:
     cols = []
     for field in schema:
         if field.name in data.column_names:
-            cols.append(data.column(field.name).cast(field.type))
+            try:
+                cols.append(data.column(field.name).cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise type(exc)(f"column {field.name!r} is not {field.type}: {exc}") from exc
         elif field.name in NULLABLE[table]:
             cols.append(pa.nulls(data.num_rows, type=field.type))
         else:
@@ -193,18 +206,34 @@ def read_table(data_dir: str | Path, table: str, columns: list[str] | None = Non
             raise FileNotFoundError(f"{path}: required table {table!r} is missing from {data_dir}")
         t = empty_table(table)
         return t.select(columns) if columns else t
-    return (
-        conform(table, pq.read_table(path)).select(columns)
-        if columns
-        else conform(table, pq.read_table(path))
-    )
+    raw = pq.read_table(path)
+    try:
+        data = conform(table, raw)
+    except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        # Was a bare KeyError naming neither the file nor the directory: a traceback in `features build`.
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise TableSchemaError(f"{path}: {reason}") from exc
+    return data.select(columns) if columns else data
 
 
 def write_table(data_dir: str | Path, table: str, data: pa.Table) -> Path:
     """Write one canonical table (cast to its schema) and return its path."""
-    import pyarrow.parquet as pq
-
     path = table_path(data_dir, table)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(conform(table, data), path, compression="zstd")
+    atomic_write_parquet(conform(table, data), path)
     return path
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    """Write next to ``path`` and rename, so that a crash never leaves half a table behind (Ctrl-C
+    in `data append-events` left an events table cut short, that no longer reads)."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -96,13 +96,18 @@ def compute_offline_features(
         con.register("users_t", users)
         con.register("products_t", read_table(data_dir, "products"))
         con.register("streams_t", read_table(data_dir, "streams"))
+        first, last = con.execute("SELECT min(ts), max(ts) FROM events_t").fetchone() or (None, None)
+        if last is None:
+            raise ValueError(f"{data_dir}: events table is empty; nothing to compute features from")
         if as_of is None:
-            last = _scalar(con, "SELECT max(ts) FROM events_t")
-            if last is None:
-                raise ValueError(f"{data_dir}: events table is empty; nothing to compute features from")
             # Just after the last event, so the last event is inside the final snapshot.
             as_of = last.astimezone(UTC) + _one_us()
         as_of = as_of.astimezone(UTC) if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+        if as_of <= first:  # features from no event at all: was an empty store and exit 0
+            raise ValueError(
+                f"as of {as_of.isoformat()} is not after the first event in {data_dir} "
+                f"({first.astimezone(UTC).isoformat()}); nothing to compute features from"
+            )
         # The last snapshot is the day holding the instant just before as_of (a midnight as_of
         # closes the previous day).
         asof_dn = int((as_of - _one_us()).timestamp() // 86400)
@@ -143,10 +148,10 @@ def compute_offline_features(
                 con.execute(
                     f"COPY (SELECT * FROM out_t UNION ALL BY NAME "
                     f"SELECT DISTINCT {keys}, {SENTINEL_TS} AS event_timestamp FROM out_t) "
-                    f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)"
+                    f"TO {q.sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)"
                 )
                 tmp.replace(out)  # readers never see a half-written file
-                result.rows[name] = int(_scalar(con, f"SELECT count(*) FROM read_parquet('{out}')"))
+                result.rows[name] = int(_scalar(con, f"SELECT count(*) FROM read_parquet({q.sql_path(out)})"))
             result.seconds[name] = time.perf_counter() - t0
             if on_step:
                 on_step(name)

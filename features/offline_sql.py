@@ -14,6 +14,13 @@ Expects the temp tables ``ev`` (events before the cut-off, with ``dn``), ``users
 
 from __future__ import annotations
 
+
+def sql_path(path: object) -> str:
+    """A path as a DuckDB string literal: a quote in a folder name (``/home/o'brien``) ended the
+    string, and every query on the state dir failed with a parser error."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 SNAP = "to_timestamp(CAST(dn + 1 AS BIGINT) * 86400)"  # midnight after day dn, UTC
 DAYS = "/ 86400.0"
 

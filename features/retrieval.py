@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.feature_services import SERVICE_SPECS, service_feature_names
+from features.offline_sql import sql_path
 from features.on_demand import REQUEST_TIME, ranker_request_features
 from features.settings import FeatureSettings
 from features.views import VIEW_SPECS
@@ -112,7 +113,7 @@ class FeastFeatureReader:
                 rows = (
                     duckdb.connect()
                     .execute(
-                        f"SELECT product_id, arg_max(product_category, event_timestamp) FROM read_parquet('{path}') "
+                        f"SELECT product_id, arg_max(product_category, event_timestamp) FROM read_parquet({sql_path(path)}) "
                         "GROUP BY product_id"
                     )
                     .fetchall()
@@ -221,7 +222,7 @@ class FeastFeatureReader:
             got = con.execute(
                 f"SELECT s.*, {cols} FROM sub s ASOF LEFT JOIN "
                 f"(SELECT {picked}, event_timestamp AS __ts "
-                f"FROM read_parquet('{path}')) f ON {match}"
+                f"FROM read_parquet({sql_path(path)})) f ON {match}"
             ).df()
         finally:
             con.close()
@@ -287,7 +288,7 @@ class FeastFeatureReader:
                 f"{path} is missing; run `slotcast features build --data DIR` first"
             )
         known = set(
-            duckdb.connect().execute(f"SELECT * FROM read_parquet('{path}') LIMIT 0").df().columns
+            duckdb.connect().execute(f"SELECT * FROM read_parquet({sql_path(path)}) LIMIT 0").df().columns
         ) - {
             "user_id",
             "event_timestamp",
@@ -305,7 +306,7 @@ class FeastFeatureReader:
             # Every user has a row in the build's last snapshot (features.offline_sql USER_GRID), so
             # one filter on the timestamp replaces an arg-max over the whole history.
             select = ", ".join(f'"{c}"' for c in cols)
-            src = f"read_parquet('{path}')"
+            src = f"read_parquet({sql_path(path)})"
             df = con.execute(
                 f"SELECT user_id, {select} FROM {src} "
                 f"WHERE event_timestamp = (SELECT max(event_timestamp) FROM {src}) "

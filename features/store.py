@@ -7,9 +7,11 @@ at the built store: ``feast -c features -f $SLOTCAST_STATE_DIR/features/feature_
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,38 @@ log = logging.getLogger(__name__)
 class FeatureStoreNotBuiltError(RuntimeError):
     exit_code = 1
     http_status = 503
+
+
+class FeatureBuildBusyError(RuntimeError):
+    """Another build holds this state dir's feature store."""
+
+    exit_code = 1
+
+
+@contextlib.contextmanager
+def build_lock(settings: FeatureSettings) -> Iterator[None]:
+    """One build at a time per state dir (an ``flock``, so one host): two at once wrote the same
+    offline tables through the same temporary files, and a store built from two data dirs mixed."""
+    import fcntl
+
+    settings.features_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.features_dir / ".build.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise FeatureBuildBusyError(
+                f"another `slotcast features build` (pid {holder}) is building {settings.features_dir}; "
+                "wait for it to finish, then run this one again"
+            ) from None
+        try:
+            f.truncate(0)
+            f.write(str(os.getpid()))
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def repo_config(settings: FeatureSettings) -> Any:
@@ -93,6 +127,7 @@ def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: date
     import duckdb
 
     from features.offline import KEYS, OFFLINE_TABLES
+    from features.offline_sql import sql_path
     from features.views import VIEW_SPECS
 
     _, source, fields, _ = VIEW_SPECS[view]
@@ -105,7 +140,7 @@ def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: date
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
         return con.execute(
-            f"SELECT {cols} FROM read_parquet('{path}') "
+            f"SELECT {cols} FROM read_parquet({sql_path(path)}) "
             "WHERE event_timestamp > greatest(TIMESTAMPTZ '1970-01-02 00:00:00+00', ?) AND event_timestamp <= ? "
             f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY event_timestamp DESC) = 1",
             [since or datetime(1970, 1, 1, tzinfo=UTC), end],
@@ -160,6 +195,17 @@ def build_feature_store(
     ``progress(phase, step)`` is called after each step (for the CLI's progress bar).
     Users in the deletion ledger are excluded from every table.
     """
+    with build_lock(settings):
+        return _build(data_dir, settings, as_of, segments_file, progress)
+
+
+def _build(
+    data_dir: str | Path,
+    settings: FeatureSettings,
+    as_of: datetime | None,
+    segments_file: str | Path | None,
+    progress: Callable[[str, str], None] | None,
+) -> BuildReport:
     from features.offline import compute_offline_features
     from features.privacy import DeletionLedger
     from features.segments import load_segment_rules

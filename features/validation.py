@@ -14,7 +14,6 @@ Callers that parse files themselves (the importers) may add three carry columns 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -24,7 +23,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.data_model import NULLABLE, PRIMARY_KEYS, SCHEMAS, TABLES, conform, table_path
+from features.data_model import (
+    NULLABLE,
+    PRIMARY_KEYS,
+    SCHEMAS,
+    TABLES,
+    atomic_write_parquet,
+    conform,
+    table_path,
+)
 from features.validation_rules import (
     REFERENCES,
     Reasons,
@@ -277,15 +284,6 @@ class DirReport:
             )
 
 
-def atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    """Write next to ``path`` and rename, so that a crash never leaves half a table behind."""
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
 def append_quarantine(data_dir: Path, rows: pa.Table, file_name: str = QUARANTINE_FILE) -> Path:
     """Add ``rows`` to the quarantine file of ``data_dir`` (created if absent); returns its path."""
     import pyarrow.parquet as pq
@@ -323,7 +321,8 @@ def validate_dir(
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: no such data directory")
+        what = "a file, not a data directory" if data_dir.exists() else "no such data directory"
+        raise FileNotFoundError(f"{data_dir}: {what}")
     rules = rules or ValidationRules()
     refs: dict[str, pa.Array | None] = {}
     results: dict[str, ValidationResult] = {}

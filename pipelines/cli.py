@@ -9,15 +9,20 @@ Each area lives in ``pipelines/commands/<area>.py`` and exposes ``register(app)`
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 import typer
 from rich.console import Console
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 AREAS = ("data", "features", "train", "evaluate", "serve", "pipeline")
 
@@ -77,6 +82,15 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _expand_state_dir() -> None:
+    """``~`` in SLOTCAST_STATE_DIR, as a .env file, a systemd unit or quotes leave it: `data generate`
+    expanded it, `features build` made a literal ./~ directory (and DuckDB, expanding it again, then
+    failed), training and serving settings took it as it was. Expanded once here, for every command."""
+    state = os.environ.get("SLOTCAST_STATE_DIR")
+    if state and state.startswith("~"):
+        os.environ["SLOTCAST_STATE_DIR"] = os.path.expanduser(state)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn known errors into a message and an exit code."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -85,18 +99,51 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     _quiet_libraries()
+    _expand_state_dir()
     _register_areas()
-    try:
-        app(args=argv, standalone_mode=False)
-    except SystemExit as exc:  # typer/click exits (e.g. --help) pass through
-        code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
-        return code
-    except KeyboardInterrupt:
+    with _noting_sigint() as sigint:
+        try:
+            code = app(args=argv, standalone_mode=False)
+        except SystemExit as exc:  # typer/click exits (e.g. --help) pass through
+            code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
+            return code
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary: every error becomes a message and a code
+            if not sigint.is_set():
+                return _report(exc)
+            # Ctrl-C that a library turned into its own error (DuckDB: RuntimeError "Query interrupted")
+            code = EXIT_INTERRUPTED
+    # Outside standalone mode typer *returns* the code of a `typer.Exit` raised in a command, and
+    # turns Ctrl-C into Exit(130): ignored, both ended as exit 0. No command returns another int.
+    if code == EXIT_INTERRUPTED:
         err_console.print("[yellow]interrupted[/yellow]")
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI boundary: every error becomes a message and a code
-        return _report(exc)
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
+
+
+@contextlib.contextmanager
+def _noting_sigint() -> Iterator[threading.Event]:
+    """Notes a SIGINT (then handled as before: KeyboardInterrupt), so that an error a library made
+    of it is reported as the interruption it is rather than as a traceback."""
+    seen = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield seen  # signal handlers belong to the main thread; an ignored SIGINT stays ignored
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        seen.set()
+        previous(signum, frame)  # type: ignore[operator]
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# An OS error on a path the user chose (an option, SLOTCAST_STATE_DIR): bad input, not a failed run.
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
 
 
 def _report(exc: Exception) -> int:
@@ -120,6 +167,12 @@ def _report(exc: Exception) -> int:
     if isinstance(code, int):
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return code
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        # An unusable state directory or output path: one line naming it (was a traceback).
+        logging.getLogger(__name__).debug("OS error at the CLI boundary", exc_info=exc)
+        msg = f"{exc.filename}: {exc.strerror}"
+        err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT if isinstance(exc, _PATH_ERRORS) else EXIT_FAILED
     if isinstance(exc, (FileNotFoundError, ValueError)):
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT

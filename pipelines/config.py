@@ -49,6 +49,15 @@ class DataConfig(_Strict):
     import_: ImportConfig | None = Field(None, alias="import")
     dir: Path | None = None  # source: dir -> use an existing canonical data directory as it is
 
+    @model_validator(mode="after")
+    def _the_source_has_its_section(self) -> DataConfig:
+        """Checked when the config is read (exit 2), not once the data step runs (a failed step)."""
+        if self.source == "dir" and self.dir is None:
+            raise ValueError("source is 'dir' but data.dir is not set")
+        if self.source == "import" and self.import_ is None:
+            raise ValueError("source is 'import' but the data.import section is missing")
+        return self
+
 
 class ValidateConfig(_Strict):
     max_quarantine_share: float = Field(0.05, ge=0, le=1)
@@ -79,11 +88,22 @@ class TrainConfig(_Strict):
 
 
 class EvaluateConfig(_Strict):
-    policies: list[str] = ["popular", "als", "als+ranker", "champion", "challenger"]
+    policies: list[str] = Field(["popular", "als", "als+ranker", "champion", "challenger"], min_length=1)
     k: int = Field(6, gt=0)
     n_boot: int = Field(400, ge=50)
     max_users: int = Field(5000, ge=10)
     max_requests: int = Field(20_000, ge=100)  # off-policy on a user sample of the held-out log
+
+    @field_validator("policies")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        # Refused when the config is read: was found by the evaluate step, after data, features and train.
+        from pipelines.commands.evaluate import KNOWN_POLICIES
+
+        unknown = [n for n in names if n not in KNOWN_POLICIES]
+        if unknown:
+            raise ValueError(f"unknown policy {', '.join(unknown)}; known: {', '.join(KNOWN_POLICIES)}")
+        return names
 
 
 class PromoteConfig(_Strict):

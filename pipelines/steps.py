@@ -149,6 +149,8 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
                 "--n-boot", str(e["n_boot"]), "--max-users", str(e["max_users"]),
                 "--max-requests", str(e["max_requests"])]  # fmt: skip
         code = main(args)
+        if code == 130:  # Ctrl-C inside the nested command: the run stops, it did not fail
+            raise KeyboardInterrupt
         if code != 0:
             raise StepFailed(f"`slotcast {' '.join(args)}` exited with {code}")
         return StepResult({"report": str(out / "report.html")}, _evaluation_figures(out / "metrics.json"))

@@ -17,6 +17,12 @@ import numpy as np
 import typer
 
 
+class EventLogError(ValueError):
+    """A record of the service's event log that cannot become an events row."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class AppendReport:
     logged: int  # complete records in the log
@@ -45,7 +51,13 @@ def append_served_events(log_dir: Path, data_dir: Path, deleted: set[int]) -> Ap
         return AppendReport(0, 0, 0, 0, current.num_rows)
     columns = [f.name for f in SCHEMAS["events"]]
     frame = pd.DataFrame.from_records(records).reindex(columns=columns)
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    try:
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    except (ValueError, TypeError) as exc:  # pandas' message runs over four lines of advice
+        reason = str(exc).splitlines()[0].removesuffix(" You might want to try:")
+        raise EventLogError(
+            f"{log_dir}: a logged event's ts does not parse ({reason}); nothing appended"
+        ) from None
     gone = frame["user_id"].isin(sorted(deleted)).to_numpy()
     frame = frame[~gone]
     held = current.column("event_id").to_numpy(zero_copy_only=False)

@@ -283,11 +283,10 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{data} is not a directory", param_hint="--data")
         if bundle is not None and not bundle.exists():
             raise typer.BadParameter(f"{bundle} does not exist", param_hint="--bundle")
-        out = (
-            out
-            if out is not None
-            else settings.state_dir / "reports" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        )
+        if out is None:
+            out = settings.state_dir / "reports" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        elif out.exists() and not out.is_dir():  # refused before the work, not once the report is written
+            raise typer.BadParameter(f"{out} is a file, not a report directory", param_hint="--out")
         console, err = Console(), Console(stderr=True)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 

@@ -7,6 +7,8 @@ phase's draws never shift another's.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from features.data_model import table_path, write_table
+from features.validation import QUARANTINE_FILE, REJECTED_FILE
 from pipelines.simulator.config import DAY_US, SimConfig
 from pipelines.simulator.entities import World, build_world
 from pipelines.simulator.policies import CAROUSEL_POLICY, PUSH_POLICY
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PHASE_WORLD, PHASE_SESSIONS, PHASE_PUSHES, PHASE_REPURCHASE = range(4)
 STATIC_TABLES = ("users", "products", "streams", "stream_products", "communities", "memberships")
+WRITTEN_TABLES = ("events", "impressions", "pushes")  # written day by day
 
 
 @dataclass
@@ -82,9 +86,42 @@ def _by_day(world: World, parts: list[dict[str, np.ndarray]]) -> list[dict[str, 
 
 
 def generate(cfg: SimConfig, out: str | Path, progress: bool = False) -> GenerateResult:
-    """Simulate ``cfg`` into the data directory ``out`` (tables + ``truth/``); return row counts."""
+    """Simulate ``cfg`` into the data directory ``out`` (tables + ``truth/``); return row counts.
+
+    The world is written to a staging folder inside ``out`` and moved into place once complete:
+    interrupted, it used to leave the days simulated so far beside the truth of the world before
+    (a valid-looking, cut-short world); now ``out`` keeps what it held.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    stage = out / f".generate-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        result = _simulate(cfg, stage, progress)
+        _move_into(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    result.out = out
+    return result
+
+
+def _move_into(stage: Path, out: Path) -> None:
+    """Replace ``out``'s simulated tables and truth with the staged ones (a table the staged world
+    lacks, such as streams under --no-streams, goes); the old world's quarantine goes with it."""
+    for name in (*STATIC_TABLES, *WRITTEN_TABLES):
+        if table_path(stage, name).exists():
+            os.replace(table_path(stage, name), table_path(out, name))
+        else:
+            table_path(out, name).unlink(missing_ok=True)
+    for name in (QUARANTINE_FILE, REJECTED_FILE):  # rows of the replaced world
+        (out / name).unlink(missing_ok=True)
+    (out / "truth").mkdir(exist_ok=True)
+    for f in (stage / "truth").iterdir():
+        os.replace(f, out / "truth" / f.name)
+
+
+def _simulate(cfg: SimConfig, out: Path, progress: bool) -> GenerateResult:
     t_start = time.perf_counter()
     result = GenerateResult(out)
     with _progress(progress) as bar:
@@ -93,8 +130,7 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = False) -> Generat
         bar.advance(task)
         for name in STATIC_TABLES:
             if name in ("streams", "stream_products") and not cfg.streams:
-                # absent optional tables read as empty; a stale one from an earlier run must go
-                table_path(out, name).unlink(missing_ok=True)
+                # absent optional tables read as empty; _move_into removes a stale one
                 result.rows[name] = 0
             else:
                 write_table(out, name, world.tables[name])

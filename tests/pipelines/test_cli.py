@@ -138,3 +138,15 @@ def test_features_build_bad_as_of_is_a_usage_error_before_any_work(
     out = capsys.readouterr()
     assert "Invalid value for --as-of: expected an ISO date or datetime, got 'garbage'" in out.err
     assert "features:" not in out.out  # no progress bar drawn for work that never starts
+
+
+def test_features_build_as_of_before_the_first_event_is_refused(
+    state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.features.world import build_world
+
+    data = build_world(tmp_path / "data")  # events from 2026-01-01
+    assert main(["features", "build", "--data", str(data), "--as-of", "2016-01-01"]) == 2  # a typo'd year
+    err = capsys.readouterr().err
+    assert "as of 2016-01-01T00:00:00+00:00 is not after the first event" in err  # was exit 0, empty store
+    assert not (state_dir / "features" / "registry.db").exists()

@@ -29,6 +29,11 @@ def test_the_demo_config_is_the_default_and_is_valid() -> None:
         ("features: {online_store: postgres}\n", "features.online_store"),
         ("- just\n- a list\n", "must be a mapping"),
         ("data: [unclosed\n", "not valid YAML: line 2, column 1"),
+        # these three were found by their step, after the steps before it had run (exit 1)
+        ("evaluate: {policies: [popular, nope]}\n", "evaluate.policies: unknown policy nope; known: popular"),
+        ("data: {source: dir}\n", "data: source is 'dir' but data.dir is not set"),
+        ("data: {source: import}\n", "data: source is 'import' but the data.import section is missing"),
+        ("evaluate: {policies: []}\n", "evaluate.policies: List should have at least 1 item"),
     ],
 )
 def test_bad_configs_name_the_file_and_the_field(tmp_path: Path, text: str, needle: str) -> None:
