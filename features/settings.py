@@ -11,18 +11,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repo root's .slotcast, the same default as the Makefile's SLOTCAST_STATE_DIR.
 DEFAULT_STATE_DIR = Path(__file__).resolve().parents[1] / ".slotcast"
 FEATURE_REPO_DIR = Path(__file__).resolve().parent
+# A state dir read from the environment keeps a literal "~" when a .env file or a systemd unit sets
+# it (no shell expands it there): every settings class expands it, not only the CLI.
+StateDir = Annotated[Path, AfterValidator(lambda p: p.expanduser())]
 
 
 class FeatureSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLOTCAST_", extra="ignore")
 
-    state_dir: Path = DEFAULT_STATE_DIR
+    state_dir: StateDir = DEFAULT_STATE_DIR
     project: str = "slotcast"
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"

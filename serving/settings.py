@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.settings import StateDir
 from serving.event_ids import check_replica
 
 # The repo root's .slotcast, the same default as the Makefile's SLOTCAST_STATE_DIR.
@@ -18,7 +19,7 @@ DEFAULT_STATE_DIR = Path(__file__).resolve().parents[1] / ".slotcast"
 class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLOTCAST_", extra="ignore")
 
-    state_dir: Path = DEFAULT_STATE_DIR
+    state_dir: StateDir = DEFAULT_STATE_DIR
     # This service among the replicas (``slotcast serve`` processes) of one deployment, 0 to 30:
     # one number per replica, in the tag of every event id it gives (serving/event_ids.py).
     replica: int = 0

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.settings import StateDir
 from models.als import ALSConfig
 from models.ranker import RankerConfig
 
@@ -97,7 +98,7 @@ class TrainSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SLOTCAST_", env_nested_delimiter="__", extra="ignore")
 
-    state_dir: Path = DEFAULT_STATE_DIR
+    state_dir: StateDir = DEFAULT_STATE_DIR
     mlflow_tracking_uri: str | None = None
     experiment_name: str = "slotcast"
     registered_model: str = "slotcast"

@@ -45,3 +45,19 @@ def test_a_tilde_in_slotcast_state_dir_means_home_for_every_command(
     assert main(["segments", "show"]) == 1  # nothing built yet: the message names the state dir it read
     assert f"{home / 'state' / 'features'}" in capsys.readouterr().err
     assert not (cwd / "~").exists()
+
+
+def test_every_settings_class_expands_a_tilde_in_the_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the CLI reads SLOTCAST_STATE_DIR: `bentoml serve serving.service:Slotcast` and code
+    that builds the settings itself got a literal ./~ directory."""
+    from features.settings import FeatureSettings
+    from pipelines.settings import PipelineSettings
+    from serving.settings import ServingSettings
+    from training.settings import TrainSettings
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", "~/state")
+    for cls in (FeatureSettings, PipelineSettings, ServingSettings, TrainSettings):
+        assert cls().state_dir == tmp_path / "state", cls.__name__
