@@ -114,15 +114,6 @@ def _per_session(events: list[_Live]) -> dict[tuple[int, int], tuple[pd.Timestam
     return out
 
 
-def session_increments(events: Any) -> pd.DataFrame:
-    """Per (user_id, stream_id): clicks, carts and watch seconds in ``events``, and the last ts."""
-    per = _per_session(_live_events(events))
-    return pd.DataFrame(
-        [(u, s, ts, *sums) for (u, s), (ts, sums) in per.items()],
-        columns=["user_id", "stream_id", "ts", *LIVE_FEATURES],
-    )
-
-
 def ingest_live_events(store_or_reader: Any, events: Any, ledger: Any = None) -> int:
     """Add ``events`` to the live-session totals in the online store; returns sessions updated.
 

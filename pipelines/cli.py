@@ -83,9 +83,9 @@ def _quiet_libraries() -> None:
 
 
 def _expand_state_dir() -> None:
-    """``~`` in SLOTCAST_STATE_DIR, as a .env file, a systemd unit or quotes leave it: `data generate`
-    expanded it, `features build` made a literal ./~ directory (and DuckDB, expanding it again, then
-    failed), training and serving settings took it as it was. Expanded once here, for every command."""
+    """``~`` in SLOTCAST_STATE_DIR, as a .env file, a systemd unit or quotes leave it. The settings
+    classes expand it themselves (``features.settings.StateDir``); this is for what reads the variable
+    as it is: `serve` and the environment it hands BentoML's processes."""
     state = os.environ.get("SLOTCAST_STATE_DIR")
     if state and state.startswith("~"):
         os.environ["SLOTCAST_STATE_DIR"] = os.path.expanduser(state)

@@ -61,11 +61,7 @@ class EventLog:
         self._size = 0
         # The new name durable too: an fsync of the file's data does not persist its directory
         # entry, and a power cut could drop a whole segment of acknowledged events.
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(self.directory)
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append ``records`` durably (all or none visible as whole lines) or raise 503."""
@@ -116,3 +112,13 @@ def read_all(directory: Path) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
                 except json.JSONDecodeError:
                     continue
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the names in ``directory`` durable (a new file, a rename): an fsync of a file's data
+    does not persist its directory entry."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -41,6 +41,7 @@ from typing import Any
 from features.live import LIVE_TYPES
 from features.store import LIVE_SESSION_ONLINE_WINDOW
 from serving.event_ids import EventIds
+from serving.event_log import fsync_dir
 
 log = logging.getLogger(__name__)
 KEPT = ("event_id", "user_id", "stream_id", "type", "ts", "ts_us", "watch_seconds")
@@ -175,7 +176,7 @@ class LivePending:
                 f.flush()
                 os.fsync(f.fileno())
             if fresh:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
         except OSError as exc:  # they are in the event log; this process still retries them
             log.warning("cannot keep waiting live events in %s: %s", self.path, exc)
 
@@ -187,7 +188,7 @@ class LivePending:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             log.warning("cannot rewrite %s: %s", self.path, exc)
 
@@ -213,14 +214,6 @@ def _is_live(r: dict[str, Any]) -> bool:
 
 def _lines(events: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events).encode()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def live_pending(

@@ -115,14 +115,10 @@ def _logloss(y: np.ndarray, raw: np.ndarray) -> float:
 
 
 def _auc(y: np.ndarray, raw: np.ndarray) -> float:
-    from scipy.stats import rankdata
+    from training.fit import classification_metrics  # the rank statistic the run logs
 
-    pos = y > 0
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if not n_pos or not n_neg:
-        return 1.0  # LightGBM's value for a single-class set
-    r = rankdata(raw)
-    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    # A single-class set has no AUC there; LightGBM records 1.0 for it.
+    return classification_metrics((y > 0).astype(np.float64), raw).get("auc", 1.0)
 
 
 class _NdcgAtK:
