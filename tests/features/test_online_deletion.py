@@ -45,8 +45,9 @@ def test_many_users_at_once(built_store: FeatureSettings) -> None:
     assert _clicks(reader, kept, stream=101) == [1.0] * len(kept)
 
 
-def test_key_shapes_the_byte_match_does_not_cover_are_decoded(built_store: FeatureSettings) -> None:
-    """A view whose join keys do not end in user_id once sorted gets no header: its keys are decoded."""
+def test_key_shapes_the_byte_match_does_not_cover_get_no_header(built_store: FeatureSettings) -> None:
+    """A view whose join keys do not end in user_id once sorted gets no header (its keys go to the
+    decoding path); one that does gets Feast's own header."""
     reader = FeastFeatureReader(built_store)
     views = [
         SimpleNamespace(join_keys=["user_id", "zone"]),
@@ -58,3 +59,28 @@ def test_key_shapes_the_byte_match_does_not_cover_are_decoded(built_store: Featu
     assert header is not None and header.endswith(b"user_id")
     assert user_value(42) == bytes.fromhex("0400000008000000") + b"*" + bytes(7)
     assert _escape(b"a*b?[c]\\") == b"a\\*b\\?\\[c\\]\\\\"
+
+
+def test_the_decoding_fallback_removes_the_user_and_no_one_else(built_store: FeatureSettings) -> None:
+    """The path for key shapes the byte match does not cover, on the real store."""
+    import sqlite3
+
+    from features import online_deletion as od
+    from features.privacy import _user_keyed_views
+
+    reader = FeastFeatureReader(built_store)
+    store, cfg = reader.store, reader.store.config
+    _click(reader, [2001, 2002], stream=102)
+    version = cfg.entity_key_serialization_version
+    if cfg.online_store.type == "redis":
+        client = store._get_provider().online_store._get_client(cfg.online_store)
+        removed = od._delete_redis_decoding(client, cfg.project.encode(), {2001}, version)
+    else:
+        con = sqlite3.connect(cfg.online_store.path)
+        tables = [f'"{cfg.project}_{v.name}"' for v in _user_keyed_views(store) if v.name == "live_session"]
+        removed = sum(od._delete_sqlite_decoding(con, t, {2001}, version) for t in tables)
+        con.commit()
+        con.close()
+    assert removed >= 1
+    assert np.isnan(_clicks(reader, [2001], stream=102)).all()
+    assert _clicks(reader, [2002], stream=102) == [1.0]
