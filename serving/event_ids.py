@@ -96,21 +96,38 @@ class DuplicateWorkerError(RuntimeError):
     """Another live process holds this replica and worker number on the same state directory."""
 
 
-def claim(directory: Path, owner: str) -> int:
+CLAIM_WAIT_S = 10.0  # a sweeping worker holds a stopped worker's name for one push (live_pending.py)
+
+
+def claim(directory: Path, owner: str, wait_s: float | None = None) -> int:
     """Hold ``owner``'s name under ``directory`` for this process's life (an exclusive ``flock``,
     freed by the kernel when the process dies; returns the descriptor to keep). Two ``slotcast
     serve`` sharing a state directory with the same ``SLOTCAST_REPLICA`` (the default 0 for both)
-    would give the same ids and write the same pending file: the second one refuses to start."""
+    would give the same ids and write the same pending file: the second one refuses to start.
+
+    It waits up to ``wait_s`` (CLAIM_WAIT_S) for the name first: another worker may hold a stopped
+    worker's name for a moment, pushing the live events that worker left waiting."""
+    deadline = time.monotonic() + (CLAIM_WAIT_S if wait_s is None else wait_s)
+    while (fd := try_claim(directory, owner)) is None:
+        if time.monotonic() >= deadline:
+            raise DuplicateWorkerError(
+                f"replica and worker {owner} already runs with this state directory ({directory}): "
+                "give each `slotcast serve` sharing it its own replica number (SLOTCAST_REPLICA, "
+                "--replica)"
+            )
+        time.sleep(0.05)
+    return fd
+
+
+def try_claim(directory: Path, owner: str) -> int | None:
+    """``owner``'s name held (the descriptor to release), or None when a live process holds it."""
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / f"{owner}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise DuplicateWorkerError(
-            f"replica and worker {owner} already runs with this state directory ({directory}): give "
-            "each `slotcast serve` sharing it its own replica number (SLOTCAST_REPLICA, --replica)"
-        ) from None
+        return None
     return fd
 
 

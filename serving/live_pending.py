@@ -23,6 +23,16 @@ ledger), events older than the live window (``features.store.LIVE_SESSION_ONLINE
 features build loads only sessions active within it), and events queued before a features build
 finished (its totals replace the live ones, and count served events appended to the data with
 ``slotcast data append-events``; pushing them too could count them twice).
+
+A worker that never comes back (its replica retired, the workers scaled down) would leave its file
+waiting for ever: each worker therefore also sweeps the pending files of the other BentoML workers
+(``r<replica>w<worker>.jsonl``) whose name no process holds (``serving/event_ids.claim``: a live
+worker keeps an exclusive lock on ``$STATE/serving/workers/<owner>.lock``), at its start and, at most
+every ``sweep_interval_s``, when a readiness probe finds the store answering. It takes that worker's
+lock, pushes the file as its owner's next start would (same push tags: counted once) and deletes it
+when the store took it, then lets the lock go; a worker starting meanwhile waits for its name
+(``CLAIM_WAIT_S``). Files of processes outside BentoML (``r<replica>p<pid>``) hold no lock and are
+never swept: such a process pushes its own at its next start with the same process id only.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -40,11 +51,12 @@ from typing import Any
 
 from features.live import LIVE_TYPES
 from features.store import LIVE_SESSION_ONLINE_WINDOW
-from serving.event_ids import EventIds
+from serving.event_ids import EventIds, release, try_claim
 from serving.event_log import fsync_dir
 
 log = logging.getLogger(__name__)
 KEPT = ("event_id", "user_id", "stream_id", "type", "ts", "ts_us", "watch_seconds")
+SWEPT_OWNER = re.compile(r"r\d+w\d+")  # BentoML workers' names: they hold a lock while alive
 
 
 class LivePending:
@@ -58,14 +70,20 @@ class LivePending:
         built_at: Callable[[], float | None] = lambda: None,
         window_s: float = LIVE_SESSION_ONLINE_WINDOW.total_seconds(),
         retry_interval_s: float = 1.0,
+        workers_dir: Path | None = None,
+        sweep_interval_s: float = 30.0,
     ) -> None:
         """``ingest(events)`` adds events to the live totals (raises when it cannot); ``deleted()``
-        the deleted users; ``built_at()`` when the last features build finished (epoch seconds)."""
+        the deleted users; ``built_at()`` when the last features build finished (epoch seconds);
+        ``workers_dir`` where workers hold their names (None: no sweeping of other files)."""
+        self.owner = owner
         self.path = Path(directory) / f"{owner}.jsonl"
         self.ids, self.ingest, self.deleted, self.built_at = ids, ingest, deleted, built_at
         self.window_s, self.retry_interval_s = window_s, retry_interval_s
+        self.workers_dir, self.sweep_interval_s = workers_dir, sweep_interval_s
         self._lock = threading.Lock()
         self._failed_at = -math.inf
+        self._swept_at = -math.inf
         self._retrying: threading.Thread | None = None
         self._events: list[dict[str, Any]] = []
         self._events = self._load()
@@ -99,14 +117,58 @@ class LivePending:
             return self._push([])
 
     def retry_in_background(self) -> threading.Thread | None:
-        """``retry`` in a thread of its own when something waits (a readiness probe must answer
-        at once, and a long queue takes a while); None when nothing waits or one runs already."""
+        """``retry`` (then ``sweep`` when due) in a thread of its own when there is something to do
+        (a readiness probe must answer at once, and a long queue takes a while); None when nothing
+        waits, no sweep is due, or one runs already."""
         with self._lock:
-            if not self._events or (self._retrying is not None and self._retrying.is_alive()):
+            sweep_due = time.monotonic() - self._swept_at >= self.sweep_interval_s and bool(self._orphans())
+            if not (self._events or sweep_due) or (self._retrying is not None and self._retrying.is_alive()):
                 return None
-            self._retrying = threading.Thread(target=self.retry, name="live-pending-retry", daemon=True)
+            self._retrying = threading.Thread(
+                target=self._retry_then_sweep, name="live-pending-retry", daemon=True
+            )
             self._retrying.start()
             return self._retrying
+
+    def _retry_then_sweep(self) -> None:
+        if self.retry() and time.monotonic() - self._swept_at >= self.sweep_interval_s:
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Push the pending files of stopped workers (module doc); how many events they held."""
+        self._swept_at = time.monotonic()
+        if self.workers_dir is None:
+            return 0
+        pushed = 0
+        for path in self._orphans():
+            fd = try_claim(self.workers_dir, path.stem)
+            if fd is None:
+                continue  # its worker runs: it pushes its own
+            try:
+                theirs = LivePending(
+                    path.parent, path.stem, self.ids, self.ingest, self.deleted, self.built_at, self.window_s, 0.0
+                )  # fmt: skip
+                n = len(theirs)
+                if not n:
+                    theirs._done()  # nothing whole in it: nothing to push
+                elif not theirs.retry():
+                    break  # the store failed: the rest can wait too
+                else:
+                    pushed += n
+                    log.info("took the %d live events stopped worker %s left waiting", n, path.stem)
+            finally:
+                release(fd)
+        return pushed
+
+    def _orphans(self) -> list[Path]:
+        """Other workers' pending files (held by a live worker or not)."""
+        if self.workers_dir is None:
+            return []
+        try:
+            paths = sorted(self.path.parent.glob("r*w*.jsonl"))
+        except OSError:
+            return []
+        return [p for p in paths if p.stem != self.owner and SWEPT_OWNER.fullmatch(p.stem)]
 
     def _push(self, new: list[dict[str, Any]]) -> bool:
         waiting: list[dict[str, Any]] = []
@@ -223,10 +285,20 @@ def live_pending(
     ids: EventIds,
     deleted: Callable[[], set[int]],
     retry_interval_s: float,
+    workers_dir: Path | None = None,
 ) -> LivePending | None:
     """The pending queue of a feature source that takes live events (``ingest``); None otherwise."""
     ingest = getattr(features, "ingest", None)
     if ingest is None:
         return None
     built_at = getattr(features, "built_at", lambda: None)
-    return LivePending(directory, owner, ids, ingest, deleted, built_at, retry_interval_s=retry_interval_s)
+    return LivePending(
+        directory,
+        owner,
+        ids,
+        ingest,
+        deleted,
+        built_at,
+        retry_interval_s=retry_interval_s,
+        workers_dir=workers_dir,
+    )

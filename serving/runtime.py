@@ -86,7 +86,7 @@ class SlotcastApp:
         self.reload_signal = ReloadSignal(settings.serving_dir / "reload.requested", self.reload)
         self.live = live_pending(
             features, settings.serving_dir / "live_pending", owner, self.event_ids, self.deleted.current,
-            settings.live_retry_interval_s,
+            settings.live_retry_interval_s, settings.serving_dir / "workers",
         )  # fmt: skip
         self.config = PipelineConfig(
             challenger_share=settings.challenger_share,
@@ -175,8 +175,8 @@ class SlotcastApp:
         app = cls(settings, model_source, features, catalog, ledger, catalog_error, worker)
         with contextlib.suppress(ModelUnavailableError):  # logged; it starts not ready (/status: why)
             app.reload()
-        if app.live is not None:
-            app.live.retry()  # live events a predecessor could not push
+        if app.live is not None and app.live.retry():  # live events a predecessor could not push
+            app.live.sweep()  # and those of workers that stopped for good (serving/live_pending.py)
         return app
 
     # --- models ---------------------------------------------------------------------------------

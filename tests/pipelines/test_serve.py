@@ -140,9 +140,11 @@ def test_a_replica_number_running_on_the_state_dir_is_refused_before_the_server_
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """Its workers would refuse to start, and BentoML would restart them, failing, until stopped."""
+    import serving.event_ids as event_ids
     from pipelines.cli import main
     from serving.event_ids import claim, release
 
+    monkeypatch.setattr(event_ids, "CLAIM_WAIT_S", 0.2)  # how long it waits before refusing
     monkeypatch.setattr(subprocess, "Popen", _FakeServer)
     monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path))
     running = claim(tmp_path / "serving" / "workers", "r0w1")  # worker 1 of replica 0, running

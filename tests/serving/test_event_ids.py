@@ -113,10 +113,15 @@ def test_two_replicas_sharing_a_state_dir_log_apart_and_their_ids_never_meet(
     assert {i % 1000 for i in ids} == {1, 33}
 
 
-def test_a_second_service_with_the_same_replica_number_refuses_to_start(tables, tmp_path: Path) -> None:
+def test_a_second_service_with_the_same_replica_number_refuses_to_start(
+    tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two `slotcast serve` on one state directory, both left at replica 0: the second worker 1
     would give the first's ids and share its pending live events; it refuses, naming the setting.
     Another replica number starts; once the first is gone its number is free again."""
+    import serving.event_ids as event_ids
+
+    monkeypatch.setattr(event_ids, "CLAIM_WAIT_S", 0.2)  # how long it waits before refusing
     first = _app(tables, tmp_path, 0, 1)
     with pytest.raises(DuplicateWorkerError, match="SLOTCAST_REPLICA"):
         _app(tables, tmp_path, 0, 1)
@@ -134,3 +139,22 @@ def test_the_replica_reaches_the_ids_through_http(tmp_path: Path) -> None:
         assert r.status_code == 200, r.text
     ids = [e["event_id"] for e in read_all(tmp_path / "serving" / "events")]
     assert len(ids) == 3 and {i % 1000 // 32 for i in ids} == {5}
+
+
+def test_a_worker_waits_for_its_name_while_another_holds_it_a_moment(tmp_path: Path) -> None:
+    """A worker sweeping a stopped worker's pending live events holds that worker's name for one
+    push (serving/live_pending.py): the stopped worker starting again meanwhile waits, not refuses."""
+    import threading
+    import time
+
+    from serving.event_ids import claim, release, try_claim
+
+    held = try_claim(tmp_path, "r0w1")
+    assert held is not None and try_claim(tmp_path, "r0w1") is None
+    with pytest.raises(DuplicateWorkerError):
+        claim(tmp_path, "r0w1", wait_s=0.1)
+    threading.Timer(0.3, release, args=(held,)).start()
+    started = time.monotonic()
+    fd = claim(tmp_path, "r0w1", wait_s=10.0)
+    assert 0.2 < time.monotonic() - started < 10.0
+    release(fd)

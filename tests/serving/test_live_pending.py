@@ -158,6 +158,38 @@ def test_a_retry_whose_write_landed_although_it_failed_counts_once(
     app.close()
 
 
+def test_what_a_worker_that_never_comes_back_left_waiting_is_pushed_by_another(
+    redis: RedisProc, redis_state: Path
+) -> None:
+    """Worker 1 stops with events waiting (its replica retired, the workers scaled down) and never
+    starts again: worker 2 pushes them once the store answers, counted once, and leaves a running
+    worker's file alone. Worker 1 starting later finds nothing waiting and counts nothing twice."""
+    settings = ServingSettings(
+        state_dir=redis_state, model_source="demo", feature_source="feast", demo_users=100, demo_products=30,
+        live_retry_interval_s=0,
+    )  # fmt: skip
+    one = SlotcastApp.from_settings(settings, worker=1)
+    redis.kill()
+    assert _send(one, 71, clicks=2, watch=4.0) is False and _send(one, 72, carts=1) is False
+    redis.start()
+    two = SlotcastApp.from_settings(settings, worker=2)  # its start sweeps: worker 1 still runs
+    assert two.live is not None and one.live is not None
+    assert len(_waiting(one)) == 4 and two.live.sweep() == 0
+    one.close()  # stops for good, its events still waiting
+
+    two.live.sweep_interval_s = 0.0
+    assert two.ready() == (True, "ready")  # the readiness probe's thread sweeps
+    assert two.live._retrying is not None
+    two.live._retrying.join(30)
+    assert not one.live.path.exists()
+    assert _totals(two, 71) == [2.0, 0.0, 4.0] and _totals(two, 72) == [0.0, 1.0, 0.0]
+    again = SlotcastApp.from_settings(settings, worker=1)
+    assert _send(again, 71, clicks=1) is True
+    assert _totals(two, 71) == [3.0, 0.0, 4.0] and _totals(two, 72) == [0.0, 1.0, 0.0]
+    again.close()
+    two.close()
+
+
 @pytest.fixture()
 def sqlite_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("SLOTCAST_ONLINE_STORE", raising=False)
