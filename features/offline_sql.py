@@ -111,7 +111,11 @@ WITH g AS (
 SELECT *, {segment_case} AS segment FROM f ORDER BY event_timestamp, user_id
 """
 
-# Products: one row per product per day from the first event day (or launch) to the as-of day.
+# Products: one row per product per day from the first event day until the 30-day windows have
+# rolled past the last event (nothing but days_since_launch changes after that), and the as-of day.
+# Without that bound an --as-of years after the data made a row per product per day up to it
+# (54M rows and 15 GB for the demo world as of 2099). Point-in-time reads between the two take the
+# last full day's row, off only in days_since_launch; no training query falls there (no events).
 # Conversion and cart rates are smoothed towards the catalogue-wide rate to that day.
 PRODUCT_FEATURES = """
 WITH pd AS (
@@ -120,8 +124,11 @@ WITH pd AS (
     count(*) FILTER (WHERE type = 'add_to_cart') AS carts,
     count(*) FILTER (WHERE type = 'purchase') AS purchases
   FROM ev WHERE product_id IS NOT NULL GROUP BY product_id, dn
+), span AS (
+  SELECT coalesce(min(dn), {asof_dn}) AS f, least(coalesce(max(dn), {asof_dn}) + 30, {asof_dn}) AS l FROM ev
 ), days AS (
-  SELECT CAST(unnest(range((SELECT coalesce(min(dn), {asof_dn}) FROM ev), {asof_dn} + 1)) AS INTEGER) AS dn
+  SELECT CAST(unnest(range(f, l + 1)) AS INTEGER) AS dn FROM span
+  UNION SELECT {asof_dn}
 ), gtot AS (
   SELECT days.dn,
     sum(coalesce(sum(pd.purchases), 0)) OVER (ORDER BY days.dn) AS cum_p,

@@ -83,6 +83,32 @@ def test_product_features(offline: FeatureSettings) -> None:
     assert ((p["conversion_rate"] > 0) & (p["conversion_rate"] <= 1)).all()
 
 
+def test_features_as_of_years_after_the_data_hold_no_row_per_idle_day(tmp_path: Path) -> None:
+    """`features build --as-of` far past the last event: the windows have all rolled off, so the
+    as-of rows equal those of a build 31 days after the last event (age features aside), and the
+    days in between hold no product rows (one per product per day made 54M rows, 15 GB, for the
+    demo world as of 2099)."""
+    build_world(tmp_path / "data")
+    near, far = (FeatureSettings(state_dir=tmp_path / name) for name in ("near", "far"))
+    compute_offline_features(tmp_path / "data", near, as_of=day(63, 0))  # last event day 31 + 32
+    compute_offline_features(tmp_path / "data", far, as_of=day(63 + 3650, 0))
+    p_near, p_far = latest(near, "product", "product_id"), latest(far, "product", "product_id")
+    assert (p_far["event_timestamp"] == pd.Timestamp(day(63 + 3650, 0))).all()
+    assert (p_far["days_since_launch"] - p_near["days_since_launch"]).round(9).eq(3650).all()
+    pd.testing.assert_frame_equal(
+        p_far.drop(columns=["event_timestamp", "days_since_launch"]),
+        p_near.drop(columns=["event_timestamp", "days_since_launch"]),
+    )
+    assert (p_near[["popularity_7d", "clicks_30d"]] == 0).all().all()  # the windows did roll off
+    # Both: the days until the windows rolled off (day 31 + 30), then the as-of day; not 3,650 more.
+    assert (
+        table(far, "product")["event_timestamp"].nunique()
+        == table(near, "product")["event_timestamp"].nunique()
+    )
+    u_far = latest(far, "user")  # users were bounded already: a row a day for the horizon only
+    assert (u_far["segment"] == "sleeping").all() and (u_far["watch_minutes_7d"] == 0).all()
+
+
 def test_category_affinity_is_a_share(offline: FeatureSettings) -> None:
     uc = table(offline, "user_category")
     last = uc[uc["event_timestamp"] == uc["event_timestamp"].max()]
