@@ -119,6 +119,7 @@ def fit_ranker_dask(
     import dask.array as da
     import dask.dataframe as dd
     import lightgbm as lgb
+    from distributed import KilledWorker
 
     config = config or RankerConfig()
     ranker = LightGBMRanker(config)
@@ -161,7 +162,11 @@ def fit_ranker_dask(
         try:
             est.fit(dX, dy, **fit_kw)
         except lgb.basic.LightGBMError as exc:
+            if "socket" in str(exc).lower():  # a peer's connection reset: its worker died mid-fit
+                raise DaskUnavailableError(_lost_worker(exc)) from exc
             raise ModelFitError(f"LightGBM's Dask fit failed: {exc}") from exc
+        except KilledWorker as exc:  # the scheduler gave up on a task whose workers kept dying
+            raise DaskUnavailableError(_lost_worker(exc)) from exc
         booster = est.to_local().booster_
     ranker.booster = booster
     ranker.best_iteration = booster.current_iteration()
@@ -212,6 +217,14 @@ def fit_ranker_dask_early_stopped(
         "ranker_stopping_s": time.perf_counter() - t1,
     }
     return ranker, figures
+
+
+def _lost_worker(exc: BaseException) -> str:
+    return (
+        f"a Dask worker was lost during the ranker fit ({type(exc).__name__}: {exc}); every worker "
+        "takes part in each tree, so the fit cannot go on without it: nothing was registered, run "
+        "it again once the cluster is whole"
+    )
 
 
 def _query_aligned_bounds(group: np.ndarray, parts: int) -> list[tuple[int, int]]:

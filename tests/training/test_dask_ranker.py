@@ -56,3 +56,54 @@ def test_partitions_never_cut_a_query() -> None:
     assert bounds[0][0] == 0 and bounds[-1][1] == g.sum()
     assert all(a in ends and b in ends for a, b in bounds)
     assert all(b0 == a1 for (_, b0), (a1, _) in zip(bounds, bounds[1:], strict=False))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_worker_killed_mid_fit_fails_the_fit_at_once_with_a_clear_error() -> None:
+    """A worker process dies (SIGKILL: an OOM kill, a pre-empted node) while LightGBM's trees are
+    being fitted: every worker takes part in each tree, so the fit cannot go on. It fails at once
+    (the peers' sockets are reset) with an error that says a worker was lost, not LightGBM's bare
+    socket message; 20,000 trees would otherwise run for minutes. Its own cluster: the session's is
+    not to be broken."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from training.dask_ranker import DaskUnavailableError, fit_ranker_dask_early_stopped
+
+    X, y = planted(20_000, seed=3)
+    cfg = RankerConfig(n_estimators=20_000, num_leaves=15)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        killed: list[int] = []
+
+        def kill_once_both_are_fitting() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                busy = [
+                    w for w, keys in client.processing().items() if any("_train_part" in str(k) for k in keys)
+                ]
+                if len(busy) == 2:
+                    time.sleep(1.0)  # LightGBM's network is up: trees are being fitted
+                    killed.append(pids[busy[0]])
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    return
+                time.sleep(0.1)
+
+        killer = threading.Thread(target=kill_once_both_are_fitting, daemon=True)
+        killer.start()
+        with pytest.raises(DaskUnavailableError, match="worker was lost during the ranker fit"):
+            fit_ranker_dask_early_stopped(
+                X, y, cfg, None, (X.iloc[:100], y[:100], None), scheduler=cluster.scheduler_address
+            )
+        killer.join(5)
+        assert killed, "the fit ended before both workers were fitting"
