@@ -10,6 +10,10 @@ matching, the default; and decoding every stored key through Feast, the code bef
 the fallback for key shapes the byte match does not cover). Each method deletes its own users; then
 each method is run again on the other's users and must find nothing left. Medians of wall time per
 deletion; JSON to ``--out``.
+
+``--batch-users N`` then deletes 2N further buyers with the default method, N of them one call
+each (what ``DELETE /users/{id}`` does), then N in one call (``POST /users/delete``), and reports
+the wall time of each per user; both must leave nothing behind.
 """
 
 from __future__ import annotations
@@ -139,11 +143,36 @@ def bench_backend(settings: Any, users: list[int], keys: int) -> dict[str, Any]:
     return out
 
 
+def bench_batch(settings: Any, users: list[int]) -> dict[str, Any]:
+    """The users' halves deleted one call each and in one call; seconds per user of each."""
+    from features.privacy import delete_user_online
+    from features.retrieval import FeastFeatureReader
+
+    store = FeastFeatureReader(settings).store
+    half = len(users) // 2
+    singles, batch = users[:half], users[half : 2 * half]
+    out: dict[str, Any] = {"batch_users": half}
+    t = time.perf_counter()
+    out["one_call_each_rows"] = sum(delete_user_online(store, u) for u in singles)
+    out["one_call_each_s_per_user"] = (time.perf_counter() - t) / half
+    t = time.perf_counter()
+    out["one_call_rows"] = delete_user_online(store, set(batch))
+    out["one_call_s_per_user"] = (time.perf_counter() - t) / half
+    left = delete_user_online(store, set(singles) | set(batch))
+    if left:
+        raise SystemExit(f"{store.config.online_store.type}: {left} rows of deleted users left")
+    out["ratio_each_over_one_call"] = out["one_call_each_s_per_user"] / out["one_call_s_per_user"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="canonical data dir (`slotcast data generate`)")
     ap.add_argument("--keys", type=int, default=1_000_000, help="synthetic (user, product) keys added")
     ap.add_argument("--users", type=int, default=6, help="users deleted per backend (half by each method)")
+    ap.add_argument(
+        "--batch-users", type=int, default=0, help="then N users one call each and N in one call (0: skip)"
+    )
     ap.add_argument(
         "--redis", default="start", help="'start' a private redis-server, a redis:// URL, or 'off'"
     )
@@ -157,9 +186,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from features.store import build_feature_store
 
     buyers = pd.read_parquet(args.data / "events.parquet", columns=["user_id", "type"])
-    users = [
-        int(u) for u in buyers.loc[buyers["type"] == "purchase", "user_id"].value_counts().index[: args.users]
-    ]
+    ranked = [int(u) for u in buyers.loc[buyers["type"] == "purchase", "user_id"].value_counts().index]
+    users, more = ranked[: args.users], ranked[args.users : args.users + 2 * args.batch_users]
     result: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "users": len(users)}
     backends = {"sqlite": {}}
     proc, url = _start_redis() if args.redis == "start" else (None, args.redis)
@@ -177,6 +205,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"rows removed {r['bytes_rows_removed']} / {r['decoding_rows_removed']}",
                 flush=True,
             )
+            if args.batch_users:
+                r["batch"] = b = bench_batch(settings, more)
+                print(
+                    f"{name}: {b['batch_users']} users one call each {b['one_call_each_s_per_user'] * 1e3:.1f} ms "
+                    f"per user, in one call {b['one_call_s_per_user'] * 1e3:.2f} ms per user "
+                    f"(x{b['ratio_each_over_one_call']:.0f}); rows {b['one_call_each_rows']} / {b['one_call_rows']}",
+                    flush=True,
+                )
     finally:
         if proc is not None:
             proc.terminate()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,21 @@ class DeletionLedger:
 
     def add(self, user_id: int) -> None:
         """Record a deletion durably (fsync) before anything else acts on it."""
-        uid = int(user_id)
-        if self.contains(uid):
-            return
+        self.add_many([user_id])
+
+    def add_many(self, user_ids: Iterable[int]) -> list[int]:
+        """Record deletions durably, one append and one fsync for all; the ids newly recorded."""
+        known = self.user_ids()
+        new = [u for u in dict.fromkeys(int(x) for x in user_ids) if u not in known]
+        if not new:
+            return []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="ascii") as f:
-            f.write(f"{uid}\n")
+            f.write("".join(f"{u}\n" for u in new))
             f.flush()
             os.fsync(f.fileno())
         self._cache = None
+        return new
 
     def user_ids(self) -> set[int]:
         """Every deleted user id (re-read only when the file changed)."""

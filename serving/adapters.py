@@ -271,10 +271,11 @@ class FeastFeatureSource:
         df = self.reader.latest_user_features(user_ids=[int(user_id)])
         return {} if df.empty else {k: v for k, v in df.iloc[0].to_dict().items() if v == v}
 
-    def delete_user(self, user_id: int) -> None:
+    def delete_users(self, user_ids: list[int]) -> None:
+        """Remove the users' online rows: one pass over the store's keys for all of them."""
         from features.privacy import delete_user_online
 
-        delete_user_online(self.reader.store, user_id)
+        delete_user_online(self.reader.store, {int(u) for u in user_ids})
 
     def ingest(self, events: Any) -> None:
         """Add live events (dicts or a frame) to the live-session totals; raises when the store

@@ -61,10 +61,15 @@ class DeletedUsers:
 
     def add(self, user_id: int) -> None:
         """Record a deletion: durable in the ledger first (training excludes the user from now on)."""
-        self.ledger.add(user_id)
+        self.add_many([user_id])
+
+    def add_many(self, user_ids: Iterable[int]) -> None:
+        """Record deletions, one ledger write for all of them."""
+        ids = {int(u) for u in user_ids}
+        self.ledger.add_many(ids)
         with self._lock:  # not between a refresh's union and its assignment (it would be lost)
-            self._ids.add(user_id)
-            self._on_new({user_id})
+            self._ids = self._ids | ids
+            self._on_new(ids)
 
 
 def forget_users(models: Iterable[Any], user_ids: set[int]) -> None:

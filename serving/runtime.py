@@ -356,21 +356,33 @@ class SlotcastApp:
         )  # fmt: skip
 
     def delete_user(self, user_id: int) -> dict[str, Any]:
-        cat = self._catalog()
-        if not cat.holds_user(user_id) and not self.deleted.known_here(user_id):
+        if self.delete_users([user_id])["unknown"]:
             raise NotFoundError(f"unknown user {user_id}", field="user_id")
-        self.deleted.add(user_id)  # the ledger first; then this process's models forget the user
-        cat.last_purchase.pop(user_id, None)
-        fn = getattr(self.features, "delete_user", None)
-        if fn is not None:
-            try:
-                fn(user_id)
-            except Exception as exc:  # noqa: BLE001 - the ledger already excludes them; retried by the next build
-                from serving.adapters import pending_online_deletions
-
-                pending_online_deletions(self.settings.state_dir).add(user_id)
-                log.warning("online store deletion failed, left to the next features build: %s", exc)
         return {"user_id": user_id, "deleted": True}
+
+    def delete_users(self, user_ids: list[int]) -> dict[str, list[int]]:
+        """Delete the users serving holds something about: the ledger first (one write), then
+        this process's models and purchases, then the online rows (one pass over the store's keys
+        for all of them: a user at a time, a list of 1,000 walked the keys 1,000 times). Users it
+        holds nothing about are listed as unknown and not recorded (``DELETE /users/{id}``: 404)."""
+        cat = self._catalog()
+        ids = list(dict.fromkeys(int(u) for u in user_ids))
+        known = [u for u in ids if cat.holds_user(u) or self.deleted.known_here(u)]
+        if known:
+            self.deleted.add_many(known)  # then this process's models forget them
+            for u in known:
+                cat.last_purchase.pop(u, None)
+            fn = getattr(self.features, "delete_users", None)
+            if fn is not None:
+                try:
+                    fn(known)
+                except Exception as exc:  # noqa: BLE001 - the ledger already excludes them; retried by the next build
+                    from serving.adapters import pending_online_deletions
+
+                    pending_online_deletions(self.settings.state_dir).add_many(known)
+                    log.warning("online store deletion failed, left to the next features build: %s", exc)
+        known_set = set(known)
+        return {"deleted": known, "unknown": [u for u in ids if u not in known_set]}
 
     def close(self) -> None:
         self.event_log.close()

@@ -201,6 +201,15 @@ class EventsResponse(BaseModel):
     online: bool
 
 
+class DeleteUsersRequest(_Strict):
+    user_ids: list[IdItem] = Field(min_length=1, max_length=10_000)
+
+
+class DeleteUsersResponse(BaseModel):
+    deleted: list[int]  # recorded in the ledger, their online rows removed (or left to the next build)
+    unknown: list[int]  # serving holds nothing about them: nothing recorded (DELETE /users/{id}: 404)
+
+
 class SegmentInfo(BaseModel):
     segment: str
     users: int

@@ -28,6 +28,8 @@ from serving.runtime import SlotcastApp
 from serving.schemas import (
     CarouselRequest,
     CarouselResponse,
+    DeleteUsersRequest,
+    DeleteUsersResponse,
     EventsRequest,
     EventsResponse,
     NoopResponse,
@@ -289,6 +291,15 @@ class Slotcast:
     def delete_user(self, user_id: UserId, authorization: str | None = Header(None)) -> dict[str, Any]:
         self.app.check_token(authorization)
         return self.app.delete_user(user_id)
+
+    @web.post("/users/delete", response_model=DeleteUsersResponse)
+    def delete_users(
+        self, body: DeleteUsersRequest, authorization: str | None = Header(None)
+    ) -> DeleteUsersResponse:
+        """Many deletions at once (a compliance batch): one ledger write, one pass over the online
+        store's keys for all of them."""
+        self.app.check_token(authorization)
+        return DeleteUsersResponse(**self.app.delete_users(body.user_ids))
 
 
 # Every refusal is JSON: paths no route can match (control characters) are answered before routing,

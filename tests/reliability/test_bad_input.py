@@ -28,6 +28,7 @@ OPERATIONS = [
     ("GET", "/users/{user_id}/segment"),
     ("GET", "/users/{user_id}/data"),
     ("DELETE", "/users/{user_id}"),
+    ("POST", "/users/delete"),
 ]
 
 

@@ -130,7 +130,18 @@ def test_opt_out_and_deletion_end_to_end(feast_world: dict[str, Any], tmp_path: 
         assert _online_profile(feast_world, other) is not None
         # Someone else is untouched.
         assert c.post("/carousel", json={"user_id": other, "stream_id": 0, "k": 5}).json()["personalized"]
+        # Many at once (POST /users/delete): the same, with one pass over Redis's keys for all.
+        batch = [int(u) for u in sorted(before.user_ids) if u not in (victim, other) and u % 7 != 3][:3]
+        assert all(_online_profile(feast_world, u) is not None for u in batch)
+        r = c.post("/users/delete", json={"user_ids": [*batch, 10**12]}, headers=auth()).json()
+        assert r == {"deleted": batch, "unknown": [10**12]}, r
+        for u in batch:
+            assert _online_profile(feast_world, u) is None
+            r = c.post("/carousel", json={"user_id": u, "stream_id": 0, "k": 5}).json()
+            assert r["personalized"] is False and r["fallback"] == "deleted", r
+        assert _online_profile(feast_world, other) is not None
     # Survives a restart: the ledger is durable and the next server still refuses personalization.
-    assert victim in DeletionLedger(state).user_ids()
+    assert {victim, *batch} <= DeletionLedger(state).user_ids()
     after = build_interactions(load_events(state / "data", deleted_users(state)), EventWeights())
     assert victim not in after.user_ids and other in after.user_ids
+    assert not set(batch) & set(after.user_ids)

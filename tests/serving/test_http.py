@@ -79,6 +79,7 @@ def test_segments(client: TestClient) -> None:
 def test_private_endpoints_refuse_a_missing_or_wrong_token(client: TestClient, headers: dict) -> None:
     assert client.get("/users/5/data", headers=headers).status_code == 401
     assert client.delete("/users/5", headers=headers).status_code == 401
+    assert client.post("/users/delete", json={"user_ids": [5]}, headers=headers).status_code == 401
     assert client.post("/admin/reload", headers=headers).status_code == 401
 
 
@@ -95,6 +96,24 @@ def test_user_data_and_deletion(client: TestClient) -> None:
     r = client.post("/carousel", json={"user_id": 15, "stream_id": 1})
     assert r.json()["personalized"] is False and r.json()["fallback"] == "deleted"
     assert client.delete("/users/123456789", headers=AUTH).status_code == 404
+
+
+def test_many_users_deleted_in_one_call(client: TestClient) -> None:
+    """`POST /users/delete`: the users serving holds are deleted as one by one, the others listed
+    as unknown and not recorded; bad bodies are 422 naming the field."""
+    for u in (18, 19):
+        assert client.post("/carousel", json={"user_id": u, "stream_id": 1}).json()["personalized"] is True
+    r = client.post("/users/delete", json={"user_ids": [18, 123456789, 19, 18]}, headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"deleted": [18, 19], "unknown": [123456789]}
+    for u in (18, 19):
+        r = client.post("/carousel", json={"user_id": u, "stream_id": 1}).json()
+        assert r["personalized"] is False and r["fallback"] == "deleted"
+        assert client.get(f"/users/{u}/data", headers=AUTH).json()["deleted"] is True
+    assert client.get("/users/123456789/data", headers=AUTH).json()["deleted"] is False
+    for body, field in (({"user_ids": []}, "user_ids"), ({"user_ids": [-1]}, "user_ids"), ({}, "user_ids"),
+                        ({"user_ids": list(range(10_001))}, "user_ids"), ({"user_ids": [1], "x": 1}, "x")):  # fmt: skip
+        r = client.post("/users/delete", json=body, headers=AUTH)
+        assert r.status_code == 422 and field in r.text, (body, r.text[:300])
 
 
 def test_reload_swaps_the_model(client: TestClient) -> None:

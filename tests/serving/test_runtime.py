@@ -351,13 +351,15 @@ def test_a_deletion_the_online_store_refuses_is_left_to_the_next_build(tables, t
 
     app = make_app(tables, tmp_path)
 
-    def refuse(user_id: int) -> None:
+    def refuse(user_ids: list[int]) -> None:
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    app.features.delete_user = refuse  # type: ignore[attr-defined]
+    app.features.delete_users = refuse  # type: ignore[attr-defined]
     assert app.delete_user(3) == {"user_id": 3, "deleted": True}
     assert pending_online_deletions(tmp_path).user_ids() == {3}
-    assert DeletionLedger(tmp_path).user_ids() == {3}
+    assert app.delete_users([4, 123456789, 5, 4]) == {"deleted": [4, 5], "unknown": [123456789]}
+    assert pending_online_deletions(tmp_path).user_ids() == {3, 4, 5}
+    assert DeletionLedger(tmp_path).user_ids() == {3, 4, 5}
 
 
 def test_a_deletion_during_a_reload_is_forgotten_by_the_new_models(
