@@ -149,6 +149,28 @@ def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: date
         con.close()
 
 
+@contextlib.contextmanager
+def _rows_replace_stored(store: Any, replace: bool) -> Iterator[None]:
+    """While writing a build's rows: on Redis, each replaces the stored row even when that one is
+    newer (Feast's ``skip_dedup``), as on SQLite.
+
+    Feast's Redis store keeps whichever row has the later event time, so after a build as of a
+    later date (``--as-of`` 2099 by mistake, a world simulated later) every following build left
+    the later rows in place and serving read them: days_since_launch 27,009 days off for every
+    product of the demo world. A build is the truth as of its date. Live sessions keep the newer
+    row: a live total pushed during the build counts events the build did not see."""
+    cfg = store.config.online_store
+    if not replace or getattr(cfg, "type", None) != "redis" or not hasattr(cfg, "skip_dedup"):
+        yield
+        return
+    before = cfg.skip_dedup
+    cfg.skip_dedup = True
+    try:
+        yield
+    finally:
+        cfg.skip_dedup = before
+
+
 def materialize(
     store: Any,
     defs: Any,
@@ -171,8 +193,9 @@ def materialize(
     for name in defs.views:
         since = (as_of or end) - LIVE_SESSION_ONLINE_WINDOW if name == "live_session" else None
         df = latest_rows(settings, name, end, since)
-        for i in range(0, len(df), chunk_rows):
-            store.write_to_online_store(name, df.iloc[i : i + chunk_rows])
+        with _rows_replace_stored(store, name != "live_session"):
+            for i in range(0, len(df), chunk_rows):
+                store.write_to_online_store(name, df.iloc[i : i + chunk_rows])
         written[name] = len(df)
         if on_view:
             on_view(name)

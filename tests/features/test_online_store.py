@@ -220,3 +220,32 @@ def test_the_fast_path_reads_only_keys_that_can_exist(
     ]
     assert len(personal) == 4 and anonymous[personal].isna().all().all()
     assert anonymous["price"].notna().all()  # product features still come from the in-memory tables
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
+def test_a_build_as_of_an_earlier_date_replaces_a_later_builds_rows(
+    backend: str, world_dir: Any, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """A build as of ten years on (a mistaken --as-of), then one as of the data's end: serving must
+    read the second. Feast's Redis store kept the later-dated rows (it writes only newer rows), so
+    days_since_launch stayed ten years ahead and every windowed count at zero."""
+    import warnings
+
+    from features.store import build_feature_store
+    from tests.features.conftest import AS_OF
+
+    kw: dict[str, Any] = {}
+    if backend == "redis":  # its own database: the session's store lives in db 0
+        kw = {"online_store": "redis", "redis_url": request.getfixturevalue("redis_server") + "/5"}
+    settings = FeatureSettings(state_dir=tmp_path, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_feature_store(world_dir, settings, as_of=day(31 + 3650, 0))
+        build_feature_store(world_dir, settings, as_of=AS_OF)
+    off = pd.read_parquet(settings.offline_dir / "product_features.parquet")
+    last = off.sort_values("event_timestamp").groupby("product_id").tail(1).set_index("product_id")
+    online = FeastFeatureReader(settings).online(1, [int(p) for p in last.index], stream_id=100)
+    assert len(last) >= 3
+    np.testing.assert_allclose(online["days_since_launch"], last["days_since_launch"].loc[online.index])
+    np.testing.assert_allclose(online["conversion_rate"], last["conversion_rate"].loc[online.index])
+    assert (online["monetary_90d"] == 60.0).all()  # user 1 as of the data's end, not ten years on
