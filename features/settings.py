@@ -7,9 +7,11 @@ environment with the ``SLOTCAST_`` prefix, e.g. ``SLOTCAST_ONLINE_STORE=redis`` 
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,16 +85,28 @@ class FeatureSettings(BaseSettings):
 
 
 def redis_connection_string(url: str) -> str:
-    """Turn ``redis://[:password@]host:port[/db]`` into Feast's ``host:port[,db=N][,password=...]``."""
+    """Turn ``redis[s]://[[user]:password@]host:port[/db]`` into Feast's ``host:port[,db=N][,...]``.
+
+    The user and password are percent-decoded (a password with ``@``, ``:`` or ``/`` is written
+    %-encoded in a URL) and passed JSON-quoted: Feast's parser JSON-decodes every value, so a bare
+    password ``123456`` reached Redis as a number and ``null`` as no password at all. A Redis 6 ACL
+    user was dropped before (AUTH went to the default user and failed)."""
     u = urlparse(url)
     if u.scheme not in ("redis", "rediss") or not u.hostname:
-        raise ValueError(f"SLOTCAST_REDIS_URL: expected redis://host:port[/db], got {url!r}")
+        shown = re.sub(r"//[^@/]*@", "//***@", url)  # no password in an error message
+        raise ValueError(f"SLOTCAST_REDIS_URL: expected redis://host:port[/db], got {shown!r}")
     parts = [f"{u.hostname}:{u.port or 6379}"]
     db = (u.path or "/").strip("/")
     if db:
         parts.append(f"db={int(db)}")
-    if u.password:
-        parts.append(f"password={u.password}")
+    for name, raw in (("username", u.username), ("password", u.password)):
+        value = unquote(raw) if raw else ""
+        if "," in value:  # Feast splits its connection string on commas
+            raise ValueError(
+                f"SLOTCAST_REDIS_URL: the {name} holds a comma, which Feast's Redis settings cannot carry"
+            )
+        if value:
+            parts.append(f"{name}={json.dumps(value)}")
     if u.scheme == "rediss":
         parts.append("ssl=true")
     return ",".join(parts)
