@@ -84,6 +84,12 @@ class FeatureSettings(BaseSettings):
         }
 
 
+def redacted(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it masked, for errors and logs (and what
+    ``/status`` shows): a tracking URI or Redis URL may carry credentials."""
+    return re.sub(r"//[^/@\s]*@", "//***@", text)
+
+
 def redis_connection_string(url: str) -> str:
     """Turn ``redis[s]://[[user]:password@]host:port[/db]`` into Feast's ``host:port[,db=N][,...]``.
 
@@ -93,8 +99,7 @@ def redis_connection_string(url: str) -> str:
     user was dropped before (AUTH went to the default user and failed)."""
     u = urlparse(url)
     if u.scheme not in ("redis", "rediss") or not u.hostname:
-        shown = re.sub(r"//[^@/]*@", "//***@", url)  # no password in an error message
-        raise ValueError(f"SLOTCAST_REDIS_URL: expected redis://host:port[/db], got {shown!r}")
+        raise ValueError(f"SLOTCAST_REDIS_URL: expected redis://host:port[/db], got {redacted(url)!r}")
     parts = [f"{u.hostname}:{u.port or 6379}"]
     db = (u.path or "/").strip("/")
     if db:

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
+from features.settings import redacted
 from models.calibration import PlattCalibration
 from serving.errors import ModelUnavailableError
 from serving.outage_log import OutageLog
@@ -150,8 +151,8 @@ class MlflowModelSource:
                 # Anything else (a server that does not answer) is not "no model".
                 missing = exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
                 what = "no model" if missing else "cannot reach the MLflow registry for"
-                raise ModelUnavailableError(
-                    f"{what} {self.name}@{alias} in {self.tracking_uri}: {exc.message}"
+                raise ModelUnavailableError(  # /status shows it: no credentials of the URI
+                    redacted(f"{what} {self.name}@{alias} in {self.tracking_uri}: {exc.message}")
                 ) from exc
             bundle = Bundle.load(Bundle.find(local))
         return models_from_bundle(bundle, f"{self.name}/{mv.version}", self.policy)

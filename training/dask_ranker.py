@@ -50,7 +50,7 @@ def check_scheduler(address: str, timeout_s: float = 5.0) -> int:
     MLflow before the fit rather than after it."""
     import asyncio
 
-    from training.settings import public_dask_address
+    from training.settings import public_address
 
     async def identity() -> dict[str, Any]:
         from distributed.comm import connect
@@ -62,7 +62,7 @@ def check_scheduler(address: str, timeout_s: float = 5.0) -> int:
         finally:
             comm.abort()
 
-    where = public_dask_address(address)
+    where = public_address(address)
     hint = "start it or correct --dask-scheduler / SLOTCAST_DASK_SCHEDULER"
     try:
         info = asyncio.run(asyncio.wait_for(identity(), timeout_s))
@@ -191,9 +191,9 @@ def fit_ranker_dask_early_stopped(
     ``valid`` in process (``training.posthoc_stopping.choose_iteration``); also returns figures
     of the fit (trees fitted, workers, seconds on the cluster and choosing the tree count)."""
     from training.posthoc_stopping import choose_iteration
-    from training.settings import public_dask_address
+    from training.settings import public_address
 
-    where = public_dask_address(scheduler) if scheduler else f"local:{n_workers}"
+    where = public_address(scheduler) if scheduler else f"local:{n_workers}"
     t0 = time.perf_counter()
     try:
         with dask_client(scheduler, n_workers) as client:

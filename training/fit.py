@@ -149,7 +149,7 @@ def fit_final_ranker(
             {"ranker.fit_backend": "inprocess"},
         )
     from training.dask_ranker import fit_ranker_dask_early_stopped
-    from training.settings import parse_dask_scheduler, public_dask_address
+    from training.settings import parse_dask_scheduler, public_address
 
     X, y, group, valid = _ranker_inputs(data, cfg)
     if valid is None:
@@ -157,7 +157,7 @@ def fit_final_ranker(
     address, n_workers = parse_dask_scheduler(settings.dask_scheduler)
     ranker, figures = fit_ranker_dask_early_stopped(X, y, cfg, group, valid, address, n_workers)
     figures["ranker_best_iteration"] = float(ranker.best_iteration)
-    where = {"ranker.fit_backend": "dask", "ranker.dask_scheduler": public_dask_address(settings.dask_scheduler),
+    where = {"ranker.fit_backend": "dask", "ranker.dask_scheduler": public_address(settings.dask_scheduler),
              "ranker.dask_workers": str(int(figures["ranker_dask_workers"]))}  # fmt: skip
     return ranker, figures, where
 
@@ -302,9 +302,9 @@ def fit_all(
     progress(f"ranker search ({settings.hpo_trials} trials) and fit")
     cfg, trials = search_ranker(data, settings)
     if settings.dask_scheduler:
-        from training.settings import public_dask_address
+        from training.settings import public_address
 
-        where = public_dask_address(settings.dask_scheduler)
+        where = public_address(settings.dask_scheduler)
         progress(f"ranker fit on Dask ({where}), then its tree count on the valid split")
     ranker, ranker_figures, ranker_backend = fit_final_ranker(data, cfg, settings)
     timings["ranker_fit_s"] = time.perf_counter() - t

@@ -56,6 +56,7 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
     failure (the registry does not answer) is a TrackingUnavailableError, not "no such version"."""
     from mlflow.exceptions import MlflowException
 
+    from features.settings import redacted
     from training.tracking import TrackingUnavailableError
 
     try:
@@ -65,7 +66,9 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise TrackingUnavailableError(
-            f"the MLflow registry {client._registry_uri} failed to look up {name}@{alias}: {exc.message}"
+            redacted(
+                f"the MLflow registry {client._registry_uri} failed to look up {name}@{alias}: {exc.message}"
+            )
         ) from exc
 
 

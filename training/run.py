@@ -73,17 +73,15 @@ def _log_plots(client, run_id: str, fit: FitResult, k: int) -> None:  # type: ig
 def _check_dask(scheduler: str, progress: Progress) -> None:
     """A scheduler address that does not answer stops the run before the data is read."""
     from training.dask_ranker import check_scheduler
-    from training.settings import parse_dask_scheduler, public_dask_address
+    from training.settings import parse_dask_scheduler, public_address
 
     address, _ = parse_dask_scheduler(scheduler)
     if address is None:
         return  # local:N: a LocalCluster made for the fit
-    progress(f"checking the Dask scheduler {public_dask_address(address)}")
+    progress(f"checking the Dask scheduler {public_address(address)}")
     workers = check_scheduler(address)
     if not workers:
-        log.warning(
-            "the Dask scheduler %s has no worker yet; the fit waits for one", public_dask_address(address)
-        )
+        log.warning("the Dask scheduler %s has no worker yet; the fit waits for one", public_address(address))
 
 
 def train(

@@ -41,8 +41,9 @@ def parse_dask_scheduler(value: str) -> tuple[str | None, int]:
     return v, 0
 
 
-def public_dask_address(value: str) -> str:
-    """The scheduler address without user:password@ and query, for logs and MLflow params."""
+def public_address(value: str) -> str:
+    """An address (a Dask scheduler, an MLflow server) without user:password@ and query, for logs,
+    error messages and MLflow params."""
     from urllib.parse import urlsplit
 
     if "://" not in value:

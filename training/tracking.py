@@ -42,9 +42,11 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
         return
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        from training.settings import public_address
+
         raise TrackingUnavailableError(
-            f"the MLflow tracking server {uri} does not answer ({reason}); start it or correct "
-            "SLOTCAST_MLFLOW_TRACKING_URI"
+            f"the MLflow tracking server {public_address(uri)} does not answer ({reason}); start it "
+            "or correct SLOTCAST_MLFLOW_TRACKING_URI"
         ) from exc
 
 

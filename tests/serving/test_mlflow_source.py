@@ -45,3 +45,20 @@ def test_a_registry_that_does_not_answer_is_not_a_missing_model(monkeypatch: pyt
     with pytest.raises(ModelUnavailableError) as err:
         source.load("champion")
     assert str(err.value).startswith(f"cannot reach the MLflow registry for slotcast@champion in {uri}")
+
+
+def test_the_registrys_credentials_never_reach_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load error is what `/status` shows to anyone: a tracking URI with ``user:password@``
+    (and MLflow's own message, which repeats the URL) is masked."""
+    from pipelines.service_process import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    port = free_port()
+    source = MlflowModelSource(
+        f"http://ops:hunter2@127.0.0.1:{port}", "slotcast", make_policy(ServingSettings())
+    )
+    with pytest.raises(ModelUnavailableError) as err:
+        source.load("champion")
+    assert f"in http://***@127.0.0.1:{port}" in str(err.value)
+    assert "hunter2" not in str(err.value) and "ops:" not in str(err.value)

@@ -14,7 +14,7 @@ import pytest
 from pipelines.cli import main
 from tests.training.conftest import fast_settings
 from training.dask_ranker import DaskUnavailableError, check_scheduler
-from training.settings import TrainSettings, parse_dask_scheduler, public_dask_address
+from training.settings import TrainSettings, parse_dask_scheduler, public_address
 
 # fast_settings, as an operator would set them: in the environment.
 FAST_ENV = {
@@ -137,7 +137,7 @@ def test_bad_scheduler_addresses_are_refused(value: str) -> None:
 
 
 def test_the_scheduler_address_is_logged_without_credentials(tmp_path: Path) -> None:
-    assert public_dask_address("tls://ops:s3cret@sched.internal:8786?x=1") == "tls://sched.internal:8786"
+    assert public_address("tls://ops:s3cret@sched.internal:8786?x=1") == "tls://sched.internal:8786"
     s = fast_settings(tmp_path, dask_scheduler="tls://ops:s3cret@sched.internal:8786")
     assert not any("s3cret" in v or k == "dask_scheduler" for k, v in s.flat_params().items())
     assert fast_settings(tmp_path, dask_scheduler=" ").dask_scheduler is None  # empty env: in process

@@ -31,6 +31,23 @@ def test_configure_refuses_a_server_that_does_not_answer(dead_uri: str, tmp_path
     assert time.monotonic() - t0 < 15
 
 
+def test_the_error_names_the_server_without_its_credentials(dead_uri: str) -> None:
+    from training.tracking import check_reachable
+
+    with_credentials = dead_uri.replace("http://", "http://ops:hunter2@")
+    with pytest.raises(TrackingUnavailableError, match=f"{dead_uri} does not answer") as exc:
+        check_reachable(with_credentials, timeout_s=5)
+    assert "hunter2" not in str(exc.value) and "ops" not in str(exc.value)
+    from mlflow import MlflowClient
+
+    from training.registry import version_by_alias
+
+    client = MlflowClient(tracking_uri=with_credentials, registry_uri=with_credentials)
+    with pytest.raises(TrackingUnavailableError, match="slotcast@challenger") as exc:
+        version_by_alias(client, "slotcast", "challenger")  # MLflow's message repeats the URL
+    assert "hunter2" not in str(exc.value)
+
+
 def test_an_unreachable_registry_is_not_a_missing_version(dead_uri: str) -> None:
     from mlflow import MlflowClient
 
