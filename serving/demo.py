@@ -101,6 +101,10 @@ class RangeVocab:
     def __init__(self, n: int) -> None:
         self.n = n
 
+    @property
+    def ids(self) -> np.ndarray:
+        return np.arange(self.n, dtype=np.int64)
+
     def index(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         q = np.asarray(ids, np.int64)
         return np.where((q >= 0) & (q < self.n), q, -1)
