@@ -50,6 +50,7 @@ class PipelineConfig:
     push_cap: int = 2
     push_cap_days: float = 7.0
     quiet_hours: tuple[int, int] = (22, 8)
+    quiet_hours_tz: str = "UTC"  # the clock the quiet hours are read on (IANA name)
     push_batch_size: int = 65_536
     audience_sample: int = 5000
 

@@ -9,7 +9,9 @@ import uuid
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -200,13 +202,17 @@ class PushRanking:
         )
 
     def _quiet_until(self, now: datetime) -> datetime | None:
+        """When quiet hours end (UTC), if ``now`` falls in them on the audience's clock
+        (``quiet_hours_tz``: a brand in Shanghai means 22:00-08:00 there, not in UTC)."""
         start, end = self.config.quiet_hours
-        h = now.hour
+        zone = ZoneInfo(self.config.quiet_hours_tz)
+        local = now.astimezone(zone)
+        h = local.hour
         quiet = (start <= h or h < end) if start > end else (start <= h < end)
         if not quiet or start == end:
             return None
-        until = now.replace(hour=end, minute=0, second=0, microsecond=0)
-        return until if until > now else until + timedelta(days=1)
+        day = local.date() if h < end else local.date() + timedelta(days=1)
+        return datetime.combine(day, dtime(hour=end), tzinfo=zone).astimezone(UTC)
 
 
 def _factors(als: Any, products: np.ndarray, catalog: Catalog | None = None) -> np.ndarray | None:

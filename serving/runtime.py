@@ -98,6 +98,7 @@ class SlotcastApp:
             push_cap=settings.push_cap,
             push_cap_days=settings.push_cap_days,
             quiet_hours=(settings.quiet_hours_start, settings.quiet_hours_end),
+            quiet_hours_tz=settings.quiet_hours_tz,
             push_batch_size=settings.push_batch_size,
         )
         self.recommender = (

@@ -56,11 +56,13 @@ class ServingSettings(BaseSettings):
     # every on-air product): the shortlist then applies to stream-less requests and fallback
     # answers only (benchmarks/bench_shortlist.py).
     rerank_on_air: bool = True
-    # Push rules: frequency cap (pushes per window) and quiet hours in UTC [start, end).
+    # Push rules: frequency cap (pushes per window) and quiet hours [start, end) on the audience's
+    # clock: ``quiet_hours_tz`` is an IANA time zone name (Asia/Shanghai), UTC by default.
     push_cap: int = Field(default=2, ge=0)
     push_cap_days: float = Field(default=7.0, gt=0)
     quiet_hours_start: int = Field(default=22, ge=0, le=23)
     quiet_hours_end: int = Field(default=8, ge=0, le=23)
+    quiet_hours_tz: str = "UTC"
     max_users_limit: int = Field(default=1_000_000, ge=1)
     push_batch_size: int = Field(default=65_536, ge=1024)
     # Recently bought non-consumables are left out of carousels for this long.
@@ -100,6 +102,17 @@ class ServingSettings(BaseSettings):
     @classmethod
     def _replica_fits(cls, v: int) -> int:
         return check_replica(v)
+
+    @field_validator("quiet_hours_tz")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}: an IANA name such as Asia/Shanghai or UTC") from None
+        return v
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -63,6 +63,39 @@ def test_quiet_hours_set_send_after(world) -> None:
     assert day.send_after is None
 
 
+def test_quiet_hours_on_the_audiences_clock(world) -> None:
+    """SLOTCAST_QUIET_HOURS_TZ: 22:00-08:00 in Shanghai (UTC+8) is 14:00-00:00 UTC; New York's
+    night across the spring change of clocks ends at 08:00 EDT, 12:00 UTC (13:00 on the clock it
+    started on). Before, the hours were read in UTC only: a Shanghai brand's 10:00 push waited."""
+
+    def send_after(tz: str, now: datetime) -> datetime | None:
+        config = PipelineConfig(quiet_hours=(22, 8), quiet_hours_tz=tz)
+        rec = Recommender(world["rec"].models, world["features"], world["catalog"], None, config)
+        return rec.push(PushRequest(segment="buyer", product_id=3, max_users=5), now=now).send_after
+
+    shanghai = "Asia/Shanghai"
+    assert send_after(shanghai, datetime(2026, 1, 5, 15, tzinfo=UTC)) == datetime(
+        2026, 1, 6, 0, tzinfo=UTC
+    )  # 23:00 there
+    assert send_after(shanghai, datetime(2026, 1, 5, 23, tzinfo=UTC)) == datetime(
+        2026, 1, 6, 0, tzinfo=UTC
+    )  # 07:00 there
+    assert send_after(shanghai, datetime(2026, 1, 6, 2, tzinfo=UTC)) is None  # 10:00 there (quiet in UTC)
+    assert send_after("UTC", datetime(2026, 1, 6, 2, tzinfo=UTC)) == datetime(2026, 1, 6, 8, tzinfo=UTC)
+    night = datetime(2026, 3, 8, 5, tzinfo=UTC)  # 00:00 EST; clocks go forward at 02:00
+    assert send_after("America/New_York", night) == datetime(2026, 3, 8, 12, tzinfo=UTC)
+
+
+def test_an_unknown_quiet_hours_zone_is_refused_by_name() -> None:
+    from pydantic import ValidationError
+
+    from serving.settings import ServingSettings
+
+    with pytest.raises(ValidationError, match="quiet_hours_tz") as exc:
+        ServingSettings(quiet_hours_tz="Mars/Olympus_Mons")
+    assert "unknown time zone 'Mars/Olympus_Mons'" in str(exc.value)
+
+
 def test_best_products_for_a_segment(world) -> None:
     out = world["rec"].push(PushRequest(segment="buyer", k=5))
     assert out.direction == "products" and len(out.products) == 5
