@@ -60,6 +60,8 @@ class Catalog:
         import pyarrow.compute  # noqa: F401 - registers pa.compute
 
         self._lock = threading.Lock()
+        # serving.consents.ConsentChanges (set by the app): consent changed after the users table.
+        self.consent_changes: Any = None
         p = tables["products"].to_pandas()
         self.products = p.set_index("product_id")[
             ["category", "price", "margin", "stock", "repurchase_cycle_days"]
@@ -180,10 +182,13 @@ class Catalog:
         return bool(np.any(pushed == user_id)) or bool(self.user_communities(user_id))
 
     def consent(self, user_id: int) -> tuple[bool, bool]:
+        """(personalization, marketing): the users table's, changed by ``consent_changes``."""
         r = self.user_row(user_id)
-        if r < 0:
-            return True, False
-        return bool(self._u_pers[r]), bool(self._u_mark[r])
+        pers, mark = (True, False) if r < 0 else (bool(self._u_pers[r]), bool(self._u_mark[r]))
+        if self.consent_changes is not None:
+            p, m = self.consent_changes.of(user_id)
+            pers, mark = pers if p is None else p, mark if m is None else m
+        return pers, mark
 
     def stream_products(self, stream_id: int) -> StreamProducts | None:
         if stream_id not in self.streams:
@@ -283,7 +288,11 @@ class Catalog:
 
     def marketing_consent(self, user_ids: np.ndarray) -> np.ndarray:
         r = self._user_rows(np.asarray(user_ids, np.int64))
-        return np.where(r >= 0, self._u_mark[np.where(r >= 0, r, 0)] if len(self._u_mark) else False, False)
+        ok = np.where(r >= 0, self._u_mark[np.where(r >= 0, r, 0)] if len(self._u_mark) else False, False)
+        if self.consent_changes is not None:
+            changed, flag = self.consent_changes.marketing(user_ids)
+            ok = np.where(changed, flag, ok)
+        return ok
 
     # --- live updates from POST /events -------------------------------------------------------
     def apply_events(self, events: Iterable[dict[str, Any]]) -> None:

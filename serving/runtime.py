@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from serving.catalog import NO_HISTORY_SEGMENT, Catalog
+from serving.consents import consent_changes
 from serving.deletions import DeletedUsers, forget_users
 from serving.errors import (
     BadRequestError,
@@ -36,6 +37,8 @@ from serving.reload_signal import ReloadSignal
 from serving.schemas import (
     CarouselRequest,
     CarouselResponse,
+    ConsentRequest,
+    ConsentResponse,
     EventsRequest,
     EventsResponse,
     PushRequest,
@@ -74,6 +77,9 @@ class SlotcastApp:
         self.model_source = model_source
         self.features = features
         self.catalog = catalog
+        self.consents = consent_changes(settings.state_dir)
+        if catalog is not None:
+            catalog.consent_changes = self.consents
         self.catalog_error = catalog_error
         self.ledger = ledger
         self.metrics = ServingMetrics()
@@ -355,6 +361,14 @@ class SlotcastApp:
             self._catalog(), user_id, self.is_deleted(user_id), getattr(self.features, "user_features", None),
             self.settings.push_cap_days,
         )  # fmt: skip
+
+    def set_consent(self, user_id: int, req: ConsentRequest) -> ConsentResponse:
+        """Record a consent change (the ledger first: every worker and replica honours it within a
+        second, this one at once) and answer the consent now in force."""
+        cat = self._catalog()
+        self.consents.add(user_id, req.personalization, req.marketing)
+        pers, mark = cat.consent(user_id)
+        return ConsentResponse(user_id=user_id, personalization=pers, marketing=mark)
 
     def delete_user(self, user_id: int) -> dict[str, Any]:
         if self.delete_users([user_id])["unknown"]:

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -199,6 +200,25 @@ class EventsResponse(BaseModel):
     # False when the events are safely logged but the online store did not take their live totals:
     # they wait and are added later (serving/live_pending.py).
     online: bool
+
+
+class ConsentRequest(_Strict):
+    """A user's consent as changed in the brand's app; a flag left out keeps what was in force."""
+
+    personalization: StrictBool | None = None
+    marketing: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ConsentRequest:
+        if self.personalization is None and self.marketing is None:
+            raise ValueError("give personalization, marketing or both (true or false)")
+        return self
+
+
+class ConsentResponse(BaseModel):
+    user_id: int
+    personalization: bool  # in force from now on, in every worker within a second
+    marketing: bool
 
 
 class DeleteUsersRequest(_Strict):

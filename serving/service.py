@@ -28,6 +28,8 @@ from serving.runtime import SlotcastApp
 from serving.schemas import (
     CarouselRequest,
     CarouselResponse,
+    ConsentRequest,
+    ConsentResponse,
     DeleteUsersRequest,
     DeleteUsersResponse,
     EventsRequest,
@@ -291,6 +293,14 @@ class Slotcast:
     def delete_user(self, user_id: UserId, authorization: str | None = Header(None)) -> dict[str, Any]:
         self.app.check_token(authorization)
         return self.app.delete_user(user_id)
+
+    @web.put("/users/{user_id}/consent", response_model=ConsentResponse)
+    def set_consent(
+        self, user_id: UserId, body: ConsentRequest, authorization: str | None = Header(None)
+    ) -> ConsentResponse:
+        """A consent change from the brand's app, in force in every worker within a second."""
+        self.app.check_token(authorization)
+        return self.app.set_consent(user_id, body)
 
     @web.post("/users/delete", response_model=DeleteUsersResponse)
     def delete_users(

@@ -43,6 +43,9 @@ def user_data(
             )
             for k, v in row.items()
         }
+    pers, mark = cat.consent(user_id)  # the users table's, changed by PUT /users/{id}/consent
+    if known or (pers, mark) != (True, False):
+        profile.update(consent_personalization=pers, consent_marketing=mark)
     now_us = int(time.time() * US)
     purchases = [
         {"product_id": pid, "ts": datetime.fromtimestamp(ts / US, UTC).isoformat()}

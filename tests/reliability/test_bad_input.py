@@ -29,6 +29,7 @@ OPERATIONS = [
     ("GET", "/users/{user_id}/data"),
     ("DELETE", "/users/{user_id}"),
     ("POST", "/users/delete"),
+    ("PUT", "/users/{user_id}/consent"),
 ]
 
 
