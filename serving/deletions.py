@@ -9,13 +9,16 @@ zeroes the user's factors in the models it holds (``forget_users``).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 DELETION_REFRESH_S = 1.0  # how stale another worker's deletion may be, at most
 
 
@@ -81,3 +84,29 @@ def forget_users(models: Iterable[Any], user_ids: set[int]) -> None:
         forget = getattr(m.als, "forget", None) if m is not None else None
         if forget is not None and ids.size:
             forget(ids)
+
+
+def delete_users(
+    catalog: Any, deleted: DeletedUsers, features: Any, state_dir: Path, user_ids: Iterable[int]
+) -> dict[str, list[int]]:
+    """Delete the users serving holds something about: the ledger first (one write), then this
+    process's models and purchases, then the online rows (one pass over the store's keys for all of
+    them: a user at a time, a list of 1,000 walked the keys 1,000 times). Users it holds nothing
+    about are listed as unknown and not recorded (``DELETE /users/{id}`` answers 404)."""
+    ids = list(dict.fromkeys(int(u) for u in user_ids))
+    known = [u for u in ids if catalog.holds_user(u) or deleted.known_here(u)]
+    if known:
+        deleted.add_many(known)  # then this process's models forget them
+        for u in known:
+            catalog.last_purchase.pop(u, None)
+        fn = getattr(features, "delete_users", None)
+        if fn is not None:
+            try:
+                fn(known)
+            except Exception as exc:  # noqa: BLE001 - the ledger already excludes them; retried by the next build
+                from serving.adapters import pending_online_deletions
+
+                pending_online_deletions(state_dir).add_many(known)
+                log.warning("online store deletion failed, left to the next features build: %s", exc)
+    known_set = set(known)
+    return {"deleted": known, "unknown": [u for u in ids if u not in known_set]}

@@ -19,7 +19,7 @@ import numpy as np
 
 from serving.catalog import NO_HISTORY_SEGMENT, Catalog
 from serving.consents import consent_changes
-from serving.deletions import DeletedUsers, forget_users
+from serving.deletions import DeletedUsers, delete_users, forget_users
 from serving.errors import (
     BadRequestError,
     ModelUnavailableError,
@@ -376,28 +376,8 @@ class SlotcastApp:
         return {"user_id": user_id, "deleted": True}
 
     def delete_users(self, user_ids: list[int]) -> dict[str, list[int]]:
-        """Delete the users serving holds something about: the ledger first (one write), then
-        this process's models and purchases, then the online rows (one pass over the store's keys
-        for all of them: a user at a time, a list of 1,000 walked the keys 1,000 times). Users it
-        holds nothing about are listed as unknown and not recorded (``DELETE /users/{id}``: 404)."""
-        cat = self._catalog()
-        ids = list(dict.fromkeys(int(u) for u in user_ids))
-        known = [u for u in ids if cat.holds_user(u) or self.deleted.known_here(u)]
-        if known:
-            self.deleted.add_many(known)  # then this process's models forget them
-            for u in known:
-                cat.last_purchase.pop(u, None)
-            fn = getattr(self.features, "delete_users", None)
-            if fn is not None:
-                try:
-                    fn(known)
-                except Exception as exc:  # noqa: BLE001 - the ledger already excludes them; retried by the next build
-                    from serving.adapters import pending_online_deletions
-
-                    pending_online_deletions(self.settings.state_dir).add_many(known)
-                    log.warning("online store deletion failed, left to the next features build: %s", exc)
-        known_set = set(known)
-        return {"deleted": known, "unknown": [u for u in ids if u not in known_set]}
+        """Many deletions at once (serving/deletions.py: ``delete_users``)."""
+        return delete_users(self._catalog(), self.deleted, self.features, self.settings.state_dir, user_ids)
 
     def close(self) -> None:
         self.event_log.close()
