@@ -5,6 +5,7 @@ ranking over a million users stays vectorised."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from serving.memberships import MEMBERSHIP_TYPES
+
+log = logging.getLogger(__name__)
 US = 1_000_000
 NO_HISTORY_SEGMENT = "new"  # an unknown user's, and what a deleted user is shown as
 
@@ -62,6 +66,8 @@ class Catalog:
         self._lock = threading.Lock()
         # serving.consents.ConsentChanges (set by the app): consent changed after the users table.
         self.consent_changes: Any = None
+        # serving.memberships.MembershipChanges (set by the app): joins and leaves sent since.
+        self.membership_changes: Any = None
         p = tables["products"].to_pandas()
         self.products = p.set_index("product_id")[
             ["category", "price", "margin", "stock", "repurchase_cycle_days"]
@@ -265,7 +271,23 @@ class Catalog:
         return int(self.push_counts(np.array([user_id], np.int64), since_us)[0])
 
     def user_communities(self, user_id: int) -> list[int]:
+        self._sync_memberships()
         return sorted(c for c, members in self.communities.items() if np.any(members == user_id))
+
+    def _sync_memberships(self, force: bool = False) -> None:
+        if self.membership_changes is not None:
+            self.membership_changes.sync(self._apply_memberships, force)
+
+    def _apply_memberships(self, changes: list[dict[str, Any]]) -> None:
+        """Joins add the user to the community's members, leaves take them out (each idempotent)."""
+        with self._lock:
+            for c in changes:
+                cid, uid = int(c["community_id"]), int(c["user_id"])
+                members = self.communities.get(cid, np.empty(0, np.int64))
+                if c["type"] == "community_join" and not np.any(members == uid):
+                    self.communities[cid] = np.append(members, np.int64(uid))
+                elif c["type"] == "community_leave" and np.any(members == uid):
+                    self.communities[cid] = members[members != uid]
 
     def segment(self, user_id: int) -> str:
         return self.segment_of_user.get(user_id, NO_HISTORY_SEGMENT)
@@ -282,6 +304,7 @@ class Catalog:
 
     def audience(self, segment: str | None, community_id: int | None) -> np.ndarray | None:
         if community_id is not None:
+            self._sync_memberships()
             return self.communities.get(community_id)
         known = segment in self.segment_members or segment in self.segment_descriptions
         return self.segment_members.get(str(segment), np.empty(0, np.int64)) if known else None
@@ -296,6 +319,20 @@ class Catalog:
 
     # --- live updates from POST /events -------------------------------------------------------
     def apply_events(self, events: Iterable[dict[str, Any]]) -> None:
+        events = list(events)
+        joins_leaves = [
+            e for e in events if e["type"] in MEMBERSHIP_TYPES and e.get("community_id") is not None
+        ]
+        shared = False
+        if joins_leaves and self.membership_changes is not None:
+            try:
+                self.membership_changes.record(joins_leaves)  # every worker and replica applies them
+                shared = True
+            except OSError as exc:  # they are in the event log; this worker applies them at least
+                log.warning("joins and leaves kept in this worker only: %s", exc)
+            self._sync_memberships(force=True)
+        if joins_leaves and not shared:
+            self._apply_memberships(joins_leaves)
         new_push_u, new_push_t = [], []
         with self._lock:
             for e in events:

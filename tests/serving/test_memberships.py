@@ -1,0 +1,79 @@
+"""Joins and leaves sent to `POST /events` change who a community push reaches, in every worker.
+
+Before, the communities were the memberships table's as loaded at the start: a user who left a
+community's group chat kept getting its pushes until the next import and restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from tests.serving.conftest import TOKEN, in_process_service
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with in_process_service(tmp_path_factory.mktemp("memberships")) as c:
+        yield c
+
+
+def _audience(client: TestClient, community: int) -> list[int]:
+    r = client.post("/community/push", json={"community_id": community, "product_id": 5, "max_users": 10_000})
+    assert r.status_code == 200, r.text
+    return r.json()["users"]["user_id"]
+
+
+def _send(client: TestClient, user: int, kind: str, community: int) -> None:
+    r = client.post("/events", json={"events": [{"user_id": user, "type": kind, "community_id": community}]})
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+
+
+def test_a_user_who_leaves_gets_no_more_of_the_communitys_pushes(client: TestClient) -> None:
+    members = _audience(client, 1)
+    assert members, "community 1 should have users who accept pushes"
+    leaving = members[0]
+    _send(client, leaving, "community_leave", 1)
+    assert leaving not in _audience(client, 1)
+    assert 1 not in client.get(f"/users/{leaving}/data", headers=AUTH).json()["communities"]
+    _send(client, leaving, "community_join", 1)  # back again
+    assert leaving in _audience(client, 1)
+
+
+def test_a_user_who_joins_is_in_the_next_push(client: TestClient) -> None:
+    inside = set(_audience(client, 1))
+    outsider = next(u for u in _audience(client, 2) if u not in inside)  # accepts pushes, not in 1
+    _send(client, outsider, "community_join", 1)
+    assert outsider in _audience(client, 1)
+    assert 1 in client.get(f"/users/{outsider}/data", headers=AUTH).json()["communities"]
+
+
+def test_a_leave_through_one_replica_is_honoured_by_another(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import serving.memberships as memberships
+    from serving.catalog import Catalog
+    from serving.demo import demo_tables
+    from serving.memberships import MembershipChanges
+
+    tables = demo_tables(n_users=200, n_products=30, n_streams=2, per_stream=10, seed=3)
+    path = tmp_path / "membership_changes.jsonl"
+    a, b = Catalog(tables), Catalog(tables)
+    a.membership_changes, b.membership_changes = MembershipChanges(path), MembershipChanges(path)
+    community = next(c for c, m in a.communities.items() if len(m) >= 2)
+    leaving = int(a.audience(None, community)[0])  # type: ignore[index]
+    assert leaving in b.audience(None, community)  # type: ignore[operator]
+    a.apply_events([{"user_id": leaving, "type": "community_leave", "community_id": community, "ts_us": 1}])
+    assert leaving not in a.audience(None, community)  # type: ignore[operator]  # at once where it came in
+    monkeypatch.setattr(memberships, "MEMBERSHIP_REFRESH_S", 0.0)  # b's next look at the shared file
+    assert leaving not in b.audience(None, community)  # type: ignore[operator]
+    assert community not in b.user_communities(leaving)
+    # A third worker started later reads the whole file once; a line being written waits.
+    with open(path, "a") as f:
+        f.write('{"user_id": 1, "commun')
+    c = Catalog(tables)
+    c.membership_changes = MembershipChanges(path)
+    assert leaving not in c.audience(None, community)  # type: ignore[operator]
+    assert np.array_equal(np.sort(c.communities[community]), np.sort(b.communities[community]))
