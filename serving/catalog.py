@@ -279,11 +279,14 @@ class Catalog:
             self.membership_changes.sync(self._apply_memberships, force)
 
     def _apply_memberships(self, changes: list[dict[str, Any]]) -> None:
-        """Joins add the user to the community's members, leaves take them out (each idempotent)."""
+        """Joins add the user to the community's members, leaves take them out (each idempotent);
+        a community the communities table does not list is not made up by a join."""
         with self._lock:
             for c in changes:
                 cid, uid = int(c["community_id"]), int(c["user_id"])
-                members = self.communities.get(cid, np.empty(0, np.int64))
+                members = self.communities.get(cid)
+                if members is None:
+                    continue
                 if c["type"] == "community_join" and not np.any(members == uid):
                     self.communities[cid] = np.append(members, np.int64(uid))
                 elif c["type"] == "community_leave" and np.any(members == uid):

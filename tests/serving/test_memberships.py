@@ -50,6 +50,10 @@ def test_a_user_who_joins_is_in_the_next_push(client: TestClient) -> None:
     _send(client, outsider, "community_join", 1)
     assert outsider in _audience(client, 1)
     assert 1 in client.get(f"/users/{outsider}/data", headers=AUTH).json()["communities"]
+    # A join naming a community the communities table does not list makes none up.
+    _send(client, outsider, "community_join", 987_654)
+    r = client.post("/community/push", json={"community_id": 987_654, "product_id": 5})
+    assert r.status_code == 404 and "community_id" in r.text
 
 
 def test_a_leave_through_one_replica_is_honoured_by_another(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
