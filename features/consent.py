@@ -23,7 +23,7 @@ class ConsentLedger:
     def __init__(self, state_dir: str | Path, name: str = "consent_changes.jsonl") -> None:
         self.path = Path(state_dir) / "privacy" / name
         self._cache: Overrides = {}
-        self._mtime: int | None = None
+        self._stamp: tuple[int, int] | None = None
 
     def add(self, user_id: int, personalization: bool | None, marketing: bool | None) -> None:
         """Record a change durably (fsync) before anything acts on it."""
@@ -45,10 +45,11 @@ class ConsentLedger:
         A torn last line (a crash mid-append, never acknowledged) is skipped; any other line that
         is not a change is an error naming the file and line."""
         try:
-            mtime = self.path.stat().st_mtime_ns
+            st = self.path.stat()
         except FileNotFoundError:
             return {}
-        if mtime != self._mtime:
+        stamp = (st.st_mtime_ns, st.st_size)  # the size too: a coarse clock can give two writes one mtime
+        if stamp != self._stamp:
             data = self.path.read_bytes()
             out: Overrides = {}
             for n, raw in enumerate(data.splitlines(keepends=True), 1):
@@ -61,7 +62,7 @@ class ConsentLedger:
                     raise ValueError(f"{self.path}:{n}: not a consent change: {raw[:60]!r}") from None
                 pers, mark = out.get(uid, (None, None))
                 out[uid] = (change.get("personalization", pers), change.get("marketing", mark))
-            self._cache, self._mtime = out, mtime
+            self._cache, self._stamp = out, stamp
         return dict(self._cache)
 
 

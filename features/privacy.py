@@ -20,7 +20,7 @@ class DeletionLedger:
     def __init__(self, state_dir: str | Path, name: str = "deleted_users.txt") -> None:
         self.path = Path(state_dir) / "privacy" / name
         self._cache: set[int] | None = None
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int] | None = None
 
     def add(self, user_id: int) -> None:
         """Record a deletion durably (fsync) before anything else acts on it."""
@@ -43,10 +43,11 @@ class DeletionLedger:
     def user_ids(self) -> set[int]:
         """Every deleted user id (re-read only when the file changed)."""
         try:
-            mtime = self.path.stat().st_mtime_ns
+            st = self.path.stat()
         except FileNotFoundError:
             return set()
-        if self._cache is None or mtime != self._mtime:
+        stamp = (st.st_mtime_ns, st.st_size)  # the size too: a coarse clock can give two writes one mtime
+        if self._cache is None or stamp != self._stamp:
             ids: set[int] = set()
             for n, line in enumerate(self.path.read_text(encoding="ascii").splitlines(), 1):
                 line = line.strip()
@@ -56,7 +57,7 @@ class DeletionLedger:
                     ids.add(int(line))
                 except ValueError:
                     raise ValueError(f"{self.path}:{n}: not a user id: {line[:40]!r}") from None
-            self._cache, self._mtime = ids, mtime
+            self._cache, self._stamp = ids, stamp
         return set(self._cache)
 
     def contains(self, user_id: int) -> bool:

@@ -85,3 +85,25 @@ def test_a_deletion_recorded_while_the_build_retries_waits_for_the_next_build(
     assert privacy.retry_online_deletions(None, tmp_path) == 1 and removed[-1] == {9}
     assert privacy.retry_online_deletions(None, tmp_path) == 0 and len(removed) == 2
     assert not list((tmp_path / "privacy").iterdir())
+
+
+def test_two_writes_with_one_mtime_are_both_seen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file system whose clock is coarse (1 s on some network mounts) gives two appends in the
+    same second one mtime: a reader that cached the first must still see the second."""
+    import os
+
+    from features.consent import ConsentLedger
+    from features.privacy import DeletionLedger
+
+    deletions, consents = DeletionLedger(tmp_path), ConsentLedger(tmp_path)
+    deletions.add(1)
+    consents.add(1, False, None)
+    reader_d, reader_c = DeletionLedger(tmp_path), ConsentLedger(tmp_path)
+    assert reader_d.user_ids() == {1} and reader_c.overrides() == {1: (False, None)}
+    stamps = {p: os.stat(p).st_mtime_ns for p in (deletions.path, consents.path)}
+    deletions.add(2)
+    consents.add(2, None, False)
+    for p, ns in stamps.items():
+        os.utime(p, ns=(ns, ns))  # the second write in the same tick of a coarse clock
+    assert reader_d.user_ids() == {1, 2}
+    assert reader_c.overrides() == {1: (False, None), 2: (None, False)}
