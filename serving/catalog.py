@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from serving.memberships import MEMBERSHIP_TYPES
+from serving.shared_events import SHARED_TYPES
 
 log = logging.getLogger(__name__)
 US = 1_000_000
@@ -122,7 +123,16 @@ class Catalog:
             for c in tables["communities"].column("community_id").to_pylist():
                 self.communities.setdefault(int(c), np.empty(0, np.int64))
 
-        ev = tables["events"].select(["ts", "user_id", "type", "product_id"]).to_pandas()
+        with_ids = "event_id" in tables["events"].column_names
+        cols = ["ts", "user_id", "type", "product_id"] + (["event_id"] if with_ids else [])
+        ev = tables["events"].select(cols).to_pandas()
+        # The purchases' and pushes' ids, so those shared by the workers since are not counted twice.
+        shared_rows = ev["type"].isin(SHARED_TYPES)
+        self.history_event_ids = (
+            np.sort(ev.loc[shared_rows, "event_id"].to_numpy(np.int64)) if with_ids else np.empty(0, np.int64)
+        )
+        # serving.shared_events.SharedEvents (set by the app): purchases and pushes of other workers.
+        self.shared_events: Any = None
         # Microseconds whatever the column's unit: pandas 2 keeps arrow's timestamp[us] as
         # datetime64[us] (an int64 view is already microseconds; dividing by 1000 gave ms).
         ev["ts_us"] = ev["ts"].dt.as_unit("us").astype("int64") if ev["ts"].dtype.kind == "M" else ev["ts"]
@@ -181,6 +191,7 @@ class Catalog:
         """Whether anything about the user is held here (what GET /users/{id}/data shows): a user
         row, a community membership, or purchases or pushes from the history or from live events,
         which may name users the catalogue has no row for."""
+        self.sync_shared()
         if self.knows_user(user_id) or user_id in self.last_purchase:
             return True
         with self._lock:
@@ -239,6 +250,7 @@ class Catalog:
             cycle = self.product_frame(product_ids)["repurchase_cycle_days"]
         is_cons = ~np.isnan(cycle)
         n = len(product_ids)
+        self.sync_shared()
         last = self.last_purchase.get(user_id)
         if not last:
             return np.zeros(n, bool), np.zeros(n, bool), is_cons
@@ -260,6 +272,7 @@ class Catalog:
 
     def push_counts(self, user_ids: np.ndarray, since_us: int) -> np.ndarray:
         """push_sent events per user since ``since_us``, vectorised."""
+        self.sync_shared()
         with self._lock:
             pu, pt = self._push_users, self._push_ts
         recent = np.sort(pu[pt >= since_us])
@@ -336,13 +349,27 @@ class Catalog:
             self._sync_memberships(force=True)
         if joins_leaves and not shared:
             self._apply_memberships(joins_leaves)
+        if self.shared_events is not None and any(e["type"] in SHARED_TYPES for e in events):
+            try:
+                self.shared_events.record(events)  # the other workers read them within a second
+            except OSError as exc:  # they are in the event log; this worker counts them at least
+                log.warning("purchases and pushes kept in this worker only: %s", exc)
+        self._apply_history(events)
+
+    def sync_shared(self) -> None:
+        """Take in the purchases and pushes other workers took (serving/shared_events.py)."""
+        if self.shared_events is not None:
+            self.shared_events.sync(self._apply_history)
+
+    def _apply_history(self, events: list[dict[str, Any]]) -> None:
+        """Purchases (the latest per user and product) and pushes sent, into what the rules read."""
         new_push_u, new_push_t = [], []
         with self._lock:
             for e in events:
                 if e["type"] == "purchase" and e.get("product_id") is not None:
-                    self.last_purchase.setdefault(int(e["user_id"]), {})[int(e["product_id"])] = int(
-                        e["ts_us"]
-                    )
+                    bought = self.last_purchase.setdefault(int(e["user_id"]), {})
+                    pid = int(e["product_id"])
+                    bought[pid] = max(bought.get(pid, 0), int(e["ts_us"]))
                 elif e["type"] == "push_sent":
                     new_push_u.append(int(e["user_id"]))
                     new_push_t.append(int(e["ts_us"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from serving.schemas import (
     UserSegment,
 )
 from serving.settings import ServingSettings
+from serving.shared_events import SharedEvents
 from serving.sources import FeatureSource, Models, ModelSource, registry_versions
 from serving.user_data import user_data
 
@@ -82,6 +84,11 @@ class SlotcastApp:
         if catalog is not None:
             catalog.consent_changes = self.consents
             catalog.membership_changes = MembershipChanges(settings.serving_dir / "membership_changes.jsonl")
+            catalog.shared_events = SharedEvents(
+                settings.serving_dir / "shared_events", f"{owner}-{os.getpid()}-{time.time_ns()}",
+                {"push_sent": settings.push_cap_days, "purchase": settings.bought_recently_days},
+                catalog.history_event_ids,
+            )  # fmt: skip
         self.catalog_error = catalog_error
         self.ledger = ledger
         self.metrics = ServingMetrics()

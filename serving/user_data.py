@@ -47,6 +47,7 @@ def user_data(
     if known or (pers, mark) != (True, False):
         profile.update(consent_personalization=pers, consent_marketing=mark)
     now_us = int(time.time() * US)
+    cat.sync_shared()  # purchases and pushes taken by other workers
     purchases = [
         {"product_id": pid, "ts": datetime.fromtimestamp(ts / US, UTC).isoformat()}
         for pid, ts in sorted(cat.last_purchase.get(user_id, {}).items(), key=lambda kv: -kv[1])[:50]

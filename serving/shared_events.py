@@ -1,0 +1,140 @@
+"""Purchases and pushes sent (``POST /events``) as every worker and replica sees them.
+
+The catalogue keeps each user's last purchase per product (the carousel's bought-recently and
+repurchase-due rules) and the times pushes were sent (the push frequency cap). Loaded from the
+events table at the start, they then grew only with the events a worker took itself: with four
+workers a user could be pushed up to four times the cap, and shown a product just bought through
+another worker. Now the worker that takes such events also appends them to
+``$STATE/serving/shared_events/<type>/<YYYYMMDD>.jsonl`` (a file a day, by the day written), and
+every worker applies the lines other processes wrote at most once a second, reading each file
+from where it stopped. Files older than the rules look back (``push_cap_days`` for pushes,
+``bought_recently_days`` for purchases, plus a day) are no longer read, and are deleted. An event
+the events table held at the start (served events appended with ``slotcast data append-events``)
+is not counted twice: its event id is known. The event log stays the durable record; these files
+are a shared cache of it and are not fsynced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+SHARED_TYPES = ("push_sent", "purchase")
+SHARED_REFRESH_S = 1.0  # how stale another worker's purchase or push may be, at most
+BACKGROUND_BYTES = 1 << 20  # more than this waiting is read off the request's path
+
+
+class SharedEvents:
+    def __init__(
+        self, directory: Path, writer: str, keep_days: dict[str, float], known_ids: np.ndarray
+    ) -> None:
+        """``writer``: this process's tag (its own lines are applied when taken, not read back);
+        ``keep_days``: per type, how far back the rules look; ``known_ids``: sorted event ids the
+        catalogue loaded from the events table."""
+        self.directory, self.writer, self.keep_days = Path(directory), writer, keep_days
+        self.known_ids = np.asarray(known_ids, np.int64)
+        self._lock = threading.Lock()
+        self._offsets: dict[Path, int] = {}
+        self._checked = -float("inf")
+        self._reading: threading.Thread | None = None
+
+    def record(self, events: Iterable[dict[str, Any]]) -> None:
+        """Append this worker's purchases and pushes sent, one file per type and day."""
+        by_type: dict[str, list[str]] = {}
+        for e in events:
+            if e.get("type") in SHARED_TYPES:
+                line = {k: e.get(k) for k in ("event_id", "type", "user_id", "product_id", "ts_us")}
+                by_type.setdefault(e["type"], []).append(json.dumps({"w": self.writer, **line}))
+        day = datetime.now(UTC).strftime("%Y%m%d")
+        for kind, lines in by_type.items():
+            path = self.directory / kind / f"{day}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as f:
+                f.write(("\n".join(lines) + "\n").encode())
+
+    def sync(self, apply: Callable[[list[dict[str, Any]]], None], force: bool = False) -> None:
+        """Hand the lines other processes appended since the last call to ``apply`` (at most once
+        a second unless ``force``). More than ``BACKGROUND_BYTES`` waiting (a campaign's million
+        pushes sent through another worker) are read in a thread of their own: the request that
+        found them does not wait a second for them."""
+        if not force and time.monotonic() - self._checked < SHARED_REFRESH_S:
+            return
+        if self._reading is not None and self._reading.is_alive():
+            return
+        with self._lock:
+            self._checked = time.monotonic()
+            paths = self._current_paths()
+            waiting = sum(max(0, _size(p) - self._offsets.get(p, 0)) for p in paths)
+        if waiting > BACKGROUND_BYTES and not force:
+            self._reading = threading.Thread(
+                target=self._read, args=(paths, apply), name="shared-events", daemon=True
+            )
+            self._reading.start()
+        elif waiting:
+            self._read(paths, apply)
+
+    def _current_paths(self) -> list[Path]:
+        """The files the rules still look back on; older ones are deleted."""
+        paths = []
+        for kind in SHARED_TYPES:
+            oldest = (datetime.now(UTC) - timedelta(days=self.keep_days[kind] + 1)).strftime("%Y%m%d")
+            for path in sorted((self.directory / kind).glob("*.jsonl")):
+                if path.stem < oldest:
+                    self._forget(path)
+                else:
+                    paths.append(path)
+        return paths
+
+    def _read(self, paths: list[Path], apply: Callable[[list[dict[str, Any]]], None]) -> None:
+        with self._lock:
+            got = [e for path in paths for e in self._tail(path)]
+            if got:
+                apply(got)
+
+    def _tail(self, path: Path) -> list[dict[str, Any]]:
+        start = self._offsets.get(path, 0)
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self._offsets[path] = start + len(whole)
+        out = []
+        for raw in whole.splitlines():
+            try:
+                e = json.loads(raw)
+            except ValueError:
+                log.warning("skipped a line of %s that is not an event", path)
+                continue
+            if e.get("w") != self.writer:
+                out.append(e)
+        if out and len(self.known_ids):
+            ids = np.array([e.get("event_id") or -1 for e in out], np.int64)
+            pos = np.minimum(np.searchsorted(self.known_ids, ids), len(self.known_ids) - 1)
+            out = [e for e, seen in zip(out, self.known_ids[pos] == ids, strict=True) if not seen]
+        return out
+
+    def _forget(self, path: Path) -> None:
+        self._offsets.pop(path, None)
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # older than any rule looks back: every worker may delete it
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
