@@ -1,6 +1,7 @@
 """Issue 7: several BentoML workers share the Redis online store, the service keeping no per-user
 state of its own. Against the real `bentoml serve` with two workers: a live event posted through
-one worker changes the answers of both, and after DELETE /users/{id} no worker personalizes."""
+one worker changes the answers of both, and after DELETE /users/{id} no worker personalizes; pushes
+sent, a community leave and a consent withdrawn through one worker are honoured by both."""
 
 from __future__ import annotations
 
@@ -82,6 +83,26 @@ def _carousels(base: str, state: Path) -> tuple[list[dict[str, Any]], set[str]]:
     return answers, pids
 
 
+def _from_both(base: str, state: Path, route: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Concurrent POSTs of ``body`` to ``route``, each on a new connection, until both workers
+    have answered (bounded by MAX_REQUESTS)."""
+
+    def one(_: int) -> dict[str, Any]:
+        r = httpx.post(f"{base}{route}", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    answers: list[dict[str, Any]] = []
+    pids: set[str] = set()
+    with ThreadPoolExecutor(4) as pool:
+        while len(pids) < 2 and len(answers) < MAX_REQUESTS:
+            answers += pool.map(one, range(16))
+            worker = _worker_of(state)
+            pids = {worker[a["request_id"]] for a in answers}
+    assert len(pids) == 2, f"only worker(s) {pids} answered {len(answers)} requests to {route}"
+    return answers
+
+
 def _p_convert(answers: list[dict[str, Any]]) -> list[float]:
     return [s["p_convert"] for a in answers for s in a["slots"]]
 
@@ -122,3 +143,26 @@ def test_two_workers_share_the_redis_online_store(
         personal = [a for a in gone if a["personalized"] or a["fallback"] != "deleted"]
         assert not personal, f"{len(personal)} of {len(gone)} answers after the deletion: {personal[:2]}"
         assert max(_p_convert(gone)) < 0.5, "a deleted user's live session still reached the ranker"
+
+        # What a worker is told, every worker honours within a second: pushes sent (the frequency
+        # cap, 2 a week), a community leave, a consent withdrawn. Each goes through one request.
+        push = {"community_id": 1, "product_id": PRODUCT, "max_users": 10_000}
+        audience = _from_both(base, state, "/community/push", push)[0]["users"]["user_id"]
+        capped, leaving, opted_out = audience[0], audience[1], audience[2]
+        sent = [{"user_id": capped, "type": "push_sent", "product_id": PRODUCT, "community_id": 1}] * 2
+        left = [{"user_id": leaving, "type": "community_leave", "community_id": 1}]
+        for events in (sent, left):
+            r = httpx.post(f"{base}/events", json={"events": events}, timeout=30)
+            assert r.status_code == 200, r.text
+        r = httpx.put(
+            f"{base}/users/{opted_out}/consent", json={"marketing": False}, headers=auth(), timeout=30
+        )
+        assert r.status_code == 200 and r.json()["marketing"] is False, r.text
+        time.sleep(1.5)
+        for answer in _from_both(base, state, "/community/push", push):
+            users = set(answer["users"]["user_id"])
+            assert not users & {capped, leaving, opted_out}, (
+                answer["request_id"],
+                users & {capped, leaving, opted_out},
+            )
+            assert len(users) == len(audience) - 3
