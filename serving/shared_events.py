@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SHARED_TYPES = ("push_sent", "purchase")
 SHARED_REFRESH_S = 1.0  # how stale another worker's purchase or push may be, at most
 BACKGROUND_BYTES = 1 << 20  # more than this waiting is read off the request's path
+CHUNK_BYTES = 8 << 20  # read and applied this much at a time
 
 
 class SharedEvents:
@@ -98,20 +99,30 @@ class SharedEvents:
 
     def _read(self, paths: list[Path], apply: Callable[[list[dict[str, Any]]], None]) -> None:
         with self._lock:
-            got = [e for path in paths for e in self._tail(path)]
-            if got:
-                apply(got)
+            for path in paths:
+                for chunk in self._tail(path):
+                    apply(chunk)
 
-    def _tail(self, path: Path) -> list[dict[str, Any]]:
+    def _tail(self, path: Path) -> Iterator[list[dict[str, Any]]]:
+        """The other processes' new whole lines of ``path``, in chunks of at most CHUNK_BYTES read
+        (a week of a large deployment's pushes is not held in memory at once)."""
         start = self._offsets.get(path, 0)
         try:
-            with open(path, "rb") as f:
-                f.seek(start)
-                data = f.read()
+            f = open(path, "rb")  # noqa: SIM115 - read in chunks below, closed at the end
         except FileNotFoundError:
-            return []
-        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits
-        self._offsets[path] = start + len(whole)
+            return
+        with f:
+            f.seek(start)
+            carry = b""
+            while data := f.read(CHUNK_BYTES):
+                data = carry + data
+                cut = data.rfind(b"\n") + 1  # a line still being written waits
+                whole, carry = data[:cut], data[cut:]
+                self._offsets[path] = self._offsets.get(path, start) + len(whole)
+                if whole:
+                    yield self._others(path, whole)
+
+    def _others(self, path: Path, whole: bytes) -> list[dict[str, Any]]:
         out = []
         for raw in whole.splitlines():
             try:

@@ -96,10 +96,14 @@ def test_what_the_events_table_holds_and_old_days_are_not_counted(tmp_path: Path
     assert [e["event_id"] for e in got] == [2]  # its own line is applied when taken, not read back
 
 
-def test_a_burst_is_read_off_the_requests_path(tmp_path: Path) -> None:
+def test_a_burst_is_read_off_the_requests_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A campaign's pushes sent through another worker (here 30,000 lines, 3 MB): the look that
-    finds them starts a reader thread and returns; they are applied once it has read them."""
+    finds them starts a reader thread and returns; they are applied once it has read them, in
+    chunks (here of 64 KiB: lines cut at a chunk's end are read whole with the next)."""
+    import serving.shared_events as shared_events
     from serving.shared_events import SharedEvents
+
+    monkeypatch.setattr(shared_events, "CHUNK_BYTES", 1 << 16)
 
     directory = tmp_path / "shared_events"
     (directory / "push_sent").mkdir(parents=True)
@@ -114,3 +118,5 @@ def test_a_burst_is_read_off_the_requests_path(tmp_path: Path) -> None:
     assert shared._reading is not None
     shared._reading.join(30)
     assert len(got) == 30_000 and {e["user_id"] for e in got} == set(range(1, 30_001))
+    shared.sync(got.extend, force=True)
+    assert len(got) == 30_000  # read once
