@@ -87,7 +87,7 @@ class SlotcastApp:
             catalog.shared_events = SharedEvents(
                 settings.serving_dir / "shared_events", f"{owner}-{os.getpid()}-{time.time_ns()}",
                 {"push_sent": settings.push_cap_days, "purchase": settings.bought_recently_days},
-                catalog.history_event_ids,
+                catalog.history_event_ids, lambda: self.deleted.current(),
             )  # fmt: skip
         self.catalog_error = catalog_error
         self.ledger = ledger

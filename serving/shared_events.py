@@ -38,13 +38,20 @@ CHUNK_BYTES = 8 << 20  # read and applied this much at a time
 
 class SharedEvents:
     def __init__(
-        self, directory: Path, writer: str, keep_days: dict[str, float], known_ids: np.ndarray
+        self,
+        directory: Path,
+        writer: str,
+        keep_days: dict[str, float],
+        known_ids: np.ndarray,
+        deleted: Callable[[], set[int]] = set,
     ) -> None:
         """``writer``: this process's tag (its own lines are applied when taken, not read back);
         ``keep_days``: per type, how far back the rules look; ``known_ids``: sorted event ids the
-        catalogue loaded from the events table."""
+        catalogue loaded from the events table; ``deleted()``: users whose lines are left unread
+        (deleted since another worker wrote them)."""
         self.directory, self.writer, self.keep_days = Path(directory), writer, keep_days
         self.known_ids = np.asarray(known_ids, np.int64)
+        self.deleted = deleted
         self._lock = threading.Lock()
         self._offsets: dict[Path, int] = {}
         self._checked = -float("inf")
@@ -124,13 +131,14 @@ class SharedEvents:
 
     def _others(self, path: Path, whole: bytes) -> list[dict[str, Any]]:
         out = []
+        gone = self.deleted()
         for raw in whole.splitlines():
             try:
                 e = json.loads(raw)
             except ValueError:
                 log.warning("skipped a line of %s that is not an event", path)
                 continue
-            if e.get("w") != self.writer:
+            if e.get("w") != self.writer and e.get("user_id") not in gone:
                 out.append(e)
         if out and len(self.known_ids):
             ids = np.array([e.get("event_id") or -1 for e in out], np.int64)

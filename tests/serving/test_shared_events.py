@@ -72,6 +72,26 @@ def test_a_purchase_through_one_worker_is_bought_recently_in_another(tables, tmp
     b.close()
 
 
+def test_a_deleted_users_lines_are_not_taken_in(
+    tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Deleted through one worker after a purchase through it: another worker reading the shared
+    lines later holds nothing of that purchase."""
+    import serving.deletions as deletions
+
+    monkeypatch.setattr(deletions, "DELETION_REFRESH_S", 0.0)
+    a = _app(tables, tmp_path)
+    user = int(a.catalog.users.index[1])  # type: ignore[union-attr]
+    product = int(a.catalog.products.index[0])  # type: ignore[union-attr]
+    a.events(EventsRequest(events=[Event(user_id=user, type="purchase", product_id=product)]))
+    a.delete_user(user)
+    b = _app(tables, tmp_path)  # starts after: reads every line, the deleted user's left out
+    b.catalog.sync_shared()  # type: ignore[union-attr]
+    assert product not in b.catalog.last_purchase.get(user, {})  # type: ignore[union-attr]
+    a.close()
+    b.close()
+
+
 def test_what_the_events_table_holds_and_old_days_are_not_counted(tmp_path: Path) -> None:
     from serving.shared_events import SharedEvents
 
