@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # (the demo events carry no stream), not one the other reliability tests delete (9).
 USER, STREAM, PRODUCT = 20, 1, 5
 MAX_REQUESTS = 240  # per phase: enough for both workers to answer, bounded if one never does
+CAROUSEL = {"user_id": USER, "stream_id": STREAM, "k": 5}
 
 
 @pytest.fixture(scope="module")
@@ -64,25 +65,6 @@ def _worker_of(state: Path) -> dict[str, str]:
     return out
 
 
-def _carousels(base: str, state: Path) -> tuple[list[dict[str, Any]], set[str]]:
-    """Concurrent carousels for USER in STREAM, each on a new connection (a kept-alive one would
-    stay with one worker), until both workers have answered or MAX_REQUESTS were sent."""
-
-    def one(_: int) -> dict[str, Any]:
-        r = httpx.post(f"{base}/carousel", json={"user_id": USER, "stream_id": STREAM, "k": 5}, timeout=30)
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    answers: list[dict[str, Any]] = []
-    pids: set[str] = set()
-    with ThreadPoolExecutor(4) as pool:
-        while len(pids) < 2 and len(answers) < MAX_REQUESTS:
-            answers += pool.map(one, range(24))
-            worker = _worker_of(state)
-            pids = {worker[a["request_id"]] for a in answers}
-    return answers, pids
-
-
 def _from_both(base: str, state: Path, route: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     """Concurrent POSTs of ``body`` to ``route``, each on a new connection, until both workers
     have answered (bounded by MAX_REQUESTS)."""
@@ -117,8 +99,7 @@ def test_two_workers_share_the_redis_online_store(
     with running_service(
         env=feast_env(world), log_path=tmp_path / "service.log", workers=2, ready_timeout=300
     ) as base:
-        before, pids = _carousels(base, state)
-        assert len(pids) == 2, f"only worker(s) {pids} answered {len(before)} requests"
+        before = _from_both(base, state, "/carousel", CAROUSEL)
         assert all(a["personalized"] and not a["degraded"] for a in before), before[:2]
         low = max(_p_convert(before))
         assert low < 0.5, "the user already has a live session: pick another"
@@ -127,8 +108,7 @@ def test_two_workers_share_the_redis_online_store(
         clicks = [{"user_id": USER, "type": "product_click", "product_id": PRODUCT, "stream_id": STREAM}]
         r = httpx.post(f"{base}/events", json={"events": clicks * 3}, timeout=30)
         assert r.status_code == 200 and r.json() == {"accepted": 3, "online": True}, r.text
-        after, pids = _carousels(base, state)
-        assert len(pids) == 2, f"only worker(s) {pids} answered {len(after)} requests"
+        after = _from_both(base, state, "/carousel", CAROUSEL)
         stale = [a["request_id"] for a in after if max(_p_convert([a])) <= low]
         assert not stale, f"{len(stale)} of {len(after)} answers did not see the pushed clicks"
         assert min(_p_convert(after)) > 0.5
@@ -138,8 +118,7 @@ def test_two_workers_share_the_redis_online_store(
         # The other worker learns of a deletion from the shared ledger within DELETION_REFRESH_S
         # (docs/serving.md); from then on no worker may personalize.
         time.sleep(DELETION_REFRESH_S + 0.5)
-        gone, pids = _carousels(base, state)
-        assert len(pids) == 2, f"only worker(s) {pids} answered {len(gone)} requests"
+        gone = _from_both(base, state, "/carousel", CAROUSEL)
         personal = [a for a in gone if a["personalized"] or a["fallback"] != "deleted"]
         assert not personal, f"{len(personal)} of {len(gone)} answers after the deletion: {personal[:2]}"
         assert max(_p_convert(gone)) < 0.5, "a deleted user's live session still reached the ranker"
