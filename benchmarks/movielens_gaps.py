@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.movielens_data import Fold
 from benchmarks.movielens_probe import FoldScoring, run_probe
@@ -69,5 +70,36 @@ def probe(fold: Fold) -> dict[str, list[float]]:
     return out
 
 
+def holes_by_gap(fit: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
+    """Per decile of the gap between consecutive fit ratings of a user: held-out ratings in it.
+
+    A held-out rating counts in the pair (a, b) when its time is in (t_a, t_b]; pairs rated in the
+    same second hold none by construction."""
+    fit = fit.sort_values(["user", "ts", "item"])
+    held_ts = {u: np.sort(g.to_numpy()) for u, g in held.groupby("user")["ts"]}
+    parts = []
+    for u, g in fit.groupby("user"):
+        ts, ht = g["ts"].to_numpy(), held_ts.get(u, np.empty(0))
+        count = np.searchsorted(ht, ts[1:], side="right") - np.searchsorted(ht, ts[:-1], side="right")
+        parts.append(pd.DataFrame({"gap_s": np.diff(ts), "held": count}))
+    r = pd.concat(parts, ignore_index=True)
+    r["decile"] = pd.qcut(r["gap_s"].rank(method="first"), 10, labels=False)
+    out = r.groupby("decile").agg(
+        gap_from=("gap_s", "min"), gap_to=("gap_s", "max"), held_per_pair=("held", "mean")
+    )
+    out.attrs["same_second_share"] = float((r["gap_s"] == 0).mean())
+    return out
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_probe(__doc__, probe, WEIGHTS))
+    from benchmarks.movielens_data import fetch_ml100k, stratified_split
+
+    code = run_probe(__doc__, probe, WEIGHTS)  # --help ends here
+    train, _ = stratified_split(fetch_ml100k(), 0.75, 42)  # the test part is not read
+    holes = holes_by_gap(*stratified_split(train, 0.75, 43))
+    print("\nvalidation fold: held-out ratings between consecutive fit ratings, by gap (seconds)")
+    print(
+        holes.round(3).to_string(),
+        f"\npairs rated in the same second: {holes.attrs['same_second_share']:.0%}",
+    )
+    raise SystemExit(code)
