@@ -223,8 +223,8 @@ def _factors(als: Any, products: np.ndarray, catalog: Catalog | None = None) -> 
     nobody interacted with at zero) takes the mean factors of the products of its category that it
     has factors for (of all of them when its category has none). Its push audience was ranked by
     a score of 0 for every user, that is by user id: on the demo world's truth, pushing one of its
-    873 such products to 100 users of a segment, the users chosen so bought 0.010 times as often as
-    a random 100 (0.0105), those chosen by the category's mean factors 0.033
+    873 such products to 100 users of a segment, the users so chosen bought it 0.010 times per
+    push, a random 100 0.0105 times, those chosen by the category's mean factors 0.033 times
     (benchmarks/bench_push_cold.py). A product the catalogue does not list either gets NaN (no
     score), as does every cold one without a catalogue."""
     try:
