@@ -189,11 +189,13 @@ class Catalog:
 
     def holds_user(self, user_id: int) -> bool:
         """Whether anything about the user is held here (what GET /users/{id}/data shows): a user
-        row, a community membership, or purchases or pushes from the history or from live events,
-        which may name users the catalogue has no row for."""
+        row, a community membership, a consent change, or purchases or pushes from the history or
+        from live events, which may name users the catalogue has no row for."""
         self.sync_shared()
         if self.knows_user(user_id) or user_id in self.last_purchase:
             return True
+        if self.consent_changes is not None and self.consent_changes.of(user_id) != (None, None):
+            return True  # a consent change recorded for them (PUT /users/{id}/consent)
         with self._lock:
             pushed = self._push_users
         return bool(np.any(pushed == user_id)) or bool(self.user_communities(user_id))

@@ -44,7 +44,8 @@ def user_data(
             for k, v in row.items()
         }
     pers, mark = cat.consent(user_id)  # the users table's, changed by PUT /users/{id}/consent
-    if known or (pers, mark) != (True, False):
+    changed = cat.consent_changes is not None and cat.consent_changes.of(user_id) != (None, None)
+    if known or changed:
         profile.update(consent_personalization=pers, consent_marketing=mark)
     now_us = int(time.time() * US)
     cat.sync_shared()  # purchases and pushes taken by other workers

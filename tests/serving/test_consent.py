@@ -65,6 +65,18 @@ def test_bad_consent_bodies_are_422_naming_the_field(client: TestClient, body: d
     assert r.status_code == 422 and field in r.text, r.text
 
 
+def test_a_user_known_only_by_a_consent_change_can_be_deleted(client: TestClient) -> None:
+    """Signed up and opted out in the app before any data reached the service: the consent change
+    is something held about them, so `DELETE` deletes them (it answered 404, "unknown user")."""
+    stranger = 10**12
+    assert client.delete(f"/users/{stranger + 1}", headers=AUTH).status_code == 404  # nothing held
+    client.put(f"/users/{stranger}/consent", json={"marketing": False}, headers=AUTH)
+    held = client.get(f"/users/{stranger}/data", headers=AUTH).json()
+    assert held["profile"] == {"consent_personalization": True, "consent_marketing": False}, held
+    assert client.delete(f"/users/{stranger}", headers=AUTH).json() == {"user_id": stranger, "deleted": True}
+    assert client.get(f"/users/{stranger}/data", headers=AUTH).json()["profile"] == {}
+
+
 def test_consent_changes_need_the_token(client: TestClient) -> None:
     assert client.put("/users/5/consent", json={"marketing": False}).status_code == 401
 
