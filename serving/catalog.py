@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from serving.memberships import MEMBERSHIP_TYPES
-from serving.shared_events import SHARED_TYPES
+from serving.shared_events import COUNTED_TYPES, MEMBERSHIP_TYPES, SHARED_TYPES
 
 log = logging.getLogger(__name__)
 US = 1_000_000
@@ -67,8 +66,6 @@ class Catalog:
         self._lock = threading.Lock()
         # serving.consents.ConsentChanges (set by the app): consent changed after the users table.
         self.consent_changes: Any = None
-        # serving.memberships.MembershipChanges (set by the app): joins and leaves sent since.
-        self.membership_changes: Any = None
         p = tables["products"].to_pandas()
         self.products = p.set_index("product_id")[
             ["category", "price", "margin", "stock", "repurchase_cycle_days"]
@@ -127,7 +124,7 @@ class Catalog:
         cols = ["ts", "user_id", "type", "product_id"] + (["event_id"] if with_ids else [])
         ev = tables["events"].select(cols).to_pandas()
         # The purchases' and pushes' ids, so those shared by the workers since are not counted twice.
-        shared_rows = ev["type"].isin(SHARED_TYPES)
+        shared_rows = ev["type"].isin(COUNTED_TYPES)
         self.history_event_ids = (
             np.sort(ev.loc[shared_rows, "event_id"].to_numpy(np.int64)) if with_ids else np.empty(0, np.int64)
         )
@@ -286,26 +283,20 @@ class Catalog:
         return int(self.push_counts(np.array([user_id], np.int64), since_us)[0])
 
     def user_communities(self, user_id: int) -> list[int]:
-        self._sync_memberships()
+        self.sync_shared()
         return sorted(c for c, members in self.communities.items() if np.any(members == user_id))
 
-    def _sync_memberships(self, force: bool = False) -> None:
-        if self.membership_changes is not None:
-            self.membership_changes.sync(self._apply_memberships, force)
-
-    def _apply_memberships(self, changes: list[dict[str, Any]]) -> None:
-        """Joins add the user to the community's members, leaves take them out (each idempotent);
-        a community the communities table does not list is not made up by a join."""
-        with self._lock:
-            for c in changes:
-                cid, uid = int(c["community_id"]), int(c["user_id"])
-                members = self.communities.get(cid)
-                if members is None:
-                    continue
-                if c["type"] == "community_join" and not np.any(members == uid):
-                    self.communities[cid] = np.append(members, np.int64(uid))
-                elif c["type"] == "community_leave" and np.any(members == uid):
-                    self.communities[cid] = members[members != uid]
+    def _apply_membership(self, e: dict[str, Any]) -> None:
+        """A join adds the user to the community's members, a leave takes them out (each
+        idempotent); a community the communities table does not list is not made up by a join.
+        Called with the lock held."""
+        if e.get("community_id") is None or (members := self.communities.get(int(e["community_id"]))) is None:
+            return
+        uid = int(e["user_id"])
+        if e["type"] == "community_join" and not np.any(members == uid):
+            self.communities[int(e["community_id"])] = np.append(members, np.int64(uid))
+        elif e["type"] == "community_leave" and np.any(members == uid):
+            self.communities[int(e["community_id"])] = members[members != uid]
 
     def segment(self, user_id: int) -> str:
         return self.segment_of_user.get(user_id, NO_HISTORY_SEGMENT)
@@ -322,7 +313,7 @@ class Catalog:
 
     def audience(self, segment: str | None, community_id: int | None) -> np.ndarray | None:
         if community_id is not None:
-            self._sync_memberships()
+            self.sync_shared()
             return self.communities.get(community_id)
         known = segment in self.segment_members or segment in self.segment_descriptions
         return self.segment_members.get(str(segment), np.empty(0, np.int64)) if known else None
@@ -338,37 +329,28 @@ class Catalog:
     # --- live updates from POST /events -------------------------------------------------------
     def apply_events(self, events: Iterable[dict[str, Any]]) -> None:
         events = list(events)
-        joins_leaves = [
-            e for e in events if e["type"] in MEMBERSHIP_TYPES and e.get("community_id") is not None
-        ]
-        shared = False
-        if joins_leaves and self.membership_changes is not None:
-            try:
-                self.membership_changes.record(joins_leaves)  # every worker and replica applies them
-                shared = True
-            except OSError as exc:  # they are in the event log; this worker applies them at least
-                log.warning("joins and leaves kept in this worker only: %s", exc)
-            self._sync_memberships(force=True)
-        if joins_leaves and not shared:
-            self._apply_memberships(joins_leaves)
         if self.shared_events is not None and any(e["type"] in SHARED_TYPES for e in events):
             try:
                 self.shared_events.record(events)  # the other workers read them within a second
             except OSError as exc:  # they are in the event log; this worker counts them at least
-                log.warning("purchases and pushes kept in this worker only: %s", exc)
+                log.warning("purchases, pushes, joins and leaves kept in this worker only: %s", exc)
         self._apply_history(events)
 
     def sync_shared(self) -> None:
-        """Take in the purchases and pushes other workers took (serving/shared_events.py)."""
+        """Take in the purchases, pushes, joins and leaves other workers took
+        (serving/shared_events.py)."""
         if self.shared_events is not None:
             self.shared_events.sync(self._apply_history)
 
     def _apply_history(self, events: list[dict[str, Any]]) -> None:
-        """Purchases (the latest per user and product) and pushes sent, into what the rules read."""
+        """Purchases (the latest per user and product), pushes sent, joins and leaves, into what
+        the rules and audiences read."""
         new_push_u, new_push_t = [], []
         with self._lock:
             for e in events:
-                if e["type"] == "purchase" and e.get("product_id") is not None:
+                if e["type"] in MEMBERSHIP_TYPES:
+                    self._apply_membership(e)
+                elif e["type"] == "purchase" and e.get("product_id") is not None:
                     bought = self.last_purchase.setdefault(int(e["user_id"]), {})
                     pid = int(e["product_id"])
                     bought[pid] = max(bought.get(pid, 0), int(e["ts_us"]))

@@ -32,7 +32,6 @@ from serving.event_ids import EventIds, claim, owner_name, release
 from serving.event_log import EventLog, event_records
 from serving.impressions import ImpressionLog
 from serving.live_pending import live_pending
-from serving.memberships import MembershipChanges
 from serving.metrics import ServingMetrics
 from serving.pipeline import PipelineConfig, Recommender
 from serving.reload_signal import ReloadSignal
@@ -83,7 +82,6 @@ class SlotcastApp:
         self.consents = consent_changes(settings.state_dir)
         if catalog is not None:
             catalog.consent_changes = self.consents
-            catalog.membership_changes = MembershipChanges(settings.serving_dir / "membership_changes.jsonl")
             catalog.shared_events = SharedEvents(
                 settings.serving_dir / "shared_events", f"{owner}-{os.getpid()}-{time.time_ns()}",
                 {"push_sent": settings.push_cap_days, "purchase": settings.bought_recently_days},

@@ -1,17 +1,19 @@
-"""Purchases and pushes sent (``POST /events``) as every worker and replica sees them.
+"""What one worker is told through ``POST /events`` that every worker and replica must count.
 
 The catalogue keeps each user's last purchase per product (the carousel's bought-recently and
-repurchase-due rules) and the times pushes were sent (the push frequency cap). Loaded from the
-events table at the start, they then grew only with the events a worker took itself: with four
-workers a user could be pushed up to four times the cap, and shown a product just bought through
-another worker. Now the worker that takes such events also appends them to
+repurchase-due rules), the times pushes were sent (the push frequency cap) and the communities'
+members (push audiences). Loaded from the tables at the start, they then changed only with the
+events a worker took itself: with four workers a user could be pushed up to four times the cap,
+shown a product just bought through another worker, and a community leave or join changed nothing
+at all. Now the worker that takes such events also appends them to
 ``$STATE/serving/shared_events/<type>/<YYYYMMDD>.jsonl`` (a file a day, by the day written), and
 every worker applies the lines other processes wrote at most once a second, reading each file
 from where it stopped. Files older than the rules look back (``push_cap_days`` for pushes,
-``bought_recently_days`` for purchases, plus a day) are no longer read, and are deleted. An event
-the events table held at the start (served events appended with ``slotcast data append-events``)
-is not counted twice: its event id is known. The event log stays the durable record; these files
-are a shared cache of it and are not fsynced.
+``bought_recently_days`` for purchases, plus a day) are no longer read, and are deleted; joins and
+leaves are kept (a membership lasts). A purchase or push the events table held at the start (served
+events appended with ``slotcast data append-events``) is not counted twice: its event id is known;
+a join or leave applied twice changes nothing. The event log stays the durable record; of these
+files only the joins and leaves are fsynced (a lost leave would go on pushing a user who left).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
-SHARED_TYPES = ("push_sent", "purchase")
-SHARED_REFRESH_S = 1.0  # how stale another worker's purchase or push may be, at most
+COUNTED_TYPES = ("push_sent", "purchase")  # counted once each: their event ids are checked
+MEMBERSHIP_TYPES = ("community_join", "community_leave")  # kept for good, applied idempotently
+SHARED_TYPES = COUNTED_TYPES + MEMBERSHIP_TYPES
+SHARED_REFRESH_S = 1.0  # how stale another worker's events may be, at most
 BACKGROUND_BYTES = 1 << 20  # more than this waiting is read off the request's path
 CHUNK_BYTES = 8 << 20  # read and applied this much at a time
 
@@ -46,9 +50,9 @@ class SharedEvents:
         deleted: Callable[[], set[int]] = set,
     ) -> None:
         """``writer``: this process's tag (its own lines are applied when taken, not read back);
-        ``keep_days``: per type, how far back the rules look; ``known_ids``: sorted event ids the
-        catalogue loaded from the events table; ``deleted()``: users whose lines are left unread
-        (deleted since another worker wrote them)."""
+        ``keep_days``: how far back the rules look, per counted type (joins and leaves: for good);
+        ``known_ids``: sorted ids of the purchases and pushes the catalogue loaded from the events
+        table; ``deleted()``: users whose lines are left unread (deleted since they were written)."""
         self.directory, self.writer, self.keep_days = Path(directory), writer, keep_days
         self.known_ids = np.asarray(known_ids, np.int64)
         self.deleted = deleted
@@ -58,11 +62,14 @@ class SharedEvents:
         self._reading: threading.Thread | None = None
 
     def record(self, events: Iterable[dict[str, Any]]) -> None:
-        """Append this worker's purchases and pushes sent, one file per type and day."""
+        """Append this worker's events of the shared types, one file per type and day."""
         by_type: dict[str, list[str]] = {}
         for e in events:
             if e.get("type") in SHARED_TYPES:
-                line = {k: e.get(k) for k in ("event_id", "type", "user_id", "product_id", "ts_us")}
+                line = {
+                    k: e.get(k)
+                    for k in ("event_id", "type", "user_id", "product_id", "community_id", "ts_us")
+                }
                 by_type.setdefault(e["type"], []).append(json.dumps({"w": self.writer, **line}))
         day = datetime.now(UTC).strftime("%Y%m%d")
         for kind, lines in by_type.items():
@@ -70,6 +77,9 @@ class SharedEvents:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "ab") as f:
                 f.write(("\n".join(lines) + "\n").encode())
+                if kind in MEMBERSHIP_TYPES:
+                    f.flush()
+                    os.fsync(f.fileno())
 
     def sync(self, apply: Callable[[list[dict[str, Any]]], None], force: bool = False) -> None:
         """Hand the lines other processes appended since the last call to ``apply`` (at most once
@@ -96,7 +106,8 @@ class SharedEvents:
         """The files the rules still look back on; older ones are deleted."""
         paths = []
         for kind in SHARED_TYPES:
-            oldest = (datetime.now(UTC) - timedelta(days=self.keep_days[kind] + 1)).strftime("%Y%m%d")
+            keep = self.keep_days.get(kind)
+            oldest = "" if keep is None else (datetime.now(UTC) - timedelta(days=keep + 1)).strftime("%Y%m%d")
             for path in sorted((self.directory / kind).glob("*.jsonl")):
                 if path.stem < oldest:
                     self._forget(path)

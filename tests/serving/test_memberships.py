@@ -57,27 +57,32 @@ def test_a_user_who_joins_is_in_the_next_push(client: TestClient) -> None:
 
 
 def test_a_leave_through_one_replica_is_honoured_by_another(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import serving.memberships as memberships
+    import serving.shared_events as shared_events
     from serving.catalog import Catalog
     from serving.demo import demo_tables
-    from serving.memberships import MembershipChanges
+    from serving.shared_events import SharedEvents
+
+    def worker(name: str) -> Catalog:
+        cat = Catalog(tables)
+        cat.shared_events = SharedEvents(tmp_path / "shared_events", name, {}, cat.history_event_ids)
+        return cat
 
     tables = demo_tables(n_users=200, n_products=30, n_streams=2, per_stream=10, seed=3)
-    path = tmp_path / "membership_changes.jsonl"
-    a, b = Catalog(tables), Catalog(tables)
-    a.membership_changes, b.membership_changes = MembershipChanges(path), MembershipChanges(path)
+    a, b = worker("a"), worker("b")
     community = next(c for c, m in a.communities.items() if len(m) >= 2)
     leaving = int(a.audience(None, community)[0])  # type: ignore[index]
     assert leaving in b.audience(None, community)  # type: ignore[operator]
     a.apply_events([{"user_id": leaving, "type": "community_leave", "community_id": community, "ts_us": 1}])
     assert leaving not in a.audience(None, community)  # type: ignore[operator]  # at once where it came in
-    monkeypatch.setattr(memberships, "MEMBERSHIP_REFRESH_S", 0.0)  # b's next look at the shared file
+    monkeypatch.setattr(shared_events, "SHARED_REFRESH_S", 0.0)  # b's next look at the shared files
     assert leaving not in b.audience(None, community)  # type: ignore[operator]
     assert community not in b.user_communities(leaving)
-    # A third worker started later reads the whole file once; a line being written waits.
-    with open(path, "a") as f:
-        f.write('{"user_id": 1, "commun')
-    c = Catalog(tables)
-    c.membership_changes = MembershipChanges(path)
+    # A worker started later reads every join and leave kept (for good, whatever their day); a
+    # line being written waits.
+    day = next((tmp_path / "shared_events" / "community_leave").glob("*.jsonl"))
+    day.rename(day.with_name("20000101.jsonl"))
+    with open(day.with_name("20000101.jsonl"), "a") as f:
+        f.write('{"w": "a", "user_id": 1, "commun')
+    c = worker("c")
     assert leaving not in c.audience(None, community)  # type: ignore[operator]
     assert np.array_equal(np.sort(c.communities[community]), np.sort(b.communities[community]))
