@@ -222,8 +222,9 @@ def _around(world: Any, requests: Any) -> Any:
     return (world.churn_day(requests["user_id"].to_numpy(np.int64)) > day).astype(np.float64)
 
 
-def _service_impressions(state_dir: Path, events: Any) -> Any:
-    """The service's carousel impression log as an impressions table (clicks / purchases from events)."""
+def _service_impressions(state_dir: Path, events: Any, deleted: Any) -> Any:
+    """The service's carousel impression log as an impressions table (clicks / purchases from
+    events), without the answers to users in ``deleted``."""
     from serving.impressions import read_impressions
     from training.evaluation.logs import impressions_from_service
 
@@ -232,7 +233,9 @@ def _service_impressions(state_dir: Path, events: Any) -> Any:
         raise typer.BadParameter(
             f"no impression log at {directory} (the service writes it)", param_hint="--service-log"
         )
-    table = impressions_from_service(read_impressions(directory), events)
+    gone = {int(u) for u in deleted}
+    records = (r for r in read_impressions(directory) if r.get("user_id") not in gone)
+    table = impressions_from_service(records, events)
     if table.empty:
         raise typer.BadParameter(f"{directory} holds no carousel impressions", param_hint="--service-log")
     return table
@@ -290,11 +293,14 @@ def register(app: typer.Typer) -> None:
         console, err = Console(), Console(stderr=True)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-        tables = read_tables(data)
+        from training.interactions import deleted_users
+
+        gone = deleted_users(settings.state_dir)  # evaluation, like training, reads no deleted user
+        tables = read_tables(data, gone)
         if tables["events"].empty:
             raise typer.BadParameter(f"{data}/events.parquet holds no events", param_hint="--data")
         if service_log:
-            tables["impressions"] = _service_impressions(settings.state_dir, tables["events"])
+            tables["impressions"] = _service_impressions(settings.state_dir, tables["events"], gone)
         from training.evaluation.policies import PopularPolicy
         from training.evaluation.replay import time_split
 

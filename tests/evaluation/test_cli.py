@@ -186,3 +186,47 @@ def test_evaluate_reads_the_service_impression_log(
     b = outs["--table-log"]["estimates"]["popular"]["snips"]["value"]
     # clicks joined from events within 24 h include a few later re-clicks of the same product
     assert b <= a + 1e-9 and a < b * 1.3 + 0.01
+
+    from features.privacy import DeletionLedger  # the log's answers to deleted users are left out
+
+    evens = {int(u) for u in held["user_id"].unique() if u % 2 == 0}
+    DeletionLedger(state).add_many(evens)
+    out = tmp_path / "after-deletion"
+    assert main(["evaluate", "--data", str(world_dir), "--policies", "popular", "--out", str(out),
+                 "--no-mlflow", "--n-boot", "50", "--service-log"]) == 0  # fmt: skip
+    left = held.loc[~held["user_id"].isin(evens), "request_id"].nunique()
+    assert 0 < left < held["request_id"].nunique()
+    assert json.loads((out / "metrics.json").read_text())["ope"]["carousel"]["n_requests"] == left
+
+
+@pytest.mark.slow
+def test_evaluate_reads_no_deleted_user(
+    world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Evaluation, like training, leaves out the users in the deletion ledger (it read them all)."""
+    import pandas as pd
+
+    from features.privacy import DeletionLedger
+    from training.evaluation.run import read_tables
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(state))
+    users = pd.read_parquet(world_dir / "users.parquet")["user_id"]
+    evens = {int(u) for u in users if u % 2 == 0}
+    tables = read_tables(world_dir, evens)
+    for name in ("events", "impressions", "pushes"):
+        assert len(tables[name]) and not tables[name]["user_id"].isin(evens).any(), name
+
+    def replay_users() -> int:
+        out = tmp_path / f"report{len(list(tmp_path.glob('report*')))}"
+        args = ["evaluate", "--data", str(world_dir), "--policies", "popular", "--out", str(out),
+                "--no-mlflow", "--n-boot", "50", "--no-truth"]  # fmt: skip
+        assert main(args) == 0, capsys.readouterr().err
+        return int(json.loads((out / "metrics.json").read_text())["replay"][0]["n_users"])
+
+    everyone = replay_users()
+    DeletionLedger(state).add_many(evens)
+    assert 0.3 * everyone < replay_users() < 0.7 * everyone
+    DeletionLedger(state).add_many(int(u) for u in users)
+    assert main(["evaluate", "--data", str(world_dir), "--policies", "popular", "--no-mlflow"]) == 2
+    assert "holds no events" in " ".join(capsys.readouterr().err.split())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,12 +331,18 @@ def summary_line(result: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def read_tables(data_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """The canonical tables evaluation uses, as pandas (absent optional tables read as empty)."""
+def read_tables(data_dir: str | Path, excluded_users: Iterable[int] = ()) -> dict[str, pd.DataFrame]:
+    """The canonical tables evaluation uses, as pandas (absent optional tables read as empty),
+    without the rows of ``excluded_users`` (the deletion ledger's: evaluation, like training,
+    never reads a deleted user)."""
     from features.data_model import read_table
 
     names = ("events", "products", "impressions", "pushes", "stream_products")
+    excluded = np.asarray(sorted({int(u) for u in excluded_users}), dtype=np.int64)
     out = {}
     for name in names:
-        out[name] = read_table(data_dir, name).to_pandas()
+        df = read_table(data_dir, name).to_pandas()
+        if excluded.size and "user_id" in df.columns:
+            df = df.loc[~df["user_id"].isin(excluded).to_numpy()].reset_index(drop=True)
+        out[name] = df
     return out
