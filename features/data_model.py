@@ -10,6 +10,8 @@ Timestamps are UTC microseconds. Nullable columns are marked in ``NULLABLE``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -237,3 +239,19 @@ def atomic_write_parquet(table: pa.Table, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def data_lock(data_dir: str | Path) -> Iterator[None]:
+    """Hold ``data_dir``'s write lock (an ``flock`` on ``.write.lock`` in it, so one host) while
+    reading tables and writing them back: `data validate`, `data append-events` and `privacy
+    purge` each rewrite whole tables, and two at once would lose one's rows (or bring a purged
+    user's back). Waits for the holder."""
+    import fcntl
+
+    with open(Path(data_dir) / ".write.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -30,6 +30,7 @@ from features.data_model import (
     TABLES,
     atomic_write_parquet,
     conform,
+    data_lock,
     table_path,
 )
 from features.validation_rules import (
@@ -317,9 +318,23 @@ def validate_dir(
     Within the threshold (and ``write``), tables that lost rows are rewritten with their accepted
     rows and the quarantined rows are appended to ``quarantine.parquet``. Above it, the tables are
     left as they are and this run's rejected rows go to ``quarantine.rejected.parquet`` for
-    inspection; call ``raise_for_threshold()`` on the report to turn that into an error.
+    inspection; call ``raise_for_threshold()`` on the report to turn that into an error. Writing,
+    it holds the directory's lock (``data_lock``) from the first read to the last write.
     """
     data_dir = Path(data_dir)
+    if write and data_dir.is_dir():
+        with data_lock(data_dir):
+            return _validate_dir(data_dir, max_quarantine_share, rules, write, on_table)
+    return _validate_dir(data_dir, max_quarantine_share, rules, write, on_table)
+
+
+def _validate_dir(
+    data_dir: Path,
+    max_quarantine_share: float,
+    rules: ValidationRules | None,
+    write: bool,
+    on_table: Callable[[str], None] | None,
+) -> DirReport:
     if not data_dir.is_dir():
         what = "a file, not a data directory" if data_dir.exists() else "no such data directory"
         raise FileNotFoundError(f"{data_dir}: {what}")

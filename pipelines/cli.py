@@ -24,7 +24,7 @@ from rich.console import Console
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-AREAS = ("data", "features", "train", "evaluate", "serve", "pipeline")
+AREAS = ("data", "features", "train", "evaluate", "serve", "pipeline", "privacy")
 
 app = typer.Typer(
     name="slotcast",

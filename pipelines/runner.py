@@ -71,12 +71,16 @@ def _digest(obj: Any) -> str:
 
 
 def file_digest(paths: Sequence[Path]) -> str:
-    """A content hash of files (streamed in 1 MiB blocks); directories are walked in sorted order."""
+    """A content hash of files (streamed in 1 MiB blocks); directories are walked in sorted order,
+    leaving out hidden files (a lock file, a table being written)."""
     h = hashlib.sha256()
     files: list[Path] = []
     for p in paths:
         p = Path(p)
-        files.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+        if p.is_dir():
+            files.extend(sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")))
+        else:
+            files.append(p)
     for f in files:
         h.update(str(f.name).encode())
         with open(f, "rb") as fh:

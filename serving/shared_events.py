@@ -144,6 +144,8 @@ class SharedEvents:
         out = []
         gone = self.deleted()
         for raw in whole.splitlines():
+            if not raw.strip():  # a deleted user's line, erased in place (`slotcast privacy purge`)
+                continue
             try:
                 e = json.loads(raw)
             except ValueError:

@@ -39,6 +39,13 @@ class AppendReport:
 def append_served_events(log_dir: Path, data_dir: Path, deleted: set[int]) -> AppendReport:
     """Append the log's events that ``data_dir``'s events table lacks (by event id), leaving out
     the users in ``deleted``; the table is rewritten once, in its canonical schema."""
+    from features.data_model import data_lock
+
+    with data_lock(data_dir):  # a purge or validation rewriting the table meanwhile would be undone
+        return _append_served_events(log_dir, data_dir, deleted)
+
+
+def _append_served_events(log_dir: Path, data_dir: Path, deleted: set[int]) -> AppendReport:
     import pandas as pd
     import pyarrow as pa
 
