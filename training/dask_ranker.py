@@ -110,11 +110,13 @@ def fit_ranker_dask(
     scheduler: str | None = None,
     n_workers: int = 2,
     client: Any = None,
+    socket_timeout_min: int = 10,
 ) -> LightGBMRanker:
     """Fit a ``LightGBMRanker`` on a Dask cluster; its feature order is ``X``'s column order.
 
     For lambdarank, ``group`` gives the query sizes in row order; queries are never split across
-    partitions. Pass ``client`` to reuse a connected Dask client.
+    partitions. Pass ``client`` to reuse a connected Dask client. ``socket_timeout_min``: how long
+    a worker waits on a peer that sends nothing before the fit fails (LightGBM's ``time_out``).
     """
     import dask.array as da
     import dask.dataframe as dd
@@ -137,6 +139,7 @@ def fit_ranker_dask(
     params.pop("eval_at", None)
     params.pop("num_threads", None)
     params.pop("deterministic", None)
+    params["time_out"] = int(socket_timeout_min)
     trees = int(n_estimators or config.n_estimators)
     with (
         contextlib.nullcontext(client) if client is not None else dask_client(scheduler, n_workers) as client,
@@ -162,11 +165,11 @@ def fit_ranker_dask(
         try:
             est.fit(dX, dy, **fit_kw)
         except lgb.basic.LightGBMError as exc:
-            if "socket" in str(exc).lower():  # a peer's connection reset: its worker died mid-fit
-                raise DaskUnavailableError(_lost_worker(exc)) from exc
+            if "socket" in str(exc).lower():  # a peer's connection reset or silent past the time-out
+                raise DaskUnavailableError(_lost_worker(exc, socket_timeout_min)) from exc
             raise ModelFitError(f"LightGBM's Dask fit failed: {exc}") from exc
         except KilledWorker as exc:  # the scheduler gave up on a task whose workers kept dying
-            raise DaskUnavailableError(_lost_worker(exc)) from exc
+            raise DaskUnavailableError(_lost_worker(exc, socket_timeout_min)) from exc
         booster = est.to_local().booster_
     ranker.booster = booster
     ranker.best_iteration = booster.current_iteration()
@@ -186,6 +189,7 @@ def fit_ranker_dask_early_stopped(
     valid: tuple[pd.DataFrame, npt.ArrayLike, npt.ArrayLike | None],
     scheduler: str | None = None,
     n_workers: int = 2,
+    socket_timeout_min: int = 10,
 ) -> tuple[LightGBMRanker, dict[str, float]]:
     """``config.n_estimators`` trees fitted on the cluster, then cut to the best iteration on
     ``valid`` in process (``training.posthoc_stopping.choose_iteration``); also returns figures
@@ -204,7 +208,9 @@ def fit_ranker_dask_early_stopped(
                     f"the Dask scheduler {where} has had no worker for {WORKERS_WAIT_S:g} s: start `dask worker`"
                 ) from exc
             workers = len(client.scheduler_info().get("workers", {}))
-            ranker = fit_ranker_dask(X, y, config, group=group, client=client)
+            ranker = fit_ranker_dask(
+                X, y, config, group=group, client=client, socket_timeout_min=socket_timeout_min
+            )
     except OSError as exc:  # the scheduler gone since the check, a connection to a worker lost
         raise DaskUnavailableError(f"the ranker fit on Dask ({where}) failed: {exc}") from exc
     t1 = time.perf_counter()
@@ -219,11 +225,12 @@ def fit_ranker_dask_early_stopped(
     return ranker, figures
 
 
-def _lost_worker(exc: BaseException) -> str:
+def _lost_worker(exc: BaseException, socket_timeout_min: int) -> str:
     return (
-        f"a Dask worker was lost during the ranker fit ({type(exc).__name__}: {exc}); every worker "
-        "takes part in each tree, so the fit cannot go on without it: nothing was registered, run "
-        "it again once the cluster is whole"
+        f"a Dask worker was lost during the ranker fit, or sent nothing for {socket_timeout_min} min "
+        f"(SLOTCAST_DASK_SOCKET_TIMEOUT_MIN) ({type(exc).__name__}: {exc}); every worker takes part "
+        "in each tree, so the fit cannot go on without it: nothing was registered, run it again "
+        "once the cluster is whole"
     )
 
 

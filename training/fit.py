@@ -155,7 +155,9 @@ def fit_final_ranker(
     if valid is None:
         raise ModelFitError("the valid split is empty: nothing to choose the Dask ranker's tree count on")
     address, n_workers = parse_dask_scheduler(settings.dask_scheduler)
-    ranker, figures = fit_ranker_dask_early_stopped(X, y, cfg, group, valid, address, n_workers)
+    ranker, figures = fit_ranker_dask_early_stopped(
+        X, y, cfg, group, valid, address, n_workers, socket_timeout_min=settings.dask_socket_timeout_min
+    )
     figures["ranker_best_iteration"] = float(ranker.best_iteration)
     where = {"ranker.fit_backend": "dask", "ranker.dask_scheduler": public_address(settings.dask_scheduler),
              "ranker.dask_workers": str(int(figures["ranker_dask_workers"]))}  # fmt: skip

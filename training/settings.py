@@ -121,6 +121,10 @@ class TrainSettings(BaseSettings):
     hpo_trials: int = Field(default=0, ge=0)
     # Run option, not a hyperparameter: where the ranker's final fit runs (None: in process).
     dask_scheduler: str | None = None
+    # How long a Dask worker's LightGBM waits on a peer that sends nothing (minutes; LightGBM's
+    # ``time_out``, 120 by default there): a worker cut off without its connection being reset
+    # (a network partition, a frozen VM) fails the fit after this long instead of two hours.
+    dask_socket_timeout_min: int = Field(default=10, ge=1)
     bootstrap_samples: int = Field(default=2000, ge=100)
     seed: int = 42
 

@@ -58,14 +58,9 @@ def test_partitions_never_cut_a_query() -> None:
     assert all(b0 == a1 for (_, b0), (a1, _) in zip(bounds, bounds[1:], strict=False))
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-def test_a_worker_killed_mid_fit_fails_the_fit_at_once_with_a_clear_error() -> None:
-    """A worker process dies (SIGKILL: an OOM kill, a pre-empted node) while LightGBM's trees are
-    being fitted: every worker takes part in each tree, so the fit cannot go on. It fails at once
-    (the peers' sockets are reset) with an error that says a worker was lost, not LightGBM's bare
-    socket message; 20,000 trees would otherwise run for minutes. Its own cluster: the session's is
-    not to be broken."""
+def _fit_while_a_worker_is(sig: int, socket_timeout_min: int = 10) -> tuple[str, float]:
+    """Fit 20,000 trees on a cluster of its own (the session's is not to be broken), send ``sig`` to
+    one worker once both are fitting; the error the fit raised and the seconds from the signal."""
     import os
     import signal
     import threading
@@ -84,9 +79,9 @@ def test_a_worker_killed_mid_fit_fails_the_fit_at_once_with_a_clear_error() -> N
         Client(cluster) as client,
     ):
         pids = client.run(os.getpid)
-        killed: list[int] = []
+        hit: list[tuple[int, float]] = []
 
-        def kill_once_both_are_fitting() -> None:
+        def signal_once_both_are_fitting() -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 busy = [
@@ -94,16 +89,51 @@ def test_a_worker_killed_mid_fit_fails_the_fit_at_once_with_a_clear_error() -> N
                 ]
                 if len(busy) == 2:
                     time.sleep(1.0)  # LightGBM's network is up: trees are being fitted
-                    killed.append(pids[busy[0]])
-                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    os.kill(pids[busy[0]], sig)
+                    hit.append((pids[busy[0]], time.monotonic()))
                     return
                 time.sleep(0.1)
 
-        killer = threading.Thread(target=kill_once_both_are_fitting, daemon=True)
-        killer.start()
-        with pytest.raises(DaskUnavailableError, match="worker was lost during the ranker fit"):
-            fit_ranker_dask_early_stopped(
-                X, y, cfg, None, (X.iloc[:100], y[:100], None), scheduler=cluster.scheduler_address
-            )
-        killer.join(5)
-        assert killed, "the fit ended before both workers were fitting"
+        sender = threading.Thread(target=signal_once_both_are_fitting, daemon=True)
+        sender.start()
+        try:
+            with pytest.raises(DaskUnavailableError) as raised:
+                fit_ranker_dask_early_stopped(
+                    X, y, cfg, None, (X.iloc[:100], y[:100], None), scheduler=cluster.scheduler_address,
+                    socket_timeout_min=socket_timeout_min,
+                )  # fmt: skip
+            after = time.monotonic() - hit[0][1] if hit else float("nan")
+        finally:
+            sender.join(5)
+            for pid, _ in hit:
+                if sig == signal.SIGSTOP:
+                    os.kill(pid, signal.SIGCONT)  # the cluster can close
+        assert hit, "the fit ended before both workers were fitting"
+    return str(raised.value), after
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_worker_killed_mid_fit_fails_the_fit_at_once_with_a_clear_error() -> None:
+    """A worker process dies (SIGKILL: an OOM kill, a pre-empted node) while LightGBM's trees are
+    being fitted: every worker takes part in each tree, so the fit cannot go on. It fails at once
+    (the peers' sockets are reset) with an error that says a worker was lost, not LightGBM's bare
+    socket message; 20,000 trees would otherwise run for minutes."""
+    import signal
+
+    message, after = _fit_while_a_worker_is(signal.SIGKILL)
+    assert "worker was lost during the ranker fit" in message
+    assert after < 60, after
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_worker_cut_off_without_a_reset_fails_the_fit_after_the_socket_time_out() -> None:
+    """A worker that stops answering without its connections being reset (SIGSTOP stands in for a
+    network partition or a frozen VM): its peers wait in a socket read. Before, that was LightGBM's
+    default of 120 minutes; now ``dask_socket_timeout_min`` (1 here, 10 by default)."""
+    import signal
+
+    message, after = _fit_while_a_worker_is(signal.SIGSTOP, socket_timeout_min=1)
+    assert "sent nothing for 1 min (SLOTCAST_DASK_SOCKET_TIMEOUT_MIN)" in message
+    assert 55 < after < 180, after
