@@ -122,9 +122,9 @@ def _as_int(value: Any) -> int | None:
 
 def erase_parquet(path: Path, user_ids: set[int], column: str = "user_id", batch_rows: int = 1 << 18) -> int:
     """Rewrite a parquet file without the rows whose ``column`` is one of ``user_ids`` (an integer
-    column, or a string one as in the quarantine file); returns the rows removed. Only the column
-    is read to find them; a file with some is copied ``batch_rows`` at a time (a 10M-row events
-    table is not held in memory) beside itself and renamed into place (a reader sees the old file
+    column, or a string one as in the quarantine file); returns the rows removed. The column is
+    read to find them and a file with some is copied ``batch_rows`` rows at a time (memory does not
+    grow with the table) beside itself and renamed into place (a reader sees the old file
     or the new one, whole). A file without the column, or without those users, is left untouched."""
     if not user_ids or not path.exists():
         return 0
@@ -138,7 +138,10 @@ def erase_parquet(path: Path, user_ids: set[int], column: str = "user_id", batch
     def gone(col: pa.Array | pa.ChunkedArray) -> pa.Array:
         return pc.fill_null(pc.is_in(col, value_set=values), False)
 
-    n = int(pc.sum(gone(pq.read_table(path, columns=[column]).column(column))).as_py() or 0)
+    n = sum(
+        int(pc.sum(gone(b.column(0))).as_py() or 0)
+        for b in source.iter_batches(batch_size=batch_rows, columns=[column], use_threads=False)
+    )
     if n:
         tmp = path.with_name(f".{path.name}.purge-{os.getpid()}")
         try:
