@@ -68,7 +68,10 @@ def erase_jsonl(path: Path, user_ids: set[int]) -> Erased:
                     out.edited += bool(new.strip())
             offset += len(line)
     if edits:
-        fd = os.open(path, os.O_WRONLY)  # not O_APPEND: pwrite at the records' own offsets
+        try:
+            fd = os.open(path, os.O_WRONLY)  # not O_APPEND: pwrite at the records' own offsets
+        except FileNotFoundError:  # deleted meanwhile (a shared-events file that aged out)
+            return Erased()
         try:
             for at, new in edits:
                 os.pwrite(fd, new, at)
