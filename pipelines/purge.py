@@ -20,6 +20,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from features.erasure import Erased, erase_jsonl, erase_parquet, jsonl_files
 from features.store import FeatureBuildBusyError
 from features.validation import QUARANTINE_FILE, REJECTED_FILE
@@ -55,7 +57,8 @@ def purge(
 ) -> PurgeReport:
     """Erase every user of ``state_dir``'s deletion ledger from the state's logs, its offline
     feature snapshot (inside ``build_lock()``, the feature build's lock) and each data directory.
-    A place that cannot be purged now (a build holds the lock) is listed in ``skipped``."""
+    A place that cannot be purged now (a build holds the lock) or a file that cannot be read or
+    written is listed in ``skipped``; everything else is purged all the same."""
     from features.privacy import DeletionLedger
 
     users = DeletionLedger(state_dir).user_ids()
@@ -63,13 +66,14 @@ def purge(
     if not users:
         return report
     for sub in STATE_LOGS:
-        report.places.append(_logs(state_dir / sub, f"$STATE/{sub}", users, progress))
+        report.places.append(_logs(state_dir / sub, f"$STATE/{sub}", users, progress, report.skipped))
     offline = state_dir / "features" / "offline"
     if offline.is_dir():
         try:
             with build_lock():
                 paths = sorted(offline.glob("*.parquet"))
-                report.places.append(_tables("$STATE/features/offline", paths, users, progress))
+                place = _tables("$STATE/features/offline", paths, users, progress, report.skipped)
+                report.places.append(place)
         except FeatureBuildBusyError as exc:  # that build leaves them out itself
             report.skipped.append(f"{offline}: {exc}")
     for data in data_dirs:
@@ -79,28 +83,43 @@ def purge(
             paths = [table_path(data, t) for t in TABLES]
             paths += [data / QUARANTINE_FILE, data / REJECTED_FILE]
             name = f"$STATE/{data.relative_to(state_dir)}" if data.is_relative_to(state_dir) else str(data)
-            report.places.append(_tables(name, [p for p in paths if p.exists()], users, progress))
+            paths = [p for p in paths if p.exists()]
+            report.places.append(_tables(name, paths, users, progress, report.skipped))
     return report
 
 
 def _logs(
-    directory: Path, name: str, users: set[int], progress: Callable[[str, int, int], None]
+    directory: Path,
+    name: str,
+    users: set[int],
+    progress: Callable[[str, int, int], None],
+    failed: list[str],
 ) -> PlaceReport:
     place = PlaceReport(name)
     paths = list(jsonl_files(directory))
     total = Erased()
     for i, path in enumerate(paths, 1):
-        total += erase_jsonl(path, users)
+        try:
+            total += erase_jsonl(path, users)
+        except OSError as exc:  # the others are still purged; the command exits 1 naming this one
+            failed.append(f"{path}: {exc.strerror or exc}")
         progress(place.place, i, len(paths))
     place.files, place.records, place.edited = len(paths), total.records, total.edited
     return place
 
 
 def _tables(
-    name: str, paths: list[Path], users: set[int], progress: Callable[[str, int, int], None]
+    name: str,
+    paths: list[Path],
+    users: set[int],
+    progress: Callable[[str, int, int], None],
+    failed: list[str],
 ) -> PlaceReport:
     place = PlaceReport(name, files=len(paths))
     for i, path in enumerate(paths, 1):
-        place.records += erase_parquet(path, users)
+        try:
+            place.records += erase_parquet(path, users)
+        except (OSError, pa.ArrowException) as exc:  # an unreadable table: the rest still purged
+            failed.append(f"{path}: not purged, {exc}")
         progress(place.place, i, len(paths))
     return place

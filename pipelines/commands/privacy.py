@@ -26,7 +26,7 @@ def purge_command(
 
     The service's logs (events, impressions, shared events, live events waiting) and the consent changes are edited in place while the service runs; the feature build's offline snapshot and the data directories' tables (quarantine included) are rewritten without the users' rows.
 
-    Run it after deletions (for example daily): `DELETE /users/{id}` already takes the user out of every answer, the online store, training and evaluation; this takes them off the disk. Exit 1 when a running feature build kept the offline snapshot from being purged (run it again afterwards).
+    Run it after deletions (for example daily): `DELETE /users/{id}` already takes the user out of every answer, the online store, training and evaluation; this takes them off the disk. Exit 1 when something was left (a running feature build held the offline snapshot, a file could not be read or written): each is named, everything else is purged; run it again afterwards.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

@@ -116,3 +116,22 @@ def test_purge_waits_for_no_build_and_says_what_it_skipped(
     assert main(["privacy", "purge"]) == 0
     assert pq.read_table(snapshot).column("user_id").to_pylist() == [5]
     assert "purged 1 deleted user(s)" in capsys.readouterr().out
+
+
+def test_an_unreadable_table_is_named_and_the_rest_still_purged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was a bare "Parquet magic bytes not found" naming no file, and nothing after it purged."""
+    from features.privacy import DeletionLedger
+
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path))
+    data = tmp_path / "data"
+    users = pa.table({"user_id": [4, 5], "signup_ts": pa.array([0, 0], pa.timestamp("us", "UTC")),
+                      "consent_personalization": [True, True], "consent_marketing": [True, True]})  # fmt: skip
+    write_table(data, "users", users)
+    (data / "events.parquet").write_bytes(b"not parquet")
+    DeletionLedger(tmp_path).add(4)
+    assert main(["privacy", "purge"]) == 1
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"skipped {data / 'events.parquet'}: not purged, Parquet magic bytes" in printed
+    assert read_table(data, "users").column("user_id").to_pylist() == [5]
