@@ -1,4 +1,5 @@
-"""`slotcast privacy purge`: erase deleted users from the files on disk (``pipelines/purge.py``)."""
+"""`slotcast privacy delete|purge`: deleting users without the service, and erasing deleted users
+from the files on disk (``pipelines/purge.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 def register(app: typer.Typer) -> None:
     """Add the `privacy` group to the main app."""
     privacy_app = typer.Typer(help="The right to erasure, on disk.", no_args_is_help=True)
+    privacy_app.command("delete")(delete_command)
     privacy_app.command("purge")(purge_command)
     app.add_typer(privacy_app, name="privacy")
 
@@ -68,3 +70,66 @@ def purge_command(
         console.print(f"skipped {note}", markup=False, soft_wrap=True)
     if report.skipped:
         raise typer.Exit(1)
+
+
+def _user_ids(values: list[str], path: Path | None) -> list[int]:
+    """User ids from the command line and a file (one per line; blank lines and # comments skipped)."""
+    items = [(v, "USER_IDS") for v in values]
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--file") from None
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                items.append((line, f"--file {path}:{n}"))
+    ids = []
+    for value, where in items:
+        try:
+            uid = int(value)
+        except ValueError:
+            raise typer.BadParameter(f"not a user id: {value[:40]!r}", param_hint=where) from None
+        if uid < 0:
+            raise typer.BadParameter(f"not a user id: {uid} (negative)", param_hint=where)
+        ids.append(uid)
+    if not ids:
+        raise typer.BadParameter("no user id given (arguments or --file)", param_hint="USER_IDS")
+    return list(dict.fromkeys(ids))
+
+
+def delete_command(
+    user_ids: list[str] = typer.Argument(None, metavar="USER_IDS", help="user ids to delete"),
+    file: Path = typer.Option(
+        None, "--file", "-f", help="a file of user ids, one per line (# comments allowed)"
+    ),
+) -> None:
+    """Delete users without going through the service: a compliance batch, or the service is down.
+
+    Does what `DELETE /users/{id}` does: the users go to the deletion ledger first (every running worker honours it within a second: no personal answer, no push; training and evaluation leave them out), then their rows leave the online store. With the online store unreachable they are left to the next `slotcast features build` (exit 1). Then run `slotcast privacy purge` to erase them from the files on disk.
+    """
+    from rich.console import Console
+
+    from features.privacy import DeletionLedger, delete_user_online, pending_online_deletions
+    from features.settings import FeatureSettings
+    from features.store import open_store
+
+    ids = _user_ids(user_ids or [], file)
+    settings = FeatureSettings()
+    console = Console()
+    new = DeletionLedger(settings.state_dir).add_many(ids)
+    console.print(f"{len(new):,} user(s) added to the deletion ledger ({len(ids) - len(new):,} were in it)",
+                  markup=False)  # fmt: skip
+    if not settings.registry_path.exists():
+        console.print(
+            "no feature store built in this state directory: no online rows to remove", markup=False
+        )
+        return
+    try:
+        removed = delete_user_online(open_store(settings), set(ids))
+    except Exception as exc:  # noqa: BLE001 - the ledger holds them; the next build removes the rows
+        pending_online_deletions(settings.state_dir).add_many(ids)
+        console.print(f"the online store failed ({type(exc).__name__}: {exc}); their rows are left to the next "
+                      "`slotcast features build`", markup=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(1) from None
+    console.print(f"{removed:,} online row(s) removed; next: slotcast privacy purge", markup=False)
