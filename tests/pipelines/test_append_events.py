@@ -97,3 +97,30 @@ def test_no_log_or_no_events_table_is_a_usage_error(
     _, data = _served_state(tmp_path)
     assert main(["data", "append-events", "--data", str(data), "--log", str(tmp_path / "no-log")]) == 2
     assert "--log" in capsys.readouterr().err
+
+
+def test_an_append_waits_for_a_purge_holding_the_directory(tmp_path: Path) -> None:
+    """Both rewrite the events table: an append that read the table before a purge replaced it
+    would write the purged user's rows back. The append waits for the data directory's lock."""
+    import threading
+
+    from features.data_model import data_lock, table_path
+    from features.erasure import erase_parquet
+    from pipelines.commands.data_events import append_served_events
+
+    app, data = _served_state(tmp_path)
+    app.events(EventsRequest(events=[Event(user_id=5, type="product_click", product_id=3, stream_id=0)]))
+    app.close()
+    gone = next(u for u in read_table(data, "events").column("user_id").to_pylist() if u != 5)
+    appended: list[int] = []
+    with data_lock(data):  # a purge at work
+        t = threading.Thread(target=lambda: appended.append(
+            append_served_events(tmp_path / "serving" / "events", data, set()).appended))  # fmt: skip
+        t.start()
+        t.join(1.0)
+        assert t.is_alive() and not appended, "the append did not wait for the lock"
+        assert erase_parquet(table_path(data, "events"), {gone}) > 0
+    t.join(30)
+    assert appended == [1]
+    users = read_table(data, "events").column("user_id").to_pylist()
+    assert gone not in users and 5 in users
