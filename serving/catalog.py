@@ -326,6 +326,15 @@ class Catalog:
             ok = np.where(changed, flag, ok)
         return ok
 
+    def personalization_consent(self, user_ids: np.ndarray) -> np.ndarray:
+        """Per user, as ``consent`` says one at a time (a user the table does not list: yes)."""
+        r = self._user_rows(np.asarray(user_ids, np.int64))
+        ok = np.where(r >= 0, self._u_pers[np.where(r >= 0, r, 0)] if len(self._u_pers) else True, True)
+        if self.consent_changes is not None:
+            changed, flag = self.consent_changes.personalization(user_ids)
+            ok = np.where(changed, flag, ok)
+        return ok
+
     # --- live updates from POST /events -------------------------------------------------------
     def apply_events(self, events: Iterable[dict[str, Any]]) -> None:
         events = list(events)

@@ -26,10 +26,11 @@ class ConsentChanges:
         self.ledger = ledger
         self._lock = threading.Lock()
         self._checked = -float("inf")
-        # (per user, sorted user ids, their marketing flag: 1 yes, 0 no, -1 no change recorded),
-        # replaced whole, so a reader never sees the ids of one read with the flags of another.
+        # (per user, sorted user ids, their (personalization, marketing) flags as two int8 columns:
+        # 1 yes, 0 no, -1 no change recorded), replaced whole, so a reader never sees the ids of one
+        # read with the flags of another.
         self._state: tuple[dict[int, tuple[bool | None, bool | None]], np.ndarray, np.ndarray] = (
-            {}, np.empty(0, np.int64), np.empty(0, np.int8),
+            {}, np.empty(0, np.int64), np.empty((0, 2), np.int8),
         )  # fmt: skip
 
     def add(self, user_id: int, personalization: bool | None, marketing: bool | None) -> None:
@@ -45,14 +46,21 @@ class ConsentChanges:
 
     def marketing(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each user: whether a marketing change is recorded, and the flag it set."""
+        return self._flags(user_ids, 1)
+
+    def personalization(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each user: whether a personalization change is recorded, and the flag it set."""
+        return self._flags(user_ids, 0)
+
+    def _flags(self, user_ids: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray]:
         self._refresh()
         _, ids, flags = self._state
         q = np.asarray(user_ids, np.int64)
         if not len(ids):
             return np.zeros(len(q), bool), np.zeros(len(q), bool)
         pos = np.minimum(np.searchsorted(ids, q), len(ids) - 1)
-        changed = (ids[pos] == q) & (flags[pos] >= 0)
-        return changed, flags[pos] == 1
+        f = flags[pos, column]
+        return (ids[pos] == q) & (f >= 0), f == 1
 
     def _refresh(self) -> None:
         if time.monotonic() - self._checked < CONSENT_REFRESH_S:
@@ -64,8 +72,10 @@ class ConsentChanges:
             by_user = self.ledger.overrides()
             ids = np.fromiter(by_user, np.int64, len(by_user))
             order = np.argsort(ids)
-            marketing = np.array([_flag(by_user[int(u)][1]) for u in ids[order]], np.int8)
-            self._state = (by_user, ids[order], marketing)
+            flags = np.array(
+                [[_flag(by_user[int(u)][0]), _flag(by_user[int(u)][1])] for u in ids[order]], np.int8
+            ).reshape(-1, 2)
+            self._state = (by_user, ids[order], flags)
             self._checked = start
 
 

@@ -79,14 +79,15 @@ class PushRanking:
         suppressed["frequency_cap"] = int(capped.sum())
         users = users[~capped]
 
-        best_p, best_pid = self.score_audience(models, users, products)
+        personal = np.asarray(self.catalog.personalization_consent(users), bool)
+        best_p, best_pid = self._consented_scores(models, users, personal, products)
         pf = self.catalog.product_frame(products)
         value = np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
         ev = best_p * value[best_pid]
         top = np.argsort(-ev, kind="stable")[: req.max_users]
         out_users = PushAudience(
             user_id=users[top].tolist(), product_id=products[best_pid[top]].tolist(),
-            p_convert=best_p[top].tolist(), expected_value=ev[top].tolist(),
+            p_convert=best_p[top].tolist(), expected_value=ev[top].tolist(), personalized=personal[top].tolist(),
         )  # fmt: skip
         send_after = self._quiet_until(now)
         if self.impressions is not None:
@@ -114,14 +115,36 @@ class PushRanking:
             model_version=models.version,
         )
 
+    def _consented_scores(
+        self, models: Models, users: np.ndarray, personal: np.ndarray, products: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``score_audience`` for the users with personalization consent; a user without it is not
+        ranked by their own profile (their ALS factors are not read) but as the average consenting
+        member of this audience: the product with the best mean p_convert over those users, at that
+        mean. With no consenting user at all, the calibration's rate at a zero score."""
+        best_p = np.zeros(len(users))
+        best_j = np.zeros(len(users), np.int64)
+        mean_p = np.zeros(len(products))
+        if personal.any():
+            best_p[personal], best_j[personal] = self.score_audience(
+                models, users[personal], products, mean_p
+            )
+        if not personal.all():
+            if not personal.any():
+                mean_p[:] = np.nan_to_num(models.push_probability(np.zeros((1, len(products))))[0], nan=0.0)
+            j = int(np.argmax(mean_p))
+            best_p[~personal], best_j[~personal] = mean_p[j], j
+        return best_p, best_j
+
     def score_audience(
-        self, models: Models, users: np.ndarray, products: np.ndarray
+        self, models: Models, users: np.ndarray, products: np.ndarray, mean_out: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """p_convert of each user's best product among ``products``, in vectorised batches.
 
         The ALS affinity goes through the bundle's push calibration (a logistic map fitted on the
         push log in training): the order of users is the model's, the level is P(purchase | pushed).
-        Users unknown to the model get 0."""
+        Users unknown to the model get 0. ``mean_out`` (one per product), when given, receives the
+        mean p_convert of each product over ``users``."""
         n = len(users)
         best_p = np.zeros(n)
         best_j = np.zeros(n, np.int64)
@@ -139,6 +162,8 @@ class PushRanking:
                 )
                 s = s.reshape(len(u), len(products))
             p = np.nan_to_num(models.push_probability(s), nan=0.0)
+            if mean_out is not None and n:
+                mean_out += p.sum(axis=0) / n
             j = np.argmax(p, axis=1)
             best_j[start : start + bs] = j
             best_p[start : start + bs] = p[np.arange(len(u)), j]
@@ -153,10 +178,13 @@ class PushRanking:
         cands = self._popular_ids(models, 500, req.segment, np.empty(0, np.int64))
         cands = cands[np.isin(cands, in_stock)] if len(cands) else in_stock[:500]
         rng = np.random.default_rng(0)
+        # The members' mean affinity ranks the products; a member without personalization consent
+        # is not profiled, not even into an average.
+        members = audience[np.asarray(self.catalog.personalization_consent(audience), bool)]
         sample = (
-            audience
-            if len(audience) <= self.config.audience_sample
-            else rng.choice(audience, self.config.audience_sample, replace=False)
+            members
+            if len(members) <= self.config.audience_sample
+            else rng.choice(members, self.config.audience_sample, replace=False)
         )
         if len(sample) and len(cands):
             s = np.asarray(

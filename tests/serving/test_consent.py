@@ -55,6 +55,38 @@ def test_marketing_withdrawn_leaves_the_push_audience(client: TestClient) -> Non
     assert client.post("/carousel", json={"user_id": leaving, "stream_id": 1}).json()["personalized"] is True
 
 
+def test_a_push_audience_does_not_rank_a_user_by_a_profile_they_withdrew(client: TestClient) -> None:
+    """Consent to pushes (marketing) without consent to personalization: the user stays in the
+    audience but is ranked as the audience's average consenting member, not by their own ALS
+    affinity. Before, their personal score ranked them like everyone else's."""
+
+    def push() -> dict[str, list]:
+        r = client.post("/community/push", json={"community_id": 2, "product_id": 5, "max_users": 10_000})
+        assert r.status_code == 200, r.text
+        return r.json()["users"]
+
+    before = push()
+    ranked = [u for u, pers in zip(before["user_id"], before["personalized"], strict=True) if pers]
+    own = {u: p for u, p in zip(before["user_id"], before["p_convert"], strict=True)}
+    first = ranked[0]
+    second = next(u for u in reversed(ranked) if own[u] < own[first])
+    assert own[first] != own[second]
+    for u in (first, second):
+        client.put(f"/users/{u}/consent", json={"personalization": False}, headers=AUTH)
+    after = push()
+    rows = {u: i for i, u in enumerate(after["user_id"])}
+    assert first in rows and second in rows  # still pushed: marketing consent stands
+    personal = [p for p, pers in zip(after["p_convert"], after["personalized"], strict=True) if pers]
+    for u in (first, second):
+        assert after["personalized"][rows[u]] is False
+        assert after["p_convert"][rows[u]] == pytest.approx(float(np.mean(personal)), rel=1e-9)
+    for u in (first, second):
+        client.put(f"/users/{u}/consent", json={"personalization": True}, headers=AUTH)
+    again = push()
+    back = {u: p for u, p in zip(again["user_id"], again["p_convert"], strict=True)}
+    assert back[first] == pytest.approx(own[first]) and back[second] == pytest.approx(own[second])
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [({}, "personalization"), ({"marketing": "no"}, "marketing"), ({"personalization": 0}, "personalization"),

@@ -234,3 +234,21 @@ def test_both_push_directions_write_an_impression(world) -> None:
     assert got is not None and got["kind"] == "push"
     assert got["items"] == [p.product_id for p in products.products]
     assert got["model_version"] == products.model_version
+
+
+def test_the_best_products_of_an_audience_read_no_withdrawn_profile(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The products direction averages the members' affinities; a member who withdrew
+    personalization consent is left out of that average. With every member out, nothing personal
+    is left to rank by: every product's p_convert is 0 (before: the same as with their consent)."""
+    from serving.consents import consent_changes
+
+    rec = world["rec"]
+    before = rec.push(PushRequest(community_id=1, k=5))
+    assert max(p.p_convert for p in before.products) > 0
+    changes = consent_changes(tmp_path)
+    for u in rec.catalog.audience(None, 1):
+        changes.add(int(u), False, None)
+    rec.catalog.consent_changes = changes
+    after = rec.push(PushRequest(community_id=1, k=5))
+    assert [p.p_convert for p in after.products] == [0.0] * len(after.products)
+    rec.catalog.consent_changes = None
