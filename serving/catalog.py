@@ -319,19 +319,18 @@ class Catalog:
         return self.segment_members.get(str(segment), np.empty(0, np.int64)) if known else None
 
     def marketing_consent(self, user_ids: np.ndarray) -> np.ndarray:
-        r = self._user_rows(np.asarray(user_ids, np.int64))
-        ok = np.where(r >= 0, self._u_mark[np.where(r >= 0, r, 0)] if len(self._u_mark) else False, False)
-        if self.consent_changes is not None:
-            changed, flag = self.consent_changes.marketing(user_ids)
-            ok = np.where(changed, flag, ok)
-        return ok
+        """Per user, as ``consent`` says one at a time (a user the table does not list: no)."""
+        return self._consents(user_ids, self._u_mark, False, "marketing")
 
     def personalization_consent(self, user_ids: np.ndarray) -> np.ndarray:
         """Per user, as ``consent`` says one at a time (a user the table does not list: yes)."""
+        return self._consents(user_ids, self._u_pers, True, "personalization")
+
+    def _consents(self, user_ids: np.ndarray, column: np.ndarray, unlisted: bool, kind: str) -> np.ndarray:
         r = self._user_rows(np.asarray(user_ids, np.int64))
-        ok = np.where(r >= 0, self._u_pers[np.where(r >= 0, r, 0)] if len(self._u_pers) else True, True)
+        ok = np.where(r >= 0, column[np.where(r >= 0, r, 0)] if len(column) else unlisted, unlisted)
         if self.consent_changes is not None:
-            changed, flag = self.consent_changes.personalization(user_ids)
+            changed, flag = getattr(self.consent_changes, kind)(user_ids)
             ok = np.where(changed, flag, ok)
         return ok
 
