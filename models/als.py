@@ -198,6 +198,21 @@ class ALSCandidateGenerator:
             self.user_factors[u] = 0.0
         return int(u.size)
 
+    def drop_users(self, user_ids: npt.ArrayLike) -> int:
+        """Remove these users from the model, their id and their factor row: no trace of them is
+        kept (a saved model cannot tell they were there), and from now on they are unknown users.
+        The item factors are untouched. Returns how many of them the model held."""
+        u = self.users.index(np.asarray(user_ids, dtype=np.int64).ravel())
+        u = np.unique(u[u >= 0])
+        if u.size:
+            keep = np.ones(len(self.users), dtype=bool)
+            keep[u] = False
+            self._model.user_factors = np.ascontiguousarray(self.user_factors[keep])
+            if hasattr(self._model, "_user_norms"):
+                self._model._user_norms = None  # implicit's cache of the old rows' norms
+            self.users = IdVocab(self.users.ids[keep])
+        return int(u.size)
+
     def generate(
         self,
         user_id: int,

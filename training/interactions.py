@@ -35,6 +35,26 @@ def deleted_users(state_dir: Path) -> np.ndarray:
     return np.asarray(sorted(DeletionLedger(state_dir).user_ids()), dtype=np.int64)
 
 
+def unconsented_users(data_dir: Path, state_dir: Path) -> np.ndarray:
+    """Users without personalization consent: the users table's flag (missing: no), changed by
+    the consent changes serving recorded (``PUT /users/{id}/consent``). Training keeps no profile
+    of them: their ALS factors are zeroed before the bundle is saved."""
+    from features.consent import ConsentLedger
+
+    users = read_table(data_dir, "users", columns=["user_id", "consent_personalization"]).to_pandas()
+    flags = dict(
+        zip(
+            users["user_id"].astype(np.int64),
+            users["consent_personalization"].fillna(False).astype(bool),
+            strict=True,
+        )
+    )
+    for uid, (pers, _) in ConsentLedger(state_dir).overrides().items():
+        if pers is not None:
+            flags[int(uid)] = bool(pers)
+    return np.asarray(sorted(u for u, ok in flags.items() if not ok), dtype=np.int64)
+
+
 def quarantined_event_ids(data_dir: Path) -> np.ndarray:
     """Event ids that validation put in quarantine; they stay out of training even if also in events."""
     path = Path(data_dir) / "quarantine.parquet"

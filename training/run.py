@@ -19,7 +19,7 @@ from features.data_model import read_table
 from training.calibrate import push_calibration
 from training.dataset import HistoricalReader
 from training.fit import FitResult, Progress, fit_all, ranking_scores
-from training.interactions import data_digest, deleted_users, load_events
+from training.interactions import data_digest, deleted_users, load_events, unconsented_users
 from training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,18 @@ def train(
     fit = fit_all(events, stream_products, item_ids, settings, reader, progress)
     window_h = fit.data.label_window / pd.Timedelta(hours=1)
     progress("calibrating push conversion on the push log")
+    # No profile is kept of a user without personalization consent: the bundle's ALS holds neither
+    # their id nor their factors (serving never read them: their answers and push rows are not
+    # personal; to offline evaluation they are unknown users, answered by popularity), and their
+    # pushes do not shape the calibration. Their events still count, as everyone's, in the item
+    # factors and the ranker.
+    unconsented = unconsented_users(data_dir, settings.state_dir)
     # Out of sample: the served ALS was fitted on events before the test split.
     calibration = push_calibration(
-        data_dir, fit.als, deleted_users(settings.state_dir), since=fit.data.splits.t_test
-    )
+        data_dir, fit.als, set(deleted_users(settings.state_dir).tolist()) | set(unconsented.tolist()),
+        since=fit.data.splits.t_test,
+    )  # fmt: skip
+    dropped = fit.als.drop_users(unconsented)
 
     progress("logging to MLflow")
     client = configure(settings)
@@ -141,6 +149,7 @@ def train(
         params["label_window_hours_used"] = f"{window_h:g}"
         params["data_digest"] = digest
         params["n_events"] = str(len(events))
+        params["users_without_personalization_consent"] = str(dropped)  # not in the bundle's ALS
         log_params(client, run_id, params)
         log_metrics(client, run_id, fit.metrics)
         if calibration.n:

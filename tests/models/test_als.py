@@ -226,3 +226,25 @@ def test_forget_zeroes_only_the_deleted_users(checkerboard: Checkerboard) -> Non
     assert model.forget([gone, 42]) == 1  # an unknown id is skipped
     assert np.all(model.score(np.full(items.size, gone), items) == 0)
     np.testing.assert_array_equal(model.score(np.full(items.size, kept), items), before)
+
+
+def test_drop_users_leaves_no_trace_of_them(checkerboard: Checkerboard, tmp_path: Path) -> None:
+    """Users without personalization consent: not a zeroed row but no row and no id at all, in
+    memory and once saved; everyone else scores as before."""
+    model = fitted(checkerboard)
+    ids, items = checkerboard.users.ids, checkerboard.items.ids
+    gone, kept = [int(ids[3]), int(ids[7])], ids[[0, 4, 8]]
+    before = model.score(np.repeat(kept, items.size), np.tile(items, kept.size))
+    assert model.drop_users([*gone, gone[0], 424242]) == 2  # repeats and unknown ids are skipped
+    assert len(model.users) == len(ids) - 2 and model.user_factors.shape[0] == len(ids) - 2
+    for u in gone:
+        assert (model.users.index(np.array([u])) == -1).all()
+        assert np.isnan(model.score(np.full(items.size, u), items)).all()
+        assert model.generate(u, 3)[0].size == 0  # an unknown user: the caller's fallback
+    np.testing.assert_array_equal(model.score(np.repeat(kept, items.size), np.tile(items, kept.size)), before)
+    model.save(tmp_path / "als")
+    loaded = ALSCandidateGenerator.load(tmp_path / "als")
+    assert not set(gone) & set(loaded.users.ids.tolist()) and len(loaded.users) == len(ids) - 2
+    np.testing.assert_array_equal(
+        loaded.score(np.repeat(kept, items.size), np.tile(items, kept.size)), before
+    )
