@@ -251,4 +251,11 @@ def test_the_best_products_of_an_audience_read_no_withdrawn_profile(world, tmp_p
     rec.catalog.consent_changes = changes
     after = rec.push(PushRequest(community_id=1, k=5))
     assert [p.p_convert for p in after.products] == [0.0] * len(after.products)
+    # The users direction with no consenting member: every row alike, at the model's rate for a
+    # zero score (no one's profile read).
+    users = rec.push(
+        PushRequest(community_id=1, product_id=int(after.products[0].product_id), max_users=10_000)
+    )
+    assert users.users.user_id and not any(users.users.personalized)
+    assert set(users.users.p_convert) == {float(rec.models()[0].push_probability(np.zeros(1))[0])}
     rec.catalog.consent_changes = None
