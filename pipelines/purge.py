@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from features.data_model import TABLES, data_lock, table_path
 from features.erasure import Erased, erase_jsonl, erase_parquet, jsonl_files
 from features.store import FeatureBuildBusyError
 from features.validation import QUARANTINE_FILE, REJECTED_FILE
@@ -77,8 +78,6 @@ def purge(
         except FeatureBuildBusyError as exc:  # that build leaves them out itself
             report.skipped.append(f"{offline}: {exc}")
     for data in data_dirs:
-        from features.data_model import TABLES, data_lock, table_path
-
         with data_lock(data):
             paths = [table_path(data, t) for t in TABLES]
             paths += [data / QUARANTINE_FILE, data / REJECTED_FILE]
