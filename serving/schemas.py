@@ -156,8 +156,8 @@ class PushAudience(BaseModel):
     product_id: list[int] = Field(default_factory=list)
     p_convert: list[float] = Field(default_factory=list)
     expected_value: list[float] = Field(default_factory=list)
-    # False: the user withdrew personalization consent; ranked as the audience's average consenting
-    # member (their own profile not read), not by their own ALS affinity.
+    # False: the user has no personalization consent (the users table's, or withdrawn since);
+    # ranked as the audience's average consenting member, their own profile not read.
     personalized: list[bool] = Field(default_factory=list)
 
 
