@@ -98,6 +98,23 @@ class PopularityModel:
         coo = sp.coo_matrix(user_items)
         return cls().fit(items.ids[coo.col], coo.data, users.ids[coo.row], user_segments)
 
+    @property
+    def user_ids(self) -> np.ndarray:
+        """The users whose segment the model holds (read-only)."""
+        return self._user_vocab.ids
+
+    def drop_users(self, user_ids: npt.ArrayLike) -> int:
+        """Remove these users' id and segment label (a deletion): the model cannot tell they were
+        there. The rankings are sums over everyone's events and stay. Returns how many it held."""
+        u = self._user_vocab.index(np.asarray(user_ids, dtype=np.int64).ravel())
+        u = np.unique(u[u >= 0])
+        if u.size:
+            keep = np.ones(len(self._user_vocab), dtype=bool)
+            keep[u] = False
+            self._user_vocab = IdVocab(self._user_vocab.ids[keep])
+            self._user_segment = self._user_segment[keep]
+        return int(u.size)
+
     # ----- answers ---------------------------------------------------------------------------
     def segment_of(self, user_id: int) -> str | None:
         """The segment label the model was fitted with for this user, or None."""

@@ -8,9 +8,12 @@ erases the users' records from all of them (``features.erasure``), while the ser
 are edited in place at the same length, tables rewritten and renamed into place under their
 locks (the feature build's and the data directory's).
 
-What it does not reach: the ALS factors in bundles registered before the deletion (MLflow
-artifacts; serving zeroes them in memory and the next training run leaves the users out), and a
-simulated world's ``truth/`` (the simulator's own users, not anyone's data).
+It also erases them from the models: every version of the registered bundle model in MLflow
+(``training.registry_erasure``: the ALS factors and segment labels of bundles trained before the
+deletion, rewritten where they are stored, same version and aliases) and any bundle directory
+given (``--bundle``, the one ``SLOTCAST_BUNDLE_DIR`` serves). Serving forgot them in memory at the
+deletion already. What it does not reach: a simulated world's ``truth/`` (the simulator's own
+users, not anyone's data).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 
 from features.data_model import TABLES, data_lock, table_path
@@ -27,15 +32,22 @@ from features.erasure import Erased, erase_jsonl, erase_parquet, jsonl_files
 from features.store import FeatureBuildBusyError
 from features.validation import QUARANTINE_FILE, REJECTED_FILE
 
+if TYPE_CHECKING:
+    from training.settings import TrainSettings
+
+Progress = Callable[[str, int, int], None]
+# (users, progress, failed) -> the registry's place, or None when there is no registry to purge
+RegistryPurge = Callable[[set[int], Progress, list[str]], "PlaceReport | None"]
+
 # JSON-lines files under the state directory that hold users' records (every *.jsonl below them).
 STATE_LOGS = ("serving", "privacy")
 
 
 @dataclass
 class PlaceReport:
-    place: str  # $STATE/<dir> under the state directory, else the data directory's path
-    files: int = 0
-    records: int = 0  # JSON lines blanked, or table rows removed
+    place: str  # $STATE/<dir> under the state directory, else the path; or the registered model
+    files: int = 0  # files, or the registry's versions
+    records: int = 0  # JSON lines blanked, table rows removed, or user records of a bundle
     edited: int = 0  # JSON lines that lost some users (a push audience)
 
 
@@ -54,11 +66,13 @@ def purge(
     state_dir: Path,
     data_dirs: Iterable[Path],
     build_lock: Callable[[], AbstractContextManager[None]],
-    progress: Callable[[str, int, int], None] = lambda place, done, total: None,
+    progress: Progress = lambda place, done, total: None,
+    registry: RegistryPurge | None = None,
+    bundle_dirs: Iterable[Path] = (),
 ) -> PurgeReport:
     """Erase every user of ``state_dir``'s deletion ledger from the state's logs, its offline
-    feature snapshot (inside ``build_lock()``, the feature build's lock) and each data directory.
-    A place that cannot be purged now (a build holds the lock) or a file that cannot be read or
+    feature snapshot (inside ``build_lock()``, the feature build's lock), each data directory, the
+    registry (``registry``, see ``registry_purge``) and each bundle directory. A place that cannot be purged now (a build holds the lock) or a file that cannot be read or
     written is listed in ``skipped``; everything else is purged all the same."""
     from features.privacy import DeletionLedger
 
@@ -84,14 +98,62 @@ def purge(
             name = f"$STATE/{data.relative_to(state_dir)}" if data.is_relative_to(state_dir) else str(data)
             paths = [p for p in paths if p.exists()]
             report.places.append(_tables(name, paths, users, progress, report.skipped))
+    if registry is not None:
+        models = registry(users, progress, report.skipped)
+        if models is not None:
+            report.places.append(models)
+    for bundle_dir in bundle_dirs:
+        report.places.append(_bundle(bundle_dir, users, progress, report.skipped))
     return report
+
+
+def registry_purge(settings: TrainSettings) -> RegistryPurge:
+    """The registry step for ``purge``: every version of ``settings.registered_model`` in the
+    configured MLflow (a server by URI, else the state directory's SQLite store, skipped when that
+    was never created). A server that does not answer is listed as skipped."""
+
+    def run(users: set[int], progress: Progress, failed: list[str]) -> PlaceReport | None:
+        from training.registry_erasure import erase_from_registry
+        from training.tracking import TrackingUnavailableError, configure
+
+        uri = settings.tracking_uri
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            return None  # nothing was ever trained here
+        place = PlaceReport(f"MLflow model '{settings.registered_model}' (versions)")
+        try:
+            client = configure(settings)
+        except TrackingUnavailableError as exc:
+            failed.append(f"{place.place}: {exc}")
+            return place
+        done = erase_from_registry(
+            client, settings.registered_model, users, lambda i, n: progress(place.place, i, n)
+        )
+        place.files, place.records = done.versions, done.records
+        failed.extend(done.skipped)
+        return place
+
+    return run
+
+
+def _bundle(directory: Path, users: set[int], progress: Progress, failed: list[str]) -> PlaceReport:
+    from models.bundle import Bundle
+    from models.bundle_erasure import erase_users
+    from models.errors import IncompatibleBundleError
+
+    place = PlaceReport(str(directory), files=1)
+    try:
+        place.records = erase_users(Bundle.find(directory), np.fromiter(users, np.int64, len(users)))
+    except (OSError, IncompatibleBundleError) as exc:
+        failed.append(f"{directory}: not purged, {exc}")
+    progress(place.place, 1, 1)
+    return place
 
 
 def _logs(
     directory: Path,
     name: str,
     users: set[int],
-    progress: Callable[[str, int, int], None],
+    progress: Progress,
     failed: list[str],
 ) -> PlaceReport:
     place = PlaceReport(name)
@@ -111,7 +173,7 @@ def _tables(
     name: str,
     paths: list[Path],
     users: set[int],
-    progress: Callable[[str, int, int], None],
+    progress: Progress,
     failed: list[str],
 ) -> PlaceReport:
     place = PlaceReport(name, files=len(paths))

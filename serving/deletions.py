@@ -76,14 +76,20 @@ class DeletedUsers:
 
 
 def forget_users(models: Iterable[Any], user_ids: set[int]) -> None:
-    """Zero deleted users' ALS factors in loaded models (answers already ignore them: this leaves
-    nothing learnt from them in memory). The registered bundle keeps them until the next training
-    run, which excludes them (docs/RELIABILITY.md, known limits)."""
+    """Zero deleted users' ALS factors and drop their segment labels in loaded models (answers
+    already ignore them: this leaves nothing learnt from them in memory). The registered bundles'
+    files keep them until ``slotcast privacy purge`` rewrites every version without them, and the
+    next training run excludes them."""
     ids = np.fromiter(user_ids, np.int64, len(user_ids))
     for m in models:
-        forget = getattr(m.als, "forget", None) if m is not None else None
-        if forget is not None and ids.size:
+        if m is None or not ids.size:
+            continue
+        forget = getattr(m.als, "forget", None)
+        if forget is not None:
             forget(ids)
+        drop = getattr(getattr(m, "popularity", None), "drop_users", None)
+        if drop is not None:
+            drop(ids)
 
 
 def delete_users(

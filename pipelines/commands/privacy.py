@@ -23,12 +23,18 @@ def purge_command(
         "-d",
         help="a data directory to purge too (repeat for more; default: $SLOTCAST_STATE_DIR/data when it exists)",
     ),
+    bundle: list[Path] = typer.Option(
+        None,
+        "--bundle",
+        "-b",
+        help="a bundle directory to purge too, such as the one SLOTCAST_BUNDLE_DIR serves (repeat for more)",
+    ),
 ) -> None:
     """Erase every user in the deletion ledger from the files they are still in.
 
-    The service's logs (events, impressions, shared events, live events waiting) and the consent changes are edited in place while the service runs; the feature build's offline snapshot and the data directories' tables (quarantine included) are rewritten without the users' rows.
+    The service's logs (events, impressions, shared events, live events waiting) and the consent changes are edited in place while the service runs; the feature build's offline snapshot and the data directories' tables (quarantine included) are rewritten without the users' rows; every registered bundle version in MLflow (and each --bundle directory) is rewritten without their ALS factors and segment labels, same version and aliases.
 
-    Run it after deletions (for example daily): `DELETE /users/{id}` already takes the user out of every answer, the online store, training and evaluation; this takes them off the disk. Exit 1 when something was left (a running feature build held the offline snapshot, a file could not be read or written): each is named, everything else is purged; run it again afterwards.
+    Run it after deletions (for example daily): `DELETE /users/{id}` already takes the user out of every answer, the online store, training and evaluation; this takes them off the disk. Exit 1 when something was left (a running feature build held the offline snapshot, a file or a registered version could not be read or written, the MLflow server did not answer): each is named, everything else is purged; run it again afterwards.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -36,13 +42,17 @@ def purge_command(
 
     from features.settings import FeatureSettings
     from features.store import build_lock
-    from pipelines.purge import purge
+    from pipelines.purge import purge, registry_purge
+    from training.settings import TrainSettings
 
     settings = FeatureSettings()
     dirs = list(data or [])
     for d in dirs:
         if not d.is_dir():
             raise typer.BadParameter(f"{d} is not a data directory", param_hint="--data")
+    for b in bundle or []:
+        if not b.is_dir():
+            raise typer.BadParameter(f"{b} is not a bundle directory", param_hint="--bundle")
     if not dirs and (settings.state_dir / "data").is_dir():
         dirs = [settings.state_dir / "data"]
     console = Console()
@@ -55,7 +65,8 @@ def purge_command(
                 tasks[place] = bar.add_task(place, total=total)
             bar.update(tasks[place], completed=done)  # type: ignore[arg-type]
 
-        report = purge(settings.state_dir, dirs, lambda: build_lock(settings), on_file)
+        report = purge(settings.state_dir, dirs, lambda: build_lock(settings), on_file,
+                       registry=registry_purge(TrainSettings()), bundle_dirs=bundle or [])  # fmt: skip
     if not report.users:
         console.print("the deletion ledger is empty: nothing to purge", markup=False)
         return

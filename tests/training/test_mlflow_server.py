@@ -1,6 +1,6 @@
 """A real MLflow tracking server by URI (``mlflow server``, SQLite backend, proxied artifacts): train
 registers a challenger there, promote makes it champion, serving loads it by alias over HTTP, and no
-download stays on disk (serving reloads for as long as it runs)."""
+download stays on disk (serving reloads for as long as it runs); a purge rewrites the version there."""
 
 from __future__ import annotations
 
@@ -86,3 +86,17 @@ def test_train_promote_and_serve_through_a_tracking_server(
     bundle = load_bundle("slotcast", "champion")  # promote's and evaluate's path
     assert bundle.manifest.mlflow_run_id == trained.run_id
     assert not list(scratch.iterdir()), "downloads left behind"
+
+    # `slotcast privacy purge` rewrites the version on the server without a deleted user.
+    from features.privacy import DeletionLedger
+    from pipelines.cli import main
+
+    gone = int(bundle.als.users.ids[0])
+    DeletionLedger(state).add(gone)
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(state))
+    monkeypatch.setenv("SLOTCAST_MLFLOW_TRACKING_URI", uri)
+    assert main(["privacy", "purge"]) == 0
+    after = load_bundle("slotcast", "champion")
+    assert gone not in after.als.users and len(after.als.users) == len(bundle.als.users) - 1
+    assert source.load("champion").version == f"slotcast/{trained.version}"
+    assert not list(scratch.iterdir()), "the purge left downloads behind"
