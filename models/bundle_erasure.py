@@ -30,8 +30,9 @@ _USER_ARRAYS = {"als/users.npz": "ids", "popularity/popularity.npz": "user_ids"}
 
 
 def held_users(directory: str | Path) -> np.ndarray:
-    """The distinct user ids the bundle files under ``directory`` name (either file may be absent:
-    a partial download of ``USER_FILES`` is enough)."""
+    """The user ids the bundle files under ``directory`` name, file after file (an id held by both
+    is there twice; no sort: a million ids are checked with ``np.isin`` in ~50 ms, made distinct in
+    ~600). Either file may be absent: a partial download of ``USER_FILES`` is enough."""
     d = Path(directory)
     found = [np.empty(0, np.int64)]
     for rel, key in _USER_ARRAYS.items():
@@ -43,7 +44,7 @@ def held_users(directory: str | Path) -> np.ndarray:
                 found.append(np.asarray(data[key], dtype=np.int64))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             raise IncompatibleBundleError(f"{path} is corrupted or lacks '{key}': {exc}") from exc
-    return np.unique(np.concatenate(found))
+    return np.concatenate(found)
 
 
 def erase_users(directory: str | Path, user_ids: npt.ArrayLike) -> int:
