@@ -230,10 +230,24 @@ class ALSCandidateGenerator:
         u = self.users.index_of(int(user_id))
         if u < 0 or n <= 0:
             return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
+        return self.generate_for_vector(self.user_factors[u], n, candidates, exclude)
+
+    def generate_for_vector(
+        self,
+        vector: np.ndarray,
+        n: int,
+        candidates: npt.ArrayLike | None = None,
+        exclude: npt.ArrayLike | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``generate`` for a user given by their factors (``user_vector``) instead of an id."""
+        self._require_fitted()
+        if n <= 0:
+            return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
+        vec = np.asarray(vector, dtype=self.item_factors.dtype)
         ex = None if exclude is None else self.items.index(np.asarray(exclude, dtype=np.int64).ravel())
         if candidates is None:
             # whole catalogue: score every row in place (no gather), then drop the excluded
-            scores = self.item_factors @ self.user_factors[u]
+            scores = self.item_factors @ vec
             idx = np.arange(len(self.items), dtype=np.int64)
             if ex is not None and (ex >= 0).any():
                 keep = np.ones(len(self.items), dtype=bool)
@@ -244,7 +258,7 @@ class ALSCandidateGenerator:
             idx = idx[idx >= 0]
             if ex is not None and idx.size:
                 idx = idx[~np.isin(idx, ex[ex >= 0])]
-            scores = self.item_factors[idx] @ self.user_factors[u]
+            scores = self.item_factors[idx] @ vec
         if idx.size == 0:
             return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
         top = _top_n(scores, n)
@@ -332,14 +346,43 @@ class ALSCandidateGenerator:
                 out[np.ix_(rows, ki)] = self.user_factors[u[rows]] @ item_block
         return out
 
+    def user_vector(self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike) -> np.ndarray | None:
+        """Factors for a user from these interactions alone, the item factors fixed (implicit's
+        ``recalculate_user``: exact least squares, the model's alpha and regularization), without
+        changing the model, so it is safe while other threads read it. For a user the model does
+        not hold (a new user, one who gave consent again), from the events they sent since; score
+        with ``score_vector`` / ``generate_for_vector``. None when no item is known to the model."""
+        row = self._interaction_row(item_ids, confidences)
+        if row is None:
+            return None
+        return np.asarray(self._model.recalculate_user(0, row)).ravel()
+
+    def score_vector(self, vector: np.ndarray, product_ids: npt.ArrayLike) -> np.ndarray:
+        """``score`` for a user given by their factors: NaN where a product is unknown."""
+        self._require_fitted()
+        items = self.items.index(np.asarray(product_ids, dtype=np.int64).ravel())
+        out = np.full(items.size, np.nan, dtype=np.float32)
+        ok = items >= 0
+        out[ok] = self.item_factors[items[ok]] @ np.asarray(vector, dtype=self.item_factors.dtype)
+        return out
+
     def fold_in(self, user_id: int, item_ids: npt.ArrayLike, confidences: npt.ArrayLike) -> bool:
         """Recompute one user's factors from their interactions, keeping the item factors fixed.
 
         For users with events newer than the model (or new users, who are appended). Uses
         implicit's ``partial_fit_users`` (exact least squares given the item factors). Returns
         False when none of ``item_ids`` is known to the model (nothing to fold in). Mutates the
-        model: serving should fold into a copy or hold a lock.
+        model (training-side use; serving reads ``user_vector`` instead).
         """
+        row = self._interaction_row(item_ids, confidences)
+        if row is None:
+            return False
+        u = self.users.extend([int(user_id)])
+        self._model.partial_fit_users(u, row)
+        return True
+
+    def _interaction_row(self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike) -> sp.csr_matrix | None:
+        """One user's (1, n_items) confidence row, duplicates summed; None when no item is known."""
         self._require_fitted()
         items = np.asarray(item_ids, dtype=np.int64).ravel()
         conf = np.asarray(confidences, dtype=np.float32).ravel()
@@ -350,16 +393,14 @@ class ALSCandidateGenerator:
         idx = self.items.index(items)
         keep = idx >= 0
         if not keep.any():
-            return False
+            return None
         row = sp.csr_matrix(
             (conf[keep], (np.zeros(int(keep.sum()), dtype=np.int64), idx[keep])),
             shape=(1, len(self.items)),
             dtype=np.float32,
         )
         row.sum_duplicates()
-        u = self.users.extend([int(user_id)])
-        self._model.partial_fit_users(u, row)
-        return True
+        return row
 
     # ----- persistence -----------------------------------------------------------------------
     FILES = ("als.npz", "users.npz", "items.npz", "als.json")

@@ -75,7 +75,18 @@ def models_from_bundle(bundle: Any, version: str, policy: Policy) -> Models:
         popularity=bundle.popularity,
         policy=policy,
         push_calibration=PlattCalibration.from_dict(bundle.manifest.params.get("push_calibration")),
+        event_weights=_weights(bundle.manifest.params.get("event_weights")),
     )
+
+
+def _weights(value: Any) -> dict[str, float] | None:
+    """The bundle's event weights, or None where it has none (written before they were kept)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return {str(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        return None
 
 
 class DirModelSource:

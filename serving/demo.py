@@ -142,12 +142,28 @@ class FactorModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= user_id < self.n_users:
             return np.empty(0, np.int64), np.empty(0, np.float32)
+        return self.generate_for_vector(self.user_factors[user_id], n, candidates, exclude)
+
+    def generate_for_vector(
+        self,
+        vector: np.ndarray,
+        n: int,
+        candidates: Sequence[int] | None = None,
+        exclude: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         ids = np.asarray(candidates if candidates is not None else np.arange(self.n_products), np.int64)
         if exclude:
             ids = ids[~np.isin(ids, np.asarray(exclude, np.int64))]
-        s = self.score(np.full(len(ids), user_id), ids)
+        s = self.score_vector(vector, ids)
         order = np.argsort(-s, kind="stable")[:n]
         return ids[order], s[order]
+
+    def score_vector(self, vector: np.ndarray, product_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        p = np.asarray(product_ids, np.int64)
+        ok = (p >= 0) & (p < self.n_products)
+        out = np.full(len(p), np.nan, np.float32)
+        out[ok] = self.item_factors[p[ok]] @ np.asarray(vector, np.float32)
+        return out
 
 
 class DemoPopularity:

@@ -100,8 +100,12 @@ class Recommender(PushRanking):
         is_deleted: Callable[[int], bool] = lambda _u: False,
         on_fallback: Callable[[str], None] = lambda _r: None,
         deleted_mask: Callable[[np.ndarray], np.ndarray] | None = None,
+        user_vector: Callable[[Models, int], np.ndarray | None] | None = None,
     ) -> None:
+        """``user_vector(models, user)``: factors for a user ``models`` does not hold, folded in
+        from the events they sent since (serving/fold_in.py), or None (then: cold start)."""
         self.models = models
+        self.user_vector = user_vector
         self.features = features
         self.catalog = catalog
         self.impressions = impressions
@@ -167,6 +171,7 @@ class Recommender(PushRanking):
             ids = None
 
         fallback = None
+        folded: np.ndarray | None = None
         if not self.catalog.knows_user(req.user_id):
             fallback = "cold_start"
         elif self.is_deleted(req.user_id):
@@ -178,6 +183,8 @@ class Recommender(PushRanking):
             n = self.config.candidates_per_request
             if fallback is None:
                 ids, _ = models.als.generate(req.user_id, n, exclude=exclude.tolist() or None)
+                if len(ids) == 0 and (folded := self._folded(models, req.user_id)) is not None:
+                    ids, _ = models.als.generate_for_vector(folded, n, exclude=exclude.tolist() or None)
             if ids is None or len(ids) == 0:
                 ids = self._popular_ids(models, n, None, exclude)
         ids = np.asarray(ids, np.int64)
@@ -196,6 +203,12 @@ class Recommender(PushRanking):
         if fallback is None and len(ids):
             scores = models.als.score(np.full(len(ids), req.user_id, np.int64), ids).astype(float)
             unknown = np.isnan(scores)
+            if (
+                unknown.all()
+                and (folded := self._folded(models, req.user_id) if folded is None else folded) is not None
+            ):
+                scores = models.als.score_vector(folded, ids).astype(float)  # new since training
+                unknown = np.isnan(scores)
             if unknown.all():
                 fallback = "cold_start"  # known to the catalogue, unknown to the model
             elif unknown.any():  # products the model does not know: its lowest score
@@ -327,6 +340,9 @@ class Recommender(PushRanking):
                 "fallback": fallback, "degraded": degraded,
             }
         )  # fmt: skip
+
+    def _folded(self, models: Models, user_id: int) -> np.ndarray | None:
+        return None if self.user_vector is None else self.user_vector(models, user_id)
 
     def _popular_ids(self, models: Models, n: int, segment: str | None, exclude: np.ndarray) -> np.ndarray:
         out = models.popularity.top(n, segment=segment, exclude=exclude.tolist() or None)

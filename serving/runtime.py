@@ -30,6 +30,7 @@ from serving.errors import (
 )
 from serving.event_ids import EventIds, claim, owner_name, release
 from serving.event_log import EventLog, event_records
+from serving.fold_in import FOLD_FIELDS, FOLD_TYPES, FoldIns
 from serving.impressions import ImpressionLog
 from serving.live_pending import live_pending
 from serving.metrics import ServingMetrics
@@ -92,7 +93,15 @@ class SlotcastApp:
         self.metrics = ServingMetrics()
         self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes, owner)
         self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
-        self.deleted = DeletedUsers(ledger, lambda ids: forget_users(self._models or (), ids))
+        self.fold_ins = FoldIns(
+            SharedEvents(
+                settings.serving_dir / "fold_in", f"{owner}-{os.getpid()}-{time.time_ns()}",
+                dict.fromkeys(FOLD_TYPES, settings.fold_in_days), np.empty(0, np.int64),
+                lambda: self.deleted.current(), types=FOLD_TYPES, fields=FOLD_FIELDS,
+            ),
+            settings.fold_in_max_users, settings.fold_in_max_events,
+        )  # fmt: skip
+        self.deleted = DeletedUsers(ledger, self._forget)
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
         self._reload_lock = threading.Lock()
@@ -120,6 +129,7 @@ class SlotcastApp:
                 is_deleted=self.is_deleted,
                 on_fallback=self.metrics.fallback,
                 deleted_mask=self.deleted_mask,
+                user_vector=self.folded_in if settings.fold_in else None,
             )
             if catalog is not None
             else None
@@ -319,6 +329,8 @@ class SlotcastApp:
             self.event_log.append(records)  # raises 503 before anything is acknowledged
             if self.catalog is not None:
                 self.catalog.apply_events(records)
+                if self.settings.fold_in:
+                    self.fold_ins.take(records, self._to_fold_in)
             # Live totals: a failed push is retried later (serving/live_pending.py).
             online = self.live.push(records) if self.live is not None else True
             return EventsResponse(accepted=len(records), online=online)
@@ -369,12 +381,34 @@ class SlotcastApp:
             self.settings.push_cap_days,
         )  # fmt: skip
 
+    def _forget(self, user_ids: set[int]) -> None:
+        """Deleted users: nothing learnt from them stays in this process (models, folded events)."""
+        forget_users(self._models or (), user_ids)
+        self.fold_ins.drop(user_ids)
+
+    def _to_fold_in(self, user_id: int) -> bool:
+        """Whether to keep a user's events to fold in: a user of the catalogue whom neither loaded
+        model holds, with personalization consent, not deleted (serving/fold_in.py)."""
+        cat, models = self.catalog, self._models
+        if cat is None or models is None or not cat.knows_user(user_id) or self.is_deleted(user_id):
+            return False
+        if not cat.consent(user_id)[0]:
+            return False
+        held = (getattr(m.als, "users", None) for m in models if m is not None)
+        return not any(users is not None and users.index([user_id])[0] >= 0 for users in held)
+
+    def folded_in(self, models: Models, user_id: int) -> np.ndarray | None:
+        """The factors of a user ``models`` does not hold, from the events they sent since."""
+        return self.fold_ins.vector(models.als, models.event_weights, user_id)
+
     def set_consent(self, user_id: int, req: ConsentRequest) -> ConsentResponse:
         """Record a consent change (the ledger first: every worker and replica honours it within a
         second, this one at once) and answer the consent now in force."""
         cat = self._catalog()
         self.consents.add(user_id, req.personalization, req.marketing)
         pers, mark = cat.consent(user_id)
+        if not pers:  # the events kept to fold them in are no longer theirs to use
+            self.fold_ins.drop([user_id])
         return ConsentResponse(user_id=user_id, personalization=pers, marketing=mark)
 
     def delete_user(self, user_id: int) -> dict[str, Any]:

@@ -67,6 +67,13 @@ class ServingSettings(BaseSettings):
     push_batch_size: int = Field(default=65_536, ge=1024)
     # Recently bought non-consumables are left out of carousels for this long.
     bought_recently_days: float = Field(default=90.0, gt=0)
+    # A user of the users table whom the ALS does not hold (new since training, or consenting
+    # again) is folded in from the events they send (serving/fold_in.py): events kept this long,
+    # for at most this many users (least recently active dropped first), this many events each.
+    fold_in: bool = True
+    fold_in_days: float = Field(default=7.0, gt=0)
+    fold_in_max_users: int = Field(default=100_000, ge=1)
+    fold_in_max_events: int = Field(default=500, ge=1)
     max_clock_skew_s: float = Field(default=86_400.0, ge=0)
     """How far ahead of the service's clock an event's ``ts`` or a carousel's ``at`` may lie, in
     seconds: a client's clock may run ahead a little (a day is generous), a time in year 9999 is an

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 COUNTED_TYPES = ("push_sent", "purchase")  # counted once each: their event ids are checked
 MEMBERSHIP_TYPES = ("community_join", "community_leave")  # kept for good, applied idempotently
 SHARED_TYPES = COUNTED_TYPES + MEMBERSHIP_TYPES
+LINE_FIELDS = ("event_id", "type", "user_id", "product_id", "community_id", "ts_us")
 SHARED_REFRESH_S = 1.0  # how stale another worker's events may be, at most
 BACKGROUND_BYTES = 1 << 20  # more than this waiting is read off the request's path
 CHUNK_BYTES = 8 << 20  # read and applied this much at a time
@@ -48,12 +49,17 @@ class SharedEvents:
         keep_days: dict[str, float],
         known_ids: np.ndarray,
         deleted: Callable[[], set[int]] = set,
+        types: tuple[str, ...] = SHARED_TYPES,
+        fields: tuple[str, ...] = LINE_FIELDS,
     ) -> None:
         """``writer``: this process's tag (its own lines are applied when taken, not read back);
         ``keep_days``: how far back the rules look, per counted type (joins and leaves: for good);
         ``known_ids``: sorted ids of the purchases and pushes the catalogue loaded from the events
-        table; ``deleted()``: users whose lines are left unread (deleted since they were written)."""
+        table; ``deleted()``: users whose lines are left unread (deleted since they were written);
+        ``types`` / ``fields``: the event types shared and the fields a line keeps (another set of
+        files, such as serving/fold_in.py's, shares others)."""
         self.directory, self.writer, self.keep_days = Path(directory), writer, keep_days
+        self.types, self.fields = types, fields
         self.known_ids = np.asarray(known_ids, np.int64)
         self.deleted = deleted
         self._lock = threading.Lock()
@@ -65,11 +71,8 @@ class SharedEvents:
         """Append this worker's events of the shared types, one file per type and day."""
         by_type: dict[str, list[str]] = {}
         for e in events:
-            if e.get("type") in SHARED_TYPES:
-                line = {
-                    k: e.get(k)
-                    for k in ("event_id", "type", "user_id", "product_id", "community_id", "ts_us")
-                }
+            if e.get("type") in self.types:
+                line = {k: e.get(k) for k in self.fields}
                 by_type.setdefault(e["type"], []).append(json.dumps({"w": self.writer, **line}))
         day = datetime.now(UTC).strftime("%Y%m%d")
         for kind, lines in by_type.items():
@@ -105,7 +108,7 @@ class SharedEvents:
     def _current_paths(self) -> list[Path]:
         """The files the rules still look back on; older ones are deleted."""
         paths = []
-        for kind in SHARED_TYPES:
+        for kind in self.types:
             keep = self.keep_days.get(kind)
             oldest = "" if keep is None else (datetime.now(UTC) - timedelta(days=keep + 1)).strftime("%Y%m%d")
             for path in sorted((self.directory / kind).glob("*.jsonl")):

@@ -28,6 +28,17 @@ class CandidateModel(Protocol):
         self, user_ids: Sequence[int] | np.ndarray, product_ids: Sequence[int] | np.ndarray
     ) -> np.ndarray: ...
 
+    # A user given by factors folded in from their newer events (serving/fold_in.py).
+    def generate_for_vector(
+        self,
+        vector: np.ndarray,
+        n: int,
+        candidates: Sequence[int] | None = None,
+        exclude: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def score_vector(self, vector: np.ndarray, product_ids: Sequence[int] | np.ndarray) -> np.ndarray: ...
+
 
 class Ranker(Protocol):
     feature_names: list[str]
@@ -64,6 +75,9 @@ class Models:
     # score -> P(purchase | pushed), fitted on the push log in training (models.calibration);
     # None: the plain logistic link, which orders correctly but has no meaningful level.
     push_calibration: Any = None
+    # Confidence per event type (training's EventWeights, from the bundle's manifest): how events
+    # sent since training are weighed to fold in a user the ALS does not hold. None: not folded.
+    event_weights: dict[str, float] | None = None
 
     def push_probability(self, scores: np.ndarray) -> np.ndarray:
         if self.push_calibration is not None:

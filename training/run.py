@@ -169,7 +169,11 @@ def train(
             data_digest=digest,
             metrics={k: v for k, v in fit.metrics.items() if np.isfinite(v)},
             mlflow_run_id=run_id,
-            params={"push_calibration": calibration.to_dict()},
+            # serving folds users the ALS does not hold in from their newer events with these
+            params={
+                "push_calibration": calibration.to_dict(),
+                "event_weights": settings.weights.model_dump(),
+            },
         )
         with tempfile.TemporaryDirectory() as tmp:
             bundle.save(Path(tmp) / "bundle")

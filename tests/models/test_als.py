@@ -143,6 +143,27 @@ def test_fold_in_a_new_user(checkerboard: Checkerboard) -> None:
     assert model.fold_in(778, [123456], [1.0]) is False  # only unknown products: nothing to fold
 
 
+def test_user_vector_scores_a_user_the_model_does_not_hold_without_changing_it(
+    checkerboard: Checkerboard,
+) -> None:
+    model = fitted(checkerboard)
+    factors = model.user_factors.copy()
+    b_items = [i for i, g in checkerboard.item_group.items() if g == "B"][:3]
+    vec = model.user_vector([*b_items, 123456], [2.0, 1.0, 1.0, 5.0])  # an unknown product is ignored
+    assert vec is not None and vec.shape == (model.item_factors.shape[1],)
+    ids, scores = model.generate_for_vector(vec, 4, exclude=b_items)
+    assert [checkerboard.item_group[int(i)] for i in ids] == ["B"] * 4
+    np.testing.assert_allclose(model.score_vector(vec, ids), scores, rtol=1e-5)
+    assert np.isnan(model.score_vector(vec, [123456])).all()
+    # The same factors as folding the user into a copy of the model (implicit's two paths agree).
+    twin = fitted(checkerboard)
+    twin.fold_in(777, b_items, [2.0, 1.0, 1.0])
+    np.testing.assert_allclose(vec, twin.user_factors[twin.users.index_of(777)], rtol=1e-4, atol=1e-6)
+    assert len(model.users) == len(checkerboard.users)  # the model itself is unchanged
+    np.testing.assert_array_equal(model.user_factors, factors)
+    assert model.user_vector([123456], [1.0]) is None
+
+
 def test_fold_in_updates_a_known_user(checkerboard: Checkerboard) -> None:
     model = fitted(checkerboard)
     uid = int(next(u for u, g in checkerboard.user_group.items() if g == "A"))

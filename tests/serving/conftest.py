@@ -52,15 +52,18 @@ def world(tables: dict[str, pa.Table], tmp_path: Path) -> Iterator[dict[str, obj
     impressions.close()
 
 
-@pytest.fixture(scope="session")
-def bundle_dir(tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real models/ bundle (ALS + popularity) fitted on the demo events and saved to disk."""
+def fit_bundle(
+    tables: dict[str, pa.Table], out: Path, leave_out: object = (), params: dict[str, Any] | None = None
+) -> Path:
+    """A real models/ bundle (ALS + popularity) fitted on the demo events (but those of the users in
+    ``leave_out``) and saved to ``out``."""
     from models.als import ALSCandidateGenerator, ALSConfig
     from models.bundle import Bundle
     from models.popularity import PopularityModel
     from models.vocab import IdVocab
 
     ev = tables["events"].to_pandas()
+    ev = ev.loc[~ev["user_id"].isin(list(leave_out))]  # type: ignore[call-overload]
     users, items = IdVocab.from_values(ev["user_id"]), IdVocab.from_values(ev["product_id"])
     m = sp.csr_matrix(
         (np.ones(len(ev)), (users.index(ev["user_id"]), items.index(ev["product_id"]))),
@@ -68,9 +71,14 @@ def bundle_dir(tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFac
     )
     als = ALSCandidateGenerator(ALSConfig(factors=8, iterations=8, num_threads=1)).fit(m, users, items)
     pop = PopularityModel().fit(ev["product_id"].to_numpy())
-    d = tmp_path_factory.mktemp("bundle")
-    Bundle.create(als, pop, None, "ranker_v1").save(d)
-    return d
+    Bundle.create(als, pop, None, "ranker_v1", params=params).save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real models/ bundle (ALS + popularity) fitted on the demo events and saved to disk."""
+    return fit_bundle(tables, tmp_path_factory.mktemp("bundle"))
 
 
 TOKEN = "test-token-123"  # the admin token of the in-process service

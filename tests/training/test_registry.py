@@ -40,6 +40,8 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
     bundle = Bundle.load(Bundle.find(local))
     assert bundle.manifest.mlflow_run_id == poor.run_id
     assert bundle.manifest.feature_service == "ranker_v1"
+    # The event weights serving folds users the ALS does not hold in with are training's.
+    assert bundle.manifest.params["event_weights"] == s.weights.model_dump()
     assert bundle.ranker is not None and bundle.ranker.feature_names == [
         "als_score",
         "als_rank",

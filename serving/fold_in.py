@@ -1,0 +1,166 @@
+"""Folding in users the model does not hold, from the events they sent since it was trained.
+
+A user who signed up after the last training run (or gave personalization consent again: training
+keeps no profile of a user without it) is unknown to the bundle's ALS, and got popularity
+(``fallback: "cold_start"``) until the next training run, however much they had clicked since.
+Now the events ``POST /events`` takes for such a user (those naming a product, with a weight in the
+bundle's ``event_weights``: clicks, carts, purchases, push opens and clicks, likes, comments,
+shares, watch time) are kept, and their carousel is scored by factors computed from those events
+alone with the item factors fixed (``ALSCandidateGenerator.user_vector``, implicit's
+``recalculate_user``: the least-squares step training runs for every user). Their answer is then
+personal (``personalized: true``, ranked), as a known user's is.
+
+Every worker and replica sees the same events: the worker that takes one appends it to
+``$STATE/serving/fold_in/<type>/<YYYYMMDD>.jsonl`` (``serving/shared_events.py``, the files
+purchases and pushes are shared through) and the others read it within a second. Only users whom
+neither loaded model holds and who have personalization consent are kept, at most
+``fold_in_max_users`` of them (the least recently active go first) with their first
+``fold_in_max_events`` events each, for ``fold_in_days``. A deleted user's events are dropped at
+once and their lines erased by ``slotcast privacy purge`` (every JSON-lines file under
+``$STATE/serving``). The factors are cached per user until they send another event or a model is
+reloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from serving.shared_events import SharedEvents
+
+log = logging.getLogger(__name__)
+
+# Event types a bundle's event_weights may weigh (training's EventWeights), plus watch time on any
+# event naming a product.
+FOLD_TYPES = ("product_click", "add_to_cart", "purchase", "push_open", "push_click", "like", "comment", "share",
+              "stream_view")  # fmt: skip
+FOLD_FIELDS = ("event_id", "type", "user_id", "product_id", "watch_seconds", "ts_us")
+WATCH_KEY = "watch_log_scale"
+
+
+class FoldIns:
+    """The events of users the models do not hold, and the factors folded in from them."""
+
+    def __init__(
+        self,
+        shared: SharedEvents | None,
+        max_users: int = 100_000,
+        max_events: int = 500,
+    ) -> None:
+        self.shared, self.max_users, self.max_events = shared, max_users, max_events
+        self._lock = threading.Lock()
+        # user -> event id -> (product id, type, watch seconds); least recently active first
+        self._events: OrderedDict[int, dict[int, tuple[int, str, float]]] = OrderedDict()
+        # user -> (the ALS it was computed with, events it was computed from, the factors)
+        self._vectors: dict[int, tuple[weakref.ref[Any], int, np.ndarray | None]] = {}
+
+    def take(self, events: Iterable[dict[str, Any]], wanted: Callable[[int], bool]) -> int:
+        """This worker's accepted events: those of users ``wanted`` says yes to (not held by the
+        models, consenting) are kept and shared with the other workers. Returns how many."""
+        decided: dict[int, bool] = {}  # asked once per user of the batch
+
+        def keep(user: int) -> bool:
+            if user not in decided:
+                decided[user] = wanted(user)
+            return decided[user]
+
+        mine = [e for e in events if _foldable(e) and keep(int(e["user_id"]))]
+        if not mine:
+            return 0
+        if self.shared is not None:
+            try:
+                self.shared.record(mine)
+            except OSError as exc:  # they are in the event log; this worker folds them in at least
+                log.warning("events to fold in kept in this worker only: %s", exc)
+        self._apply(mine)
+        return len(mine)
+
+    def sync(self) -> None:
+        """Take in the events other workers kept (at most once a second)."""
+        if self.shared is not None:
+            self.shared.sync(self._apply)
+
+    def _apply(self, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for e in events:
+                if not _foldable(e):
+                    continue
+                user = int(e["user_id"])
+                held = self._events.setdefault(user, {})
+                self._events.move_to_end(user)
+                if len(held) < self.max_events:
+                    watch = _number(e.get("watch_seconds"))
+                    held[int(e.get("event_id") or -len(held) - 1)] = (
+                        int(e["product_id"]),
+                        str(e["type"]),
+                        watch,
+                    )
+            while len(self._events) > self.max_users:
+                gone, _ = self._events.popitem(last=False)
+                self._vectors.pop(gone, None)
+
+    def drop(self, user_ids: Iterable[int]) -> None:
+        """Forget these users' events and factors (a deletion, a consent withdrawn)."""
+        with self._lock:
+            for u in user_ids:
+                self._events.pop(int(u), None)
+                self._vectors.pop(int(u), None)
+
+    def holds(self, user_id: int) -> bool:
+        self.sync()
+        with self._lock:
+            return int(user_id) in self._events
+
+    def vector(self, als: Any, weights: dict[str, float] | None, user_id: int) -> np.ndarray | None:
+        """The user's factors folded in from their kept events with the bundle's ``weights``, or
+        None (no events kept, none with a weight, no product the model knows, or a bundle that
+        does not say its weights)."""
+        if not weights or not hasattr(als, "user_vector"):
+            return None
+        self.sync()
+        user = int(user_id)
+        with self._lock:
+            held = self._events.get(user)
+            if not held:
+                return None
+            cached = self._vectors.get(user)
+            if cached is not None and cached[0]() is als and cached[1] == len(held):
+                return cached[2]
+            rows = list(held.values())
+        products = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        conf = confidences([r[1] for r in rows], np.array([r[2] for r in rows], float), weights)
+        keep = conf > 0
+        vec = als.user_vector(products[keep], conf[keep]) if keep.any() else None
+        with self._lock:
+            if user in self._events:
+                self._vectors[user] = (weakref.ref(als), len(rows), vec)
+        return vec
+
+
+def confidences(types: list[str], watch_seconds: np.ndarray, weights: dict[str, float]) -> np.ndarray:
+    """Per event: the type's weight plus ``watch_log_scale * log1p(minutes)``, as training's
+    ``event_confidence`` (without its time decay: these events are all newer than the model)."""
+    w = np.array([float(weights.get(t, 0.0)) if t != WATCH_KEY else 0.0 for t in types], float)
+    scale = float(weights.get(WATCH_KEY, 0.0))
+    if scale:
+        w = w + scale * np.log1p(np.clip(np.nan_to_num(watch_seconds), 0.0, None) / 60.0)
+    return w
+
+
+def _foldable(e: dict[str, Any]) -> bool:
+    return e.get("type") in FOLD_TYPES and e.get("product_id") is not None and e.get("user_id") is not None
+
+
+def _number(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return x if math.isfinite(x) else 0.0
