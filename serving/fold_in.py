@@ -113,6 +113,13 @@ class FoldIns:
                 self._events.pop(int(u), None)
                 self._vectors.pop(int(u), None)
 
+    def events_of(self, user_id: int) -> list[dict[str, Any]]:
+        """The events kept for this user (what ``GET /users/{id}/data`` shows of them)."""
+        self.sync()
+        with self._lock:
+            held = list(self._events.get(int(user_id), {}).values())
+        return [{"product_id": p, "type": t, "watch_seconds": w or None} for p, t, w in held]
+
     def holds(self, user_id: int) -> bool:
         self.sync()
         with self._lock:

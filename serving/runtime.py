@@ -378,7 +378,7 @@ class SlotcastApp:
     def user_data(self, user_id: int) -> UserData:
         return user_data(
             self._catalog(), user_id, self.is_deleted(user_id), getattr(self.features, "user_features", None),
-            self.settings.push_cap_days,
+            self.settings.push_cap_days, self.fold_ins.events_of(user_id),
         )  # fmt: skip
 
     def _forget(self, user_ids: set[int]) -> None:

@@ -255,6 +255,8 @@ class UserData(BaseModel):
     recent_purchases: list[dict[str, Any]]
     recent_pushes: int
     online_features: dict[str, Any]
+    # Events kept to fold in a user the model does not hold (serving/fold_in.py).
+    fold_in_events: list[dict[str, Any]] = []
 
 
 class NoopResponse(BaseModel):

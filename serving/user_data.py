@@ -19,9 +19,11 @@ def user_data(
     deleted: bool,
     lookup: Callable[[int], dict[str, Any]] | None,
     push_cap_days: float,
+    fold_in_events: list[dict[str, Any]] | None = None,
 ) -> UserData:
-    """The catalogue's profile, segment, communities, purchases and pushes of ``user_id`` and what
-    the online store holds (``lookup``: the feature source's ``user_features``, when it has one)."""
+    """The catalogue's profile, segment, communities, purchases and pushes of ``user_id``, what
+    the online store holds (``lookup``: the feature source's ``user_features``, when it has one) and
+    the events kept to fold them in."""
     if deleted:
         # Serving uses nothing about a deleted user from the moment of the DELETE, so it shows
         # nothing either; the loaded snapshot's rows go with the next features build and reload.
@@ -63,5 +65,5 @@ def user_data(
         user_id=user_id, known=known, deleted=False, profile=profile,
         segment=cat.segment(user_id), communities=cat.user_communities(user_id), recent_purchases=purchases,
         recent_pushes=cat.recent_pushes(user_id, now_us - int(push_cap_days * 86_400 * US)),
-        online_features=feats,
+        online_features=feats, fold_in_events=fold_in_events or [],
     )  # fmt: skip

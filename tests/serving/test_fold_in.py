@@ -137,11 +137,17 @@ def test_over_http_and_erased_by_the_purge(
         assert second["personalized"] is True and second["fallback"] is None, second
         assert {s["reason"] for s in second["slots"]} <= {"ranked", "pinned"}
 
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        held = client.get(f"/users/{user}/data", headers=auth).json()["fold_in_events"]  # the right of access
+        assert [(e["product_id"], e["type"]) for e in held] == [
+            (e["product_id"], "product_click") for e in events
+        ]
         files = sorted((state / "serving" / "fold_in").rglob("*.jsonl"))
         lines = [json.loads(x) for f in files for x in f.read_text().splitlines() if x.strip()]
         assert [x["user_id"] for x in lines] == [user] * 4
-        r = client.delete(f"/users/{user}", headers={"Authorization": f"Bearer {TOKEN}"})
+        r = client.delete(f"/users/{user}", headers=auth)
         assert r.status_code == 200, r.text
         assert main(["privacy", "purge"]) == 0
         assert not [x for f in files for x in f.read_text().splitlines() if x.strip()]
         assert client.post("/carousel", json=ask).json()["fallback"] == "deleted"
+        assert client.get(f"/users/{user}/data", headers=auth).json()["fold_in_events"] == []
