@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
 
 from models._io import read_json, read_npz, write_json
+from models.als_implicit import ALSConfig, check_blas_threads, fit_implicit
 from models.errors import IncompatibleBundleError, ModelFitError
 from models.vocab import IdVocab
 
@@ -27,63 +26,6 @@ EMPTY_IDS = np.empty(0, dtype=np.int64)
 EMPTY_SCORES = np.empty(0, dtype=np.float32)
 # Rows scored at a time by ``score`` so that a million pairs never gathers a million factor rows.
 _SCORE_CHUNK = 65_536
-
-
-class ALSConfig(BaseModel):
-    """Hyperparameters (factors .. iterations) and run options (random_state .. show_progress).
-
-    ``model_dump()`` goes straight into MLflow params.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    factors: int = Field(default=64, ge=1, le=1024)
-    regularization: float = Field(default=0.05, ge=0.0)
-    alpha: float = Field(default=10.0, gt=0.0, description="confidence scale: C = 1 + alpha * weight")
-    iterations: int = Field(default=15, ge=1, le=500)
-    use_cg: bool = True
-    random_state: int | None = 42
-    use_gpu: bool = False
-    num_threads: int = Field(default=0, ge=0, description="0 = all cores")
-    show_progress: bool = False
-
-
-def check_blas_threads() -> bool:
-    """Warn when BLAS runs its own thread pool (OpenBLAS/MKL): ALS can be ~10x slower then.
-
-    Returns True when the configuration is fine. Mirrors ``implicit.utils.check_blas_config`` but
-    warns on every fit and logs, because one ignored warning at import is easy to miss.
-    """
-    import threadpoolctl
-
-    ok = True
-    for api in threadpoolctl.threadpool_info():
-        if api.get("user_api") == "blas" and api.get("num_threads", 1) != 1:
-            ok = False
-            env = "MKL_NUM_THREADS" if api.get("internal_api") == "mkl" else "OPENBLAS_NUM_THREADS"
-            msg = (
-                f"{api.get('internal_api')} BLAS uses {api['num_threads']} threads; set {env}=1 "
-                "(ALS fits can be ~10x slower with a threaded BLAS)"
-            )
-            log.warning(msg)
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
-    return ok
-
-
-def _cpu_model(config: ALSConfig) -> Any:
-    # the concrete CPU class: implicit.als.AlternatingLeastSquares is a factory that picks the GPU
-    # class when CUDA exists, and GPU factors cannot be saved or served on a CPU box.
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    return AlternatingLeastSquares(
-        factors=config.factors,
-        regularization=config.regularization,
-        alpha=config.alpha,
-        iterations=config.iterations,
-        use_cg=config.use_cg,
-        num_threads=config.num_threads,
-        random_state=config.random_state,
-    )
 
 
 class ALSCandidateGenerator:
@@ -126,7 +68,7 @@ class ALSCandidateGenerator:
             raise ModelFitError("user_items holds NaN or infinite confidences")
         check_blas_threads()
         t1 = time.perf_counter()
-        model = self._fit_model(matrix)
+        model = fit_implicit(self.config, matrix)
         t2 = time.perf_counter()
         for name in ("user_factors", "item_factors"):
             factors = getattr(model, name)
@@ -147,32 +89,6 @@ class ALSCandidateGenerator:
             self.config.factors,
         )
         return self
-
-    def _fit_model(self, matrix: sp.csr_matrix) -> Any:
-        from implicit.recommender_base import ModelFitError as ImplicitFitError
-
-        gpu = self.config.use_gpu and _has_cuda()
-        if self.config.use_gpu and not gpu:
-            log.warning("use_gpu requested but implicit has no CUDA support here; fitting on CPU")
-        try:
-            if gpu:
-                from implicit.gpu.als import AlternatingLeastSquares as GpuALS
-
-                c = self.config
-                gpu_model = GpuALS(
-                    factors=c.factors,
-                    regularization=c.regularization,
-                    alpha=c.alpha,
-                    iterations=c.iterations,
-                    random_state=c.random_state,
-                )
-                gpu_model.fit(matrix, show_progress=c.show_progress)
-                return gpu_model.to_cpu()
-            model = _cpu_model(self.config)
-            model.fit(matrix, show_progress=self.config.show_progress)
-            return model
-        except ImplicitFitError as exc:
-            raise ModelFitError(f"ALS fit failed: {exc}") from exc
 
     # ----- serving ---------------------------------------------------------------------------
     def _require_fitted(self) -> None:
@@ -446,15 +362,6 @@ class ALSCandidateGenerator:
         out = cls(config)
         out._model, out.users, out.items = model, users, items
         return out
-
-
-def _has_cuda() -> bool:
-    try:
-        import implicit.gpu
-
-        return bool(implicit.gpu.HAS_CUDA)
-    except ImportError:
-        return False
 
 
 def _top_n(scores: np.ndarray, n: int) -> np.ndarray:

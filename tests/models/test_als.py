@@ -51,14 +51,16 @@ def test_non_finite_factors_are_refused_by_the_wrapper(
     """The wrapper's own check, not implicit's: implicit only looks for NaN (never inf), and not on
     every path (GPU, other versions). Real factors are poisoned after a real fit; the fit must raise
     and leave the generator unfitted, so nothing reaches registration."""
-    real = ALSCandidateGenerator._fit_model
+    import models.als
 
-    def poisoned(self: ALSCandidateGenerator, matrix: sp.csr_matrix) -> object:
-        model = real(self, matrix)
+    real = models.als.fit_implicit
+
+    def poisoned(config: ALSConfig, matrix: sp.csr_matrix) -> object:
+        model = real(config, matrix)
         model.item_factors[3, 0] = poison
         return model
 
-    monkeypatch.setattr(ALSCandidateGenerator, "_fit_model", poisoned)
+    monkeypatch.setattr(models.als, "fit_implicit", poisoned)
     gen = ALSCandidateGenerator(ALSConfig(factors=2, iterations=5, num_threads=1))
     with pytest.raises(ModelFitError, match="non-finite item_factors"):
         gen.fit(checkerboard.matrix, checkerboard.users, checkerboard.items)
