@@ -77,8 +77,7 @@ class ALSCandidateGenerator:
                     f"ALS produced non-finite {name} (regularization={self.config.regularization}, "
                     f"alpha={self.config.alpha}); lower alpha or raise regularization"
                 )
-        # copies: fold_in extends the user vocabulary, which must not change the caller's object
-        self._model, self.users, self.items = model, IdVocab(users.ids), IdVocab(items.ids)
+        self._model, self.users, self.items = model, users, items  # IdVocab is immutable
         # seconds spent in implicit's fit and in this wrapper around it (logged, and benchmarked)
         self.fit_timings = {"implicit_fit_s": t2 - t1, "wrapper_s": (t1 - t0) + (time.perf_counter() - t2)}
         log.info(
@@ -268,37 +267,6 @@ class ALSCandidateGenerator:
         changing the model, so it is safe while other threads read it. For a user the model does
         not hold (a new user, one who gave consent again), from the events they sent since; score
         with ``score_vector`` / ``generate_for_vector``. None when no item is known to the model."""
-        row = self._interaction_row(item_ids, confidences)
-        if row is None:
-            return None
-        return np.asarray(self._model.recalculate_user(0, row)).ravel()
-
-    def score_vector(self, vector: np.ndarray, product_ids: npt.ArrayLike) -> np.ndarray:
-        """``score`` for a user given by their factors: NaN where a product is unknown."""
-        self._require_fitted()
-        items = self.items.index(np.asarray(product_ids, dtype=np.int64).ravel())
-        out = np.full(items.size, np.nan, dtype=np.float32)
-        ok = items >= 0
-        out[ok] = self.item_factors[items[ok]] @ np.asarray(vector, dtype=self.item_factors.dtype)
-        return out
-
-    def fold_in(self, user_id: int, item_ids: npt.ArrayLike, confidences: npt.ArrayLike) -> bool:
-        """Recompute one user's factors from their interactions, keeping the item factors fixed.
-
-        For users with events newer than the model (or new users, who are appended). Uses
-        implicit's ``partial_fit_users`` (exact least squares given the item factors). Returns
-        False when none of ``item_ids`` is known to the model (nothing to fold in). Mutates the
-        model (training-side use; serving reads ``user_vector`` instead).
-        """
-        row = self._interaction_row(item_ids, confidences)
-        if row is None:
-            return False
-        u = self.users.extend([int(user_id)])
-        self._model.partial_fit_users(u, row)
-        return True
-
-    def _interaction_row(self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike) -> sp.csr_matrix | None:
-        """One user's (1, n_items) confidence row, duplicates summed; None when no item is known."""
         self._require_fitted()
         items = np.asarray(item_ids, dtype=np.int64).ravel()
         conf = np.asarray(confidences, dtype=np.float32).ravel()
@@ -316,7 +284,16 @@ class ALSCandidateGenerator:
             dtype=np.float32,
         )
         row.sum_duplicates()
-        return row
+        return np.asarray(self._model.recalculate_user(0, row)).ravel()
+
+    def score_vector(self, vector: np.ndarray, product_ids: npt.ArrayLike) -> np.ndarray:
+        """``score`` for a user given by their factors: NaN where a product is unknown."""
+        self._require_fitted()
+        items = self.items.index(np.asarray(product_ids, dtype=np.int64).ravel())
+        out = np.full(items.size, np.nan, dtype=np.float32)
+        ok = items >= 0
+        out[ok] = self.item_factors[items[ok]] @ np.asarray(vector, dtype=self.item_factors.dtype)
+        return out
 
     # ----- persistence -----------------------------------------------------------------------
     FILES = ("als.npz", "users.npz", "items.npz", "als.json")

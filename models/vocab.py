@@ -85,21 +85,6 @@ class IdVocab:
         """Dense index of one id, -1 when unknown."""
         return int(self.index(np.asarray([external_id]))[0])
 
-    def extend(self, new_ids: npt.ArrayLike) -> np.ndarray:
-        """Append the ids not yet known (in first-seen order); return the indices of all ``new_ids``.
-
-        Used when folding new users into a model: existing indices never move.
-        """
-        q = np.asarray(new_ids, dtype=np.int64).ravel()
-        idx = self.index(q)
-        missing = q[idx < 0]
-        if missing.size:
-            _, first = np.unique(missing, return_index=True)
-            self._ids = np.concatenate([self._ids, missing[np.sort(first)]])
-            self._build_lookup()
-            idx = self.index(q)
-        return idx
-
     def save(self, path: str | Path) -> None:
         np.savez(Path(path), ids=self._ids)
 

@@ -120,11 +120,6 @@ class FoldIns:
             held = list(self._events.get(int(user_id), {}).values())
         return [{"product_id": p, "type": t, "watch_seconds": w or None} for p, t, w in held]
 
-    def holds(self, user_id: int) -> bool:
-        self.sync()
-        with self._lock:
-            return int(user_id) in self._events
-
     def vector(self, als: Any, weights: dict[str, float] | None, user_id: int) -> np.ndarray | None:
         """The user's factors folded in from their kept events with the bundle's ``weights``, or
         None (no events kept, none with a weight, no product the model knows, or a bundle that

@@ -134,17 +134,6 @@ def test_generate_many_excludes_seen(checkerboard: Checkerboard) -> None:
         assert all(checkerboard.item_group[int(i)] == checkerboard.user_group[int(uid)] for i in ids[r][:4])
 
 
-def test_fold_in_a_new_user(checkerboard: Checkerboard) -> None:
-    model = fitted(checkerboard)
-    b_items = [i for i, g in checkerboard.item_group.items() if g == "B"][:3]
-    assert model.generate(777, 3)[0].size == 0
-    assert model.fold_in(777, b_items, [2.0, 1.0, 1.0]) is True
-    ids, _ = model.generate(777, 4, exclude=b_items)
-    assert [checkerboard.item_group[int(i)] for i in ids] == ["B"] * 4
-    assert len(model.users) == len(checkerboard.users) + 1
-    assert model.fold_in(778, [123456], [1.0]) is False  # only unknown products: nothing to fold
-
-
 def test_user_vector_scores_a_user_the_model_does_not_hold_without_changing_it(
     checkerboard: Checkerboard,
 ) -> None:
@@ -157,23 +146,26 @@ def test_user_vector_scores_a_user_the_model_does_not_hold_without_changing_it(
     assert [checkerboard.item_group[int(i)] for i in ids] == ["B"] * 4
     np.testing.assert_allclose(model.score_vector(vec, ids), scores, rtol=1e-5)
     assert np.isnan(model.score_vector(vec, [123456])).all()
-    # The same factors as folding the user into a copy of the model (implicit's two paths agree).
-    twin = fitted(checkerboard)
-    twin.fold_in(777, b_items, [2.0, 1.0, 1.0])
-    np.testing.assert_allclose(vec, twin.user_factors[twin.users.index_of(777)], rtol=1e-4, atol=1e-6)
+    # The exact least-squares step of implicit ALS for one user, the item factors Y fixed: with
+    # confidences c = alpha * weight, (Y'Y + reg I + sum_i (c_i - 1) y_i y_i') x = sum_i c_i y_i.
+    Y = model.item_factors.astype(np.float64)
+    c = model.config.alpha * np.array([2.0, 1.0, 1.0])
+    rows = Y[model.items.index(b_items)]
+    lhs = Y.T @ Y + model.config.regularization * np.eye(Y.shape[1]) + (rows.T * (c - 1)) @ rows
+    np.testing.assert_allclose(vec, np.linalg.solve(lhs, rows.T @ c), rtol=1e-4, atol=1e-6)
     assert len(model.users) == len(checkerboard.users)  # the model itself is unchanged
     np.testing.assert_array_equal(model.user_factors, factors)
     assert model.user_vector([123456], [1.0]) is None
 
 
-def test_fold_in_updates_a_known_user(checkerboard: Checkerboard) -> None:
+def test_user_vector_follows_a_known_user_who_switched_taste(checkerboard: Checkerboard) -> None:
     model = fitted(checkerboard)
     uid = int(next(u for u, g in checkerboard.user_group.items() if g == "A"))
     b_items = [i for i, g in checkerboard.item_group.items() if g == "B"]
-    model.fold_in(uid, b_items[:6], np.full(6, 5.0))  # the user switched to group B
-    ids, _ = model.generate(uid, 3, exclude=b_items[:6])
+    assert all(checkerboard.item_group[int(i)] == "A" for i in model.generate(uid, 3)[0])
+    vec = model.user_vector(b_items[:6], np.full(6, 5.0))  # their newer events: group B only
+    ids, _ = model.generate_for_vector(vec, 3, exclude=b_items[:6])
     assert all(checkerboard.item_group[int(i)] == "B" for i in ids)
-    assert len(model.users) == len(checkerboard.users)
 
 
 def test_save_load_round_trip_uses_cpu_class(checkerboard: Checkerboard, tmp_path: Path) -> None:

@@ -32,14 +32,6 @@ def test_duplicates_and_non_integers_are_refused() -> None:
         IdVocab(np.array([1.5, 2.0]))
 
 
-def test_extend_keeps_existing_indices() -> None:
-    v = IdVocab([5, 3])
-    idx = v.extend([3, 9, 8, 9])
-    np.testing.assert_array_equal(idx, [1, 2, 3, 2])
-    np.testing.assert_array_equal(v.ids, [5, 3, 9, 8])
-    assert v.index_of(5) == 0
-
-
 def test_save_load_round_trip(tmp_path: Path) -> None:
     v = IdVocab(np.array([2**40, -3, 17], dtype=np.int64))
     v.save(tmp_path / "v.npz")

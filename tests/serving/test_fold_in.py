@@ -96,16 +96,18 @@ def test_a_new_user_is_folded_in_from_their_events_in_every_worker(
     known, no_consent = 100, next(u for u in NEW if u % 7 == 3)
     for u in (known, no_consent):
         a.events(_clicks(u))
-        assert not a.fold_ins.holds(u) and not b.fold_ins.holds(u)
+        assert not a.fold_ins.events_of(u) and not b.fold_ins.events_of(u)
     assert _taste(b, no_consent)[1] == "no_consent"
 
     # A deletion drops the user's events in every worker; a withdrawal of consent ends the fold-in.
     gone, withdrew = users[0], users[1]
+    assert len(a.fold_ins.events_of(gone)) == len(b.fold_ins.events_of(gone)) == 4
+    assert len(a.fold_ins.events_of(withdrew)) == 4
     a.delete_user(gone)
-    assert b.is_deleted(gone) and not a.fold_ins.holds(gone) and not b.fold_ins.holds(gone)
+    assert b.is_deleted(gone) and not a.fold_ins.events_of(gone) and not b.fold_ins.events_of(gone)
     assert _taste(b, gone)[1] == "deleted"
     a.set_consent(withdrew, ConsentRequest(personalization=False))
-    assert not a.fold_ins.holds(withdrew) and _taste(b, withdrew)[1] == "no_consent"
+    assert not a.fold_ins.events_of(withdrew) and _taste(b, withdrew)[1] == "no_consent"
 
     # A worker started later reads the events kept so far.
     c = _app(tables, tmp_path, new_users_bundle)
