@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.bench_shortlist import _paired_ci, _true_value
+from benchmarks.bench_shortlist import paired_ci, true_value
 
 STEPS = (0, 1, 3, 10)  # events posted before the answers of each step (cumulative)
 
@@ -144,13 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             slates, cpu, fb = _answers(app, reqs)
             shown[f"fold-in, {step} events"] = slates
             personal = float(np.mean([f is None for f in fb]))
-            rows[f"fold-in, {step} events"] = (_true_value(world, reqs, slates),
-                                                _true_value(world, reqs, slates, price), cpu, personal)  # fmt: skip
+            rows[f"fold-in, {step} events"] = (true_value(world, reqs, slates),
+                                                true_value(world, reqs, slates, price), cpu, personal)  # fmt: skip
             print(f"step {step}: {personal:.0%} personal", file=sys.stderr, flush=True)
         slates, cpu, fb = _answers(ceiling_app, reqs)
         shown["champion with their whole history"] = slates
-        rows["champion with their whole history"] = (_true_value(world, reqs, slates),
-                                                    _true_value(world, reqs, slates, price), cpu,
+        rows["champion with their whole history"] = (true_value(world, reqs, slates),
+                                                    true_value(world, reqs, slates, price), cpu,
                                                     float(np.mean([f is None for f in fb])))  # fmt: skip
         # What deciding whether to keep events costs POST /events: batches of 100 events of users
         # the model holds (nothing kept), with fold-in on and off in alternating rounds.
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for i, (table, scale) in enumerate(((value, 1000.0), (revenue, 1.0))):
             diff = (table - base[i]) * scale
-            lo, hi = _paired_ci(diff, args.seed)
+            lo, hi = paired_ci(diff, args.seed)
             cells += [f"{table.mean() * scale:.3f}", f"{diff.mean():+.3f} ({lo:+.3f} .. {hi:+.3f})"]
         label = name.replace("fold-in, 0 events", "cold start (0 events)")
         common = np.mean(

@@ -66,13 +66,26 @@ sys.exit(code)
 """
 
 
-def _place(printed: str, name: str) -> int:
+def erased_in(printed: str, name: str) -> int:
     """The records erased in the purge command's table row for the place ending in ``name``."""
     for line in printed.splitlines():
         cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
         if len(cells) == 4 and cells[0].endswith(name):
             return int(cells[2].replace(",", ""))
     raise AssertionError(f"no row for {name} in:\n{printed}")
+
+
+def run_purge(state: Path) -> tuple[float, float, str]:
+    """``slotcast privacy purge`` on ``state`` in a process of its own: (wall seconds, peak RSS in
+    MB, what it printed, one table row a line)."""
+    env = {**os.environ, "SLOTCAST_STATE_DIR": str(state), "COLUMNS": "200"}
+    t = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", _CHILD, "privacy", "purge"],
+                         env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    wall = time.perf_counter() - t
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    print(run.stdout)
+    return wall, int(re.findall(r"VmHWM:\s*(\d+) kB", run.stdout)[-1]) / 1024, run.stdout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,15 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         expect_rows = int(np.isin(table_users, list(gone)).sum())
         sizes = [p.stat().st_size for p in segments]
 
-        env = {**os.environ, "SLOTCAST_STATE_DIR": str(state)}
-        t = time.perf_counter()
-        run = subprocess.run([sys.executable, "-c", _CHILD, "privacy", "purge"],
-                             env=env, capture_output=True, text=True, check=False)  # fmt: skip
-        wall = time.perf_counter() - t
-        assert run.returncode == 0, run.stderr[-2000:]
-        print(run.stdout)
-        peak_mb = int(re.findall(r"VmHWM:\s*(\d+) kB", run.stdout)[-1]) / 1024
-        erased = [_place(run.stdout, "serving"), _place(run.stdout, "data")]
+        wall, peak_mb, printed = run_purge(state)
+        erased = [erased_in(printed, "serving"), erased_in(printed, "data")]
         assert erased == [expect_lines, expect_rows], (erased, expect_lines, expect_rows)
         assert [p.stat().st_size for p in segments] == sizes
         left = pq.read_table(state / "data" / "events.parquet", columns=["user_id"]).column("user_id")

@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -29,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks.bench_purge import _CHILD, _place
+from benchmarks.bench_purge import erased_in, run_purge
 
 
 def _bundle(users: int, factors: int, items: int, rng: np.random.Generator, out: Path) -> Path:
@@ -49,15 +46,9 @@ def _bundle(users: int, factors: int, items: int, rng: np.random.Generator, out:
     return Bundle.create(als, pop, None, "ranker_v1").save(out)
 
 
-def _timed_purge(env: dict[str, str]) -> tuple[float, float, int]:
-    t = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", _CHILD, "privacy", "purge"],
-                         env=env, capture_output=True, text=True, check=False)  # fmt: skip
-    wall = time.perf_counter() - t
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    print(run.stdout)
-    peak = int(re.findall(r"VmHWM:\s*(\d+) kB", run.stdout)[-1]) / 1024
-    return wall, peak, _place(run.stdout, "(versions)")
+def _timed_purge(state: Path) -> tuple[float, float, int]:
+    wall, peak, printed = run_purge(state)
+    return wall, peak, erased_in(printed, "(versions)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,15 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         held = np.arange(args.users) * 7 + 3
         gone = rng.choice(held, size=args.deleted, replace=False)
         DeletionLedger(state).add_many(int(u) for u in gone)
-        env = {**os.environ, "SLOTCAST_STATE_DIR": str(state), "COLUMNS": "200"}  # one line per row
 
         t = time.perf_counter()
         for v in range(1, args.versions + 1):  # the yardstick: fetch every version once
             with tempfile.TemporaryDirectory(dir=tmp) as dl:
                 mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model}/{v}", dst_path=dl)
         download = time.perf_counter() - t
-        first, first_peak, erased = _timed_purge(env)
-        again, again_peak, erased_again = _timed_purge(env)
+        first, first_peak, erased = _timed_purge(state)
+        again, again_peak, erased_again = _timed_purge(state)
         assert erased == args.versions * args.deleted and erased_again == 0, (erased, erased_again)
         # The registry step alone, in process (no interpreter start, no imports): more users deleted.
         more = rng.choice(np.setdiff1d(held, gone), size=args.deleted, replace=False)

@@ -54,7 +54,7 @@ def _answers(
     return slates, cpu
 
 
-def _true_value(world, reqs: list, slates: list[tuple[list[int], list[int]]], price=None) -> np.ndarray:  # type: ignore[no-untyped-def]
+def true_value(world, reqs: list, slates: list[tuple[list[int], list[int]]], price=None) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Per request: the sum over its slots of the true P(purchase | product at slot, stream), times
     the product's price when ``price`` (a product id -> price lookup) is given."""
     lengths = [len(p) for p, _ in slates]
@@ -69,7 +69,7 @@ def _true_value(world, reqs: list, slates: list[tuple[list[int], list[int]]], pr
     return np.bincount(owner, weights=p, minlength=len(reqs))
 
 
-def _paired_ci(diff: np.ndarray, seed: int, draws: int = 2000) -> tuple[float, float]:
+def paired_ci(diff: np.ndarray, seed: int, draws: int = 2000) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     means = [float(diff[rng.integers(0, len(diff), len(diff))].mean()) for _ in range(draws)]
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
@@ -127,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         for n in lengths if r % 2 == 0 else lengths[::-1]:
             slates, secs = _answers(app, reqs, n, served)
             cpu[n].append(statistics.median(secs))
-            got = _true_value(world, reqs, slates)
+            got = true_value(world, reqs, slates)
             if n in value and not np.array_equal(value[n], got):
                 sys.exit(f"shortlist {n}: answers changed between rounds (exploration must be off)")
-            value[n], revenue[n] = got, _true_value(world, reqs, slates, price)
+            value[n], revenue[n] = got, true_value(world, reqs, slates, price)
         print(f"round {r + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     app.close()
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for table, scale in ((value, 1000.0), (revenue, 1.0)):
             diff = (table[n] - table[args.baseline]) * scale
-            lo, hi = _paired_ci(diff, args.seed)
+            lo, hi = paired_ci(diff, args.seed)
             vs = "baseline" if n == args.baseline else f"{diff.mean():+.3f} ({lo:+.3f} .. {hi:+.3f})"
             cells += [f"{table[n].mean() * scale:.3f}", vs]
         runs = ", ".join(f"{c * 1e3:.2f}" for c in cpu[n])
