@@ -61,6 +61,17 @@ class FoldIns:
         # user -> (the ALS it was computed with, events it was computed from, the factors)
         self._vectors: dict[int, tuple[weakref.ref[Any], int, np.ndarray | None]] = {}
 
+    @classmethod
+    def shared_under(cls, settings: Any, writer: str, deleted: Callable[[], set[int]]) -> FoldIns:
+        """The store of a worker of the deployment whose state directory ``settings`` names: its
+        events shared through ``$STATE/serving/fold_in`` (``writer``: this process's tag;
+        ``deleted()``: users whose lines are left unread)."""
+        shared = SharedEvents(
+            settings.serving_dir / "fold_in", writer, dict.fromkeys(FOLD_TYPES, settings.fold_in_days),
+            np.empty(0, np.int64), deleted, types=FOLD_TYPES, fields=FOLD_FIELDS,
+        )  # fmt: skip
+        return cls(shared, settings.fold_in_max_users, settings.fold_in_max_events)
+
     def take(self, events: Iterable[dict[str, Any]], wanted: Callable[[int], bool]) -> int:
         """This worker's accepted events: those of users ``wanted`` says yes to (not held by the
         models, consenting) are kept and shared with the other workers. Returns how many."""
@@ -144,6 +155,15 @@ class FoldIns:
             if user in self._events:
                 self._vectors[user] = (weakref.ref(als), len(rows), vec)
         return vec
+
+
+def foldable(catalog: Any, models: tuple[Any, Any] | None, deleted: bool, user_id: int) -> bool:
+    """Whether to keep a user's events to fold in: a user of the catalogue whom neither loaded
+    model (champion, challenger) holds, with personalization consent, not deleted."""
+    if models is None or deleted or not catalog.knows_user(user_id) or not catalog.consent(user_id)[0]:
+        return False
+    held = (getattr(m.als, "users", None) for m in models if m is not None)
+    return not any(users is not None and users.index([user_id])[0] >= 0 for users in held)
 
 
 def confidences(types: list[str], watch_seconds: np.ndarray, weights: dict[str, float]) -> np.ndarray:

@@ -30,7 +30,7 @@ from serving.errors import (
 )
 from serving.event_ids import EventIds, claim, owner_name, release
 from serving.event_log import EventLog, event_records
-from serving.fold_in import FOLD_FIELDS, FOLD_TYPES, FoldIns
+from serving.fold_in import FoldIns, foldable
 from serving.impressions import ImpressionLog
 from serving.live_pending import live_pending
 from serving.metrics import ServingMetrics
@@ -93,14 +93,9 @@ class SlotcastApp:
         self.metrics = ServingMetrics()
         self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes, owner)
         self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
-        self.fold_ins = FoldIns(
-            SharedEvents(
-                settings.serving_dir / "fold_in", f"{owner}-{os.getpid()}-{time.time_ns()}",
-                dict.fromkeys(FOLD_TYPES, settings.fold_in_days), np.empty(0, np.int64),
-                lambda: self.deleted.current(), types=FOLD_TYPES, fields=FOLD_FIELDS,
-            ),
-            settings.fold_in_max_users, settings.fold_in_max_events,
-        )  # fmt: skip
+        self.fold_ins = FoldIns.shared_under(
+            settings, f"{owner}-{os.getpid()}-{time.time_ns()}", lambda: self.deleted.current()
+        )
         self.deleted = DeletedUsers(ledger, self._forget)
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None
@@ -387,15 +382,10 @@ class SlotcastApp:
         self.fold_ins.drop(user_ids)
 
     def _to_fold_in(self, user_id: int) -> bool:
-        """Whether to keep a user's events to fold in: a user of the catalogue whom neither loaded
-        model holds, with personalization consent, not deleted (serving/fold_in.py)."""
-        cat, models = self.catalog, self._models
-        if cat is None or models is None or not cat.knows_user(user_id) or self.is_deleted(user_id):
-            return False
-        if not cat.consent(user_id)[0]:
-            return False
-        held = (getattr(m.als, "users", None) for m in models if m is not None)
-        return not any(users is not None and users.index([user_id])[0] >= 0 for users in held)
+        """Whether to keep a user's events to fold in (serving/fold_in.py: ``foldable``)."""
+        return self.catalog is not None and foldable(
+            self.catalog, self._models, self.is_deleted(user_id), user_id
+        )
 
     def folded_in(self, models: Models, user_id: int) -> np.ndarray | None:
         """The factors of a user ``models`` does not hold, from the events they sent since."""
