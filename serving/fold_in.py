@@ -131,6 +131,14 @@ class FoldIns:
             held = list(self._events.get(int(user_id), {}).values())
         return [{"product_id": p, "type": t, "watch_seconds": w or None} for p, t, w in held]
 
+    def held(self, user_ids: np.ndarray) -> np.ndarray:
+        """Per user, whether events are kept to fold them in: one ``isin`` for a push audience of any
+        size, where asking ``vector`` of each unknown member would take a lock per member."""
+        self.sync()
+        with self._lock:
+            kept = np.fromiter(self._events.keys(), np.int64, len(self._events))
+        return np.isin(np.asarray(user_ids, np.int64), kept)
+
     def vector(self, als: Any, weights: dict[str, float] | None, user_id: int) -> np.ndarray | None:
         """The user's factors folded in from their kept events with the bundle's ``weights``, or
         None (no events kept, none with a weight, no product the model knows, or a bundle that

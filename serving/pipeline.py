@@ -101,11 +101,15 @@ class Recommender(PushRanking):
         on_fallback: Callable[[str], None] = lambda _r: None,
         deleted_mask: Callable[[np.ndarray], np.ndarray] | None = None,
         user_vector: Callable[[Models, int], np.ndarray | None] | None = None,
+        folded_users: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         """``user_vector(models, user)``: factors for a user ``models`` does not hold, folded in
-        from the events they sent since (serving/fold_in.py), or None (then: cold start)."""
+        from the events they sent since (serving/fold_in.py), or None (then: cold start).
+        ``folded_users(users)``: which of many users have such events kept (push audiences ask it
+        before ``user_vector``; without it push scores them as unknown)."""
         self.models = models
         self.user_vector = user_vector
+        self.folded_users = folded_users
         self.features = features
         self.catalog = catalog
         self.impressions = impressions

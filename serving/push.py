@@ -36,6 +36,8 @@ class PushRanking:
     is_deleted: Callable[[int], bool]
     deleted_mask: Callable[[np.ndarray], np.ndarray]
     models: Callable[[], tuple[Models, Models | None]]
+    user_vector: Callable[[Models, int], np.ndarray | None] | None
+    folded_users: Callable[[np.ndarray], np.ndarray] | None
 
     if TYPE_CHECKING:
 
@@ -143,8 +145,9 @@ class PushRanking:
 
         The ALS affinity goes through the bundle's push calibration (a logistic map fitted on the
         push log in training): the order of users is the model's, the level is P(purchase | pushed).
-        Users unknown to the model get 0. ``mean_out`` (one per product), when given, receives the
-        mean p_convert of each product over ``users``."""
+        Users unknown to the model get 0, but for those folded in from the events they sent since
+        training, scored by those factors (``_score_folded``). ``mean_out`` (one per product), when
+        given, receives the mean p_convert of each product over ``users``."""
         n = len(users)
         best_p = np.zeros(n)
         best_j = np.zeros(n, np.int64)
@@ -161,6 +164,7 @@ class PushRanking:
                     models.als.score(np.repeat(u, len(products)), np.tile(products, len(u))), float
                 )
                 s = s.reshape(len(u), len(products))
+            self._score_folded(models, u, s, lambda v: _vector_scores(models.als, v, products, factors))
             p = np.nan_to_num(models.push_probability(s), nan=0.0)
             if mean_out is not None and n:
                 mean_out += p.sum(axis=0) / n
@@ -189,9 +193,10 @@ class PushRanking:
         if len(sample) and len(cands):
             s = np.asarray(
                 models.als.score(np.repeat(sample, len(cands)), np.tile(cands, len(sample))), float
-            )
+            ).reshape(len(sample), len(cands))
+            self._score_folded(models, sample, s, lambda v: _vector_scores(models.als, v, cands))
             p = (
-                np.nanmean(models.push_probability(s.reshape(len(sample), len(cands))), axis=0)
+                np.nanmean(models.push_probability(s), axis=0)
                 if np.any(~np.isnan(s))
                 else np.zeros(len(cands))
             )
@@ -228,6 +233,29 @@ class PushRanking:
             audience_size=len(audience),  # type: ignore[arg-type]
             model_version=models.version,
         )
+
+    def _score_folded(
+        self, models: Models, users: np.ndarray, s: np.ndarray, score: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        """Score in place the rows of ``s`` (users x products) of users the model does not hold (all
+        NaN) who were folded in from the events they sent since training (serving/fold_in.py), by
+        ``score(their factors)``, as the carousel scores them. Before, such a user was scored as
+        unknown (0) in both push directions until the next training run.
+
+        Only a user whose profile may be read: with personalization consent and not deleted. The
+        callers pass no other, and it is checked again here for the few with events kept: a
+        consent withdrawn through another worker leaves their events in this worker's store."""
+        if self.user_vector is None or self.folded_users is None or not len(users):
+            return
+        rows = np.flatnonzero(np.isnan(s).all(axis=1))
+        if len(rows):
+            rows = rows[np.asarray(self.folded_users(users[rows]), bool)]
+        if len(rows):
+            may = np.asarray(self.catalog.personalization_consent(users[rows]), bool)
+            rows = rows[may & ~np.asarray(self.deleted_mask(users[rows]), bool)]
+        got = [(r, v) for r in rows if (v := self.user_vector(models, int(users[r]))) is not None]
+        if got:
+            s[[r for r, _ in got]] = score(np.stack([v for _, v in got]))
 
     def _quiet_until(self, now: datetime) -> datetime | None:
         """When quiet hours end (UTC), if ``now`` falls in them on the audience's clock
@@ -298,3 +326,14 @@ def _factor_scores(als: Any, item_f: np.ndarray, users: np.ndarray) -> np.ndarra
     s = (uf @ item_f.T).astype(float)
     s[rows < 0] = np.nan
     return s
+
+
+def _vector_scores(
+    als: Any, vectors: np.ndarray, products: np.ndarray, item_f: np.ndarray | None = None
+) -> np.ndarray:
+    """(len(vectors), len(products)) scores of users given by their factors: by the products'
+    factors ``item_f`` (``_factors``: a known user's scores come from them too) when given, else by
+    the model's ``score_vector`` (NaN: a product it does not know)."""
+    if item_f is not None:
+        return (np.asarray(vectors, np.float32) @ item_f.T).astype(float)
+    return np.stack([np.asarray(als.score_vector(v, products), float) for v in vectors])

@@ -125,6 +125,7 @@ class SlotcastApp:
                 on_fallback=self.metrics.fallback,
                 deleted_mask=self.deleted_mask,
                 user_vector=self.folded_in if settings.fold_in else None,
+                folded_users=self.fold_ins.held if settings.fold_in else None,
             )
             if catalog is not None
             else None
