@@ -8,7 +8,8 @@ bundle's ``event_weights``: clicks, carts, purchases, push opens and clicks, lik
 shares, watch time) are kept, and their carousel is scored by factors computed from those events
 alone with the item factors fixed (``ALSCandidateGenerator.user_vector``, implicit's
 ``recalculate_user``: the least-squares step training runs for every user). Their answer is then
-personal (``personalized: true``, ranked), as a known user's is.
+personal (``personalized: true``, ranked), as a known user's is, and push ranks them by the same
+factors (serving/push.py: ``_score_folded``; ``held`` says which of an audience have events kept).
 
 Every worker and replica sees the same events: the worker that takes one appends it to
 ``$STATE/serving/fold_in/<type>/<YYYYMMDD>.jsonl`` (``serving/shared_events.py``, the files
