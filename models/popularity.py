@@ -180,6 +180,17 @@ class PopularityModel:
         pos[pos == ids.size] = 0
         return np.where(ids[pos] == q, scores[pos], 0.0)
 
+    def relative_log_score(self, product_ids: npt.ArrayLike) -> np.ndarray:
+        """log(1 + score / mean score of the products seen), 0 for a product never seen.
+
+        Scale-free: a model fitted on twice the days gives about the same values, so a ranker
+        that learned on a history-only fit can score with the bundle's longer one."""
+        s = self.score(product_ids)
+        mean = float(self.scores.mean()) if self.scores.size else 0.0
+        if not mean > 0:
+            return np.zeros(s.shape)
+        return np.log1p(np.clip(s, 0.0, None) / mean)
+
     def generate(
         self,
         user_id: int,

@@ -43,6 +43,10 @@ class RankerConfig(BaseModel):
     categorical_features: list[str] = Field(default_factory=list)
     random_state: int = 42
     num_threads: int = Field(default=0, ge=0)
+    # Boost from a baseline: a logistic fit of the label on this one feature is every row's starting
+    # score (LightGBM's init score), so the trees learn only what improves on it on the valid split
+    # and early stopping starts from it (for example the bundle's popularity, ``popularity_score``).
+    base_feature: str | None = None
 
     def lgb_params(self) -> dict[str, Any]:
         p: dict[str, Any] = {
@@ -81,6 +85,7 @@ def _raw_predict_for_mat() -> Any:
             _C_API_DTYPE_FLOAT64,
             _C_API_IS_ROW_MAJOR,
             _C_API_PREDICT_NORMAL,
+            _C_API_PREDICT_RAW_SCORE,
             _LIB,
             _safe_call,
         )
@@ -90,7 +95,9 @@ def _raw_predict_for_mat() -> Any:
     params = {t: f"num_threads={t}".encode() for t in (1, 2, 4)}
     c_double_p = ctypes.POINTER(ctypes.c_double)
 
-    def predict(booster: Any, X: np.ndarray, num_iteration: int, num_threads: int) -> np.ndarray:
+    def predict(
+        booster: Any, X: np.ndarray, num_iteration: int, num_threads: int, raw: bool = False
+    ) -> np.ndarray:
         n = X.shape[0]
         out = np.empty(n, dtype=np.float64)
         got = ctypes.c_int64(0)
@@ -102,7 +109,7 @@ def _raw_predict_for_mat() -> Any:
                 ctypes.c_int32(n),
                 ctypes.c_int32(X.shape[1]),
                 ctypes.c_int(_C_API_IS_ROW_MAJOR),
-                ctypes.c_int(_C_API_PREDICT_NORMAL),
+                ctypes.c_int(_C_API_PREDICT_RAW_SCORE if raw else _C_API_PREDICT_NORMAL),
                 ctypes.c_int(0),  # start_iteration
                 ctypes.c_int(num_iteration),  # <= 0: every tree
                 params.get(num_threads) or f"num_threads={num_threads}".encode(),
@@ -123,6 +130,26 @@ _RAW_PREDICT: Any = None  # the function above once built; False when unavailabl
 ValidSet = tuple[pd.DataFrame, npt.ArrayLike] | tuple[pd.DataFrame, npt.ArrayLike, npt.ArrayLike | None]
 
 
+def fit_base(x: npt.ArrayLike, y: npt.ArrayLike, ridge: float = 1e-6) -> tuple[float, float]:
+    """(intercept, slope) of a logistic regression of ``y > 0`` on ``x`` (NaN read as 0), by Newton."""
+    xv = np.nan_to_num(np.asarray(x, dtype=np.float64).ravel())
+    yv = (np.asarray(y, dtype=np.float64).ravel() > 0).astype(np.float64)
+    rate = float(np.clip(yv.mean(), 1e-6, 1 - 1e-6)) if yv.size else 0.5
+    w = np.array([np.log(rate / (1 - rate)), 0.0])
+    design = np.column_stack([np.ones_like(xv), xv])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(design @ w)))
+        grad = design.T @ (yv - p) - ridge * w
+        hess = (design * (p * (1 - p))[:, None]).T @ design + ridge * np.eye(2)
+        step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        w += step
+        if np.abs(step).max() < 1e-9:
+            break
+    if not np.isfinite(w).all():
+        raise ModelFitError("the baseline's logistic fit did not converge (non-finite coefficients)")
+    return float(w[0]), float(w[1])
+
+
 class LightGBMRanker:
     """``fit`` / ``predict`` / ``feature_importance`` / ``save`` / ``load`` over a pinned feature list."""
 
@@ -133,6 +160,7 @@ class LightGBMRanker:
         self.categorical_features: list[str] = []
         self.evals_result: dict[str, dict[str, list[float]]] = {}
         self.best_iteration: int = 0
+        self.base: tuple[float, float] | None = None  # (intercept, slope) on config.base_feature
         self._one_output_checked: Any = None  # the booster predict_matrix last checked
 
     @property
@@ -178,8 +206,14 @@ class LightGBMRanker:
         yt = self._labels(y, len(Xt), "y")
         gt = self._groups(group, len(Xt), "group")
         params = self.config.lgb_params()
+        self.base = None
+        if self.config.base_feature is not None:
+            base = self.config.base_feature
+            if base not in names or base in self.categorical_features:
+                raise ModelFitError(f"base_feature {base!r} is not a numeric column of X (columns: {names})")
+            self.base = fit_base(Xt[base].to_numpy(np.float64), yt)
         train = lgb.Dataset(Xt, label=yt, group=gt, categorical_feature=self.categorical_features or "auto",
-                            free_raw_data=False)  # fmt: skip
+                            init_score=self.base_margin(Xt), free_raw_data=False)  # fmt: skip
         valid_sets, valid_names, callbacks = [train], ["train"], []
         self.evals_result = {}
         callbacks.append(lgb.record_evaluation(self.evals_result))
@@ -187,7 +221,9 @@ class LightGBMRanker:
             Xv = self._prepare(valid[0])
             yv = self._labels(valid[1], len(Xv), "valid y")
             gv = self._groups(valid[2] if len(valid) > 2 else None, len(Xv), "valid group")
-            valid_sets.append(lgb.Dataset(Xv, label=yv, group=gv, reference=train))
+            valid_sets.append(
+                lgb.Dataset(Xv, label=yv, group=gv, init_score=self.base_margin(Xv), reference=train)
+            )
             valid_names.append("valid")
             if self.config.early_stopping_rounds:
                 callbacks.append(
@@ -216,6 +252,23 @@ class LightGBMRanker:
             "ranker fitted: %d rows, %d features, best iteration %d", len(Xt), len(names), self.best_iteration
         )
         return self
+
+    def base_margin(self, X: pd.DataFrame | np.ndarray) -> np.ndarray | None:
+        """Each row's starting score from the baseline (None without one); ``X``: prepared columns."""
+        if self.base is None or self.config.base_feature is None:
+            return None
+        if isinstance(X, pd.DataFrame):
+            x = X[self.config.base_feature].to_numpy(np.float64)
+        else:
+            x = np.asarray(X, dtype=np.float64)[:, self.feature_names.index(self.config.base_feature)]
+        return self.base[0] + self.base[1] * np.nan_to_num(x)
+
+    def _finish(self, raw: np.ndarray, margin: np.ndarray | None) -> np.ndarray:
+        """Raw tree scores plus the baseline, as probabilities for the binary objective."""
+        if margin is None:
+            return raw
+        raw = raw + margin
+        return 1.0 / (1.0 + np.exp(-raw)) if self.objective == "binary" else raw
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         """Select and order the pinned features; categorical columns as pandas categories."""
@@ -271,9 +324,11 @@ class LightGBMRanker:
         Xp = self._prepare(X)
         if len(Xp) == 0:
             return np.empty(0, dtype=np.float64)
-        return np.asarray(
-            self.booster.predict(Xp, num_iteration=self.best_iteration or None), dtype=np.float64
+        margin = self.base_margin(Xp)
+        out = self.booster.predict(
+            Xp, num_iteration=self.best_iteration or None, raw_score=margin is not None
         )
+        return self._finish(np.asarray(out, dtype=np.float64), margin)
 
     def predict_matrix(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """``predict`` for a float64 matrix whose columns are ``feature_names`` in order (no
@@ -300,13 +355,16 @@ class LightGBMRanker:
             if self.booster.num_model_per_iteration() != 1:
                 raise FeatureMismatchError("predict_matrix serves single-output models only")
             self._one_output_checked = self.booster
+        margin = self.base_margin(X)
+        raw = margin is not None
         call = _raw_predict_for_mat()
         if call is None:
-            return np.asarray(
-                self.booster.predict(X, num_iteration=num_iteration or None, num_threads=num_threads),
-                dtype=np.float64,
+            out = self.booster.predict(
+                X, num_iteration=num_iteration or None, num_threads=num_threads, raw_score=raw
             )
-        return call(self.booster, np.ascontiguousarray(X, dtype=np.float64), num_iteration, num_threads)
+            return self._finish(np.asarray(out, dtype=np.float64), margin)
+        out = call(self.booster, np.ascontiguousarray(X, dtype=np.float64), num_iteration, num_threads, raw)
+        return self._finish(out, margin)
 
     def feature_importance(self, importance_type: Literal["gain", "split"] = "gain") -> pd.Series:
         """Importance per feature, largest first."""
@@ -333,6 +391,7 @@ class LightGBMRanker:
                 "categorical_features": self.categorical_features,
                 "objective": self.objective,
                 "best_iteration": self.best_iteration,
+                "base": list(self.base) if self.base is not None else None,
                 "config": self.config.model_dump(),
                 "evals_result": self.evals_result,
             },
@@ -349,8 +408,14 @@ class LightGBMRanker:
             names = [str(x) for x in meta["feature_names"]]
             cats = [str(x) for x in meta.get("categorical_features", [])]
             best = int(meta.get("best_iteration", 0))
+            base = meta.get("base")
+            base = (float(base[0]), float(base[1])) if base is not None else None
         except (KeyError, TypeError, ValueError) as exc:
             raise IncompatibleBundleError(f"{d / 'ranker.json'} is invalid: {exc}") from exc
+        if (base is None) != (config.base_feature is None) or (
+            base is not None and config.base_feature not in names
+        ):
+            raise IncompatibleBundleError(f"{d / 'ranker.json'}: base and base_feature disagree")
         if meta.get("objective") != config.objective:
             raise IncompatibleBundleError(f"{d / 'ranker.json'}: objective disagrees with its config")
         path = d / "ranker.txt"
@@ -368,4 +433,5 @@ class LightGBMRanker:
         out.booster, out.feature_names, out.categorical_features = booster, names, cats
         out.best_iteration = min(best, booster.current_iteration()) if best else booster.current_iteration()
         out.evals_result = meta.get("evals_result", {})
+        out.base = base
         return out

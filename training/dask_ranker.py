@@ -133,6 +133,13 @@ def fit_ranker_dask(
     Xt = ranker._prepare(X)
     yt = ranker._labels(y, len(Xt), "y")
     gt = ranker._groups(group, len(Xt), "group")
+    if config.base_feature is not None:
+        from models.ranker import fit_base
+
+        if config.base_feature not in ranker.feature_names:
+            raise ModelFitError(f"base_feature {config.base_feature!r} is not a column of X")
+        ranker.base = fit_base(Xt[config.base_feature].to_numpy(np.float64), yt)
+    margin = ranker.base_margin(Xt)
 
     params = config.lgb_params()
     params.pop("metric", None)
@@ -158,10 +165,16 @@ def fit_ranker_dask(
             dg = da.concatenate([da.from_array(gt[q[i] : q[i + 1]]) for i in range(len(bounds))])
             est: Any = lgb.DaskLGBMRanker(client=client, n_estimators=trees, **params)
             fit_kw = {"group": dg}
+            if margin is not None:
+                fit_kw["init_score"] = dd.concat(
+                    [dd.from_pandas(pd.Series(margin[a:b]), npartitions=1) for a, b in bounds]
+                )
         else:
             dX = dd.from_pandas(Xt, npartitions=parts)
             dy = dd.from_pandas(pd.Series(yt), npartitions=parts)
             est, fit_kw = lgb.DaskLGBMClassifier(client=client, n_estimators=trees, **params), {}
+            if margin is not None:
+                fit_kw["init_score"] = dd.from_pandas(pd.Series(margin), npartitions=parts)
         try:
             est.fit(dX, dy, **fit_kw)
         except lgb.basic.LightGBMError as exc:

@@ -63,7 +63,8 @@ def validation_curves(
     trees = booster.current_iteration()
     if trees == 0:
         raise ModelFitError("the ranker has no trees to choose from")
-    raw = np.zeros(len(Xp), dtype=np.float64)
+    margin = ranker.base_margin(Xp)  # the baseline the trees were boosted from (init score)
+    raw = np.zeros(len(Xp), dtype=np.float64) if margin is None else margin.copy()
     if ranker.objective == "binary":
         curves: dict[str, list[float]] = {"binary_logloss": [], "auc": []}
     else:

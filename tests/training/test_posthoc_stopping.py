@@ -53,8 +53,11 @@ def test_an_empty_curve_is_a_fit_error() -> None:
         stopping_point([], False, 5)
 
 
+@pytest.mark.parametrize("base_feature", [None, "affinity"])  # boosted from a baseline or not
 @pytest.mark.parametrize("objective", ["binary", "lambdarank"])
-def test_choosing_afterwards_matches_in_process_early_stopping(objective: str, tmp_path: Path) -> None:
+def test_choosing_afterwards_matches_in_process_early_stopping(
+    objective: str, base_feature: str | None, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(0)
     X, y = frame(2_000, rng)
     Xv, yv = frame(700, rng)
@@ -66,6 +69,7 @@ def test_choosing_afterwards_matches_in_process_early_stopping(objective: str, t
         "learning_rate": 0.2,
         "num_threads": 1,
         "n_estimators": 60,
+        "base_feature": base_feature,
     }
     stopped = LightGBMRanker(RankerConfig(**base, early_stopping_rounds=5)).fit(
         X, y, group=g, valid=(Xv, yv, gv)
@@ -74,6 +78,7 @@ def test_choosing_afterwards_matches_in_process_early_stopping(objective: str, t
         X, y, group=g, valid=(Xv, yv, gv)
     )
     assert 1 < stopped.best_iteration < 50  # the frame makes early stopping matter
+    assert (stopped.base is None) == (base_feature is None)
 
     # The curves are LightGBM's own, metric for metric (logloss and AUC, or ndcg@5 and ndcg@10).
     curves = validation_curves(full, Xv, yv, gv)
