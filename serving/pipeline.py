@@ -270,6 +270,10 @@ class Recommender(PushRanking):
                 # Context over all candidates, then the shortlist's rows: its als_rank is 1..n as in
                 # training (the shortlist is the top of the first stage's order).
                 context = self._context(scores, fallback, on_air, pinned, order=order, rows=short)
+                if ranker_input.POPULARITY_FEATURE in names:  # the baseline the ranker was boosted from
+                    context[ranker_input.POPULARITY_FEATURE] = ranker_input.popularity_feature(
+                        models.popularity, ranked_ids
+                    )
                 build = ranker_input.matrix_array if as_matrix is not None else self._feature_array
                 X = build(feats, ranked_ids, context, names)
                 p_convert = self._predict(models.ranker, X, names)

@@ -60,6 +60,16 @@ def context(
     return columns if rows is None else {k: v[rows] for k, v in columns.items()}
 
 
+POPULARITY_FEATURE = "popularity_score"  # training.dataset's BASE_FEATURE
+
+
+def popularity_feature(popularity: Any, ids: np.ndarray) -> np.ndarray:
+    """The bundle's popularity as training gave it to the ranker (``relative_log_score``); NaN for a
+    popularity model without that method (the ranker then reads 0, a product never seen)."""
+    score = getattr(popularity, "relative_log_score", None)
+    return np.full(len(ids), np.nan) if score is None else np.asarray(score(ids), float)
+
+
 def predict(ranker: Any, X: np.ndarray, names: list[str]) -> np.ndarray:
     """P(convert) per row of X (columns in ``names`` order). A ranker with ``predict_matrix``
     takes the float matrix as it is; any other gets the DataFrame its protocol promises."""

@@ -22,7 +22,10 @@ from training.settings import SplitConfig
 
 log = logging.getLogger(__name__)
 
-CONTEXT_FEATURES = ["als_score", "als_rank", "on_air", "slot"]
+CONTEXT_FEATURES = ["als_score", "als_rank", "on_air", "slot", "popularity_score"]
+# The ranker is boosted from this one (RankerConfig.base_feature): the popularity model fitted on the
+# same events as the query's ALS, as ``PopularityModel.relative_log_score``.
+BASE_FEATURE = "popularity_score"
 SPLITS = ("train", "valid", "test")
 DEFAULT_LABEL_WINDOW = pd.Timedelta(hours=24)
 # The most of the shortest ranker split the DEFAULT window may take: the rest is the time in which
@@ -201,6 +204,7 @@ def candidate_rows(
     als_by_split: dict[str, Any],
     n: int,
     extra_generators: tuple[Any, ...] = (),
+    popularity_by_split: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """ALS top-n + on-air (``candidate`` rows, what serving would rank) plus the true positives
     outside them (``candidate == False``: kept so that metrics count what the candidates missed).
@@ -208,6 +212,8 @@ def candidate_rows(
     Only candidate rows may be used to train or score a ranker: a row that exists only because it
     was bought would teach the ranker "not in the candidates => bought", a pure label leak.
     ``extra_generators`` add their top-n too (the promotion gate unions both models' candidates).
+    ``popularity_by_split``: the popularity model beside each split's ALS (fitted on the same
+    events), for ``popularity_score``; NaN where none is given (the gate scores each bundle with its own).
     """
     parts = []
     for split, als in als_by_split.items():
@@ -242,6 +248,11 @@ def candidate_rows(
         sel = (cand["split"] == split).to_numpy()
         if sel.any():
             cand.loc[sel, "als_score"] = als.score(cand.loc[sel, "user_id"], cand.loc[sel, "product_id"])
+    cand["popularity_score"] = np.nan
+    for split, pop in (popularity_by_split or {}).items():
+        sel = (cand["split"] == split).to_numpy()
+        if sel.any():
+            cand.loc[sel, "popularity_score"] = pop.relative_log_score(cand.loc[sel, "product_id"].to_numpy())
     return add_als_rank(cand.sort_values(["query_id", "product_id"]).reset_index(drop=True))
 
 

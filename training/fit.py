@@ -211,6 +211,9 @@ def build_data(
     als_hist = fit_als(events.loc[events["ts"] < splits.t_train], settings, item_ids, splits.t_train)
     progress("fitting ALS on everything before the test split")
     als_final = fit_als(events.loc[events["ts"] < splits.t_test], settings, item_ids, splits.t_test)
+    # Popularity on the same events as each ALS: the ranker's baseline feature (popularity_score).
+    pop_hist = fit_popularity(events.loc[events["ts"] < splits.t_train], settings)
+    pop_final = fit_popularity(events.loc[events["ts"] < splits.t_test], settings)
     timings["als_fit_s"] = time.perf_counter() - t
     t = time.perf_counter()
     progress("building ranker queries and candidates")
@@ -227,6 +230,7 @@ def build_data(
         on_air,
         {"train": als_hist, "valid": als_hist, "test": als_final},
         settings.candidates_n,
+        popularity_by_split={"train": pop_hist, "valid": pop_hist, "test": pop_final},
     )
     progress(f"point-in-time features for {len(cand):,} candidate rows")
     cand, names = attach_features(cand, reader, settings.feature_service)

@@ -159,7 +159,8 @@ def _build_policy(
     # all for a personal answer (SLOTCAST_RERANK_ON_AIR; benchmarks/bench_shortlist.py measured why).
     # Serving's fallback answers keep the shortlist; their value did not depend on it.
     return shared("ranker", lambda: lambda train: RankerPolicy(
-        ALSPolicy(bundle.als, popular_factory(train)), bundle.ranker, features, n_candidates=None, name=name
+        ALSPolicy(bundle.als, popular_factory(train)), bundle.ranker, features, n_candidates=None, name=name,
+        popularity=bundle.popularity,
     ))  # fmt: skip
 
 

@@ -27,7 +27,7 @@ def test_ranker_beats_als_and_popularity_on_the_planted_world(world: Path, tmp_p
     assert m["test_auc"] > 0.72
     assert m["test_als_ndcg_at_10"] > m["test_popularity_ndcg_at_10"]
     assert m["test_als_ranker_ndcg_at_10"] > m["test_als_ndcg_at_10"] + 0.1
-    assert fit.ranker.feature_names == ["als_score", "als_rank", "on_air", "slot"]
+    assert fit.ranker.feature_names == ["als_score", "als_rank", "on_air", "slot", "popularity_score"]
     # the per-query arrays the gate uses line up across policies
     assert len({len(v) for v in fit.per_query.values()}) == 1
 

@@ -47,6 +47,7 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
         "als_rank",
         "on_air",
         "slot",
+        "popularity_score",
     ]
 
     # The run carries params, metrics, the digest, plots and the bundle.

@@ -35,6 +35,7 @@ def test_train_with_the_ranker_v1_feature_service(
         "als_rank",
         "on_air",
         "slot",
+        "popularity_score",
     ]
     assert bundle.manifest.feature_service == "ranker_v1"
     assert report.metrics["test_auc"] > 0.72

@@ -191,6 +191,7 @@ class RankerPolicy:
     features: FeatureFn
     n_candidates: int | None = 50
     name: str = "als+ranker"
+    popularity: Any = None  # the bundle's PopularityModel: the ranker's popularity_score feature
 
     def shortlist(
         self, user_ids: np.ndarray, product_ids: np.ndarray
@@ -209,11 +210,20 @@ class RankerPolicy:
         ranks = (np.tile(np.arange(1, n_short + 1), m)[ok]).astype(np.float64)
         return ranked, rows, cols, ranks
 
+    def p_convert(
+        self, users: np.ndarray, products: np.ndarray, als_score: np.ndarray, als_rank: np.ndarray
+    ) -> np.ndarray:
+        """The ranker's value of each (user, product) pair, from ``features`` plus the bundle's
+        popularity where the ranker was trained on it (its ``popularity_score``, as serving adds)."""
+        X = self.features(users, products, als_score, als_rank)
+        if self.popularity is not None and "popularity_score" in self.ranker.feature_names:
+            X["popularity_score"] = self.popularity.relative_log_score(products)
+        return np.asarray(self.ranker.predict(X[self.ranker.feature_names]), dtype=np.float64)
+
     def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
         ranked, rows, cols, ranks = self.shortlist(user_ids, product_ids)
         raw = np.asarray(self.als_policy.als.score(user_ids[rows], product_ids[rows, cols]), dtype=np.float64)
-        X = self.features(user_ids[rows], product_ids[rows, cols], raw, ranks)
-        p = np.asarray(self.ranker.predict(X[self.ranker.feature_names]), dtype=np.float64)
+        p = self.p_convert(user_ids[rows], product_ids[rows, cols], raw, ranks)
         finite = np.isfinite(ranked)
         lo = ranked[finite].min() if finite.any() else 0.0
         hi = ranked[finite].max() if finite.any() else 1.0

@@ -128,7 +128,13 @@ class PointInTimeFeatures:
 
 
 ENTITY = ("user_id", "product_id", "stream_id", "event_timestamp")
-CONTEXT_FEATURES = ("als_score", "als_rank", "on_air", "slot")  # training.dataset adds these to every row
+CONTEXT_FEATURES = (
+    "als_score",
+    "als_rank",
+    "on_air",
+    "slot",
+    "popularity_score",
+)  # training.dataset adds these
 
 
 def context_feature_fn() -> FeatureFn:

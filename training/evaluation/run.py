@@ -96,8 +96,7 @@ def ranker_reward_model(policy: RankerPolicy, label: str = "ranker p_convert") -
 
         def score(u: np.ndarray, item: np.ndarray) -> np.ndarray:
             raw = np.asarray(policy.als_policy.als.score(u, item), dtype=np.float64)
-            X = policy.features(u, item, raw, np.full(u.size, np.nan))
-            return np.asarray(policy.ranker.predict(X[policy.ranker.feature_names]), dtype=np.float64)
+            return policy.p_convert(u, item, raw, np.full(u.size, np.nan))
 
         # q depends on (user, product) only, and DR asks for it once per target policy: every pair the
         # log's candidates hold is scored in one feature lookup up front (a Feast point-in-time join
