@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import numpy as np
-    from implicit.cpu.als import AlternatingLeastSquares
     from tqdm import tqdm
 
     from models import ALSCandidateGenerator, ALSConfig, IdVocab
+    from models.als_implicit import cpu_model
 
     t0 = time.perf_counter()
     matrix = synthetic_matrix(args.users, args.items, args.nnz, args.zipf, args.seed)
@@ -72,15 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def bare() -> float:
-        model = AlternatingLeastSquares(
-            factors=cfg.factors,
-            regularization=cfg.regularization,
-            alpha=cfg.alpha,
-            iterations=cfg.iterations,
-            use_cg=cfg.use_cg,
-            num_threads=cfg.num_threads,
-            random_state=cfg.random_state,
-        )
+        model = cpu_model(cfg)  # implicit's own class, as the wrapper builds it
         s, c = time.perf_counter(), time.process_time()
         model.fit(matrix, show_progress=False)
         cpu["bare"].append(time.process_time() - c)

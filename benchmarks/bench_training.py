@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     fig["n_events"] = float(len(events))
     rss.reset()
     t = time.perf_counter()
-    rd, _, _, timings = build_data(events, sp_, items, s, reader)
+    rd, *_, timings = build_data(events, sp_, items, s, reader)
     fig["als_fit_s"] = timings["als_fit_s"]
     fig["dataset_build_s"] = timings["dataset_build_s"]
     fig["als_and_dataset_peak_rss_mb"] = rss.peak / 2**20

@@ -20,6 +20,9 @@ from models.vocab import IdVocab
 
 REASON_GLOBAL = "popular"
 REASON_SEGMENT = "segment_popular"
+# The ranker's feature holding ``relative_log_score``: training adds it, serving and evaluation give
+# it from the bundle's model, and the ranker is boosted from it (RankerConfig.base_feature).
+RANKER_FEATURE = "popularity_score"
 
 
 class PopularityModel:

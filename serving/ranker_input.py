@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.popularity import RANKER_FEATURE
+
 
 def first_stage_order(scores: np.ndarray) -> np.ndarray:
     """Positions best first by score (NaN last, ties by position)."""
@@ -60,7 +62,7 @@ def context(
     return columns if rows is None else {k: v[rows] for k, v in columns.items()}
 
 
-POPULARITY_FEATURE = "popularity_score"  # training.dataset's BASE_FEATURE
+POPULARITY_FEATURE = RANKER_FEATURE  # training.dataset's context feature, from the bundle's popularity
 
 
 def popularity_feature(popularity: Any, ids: np.ndarray) -> np.ndarray:

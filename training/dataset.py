@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from models.errors import ModelFitError
+from models.popularity import RANKER_FEATURE
 from training.settings import SplitConfig
 
 log = logging.getLogger(__name__)
 
-CONTEXT_FEATURES = ["als_score", "als_rank", "on_air", "slot", "popularity_score"]
-# The ranker is boosted from this one (RankerConfig.base_feature): the popularity model fitted on the
-# same events as the query's ALS, as ``PopularityModel.relative_log_score``.
-BASE_FEATURE = "popularity_score"
+# popularity_score (models.popularity.RANKER_FEATURE): the popularity model fitted on the same events
+# as the query's ALS, as ``PopularityModel.relative_log_score``; the default ranker is boosted from it.
+CONTEXT_FEATURES = ["als_score", "als_rank", "on_air", "slot", RANKER_FEATURE]
 SPLITS = ("train", "valid", "test")
 DEFAULT_LABEL_WINDOW = pd.Timedelta(hours=24)
 # The most of the shortest ranker split the DEFAULT window may take: the rest is the time in which
@@ -248,11 +248,11 @@ def candidate_rows(
         sel = (cand["split"] == split).to_numpy()
         if sel.any():
             cand.loc[sel, "als_score"] = als.score(cand.loc[sel, "user_id"], cand.loc[sel, "product_id"])
-    cand["popularity_score"] = np.nan
+    cand[RANKER_FEATURE] = np.nan
     for split, pop in (popularity_by_split or {}).items():
         sel = (cand["split"] == split).to_numpy()
         if sel.any():
-            cand.loc[sel, "popularity_score"] = pop.relative_log_score(cand.loc[sel, "product_id"].to_numpy())
+            cand.loc[sel, RANKER_FEATURE] = pop.relative_log_score(cand.loc[sel, "product_id"].to_numpy())
     return add_als_rank(cand.sort_values(["query_id", "product_id"]).reset_index(drop=True))
 
 

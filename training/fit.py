@@ -201,8 +201,9 @@ def build_data(
     settings: TrainSettings,
     reader: HistoricalReader | None,
     progress: Progress = lambda _: None,
-) -> tuple[RankerData, ALSCandidateGenerator, ALSCandidateGenerator, dict[str, float]]:
-    """Splits, the two ALS fits (history-only for train/valid queries, pre-test for test ones), data."""
+) -> tuple[RankerData, ALSCandidateGenerator, ALSCandidateGenerator, PopularityModel, dict[str, float]]:
+    """Splits, the two ALS fits (history-only for train/valid queries, pre-test for test ones), the
+    pre-test popularity (the bundle's), data."""
     timings: dict[str, float] = {}
     splits = TimeSplits.from_events(events, settings.split)
     window = label_window(splits, settings.split, settings.label_window_hours)  # may refuse: before ALS
@@ -249,7 +250,7 @@ def build_data(
             ("positives", data.part(s)["label"].sum()),
         )  # fmt: skip
     }
-    return data, als_hist, als_final, timings
+    return data, als_hist, als_final, pop_final, timings
 
 
 def check_trainable(data: RankerData, settings: TrainSettings) -> None:
@@ -300,7 +301,7 @@ def fit_all(
     """The whole fit: data, ranker (+ search), evaluation of three policies on the test split."""
     if events.empty:
         raise TrainingDataError("no events to train on (after quarantine and deletion exclusions)")
-    data, _als_hist, als_final, timings = build_data(
+    data, _als_hist, als_final, popularity, timings = build_data(
         events, stream_products, item_ids, settings, reader, progress
     )
     check_trainable(data, settings)
@@ -314,7 +315,6 @@ def fit_all(
         progress(f"ranker fit on Dask ({where}), then its tree count on the valid split")
     ranker, ranker_figures, ranker_backend = fit_final_ranker(data, cfg, settings)
     timings["ranker_fit_s"] = time.perf_counter() - t
-    popularity = fit_popularity(events.loc[events["ts"] < data.splits.t_test], settings)
 
     te = data.part("test")
     k = settings.k

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.popularity import RANKER_FEATURE
 from training.dataset import (
     HistoricalReader,
     TimeSplits,
@@ -83,7 +84,7 @@ def score_bundle(bundle: Any, frame: pd.DataFrame, k: int) -> np.ndarray:
         f["als_score"].fillna(-np.inf).groupby(f["query_id"]).rank(ascending=False, method="first")
     )
     if bundle.popularity is not None:  # each bundle's own, as for als_score
-        f["popularity_score"] = bundle.popularity.relative_log_score(f["product_id"].to_numpy())
+        f[RANKER_FEATURE] = bundle.popularity.relative_log_score(f["product_id"].to_numpy())
     for c in bundle.ranker.feature_names if bundle.ranker is not None else []:
         if c in f.columns and f[c].dtype == object:
             f[c] = f[c].astype("category")

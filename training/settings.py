@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.settings import StateDir
 from models.als import ALSConfig
+from models.popularity import RANKER_FEATURE
 from models.ranker import RankerConfig
 
 # The repository's .slotcast, as features/ and serving/ default to, so all parts meet by default.
@@ -95,11 +96,11 @@ class SplitConfig(BaseModel):
 
 
 def default_ranker() -> RankerConfig:
-    """Boosted from popularity (training.dataset's BASE_FEATURE) and held in by small trees, many rows
+    """Boosted from popularity (``popularity_score``, training.dataset's context) and held in by small trees, many rows
     per leaf and an L2 penalty: a purchase label gives a few hundred positives on a two-week log, and
     in the simulated world an unconstrained ranker lost to popularity by the simulator's truth
     (benchmarks/results/training.md, "Ranker against popularity")."""
-    return RankerConfig(base_feature="popularity_score", num_leaves=4, min_child_samples=100, lambda_l2=10.0)
+    return RankerConfig(base_feature=RANKER_FEATURE, num_leaves=4, min_child_samples=100, lambda_l2=10.0)
 
 
 class TrainSettings(BaseSettings):
@@ -116,7 +117,7 @@ class TrainSettings(BaseSettings):
     weights: EventWeights = Field(default_factory=EventWeights)
     half_life_days: float | None = None
     als: ALSConfig = Field(default_factory=ALSConfig)
-    ranker: RankerConfig = Field(default_factory=lambda: default_ranker())
+    ranker: RankerConfig = Field(default_factory=default_ranker)
 
     label: Literal["purchase", "click", "cart"] = "purchase"
     # None: 24 h, shortened on data too short for it (training.dataset.label_window says how).

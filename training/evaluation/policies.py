@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from models.popularity import RANKER_FEATURE
 from training.evaluation.metrics import PAD
 from training.evaluation.ope import TargetSlates
 
@@ -216,8 +217,8 @@ class RankerPolicy:
         """The ranker's value of each (user, product) pair, from ``features`` plus the bundle's
         popularity where the ranker was trained on it (its ``popularity_score``, as serving adds)."""
         X = self.features(users, products, als_score, als_rank)
-        if self.popularity is not None and "popularity_score" in self.ranker.feature_names:
-            X["popularity_score"] = self.popularity.relative_log_score(products)
+        if self.popularity is not None and RANKER_FEATURE in self.ranker.feature_names:
+            X[RANKER_FEATURE] = self.popularity.relative_log_score(products)
         return np.asarray(self.ranker.predict(X[self.ranker.feature_names]), dtype=np.float64)
 
     def scores(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:

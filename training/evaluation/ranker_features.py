@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.dataset import CONTEXT_FEATURES as TRAINING_CONTEXT
 from training.evaluation.logs import LoggedRequests
 from training.evaluation.metrics import PAD
 from training.evaluation.policies import MAX_CELLS, MIN_CHUNK, FeatureFn, Policy, RankerPolicy
@@ -128,13 +129,7 @@ class PointInTimeFeatures:
 
 
 ENTITY = ("user_id", "product_id", "stream_id", "event_timestamp")
-CONTEXT_FEATURES = (
-    "als_score",
-    "als_rank",
-    "on_air",
-    "slot",
-    "popularity_score",
-)  # training.dataset adds these
+CONTEXT_FEATURES = tuple(TRAINING_CONTEXT)  # training.dataset adds these to every row
 
 
 def context_feature_fn() -> FeatureFn:
