@@ -49,26 +49,98 @@ def _answers(app, reqs: list) -> tuple[list[tuple[list[int], list[int]]], list[f
     return slates, cpu, fallbacks
 
 
-def main(argv: list[str] | None = None) -> int:
+def fold_in_parser(doc: str | None, users_help: str, events_help: str) -> argparse.ArgumentParser:
+    """The options both fold-in benchmarks take (``doc``: the module's docstring, for --help)."""
+    parts = (doc or "").split("\n\n")
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-    )  # fmt: skip
+        description=parts[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(parts[1:]),
+    )
     p.add_argument("--state", type=Path, required=True, help="a built state (data/truth from the simulator)")
-    p.add_argument("--users", type=int, default=300, help="users taken out of the model and folded in")
-    p.add_argument("--min-events", type=int, default=10, help="weighted product events a user needs")
+    p.add_argument("--users", type=int, default=300, help=users_help)
+    p.add_argument("--min-events", type=int, default=10, help=events_help)
     p.add_argument("--requests", type=int, default=5, help="carousel requests per user")
     p.add_argument("--min-on-air", type=int, default=10, help="products on air at the request moments")
     p.add_argument("--seed", type=int, default=1, help="users, request moments and bootstrap seed")
+    return p
+
+
+def event_dicts(rows: pd.DataFrame) -> list[dict[str, object]]:
+    """``POST /events`` bodies of event rows (user, type, product, their own ts, watch time)."""
+    out = []
+    for r in rows.itertuples(index=False):
+        e = {"user_id": int(r.user_id), "type": r.type, "product_id": int(r.product_id), "ts": r.ts}
+        if pd.notna(r.watch_seconds):
+            e["watch_seconds"] = float(r.watch_seconds)
+        out.append(e)
+    return out
+
+
+def foldable_events(data: Path) -> pd.DataFrame:
+    """The product events of consenting users that fold-in weighs, by user and time."""
+    from serving.fold_in import FOLD_TYPES
+    from training.settings import TrainSettings
+
+    users = pd.read_parquet(data / "users.parquet", columns=["user_id", "consent_personalization"])
+    consenting = users.loc[users["consent_personalization"].fillna(False).astype(bool), "user_id"]
+    ev = pd.read_parquet(
+        data / "events.parquet", columns=["user_id", "type", "product_id", "ts", "watch_seconds"]
+    )
+    weights = TrainSettings().weights.per_type()  # type: ignore[call-arg]
+    ev = ev.loc[ev["product_id"].notna() & ev["type"].isin(list(weights)) & ev["type"].isin(FOLD_TYPES)]
+    return ev.loc[ev["user_id"].isin(consenting)].sort_values(["user_id", "ts"], kind="stable")
+
+
+def carousel_requests(
+    data: Path, users: np.ndarray, per_user: int, min_on_air: int, rng: np.random.Generator
+) -> list:  # type: ignore[type-arg]
+    """``per_user`` carousel requests (k 8) for each user, at on-air moments with ``min_on_air``+
+    products on air."""
+    from benchmarks.serving_requests import on_air_moments
+    from serving.schemas import CarouselRequest
+
+    moments = on_air_moments(data, min_on_air)
+    if not moments:
+        sys.exit(f"{data}: no stream has {min_on_air}+ products on air at once (--min-on-air)")
+    reqs = []
+    for u in users:
+        for m in rng.integers(0, len(moments), per_user):
+            stream, t_us, _ = moments[m]
+            at = pd.Timestamp(t_us, unit="us", tz="UTC").to_pydatetime()
+            reqs.append(CarouselRequest(user_id=int(u), stream_id=stream, k=8, at=at))
+    return reqs
+
+
+def events_cpu(app, rows: pd.DataFrame) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """CPU per ``POST /events`` batch of 100 of ``rows`` with fold-in on and off: medians of 3
+    alternating rounds each."""
+    from serving.schemas import EventsRequest
+
+    batches = [EventsRequest(events=event_dicts(c)) for _, c in rows.groupby(np.arange(len(rows)) // 100)]
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for rnd in range(6):
+        for on in (True, False) if rnd % 2 == 0 else (False, True):
+            app.settings.fold_in = on
+            t = time.process_time()
+            for b in batches:
+                app.events(b)
+            cpu[on].append((time.process_time() - t) / len(batches))
+    app.settings.fold_in = True
+    return statistics.median(cpu[True]), statistics.median(cpu[False])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = fold_in_parser(
+        __doc__, "users taken out of the model and folded in", "weighted product events a user needs"
+    )
     args = p.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    from benchmarks.serving_requests import on_air_moments
     from models.bundle_erasure import erase_users
     from pipelines.simulator.truth import TrueWorld
-    from serving.fold_in import FOLD_TYPES
     from serving.runtime import SlotcastApp
-    from serving.schemas import CarouselRequest, EventsRequest
+    from serving.schemas import EventsRequest
     from serving.settings import ServingSettings
     from training.registry import download_bundle
     from training.settings import TrainSettings
@@ -77,28 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     data = state / "data"
     world = TrueWorld.load(data)
     rng = np.random.default_rng(args.seed)
-    users = pd.read_parquet(data / "users.parquet", columns=["user_id", "consent_personalization"])
-    consenting = users.loc[users["consent_personalization"].fillna(False).astype(bool), "user_id"]
-    ev = pd.read_parquet(
-        data / "events.parquet", columns=["user_id", "type", "product_id", "ts", "watch_seconds"]
-    )
-    weights = TrainSettings().weights.per_type()  # type: ignore[call-arg]
-    ev = ev.loc[ev["product_id"].notna() & ev["type"].isin(list(weights)) & ev["type"].isin(FOLD_TYPES)]
-    ev = ev.loc[ev["user_id"].isin(consenting)].sort_values(["user_id", "ts"], kind="stable")
+    ev = foldable_events(data)
     counts = ev["user_id"].value_counts()
     pool = counts.index[counts >= args.min_events].to_numpy()
     if len(pool) < args.users:
         sys.exit(f"only {len(pool)} consenting users have {args.min_events}+ weighted product events")
     chosen = np.sort(rng.choice(pool, args.users, replace=False))
-    moments = on_air_moments(data, args.min_on_air)
-    if not moments:
-        sys.exit(f"{data}: no stream has {args.min_on_air}+ products on air at once (--min-on-air)")
-    reqs = []
-    for u in chosen:
-        for m in rng.integers(0, len(moments), args.requests):
-            stream, t_us, _ = moments[m]
-            at = pd.Timestamp(t_us, unit="us", tz="UTC").to_pydatetime()
-            reqs.append(CarouselRequest(user_id=int(u), stream_id=stream, k=8, at=at))
+    reqs = carousel_requests(data, chosen, args.requests, args.min_on_air, rng)
     history = {int(u): g for u, g in ev.loc[ev["user_id"].isin(chosen)].groupby("user_id")}
 
     settings = TrainSettings(state_dir=state)  # type: ignore[call-arg]
@@ -126,18 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         shown: dict[str, list[tuple[list[int], list[int]]]] = {}
         posted = 0
         for step in STEPS:
-            batch = []
-            for u in chosen:
-                for r in history[int(u)].iloc[posted:step].itertuples(index=False):
-                    e = {
-                        "user_id": int(r.user_id),
-                        "type": r.type,
-                        "product_id": int(r.product_id),
-                        "ts": r.ts,
-                    }
-                    if pd.notna(r.watch_seconds):
-                        e["watch_seconds"] = float(r.watch_seconds)
-                    batch.append(e)
+            batch = [e for u in chosen for e in event_dicts(history[int(u)].iloc[posted:step])]
             if batch:
                 app.events(EventsRequest(events=batch))
             posted = step
@@ -153,20 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     true_value(world, reqs, slates, price), cpu,
                                                     float(np.mean([f is None for f in fb])))  # fmt: skip
         # What deciding whether to keep events costs POST /events: batches of 100 events of users
-        # the model holds (nothing kept), with fold-in on and off in alternating rounds.
-        held = ev.loc[~ev["user_id"].isin(chosen)].head(100 * 50)
-        batches = [EventsRequest(events=[{"user_id": int(r.user_id), "type": r.type, "product_id": int(r.product_id),
-                                          "ts": r.ts} for r in chunk.itertuples(index=False)])
-                   for _, chunk in held.groupby(np.arange(len(held)) // 100)]  # fmt: skip
-        events_cpu: dict[bool, list[float]] = {True: [], False: []}
-        for rnd in range(6):
-            for on in (True, False) if rnd % 2 == 0 else (False, True):
-                app.settings.fold_in = on
-                t = time.process_time()
-                for b in batches:
-                    app.events(b)
-                events_cpu[on].append((time.process_time() - t) / len(batches))
-        app.settings.fold_in = True
+        # the model holds, with fold-in on and off in alternating rounds.
+        on, off = events_cpu(app, ev.loc[~ev["user_id"].isin(chosen)].head(100 * 50))
         app.close()
         ceiling_app.close()
 
@@ -194,7 +228,6 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {label} | {personal:.0%} | {' | '.join(cells)} | {common:.0%} | {statistics.median(cpu) * 1e3:.2f} ms |"
         )
-    on, off = statistics.median(events_cpu[True]), statistics.median(events_cpu[False])
     print(f"\nPOST /events, a batch of 100 events of users the model holds: CPU {on * 1e3:.2f} ms with "
           f"fold-in, {off * 1e3:.2f} ms without (ratio {on / off:.2f}; medians of 3 alternating rounds each)")  # fmt: skip
     return 0

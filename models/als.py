@@ -16,6 +16,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from models._io import read_json, read_npz, write_json
+from models.als_history import FILE as HISTORY_FILE
+from models.als_history import UserHistory
 from models.als_implicit import ALSConfig, check_blas_threads, fit_implicit
 from models.errors import IncompatibleBundleError, ModelFitError
 from models.vocab import IdVocab
@@ -38,6 +40,7 @@ class ALSCandidateGenerator:
         self._model: Any = None
         self.users = IdVocab([])
         self.items = IdVocab([])
+        self.history: UserHistory | None = None  # the rows fitted on (config.keep_history)
         self.fit_timings: dict[str, float] = {}
 
     # ----- fitting ---------------------------------------------------------------------------
@@ -45,9 +48,14 @@ class ALSCandidateGenerator:
     def is_fitted(self) -> bool:
         return self._model is not None and self._model.user_factors is not None
 
-    def fit(self, user_items: sp.csr_matrix, users: IdVocab, items: IdVocab) -> ALSCandidateGenerator:
+    def fit(
+        self, user_items: sp.csr_matrix, users: IdVocab, items: IdVocab, history_until_us: int | None = None
+    ) -> ALSCandidateGenerator:
         """Factorise a users x items confidence matrix (rows follow ``users``, columns ``items``).
 
+        With ``config.keep_history`` the matrix is kept as the users' history (``user_vector``
+        adds newer events to it); ``history_until_us``: the time its confidences were computed at
+        (epoch microseconds), after which events are new to the model.
         Raises ModelFitError for an empty or non-finite matrix and for NaN factors.
         """
         t0 = time.perf_counter()
@@ -78,6 +86,7 @@ class ALSCandidateGenerator:
                     f"alpha={self.config.alpha}); lower alpha or raise regularization"
                 )
         self._model, self.users, self.items = model, users, items  # IdVocab is immutable
+        self.history = UserHistory(matrix, history_until_us) if self.config.keep_history else None
         # seconds spent in implicit's fit and in this wrapper around it (logged, and benchmarked)
         self.fit_timings = {"implicit_fit_s": t2 - t1, "wrapper_s": (t1 - t0) + (time.perf_counter() - t2)}
         log.info(
@@ -111,6 +120,8 @@ class ALSCandidateGenerator:
         u = u[u >= 0]
         if u.size:
             self.user_factors[u] = 0.0
+            if self.history is not None:
+                self.history.zero_rows(u)
         return int(u.size)
 
     def drop_users(self, user_ids: npt.ArrayLike) -> int:
@@ -126,6 +137,8 @@ class ALSCandidateGenerator:
             if hasattr(self._model, "_user_norms"):
                 self._model._user_norms = None  # implicit's cache of the old rows' norms
             self.users = IdVocab(self.users.ids[keep])
+            if self.history is not None:
+                self.history = self.history.keep_rows(keep)
         return int(u.size)
 
     def generate(
@@ -261,12 +274,18 @@ class ALSCandidateGenerator:
                 out[np.ix_(rows, ki)] = self.user_factors[u[rows]] @ item_block
         return out
 
-    def user_vector(self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike) -> np.ndarray | None:
-        """Factors for a user from these interactions alone, the item factors fixed (implicit's
+    def user_vector(
+        self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike, user_id: int | None = None
+    ) -> np.ndarray | None:
+        """Factors for a user from interactions, the item factors fixed (implicit's
         ``recalculate_user``: exact least squares, the model's alpha and regularization), without
-        changing the model, so it is safe while other threads read it. For a user the model does
-        not hold (a new user, one who gave consent again), from the events they sent since; score
-        with ``score_vector`` / ``generate_for_vector``. None when no item is known to the model."""
+        changing the model, so it is safe while other threads read it; score with
+        ``score_vector`` / ``generate_for_vector``.
+
+        For a user the model does not hold (a new user, one who gave consent again), from these
+        interactions alone. For a user it holds (``user_id``), from their training row plus these
+        (events newer than the model): None when the model kept no history (their trained factors
+        stand). None too when no interaction names a product the model knows."""
         self._require_fitted()
         items = np.asarray(item_ids, dtype=np.int64).ravel()
         conf = np.asarray(confidences, dtype=np.float32).ravel()
@@ -276,12 +295,17 @@ class ALSCandidateGenerator:
             raise ValueError("confidences must be finite")
         idx = self.items.index(items)
         keep = idx >= 0
-        if not keep.any():
+        idx, conf = idx[keep], conf[keep]
+        u = -1 if user_id is None else self.users.index_of(int(user_id))
+        if u >= 0:
+            if self.history is None:
+                return None
+            past, past_conf = self.history.row(u)
+            idx, conf = np.concatenate([past, idx]), np.concatenate([past_conf, conf])
+        if not idx.size:
             return None
         row = sp.csr_matrix(
-            (conf[keep], (np.zeros(int(keep.sum()), dtype=np.int64), idx[keep])),
-            shape=(1, len(self.items)),
-            dtype=np.float32,
+            (conf, (np.zeros(idx.size, dtype=np.int64), idx)), shape=(1, len(self.items)), dtype=np.float32
         )
         row.sum_duplicates()
         return np.asarray(self._model.recalculate_user(0, row)).ravel()
@@ -296,7 +320,7 @@ class ALSCandidateGenerator:
         return out
 
     # ----- persistence -----------------------------------------------------------------------
-    FILES = ("als.npz", "users.npz", "items.npz", "als.json")
+    FILES = ("als.npz", "users.npz", "items.npz", "als.json")  # and history.npz when kept
 
     def save(self, directory: str | Path) -> None:
         self._require_fitted()
@@ -305,6 +329,10 @@ class ALSCandidateGenerator:
         self._model.save(str(d / "als.npz"))
         self.users.save(d / "users.npz")
         self.items.save(d / "items.npz")
+        if self.history is not None:
+            self.history.save(d / HISTORY_FILE)
+        elif (d / HISTORY_FILE).exists():  # an older save's rows must not outlive an erasure
+            (d / HISTORY_FILE).unlink()
         write_json(
             d / "als.json",
             {"config": self.config.model_dump(), "n_users": len(self.users), "n_items": len(self.items)},
@@ -338,6 +366,8 @@ class ALSCandidateGenerator:
             raise IncompatibleBundleError(f"{d / 'als.npz'} holds non-finite factors")
         out = cls(config)
         out._model, out.users, out.items = model, users, items
+        if (d / HISTORY_FILE).is_file():
+            out.history = UserHistory.load(d / HISTORY_FILE, (len(users), len(items)))
         return out
 
 

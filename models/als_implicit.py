@@ -32,6 +32,11 @@ class ALSConfig(BaseModel):
     use_gpu: bool = False
     num_threads: int = Field(default=0, ge=0, description="0 = all cores")
     show_progress: bool = False
+    keep_history: bool = Field(
+        default=True,
+        description="keep each user's confidence row with the model (als/history.npz), so serving can "
+        "fold a known user's events newer than the model into their factors",
+    )
 
 
 def check_blas_threads() -> bool:

@@ -1,25 +1,30 @@
-"""Folding in users the model does not hold, from the events they sent since it was trained.
+"""Folding in the events users sent since the model was trained, so their next answer follows them.
 
 A user who signed up after the last training run (or gave personalization consent again: training
 keeps no profile of a user without it) is unknown to the bundle's ALS, and got popularity
 (``fallback: "cold_start"``) until the next training run, however much they had clicked since.
-Now the events ``POST /events`` takes for such a user (those naming a product, with a weight in the
-bundle's ``event_weights``: clicks, carts, purchases, push opens and clicks, likes, comments,
-shares, watch time) are kept, and their carousel is scored by factors computed from those events
-alone with the item factors fixed (``ALSCandidateGenerator.user_vector``, implicit's
-``recalculate_user``: the least-squares step training runs for every user). Their answer is then
-personal (``personalized: true``, ranked), as a known user's is, and push ranks them by the same
-factors (serving/push.py: ``_score_folded``; ``held`` says which of an audience have events kept).
+A user the model holds kept the factors of their training history, whatever they did since.
+
+Now the events ``POST /events`` takes (those naming a product, with a weight in the bundle's
+``event_weights``: clicks, carts, purchases, push opens and clicks, likes, comments, shares, watch
+time) are kept, and the user's factors are solved again with the item factors fixed
+(``ALSCandidateGenerator.user_vector``, implicit's ``recalculate_user``: the least-squares step
+training runs for every user): for a new user from those events alone, and their answer is then
+personal (``personalized: true``, ranked) as a known user's is; for a known user from their training
+row (the bundle's ``als/history.npz``) plus the events newer than it (``history.until_us``: events
+the model was fitted on are not counted twice, and after a retrain the older ones drop out). Push
+ranks them by the same factors (serving/push.py: ``_score_folded``; ``held`` says which of an
+audience have events kept). A bundle without history (``ALSConfig.keep_history`` off, or older
+than it) leaves its known users' factors as trained, and their events are not kept.
 
 Every worker and replica sees the same events: the worker that takes one appends it to
 ``$STATE/serving/fold_in/<type>/<YYYYMMDD>.jsonl`` (``serving/shared_events.py``, the files
-purchases and pushes are shared through) and the others read it within a second. Only users whom
-neither loaded model holds and who have personalization consent are kept, at most
-``fold_in_max_users`` of them (the least recently active go first) with their first
-``fold_in_max_events`` events each, for ``fold_in_days``. A deleted user's events are dropped at
-once and their lines erased by ``slotcast privacy purge`` (every JSON-lines file under
-``$STATE/serving``). The factors are cached per user until they send another event or a model is
-reloaded.
+purchases and pushes are shared through) and the others read it within a second. Only users of
+the catalogue with personalization consent are kept, at most ``fold_in_max_users`` of them (the
+least recently active go first) with their first ``fold_in_max_events`` events each, for
+``fold_in_days``. A deleted user's events are dropped at once and their lines erased by ``slotcast
+privacy purge`` (every JSON-lines file under ``$STATE/serving``). The factors are cached per user
+until they send another event or a model is reloaded.
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ class FoldIns:
     ) -> None:
         self.shared, self.max_users, self.max_events = shared, max_users, max_events
         self._lock = threading.Lock()
-        # user -> event id -> (product id, type, watch seconds); least recently active first
-        self._events: OrderedDict[int, dict[int, tuple[int, str, float]]] = OrderedDict()
+        # user -> event id -> (product id, type, watch seconds, ts_us); least recently active first
+        self._events: OrderedDict[int, dict[int, tuple[int, str, float, int]]] = OrderedDict()
         # user -> (the ALS it was computed with, events it was computed from, the factors)
         self._vectors: dict[int, tuple[weakref.ref[Any], int, np.ndarray | None]] = {}
 
@@ -113,6 +118,7 @@ class FoldIns:
                         int(e["product_id"]),
                         str(e["type"]),
                         watch,
+                        int(_number(e.get("ts_us"))),
                     )
             while len(self._events) > self.max_users:
                 gone, _ = self._events.popitem(last=False)
@@ -130,7 +136,7 @@ class FoldIns:
         self.sync()
         with self._lock:
             held = list(self._events.get(int(user_id), {}).values())
-        return [{"product_id": p, "type": t, "watch_seconds": w or None} for p, t, w in held]
+        return [{"product_id": p, "type": t, "watch_seconds": w or None} for p, t, w, _ in held]
 
     def held(self, user_ids: np.ndarray) -> np.ndarray:
         """Per user, whether events are kept to fold them in: one ``isin`` for a push audience of any
@@ -141,9 +147,11 @@ class FoldIns:
         return np.isin(np.asarray(user_ids, np.int64), kept)
 
     def vector(self, als: Any, weights: dict[str, float] | None, user_id: int) -> np.ndarray | None:
-        """The user's factors folded in from their kept events with the bundle's ``weights``, or
-        None (no events kept, none with a weight, no product the model knows, or a bundle that
-        does not say its weights)."""
+        """The user's factors with their kept events folded in (``als.user_vector``: for a user
+        ``als`` holds, their training row plus the events newer than it), with the bundle's
+        ``weights``; None when there is nothing to fold in: no events kept, none newer than the
+        model, none with a weight or naming a product it knows, a known user and a model without
+        history, or a bundle that does not say its weights."""
         if not weights or not hasattr(als, "user_vector"):
             return None
         self.sync()
@@ -156,28 +164,39 @@ class FoldIns:
             if cached is not None and cached[0]() is als and cached[1] == len(held):
                 return cached[2]
             rows = list(held.values())
+        n_held = len(rows)
+        history = getattr(als, "history", None)
+        if history is not None and history.until_us is not None and als.users.index_of(user) >= 0:
+            rows = [r for r in rows if r[3] >= history.until_us]  # the model saw the older ones
         products = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         conf = confidences([r[1] for r in rows], np.array([r[2] for r in rows], float), weights)
         keep = conf > 0
-        vec = als.user_vector(products[keep], conf[keep]) if keep.any() else None
+        vec = als.user_vector(products[keep], conf[keep], user_id=user) if keep.any() else None
         with self._lock:
             if user in self._events:
-                self._vectors[user] = (weakref.ref(als), len(rows), vec)
+                self._vectors[user] = (weakref.ref(als), n_held, vec)
         return vec
 
 
 def foldable(catalog: Any, models: tuple[Any, Any] | None, deleted: bool, user_id: int) -> bool:
-    """Whether to keep a user's events to fold in: a user of the catalogue whom neither loaded
-    model (champion, challenger) holds, with personalization consent, not deleted."""
+    """Whether to keep a user's events to fold in: a user of the catalogue with personalization
+    consent, not deleted, whom some loaded model (champion, challenger) can fold them into: one
+    that does not hold the user, or holds them and kept their history."""
     if models is None or deleted or not catalog.knows_user(user_id) or not catalog.consent(user_id)[0]:
         return False
-    held = (getattr(m.als, "users", None) for m in models if m is not None)
-    return not any(users is not None and users.index([user_id])[0] >= 0 for users in held)
+    return any(m is not None and _can_fold(m.als, user_id) for m in models)
+
+
+def _can_fold(als: Any, user_id: int) -> bool:
+    users = getattr(als, "users", None)
+    held = users is not None and users.index([user_id])[0] >= 0
+    return not held or getattr(als, "history", None) is not None
 
 
 def confidences(types: list[str], watch_seconds: np.ndarray, weights: dict[str, float]) -> np.ndarray:
     """Per event: the type's weight plus ``watch_log_scale * log1p(minutes)``, as training's
-    ``event_confidence`` (without its time decay: these events are all newer than the model)."""
+    ``event_confidence`` (without its time decay: these events are all newer than the model, and
+    the history rows they are added to were decayed to the model's time)."""
     w = np.array([float(weights.get(t, 0.0)) if t != WATCH_KEY else 0.0 for t in types], float)
     scale = float(weights.get(WATCH_KEY, 0.0))
     if scale:

@@ -103,10 +103,11 @@ class Recommender(PushRanking):
         user_vector: Callable[[Models, int], np.ndarray | None] | None = None,
         folded_users: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
-        """``user_vector(models, user)``: factors for a user ``models`` does not hold, folded in
-        from the events they sent since (serving/fold_in.py), or None (then: cold start).
-        ``folded_users(users)``: which of many users have such events kept (push audiences ask it
-        before ``user_vector``; without it push scores them as unknown)."""
+        """``user_vector(models, user)``: the user's factors with the events they sent since
+        training folded in (serving/fold_in.py), or None (then: a known user's trained factors, an
+        unknown user's cold start). ``folded_users(users)``: which of many users have such events
+        kept (push audiences ask it before ``user_vector``; without it push scores them by the
+        trained factors, unknown users as unknown)."""
         self.models = models
         self.user_vector = user_vector
         self.folded_users = folded_users
@@ -183,12 +184,17 @@ class Recommender(PushRanking):
         elif not self.catalog.consent(req.user_id)[0]:
             fallback = "no_consent"
 
+        if fallback is None:  # the events sent since training, folded into the user's factors
+            folded = self._folded(models, req.user_id)
         if ids is None:  # no stream, no list: the models choose from the whole catalogue
             n = self.config.candidates_per_request
             if fallback is None:
-                ids, _ = models.als.generate(req.user_id, n, exclude=exclude.tolist() or None)
-                if len(ids) == 0 and (folded := self._folded(models, req.user_id)) is not None:
-                    ids, _ = models.als.generate_for_vector(folded, n, exclude=exclude.tolist() or None)
+                ex = exclude.tolist() or None
+                ids, _ = (
+                    models.als.generate(req.user_id, n, exclude=ex)
+                    if folded is None
+                    else models.als.generate_for_vector(folded, n, exclude=ex)
+                )
             if ids is None or len(ids) == 0:
                 ids = self._popular_ids(models, n, None, exclude)
         ids = np.asarray(ids, np.int64)
@@ -205,14 +211,12 @@ class Recommender(PushRanking):
 
         scores = np.full(len(ids), np.nan)
         if fallback is None and len(ids):
-            scores = models.als.score(np.full(len(ids), req.user_id, np.int64), ids).astype(float)
+            scores = (
+                models.als.score(np.full(len(ids), req.user_id, np.int64), ids)
+                if folded is None
+                else models.als.score_vector(folded, ids)
+            ).astype(float)
             unknown = np.isnan(scores)
-            if (
-                unknown.all()
-                and (folded := self._folded(models, req.user_id) if folded is None else folded) is not None
-            ):
-                scores = models.als.score_vector(folded, ids).astype(float)  # new since training
-                unknown = np.isnan(scores)
             if unknown.all():
                 fallback = "cold_start"  # known to the catalogue, unknown to the model
             elif unknown.any():  # products the model does not know: its lowest score

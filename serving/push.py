@@ -237,19 +237,17 @@ class PushRanking:
     def _score_folded(
         self, models: Models, users: np.ndarray, s: np.ndarray, score: Callable[[np.ndarray], np.ndarray]
     ) -> None:
-        """Score in place the rows of ``s`` (users x products) of users the model does not hold (all
-        NaN) who were folded in from the events they sent since training (serving/fold_in.py), by
-        ``score(their factors)``, as the carousel scores them. Before, such a user was scored as
-        unknown (0) in both push directions until the next training run.
+        """Score in place the rows of ``s`` (users x products) of users with events sent since
+        training folded into their factors (serving/fold_in.py), by ``score(those factors)``, as
+        the carousel scores them: a user the model does not hold (their row all NaN, scored as
+        unknown (0) before), and one it holds whose events since are newer than its history.
 
         Only a user whose profile may be read: with personalization consent and not deleted. The
         callers pass no other, and it is checked again here for the few with events kept: a
         consent withdrawn through another worker leaves their events in this worker's store."""
         if self.user_vector is None or self.folded_users is None or not len(users):
             return
-        rows = np.flatnonzero(np.isnan(s).all(axis=1))
-        if len(rows):
-            rows = rows[np.asarray(self.folded_users(users[rows]), bool)]
+        rows = np.flatnonzero(np.asarray(self.folded_users(users), bool))
         if len(rows):
             may = np.asarray(self.catalog.personalization_consent(users[rows]), bool)
             rows = rows[may & ~np.asarray(self.deleted_mask(users[rows]), bool)]

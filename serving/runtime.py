@@ -389,7 +389,7 @@ class SlotcastApp:
         )
 
     def folded_in(self, models: Models, user_id: int) -> np.ndarray | None:
-        """The factors of a user ``models`` does not hold, from the events they sent since."""
+        """The user's factors with the events they sent since training folded in, or None."""
         return self.fold_ins.vector(models.als, models.event_weights, user_id)
 
     def set_consent(self, user_id: int, req: ConsentRequest) -> ConsentResponse:

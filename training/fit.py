@@ -62,8 +62,9 @@ def fit_als(
     )
     if inter.nnz == 0:
         raise ModelFitError(f"no weighted user x product interactions before {as_of}: nothing to factorise")
+    until_us = int(pd.Timestamp(as_of).value // 1000)  # events at or after it are new to the model
     return ALSCandidateGenerator(settings.als).fit(
-        inter.matrix, IdVocab(inter.user_ids), IdVocab(inter.item_ids)
+        inter.matrix, IdVocab(inter.user_ids), IdVocab(inter.item_ids), history_until_us=until_us
     )
 
 

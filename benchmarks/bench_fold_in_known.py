@@ -1,0 +1,183 @@
+"""What folding a known user's newer events into their factors is worth, judged by the simulator's truth.
+
+The champion's ALS is fitted on the events before the test period (``als/history.npz``'s
+``until_us``); the users' events of the test period are new to it, as the events a live service
+takes after a training run are. ``--users`` consenting users the champion holds, with at least
+``--min-events`` weighted product events in that period, get the same carousel requests
+(``--requests`` per user, well-stocked on-air moments, exploration off) after 0 (their trained
+factors, what a known user got before), then the first 3, 10 and all of their new events (in time
+order, with their own timestamps) were posted to ``POST /events``. A second arm answers from a
+copy of the champion with these users erased, after all their new events: their factors from the
+new events alone, without their history (what fold-in gave a user the model does not hold). Every
+answer is scored with the simulator's true purchase probability of each product at its slot
+(``TrueWorld.purchase_prob``); paired differences from the trained factors with a bootstrap 95%
+interval, how many of the trained factors' products each answer keeps, and the CPU per carousel.
+Last: the CPU of a fold-in (``user_vector`` from the history row plus the events), of ``POST
+/events`` (batches of 100 events of users the model holds: kept now) with fold-in on and off, and
+the size of the history in the bundle.
+
+    .venv/bin/python -m benchmarks.bench_fold_in_known --state STATE [--users 300] [--requests 5]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.bench_fold_in import (
+    _answers,
+    carousel_requests,
+    event_dicts,
+    events_cpu,
+    fold_in_parser,
+    foldable_events,
+)
+from benchmarks.bench_shortlist import paired_ci, true_value
+from models.bundle import Bundle
+from models.bundle_erasure import erase_users
+from pipelines.simulator.truth import TrueWorld
+from serving.runtime import SlotcastApp
+from serving.schemas import EventsRequest
+from serving.settings import ServingSettings
+from training.registry import download_bundle
+from training.settings import TrainSettings
+from training.tracking import configure
+
+STEPS = (0, 3, 10, None)  # new events posted before the answers of each step (cumulative; None: all)
+TRAINED = "trained factors (0 new events)"
+ALONE = "new events alone, no history (all)"
+
+
+def _label(step: int | None) -> str:
+    return TRAINED if step == 0 else f"history + {'all' if step is None else step} new events"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = fold_in_parser(
+        __doc__, "known users whose new events are folded in", "new weighted product events a user needs"
+    )
+    args = p.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    state = args.state.resolve()
+    data = state / "data"
+    world = TrueWorld.load(data)
+    rng = np.random.default_rng(args.seed)
+    settings = TrainSettings(state_dir=state)  # type: ignore[call-arg]
+    configure(settings)
+    with tempfile.TemporaryDirectory(prefix="bench-fold-in-known-") as tmp:
+        bundle = download_bundle(settings.registered_model, "champion", Path(tmp) / "champion")
+        als = Bundle.load(bundle).als
+        if als.history is None or als.history.until_us is None:
+            sys.exit(f"the champion of {state} kept no history with its time: train it with this version")
+        until = pd.Timestamp(als.history.until_us, unit="us", tz="UTC")
+
+        ev = foldable_events(data)
+        ev = ev.loc[als.users.index(ev["user_id"].to_numpy(np.int64)) >= 0]  # users it holds
+        new = ev.loc[ev["ts"] >= until]
+        counts = new["user_id"].value_counts()
+        pool = counts.index[counts >= args.min_events].to_numpy()
+        if len(pool) < args.users:
+            sys.exit(
+                f"only {len(pool)} consenting known users have {args.min_events}+ weighted events after {until}"
+            )
+        chosen = np.sort(rng.choice(pool, args.users, replace=False))
+        reqs = carousel_requests(data, chosen, args.requests, args.min_on_air, rng)
+        mine = {int(u): g for u, g in new.loc[new["user_id"].isin(chosen)].groupby("user_id")}
+        print(f"{len(chosen)} users, {sum(len(g) for g in mine.values())} new events (median "
+              f"{int(np.median([len(g) for g in mine.values()]))} each) after {until}", file=sys.stderr)  # fmt: skip
+
+        erased = Path(tmp) / "erased"
+        Bundle.load(bundle).save(erased)
+        erase_users(erased, chosen)
+        serve = {"state_dir": state, "epsilon": 0.0, "fold_in_days": 3650.0}
+        app = SlotcastApp.from_settings(ServingSettings(**serve, model_source="dir", bundle_dir=bundle))  # type: ignore[arg-type]
+        alone_app = SlotcastApp.from_settings(ServingSettings(**serve, model_source="dir", bundle_dir=erased))  # type: ignore[arg-type]
+        for a in (app, alone_app):
+            ok, why = a.ready()
+            if not ok:
+                sys.exit(f"the service on {state} is not ready: {why}")
+            a.fold_ins.shared = None  # one process; an earlier run's shared events are not read back
+            a.fold_ins.drop(chosen.tolist())
+
+        price = lambda ids: np.nan_to_num(app._rec().catalog.product_frame(ids)["price"])  # noqa: E731
+        rows: dict[str, tuple[np.ndarray, np.ndarray, list[float], float]] = {}
+        shown: dict[str, list[tuple[list[int], list[int]]]] = {}
+        posted = 0
+        for step in STEPS:
+            end = None if step is None else step
+            batch = [e for u in chosen for e in event_dicts(mine[int(u)].iloc[posted:end])]
+            if batch:
+                for i in range(0, len(batch), 1000):
+                    app.events(EventsRequest(events=batch[i : i + 1000]))
+            posted = 10**9 if step is None else step
+            slates, cpu, fb = _answers(app, reqs)
+            shown[_label(step)] = slates
+            rows[_label(step)] = (true_value(world, reqs, slates), true_value(world, reqs, slates, price), cpu,
+                                  float(np.mean([f is None for f in fb])))  # fmt: skip
+            print(f"{_label(step)}: done", file=sys.stderr, flush=True)
+        batch = [e for u in chosen for e in event_dicts(mine[int(u)])]
+        for i in range(0, len(batch), 1000):
+            alone_app.events(EventsRequest(events=batch[i : i + 1000]))
+        slates, cpu, fb = _answers(alone_app, reqs)
+        shown[ALONE] = slates
+        rows[ALONE] = (true_value(world, reqs, slates), true_value(world, reqs, slates, price), cpu,
+                       float(np.mean([f is None for f in fb])))  # fmt: skip
+
+        # The CPU of one fold-in: the history row plus the user's new events, solved again.
+        models = app._current()[0]
+        fold_cpu = []
+        for u in chosen:
+            app.fold_ins._vectors.pop(int(u), None)  # the cached factors: computed again
+            t = time.process_time()
+            app.folded_in(models, int(u))
+            fold_cpu.append(time.process_time() - t)
+        # POST /events: batches of 100 events of other known users (kept now), fold-in on and off.
+        on, off = events_cpu(app, ev.loc[~ev["user_id"].isin(chosen)].head(100 * 50))
+        app.close()
+        alone_app.close()
+        sizes = {f.name: f.stat().st_size for f in (bundle / "als").iterdir()}
+        t = time.perf_counter()
+        Bundle.load(bundle)
+        load_s = time.perf_counter() - t
+
+    base = rows[TRAINED]
+    print(f"# {len(reqs)} carousels ({args.users} users x {args.requests}) on {state}, k=8, epsilon 0; "
+          "truth from the simulator")  # fmt: skip
+    print("| answers | personal | true purchases / 1,000 carousels | vs trained factors (95% CI) "
+          "| true revenue / carousel | vs trained factors (95% CI) | products in common with the "
+          "trained factors' answer | CPU p50 per carousel |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, (value, revenue, cpu, personal) in rows.items():
+        cells = []
+        for i, (table, scale) in enumerate(((value, 1000.0), (revenue, 1.0))):
+            diff = (table - base[i]) * scale
+            lo, hi = paired_ci(diff, args.seed)
+            cells += [f"{table.mean() * scale:.3f}", f"{diff.mean():+.3f} ({lo:+.3f} .. {hi:+.3f})"]
+        common = np.mean(
+            [
+                len(set(a) & set(b)) / max(len(b), 1)
+                for (a, _), (b, _) in zip(shown[name], shown[TRAINED], strict=True)
+            ]
+        )
+        print(
+            f"| {name} | {personal:.0%} | {' | '.join(cells)} | {common:.0%} | {statistics.median(cpu) * 1e3:.2f} ms |"
+        )
+    print(f"\nOne fold-in (history row + new events, solved again): CPU p50 {statistics.median(fold_cpu) * 1e3:.3f} ms, "
+          f"p99 {np.percentile(fold_cpu, 99) * 1e3:.3f} ms over {len(fold_cpu)} users")  # fmt: skip
+    print(f"POST /events, a batch of 100 events of known users (kept): CPU {on * 1e3:.2f} ms with fold-in, "
+          f"{off * 1e3:.2f} ms without (ratio {on / off:.2f}; medians of 3 alternating rounds each)")  # fmt: skip
+    print(f"Bundle als/: {', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sorted(sizes.items()))}; "
+          f"Bundle.load {load_s:.2f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
