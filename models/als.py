@@ -275,7 +275,11 @@ class ALSCandidateGenerator:
         return out
 
     def user_vector(
-        self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike, user_id: int | None = None
+        self,
+        item_ids: npt.ArrayLike,
+        confidences: npt.ArrayLike,
+        user_id: int | None = None,
+        history_weight: float = 1.0,
     ) -> np.ndarray | None:
         """Factors for a user from interactions, the item factors fixed (implicit's
         ``recalculate_user``: exact least squares, the model's alpha and regularization), without
@@ -284,8 +288,10 @@ class ALSCandidateGenerator:
 
         For a user the model does not hold (a new user, one who gave consent again), from these
         interactions alone. For a user it holds (``user_id``), from their training row plus these
-        (events newer than the model): None when the model kept no history (their trained factors
-        stand). None too when no interaction names a product the model knows."""
+        (events newer than the model), the training row's confidences times ``history_weight``
+        (below 1: what they did lately counts for more than their past): None when the model kept
+        no history (their trained factors stand). None too when no interaction names a product the
+        model knows."""
         self._require_fitted()
         items = np.asarray(item_ids, dtype=np.int64).ravel()
         conf = np.asarray(confidences, dtype=np.float32).ravel()
@@ -301,7 +307,11 @@ class ALSCandidateGenerator:
             if self.history is None:
                 return None
             past, past_conf = self.history.row(u)
-            idx, conf = np.concatenate([past, idx]), np.concatenate([past_conf, conf])
+            if history_weight < 0 or not np.isfinite(history_weight):
+                raise ValueError(f"history_weight must be finite and >= 0, got {history_weight}")
+            if history_weight > 0:
+                idx = np.concatenate([past, idx])
+                conf = np.concatenate([past_conf * np.float32(history_weight), conf])
         if not idx.size:
             return None
         row = sp.csr_matrix(

@@ -3,7 +3,8 @@
 Layout of a bundle directory::
 
     manifest.json          Manifest (written last: a bundle without it is incomplete)
-    als/                   als.npz (implicit's format), users.npz, items.npz, als.json
+    als/                   als.npz (implicit's format), users.npz, items.npz, als.json,
+                           history.npz (each user's training row; optional, models/als_history.py)
     ranker/                ranker.txt (LightGBM text model), ranker.json   (optional)
     popularity/            popularity.npz
 

@@ -1,7 +1,8 @@
 """Erasing users from a saved bundle directory, in place (the right to erasure reaching the models).
 
-A bundle holds two per-user records: the ALS user factors with their id vocabulary (``als/``) and
-the popularity model's user -> segment map (``popularity/``). ``erase_users`` removes both for the
+A bundle holds two per-user records: the ALS user factors with their id vocabulary and their
+training rows (``als/``: ``history.npz``'s rows follow ``users.npz``) and the popularity model's
+user -> segment map (``popularity/``). ``erase_users`` removes both for the
 given users and rewrites the manifest (checksums, user count) last, so a reader that catches the
 directory half-written fails the checksum check instead of loading a mix. Item factors, rankings
 and the ranker are sums over everyone and stay as they are.

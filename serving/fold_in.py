@@ -59,8 +59,10 @@ class FoldIns:
         shared: SharedEvents | None,
         max_users: int = 100_000,
         max_events: int = 500,
+        history_weight: float = 0.25,
     ) -> None:
         self.shared, self.max_users, self.max_events = shared, max_users, max_events
+        self.history_weight = history_weight  # a known user's training row, relative to new events
         self._lock = threading.Lock()
         # user -> event id -> (product id, type, watch seconds, ts_us); least recently active first
         self._events: OrderedDict[int, dict[int, tuple[int, str, float, int]]] = OrderedDict()
@@ -76,7 +78,9 @@ class FoldIns:
             settings.serving_dir / "fold_in", writer, dict.fromkeys(FOLD_TYPES, settings.fold_in_days),
             np.empty(0, np.int64), deleted, types=FOLD_TYPES, fields=FOLD_FIELDS,
         )  # fmt: skip
-        return cls(shared, settings.fold_in_max_users, settings.fold_in_max_events)
+        return cls(
+            shared, settings.fold_in_max_users, settings.fold_in_max_events, settings.fold_in_history_weight
+        )
 
     def take(self, events: Iterable[dict[str, Any]], wanted: Callable[[int], bool]) -> int:
         """This worker's accepted events: those of users ``wanted`` says yes to (not held by the
@@ -131,6 +135,15 @@ class FoldIns:
                 self._events.pop(int(u), None)
                 self._vectors.pop(int(u), None)
 
+    def drop_vectors(self, user_ids: Iterable[int] | None = None) -> None:
+        """Forget the cached factors of these users (of everyone: None), so they are computed
+        again, e.g. after ``history_weight`` changed."""
+        with self._lock:
+            if user_ids is None:
+                self._vectors.clear()
+            for u in user_ids or ():
+                self._vectors.pop(int(u), None)
+
     def events_of(self, user_id: int) -> list[dict[str, Any]]:
         """The events kept for this user (what ``GET /users/{id}/data`` shows of them)."""
         self.sync()
@@ -171,7 +184,11 @@ class FoldIns:
         products = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         conf = confidences([r[1] for r in rows], np.array([r[2] for r in rows], float), weights)
         keep = conf > 0
-        vec = als.user_vector(products[keep], conf[keep], user_id=user) if keep.any() else None
+        vec = (
+            als.user_vector(products[keep], conf[keep], user_id=user, history_weight=self.history_weight)
+            if keep.any()
+            else None
+        )
         with self._lock:
             if user in self._events:
                 self._vectors[user] = (weakref.ref(als), n_held, vec)

@@ -67,13 +67,16 @@ class ServingSettings(BaseSettings):
     push_batch_size: int = Field(default=65_536, ge=1024)
     # Recently bought non-consumables are left out of carousels for this long.
     bought_recently_days: float = Field(default=90.0, gt=0)
-    # A user of the users table whom the ALS does not hold (new since training, or consenting
-    # again) is folded in from the events they send (serving/fold_in.py): events kept this long,
-    # for at most this many users (least recently active dropped first), this many events each.
+    # The events users send since training are folded into their factors (serving/fold_in.py):
+    # events kept this long, for at most this many users (least recently active dropped first),
+    # this many events each; a known user's training row weighs this much against them (1: as
+    # trained; lower: what they did lately counts for more; 0.25 from BENCHMARKS.md's fold-in rows:
+    # as good as 1 on the simulator, whose tastes never change, better on MovieLens, whose do).
     fold_in: bool = True
     fold_in_days: float = Field(default=7.0, gt=0)
     fold_in_max_users: int = Field(default=100_000, ge=1)
     fold_in_max_events: int = Field(default=500, ge=1)
+    fold_in_history_weight: float = Field(default=0.25, ge=0.0, le=1e6)
     max_clock_skew_s: float = Field(default=86_400.0, ge=0)
     """How far ahead of the service's clock an event's ``ts`` or a carousel's ``at`` may lie, in
     seconds: a client's clock may run ahead a little (a day is generous), a time in year 9999 is an

@@ -110,3 +110,27 @@ def test_forgetting_and_erasing_a_user_takes_their_history(
     )
     assert back.users.index_of(gone) < 0
     np.testing.assert_allclose(back.user_vector([], [], user_id=kept), kept_vector)
+
+
+def test_the_history_weight_scales_the_training_row(checkerboard: Checkerboard) -> None:
+    als = _fit(checkerboard)
+    uid = int(checkerboard.users.ids[0])
+    b_items = np.array([i for i, g in checkerboard.item_group.items() if g == "B"], np.int64)
+    clicks, conf = b_items[:4], np.full(4, 2.0)
+    # 0: the new events alone; the lower the weight, the further towards them.
+    np.testing.assert_allclose(
+        als.user_vector(clicks, conf, user_id=uid, history_weight=0.0),
+        als.user_vector(clicks, conf),
+        rtol=1e-5,
+    )
+    a_items = np.array([i for i, g in checkerboard.item_group.items() if g == "A"], np.int64)
+
+    def lean_to_b(h: float) -> float:  # how much more B scores than A (their own group)
+        v = als.user_vector(clicks, conf, user_id=uid, history_weight=h)
+        return float(als.score_vector(v, b_items).mean() - als.score_vector(v, a_items).mean())  # type: ignore[arg-type]
+
+    leans = [lean_to_b(h) for h in (1.0, 0.25, 0.05)]
+    assert leans[0] < leans[1] < leans[2], leans
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="history_weight"):
+            als.user_vector(clicks, conf, user_id=uid, history_weight=bad)
