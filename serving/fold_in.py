@@ -21,7 +21,7 @@ Every worker and replica sees the same events: the worker that takes one appends
 ``$STATE/serving/fold_in/<type>/<YYYYMMDD>.jsonl`` (``serving/shared_events.py``, the files
 purchases and pushes are shared through) and the others read it within a second. Only users of
 the catalogue with personalization consent are kept, at most ``fold_in_max_users`` of them (the
-least recently active go first) with their first ``fold_in_max_events`` events each, for
+least recently active go first) with their latest ``fold_in_max_events`` events each, for
 ``fold_in_days``. A deleted user's events are dropped at once and their lines erased by ``slotcast
 privacy purge`` (every JSON-lines file under ``$STATE/serving``). The factors are cached per user
 until they send another event or a model is reloaded.
@@ -66,8 +66,9 @@ class FoldIns:
         self._lock = threading.Lock()
         # user -> event id -> (product id, type, watch seconds, ts_us); least recently active first
         self._events: OrderedDict[int, dict[int, tuple[int, str, float, int]]] = OrderedDict()
-        # user -> (the ALS it was computed with, events it was computed from, the factors)
+        # user -> (the ALS it was computed with, events applied when computed, the factors)
         self._vectors: dict[int, tuple[weakref.ref[Any], int, np.ndarray | None]] = {}
+        self._applied: dict[int, int] = {}  # user -> events applied so far (a cached vector's age)
 
     @classmethod
     def shared_under(cls, settings: Any, writer: str, deleted: Callable[[], set[int]]) -> FoldIns:
@@ -116,17 +117,20 @@ class FoldIns:
                 user = int(e["user_id"])
                 held = self._events.setdefault(user, {})
                 self._events.move_to_end(user)
-                if len(held) < self.max_events:
-                    watch = _number(e.get("watch_seconds"))
-                    held[int(e.get("event_id") or -len(held) - 1)] = (
-                        int(e["product_id"]),
-                        str(e["type"]),
-                        watch,
-                        int(_number(e.get("ts_us"))),
-                    )
+                n = self._applied[user] = self._applied.get(user, 0) + 1
+                key = int(e.get("event_id") or -n)
+                if key not in held and len(held) >= self.max_events:
+                    del held[next(iter(held))]  # the oldest: a user's latest events say the most
+                held[key] = (
+                    int(e["product_id"]),
+                    str(e["type"]),
+                    _number(e.get("watch_seconds")),
+                    int(_number(e.get("ts_us"))),
+                )
             while len(self._events) > self.max_users:
                 gone, _ = self._events.popitem(last=False)
                 self._vectors.pop(gone, None)
+                self._applied.pop(gone, None)
 
     def drop(self, user_ids: Iterable[int]) -> None:
         """Forget these users' events and factors (a deletion, a consent withdrawn)."""
@@ -134,6 +138,7 @@ class FoldIns:
             for u in user_ids:
                 self._events.pop(int(u), None)
                 self._vectors.pop(int(u), None)
+                self._applied.pop(int(u), None)
 
     def drop_vectors(self, user_ids: Iterable[int] | None = None) -> None:
         """Forget the cached factors of these users (of everyone: None), so they are computed
@@ -173,11 +178,10 @@ class FoldIns:
             held = self._events.get(user)
             if not held:
                 return None
-            cached = self._vectors.get(user)
-            if cached is not None and cached[0]() is als and cached[1] == len(held):
+            cached, applied = self._vectors.get(user), self._applied.get(user, 0)
+            if cached is not None and cached[0]() is als and cached[1] == applied:
                 return cached[2]
             rows = list(held.values())
-        n_held = len(rows)
         history = getattr(als, "history", None)
         if history is not None and history.until_us is not None and als.users.index_of(user) >= 0:
             rows = [r for r in rows if r[3] >= history.until_us]  # the model saw the older ones
@@ -191,7 +195,7 @@ class FoldIns:
         )
         with self._lock:
             if user in self._events:
-                self._vectors[user] = (weakref.ref(als), n_held, vec)
+                self._vectors[user] = (weakref.ref(als), applied, vec)
         return vec
 
 

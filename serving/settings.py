@@ -69,9 +69,10 @@ class ServingSettings(BaseSettings):
     bought_recently_days: float = Field(default=90.0, gt=0)
     # The events users send since training are folded into their factors (serving/fold_in.py):
     # events kept this long, for at most this many users (least recently active dropped first),
-    # this many events each; a known user's training row weighs this much against them (1: as
-    # trained; lower: what they did lately counts for more; 0.25 from BENCHMARKS.md's fold-in rows:
-    # as good as 1 on the simulator, whose tastes never change, better on MovieLens, whose do).
+    # each user's latest this many; a known user's training row weighs this much against them
+    # (1: as trained; lower: what they did lately counts for more; 0.25 from BENCHMARKS.md's
+    # fold-in rows: as good as 1 on the simulator, whose tastes never change, better on
+    # MovieLens, whose do).
     fold_in: bool = True
     fold_in_days: float = Field(default=7.0, gt=0)
     fold_in_max_users: int = Field(default=100_000, ge=1)

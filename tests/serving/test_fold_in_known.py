@@ -183,3 +183,24 @@ def test_over_http_the_carousel_and_push_follow_a_known_user(
         auth = {"Authorization": f"Bearer {TOKEN}"}
         held = client.get(f"/users/{turners[0]}/data", headers=auth).json()["fold_in_events"]
         assert len(held) == len(_clicks(turners[0], 0).events)
+
+
+def test_a_user_keeps_their_latest_events_and_the_factors_follow_them(bundle: Path, known: list[int]) -> None:
+    from serving.fold_in import FoldIns
+
+    als = Bundle.load(bundle).als
+    store = FoldIns(None, max_users=10, max_events=4)
+    u = known[0]
+    products = [0, 6, 12, 18, 1, 7, 13, 19]  # four of category c0, then four of c1
+    events = [
+        {"event_id": i + 1, "type": "product_click", "user_id": u, "product_id": p, "ts_us": 1}
+        for i, p in enumerate(products)
+    ]
+    store.take(events[:4], lambda _u: True)
+    first = store.vector(als, WEIGHTS, u)
+    store.take(events[4:], lambda _u: True)
+    assert [e["product_id"] for e in store.events_of(u)] == products[4:]  # the latest four
+    latest = store.vector(als, WEIGHTS, u)  # computed again, not the cached one
+    assert first is not None and latest is not None and not np.allclose(first, latest)
+    expect = als.user_vector(products[4:], np.ones(4), user_id=u, history_weight=store.history_weight)
+    np.testing.assert_allclose(latest, expect, rtol=1e-5)  # type: ignore[arg-type]
