@@ -27,9 +27,10 @@ FILE = "history.npz"
 class UserHistory:
     """The users x items confidence rows an ALS model was fitted on (read-only once built)."""
 
-    def __init__(self, matrix: sp.csr_matrix, until_us: int | None = None) -> None:
-        self.matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    def __init__(self, matrix: sp.csr_matrix, until_us: int | None = None, owned: bool = False) -> None:
+        self.matrix = sp.csr_matrix(matrix, dtype=np.float32)  # no copy when it already is one
         self.until_us = until_us
+        self._owned = owned  # False: the arrays may be the caller's (the matrix fitted on)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -45,16 +46,16 @@ class UserHistory:
 
     def keep_rows(self, keep: np.ndarray) -> UserHistory:
         """The history of the users whose rows ``keep`` (a boolean mask) marks, in order."""
-        return UserHistory(self.matrix[np.asarray(keep, bool)], self.until_us)
+        return UserHistory(self.matrix[np.asarray(keep, bool)], self.until_us, owned=True)
 
     def zero_rows(self, rows: np.ndarray) -> None:
         """Zero these users' confidences (a deletion while serving: nothing of their history is
-        folded in again). Copy on write: the matrix may be the caller's that the model was fitted
-        on, and a reader holding the old arrays keeps a consistent view."""
-        m = self.matrix.copy()
+        folded in again). In place, but on a copy first when the arrays may be the caller's."""
+        if not self._owned:
+            self.matrix, self._owned = self.matrix.copy(), True
+        m = self.matrix
         for u in np.asarray(rows, np.int64):
             m.data[m.indptr[u] : m.indptr[u + 1]] = 0.0
-        self.matrix = m
 
     def save(self, path: Path) -> None:
         m = self.matrix
@@ -83,4 +84,4 @@ class UserHistory:
             raise IncompatibleBundleError(f"{path} is not a valid CSR matrix of finite confidences")
         until = int(a["until_us"])
         matrix = sp.csr_matrix((data.astype(np.float32), indices.astype(np.int32), indptr), shape=shape)
-        return cls(matrix, None if until < 0 else until)
+        return cls(matrix, None if until < 0 else until, owned=True)
