@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             t = time.process_time()
             app.folded_in(models, int(u))
             fold_cpu.append(time.process_time() - t)
+        # The same users solved together, as a push audience has them (one recalculate_user call).
+        app.fold_ins.drop_vectors()
+        t = time.process_time()
+        app.folded_in_many(models, chosen)
+        together_s = time.process_time() - t
         # POST /events: batches of 100 events of other known users (kept now), fold-in on and off.
         on, off = events_cpu(app, ev.loc[~ev["user_id"].isin(chosen)].head(100 * 50))
         app.close()
@@ -188,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {personal:.0%} | {' | '.join(cells)} | {common:.0%} | {statistics.median(cpu) * 1e3:.2f} ms |"
         )
     print(f"\nOne fold-in (history row + new events, solved again): CPU p50 {statistics.median(fold_cpu) * 1e3:.3f} ms, "
-          f"p99 {np.percentile(fold_cpu, 99) * 1e3:.3f} ms over {len(fold_cpu)} users")  # fmt: skip
+          f"p99 {np.percentile(fold_cpu, 99) * 1e3:.3f} ms over {len(fold_cpu)} users; all {len(fold_cpu)} "
+          f"together (push): {together_s * 1e3:.1f} ms CPU, {together_s / len(fold_cpu) * 1e6:.0f} us a user")  # fmt: skip
     print(f"POST /events, a batch of 100 events of known users (kept): CPU {on * 1e3:.2f} ms with fold-in, "
           f"{off * 1e3:.2f} ms without (ratio {on / off:.2f}; medians of 3 alternating rounds each)")  # fmt: skip
     print(f"Bundle als/: {', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sorted(sizes.items()))}; "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,42 @@ class ALSCandidateGenerator:
         (below 1: what they did lately counts for more than their past): None when the model kept
         no history (their trained factors stand). None too when no interaction names a product the
         model knows."""
+        return self.user_vectors([(item_ids, confidences, user_id)], history_weight)[0]
+
+    def user_vectors(
+        self,
+        users: Sequence[tuple[npt.ArrayLike, npt.ArrayLike, int | None]],
+        history_weight: float = 1.0,
+    ) -> list[np.ndarray | None]:
+        """``user_vector`` for many users, ``(item_ids, confidences, user_id)`` each, in one
+        ``recalculate_user`` call (a push audience with thousands of users to fold in)."""
         self._require_fitted()
+        if history_weight < 0 or not np.isfinite(history_weight):
+            raise ValueError(f"history_weight must be finite and >= 0, got {history_weight}")
+        rows = [self._fold_row(items, conf, user, history_weight) for items, conf, user in users]
+        out: list[np.ndarray | None] = [None] * len(rows)
+        todo = [(i, r) for i, r in enumerate(rows) if r is not None]
+        if not todo:
+            return out
+        sizes = np.fromiter((r[0].size for _, r in todo), np.int64, len(todo))
+        matrix = sp.csr_matrix(
+            (
+                np.concatenate([r[1] for _, r in todo]),
+                (np.repeat(np.arange(len(todo)), sizes), np.concatenate([r[0] for _, r in todo])),
+            ),
+            shape=(len(todo), len(self.items)),
+            dtype=np.float32,
+        )
+        matrix.sum_duplicates()
+        factors = np.asarray(self._model.recalculate_user(np.arange(len(todo)), matrix))
+        for k, (i, _) in enumerate(todo):
+            out[i] = factors[k].copy()
+        return out
+
+    def _fold_row(
+        self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike, user_id: int | None, history_weight: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(item rows, confidences) a user's factors are solved from, or None (nothing to solve)."""
         items = np.asarray(item_ids, dtype=np.int64).ravel()
         conf = np.asarray(confidences, dtype=np.float32).ravel()
         if items.shape != conf.shape:
@@ -307,18 +343,10 @@ class ALSCandidateGenerator:
             if self.history is None:
                 return None
             past, past_conf = self.history.row(u)
-            if history_weight < 0 or not np.isfinite(history_weight):
-                raise ValueError(f"history_weight must be finite and >= 0, got {history_weight}")
             if history_weight > 0:
                 idx = np.concatenate([past, idx])
                 conf = np.concatenate([past_conf * np.float32(history_weight), conf])
-        if not idx.size:
-            return None
-        row = sp.csr_matrix(
-            (conf, (np.zeros(idx.size, dtype=np.int64), idx)), shape=(1, len(self.items)), dtype=np.float32
-        )
-        row.sum_duplicates()
-        return np.asarray(self._model.recalculate_user(0, row)).ravel()
+        return (idx, conf) if idx.size else None
 
     def score_vector(self, vector: np.ndarray, product_ids: npt.ArrayLike) -> np.ndarray:
         """``score`` for a user given by their factors: NaN where a product is unknown."""

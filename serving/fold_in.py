@@ -170,33 +170,47 @@ class FoldIns:
         ``weights``; None when there is nothing to fold in: no events kept, none newer than the
         model, none with a weight or naming a product it knows, a known user and a model without
         history, or a bundle that does not say its weights."""
-        if not weights or not hasattr(als, "user_vector"):
-            return None
+        return self.vectors(als, weights, np.asarray([user_id], np.int64))[0]
+
+    def vectors(
+        self, als: Any, weights: dict[str, float] | None, user_ids: np.ndarray
+    ) -> list[np.ndarray | None]:
+        """``vector`` for many users: those not cached are solved in one ``als.user_vectors`` call."""
+        out: list[np.ndarray | None] = [None] * len(user_ids)
+        if not weights or not hasattr(als, "user_vectors"):
+            return out
         self.sync()
-        user = int(user_id)
+        todo: list[tuple[int, int, int, list[tuple[int, str, float, int]]]] = []
         with self._lock:
-            held = self._events.get(user)
-            if not held:
-                return None
-            cached, applied = self._vectors.get(user), self._applied.get(user, 0)
-            if cached is not None and cached[0]() is als and cached[1] == applied:
-                return cached[2]
-            rows = list(held.values())
+            for i, u in enumerate(np.asarray(user_ids, np.int64).tolist()):
+                held = self._events.get(u)
+                if not held:
+                    continue
+                cached, applied = self._vectors.get(u), self._applied.get(u, 0)
+                if cached is not None and cached[0]() is als and cached[1] == applied:
+                    out[i] = cached[2]
+                else:
+                    todo.append((i, u, applied, list(held.values())))
+        if not todo:
+            return out
         history = getattr(als, "history", None)
-        if history is not None and history.until_us is not None and als.users.index_of(user) >= 0:
-            rows = [r for r in rows if r[3] >= history.until_us]  # the model saw the older ones
-        products = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        conf = confidences([r[1] for r in rows], np.array([r[2] for r in rows], float), weights)
-        keep = conf > 0
-        vec = (
-            als.user_vector(products[keep], conf[keep], user_id=user, history_weight=self.history_weight)
-            if keep.any()
-            else None
-        )
+        until = None if history is None else history.until_us
+        entries = []
+        for _, u, _, rows in todo:
+            if until is not None and als.users.index_of(u) >= 0:
+                rows = [r for r in rows if r[3] >= until]  # the model saw the older ones
+            conf = confidences([r[1] for r in rows], np.array([r[2] for r in rows], float), weights)
+            keep = conf > 0
+            products = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+            # no event with a weight: nothing to fold in (not the training row alone)
+            entries.append((products[keep], conf[keep], u) if keep.any() else (products[:0], conf[:0], None))
+        vecs = als.user_vectors(entries, history_weight=self.history_weight)
         with self._lock:
-            if user in self._events:
-                self._vectors[user] = (weakref.ref(als), applied, vec)
-        return vec
+            for (i, u, applied, _), vec in zip(todo, vecs, strict=True):
+                out[i] = vec
+                if u in self._events:
+                    self._vectors[u] = (weakref.ref(als), applied, vec)
+        return out
 
 
 def foldable(catalog: Any, models: tuple[Any, Any] | None, deleted: bool, user_id: int) -> bool:

@@ -102,14 +102,17 @@ class Recommender(PushRanking):
         deleted_mask: Callable[[np.ndarray], np.ndarray] | None = None,
         user_vector: Callable[[Models, int], np.ndarray | None] | None = None,
         folded_users: Callable[[np.ndarray], np.ndarray] | None = None,
+        user_vectors: Callable[[Models, np.ndarray], list[np.ndarray | None]] | None = None,
     ) -> None:
         """``user_vector(models, user)``: the user's factors with the events they sent since
         training folded in (serving/fold_in.py), or None (then: a known user's trained factors, an
         unknown user's cold start). ``folded_users(users)``: which of many users have such events
         kept (push audiences ask it before ``user_vector``; without it push scores them by the
-        trained factors, unknown users as unknown)."""
+        trained factors, unknown users as unknown). ``user_vectors(models, users)``: ``user_vector``
+        for many users at once (push), when given."""
         self.models = models
         self.user_vector = user_vector
+        self.user_vectors = user_vectors
         self.folded_users = folded_users
         self.features = features
         self.catalog = catalog

@@ -37,6 +37,7 @@ class PushRanking:
     deleted_mask: Callable[[np.ndarray], np.ndarray]
     models: Callable[[], tuple[Models, Models | None]]
     user_vector: Callable[[Models, int], np.ndarray | None] | None
+    user_vectors: Callable[[Models, np.ndarray], list[np.ndarray | None]] | None
     folded_users: Callable[[np.ndarray], np.ndarray] | None
 
     if TYPE_CHECKING:
@@ -251,7 +252,11 @@ class PushRanking:
         if len(rows):
             may = np.asarray(self.catalog.personalization_consent(users[rows]), bool)
             rows = rows[may & ~np.asarray(self.deleted_mask(users[rows]), bool)]
-        got = [(r, v) for r in rows if (v := self.user_vector(models, int(users[r]))) is not None]
+        if self.user_vectors is not None:  # one solve for all of them (thousands in an audience)
+            vecs = self.user_vectors(models, users[rows]) if len(rows) else []
+        else:
+            vecs = [self.user_vector(models, int(users[r])) for r in rows]
+        got = [(r, v) for r, v in zip(rows, vecs, strict=True) if v is not None]
         if got:
             s[[r for r, _ in got]] = score(np.stack([v for _, v in got]))
 

@@ -126,6 +126,7 @@ class SlotcastApp:
                 deleted_mask=self.deleted_mask,
                 user_vector=self.folded_in if settings.fold_in else None,
                 folded_users=self.fold_ins.held if settings.fold_in else None,
+                user_vectors=self.folded_in_many if settings.fold_in else None,
             )
             if catalog is not None
             else None
@@ -391,6 +392,10 @@ class SlotcastApp:
     def folded_in(self, models: Models, user_id: int) -> np.ndarray | None:
         """The user's factors with the events they sent since training folded in, or None."""
         return self.fold_ins.vector(models.als, models.event_weights, user_id)
+
+    def folded_in_many(self, models: Models, user_ids: np.ndarray) -> list[np.ndarray | None]:
+        """``folded_in`` for many users (a push audience), solved together."""
+        return self.fold_ins.vectors(models.als, models.event_weights, user_ids)
 
     def set_consent(self, user_id: int, req: ConsentRequest) -> ConsentResponse:
         """Record a consent change (the ledger first: every worker and replica honours it within a

@@ -134,3 +134,22 @@ def test_the_history_weight_scales_the_training_row(checkerboard: Checkerboard) 
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="history_weight"):
             als.user_vector(clicks, conf, user_id=uid, history_weight=bad)
+
+
+def test_many_users_are_folded_in_at_once_as_one_by_one(checkerboard: Checkerboard) -> None:
+    als = _fit(checkerboard)
+    ids = checkerboard.users.ids
+    batch = [
+        ([500, 501, 513], [1.0, 2.0, 3.0], int(ids[0])),  # a known user, new events
+        ([], [], int(ids[1])),  # a known user, their training row alone
+        ([512, 514], [2.0, 2.0], None),  # a user the model does not hold
+        ([99_999], [1.0], None),  # nothing the model knows: None
+    ]
+    together = als.user_vectors(batch, history_weight=0.25)
+    for (items, conf, user), got in zip(batch, together, strict=True):
+        alone = als.user_vector(items, conf, user_id=user, history_weight=0.25)
+        if alone is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, alone, rtol=1e-5, atol=1e-6)  # type: ignore[arg-type]
+    assert together[3] is None and all(v is not None for v in together[:3])
