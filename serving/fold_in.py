@@ -52,7 +52,7 @@ WATCH_KEY = "watch_log_scale"
 
 
 class FoldIns:
-    """The events of users the models do not hold, and the factors folded in from them."""
+    """The events users sent since training, and the factors folded in from them."""
 
     def __init__(
         self,
@@ -158,7 +158,7 @@ class FoldIns:
 
     def held(self, user_ids: np.ndarray) -> np.ndarray:
         """Per user, whether events are kept to fold them in: one ``isin`` for a push audience of any
-        size, where asking ``vector`` of each unknown member would take a lock per member."""
+        size, before ``vectors`` is asked for those few."""
         self.sync()
         with self._lock:
             kept = np.fromiter(self._events.keys(), np.int64, len(self._events))
