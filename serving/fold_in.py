@@ -69,6 +69,7 @@ class FoldIns:
         # user -> (the ALS it was computed with, events applied when computed, the factors)
         self._vectors: dict[int, tuple[weakref.ref[Any], int, np.ndarray | None]] = {}
         self._applied: dict[int, int] = {}  # user -> events applied so far (a cached vector's age)
+        self._kept: np.ndarray | None = None  # the users with events kept, sorted (None: to rebuild)
 
     @classmethod
     def shared_under(cls, settings: Any, writer: str, deleted: Callable[[], set[int]]) -> FoldIns:
@@ -115,6 +116,8 @@ class FoldIns:
                 if not _foldable(e):
                     continue
                 user = int(e["user_id"])
+                if user not in self._events:
+                    self._kept = None
                 held = self._events.setdefault(user, {})
                 self._events.move_to_end(user)
                 n = self._applied[user] = self._applied.get(user, 0) + 1
@@ -128,6 +131,7 @@ class FoldIns:
                     int(_number(e.get("ts_us"))),
                 )
             while len(self._events) > self.max_users:
+                self._kept = None
                 gone, _ = self._events.popitem(last=False)
                 self._vectors.pop(gone, None)
                 self._applied.pop(gone, None)
@@ -135,6 +139,7 @@ class FoldIns:
     def drop(self, user_ids: Iterable[int]) -> None:
         """Forget these users' events and factors (a deletion, a consent withdrawn)."""
         with self._lock:
+            self._kept = None
             for u in user_ids:
                 self._events.pop(int(u), None)
                 self._vectors.pop(int(u), None)
@@ -161,8 +166,14 @@ class FoldIns:
         size, before ``vectors`` is asked for those few."""
         self.sync()
         with self._lock:
-            kept = np.fromiter(self._events.keys(), np.int64, len(self._events))
-        return np.isin(np.asarray(user_ids, np.int64), kept)
+            if self._kept is None:  # rebuilt only when the set of users changed
+                self._kept = np.sort(np.fromiter(self._events.keys(), np.int64, len(self._events)))
+            kept = self._kept
+        users = np.asarray(user_ids, np.int64)
+        if not kept.size:
+            return np.zeros(users.shape, bool)
+        at = np.searchsorted(kept, users)
+        return kept[np.minimum(at, kept.size - 1)] == users
 
     def vector(self, als: Any, weights: dict[str, float] | None, user_id: int) -> np.ndarray | None:
         """The user's factors with their kept events folded in (``als.user_vector``: for a user

@@ -204,3 +204,25 @@ def test_a_user_keeps_their_latest_events_and_the_factors_follow_them(bundle: Pa
     assert first is not None and latest is not None and not np.allclose(first, latest)
     expect = als.user_vector(products[4:], np.ones(4), user_id=u, history_weight=store.history_weight)
     np.testing.assert_allclose(latest, expect, rtol=1e-5)  # type: ignore[arg-type]
+
+
+def test_which_users_have_events_kept_follows_takes_drops_and_evictions() -> None:
+    from serving.fold_in import FoldIns
+
+    store = FoldIns(None, max_users=50, max_events=2)
+    rng = np.random.default_rng(3)
+    users = rng.choice(10_000, 80, replace=False)
+    ask = np.concatenate([users, rng.integers(0, 10_000, 200)])
+
+    def take(us: np.ndarray) -> None:
+        store.take(
+            [{"user_id": int(u), "type": "product_click", "product_id": 1} for u in us], lambda _u: True
+        )
+
+    take(users[:30])
+    assert (store.held(ask) == np.isin(ask, users[:30])).all()
+    store.drop(users[:5])
+    assert (store.held(ask) == np.isin(ask, users[5:30])).all()
+    take(users[30:])  # 75 users for 50 places: the 25 least recently active go
+    assert (store.held(ask) == np.isin(ask, users[30:])).all()
+    assert not FoldIns(None).held(ask).any()
