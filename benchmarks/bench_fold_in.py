@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,6 +65,16 @@ def fold_in_parser(doc: str | None, users_help: str, events_help: str) -> argpar
     p.add_argument("--min-on-air", type=int, default=10, help="products on air at the request moments")
     p.add_argument("--seed", type=int, default=1, help="users, request moments and bootstrap seed")
     return p
+
+
+def open_world(args: argparse.Namespace) -> tuple[Path, Path, Any, np.random.Generator]:
+    """(state dir, its data dir, the simulator's truth, the seeded generator) of ``fold_in_parser``'s
+    arguments; MLflow's download progress bars off."""
+    from pipelines.simulator.truth import TrueWorld
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    state = args.state.resolve()
+    return state, state / "data", TrueWorld.load(state / "data"), np.random.default_rng(args.seed)
 
 
 def event_dicts(rows: pd.DataFrame) -> list[dict[str, object]]:
@@ -135,20 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         __doc__, "users taken out of the model and folded in", "weighted product events a user needs"
     )
     args = p.parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    state, data, world, rng = open_world(args)
 
     from models.bundle_erasure import erase_users
-    from pipelines.simulator.truth import TrueWorld
     from serving.runtime import SlotcastApp
     from serving.schemas import EventsRequest
     from serving.settings import ServingSettings
     from training.registry import download_bundle
     from training.settings import TrainSettings
 
-    state = args.state.resolve()
-    data = state / "data"
-    world = TrueWorld.load(data)
-    rng = np.random.default_rng(args.seed)
     ev = foldable_events(data)
     counts = ev["user_id"].value_counts()
     pool = counts.index[counts >= args.min_events].to_numpy()

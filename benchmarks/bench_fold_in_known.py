@@ -23,7 +23,6 @@ the size of the history in the bundle.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import tempfile
@@ -40,11 +39,12 @@ from benchmarks.bench_fold_in import (
     events_cpu,
     fold_in_parser,
     foldable_events,
+    open_world,
 )
 from benchmarks.bench_shortlist import paired_ci, true_value
 from models.bundle import Bundle
 from models.bundle_erasure import erase_users
-from pipelines.simulator.truth import TrueWorld
+from serving.fold_in import FoldIns
 from serving.runtime import SlotcastApp
 from serving.schemas import EventsRequest
 from serving.settings import ServingSettings
@@ -67,16 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--history-weights",
-        default="1,0.25,0.05",
-        help="comma list: fold_in_history_weight values, after all events",
+        default="1,0.05",
+        help="comma list: other fold_in_history_weight values than the service's, after all events",
     )
     args = p.parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-    state = args.state.resolve()
-    data = state / "data"
-    world = TrueWorld.load(data)
-    rng = np.random.default_rng(args.seed)
+    state, data, world, rng = open_world(args)
     settings = TrainSettings(state_dir=state)  # type: ignore[call-arg]
     configure(settings)
     with tempfile.TemporaryDirectory(prefix="bench-fold-in-known-") as tmp:
@@ -138,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             posted = 10**9 if step is None else step
             record(_label(step, app.fold_ins.history_weight), app)
         for h in (float(x) for x in args.history_weights.split(",")):
+            if h == app.settings.fold_in_history_weight:
+                continue  # its row is above
             app.fold_ins.history_weight = h
             app.fold_ins.drop_vectors()
             record(f"history x {h:g} + all new events", app)
@@ -161,6 +158,24 @@ def main(argv: list[str] | None = None) -> int:
         t = time.process_time()
         app.folded_in_many(models, chosen)
         together_s = time.process_time() - t
+        # A push audience at scale: every user the champion holds (up to the FOLD_IN_MAX_USERS
+        # cap) with 3 clicks kept, in a store of their own: which of them have events kept (16
+        # push batches of 65,536 ids), and all of them solved together.
+        big = FoldIns(
+            None, max_users=app.settings.fold_in_max_users, history_weight=app.fold_ins.history_weight
+        )
+        crowd = als.users.ids[: app.settings.fold_in_max_users]
+        clicks = rng.choice(als.items.ids, (crowd.size, 3))
+        big.take([{"user_id": int(u), "type": "product_click", "product_id": int(p), "ts_us": als.history.until_us}
+                  for u, row in zip(crowd, clicks, strict=True) for p in row], lambda _u: True)  # fmt: skip
+        asked = np.concatenate([crowd, rng.integers(0, 2**40, 16 * 65_536 - crowd.size)])
+        t = time.perf_counter()
+        for i in range(16):
+            big.held(asked[i * 65_536 : (i + 1) * 65_536])
+        held_s = time.perf_counter() - t
+        t = time.process_time()
+        big.vectors(models.als, models.event_weights, crowd)
+        crowd_s = time.process_time() - t
         # POST /events: batches of 100 events of other known users (kept now), fold-in on and off.
         on, off = events_cpu(app, ev.loc[~ev["user_id"].isin(chosen)].head(100 * 50))
         app.close()
@@ -195,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nOne fold-in (history row + new events, solved again): CPU p50 {statistics.median(fold_cpu) * 1e3:.3f} ms, "
           f"p99 {np.percentile(fold_cpu, 99) * 1e3:.3f} ms over {len(fold_cpu)} users; all {len(fold_cpu)} "
           f"together (push): {together_s * 1e3:.1f} ms CPU, {together_s / len(fold_cpu) * 1e6:.0f} us a user")  # fmt: skip
+    print(f"A push audience at scale: {crowd.size:,} known users with 3 clicks kept each; which of 16 x 65,536 "
+          f"ids have events kept: {held_s * 1e3:.1f} ms wall; all {crowd.size:,} solved together: "
+          f"{crowd_s:.2f} s CPU, {crowd_s / crowd.size * 1e6:.0f} us a user")  # fmt: skip
     print(f"POST /events, a batch of 100 events of known users (kept): CPU {on * 1e3:.2f} ms with fold-in, "
           f"{off * 1e3:.2f} ms without (ratio {on / off:.2f}; medians of 3 alternating rounds each)")  # fmt: skip
     print(f"Bundle als/: {', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sorted(sizes.items()))}; "

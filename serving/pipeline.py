@@ -100,18 +100,16 @@ class Recommender(PushRanking):
         is_deleted: Callable[[int], bool] = lambda _u: False,
         on_fallback: Callable[[str], None] = lambda _r: None,
         deleted_mask: Callable[[np.ndarray], np.ndarray] | None = None,
-        user_vector: Callable[[Models, int], np.ndarray | None] | None = None,
         folded_users: Callable[[np.ndarray], np.ndarray] | None = None,
         user_vectors: Callable[[Models, np.ndarray], list[np.ndarray | None]] | None = None,
     ) -> None:
-        """``user_vector(models, user)``: the user's factors with the events they sent since
-        training folded in (serving/fold_in.py), or None (then: a known user's trained factors, an
-        unknown user's cold start). ``folded_users(users)``: which of many users have such events
-        kept (push audiences ask it before ``user_vector``; without it push scores them by the
-        trained factors, unknown users as unknown). ``user_vectors(models, users)``: ``user_vector``
-        for many users at once (push), when given."""
+        """``user_vectors(models, users)``: per user, their factors with the events they sent
+        since training folded in (serving/fold_in.py), solved together, or None (then: a known
+        user's trained factors, an unknown user's cold start); the carousel asks it for one user,
+        push for many. ``folded_users(users)``: which of many users have such events kept (push
+        audiences ask it first; without it push scores them by the trained factors, unknown users
+        as unknown)."""
         self.models = models
-        self.user_vector = user_vector
         self.user_vectors = user_vectors
         self.folded_users = folded_users
         self.features = features
@@ -357,7 +355,9 @@ class Recommender(PushRanking):
         )  # fmt: skip
 
     def _folded(self, models: Models, user_id: int) -> np.ndarray | None:
-        return None if self.user_vector is None else self.user_vector(models, user_id)
+        if self.user_vectors is None:
+            return None
+        return self.user_vectors(models, np.asarray([user_id], np.int64))[0]
 
     def _popular_ids(self, models: Models, n: int, segment: str | None, exclude: np.ndarray) -> np.ndarray:
         out = models.popularity.top(n, segment=segment, exclude=exclude.tolist() or None)

@@ -36,7 +36,6 @@ class PushRanking:
     is_deleted: Callable[[int], bool]
     deleted_mask: Callable[[np.ndarray], np.ndarray]
     models: Callable[[], tuple[Models, Models | None]]
-    user_vector: Callable[[Models, int], np.ndarray | None] | None
     user_vectors: Callable[[Models, np.ndarray], list[np.ndarray | None]] | None
     folded_users: Callable[[np.ndarray], np.ndarray] | None
 
@@ -246,16 +245,13 @@ class PushRanking:
         Only a user whose profile may be read: with personalization consent and not deleted. The
         callers pass no other, and it is checked again here for the few with events kept: a
         consent withdrawn through another worker leaves their events in this worker's store."""
-        if self.user_vector is None or self.folded_users is None or not len(users):
+        if self.user_vectors is None or self.folded_users is None or not len(users):
             return
         rows = np.flatnonzero(np.asarray(self.folded_users(users), bool))
         if len(rows):
             may = np.asarray(self.catalog.personalization_consent(users[rows]), bool)
             rows = rows[may & ~np.asarray(self.deleted_mask(users[rows]), bool)]
-        if self.user_vectors is not None:  # one solve for all of them (thousands in an audience)
-            vecs = self.user_vectors(models, users[rows]) if len(rows) else []
-        else:
-            vecs = [self.user_vector(models, int(users[r])) for r in rows]
+        vecs = self.user_vectors(models, users[rows]) if len(rows) else []  # solved together
         got = [(r, v) for r, v in zip(rows, vecs, strict=True) if v is not None]
         if got:
             s[[r for r, _ in got]] = score(np.stack([v for _, v in got]))

@@ -124,7 +124,6 @@ class SlotcastApp:
                 is_deleted=self.is_deleted,
                 on_fallback=self.metrics.fallback,
                 deleted_mask=self.deleted_mask,
-                user_vector=self.folded_in if settings.fold_in else None,
                 folded_users=self.fold_ins.held if settings.fold_in else None,
                 user_vectors=self.folded_in_many if settings.fold_in else None,
             )
