@@ -44,6 +44,20 @@ def generate(
         "--streams/--no-streams",
         help="--no-streams: a shop without live streams (no stream tables or ids).",
     ),
+    drift_share: float = typer.Option(
+        0.0,
+        "--drift-share",
+        min=0.0,
+        max=1.0,
+        help="Share of users whose tastes are drawn afresh once during the period (taste drift; default none).",
+    ),
+    drift_after: float = typer.Option(
+        0.5,
+        "--drift-after",
+        min=0.0,
+        max=0.99,
+        help="Tastes change on a day after this fraction of the period (drawn per user).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Simulate users, products, live streams, carousel impressions and community pushes.
@@ -71,6 +85,8 @@ def generate(
             epsilon=epsilon,
             push_epsilon=push_epsilon,
             streams=streams,
+            drift_share=drift_share,
+            drift_after=drift_after,
             segment_products=(
                 on_air_min if on_air_min is not None else max(8, slots),
                 on_air_max if on_air_max is not None else max(16, slots, on_air_min or 0),

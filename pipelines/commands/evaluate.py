@@ -178,18 +178,20 @@ def _truth(data: Path, reward: str) -> Any:
         out = np.zeros(slates.shape)
         u = np.broadcast_to(users[:, None], slates.shape)[filled]
         slots = np.broadcast_to(np.arange(slates.shape[1]), slates.shape)[filled]
+        # each request is judged by its user's tastes on its day (worlds with taste drift)
+        when = np.broadcast_to(_ts_us(requests)[:, None], slates.shape)[filled]
         try:
             if kind == "push":
                 if reward != "purchased":
                     return None  # the truth module answers push purchases only
-                out[filled] = world.push_purchase_prob(u, slates[filled])
+                out[filled] = world.push_purchase_prob(u, slates[filled], when)
                 # a push to a user who has churned is sent but never opened (pipelines/simulator/pushes.py)
                 out *= _around(world, requests)[:, None]
             elif reward == "clicked":
-                out[filled] = world.click_prob(u, slates[filled], slots)
+                out[filled] = world.click_prob(u, slates[filled], slots, when)
             else:
                 out[filled] = world.purchase_prob(
-                    u, slates[filled], slots, _streams(requests, slates.shape, filled)
+                    u, slates[filled], slots, _streams(requests, slates.shape, filled), when
                 )
         except KeyError as exc:  # a service log may name users or products this world never had
             log.warning("no simulator truth for the %s log: %s", kind, exc)
@@ -209,6 +211,14 @@ def _streams(requests: Any, shape: tuple[int, ...], filled: Any) -> Any:
         pd.to_numeric(requests["stream_id"], errors="coerce").fillna(-1).to_numpy(np.float64).astype(np.int64)
     )
     return np.broadcast_to(ids[:, None], shape)[filled]
+
+
+def _ts_us(requests: Any) -> Any:
+    """Each request's time in microseconds since the epoch."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.to_datetime(requests["ts"], utc=True).to_numpy("datetime64[us]").astype(np.int64)
 
 
 def _around(world: Any, requests: Any) -> Any:

@@ -7,7 +7,7 @@ All functions take internal indices (0..n-1), broadcast over any shape, and are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -52,18 +52,47 @@ class Params:
     product_launch_day: np.ndarray  # [P] day (float, relative to start) it became available
     category_centroids: np.ndarray  # [C, d]
     stream_boost: np.ndarray  # [S] host/stream effect on carting
+    # Taste drift (SimConfig.drift_share): from day user_switch_day[u] on, user u's tastes are
+    # user_next_factors[u]. Empty ([0, d], and no switch days) in a world without drift.
+    user_next_factors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    user_switch_day: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Params:
-        return cls(**{f.name: np.asarray(arrays[f.name]) for f in fields(cls)})
+        """From saved arrays; a world saved before taste drift existed has none."""
+        return cls(**{f.name: np.asarray(arrays[f.name]) for f in fields(cls) if f.name in arrays})
+
+    @property
+    def drifts(self) -> bool:
+        return self.user_next_factors.size > 0
+
+    def at_day(self, day: float) -> Params:
+        """These parameters with every user's tastes as of ``day`` (days since the start); self
+        without drift. The simulator's day loop runs on this view."""
+        if not self.drifts:
+            return self
+        return replace(
+            self,
+            user_factors=user_tastes(self, np.arange(len(self.user_factors)), day),
+            user_next_factors=np.zeros((0, self.user_factors.shape[1]), np.float32),
+            user_switch_day=np.zeros(0, np.float32),
+        )
 
 
-def affinity(p: Params, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-    """True latent preference: taste . product factors + product popularity."""
-    uf = p.user_factors[u].astype(np.float32, copy=False)
+def user_tastes(p: Params, u: np.ndarray, day: float | np.ndarray | None = None) -> np.ndarray:
+    """Users' true tastes [..., d] as of ``day`` (broadcast with ``u``); None: as first drawn."""
+    if day is None or not p.drifts:
+        return p.user_factors[u]
+    moved = np.asarray(p.user_switch_day[u] <= day)
+    return np.where(moved[..., None], p.user_next_factors[u], p.user_factors[u])
+
+
+def affinity(p: Params, u: np.ndarray, i: np.ndarray, day: float | np.ndarray | None = None) -> np.ndarray:
+    """True latent preference: taste (as of ``day``, see ``user_tastes``) . product factors + popularity."""
+    uf = user_tastes(p, u, day).astype(np.float32, copy=False)
     pf = p.product_factors[i].astype(np.float32, copy=False)
     return np.einsum("...d,...d->...", uf, pf) + p.product_bias[i]
 

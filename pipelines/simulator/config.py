@@ -98,6 +98,18 @@ class SimConfig(BaseModel):
         default=True,
         description="False: a stream-less shop (carousels on shop pages, no stream tables or ids)",
     )
+    drift_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of users whose tastes are drawn afresh once during the period (taste drift)",
+    )
+    drift_after: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="drift happens on a whole day after this fraction of the period (the day is drawn per user)",
+    )
     chunk_users: int = Field(
         default=250_000, ge=1_000, description="users per chunk when drawing memberships"
     )
@@ -115,6 +127,8 @@ class SimConfig(BaseModel):
                 f"products={self.products} over categories={self.categories} gives {per_cat} products per "
                 f"category; need at least 2*slots={2 * self.slots} (raise --products or lower --categories)"
             )
+        if self.drift_share > 0 and self.days < 2:
+            raise ValueError("drift_share > 0 needs days >= 2 (tastes change on a later day than the first)")
         if self.start.tzinfo is None:
             raise ValueError("start must be timezone-aware (UTC)")
         return self

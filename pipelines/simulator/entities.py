@@ -74,6 +74,31 @@ def _ts(days: np.ndarray, start_us: int) -> np.ndarray:
     return (start_us + np.round(np.asarray(days, dtype=np.float64) * DAY_US)).astype(np.int64)
 
 
+def _tastes(rng: np.random.Generator, n: int, centroids: np.ndarray, cat_weights: np.ndarray) -> np.ndarray:
+    """``n`` users' tastes: 0.9 x a favourite category's centroid, half the time 0.45 x a second's, noise."""
+    fav = rng.choice(len(centroids), size=n, p=cat_weights)
+    fav2 = rng.choice(len(centroids), size=n, p=cat_weights)
+    has2 = rng.random(n) < 0.5
+    return (
+        0.9 * centroids[fav]
+        + 0.45 * has2[:, None] * centroids[fav2]
+        + rng.normal(0, 0.35, (n, centroids.shape[1]))
+    )
+
+
+def _drift(cfg: SimConfig, rng: np.random.Generator, centroids: np.ndarray, cat_weights: np.ndarray):
+    """Taste drift: ``drift_share`` of the users get new tastes, drawn afresh from the same prior,
+    from a whole day in the last ``1 - drift_after`` of the period on (Params.user_switch_day)."""
+    n = cfg.users
+    moves = rng.random(n) < cfg.drift_share
+    first = min(cfg.days - 1, max(1, int(np.ceil(cfg.drift_after * cfg.days))))
+    switch = np.where(moves, rng.integers(first, cfg.days, n), np.inf)
+    return {
+        "user_next_factors": _tastes(rng, n, centroids, cat_weights).astype(np.float32),
+        "user_switch_day": switch.astype(np.float32),
+    }
+
+
 def _users(cfg: SimConfig, rng: np.random.Generator, centroids: np.ndarray, cat_weights: np.ndarray):
     n, d = cfg.users, cfg.factors
     shares = np.array([t.share for t in USER_TYPES])
@@ -81,10 +106,7 @@ def _users(cfg: SimConfig, rng: np.random.Generator, centroids: np.ndarray, cat_
     col = {
         name: np.array([getattr(t, name) for t in USER_TYPES]) for name in USER_TYPES[0].__dataclass_fields__
     }
-    fav = rng.choice(cfg.categories, size=n, p=cat_weights)
-    fav2 = rng.choice(cfg.categories, size=n, p=cat_weights)
-    has2 = rng.random(n) < 0.5
-    uf = 0.9 * centroids[fav] + 0.45 * has2[:, None] * centroids[fav2] + rng.normal(0, 0.35, (n, d))
+    uf = _tastes(rng, n, centroids, cat_weights)
     log_uf = uf + rng.normal(0, 0.5, (n, d))
     activity = np.clip(col["activity"][utype] * rng.lognormal(0, 0.5, n), 0, 0.95)
     conversion = col["conversion"][utype] + rng.normal(0, 0.3, n)
@@ -328,7 +350,11 @@ def build_world(cfg: SimConfig, rng: np.random.Generator) -> World:
         cfg, rng, parr["product_category"], parr["product_bias"], parr["product_launch_day"]
     )
     mem, comm_cat, communities, memberships = _memberships(cfg, rng, uarr, centroids)
-    params = Params(**uarr, **parr, category_centroids=centroids.astype(np.float32), stream_boost=boost)
+    # Drawn last, and only when asked for: a world without drift is the same as before it existed.
+    drift = _drift(cfg, rng, centroids, cat_weights) if cfg.drift_share > 0 else {}
+    params = Params(
+        **uarr, **parr, category_centroids=centroids.astype(np.float32), stream_boost=boost, **drift
+    )
     tables = {
         "users": users,
         "products": products,

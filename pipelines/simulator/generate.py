@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +174,9 @@ def _simulate_days(world: World, writers: dict[str, SortedTableWriter], bar) -> 
     due: dict[str, np.ndarray] = {}
     requests = pushes = 0
     task = bar.add_task("days (sessions, pushes)", total=cfg.days)
+    base = world
     for day in range(cfg.days):
+        world = replace(base, params=base.params.at_day(day))  # the users' tastes of the day (drift)
         ev_s, imp, bought_s = simulate_day(world, day, _rng(cfg, PHASE_SESSIONS, day), requests)
         ev_p, push_rows, bought_p = simulate_pushes(world, day, _rng(cfg, PHASE_PUSHES, day), pushes, consent)
         ev_r, bought_r, due = repurchases(world, due, day)

@@ -11,6 +11,7 @@ All methods take canonical ids (not row numbers), are vectorised and broadcast; 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from pipelines.simulator import behaviour as bh
 from pipelines.simulator.behaviour import Params
-from pipelines.simulator.config import USER_TYPES, SimConfig
+from pipelines.simulator.config import DAY_US, USER_TYPES, SimConfig
 from pipelines.simulator.policies import CAROUSEL_POLICY, PUSH_POLICY
 
 TRUTH_VERSION = 1
@@ -79,6 +80,9 @@ class TrueWorld:
         self.slots: int = meta["carousel"]["slots"]
         self.push_epsilon: float = meta["push"]["epsilon"]
         self.type_names: tuple[str, ...] = tuple(t["name"] for t in meta["user_types"])
+        start = datetime.fromisoformat(meta["config"]["start"])
+        self.days: int = meta["config"]["days"]
+        self.start_us = int(start.replace(tzinfo=start.tzinfo or UTC).timestamp() * 1_000_000)
 
     @classmethod
     def load(cls, data_dir: str | Path) -> TrueWorld:
@@ -113,21 +117,39 @@ class TrueWorld:
     def _slots(self, slots) -> np.ndarray:
         return np.asarray(slots)
 
+    def _day(self, ts_us) -> np.ndarray | float:
+        """The day (since the start) whose tastes answer: that of ``ts_us``, or the period's end."""
+        if ts_us is None:
+            return float(self.days)
+        return (np.asarray(ts_us, dtype=np.int64) - self.start_us) // DAY_US
+
     # -- the response model ----------------------------------------------------------------------
-    def affinity(self, user_ids, product_ids) -> np.ndarray:
+    # In a world with taste drift (SimConfig.drift_share) the answers depend on when: ``ts_us``
+    # (microseconds, broadcast with the ids) picks each row's tastes; without it, the tastes at the
+    # end of the period answer (what a policy deployed now faces). Without drift, time changes nothing.
+    def affinity(self, user_ids, product_ids, ts_us=None) -> np.ndarray:
         """True preference: taste . product factors + product popularity (the click logit less its intercept)."""
-        return bh.affinity(self.params, self._index("user", user_ids), self._index("product", product_ids))
+        u, i = self._index("user", user_ids), self._index("product", product_ids)
+        return bh.affinity(self.params, u, i, self._day(ts_us))
+
+    def switch_day(self, user_ids) -> np.ndarray:
+        """Day (since the start) each user's tastes changed (taste drift); inf if they never did."""
+        u = self._index("user", user_ids)
+        if not self.params.drifts:
+            return np.full(u.shape, np.inf)
+        return self.params.user_switch_day[u].astype(np.float64)
 
     def examination(self, slots) -> np.ndarray:
         """P(the viewer examines carousel slot s), slot 0 first."""
         return bh.examination(self._slots(slots))
 
-    def click_prob(self, user_ids, product_ids, slots) -> np.ndarray:
+    def click_prob(self, user_ids, product_ids, slots, ts_us=None) -> np.ndarray:
         """P(click | product shown at slot) for a user in a stream session."""
         u, i = self._index("user", user_ids), self._index("product", product_ids)
-        return bh.examination(self._slots(slots)) * bh.click_given_exam(self.params, u, i)
+        aff = bh.affinity(self.params, u, i, self._day(ts_us))
+        return bh.examination(self._slots(slots)) * bh.click_given_exam(self.params, u, i, aff)
 
-    def purchase_prob(self, user_ids, product_ids, slots, stream_ids=None) -> np.ndarray:
+    def purchase_prob(self, user_ids, product_ids, slots, stream_ids=None, ts_us=None) -> np.ndarray:
         """P(purchase | product shown at slot) = examination x click x cart x buy.
 
         The host/stream effect on carting is that of ``stream_ids`` when given, else 0 (an average
@@ -141,25 +163,27 @@ class TrueWorld:
             boost = np.zeros(s.shape)
             boost[live] = self.params.stream_boost[self._index("stream", s[live])]
         p = self.params
+        aff = bh.affinity(p, u, i, self._day(ts_us))
         return (
             bh.examination(self._slots(slots))
-            * bh.click_given_exam(p, u, i)
-            * bh.cart_given_click(p, u, i, boost)
+            * bh.click_given_exam(p, u, i, aff)
+            * bh.cart_given_click(p, u, i, boost, aff)
             * bh.buy_given_cart(p, u)
         )
 
-    def push_purchase_prob(self, user_ids, product_ids) -> np.ndarray:
+    def push_purchase_prob(self, user_ids, product_ids, ts_us=None) -> np.ndarray:
         """P(purchase | product pushed) for a user who has not churned: open x click x cart x buy."""
         u, i = self._index("user", user_ids), self._index("product", product_ids)
         p = self.params
+        aff = bh.affinity(p, u, i, self._day(ts_us))
         return (
             p.user_push_open[u]
-            * bh.push_click_given_open(p, u, i)
-            * bh.cart_given_click(p, u, i, 0.0)
+            * bh.push_click_given_open(p, u, i, aff)
+            * bh.cart_given_click(p, u, i, 0.0, aff)
             * bh.buy_given_cart(p, u)
         )
 
-    def slate_value(self, user_ids, slates, stream_ids=None) -> np.ndarray:
+    def slate_value(self, user_ids, slates, stream_ids=None, ts_us=None) -> np.ndarray:
         """Expected purchases from showing ``slates`` [n, k] (product ids by slot; -1 = empty slot)."""
         slates = np.asarray(slates, dtype=np.int64)
         if slates.ndim != 2:
@@ -167,11 +191,13 @@ class TrueWorld:
         users = np.broadcast_to(np.asarray(user_ids, dtype=np.int64)[:, None], slates.shape)
         filled = slates >= 0
         slots = np.broadcast_to(np.arange(slates.shape[1])[None, :], slates.shape)
-        streams = None
+        streams = times = None
         if stream_ids is not None:
             streams = np.broadcast_to(np.asarray(stream_ids, dtype=np.int64)[:, None], slates.shape)[filled]
+        if ts_us is not None:
+            times = np.broadcast_to(np.asarray(ts_us, dtype=np.int64)[:, None], slates.shape)[filled]
         prob = np.zeros(slates.shape)
-        prob[filled] = self.purchase_prob(users[filled], slates[filled], slots[filled], streams)
+        prob[filled] = self.purchase_prob(users[filled], slates[filled], slots[filled], streams, times)
         return prob.sum(axis=1)
 
     def user_type(self, user_ids) -> np.ndarray:

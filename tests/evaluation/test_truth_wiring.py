@@ -104,3 +104,29 @@ def test_unknown_ids_give_no_truth_not_a_crash(world: Path) -> None:
         {"user_id": [10**9], "stream_id": [None], "ts": [pd.Timestamp("2025-01-07", tz="UTC")]}
     )
     assert _truth(world, "purchased")("carousel", requests, np.array([[1, 2]])) is None
+
+
+def test_a_drifting_world_judges_each_request_at_its_time(tmp_path: Path) -> None:
+    # Half the users' tastes change on days 5-9: the logs follow the tastes of their day, and so
+    # must the truth `slotcast evaluate` reports (judged by the end-of-period tastes throughout,
+    # the clicks before the change would be far off).
+    d = tmp_path / "data"
+    generate(SimConfig(users=8000, products=200, days=10, seed=11, categories=4, drift_share=0.5), d)
+    tables = read_tables(d)
+    lr = carousel_log(tables["impressions"], tables["stream_products"], reward="clicked")
+    slates = _logged_slates(lr)
+    expected = _truth(d, "clicked")("carousel", lr.requests, slates)
+    assert abs(_z(lr.log.reward.sum(), expected)) < 4
+    tw = TrueWorld.load(d)
+    users = lr.requests["user_id"].to_numpy(np.int64)
+    moved = np.isfinite(tw.switch_day(users))
+    assert 0.4 < moved.mean() < 0.6
+    slots = np.broadcast_to(np.arange(slates.shape[1]), slates.shape)
+    filled = slates >= 0
+    late = np.zeros(slates.shape)
+    late[filled] = tw.click_prob(
+        np.broadcast_to(users[:, None], slates.shape)[filled], slates[filled], slots[filled]
+    )
+    observed = np.bincount(lr.log.request, weights=lr.log.reward, minlength=len(users))
+    assert abs(_z(observed[moved].sum(), expected[moved])) < 4
+    assert abs(_z(observed[moved].sum(), late.sum(axis=1)[moved])) > 6
