@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,19 +105,30 @@ def foldable_events(data: Path) -> pd.DataFrame:
 
 
 def carousel_requests(
-    data: Path, users: np.ndarray, per_user: int, min_on_air: int, rng: np.random.Generator
+    data: Path,
+    users: np.ndarray,
+    per_user: int,
+    min_on_air: int,
+    rng: np.random.Generator,
+    weights: Callable[[list], np.ndarray] | None = None,
 ) -> list:  # type: ignore[type-arg]
     """``per_user`` carousel requests (k 8) for each user, at on-air moments with ``min_on_air``+
-    products on air."""
+    products on air: uniform, or drawn by ``weights(moments)`` (users x moments, rows sum to 1)."""
     from benchmarks.serving_requests import on_air_moments
     from serving.schemas import CarouselRequest
 
     moments = on_air_moments(data, min_on_air)
     if not moments:
         sys.exit(f"{data}: no stream has {min_on_air}+ products on air at once (--min-on-air)")
+    w = weights(moments) if weights is not None else None
     reqs = []
-    for u in users:
-        for m in rng.integers(0, len(moments), per_user):
+    for j, u in enumerate(users):
+        picks = (
+            rng.integers(0, len(moments), per_user)
+            if w is None
+            else rng.choice(len(moments), per_user, p=w[j])
+        )
+        for m in picks:
             stream, t_us, _ = moments[m]
             at = pd.Timestamp(t_us, unit="us", tz="UTC").to_pydatetime()
             reqs.append(CarouselRequest(user_id=int(u), stream_id=stream, k=8, at=at))

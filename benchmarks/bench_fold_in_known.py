@@ -4,7 +4,8 @@ The champion's ALS is fitted on the events before the test period (``als/history
 ``until_us``); the users' events of the test period are new to it, as the events a live service
 takes after a training run are. ``--users`` consenting users the champion holds, with at least
 ``--min-events`` weighted product events in that period, get the same carousel requests
-(``--requests`` per user, well-stocked on-air moments, exploration off) after 0 (their trained
+(``--requests`` per user, well-stocked on-air moments, uniform or, with ``--streams-by-taste``,
+in streams of the categories the user would watch now; exploration off) after 0 (their trained
 factors, what a known user got before), then the first 3, 10 and all of their new events (in time
 order, with their own timestamps) were posted to ``POST /events``, with the service's
 ``fold_in_history_weight`` (the training row's weight against the new events), and after all of
@@ -12,9 +13,15 @@ them with each of ``--history-weights`` instead. A last arm answers from a
 copy of the champion with these users erased, after all their new events: their factors from the
 new events alone, without their history (what fold-in gave a user the model does not hold). Every
 answer is scored with the simulator's true purchase probability of each product at its slot
-(``TrueWorld.purchase_prob``); paired differences from the trained factors with a bootstrap 95%
+(``TrueWorld.purchase_prob``; in a world with taste drift, the tastes at the end of the period,
+after every change, and a second table by whether the user's tastes changed after the model's
+data, before it, or never); paired differences from the trained factors with a bootstrap 95%
 interval, how many of the trained factors' products each answer keeps, and the CPU per carousel.
-Last: the CPU of a fold-in (``user_vector`` from the history row plus the events), of ``POST
+The same arms rank the chosen users for a push of each of ``--push-products`` products the model
+has factors for (``Recommender.score_audience``, the users direction of ``POST /community/push``,
+marketing consent aside: this measures the ranking): the true purchases
+(``TrueWorld.push_purchase_prob``) of pushing it to the top 10%, of all of them and of those whose
+tastes changed after the model's data. Last: the CPU of a fold-in (``user_vector`` from the history row plus the events), of ``POST
 /events`` (batches of 100 events of users the model holds: kept now) with fold-in on and off, and
 the size of the history in the bundle.
 
@@ -70,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         default="1,0.05",
         help="comma list: other fold_in_history_weight values than the service's, after all events",
     )
+    p.add_argument(
+        "--streams-by-taste",
+        action="store_true",
+        help="request moments in streams drawn as each user's sessions would now draw them (default: uniform)",
+    )
+    p.add_argument("--push-products", type=int, default=200, help="products pushed to the users' audience")
     args = p.parse_args(argv)
     state, data, world, rng = open_world(args)
     settings = TrainSettings(state_dir=state)  # type: ignore[call-arg]
@@ -91,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"only {len(pool)} consenting known users have {args.min_events}+ weighted events after {until}"
             )
         chosen = np.sort(rng.choice(pool, args.users, replace=False))
-        reqs = carousel_requests(data, chosen, args.requests, args.min_on_air, rng)
+        by_taste = (lambda m: taste_weights(data, world, chosen, m)) if args.streams_by_taste else None
+        reqs = carousel_requests(data, chosen, args.requests, args.min_on_air, rng, by_taste)
         mine = {int(u): g for u, g in new.loc[new["user_id"].isin(chosen)].groupby("user_id")}
         print(f"{len(chosen)} users, {sum(len(g) for g in mine.values())} new events (median "
               f"{int(np.median([len(g) for g in mine.values()]))} each) after {until}", file=sys.stderr)  # fmt: skip
@@ -111,6 +125,18 @@ def main(argv: list[str] | None = None) -> int:
 
         price = lambda ids: np.nan_to_num(app._rec().catalog.product_frame(ids)["price"])  # noqa: E731
         rows: dict[str, tuple[np.ndarray, np.ndarray, list[float], float]] = {}
+        # Push, users direction: for each of --push-products products the model has factors for,
+        # the top 10% of an audience by p_convert (Recommender.score_audience, POST /community/push).
+        warm = als.items.ids[np.any(np.asarray(als.item_factors) != 0, axis=1)]
+        push_ids = rng.choice(warm, min(args.push_products, len(warm)), replace=False)
+        audiences = {"all chosen users": chosen}
+        moved = world.switch_day(chosen)
+        start_day = (until - pd.Timestamp(world.start_us, unit="us", tz="UTC")) / pd.Timedelta(days=1)
+        if np.isfinite(moved).any():
+            audiences["tastes changed after the model's data"] = chosen[
+                np.isfinite(moved) & (moved >= start_day)
+            ]
+        pushes: dict[str, dict[str, np.ndarray]] = {}
         shown: dict[str, list[tuple[list[int], list[int]]]] = {}
 
         def record(name: str, server: SlotcastApp) -> None:
@@ -123,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             shown[name] = slates
             rows[name] = (true_value(world, reqs, slates), true_value(world, reqs, slates, price), cpu,
                           float(np.mean([f is None for f in fb])))  # fmt: skip
+            pushes[name] = {g: push_value(world, server, users, push_ids) for g, users in audiences.items()}
             print(f"{name}: done", file=sys.stderr, flush=True)
 
         posted = 0
@@ -207,6 +234,36 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {name} | {personal:.0%} | {' | '.join(cells)} | {common:.0%} | {statistics.median(cpu) * 1e3:.2f} ms |"
         )
+    print(f"\nPush to the top 10% of an audience by p_convert, {len(push_ids)} products the model has factors for: "
+          "true purchases per 1,000 pushes, and the paired difference from the trained factors (95% CI over products)")  # fmt: skip
+    print("| answers | " + " | ".join(f"{g} ({len(u)} users)" for g, u in audiences.items()) + " |")
+    print("| --- |" + " --- |" * len(audiences))
+    for name, by in pushes.items():
+        cells = []
+        for g, users in audiences.items():
+            diff = (by[g] - pushes[TRAINED][g]) * 1000.0 / max(1, len(users) // 10)
+            lo, hi = paired_ci(diff, args.seed)
+            cells.append(
+                f"{by[g].mean() * 1000.0 / max(1, len(users) // 10):.2f}, {diff.mean():+.2f} ({lo:+.2f} .. {hi:+.2f})"
+            )
+        print(f"| {name} | {' | '.join(cells)} |")
+    groups = _drift_groups(world, reqs, until)
+    if groups:
+        print(f"\nBy whether the user's tastes changed (a world with taste drift; {len(reqs)} carousels): "
+              "true purchases / 1,000 carousels, and the paired difference from the trained factors (95% CI)")  # fmt: skip
+        print(
+            "| answers | "
+            + " | ".join(f"{g} ({m.sum() // args.requests} users)" for g, m in groups.items())
+            + " |"
+        )
+        print("| --- |" + " --- |" * len(groups))
+        for name, (value, *_rest) in rows.items():
+            cells = []
+            for mask in groups.values():
+                diff = (value[mask] - base[0][mask]) * 1000.0
+                lo, hi = paired_ci(diff, args.seed)
+                cells.append(f"{value[mask].mean() * 1000:.3f}, {diff.mean():+.3f} ({lo:+.3f} .. {hi:+.3f})")
+            print(f"| {name} | {' | '.join(cells)} |")
     print(f"\nOne fold-in (history row + new events, solved again): CPU p50 {statistics.median(fold_cpu) * 1e3:.3f} ms, "
           f"p99 {np.percentile(fold_cpu, 99) * 1e3:.3f} ms over {len(fold_cpu)} users; all {len(fold_cpu)} "
           f"together (push): {together_s * 1e3:.1f} ms CPU, {together_s / len(fold_cpu) * 1e6:.0f} us a user")  # fmt: skip
@@ -218,6 +275,53 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Bundle als/: {', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sorted(sizes.items()))}; "
           f"Bundle.load {load_s:.2f} s")  # fmt: skip
     return 0
+
+
+def push_value(world, server: SlotcastApp, users: np.ndarray, products: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Per product: the true purchases (``TrueWorld.push_purchase_prob``) of pushing it to the top
+    10% of ``users`` by the service's p_convert."""
+    models, rec = server._current()[0], server._rec()
+    n = max(1, len(users) // 10)
+    out = np.zeros(len(products))
+    for j, pid in enumerate(products):
+        p, _ = rec.score_audience(models, users, np.array([pid], np.int64))
+        top = users[np.argsort(-p, kind="stable")[:n]]
+        out[j] = world.push_purchase_prob(top, np.full(n, pid)).sum()
+    return out
+
+
+def taste_weights(data: Path, world, users: np.ndarray, moments: list) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Users x moments: the chance a session of the user now lands in each moment's stream (their
+    category choice at the end of the period, ``TrueWorld.category_choice``, spread evenly over
+    the moments of the category)."""
+    import pyarrow.parquet as pq
+
+    from features.data_model import table_path
+    from pipelines.simulator.config import SimConfig
+
+    streams = pq.read_table(table_path(data, "streams"), columns=["stream_id", "category"]).to_pandas()
+    names = list(SimConfig(categories=world.meta["config"]["categories"]).category_names)
+    cat_of = dict(zip(streams["stream_id"], streams["category"].map(names.index), strict=True))
+    cat = np.array([cat_of[s] for s, _, _ in moments])
+    per_cat = np.bincount(cat, minlength=len(names)).astype(float)
+    w = world.category_choice(users)[:, cat] / per_cat[cat]
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _drift_groups(world, reqs: list, until: pd.Timestamp) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Request masks by the user's taste change (``data generate --drift-share``): after the
+    model's data, before it, never; empty for a world without drift."""
+    switch = world.switch_day(np.array([r.user_id for r in reqs], np.int64))
+    if not np.isfinite(switch).any():
+        return {}
+    start = pd.Timestamp(world.start_us, unit="us", tz="UTC")
+    after = np.isfinite(switch) & (switch >= (until - start) / pd.Timedelta(days=1))
+    groups = {
+        "tastes changed after the model's data": after,
+        "changed before it": np.isfinite(switch) & ~after,
+        "never changed": ~np.isfinite(switch),
+    }
+    return {g: m for g, m in groups.items() if m.any()}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ COEFS: dict[str, float] = {
     "push_click_intercept": -4.0,  # logit of a click on an opened push at affinity 0
     "examination_decay": 0.6,  # examination(slot) = (1 + slot) ** -decay, slot 0 first
     "stream_boost_sd": 0.3,  # spread of the host/stream effect on carting
+    "stream_choice": 1.5,  # softmax temperature of a session's category over taste . centroid
 }
 # Stand-in for "never buys" that keeps the arithmetic finite.
 NEVER_LOGIT = -30.0
@@ -140,3 +141,10 @@ def push_click_given_open(
 ) -> np.ndarray:
     a = affinity(p, u, i) if aff is None else aff
     return sigmoid(COEFS["push_click_intercept"] + a)
+
+
+def category_choice(p: Params, u: np.ndarray, day: float | np.ndarray | None = None) -> np.ndarray:
+    """P(a session of user u watches a stream of category k) [..., C]: the softmax sessions draw from."""
+    logits = COEFS["stream_choice"] * (user_tastes(p, u, day) @ p.category_centroids.T)
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

@@ -44,7 +44,7 @@ def simulate_day(world: World, day: int, rng: np.random.Generator, first_request
     # has the same number of streams a day, so that is a category draw, then a uniform stream.
     spc = cfg.streams_per_day
     interest_all = p.user_factors[sess_user] @ p.category_centroids.T
-    cat = np.argmax(1.5 * interest_all + rng.gumbel(size=interest_all.shape), axis=1)
+    cat = np.argmax(bh.COEFS["stream_choice"] * interest_all + rng.gumbel(size=interest_all.shape), axis=1)
     sess_stream = streams[0] + cat * spc + rng.integers(0, spc, len(cat))
     interest = interest_all[np.arange(len(cat)), cat]
     s_start, s_end = sch.stream_start_us[sess_stream], sch.stream_end_us[sess_stream]

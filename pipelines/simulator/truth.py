@@ -132,6 +132,11 @@ class TrueWorld:
         u, i = self._index("user", user_ids), self._index("product", product_ids)
         return bh.affinity(self.params, u, i, self._day(ts_us))
 
+    def category_choice(self, user_ids, ts_us=None) -> np.ndarray:
+        """P(a session of the user watches a stream of each category) [n, C], columns in the
+        config's category order (``SimConfig.category_names``)."""
+        return bh.category_choice(self.params, self._index("user", user_ids), self._day(ts_us))
+
     def switch_day(self, user_ids) -> np.ndarray:
         """Day (since the start) each user's tastes changed (taste drift); inf if they never did."""
         u = self._index("user", user_ids)

@@ -31,6 +31,14 @@ def _table(data: Path, name: str, cols: list[str]) -> dict[str, np.ndarray]:
     return {c: t.column(c).to_numpy() for c in cols}
 
 
+def _events(data: Path, etype: str, col: str) -> tuple[TrueWorld, np.ndarray, np.ndarray, np.ndarray]:
+    """(the truth, user_id, ``col``, ts in us) of the ``etype`` events of ``data``."""
+    ev = _table(data, "events", ["ts", "user_id", "type", col])
+    rows = ev["type"] == etype
+    ts = ev["ts"][rows].astype("datetime64[us]").astype(np.int64)
+    return TrueWorld.load(data), ev["user_id"][rows], ev[col][rows], ts
+
+
 def _z(observed: np.ndarray, prob: np.ndarray) -> float:
     return float((observed.sum() - prob.sum()) / np.sqrt((prob * (1 - prob)).sum()))
 
@@ -61,12 +69,7 @@ def test_nothing_changes_before_the_first_switch(worlds: tuple[Path, Path]) -> N
 
 
 def test_clicks_follow_the_tastes_of_their_day(worlds: tuple[Path, Path]) -> None:
-    drift, _ = worlds
-    truth = TrueWorld.load(drift)
-    ev = _table(drift, "events", ["ts", "user_id", "type", "product_id"])
-    clicks = ev["type"] == "product_click"
-    u, p = ev["user_id"][clicks], ev["product_id"][clicks]
-    ts = ev["ts"][clicks].astype("datetime64[us]").astype(np.int64)
+    truth, u, p, ts = _events(worlds[0], "product_click", "product_id")
     day = (ts - truth.start_us) // DAY_US
     switch = truth.switch_day(u)
     before, after = day < switch, np.isfinite(switch) & (day >= switch)
@@ -104,3 +107,21 @@ def test_the_cli_takes_drift_and_refuses_a_bad_share(tmp_path: Path) -> None:
     assert main([*args, "--drift-share", "1", "--drift-after", "0.5", "--out", str(tmp_path / "ok")]) == 0
     day = TrueWorld.load(tmp_path / "ok").switch_day(np.arange(1, 301))
     assert set(np.unique(day)) == {2.0, 3.0}
+
+
+def test_the_streams_watched_follow_the_category_choice_of_their_day(worlds: tuple[Path, Path]) -> None:
+    truth, u, sid, ts = _events(worlds[0], "stream_view", "stream_id")
+    streams = _table(worlds[0], "streams", ["stream_id", "category"])
+    names = list(DRIFT.category_names)
+    cat_of = dict(zip(streams["stream_id"], (names.index(c) for c in streams["category"]), strict=True))
+    cat = np.array([cat_of[s] for s in sid])
+    moved = np.isfinite(truth.switch_day(u)) & ((ts - truth.start_us) // DAY_US >= truth.switch_day(u))
+    assert moved.sum() > 500
+    probs = truth.category_choice(u[moved], ts[moved])
+    observed = np.bincount(cat[moved], minlength=len(names))
+    z = (observed - probs.sum(axis=0)) / np.sqrt((probs * (1 - probs)).sum(axis=0))
+    assert np.abs(z).max() < 4
+    # the old tastes would choose differently: the observed categories are far likelier under the new ones
+    old = truth.category_choice(u[moved], np.full(moved.sum(), truth.start_us))
+    rows = np.arange(moved.sum())
+    assert np.log(probs[rows, cat[moved]]).mean() > np.log(old[rows, cat[moved]]).mean() + 0.5
