@@ -131,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         push_ids = rng.choice(warm, min(args.push_products, len(warm)), replace=False)
         audiences = {"all chosen users": chosen}
         moved = world.switch_day(chosen)
-        start_day = (until - pd.Timestamp(world.start_us, unit="us", tz="UTC")) / pd.Timedelta(days=1)
+        until_day = (until - pd.Timestamp(world.start_us, unit="us", tz="UTC")) / pd.Timedelta(days=1)
         if np.isfinite(moved).any():
             audiences["tastes changed after the model's data"] = chosen[
-                np.isfinite(moved) & (moved >= start_day)
+                np.isfinite(moved) & (moved >= until_day)
             ]
         pushes: dict[str, dict[str, np.ndarray]] = {}
         shown: dict[str, list[tuple[list[int], list[int]]]] = {}
