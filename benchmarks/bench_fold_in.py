@@ -104,6 +104,17 @@ def foldable_events(data: Path) -> pd.DataFrame:
     return ev.loc[ev["user_id"].isin(consenting)].sort_values(["user_id", "ts"], kind="stable")
 
 
+def paired_cells(values: np.ndarray, base: np.ndarray, scale: float, seed: int, digits: int = 3) -> list[str]:
+    """[mean of ``values`` x ``scale``, its paired difference from ``base`` with a bootstrap 95% CI]."""
+    diff = (values - base) * scale
+    lo, hi = paired_ci(diff, seed)
+    f = f"{{:+.{digits}f}}"
+    return [
+        f"{values.mean() * scale:.{digits}f}",
+        f"{f.format(diff.mean())} ({f.format(lo)} .. {f.format(hi)})",
+    ]
+
+
 def carousel_requests(
     data: Path,
     users: np.ndarray,
@@ -233,9 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (value, revenue, cpu, personal) in rows.items():
         cells = []
         for i, (table, scale) in enumerate(((value, 1000.0), (revenue, 1.0))):
-            diff = (table - base[i]) * scale
-            lo, hi = paired_ci(diff, args.seed)
-            cells += [f"{table.mean() * scale:.3f}", f"{diff.mean():+.3f} ({lo:+.3f} .. {hi:+.3f})"]
+            cells += paired_cells(table, base[i], scale, args.seed)
         label = name.replace("fold-in, 0 events", "cold start (0 events)")
         common = np.mean(
             [

@@ -47,8 +47,9 @@ from benchmarks.bench_fold_in import (
     fold_in_parser,
     foldable_events,
     open_world,
+    paired_cells,
 )
-from benchmarks.bench_shortlist import paired_ci, true_value
+from benchmarks.bench_shortlist import true_value
 from models.bundle import Bundle
 from models.bundle_erasure import erase_users
 from serving.fold_in import FoldIns
@@ -222,9 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (value, revenue, cpu, personal) in rows.items():
         cells = []
         for i, (table, scale) in enumerate(((value, 1000.0), (revenue, 1.0))):
-            diff = (table - base[i]) * scale
-            lo, hi = paired_ci(diff, args.seed)
-            cells += [f"{table.mean() * scale:.3f}", f"{diff.mean():+.3f} ({lo:+.3f} .. {hi:+.3f})"]
+            cells += paired_cells(table, base[i], scale, args.seed)
         common = np.mean(
             [
                 len(set(a) & set(b)) / max(len(b), 1)
@@ -241,11 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, by in pushes.items():
         cells = []
         for g, users in audiences.items():
-            diff = (by[g] - pushes[TRAINED][g]) * 1000.0 / max(1, len(users) // 10)
-            lo, hi = paired_ci(diff, args.seed)
-            cells.append(
-                f"{by[g].mean() * 1000.0 / max(1, len(users) // 10):.2f}, {diff.mean():+.2f} ({lo:+.2f} .. {hi:+.2f})"
-            )
+            per_push = 1000.0 / max(1, len(users) // 10)
+            cells.append(", ".join(paired_cells(by[g], pushes[TRAINED][g], per_push, args.seed, 2)))
         print(f"| {name} | {' | '.join(cells)} |")
     groups = _drift_groups(world, reqs, until)
     if groups:
@@ -260,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, (value, *_rest) in rows.items():
             cells = []
             for mask in groups.values():
-                diff = (value[mask] - base[0][mask]) * 1000.0
-                lo, hi = paired_ci(diff, args.seed)
-                cells.append(f"{value[mask].mean() * 1000:.3f}, {diff.mean():+.3f} ({lo:+.3f} .. {hi:+.3f})")
+                cells.append(", ".join(paired_cells(value[mask], base[0][mask], 1000.0, args.seed)))
             print(f"| {name} | {' | '.join(cells)} |")
     print(f"\nOne fold-in (history row + new events, solved again): CPU p50 {statistics.median(fold_cpu) * 1e3:.3f} ms, "
           f"p99 {np.percentile(fold_cpu, 99) * 1e3:.3f} ms over {len(fold_cpu)} users; all {len(fold_cpu)} "
