@@ -52,6 +52,7 @@ from benchmarks.bench_fold_in import (
 from benchmarks.bench_shortlist import true_value
 from models.bundle import Bundle
 from models.bundle_erasure import erase_users
+from pipelines.simulator.config import DAY_US
 from serving.fold_in import FoldIns
 from serving.runtime import SlotcastApp
 from serving.schemas import EventsRequest
@@ -62,6 +63,7 @@ from training.tracking import configure
 
 STEPS = (0, 3, 10, None)  # new events posted before the answers of each step (cumulative; None: all)
 TRAINED = "trained factors (0 new events)"
+CHANGED = "tastes changed after the model's data"
 ALONE = "new events alone, no history (all)"
 
 
@@ -130,13 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         # the top 10% of an audience by p_convert (Recommender.score_audience, POST /community/push).
         warm = als.items.ids[np.any(np.asarray(als.item_factors) != 0, axis=1)]
         push_ids = rng.choice(warm, min(args.push_products, len(warm)), replace=False)
+        until_day = (als.history.until_us - world.start_us) / DAY_US  # the model's data ends here
         audiences = {"all chosen users": chosen}
-        moved = world.switch_day(chosen)
-        until_day = (until - pd.Timestamp(world.start_us, unit="us", tz="UTC")) / pd.Timedelta(days=1)
-        if np.isfinite(moved).any():
-            audiences["tastes changed after the model's data"] = chosen[
-                np.isfinite(moved) & (moved >= until_day)
-            ]
+        if CHANGED in (by_drift := drift_groups(world, chosen, until_day)):
+            audiences[CHANGED] = chosen[by_drift[CHANGED]]
         pushes: dict[str, dict[str, np.ndarray]] = {}
         shown: dict[str, list[tuple[list[int], list[int]]]] = {}
 
@@ -243,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             per_push = 1000.0 / max(1, len(users) // 10)
             cells.append(", ".join(paired_cells(by[g], pushes[TRAINED][g], per_push, args.seed, 2)))
         print(f"| {name} | {' | '.join(cells)} |")
-    groups = _drift_groups(world, reqs, until)
-    if groups:
+    groups = drift_groups(world, np.array([r.user_id for r in reqs], np.int64), until_day)
+    if set(groups) - {"never changed"}:  # a world with drift
         print(f"\nBy whether the user's tastes changed (a world with taste drift; {len(reqs)} carousels): "
               "true purchases / 1,000 carousels, and the paired difference from the trained factors (95% CI)")  # fmt: skip
         print(
@@ -302,16 +301,14 @@ def taste_weights(data: Path, world, users: np.ndarray, moments: list) -> np.nda
     return w / w.sum(axis=1, keepdims=True)
 
 
-def _drift_groups(world, reqs: list, until: pd.Timestamp) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
-    """Request masks by the user's taste change (``data generate --drift-share``): after the
-    model's data, before it, never; empty for a world without drift."""
-    switch = world.switch_day(np.array([r.user_id for r in reqs], np.int64))
-    if not np.isfinite(switch).any():
-        return {}
-    start = pd.Timestamp(world.start_us, unit="us", tz="UTC")
-    after = np.isfinite(switch) & (switch >= (until - start) / pd.Timedelta(days=1))
+def drift_groups(world, users: np.ndarray, until_day: float) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Masks over ``users`` by when their tastes changed (``data generate --drift-share``): on or
+    after ``until_day``, the day the model's data ends; before it; never. Empty groups are left
+    out, so a world without drift gives only "never changed"."""
+    switch = world.switch_day(users)
+    after = np.isfinite(switch) & (switch >= until_day)
     groups = {
-        "tastes changed after the model's data": after,
+        CHANGED: after,
         "changed before it": np.isfinite(switch) & ~after,
         "never changed": ~np.isfinite(switch),
     }

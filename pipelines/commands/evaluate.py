@@ -224,12 +224,10 @@ def _ts_us(requests: Any) -> Any:
 def _around(world: Any, requests: Any) -> Any:
     """1 where the request's user had not churned by the request's day, else 0."""
     import numpy as np
-    import pandas as pd
 
-    start = pd.Timestamp(world.meta["config"]["start"])
-    start = start.tz_localize("UTC") if start.tzinfo is None else start
-    ts = pd.to_datetime(requests["ts"], utc=True)
-    day = ((ts - start) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    from pipelines.simulator.config import DAY_US
+
+    day = (_ts_us(requests) - world.start_us) // DAY_US
     return (world.churn_day(requests["user_id"].to_numpy(np.int64)) > day).astype(np.float64)
 
 

@@ -174,14 +174,13 @@ def _simulate_days(world: World, writers: dict[str, SortedTableWriter], bar) -> 
     due: dict[str, np.ndarray] = {}
     requests = pushes = 0
     task = bar.add_task("days (sessions, pushes)", total=cfg.days)
-    base = world
     for day in range(cfg.days):
-        world = replace(base, params=base.params.at_day(day))  # the users' tastes of the day (drift)
-        ev_s, imp, bought_s = simulate_day(world, day, _rng(cfg, PHASE_SESSIONS, day), requests)
-        ev_p, push_rows, bought_p = simulate_pushes(world, day, _rng(cfg, PHASE_PUSHES, day), pushes, consent)
-        ev_r, bought_r, due = repurchases(world, due, day)
+        today = replace(world, params=world.params.at_day(day))  # the users' tastes of the day (drift)
+        ev_s, imp, bought_s = simulate_day(today, day, _rng(cfg, PHASE_SESSIONS, day), requests)
+        ev_p, push_rows, bought_p = simulate_pushes(today, day, _rng(cfg, PHASE_PUSHES, day), pushes, consent)
+        ev_r, bought_r, due = repurchases(today, due, day)
         due = schedule_repurchases(
-            world, due, [bought_s, bought_p, bought_r], _rng(cfg, PHASE_REPURCHASE, day)
+            today, due, [bought_s, bought_p, bought_r], _rng(cfg, PHASE_REPURCHASE, day)
         )
         requests += len(imp.get("ts", ())) // cfg.slots
         pushes += len(push_rows.get("ts", ()))

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.data_model import table_path
-from pipelines.cli import EXIT_BAD_INPUT, main
+from pipelines.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from pipelines.simulator import SimConfig, TrueWorld, generate
 from pipelines.simulator.config import DAY_US
 
@@ -104,7 +104,9 @@ def test_the_truth_at_each_impressions_time_agrees_with_the_logs(worlds: tuple[P
 def test_the_cli_takes_drift_and_refuses_a_bad_share(tmp_path: Path) -> None:
     args = ["data", "generate", "--users", "300", "--products", "200", "--days", "4", "--no-progress"]
     assert main([*args, "--drift-share", "1.5", "--out", str(tmp_path / "bad")]) == EXIT_BAD_INPUT
-    assert main([*args, "--drift-share", "1", "--drift-after", "0.5", "--out", str(tmp_path / "ok")]) == 0
+    assert (
+        main([*args, "--drift-share", "1", "--drift-after", "0.5", "--out", str(tmp_path / "ok")]) == EXIT_OK
+    )
     day = TrueWorld.load(tmp_path / "ok").switch_day(np.arange(1, 301))
     assert set(np.unique(day)) == {2.0, 3.0}
 

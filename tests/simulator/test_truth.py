@@ -57,8 +57,7 @@ def test_push_purchase_prob_agrees_with_logged_pushes(small_world: Path) -> None
     truth = TrueWorld.load(small_world)
     pushes = _cols(small_world, "pushes", ["ts", "user_id", "product_id", "purchased"])
     # churned users open nothing; the truth's push probability is for users still around
-    start = np.datetime64(truth.meta["config"]["start"][:19], "us").astype(np.int64)
-    day = (pushes["ts"].astype("datetime64[us]").astype(np.int64) - start) // 86_400_000_000
+    day = (pushes["ts"].astype("datetime64[us]").astype(np.int64) - truth.start_us) // 86_400_000_000
     around = truth.churn_day(pushes["user_id"]) > day
     prob = truth.push_purchase_prob(pushes["user_id"][around], pushes["product_id"][around])
     assert pushes["purchased"][around].sum() > 20
