@@ -77,19 +77,39 @@ def fit_popularity(events: pd.DataFrame, settings: TrainSettings) -> PopularityM
     return PopularityModel().fit(ev["product_id"].to_numpy(dtype=np.int64)[keep], w[keep])
 
 
+def served(frame: pd.DataFrame, score: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(rows, scores, rankable) as serving would rank each query, for the ranking metrics.
+
+    A query whose stream has products on air is a carousel: serving ranks only those, and a product
+    bought off air is outside anything its carousel could show, so those rows leave the query. Any
+    other query ranks its candidate rows. The positives the candidates missed (``candidate`` False)
+    stay as relevant but not rankable: they count as misses (end-to-end recall) and are never listed
+    (docs/training.md, step 5). Frames without ``on_air`` / ``candidate`` have no carousel / every
+    row a candidate.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    keep = np.ones(len(frame), dtype=bool)
+    if "on_air" in frame.columns:
+        on = frame["on_air"].fillna(0).to_numpy().astype(bool)
+        carousel = pd.Series(on).groupby(frame["query_id"].to_numpy()).transform("any").to_numpy()
+        keep = ~carousel | on
+    rankable = frame["candidate"].to_numpy().astype(bool) if "candidate" in frame.columns else keep.copy()
+    return frame.loc[keep], score[keep], rankable[keep]
+
+
 def query_topk(
     frame: pd.DataFrame, score: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray, list[set[int]]]:
-    """Per query with a positive: (query ids, top-k product matrix by ``score``, relevant sets)."""
-    f = frame[["query_id", "product_id", "label"]].assign(_s=np.nan_to_num(score, nan=-np.inf))
-    pos_q = f.loc[f["label"] > 0, "query_id"].unique()
-    f = f.loc[f["query_id"].isin(pos_q)].sort_values(
-        ["query_id", "_s"], ascending=[True, False], kind="stable"
-    )
-    f["_r"] = f.groupby("query_id").cumcount()
-    top = f.loc[f["_r"] < k].pivot(index="query_id", columns="_r", values="product_id")
-    qids = top.index.to_numpy()
-    mat = top.reindex(columns=range(k)).fillna(-1).to_numpy(dtype=np.int64)
+    """Per query with a positive among the rows serving would rank (``served``): (query ids, top-k
+    product matrix by ``score``, -1 past the query's rankable rows, and the relevant sets)."""
+    rows, s, rankable = served(frame, score)
+    f = rows[["query_id", "product_id", "label"]].assign(_s=np.nan_to_num(s, nan=-np.inf), _ok=rankable)
+    qids = np.sort(f.loc[f["label"] > 0, "query_id"].unique())
+    f = f.loc[f["query_id"].isin(qids)]
+    ranked = f.loc[f["_ok"]].sort_values(["query_id", "_s"], ascending=[True, False], kind="stable")
+    ranked = ranked.assign(_r=ranked.groupby("query_id").cumcount())
+    top = ranked.loc[ranked["_r"] < k].pivot(index="query_id", columns="_r", values="product_id")
+    mat = top.reindex(index=qids, columns=range(k)).fillna(-1).to_numpy(dtype=np.int64)
     rel = f.loc[f["label"] > 0].groupby("query_id")["product_id"].apply(set).reindex(qids).tolist()
     return qids, mat, rel
 
@@ -334,10 +354,13 @@ def fit_all(
         per_query[name] = nd
         metrics.update({f"test_{name}_{m}": v for m, v in means.items()})
     if cfg.objective == "binary":
+        # on the rows the ranker is ever asked about (as the calibration plot): not the missed positives
+        asked = te["candidate"].to_numpy(dtype=bool)
+        p_convert = policies["als_ranker"][asked]
         metrics.update(
             {
                 f"test_{m}": v
-                for m, v in classification_metrics(te["label"].to_numpy(), policies["als_ranker"]).items()
+                for m, v in classification_metrics(te["label"].to_numpy()[asked], p_convert).items()
             }
         )
     metrics.update(data.stats)

@@ -27,7 +27,7 @@ from training.dataset import (
     on_air_pairs,
     select_queries,
 )
-from training.fit import Progress, ranking_scores
+from training.fit import Progress, ranking_scores, served
 from training.gate import GateResult, decide
 from training.settings import TrainSettings
 
@@ -134,7 +134,8 @@ def promote(
         )
         if missing and not force:
             raise PromotionError(f"the champion needs features the current data lacks: {missing}")
-        n = frame.loc[frame["label"] > 0, "query_id"].nunique()
+        rows, _, _ = served(frame, np.zeros(len(frame)))  # the queries the metric counts
+        n = rows.loc[rows["label"] > 0, "query_id"].nunique()
         progress(f"scoring both versions on the {n:,} test queries with a {settings.label}")
         chall_scores = score_bundle(b_chall, frame, settings.k)
         champ_scores = score_bundle(b_champ, frame, settings.k) if not missing else None

@@ -1,10 +1,11 @@
 """A tiny livestream world with a planted answer, written as canonical tables.
 
 Users like one category (user_id % 3). Every day each category has one stream with 8 of its
-products on air. A viewer clicks on-air products of their own category often and buys some of
-them within the hour; everything else is rare noise. So: ALS must learn the category, and a
-ranker given als_score and on_air must separate buyers' products from the rest (AUC well above
-0.5). ``shuffle_labels`` breaks the link between purchases and taste for the promotion-gate test.
+products and ``off_category`` of the others on air. A viewer clicks the on-air products of their
+own category often and buys some of them within the hour; everything else is rare noise. So: ALS
+must learn the category, and within a stream's carousel (what the ranking metrics rank, as serving
+does) the viewer's own category is the answer; a ranker given als_score and on_air must separate
+buyers' products from the rest (AUC well above 0.5). ``shuffle_labels`` breaks the link between purchases and taste for the promotion-gate test.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def make_world(
     streams: bool = True,
     buy_rate: float = 0.35,
     shuffle_purchases: bool = False,
+    off_category: int = 4,
 ) -> Path:
     rng = np.random.default_rng(seed)
     users = np.arange(1, n_users + 1, dtype=np.int64)
@@ -47,7 +49,13 @@ def make_world(
             start = T0 + pd.Timedelta(days=day, hours=18 + c)
             end = start + pd.Timedelta(hours=1)
             stream_rows.append((sid, 500 + c, f"cat{c}", start, end))
-            on_air = rng.choice(by_cat[c], size=8, replace=False)
+            others = np.concatenate([by_cat[o] for o in range(N_CAT) if o != c])
+            on_air = np.concatenate(
+                [
+                    rng.choice(by_cat[c], size=8, replace=False),
+                    rng.choice(others, size=off_category, replace=False),
+                ]
+            )
             for slot, p in enumerate(on_air):
                 sp_rows.append((sid, int(p), start, end, slot if slot < 2 else None))
             p_view = np.where(users % N_CAT == c, 0.5, 0.08)
@@ -55,7 +63,7 @@ def make_world(
             for u in viewers:
                 t = start + pd.Timedelta(minutes=float(rng.uniform(0, 20)))
                 ev.append((t, int(u), "stream_view", None, sid, float(rng.uniform(60, 1800))))
-                likes = on_air if u % N_CAT == c else on_air[:0]
+                likes = [p for p in on_air if cat_of[int(p)] == u % N_CAT]
                 for p in likes:
                     if rng.random() < 0.3:
                         tc = t + pd.Timedelta(minutes=float(rng.uniform(1, 10)))
