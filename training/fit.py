@@ -93,7 +93,11 @@ def served(frame: pd.DataFrame, score: np.ndarray) -> tuple[pd.DataFrame, np.nda
         on = frame["on_air"].fillna(0).to_numpy().astype(bool)
         carousel = pd.Series(on).groupby(frame["query_id"].to_numpy()).transform("any").to_numpy()
         keep = ~carousel | on
-    rankable = frame["candidate"].to_numpy().astype(bool) if "candidate" in frame.columns else keep.copy()
+    rankable = (
+        frame["candidate"].to_numpy().astype(bool)
+        if "candidate" in frame.columns
+        else np.ones(len(frame), bool)
+    )
     return frame.loc[keep], score[keep], rankable[keep]
 
 

@@ -5,7 +5,8 @@ products and ``off_category`` of the others on air. A viewer clicks the on-air p
 own category often and buys some of them within the hour; everything else is rare noise. So: ALS
 must learn the category, and within a stream's carousel (what the ranking metrics rank, as serving
 does) the viewer's own category is the answer; a ranker given als_score and on_air must separate
-buyers' products from the rest (AUC well above 0.5). ``shuffle_labels`` breaks the link between purchases and taste for the promotion-gate test.
+buyers' products from the rest (AUC well above 0.5). ``shuffle_purchases`` breaks the link between
+purchases and taste for the promotion-gate test.
 """
 
 from __future__ import annotations
