@@ -57,5 +57,10 @@ def sequence_scores(
     """
     counts = np.asarray(x.sum(axis=0)).ravel().astype(np.float64)
     adj_score = np.asarray(x[rows] @ (adj / (np.sqrt(np.outer(counts, counts)) + 1.0)))
-    gram = (x.T @ x).toarray().astype(np.float64) + beta * adj + np.diag(counts) * (beta / 2.0)
-    return adj_score, np.asarray(x[rows] @ ease_weights(gram, lam))
+    return adj_score, np.asarray(x[rows] @ ease_weights(sequence_gram(x, adj, beta), lam))
+
+
+def sequence_gram(x: sp.csr_matrix, adj: np.ndarray, beta: float) -> np.ndarray:
+    """Sequence-EASE's Gram matrix: co-occurrence + ``beta`` x adjacency (+ beta / 2 per rating)."""
+    counts = np.asarray(x.sum(axis=0)).ravel().astype(np.float64)
+    return (x.T @ x).toarray().astype(np.float64) + beta * adj + np.diag(counts) * (beta / 2.0)
