@@ -214,3 +214,14 @@ def test_snips_of_a_short_target_on_the_bandit(world: SlateWorld) -> None:
         log, users, streams = world.log(4_000, seed)
         values.append(evaluate_policy(log, TargetSlates(short(users, streams)), n_boot=50)["snips"].value)
     assert abs(np.mean(values) - truth) < 0.05 * truth, (np.mean(values), truth)  # was +27%
+
+
+def test_on_policy_interval_of_a_single_request_is_finite() -> None:
+    """A bootstrap draw that leaves out every request has no mean: it was kept as NaN, so a log of one
+    request (a third of the draws) reported a NaN interval, and metrics.json held a bare NaN."""
+    log = SlateLog(
+        np.array([0, 0]), np.array([1, 2]), np.array([0, 1]), np.full(2, 0.5), np.array([1.0, 0.0]), 1
+    )
+    est = on_policy_value(log, n_boot=100)
+    assert np.isfinite([est.ci_low, est.ci_high]).all()
+    assert est.ci_low <= est.value == 1.0 <= est.ci_high

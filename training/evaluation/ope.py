@@ -372,7 +372,14 @@ def evaluate_policy(
 def on_policy_value(log: SlateLog, *, n_boot: int = 400, alpha: float = 0.05, seed: int = 0) -> Estimate:
     """The logging policy's own value: the mean logged reward per request, with its bootstrap interval."""
     per_req = np.bincount(log.request, weights=log.reward.astype(np.float64), minlength=log.n_requests)
-    boot = np.concatenate([c @ per_req / c.sum(axis=1) for c in _poisson_draws(log.n_requests, n_boot, seed)])
+    means = []
+    for c in _poisson_draws(log.n_requests, n_boot, seed):
+        total = c.sum(axis=1)
+        keep = (
+            total > 0
+        )  # a draw that leaves out every request has no mean (tiny logs): dropped, as in _bootstrap
+        means.append((c[keep] @ per_req) / total[keep])
+    boot = np.concatenate(means)
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     n = float(log.n_requests)
     return Estimate(
