@@ -308,15 +308,17 @@ def register(app: typer.Typer) -> None:
         tables = read_tables(data, gone)
         if tables["events"].empty:
             raise typer.BadParameter(f"{data}/events.parquet holds no events", param_hint="--data")
+        notes: list[str] = []
         if service_log:
             tables["impressions"] = _service_impressions(settings.state_dir, tables["events"], gone)
+            if bad := tables["impressions"].attrs.get("malformed_records", 0):
+                notes.append(f"service impression log: {bad} malformed carousel records left out")
         from training.evaluation.policies import PopularPolicy
         from training.evaluation.replay import time_split
 
         cut = time_split(tables["events"], test_fraction)[1]["ts"].min()
         bundles = _Bundles(settings, bundle)
         specs: dict[str, Any] = {}
-        notes: list[str] = []
         for name in names:
             if name == "logging":
                 continue  # always reported: its value is read off the logs

@@ -168,6 +168,8 @@ def test_evaluate_reads_the_service_impression_log(
                    "user_id": int(g["user_id"].iloc[0]), "stream_id": int(g["stream_id"].iloc[0]),
                    "items": g["product_id"].tolist(), "slots": g["slot"].tolist(),
                    "propensities": g["propensity"].tolist(), "variant": "champion"})  # fmt: skip
+    log.write({"kind": "carousel", "request_id": "no-time", "user_id": 1, "items": [1], "slots": [0]})
+    log.write([1, 2])  # type: ignore[arg-type]  # not a record: a reader must skip it, not fail
     log.close()
     monkeypatch.setenv("SLOTCAST_STATE_DIR", str(state))
     outs = {}
@@ -176,7 +178,10 @@ def test_evaluate_reads_the_service_impression_log(
         code = main(["evaluate", "--data", str(world_dir), "--policies", "popular", "--reward", "clicked", "--out",
                      str(out), "--no-mlflow", "--n-boot", "100", flag])  # fmt: skip
         assert code == 0
-        outs[flag] = json.loads((out / "metrics.json").read_text())["ope"]["carousel"]
+        metrics = json.loads((out / "metrics.json").read_text())
+        outs[flag] = metrics["ope"]["carousel"]
+        if flag == "--service-log":
+            assert "service impression log: 1 malformed carousel records left out" in metrics["notes"]
     assert (
         outs["--service-log"]["n_requests"]
         == outs["--table-log"]["n_requests"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -164,6 +164,28 @@ def push_log(pushes: pd.DataFrame, reward: str = "purchased") -> LoggedRequests:
     return LoggedRequests(slate, requests, cands, "push", dropped)
 
 
+def _ints(values: Any) -> TypeGuard[list[int]]:
+    return isinstance(values, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def _service_rows(rec: Mapping[str, Any]) -> list[tuple[Any, ...]] | None:
+    """One carousel record's rows, or None when it cannot be one (no time, id or user; items and
+    slots that are not equally long lists of ids). Propensities that do not fit are left null."""
+    items, slots = rec.get("items"), rec.get("slots")
+    if not (
+        isinstance(rec.get("ts"), str) and rec.get("request_id") is not None and _ints([rec.get("user_id")])
+        and _ints(items) and _ints(slots) and len(items) == len(slots)
+    ):  # fmt: skip
+        return None
+    props = rec.get("propensities")
+    if not isinstance(props, list) or len(props) != len(items):
+        props = [None] * len(items)
+    return [
+        (rec["ts"], rec["request_id"], rec["user_id"], rec.get("stream_id"), item, slot, rec.get("variant", ""), prop)
+        for item, slot, prop in zip(items, slots, props, strict=True)
+    ]  # fmt: skip
+
+
 def impressions_from_service(
     records: Iterable[Mapping[str, Any]], events: pd.DataFrame, window_hours: float = 24.0
 ) -> pd.DataFrame:
@@ -171,21 +193,28 @@ def impressions_from_service(
 
     A shown product counts as clicked / purchased when the user has that event on it within
     ``window_hours`` after the answer. Records without propensities stay in with a null propensity
-    (``carousel_log`` then counts and drops them).
+    (``carousel_log`` then counts and drops them), as do propensities that are not numbers. Records
+    that cannot be read as a carousel (no time, request id or user, a time that does not parse,
+    items and slots that do not pair up) are left out and counted in ``attrs["malformed_records"]``.
     """
-    rows = []
+    rows: list[tuple[Any, ...]] = []
+    malformed = 0
     for rec in records:
         if rec.get("kind", "carousel") != "carousel":
             continue
-        items, slots = rec.get("items") or [], rec.get("slots") or []
-        props = rec.get("propensities") or [None] * len(items)
-        for item, slot, prop in zip(items, slots, props, strict=False):
-            rows.append((rec["ts"], rec["request_id"], rec["user_id"], rec.get("stream_id"), item, slot,
-                         rec.get("variant", ""), prop))  # fmt: skip
+        got = _service_rows(rec)
+        if got is None:
+            malformed += 1
+        else:
+            rows.extend(got)
     cols = ["ts", "request_id", "user_id", "stream_id", "product_id", "slot", "policy", "propensity"]
     imp = pd.DataFrame(rows, columns=cols)
-    imp["ts"] = pd.to_datetime(imp["ts"], utc=True, format="ISO8601")
-    imp["propensity"] = pd.to_numeric(imp["propensity"])
+    imp["ts"] = pd.to_datetime(imp["ts"], utc=True, format="ISO8601", errors="coerce")
+    bad_ts = imp["ts"].isna()
+    if bad_ts.any():
+        malformed += imp.loc[bad_ts, "request_id"].nunique()
+        imp = imp.loc[~bad_ts].reset_index(drop=True)
+    imp["propensity"] = pd.to_numeric(imp["propensity"], errors="coerce")
     end = imp["ts"] + pd.Timedelta(hours=window_hours)
     for event_type, col in (("product_click", "clicked"), ("purchase", "purchased")):
         ev = events.loc[events["type"] == event_type, ["user_id", "product_id", "ts"]]
@@ -196,6 +225,9 @@ def impressions_from_service(
         )
         m = m[(m["ts_e"] > m["ts"]) & (m["ts_e"] <= end.to_numpy()[m["index"]])]
         imp[col] = imp.index.isin(m["index"])
+    if malformed:
+        log.warning("service impression log: %d malformed carousel records left out", malformed)
+    imp.attrs["malformed_records"] = malformed
     return imp
 
 
