@@ -132,16 +132,29 @@ def _merge_candidates(
     return _pad_groups(pairs["r"].to_numpy(np.int64), pairs["p"].to_numpy(np.int64), n)
 
 
-def push_log(pushes: pd.DataFrame, reward: str = "purchased") -> LoggedRequests:
-    """Push decisions as one-slot requests; candidates = the campaign's pushed products."""
+def _campaign_keys(frame: pd.DataFrame) -> list[tuple[Any, Any]]:
+    return list(zip(frame["community_id"].fillna(-1), frame["ts"], strict=True))
+
+
+def push_log(
+    pushes: pd.DataFrame, reward: str = "purchased", campaigns: pd.DataFrame | None = None
+) -> LoggedRequests:
+    """Push decisions as one-slot requests; candidates = the campaign's pushed products.
+
+    ``campaigns``: the pushes that define each campaign's products when ``pushes`` is a sample of
+    them (a user sample holds only what its users were pushed); default ``pushes`` itself.
+    """
     df = pushes.dropna(subset=["propensity"]).reset_index(drop=True)
     dropped = len(pushes) - len(df)
     n = len(df)
-    campaign, _ = pd.factorize(pd.Series(list(zip(df["community_id"].fillna(-1), df["ts"], strict=True))))
-    camp_items = pd.DataFrame({"c": campaign, "p": df["product_id"].to_numpy(np.int64)}).drop_duplicates()
-    per_campaign = _pad_groups(
-        camp_items["c"].to_numpy(), camp_items["p"].to_numpy(), int(campaign.max()) + 1 if n else 0
-    )
+    whole = df if campaigns is None else campaigns
+    codes, keys = pd.factorize(pd.Series(_campaign_keys(df) + _campaign_keys(whole), dtype=object))
+    campaign, whole_campaign = codes[:n], codes[n:]
+    camp_items = pd.DataFrame(
+        {"c": np.concatenate([campaign, whole_campaign]),
+         "p": np.concatenate([df["product_id"], whole["product_id"]]).astype(np.int64)}
+    ).drop_duplicates().sort_values(["c", "p"])  # fmt: skip
+    per_campaign = _pad_groups(camp_items["c"].to_numpy(), camp_items["p"].to_numpy(), len(keys))
     requests = pd.DataFrame(
         {
             "request_id": df["push_id"],
@@ -234,8 +247,9 @@ def impressions_from_service(
 def sample_users(frame: pd.DataFrame, max_requests: int | None, request_col: str, seed: int) -> pd.DataFrame:
     """The logged rows of a random subset of users holding about ``max_requests`` requests.
 
-    Whole users are kept (not single rows) so that a push campaign keeps its product set and a
-    user's requests stay together; the estimate's interval then reflects the smaller sample.
+    Whole users are kept (not single rows) so that a user's requests stay together; the estimate's
+    interval then reflects the smaller sample. A push campaign's product set comes from the whole
+    log (``push_log(campaigns=...)``): the sampled users were pushed only part of it.
     """
     if max_requests is None or frame.empty:
         return frame
@@ -272,11 +286,10 @@ def held_out_logs(
                 f"{kind}: off-policy estimates on the {sampled[request_col].nunique()} logged requests of a random "
                 f"sample of users, of {held[request_col].nunique()} held out (max_requests {max_requests})"
             )
-            held = sampled
         if kind == "carousel":
-            lr = carousel_log(held, tables.get("stream_products"), reward=reward)
-        else:
-            lr = push_log(held, reward=reward)
+            lr = carousel_log(sampled, tables.get("stream_products"), reward=reward)
+        else:  # a campaign's products: what it pushed to anyone held out, not only to the sample
+            lr = push_log(sampled, reward=reward, campaigns=held)
         if lr.log.n_requests == 0:
             notes.append(f"{kind}: no logged decision carries a propensity; no off-policy estimate")
             continue
