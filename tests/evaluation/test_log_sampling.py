@@ -48,3 +48,28 @@ def test_sampled_pushes_keep_their_campaigns_whole_product_set() -> None:
     row_of = {pid: i for i, pid in enumerate(full.requests["request_id"])}
     rows = [row_of[pid] for pid in sampled.requests["request_id"]]
     np.testing.assert_array_equal(sampled.candidates, full.candidates[rows])
+
+
+def test_impossible_propensities_are_dropped_counted_and_noted() -> None:
+    """A logged row with propensity 0 (or above 1) cannot be importance-weighted; it failed the whole
+    evaluation (SlateLog's ValueError naming an internal row number) where a missing one is counted
+    and left out. Both are now left out, counted, and named in the report's notes."""
+    from training.evaluation.logs import held_out_logs
+
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    imp = pd.DataFrame({
+        "ts": [t0] * 6, "request_id": ["a", "a", "b", "b", "c", "c"], "user_id": [1, 1, 2, 2, 3, 3],
+        "stream_id": 7, "product_id": [10, 11, 10, 11, 10, 11], "slot": [0, 1] * 3, "policy": "log",
+        "propensity": [0.9, 0.1, 0.0, 0.9, 1.5, None], "clicked": True, "purchased": False,
+    })  # fmt: skip
+    pushes = pd.DataFrame({
+        "ts": [t0] * 3, "push_id": ["p1", "p2", "p3"], "user_id": [1, 2, 3], "product_id": [10, 11, 10],
+        "community_id": 5, "policy": "push", "propensity": [0.5, 0.0, np.nan], "opened": False,
+        "clicked": False, "purchased": True,
+    })  # fmt: skip
+    logs, notes = held_out_logs({"impressions": imp, "pushes": pushes}, t0, max_requests=None)
+    carousel, push = logs["carousel"], logs["push"]
+    assert carousel.dropped == 3 and carousel.log.item.size == 3 and carousel.log.n_requests == 2
+    assert push.dropped == 2 and push.log.n_requests == 1
+    assert "carousel: 3 logged rows without a propensity in (0, 1] left out" in notes
+    assert "push: 2 logged rows without a propensity in (0, 1] left out" in notes

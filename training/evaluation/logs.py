@@ -64,12 +64,22 @@ def _reward(frame: pd.DataFrame, reward: str) -> np.ndarray:
     return frame[reward].fillna(False).astype(np.float64).to_numpy()
 
 
+def _weighable(frame: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, int]:
+    """The rows an estimator can weight, a propensity in (0, 1], and how many others were left out
+    (null, 0 or above 1: a row the logging policy could not have shown as logged)."""
+    p = pd.to_numeric(frame["propensity"], errors="coerce")
+    df = frame.loc[((p > 0) & (p <= 1)).to_numpy()]
+    dropped = len(frame) - len(df)
+    if dropped:
+        log.warning("%s log: %d rows without a propensity in (0, 1] left out", kind, dropped)
+    return df, dropped
+
+
 def carousel_log(
     impressions: pd.DataFrame, stream_products: pd.DataFrame | None = None, reward: str = "purchased"
 ) -> LoggedRequests:
     """Impressions (canonical table) as a slate log; candidates from the on-air schedule when given."""
-    df = impressions.dropna(subset=["propensity"])
-    dropped = len(impressions) - len(df)
+    df, dropped = _weighable(impressions, "carousel")
     df = df.sort_values(["ts", "request_id", "slot"], kind="stable").reset_index(drop=True)
     req_idx, uniq = pd.factorize(df["request_id"], sort=False)
     n = len(uniq)
@@ -97,8 +107,6 @@ def carousel_log(
         reward=_reward(df, reward),
         n_requests=n,
     )
-    if dropped:
-        log.warning("carousel log: %d impression rows without a propensity left out", dropped)
     return LoggedRequests(slate, requests, candidates, "carousel", dropped)
 
 
@@ -144,8 +152,8 @@ def push_log(
     ``campaigns``: the pushes that define each campaign's products when ``pushes`` is a sample of
     them (a user sample holds only what its users were pushed); default ``pushes`` itself.
     """
-    df = pushes.dropna(subset=["propensity"]).reset_index(drop=True)
-    dropped = len(pushes) - len(df)
+    df, dropped = _weighable(pushes, "push")
+    df = df.reset_index(drop=True)
     n = len(df)
     whole = df if campaigns is None else campaigns
     codes, keys = pd.factorize(pd.Series(_campaign_keys(df) + _campaign_keys(whole), dtype=object))
@@ -290,6 +298,8 @@ def held_out_logs(
             lr = carousel_log(sampled, tables.get("stream_products"), reward=reward)
         else:  # a campaign's products: what it pushed to anyone held out, not only to the sample
             lr = push_log(sampled, reward=reward, campaigns=held)
+        if lr.dropped:
+            notes.append(f"{kind}: {lr.dropped} logged rows without a propensity in (0, 1] left out")
         if lr.log.n_requests == 0:
             notes.append(f"{kind}: no logged decision carries a propensity; no off-policy estimate")
             continue
