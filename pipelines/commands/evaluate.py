@@ -271,7 +271,7 @@ def register(app: typer.Typer) -> None:
         bundle: Path = typer.Option(None, "--bundle", help="bundle directory for als / als+ranker (default: the champion)"),
         truth: bool = typer.Option(True, "--truth/--no-truth", help="report simulator true values when DATA/truth exists"),
         mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the report as an MLflow evaluation run"),
-        seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+        seed: int = typer.Option(0, "--seed", help="seed of the bootstrap and of the user samples (--max-users, --max-requests)"),
         service_log: bool = typer.Option(False, "--service-log/--table-log",
                                          help="carousels from the service's impression log ($SLOTCAST_STATE_DIR/serving/"
                                               "impressions, rewards joined from DATA's events) instead of DATA's impressions table"),

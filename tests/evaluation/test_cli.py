@@ -64,6 +64,21 @@ def test_evaluate_rejects_bad_input_with_exit_code_2(
     assert main(["evaluate", "--data", str(tmp_path), "--split", "random", "--no-mlflow"]) == 2
 
 
+def test_seed_help_names_the_user_samples_it_also_draws(
+    world_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--help called --seed the bootstrap seed; it also draws the --max-users and --max-requests samples."""
+    from training.evaluation.replay import replay_users, time_split
+    from training.evaluation.run import read_tables
+
+    test = time_split(read_tables(world_dir)["events"], 0.2)[1]
+    a, b = (replay_users(test, max_users=50, seed=s)[0] for s in (0, 1))
+    assert set(a) != set(b)  # the seed picks the replay's users
+    assert main(["evaluate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())  # rich's box, its wrapped lines
+    assert "seed of the bootstrap and of the user samples (--max-users, --max-requests)" in text
+
+
 @pytest.mark.slow
 def test_report_is_logged_as_mlflow_artifacts(tmp_path: Path) -> None:
     from mlflow import MlflowClient
