@@ -66,12 +66,23 @@ class ImpressionLog:
 
 
 def read_impressions(directory: Path) -> Iterator[dict[str, Any]]:
-    """Every complete impression record, oldest file first."""
+    """Every complete impression record, oldest file first.
+
+    A line cut short (a crash mid-write) or one that is not a JSON object (a disk fault, a hand edit)
+    is skipped, and the count logged: one bad line must not stop a reader of the whole log."""
+    skipped = 0
     for path in sorted(Path(directory).glob("impressions-*.jsonl")):
         with path.open("rb") as fh:
             for line in fh:
-                if line.endswith(b"\n"):
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
+                if not line.endswith(b"\n"):
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are no text
+                    record = None
+                if isinstance(record, dict):
+                    yield record
+                else:
+                    skipped += 1
+    if skipped:
+        log.warning("impression log %s: %d lines that are not JSON records skipped", directory, skipped)

@@ -271,7 +271,7 @@ def register(app: typer.Typer) -> None:
         bundle: Path = typer.Option(None, "--bundle", help="bundle directory for als / als+ranker (default: the champion)"),
         truth: bool = typer.Option(True, "--truth/--no-truth", help="report simulator true values when DATA/truth exists"),
         mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the report as an MLflow evaluation run"),
-        seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+        seed: int = typer.Option(0, "--seed", help="seed of the bootstrap and of the user samples (--max-users, --max-requests)"),
         service_log: bool = typer.Option(False, "--service-log/--table-log",
                                          help="carousels from the service's impression log ($SLOTCAST_STATE_DIR/serving/"
                                               "impressions, rewards joined from DATA's events) instead of DATA's impressions table"),
@@ -308,15 +308,17 @@ def register(app: typer.Typer) -> None:
         tables = read_tables(data, gone)
         if tables["events"].empty:
             raise typer.BadParameter(f"{data}/events.parquet holds no events", param_hint="--data")
+        notes: list[str] = []
         if service_log:
             tables["impressions"] = _service_impressions(settings.state_dir, tables["events"], gone)
+            if bad := tables["impressions"].attrs.get("malformed_records", 0):
+                notes.append(f"service impression log: {bad} malformed carousel records left out")
         from training.evaluation.policies import PopularPolicy
         from training.evaluation.replay import time_split
 
         cut = time_split(tables["events"], test_fraction)[1]["ts"].min()
         bundles = _Bundles(settings, bundle)
         specs: dict[str, Any] = {}
-        notes: list[str] = []
         for name in names:
             if name == "logging":
                 continue  # always reported: its value is read off the logs

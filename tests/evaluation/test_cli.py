@@ -64,6 +64,21 @@ def test_evaluate_rejects_bad_input_with_exit_code_2(
     assert main(["evaluate", "--data", str(tmp_path), "--split", "random", "--no-mlflow"]) == 2
 
 
+def test_seed_help_names_the_user_samples_it_also_draws(
+    world_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--help called --seed the bootstrap seed; it also draws the --max-users and --max-requests samples."""
+    from training.evaluation.replay import replay_users, time_split
+    from training.evaluation.run import read_tables
+
+    test = time_split(read_tables(world_dir)["events"], 0.2)[1]
+    a, b = (replay_users(test, max_users=50, seed=s)[0] for s in (0, 1))
+    assert set(a) != set(b)  # the seed picks the replay's users
+    assert main(["evaluate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())  # rich's box, its wrapped lines
+    assert "seed of the bootstrap and of the user samples (--max-users, --max-requests)" in text
+
+
 @pytest.mark.slow
 def test_report_is_logged_as_mlflow_artifacts(tmp_path: Path) -> None:
     from mlflow import MlflowClient
@@ -168,6 +183,8 @@ def test_evaluate_reads_the_service_impression_log(
                    "user_id": int(g["user_id"].iloc[0]), "stream_id": int(g["stream_id"].iloc[0]),
                    "items": g["product_id"].tolist(), "slots": g["slot"].tolist(),
                    "propensities": g["propensity"].tolist(), "variant": "champion"})  # fmt: skip
+    log.write({"kind": "carousel", "request_id": "no-time", "user_id": 1, "items": [1], "slots": [0]})
+    log.write([1, 2])  # type: ignore[arg-type]  # not a record: a reader must skip it, not fail
     log.close()
     monkeypatch.setenv("SLOTCAST_STATE_DIR", str(state))
     outs = {}
@@ -176,7 +193,10 @@ def test_evaluate_reads_the_service_impression_log(
         code = main(["evaluate", "--data", str(world_dir), "--policies", "popular", "--reward", "clicked", "--out",
                      str(out), "--no-mlflow", "--n-boot", "100", flag])  # fmt: skip
         assert code == 0
-        outs[flag] = json.loads((out / "metrics.json").read_text())["ope"]["carousel"]
+        metrics = json.loads((out / "metrics.json").read_text())
+        outs[flag] = metrics["ope"]["carousel"]
+        if flag == "--service-log":
+            assert "service impression log: 1 malformed carousel records left out" in metrics["notes"]
     assert (
         outs["--service-log"]["n_requests"]
         == outs["--table-log"]["n_requests"]

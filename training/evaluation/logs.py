@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -64,12 +64,22 @@ def _reward(frame: pd.DataFrame, reward: str) -> np.ndarray:
     return frame[reward].fillna(False).astype(np.float64).to_numpy()
 
 
+def _weighable(frame: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, int]:
+    """The rows an estimator can weight, a propensity in (0, 1], and how many others were left out
+    (null, 0 or above 1: a row the logging policy could not have shown as logged)."""
+    p = pd.to_numeric(frame["propensity"], errors="coerce")
+    df = frame.loc[((p > 0) & (p <= 1)).to_numpy()]
+    dropped = len(frame) - len(df)
+    if dropped:
+        log.warning("%s log: %d rows without a propensity in (0, 1] left out", kind, dropped)
+    return df, dropped
+
+
 def carousel_log(
     impressions: pd.DataFrame, stream_products: pd.DataFrame | None = None, reward: str = "purchased"
 ) -> LoggedRequests:
     """Impressions (canonical table) as a slate log; candidates from the on-air schedule when given."""
-    df = impressions.dropna(subset=["propensity"])
-    dropped = len(impressions) - len(df)
+    df, dropped = _weighable(impressions, "carousel")
     df = df.sort_values(["ts", "request_id", "slot"], kind="stable").reset_index(drop=True)
     req_idx, uniq = pd.factorize(df["request_id"], sort=False)
     n = len(uniq)
@@ -97,8 +107,6 @@ def carousel_log(
         reward=_reward(df, reward),
         n_requests=n,
     )
-    if dropped:
-        log.warning("carousel log: %d impression rows without a propensity left out", dropped)
     return LoggedRequests(slate, requests, candidates, "carousel", dropped)
 
 
@@ -132,16 +140,29 @@ def _merge_candidates(
     return _pad_groups(pairs["r"].to_numpy(np.int64), pairs["p"].to_numpy(np.int64), n)
 
 
-def push_log(pushes: pd.DataFrame, reward: str = "purchased") -> LoggedRequests:
-    """Push decisions as one-slot requests; candidates = the campaign's pushed products."""
-    df = pushes.dropna(subset=["propensity"]).reset_index(drop=True)
-    dropped = len(pushes) - len(df)
+def _campaign_keys(frame: pd.DataFrame) -> list[tuple[Any, Any]]:
+    return list(zip(frame["community_id"].fillna(-1), frame["ts"], strict=True))
+
+
+def push_log(
+    pushes: pd.DataFrame, reward: str = "purchased", campaigns: pd.DataFrame | None = None
+) -> LoggedRequests:
+    """Push decisions as one-slot requests; candidates = the campaign's pushed products.
+
+    ``campaigns``: the pushes that define each campaign's products when ``pushes`` is a sample of
+    them (a user sample holds only what its users were pushed); default ``pushes`` itself.
+    """
+    df, dropped = _weighable(pushes, "push")
+    df = df.reset_index(drop=True)
     n = len(df)
-    campaign, _ = pd.factorize(pd.Series(list(zip(df["community_id"].fillna(-1), df["ts"], strict=True))))
-    camp_items = pd.DataFrame({"c": campaign, "p": df["product_id"].to_numpy(np.int64)}).drop_duplicates()
-    per_campaign = _pad_groups(
-        camp_items["c"].to_numpy(), camp_items["p"].to_numpy(), int(campaign.max()) + 1 if n else 0
-    )
+    whole = df if campaigns is None else campaigns
+    codes, keys = pd.factorize(pd.Series(_campaign_keys(df) + _campaign_keys(whole), dtype=object))
+    campaign, whole_campaign = codes[:n], codes[n:]
+    camp_items = pd.DataFrame(
+        {"c": np.concatenate([campaign, whole_campaign]),
+         "p": np.concatenate([df["product_id"], whole["product_id"]]).astype(np.int64)}
+    ).drop_duplicates().sort_values(["c", "p"])  # fmt: skip
+    per_campaign = _pad_groups(camp_items["c"].to_numpy(), camp_items["p"].to_numpy(), len(keys))
     requests = pd.DataFrame(
         {
             "request_id": df["push_id"],
@@ -164,6 +185,28 @@ def push_log(pushes: pd.DataFrame, reward: str = "purchased") -> LoggedRequests:
     return LoggedRequests(slate, requests, cands, "push", dropped)
 
 
+def _ints(values: Any) -> TypeGuard[list[int]]:
+    return isinstance(values, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def _service_rows(rec: Mapping[str, Any]) -> list[tuple[Any, ...]] | None:
+    """One carousel record's rows, or None when it cannot be one (no time, id or user; items and
+    slots that are not equally long lists of ids). Propensities that do not fit are left null."""
+    items, slots = rec.get("items"), rec.get("slots")
+    if not (
+        isinstance(rec.get("ts"), str) and rec.get("request_id") is not None and _ints([rec.get("user_id")])
+        and _ints(items) and _ints(slots) and len(items) == len(slots)
+    ):  # fmt: skip
+        return None
+    props = rec.get("propensities")
+    if not isinstance(props, list) or len(props) != len(items):
+        props = [None] * len(items)
+    return [
+        (rec["ts"], rec["request_id"], rec["user_id"], rec.get("stream_id"), item, slot, rec.get("variant", ""), prop)
+        for item, slot, prop in zip(items, slots, props, strict=True)
+    ]  # fmt: skip
+
+
 def impressions_from_service(
     records: Iterable[Mapping[str, Any]], events: pd.DataFrame, window_hours: float = 24.0
 ) -> pd.DataFrame:
@@ -171,21 +214,28 @@ def impressions_from_service(
 
     A shown product counts as clicked / purchased when the user has that event on it within
     ``window_hours`` after the answer. Records without propensities stay in with a null propensity
-    (``carousel_log`` then counts and drops them).
+    (``carousel_log`` then counts and drops them), as do propensities that are not numbers. Records
+    that cannot be read as a carousel (no time, request id or user, a time that does not parse,
+    items and slots that do not pair up) are left out and counted in ``attrs["malformed_records"]``.
     """
-    rows = []
+    rows: list[tuple[Any, ...]] = []
+    malformed = 0
     for rec in records:
         if rec.get("kind", "carousel") != "carousel":
             continue
-        items, slots = rec.get("items") or [], rec.get("slots") or []
-        props = rec.get("propensities") or [None] * len(items)
-        for item, slot, prop in zip(items, slots, props, strict=False):
-            rows.append((rec["ts"], rec["request_id"], rec["user_id"], rec.get("stream_id"), item, slot,
-                         rec.get("variant", ""), prop))  # fmt: skip
+        got = _service_rows(rec)
+        if got is None:
+            malformed += 1
+        else:
+            rows.extend(got)
     cols = ["ts", "request_id", "user_id", "stream_id", "product_id", "slot", "policy", "propensity"]
     imp = pd.DataFrame(rows, columns=cols)
-    imp["ts"] = pd.to_datetime(imp["ts"], utc=True, format="ISO8601")
-    imp["propensity"] = pd.to_numeric(imp["propensity"])
+    imp["ts"] = pd.to_datetime(imp["ts"], utc=True, format="ISO8601", errors="coerce")
+    bad_ts = imp["ts"].isna()
+    if bad_ts.any():
+        malformed += imp.loc[bad_ts, "request_id"].nunique()
+        imp = imp.loc[~bad_ts].reset_index(drop=True)
+    imp["propensity"] = pd.to_numeric(imp["propensity"], errors="coerce")
     end = imp["ts"] + pd.Timedelta(hours=window_hours)
     for event_type, col in (("product_click", "clicked"), ("purchase", "purchased")):
         ev = events.loc[events["type"] == event_type, ["user_id", "product_id", "ts"]]
@@ -196,14 +246,18 @@ def impressions_from_service(
         )
         m = m[(m["ts_e"] > m["ts"]) & (m["ts_e"] <= end.to_numpy()[m["index"]])]
         imp[col] = imp.index.isin(m["index"])
+    if malformed:
+        log.warning("service impression log: %d malformed carousel records left out", malformed)
+    imp.attrs["malformed_records"] = malformed
     return imp
 
 
 def sample_users(frame: pd.DataFrame, max_requests: int | None, request_col: str, seed: int) -> pd.DataFrame:
     """The logged rows of a random subset of users holding about ``max_requests`` requests.
 
-    Whole users are kept (not single rows) so that a push campaign keeps its product set and a
-    user's requests stay together; the estimate's interval then reflects the smaller sample.
+    Whole users are kept (not single rows) so that a user's requests stay together; the estimate's
+    interval then reflects the smaller sample. A push campaign's product set comes from the whole
+    log (``push_log(campaigns=...)``): the sampled users were pushed only part of it.
     """
     if max_requests is None or frame.empty:
         return frame
@@ -240,11 +294,12 @@ def held_out_logs(
                 f"{kind}: off-policy estimates on the {sampled[request_col].nunique()} logged requests of a random "
                 f"sample of users, of {held[request_col].nunique()} held out (max_requests {max_requests})"
             )
-            held = sampled
         if kind == "carousel":
-            lr = carousel_log(held, tables.get("stream_products"), reward=reward)
-        else:
-            lr = push_log(held, reward=reward)
+            lr = carousel_log(sampled, tables.get("stream_products"), reward=reward)
+        else:  # a campaign's products: what it pushed to anyone held out, not only to the sample
+            lr = push_log(sampled, reward=reward, campaigns=held)
+        if lr.dropped:
+            notes.append(f"{kind}: {lr.dropped} logged rows without a propensity in (0, 1] left out")
         if lr.log.n_requests == 0:
             notes.append(f"{kind}: no logged decision carries a propensity; no off-policy estimate")
             continue

@@ -39,19 +39,17 @@ def reward_variance(log: SlateLog, q_logged: np.ndarray | None) -> np.ndarray:
     return q * (1.0 - q)
 
 
-def reward_coefficients(log: SlateLog, w: np.ndarray) -> dict[str, np.ndarray]:
-    """Each estimator's coefficient on each logged reward, with w the (clipped) importance weights.
+def reward_coefficients(log: SlateLog, w: np.ndarray, fill: np.ndarray) -> dict[str, np.ndarray]:
+    """Each estimator's coefficient on each logged reward, with w the (clipped) importance weights and
+    ``fill`` (N, k) the target's chance of filling each logged (request, slot) (``ope._Terms.has``).
 
-    IPS and DR: w / N. SNIPS: share of requests with the row's slot x w / (sum of w at that slot),
-    its linearisation around the slot's weight total (the same form ``ope._stat_from`` computes).
+    IPS and DR: w / N. SNIPS: share of requests whose slot the target fills x w / (sum of w at that
+    slot), its linearisation around the slot's weight total (the same form ``ope._stat_from`` computes).
     """
     n, k = log.n_requests, max(log.n_slots, 1)
     ips = w / n
     total_w = np.bincount(log.slot, weights=w, minlength=k)
-    # requests that logged slot s, each counted once however many rows it has there (a bincount:
-    # np.unique's sort cost ~1 s per policy on 1M rows)
-    logged = np.bincount(log.request * k + log.slot, minlength=n * k).reshape(n, k) > 0
-    share = logged.sum(axis=0) / n
+    share = fill.sum(axis=0) / n
     at = total_w[log.slot]
     snips = np.where(at > 0, share[log.slot] * w / np.where(at > 0, at, 1.0), 0.0)
     return {"ips": ips, "snips": snips, "dr": ips}

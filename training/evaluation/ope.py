@@ -6,9 +6,9 @@ pi(item at slot | request); under the model the value of the target (expected to
 request) is estimated by weighting each row with w = pi / propensity:
 
 - IPS   = (1/N) sum_rows w r
-- SNIPS = sum_slots [sum_rows@s w r / sum_rows@s w] * (requests with slot s / N): E[sum w] per slot is
-  1 when the logging policy covers the target, so normalising per slot trades a little bias for much
-  less variance
+- SNIPS = sum_slots [sum_rows@s w r / sum_rows@s w] * (requests whose slot s the target fills / N):
+  E[sum w] per slot is that count when the logging policy covers the target, so normalising per slot
+  trades a little bias for much less variance
 - DR    = (1/N) sum_requests [sum_s sum_a pi(a at s) q(a, s)  +  sum_rows w (r - q(item, slot))]
   with any reward model q (the ranker's p_convert, for one); unbiased when either the propensities
   or q are right.
@@ -98,6 +98,15 @@ class TargetSlates:
         if self.eps > 0 and self.n_candidates is None:
             raise ValueError("a target with eps > 0 needs n_candidates per request")
 
+    def fill(self, log: SlateLog) -> np.ndarray:
+        """sum_a pi(a at slot | request) for every logged row: 1 where the target puts an item at the
+        row's slot, less where its slate is shorter than that (PAD) or the slot lies beyond it."""
+        k = self.slates.shape[1]
+        in_range = log.slot < k
+        filled = np.zeros(log.item.shape, dtype=bool)
+        filled[in_range] = self.slates[log.request[in_range], log.slot[in_range]] != PAD
+        return (1.0 - self.eps) * filled + self.eps * in_range
+
     def prob(self, log: SlateLog) -> np.ndarray:
         """pi(item at slot | request) for every logged row."""
         k = self.slates.shape[1]
@@ -150,7 +159,7 @@ class _Terms:
     ips: np.ndarray  # (N,) sum w r
     num: np.ndarray  # (N, k) w r per slot
     den: np.ndarray  # (N, k) w per slot
-    has: np.ndarray  # (N, k) 1 when the request logged that slot
+    has: np.ndarray  # (N, k) the target's chance of filling that slot, where the request logged it
     dr: np.ndarray | None  # (N,) DM term + sum w (r - q)
     ess: float
     w: np.ndarray  # (rows,) the clipped weights, for the noise floor
@@ -172,7 +181,10 @@ def _terms(
     flat = log.request * k + log.slot
     num = np.bincount(flat, weights=w * r, minlength=n * k).reshape(n, k)
     den = np.bincount(flat, weights=w, minlength=n * k).reshape(n, k)
-    has = (np.bincount(flat, minlength=n * k).reshape(n, k) > 0).astype(np.float64)
+    # SNIPS normalises a slot by E[sum w] there, which is the number of requests in which the target
+    # fills that slot, not of requests that logged it: a short slate earns nothing at its empty slots.
+    has = np.zeros((n, k))
+    has[log.request, log.slot] = target.fill(log)
     sw, sw2 = float(w.sum()), float((w * w).sum())
     ess = sw * sw / sw2 if sw2 > 0 else 0.0
     dr = None
@@ -318,7 +330,7 @@ def evaluate_policies(
     q = [alpha / 2, 1 - alpha / 2]
     z = NormalDist().inv_cdf(1 - alpha / 2)
     variance = reward_variance(log, q_logged)
-    coefs = [reward_coefficients(log, t.w) for t in terms]
+    coefs = [reward_coefficients(log, t.w, t.has) for t in terms]
     estimates: dict[str, dict[str, Estimate]] = {}
     for name, t, point, boot, c in zip(names, terms, points, boots, coefs, strict=True):
         estimates[name] = {}
@@ -360,7 +372,14 @@ def evaluate_policy(
 def on_policy_value(log: SlateLog, *, n_boot: int = 400, alpha: float = 0.05, seed: int = 0) -> Estimate:
     """The logging policy's own value: the mean logged reward per request, with its bootstrap interval."""
     per_req = np.bincount(log.request, weights=log.reward.astype(np.float64), minlength=log.n_requests)
-    boot = np.concatenate([c @ per_req / c.sum(axis=1) for c in _poisson_draws(log.n_requests, n_boot, seed)])
+    means = []
+    for c in _poisson_draws(log.n_requests, n_boot, seed):
+        total = c.sum(axis=1)
+        keep = (
+            total > 0
+        )  # a draw that leaves out every request has no mean (tiny logs): dropped, as in _bootstrap
+        means.append((c[keep] @ per_req) / total[keep])
+    boot = np.concatenate(means)
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     n = float(log.n_requests)
     return Estimate(
