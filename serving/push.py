@@ -190,8 +190,10 @@ class PushRanking:
         cands = cands[np.isin(cands, in_stock)] if len(cands) else in_stock[:500]
         rng = np.random.default_rng(0)
         # The members' mean affinity ranks the products; a member without personalization consent
-        # is not profiled, not even into an average.
-        members = audience[np.asarray(self.catalog.personalization_consent(audience), bool)]
+        # is not profiled, not even into an average, and a deleted one is no member (their factors
+        # counted, zeroed or, in a model that cannot forget, as trained).
+        profiled = np.asarray(self.catalog.personalization_consent(audience), bool)
+        members = audience[profiled & ~np.asarray(self.deleted_mask(audience), bool)]
         sample = (
             members
             if len(members) <= self.config.audience_sample

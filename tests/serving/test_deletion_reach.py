@@ -1,7 +1,6 @@
-"""What a deletion reaches when the catalogue does not know the user: the service's own logs name
-them all the same (events they sent, answers it gave them), and `DELETE /users/{id}` must record
-them so that `slotcast privacy purge` erases those lines. It answered 404 "unknown user" and
-recorded nothing, so the lines stayed on disk for good."""
+"""What a deletion reaches, over HTTP: users the catalogue does not know but the service's logs
+name (they answered 404 and their lines were never purged), and the audiences whose mean affinity
+ranks a push's products (a deleted member counted in it)."""
 
 from __future__ import annotations
 
@@ -43,3 +42,18 @@ def test_users_known_only_from_the_service_logs_are_deleted_and_purged(tmp_path:
 
     purge(state, [], build_lock=contextlib.nullcontext)
     assert _lines_naming(state, clicker) == 0 and _lines_naming(state, viewer) == 0
+
+
+def test_the_best_products_of_an_audience_count_no_deleted_member(tmp_path: Path) -> None:
+    """`POST /community/push` with a community alone ranks products by its members' mean affinity;
+    a deleted member must not count in it, as they are left out of the users direction. They
+    counted (their zeroed factors as a score of 0), so with every member deleted the products still
+    came back at the calibration's rate at 0, not at the 0 of an audience with no one to average."""
+    with in_process_service(tmp_path / "state") as c:
+        before = c.post("/community/push", json={"community_id": 2, "k": 5}).json()["products"]
+        assert any(p["p_convert"] > 0 for p in before)
+        members = [u for u in range(500) if u % 3 == 2]  # the demo world's community 2
+        r = c.post("/users/delete", json={"user_ids": members}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["unknown"] == [], r.text
+        after = c.post("/community/push", json={"community_id": 2, "k": 5}).json()["products"]
+        assert [p["p_convert"] for p in after] == [0.0] * len(after), after
