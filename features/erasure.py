@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,31 @@ def erase_parquet(path: Path, user_ids: set[int], column: str = "user_id", batch
         finally:
             tmp.unlink(missing_ok=True)
     return n
+
+
+def users_named(directory: Path, user_ids: Iterable[int], chunk_bytes: int = 8 << 20) -> set[int]:
+    """Which of ``user_ids`` a whole line of the JSON-lines files under ``directory`` names as a
+    ``user_id`` (the lines ``erase_jsonl`` would erase): the regex over each file ``chunk_bytes`` at
+    a time, stopping once every one is found. Users the service knows only from its logs (events
+    naming no product it keeps, carousels asked for an unknown user) are held there all the same."""
+    wanted = {int(u) for u in user_ids}
+    found: set[int] = set()
+    for path in jsonl_files(directory):
+        if found == wanted:
+            break
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - read in chunks, closed below
+        except FileNotFoundError:  # aged out meanwhile
+            continue
+        with f:
+            tail = b""
+            while chunk := f.read(chunk_bytes):
+                chunk = tail + chunk
+                end = chunk.rfind(b"\n") + 1  # whole lines only; the rest waits for the next chunk
+                tail = chunk[end:]
+                named = {int(m) for m in set(_USER_ID.findall(chunk, 0, end))}
+                found |= named & wanted
+    return found
 
 
 def jsonl_files(directory: Path, pattern: str = "*.jsonl") -> Iterator[Path]:

@@ -218,6 +218,22 @@ def materialize(
     return written
 
 
+def _drop_late_deletions(store: Any, settings: FeatureSettings, excluded: set[int]) -> int:
+    """Users deleted while this build ran (it read the ledger at its start): their rows were
+    computed and materialized after serving removed them from the online store, which kept them
+    until the next build. They go from the online store and the offline snapshot now (the
+    build's lock is held). Returns how many users."""
+    from features.erasure import erase_parquet
+    from features.privacy import DeletionLedger, delete_user_online
+
+    late = DeletionLedger(settings.state_dir).user_ids() - excluded
+    if late:
+        delete_user_online(store, late)
+        for table in sorted(settings.offline_dir.glob("*.parquet")):
+            erase_parquet(table, late)
+    return len(late)
+
+
 def build_feature_store(
     data_dir: str | Path,
     settings: FeatureSettings,
@@ -278,6 +294,7 @@ def _build(
     from features.privacy import retry_online_deletions
 
     online_deletions = retry_online_deletions(store, settings.state_dir)
+    online_deletions += _drop_late_deletions(store, settings, excluded)
     seconds["materialize"] = time.perf_counter() - t2
     report = BuildReport(
         as_of=off.as_of,

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from features.erasure import users_named
+
 log = logging.getLogger(__name__)
 DELETION_REFRESH_S = 1.0  # how stale another worker's deletion may be, at most
 
@@ -97,10 +99,16 @@ def delete_users(
 ) -> dict[str, list[int]]:
     """Delete the users serving holds something about: the ledger first (one write), then this
     process's models and purchases, then the online rows (one pass over the store's keys for all of
-    them: a user at a time, a list of 1,000 walked the keys 1,000 times). Users it holds nothing
-    about are listed as unknown and not recorded (``DELETE /users/{id}`` answers 404)."""
+    them: a user at a time, a list of 1,000 walked the keys 1,000 times). Held: in the catalogue
+    (``holds_user``) or, for the rest, named by a line of the service's logs under
+    ``$STATE/serving`` (a user only clicks or carousels made known: they answered 404 and their lines
+    were never purged). Users held nowhere are listed as unknown and not recorded (``DELETE
+    /users/{id}`` answers 404)."""
     ids = list(dict.fromkeys(int(u) for u in user_ids))
-    known = [u for u in ids if catalog.holds_user(u) or deleted.known_here(u)]
+    held = {u for u in ids if catalog.holds_user(u) or deleted.known_here(u)}
+    if len(held) < len(ids):  # the service's own logs may name them (events, answers): one scan
+        held |= users_named(state_dir / "serving", set(ids) - held)
+    known = [u for u in ids if u in held]
     if known:
         deleted.add_many(known)  # then this process's models forget them
         for u in known:

@@ -76,6 +76,13 @@ class PushRanking:
         deleted = np.asarray(self.deleted_mask(users), bool)
         suppressed["deleted"] = int(deleted.sum())
         users = users[~deleted]
+        if req.segment is not None:
+            # A segment is a profile of the user's history (RFM, behaviour): it may not pick out a
+            # user without personalization consent, as the carousel does not use their segment. A
+            # community is something the user joined: its members stay (ranked as its average).
+            profiled = np.asarray(self.catalog.personalization_consent(users), bool)
+            suppressed["no_personalization"] = int((~profiled).sum())
+            users = users[profiled]
         since = int((now - timedelta(days=self.config.push_cap_days)).timestamp() * US)
         capped = self.catalog.push_counts(users, since) >= self.config.push_cap
         suppressed["frequency_cap"] = int(capped.sum())
@@ -183,8 +190,10 @@ class PushRanking:
         cands = cands[np.isin(cands, in_stock)] if len(cands) else in_stock[:500]
         rng = np.random.default_rng(0)
         # The members' mean affinity ranks the products; a member without personalization consent
-        # is not profiled, not even into an average.
-        members = audience[np.asarray(self.catalog.personalization_consent(audience), bool)]
+        # is not profiled, not even into an average, and a deleted one is no member (their factors
+        # counted, zeroed or, in a model that cannot forget, as trained).
+        profiled = np.asarray(self.catalog.personalization_consent(audience), bool)
+        members = audience[profiled & ~np.asarray(self.deleted_mask(audience), bool)]
         sample = (
             members
             if len(members) <= self.config.audience_sample

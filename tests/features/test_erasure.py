@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.erasure import erase_jsonl, erase_parquet
+from features.erasure import erase_jsonl, erase_parquet, users_named
 
 
 def test_a_log_loses_the_users_records_in_place_and_nothing_else(tmp_path: Path) -> None:
@@ -70,3 +70,15 @@ def test_a_table_is_rewritten_without_the_users_rows(tmp_path: Path) -> None:
     other = tmp_path / "products.parquet"
     pq.write_table(pa.table({"product_id": [1, 2]}), other)
     assert erase_parquet(other, {1}) == 0 and pq.read_table(other).num_rows == 2
+
+
+def test_which_users_the_logs_name_across_chunks_and_files(tmp_path: Path) -> None:
+    """``users_named`` reads a file a chunk at a time: a line cut by a chunk's end is read whole
+    with the next one, a torn last line (being appended) is not read at all."""
+    (tmp_path / "a").mkdir()
+    lines = [json.dumps({"event_id": i, "user_id": 1000 + i, "type": "product_click"}) for i in range(50)]
+    (tmp_path / "a" / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"user_id": 42}\n{"user_id": 43', encoding="utf-8")
+    for chunk in (7, 64, 1 << 20):
+        got = users_named(tmp_path, {1000, 1033, 1049, 42, 43, 999}, chunk_bytes=chunk)
+        assert got == {1000, 1033, 1049, 42}, chunk

@@ -147,3 +147,29 @@ def test_the_ledger_keeps_the_latest_of_each_flag_and_skips_a_torn_line(tmp_path
         f.write("not json\n")  # a whole line that is not a change: corruption, said with its place
     with pytest.raises(ValueError, match="consent_changes.jsonl:5: not a consent change"):
         ConsentLedger(tmp_path).overrides()
+
+
+def test_a_segment_audience_does_not_target_a_user_by_a_profile_they_withdrew(client: TestClient) -> None:
+    """A segment (RFM, behaviour) is a profile of the user's history: a push to a segment's users
+    must not pick out a user without personalization consent by it, as the carousel does not use
+    their segment. A community is something the user joined, and keeps them (test above). Before,
+    the segment's push listed them (``personalized: false``) like any member."""
+
+    def push(segment: str) -> tuple[list[int], dict[str, int]]:
+        body = {"segment": segment, "product_id": 5, "max_users": 10_000}
+        r = client.post("/community/push", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()["users"]["user_id"], r.json()["suppressed"]
+
+    users, suppressed = push("buyer")
+    user = next(u for u in users if u % 7 != 3)  # consents to both in the demo world
+    client.put(f"/users/{user}/consent", json={"personalization": False}, headers=AUTH)
+    try:
+        after, suppressed_after = push("buyer")
+        assert user not in after and len(after) == len(users) - 1
+        assert suppressed_after["no_personalization"] == suppressed.get("no_personalization", 0) + 1
+        for u in after:
+            assert client.get(f"/users/{u}/data", headers=AUTH).json()["profile"]["consent_personalization"]
+    finally:
+        client.put(f"/users/{user}/consent", json={"personalization": True}, headers=AUTH)
+    assert user in push("buyer")[0]
