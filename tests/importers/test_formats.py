@@ -51,11 +51,29 @@ def test_taobao_behaviours_and_derived_tables(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "quarantine.parquet").exists()
 
 
+def test_a_movielens_directory_holding_ratings_csv_is_found(tmp_path: Path) -> None:
+    """ml-25m/ holds ratings.csv beside movies.csv, tags.csv ...: the directory is enough."""
+    (tmp_path / "ml-25m").mkdir()
+    (tmp_path / "ml-25m" / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n")
+    (tmp_path / "ml-25m" / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,296,5.0,1147880044\n"
+    )
+    report = import_logs("movielens", tmp_path / "ml-25m", tmp_path / "out")
+    assert (report.read, report.accepted, report.events) == (1, 1, 2)
+    assert [f.path.name for f in report.files] == ["ratings.csv"]
+
+
 @pytest.mark.parametrize(
     ("name", "text"),
     [
         ("u.data", "196\t242\t3\t881250949\n186\t302\t5\t891717742\n22\t377\t4\t878887116\n"),
         ("ratings.dat", "196::242::3::881250949\n186::302::5::891717742\n22::377::4::878887116\n"),
+        # MovieLens 20M/25M/32M and ml-latest: comma-separated, a header, half-star ratings.
+        (
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\n196,242,3.5,881250949\n186,302,5.0,891717742\n"
+            "22,377,4.0,878887116\n",
+        ),
         (
             "ml-100k.inter",
             "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
