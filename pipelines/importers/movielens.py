@@ -62,7 +62,7 @@ def _spec_for(path: Path) -> FileSpec:
     line = first_line(path)
     if "::" in line:
         return FileSpec("ratings.dat", "::", _PLAIN_FIELDS, 0, _to_events)
-    if [c.strip().lower() for c in line.lstrip("\ufeff").split(",")] == _CSV_HEADER:
+    if [c.strip().lower() for c in line.split(",")] == _CSV_HEADER:
         return FileSpec("ratings.csv", ",", _PLAIN_FIELDS, 1, _to_events)
     cells = line.split("\t")
     if any(":" in c for c in cells):  # RecBole: name:type per column, e.g. user_id:token

@@ -100,10 +100,11 @@ def test_movielens_variants_click_and_purchase_from_high_ratings(
     assert events_of(tmp_path / "out")[0]["ts"] == utc(881250949)  # 1997: allowed for MovieLens
 
 
-def test_retailrocket_header_events_and_milliseconds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bom", ["", "\ufeff"])  # a UTF-8 byte order mark: the file re-saved by Excel
+def test_retailrocket_header_events_and_milliseconds(tmp_path: Path, bom: str) -> None:
     src = tmp_path / "events.csv"
     src.write_text(
-        "timestamp,visitorid,event,itemid,transactionid\n"
+        bom + "timestamp,visitorid,event,itemid,transactionid\n"
         "1433221332117,257597,view,355908,\n"
         "1433224214164,992329,addtocart,248676,\n"
         "1433224214999,992329,transaction,248676,4000\n"
