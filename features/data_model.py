@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -181,6 +182,18 @@ def empty_table(table: str) -> pa.Table:
     return SCHEMAS[table].empty_table()
 
 
+def floor_timestamps(arr: Any, unit: str) -> Any:
+    """Timestamps of a finer unit than ``unit`` (pandas' nanoseconds) floored to it: the canonical
+    microseconds are a cast Arrow refuses as lossy otherwise. Other arrays come back as they are."""
+    order = ["s", "ms", "us", "ns"]
+    if not pa.types.is_timestamp(arr.type) or order.index(arr.type.unit) <= order.index(unit):
+        return arr
+    import pyarrow.compute as pc
+
+    step = {"s": "second", "ms": "millisecond", "us": "microsecond"}[unit]
+    return pc.cast(pc.floor_temporal(arr, unit=step), pa.timestamp(unit, arr.type.tz), safe=False)
+
+
 def conform(table: str, data: pa.Table) -> pa.Table:
     """Select and cast ``data``'s columns to the canonical schema of ``table`` (missing nullable columns become nulls)."""
     schema = SCHEMAS[table]
@@ -188,7 +201,10 @@ def conform(table: str, data: pa.Table) -> pa.Table:
     for field in schema:
         if field.name in data.column_names:
             try:
-                cols.append(data.column(field.name).cast(field.type))
+                col = data.column(field.name)
+                if pa.types.is_timestamp(field.type):
+                    col = floor_timestamps(col, field.type.unit)
+                cols.append(col.cast(field.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise type(exc)(f"column {field.name!r} is not {field.type}: {exc}") from exc
         elif field.name in NULLABLE[table]:

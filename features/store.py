@@ -116,6 +116,7 @@ class BuildReport:
     yaml_path: Path | None = None
     excluded_users: int = 0
     online_rows: dict[str, int] = field(default_factory=dict)
+    online_removed: dict[str, int] = field(default_factory=dict)  # keys only an earlier build had
     online_deletions: int = 0  # deleted users whose online rows this build removed (missed before)
 
 
@@ -191,6 +192,8 @@ def materialize(
     as_of: datetime | None = None,
     on_view: Callable[[str], None] | None = None,
     chunk_rows: int = 200_000,
+    removed: dict[str, int] | None = None,
+    live_after_as_of: bool = True,
 ) -> dict[str, int]:
     """Write the latest row of every key of every view to the online store; returns rows per view.
 
@@ -200,7 +203,15 @@ def materialize(
     and took about a minute for the 144k-event demo world. Live sessions active in the last
     ``LIVE_SESSION_ONLINE_WINDOW`` before ``as_of`` are loaded too, so a session running during the
     build carries on from its offline totals.
+
+    Then every key of a view that this build did not write is removed (``features.online_prune``):
+    an earlier build's rows must not outlive it. Live sessions pushed since are kept when they are
+    recent: stamped after the window's start and, unless ``live_after_as_of`` is false (a build
+    ``--as-of`` a date: nothing after it belongs in the store), at any time after it. ``removed``,
+    when given, receives the keys removed per view.
     """
+    from features.online_prune import prune_view
+
     written: dict[str, int] = {}
     for name in defs.views:
         since = (as_of or end) - LIVE_SESSION_ONLINE_WINDOW if name == "live_session" else None
@@ -209,6 +220,16 @@ def materialize(
             for i in range(0, len(df), chunk_rows):
                 store.write_to_online_store(name, df.iloc[i : i + chunk_rows])
         written[name] = len(df)
+        keep = None
+        if since is not None:
+            limit = as_of or end
+
+            def keep(ts: datetime | None, since: datetime = since, limit: datetime = limit) -> bool:
+                return ts is not None and ts > since and (live_after_as_of or ts <= limit)
+
+        gone = prune_view(store, defs.views[name], df, keep)
+        if removed is not None:
+            removed[name] = gone
         if on_view:
             on_view(name)
     # Last, once every view is written: serving's in-memory product tables reload when it changes.
@@ -282,6 +303,7 @@ def _build(
     t2 = time.perf_counter()
     # Daily snapshots are stamped at the midnight after their day; include the last one.
     end = off.as_of + timedelta(days=1, seconds=1)
+    removed: dict[str, int] = {}
     online_rows = materialize(
         store,
         defs,
@@ -289,6 +311,8 @@ def _build(
         end,
         as_of=off.as_of,
         on_view=(lambda v: progress("materialize", v)) if progress else None,
+        removed=removed,
+        live_after_as_of=as_of is None,
     )
     # Deletions the online store missed (down at the time): their rows go now.
     from features.privacy import retry_online_deletions
@@ -306,6 +330,7 @@ def _build(
         yaml_path=yaml_path,
         excluded_users=len(excluded),
         online_rows=online_rows,
+        online_removed=removed,
         online_deletions=online_deletions,
     )
     log.info(

@@ -24,6 +24,7 @@ from features.data_model import (
     PRIMARY_KEYS,
     SCHEMAS,
     TS,
+    floor_timestamps,
 )
 
 # Which id columns of which table must name a row of another table (column -> referenced table).
@@ -127,6 +128,8 @@ def _parse_strings(arr: pa.Array, typ: pa.DataType) -> pa.Array:
         return _keep_where(truthy, known)
     if pa.types.is_timestamp(typ):
         s = _keep_where(s, pc.match_substring_regex(s, _ISO_RE))
+        if typ.unit == "us":  # nine fractional digits (Java, Go, pandas): keep the microseconds
+            s = pc.replace_substring_regex(s, r"(\.\d{6})\d+", r"\1")
         zoned = pc.match_substring_regex(s, _ZONE_RE)
         with_zone = safe_cast(_keep_where(s, zoned), typ)
         # A timestamp without a zone is read as UTC, the house convention for every table.
@@ -156,7 +159,9 @@ def parse_column(arr: pa.Array | pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.
             values = _parse_strings(arr, typ)
             present = pc.and_(present, pc.not_equal(pc.utf8_trim_whitespace(arr.cast(pa.string())), ""))
     elif pa.types.is_timestamp(arr.type) and pa.types.is_timestamp(typ):
-        values = pc.cast(arr if arr.type.tz else pc.assume_timezone(arr, "UTC"), typ)
+        zoned = arr if arr.type.tz else pc.assume_timezone(arr, "UTC")
+        # A finer unit (pandas' nanoseconds) is floored to the microsecond, not refused as lossy.
+        values = pc.cast(floor_timestamps(zoned, typ.unit), typ)
     else:
         try:
             values = pc.cast(arr, typ)  # safe cast: rejects 1.5 -> int and overflow as a whole

@@ -100,6 +100,12 @@ def build(
     console.print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
     if report.excluded_users:
         console.print(f"  excluded {report.excluded_users} deleted user(s) (privacy ledger)")
+    stale = {v: n for v, n in report.online_removed.items() if n}
+    if stale:
+        console.print(
+            "  removed online keys no longer in the offline tables: "
+            + ", ".join(f"{v} {n:,}" for v, n in stale.items())
+        )
     if report.online_deletions:
         console.print(
             f"  removed the online rows of {report.online_deletions} deleted user(s) the store missed"

@@ -1,4 +1,6 @@
-"""MovieLens ratings: ``u.data`` (tab), ``ratings.dat`` (``::``) or RecBole's ``.inter`` (typed header).
+"""MovieLens ratings: ``u.data`` (tab), ``ratings.dat`` (``::``), ``ratings.csv`` (comma, header
+``userId,movieId,rating,timestamp``: MovieLens 20M, 25M, 32M and ml-latest) or RecBole's ``.inter``
+(typed header).
 
 Every rating is a product_click (the user chose to watch the film); a rating of 4 or more is also
 a purchase, the strongest implicit signal, so that a conversion ranker has positives to learn
@@ -29,6 +31,7 @@ from pipelines.importers.reading import InputFormatError, first_line
 PURCHASE_RATING = 4.0
 MAX_RATING = 5.0
 _PLAIN_FIELDS = ["user_id", "item_id", "rating", "timestamp"]
+_CSV_HEADER = ["userid", "movieid", "rating", "timestamp"]
 
 
 def _to_events(f: pa.Table) -> Mapped:
@@ -59,6 +62,8 @@ def _spec_for(path: Path) -> FileSpec:
     line = first_line(path)
     if "::" in line:
         return FileSpec("ratings.dat", "::", _PLAIN_FIELDS, 0, _to_events)
+    if [c.strip().lower() for c in line.split(",")] == _CSV_HEADER:
+        return FileSpec("ratings.csv", ",", _PLAIN_FIELDS, 1, _to_events)
     cells = line.split("\t")
     if any(":" in c for c in cells):  # RecBole: name:type per column, e.g. user_id:token
         names = [c.split(":", 1)[0].strip() for c in cells]
@@ -75,7 +80,8 @@ def _spec_for(path: Path) -> FileSpec:
     raise InputFormatError(
         path,
         1,
-        f"not a MovieLens ratings file: expected user, item, rating, timestamp separated by a tab or '::', found {line[:120]!r}",
+        f"not a MovieLens ratings file: expected user, item, rating, timestamp separated by a tab or '::' "
+        f"(or ratings.csv's header userId,movieId,rating,timestamp), found {line[:120]!r}",
     )
 
 
@@ -84,7 +90,7 @@ def _find(path: Path) -> list[Path]:
         inter = sorted(path.glob("*.inter"))
         if inter and not (path / "u.data").exists() and not (path / "ratings.dat").exists():
             return inter[:1]
-    return find_in_dir(path, ["u.data", "ratings.dat"], "movielens")
+    return find_in_dir(path, ["u.data", "ratings.dat", "ratings.csv"], "movielens")
 
 
 FORMAT = LogFormat(
@@ -92,5 +98,5 @@ FORMAT = LogFormat(
     find_files=_find,
     spec_for=_spec_for,
     min_ts=dt.datetime(1995, 1, 1, tzinfo=dt.UTC),
-    description="MovieLens u.data (tab), ratings.dat ('::') or RecBole .inter (typed header)",
+    description="MovieLens u.data (tab), ratings.dat ('::'), ratings.csv (header) or RecBole .inter",
 )

@@ -61,13 +61,17 @@ def open_binary(path: Path) -> BinaryIO:
 
 
 def first_line(path: Path, limit: int = 1 << 16) -> str:
-    """The file's first line (for sniffing a header or a separator); empty for an empty file."""
+    """The file's first line (for sniffing a header or a separator); empty for an empty file.
+
+    A UTF-8 byte order mark before it (a file re-saved by Excel or Notepad) is not part of the
+    line: it made RetailRocket's header name '\\ufefftimestamp' and the import refuse the file."""
     with open_binary(path) as f:
         try:
             head = f.read(limit)
         except (OSError, EOFError, pa.ArrowInvalid) as exc:
             raise InputFormatError(path, 1, f"cannot read ({exc})") from exc
-    return head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
+    line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
+    return line.removeprefix("\ufeff")
 
 
 @dataclass

@@ -50,6 +50,15 @@ def built_store(request: pytest.FixtureRequest) -> Iterator[FeatureSettings]:
     yield request.getfixturevalue(f"{request.param}_store")
 
 
+def own_settings(backend: str, state: Path, request: pytest.FixtureRequest, db: int) -> FeatureSettings:
+    """Settings for a test's own store on ``backend``; on Redis its own database ``db`` (the
+    session's built store lives in db 0)."""
+    if backend != "redis":
+        return FeatureSettings(state_dir=state)
+    url = request.getfixturevalue("redis_server") + f"/{db}"
+    return FeatureSettings(state_dir=state, online_store="redis", redis_url=url)
+
+
 @pytest.fixture(autouse=True)
 def _one_blas_thread() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -232,12 +232,9 @@ def test_a_build_as_of_an_earlier_date_replaces_a_later_builds_rows(
     import warnings
 
     from features.store import build_feature_store
-    from tests.features.conftest import AS_OF
+    from tests.features.conftest import AS_OF, own_settings
 
-    kw: dict[str, Any] = {}
-    if backend == "redis":  # its own database: the session's store lives in db 0
-        kw = {"online_store": "redis", "redis_url": request.getfixturevalue("redis_server") + "/5"}
-    settings = FeatureSettings(state_dir=tmp_path, **kw)
+    settings = own_settings(backend, tmp_path, request, 5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         build_feature_store(world_dir, settings, as_of=day(31 + 3650, 0))

@@ -51,11 +51,29 @@ def test_taobao_behaviours_and_derived_tables(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "quarantine.parquet").exists()
 
 
+def test_a_movielens_directory_holding_ratings_csv_is_found(tmp_path: Path) -> None:
+    """ml-25m/ holds ratings.csv beside movies.csv, tags.csv ...: the directory is enough."""
+    (tmp_path / "ml-25m").mkdir()
+    (tmp_path / "ml-25m" / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n")
+    (tmp_path / "ml-25m" / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,296,5.0,1147880044\n"
+    )
+    report = import_logs("movielens", tmp_path / "ml-25m", tmp_path / "out")
+    assert (report.read, report.accepted, report.events) == (1, 1, 2)
+    assert [f.path.name for f in report.files] == ["ratings.csv"]
+
+
 @pytest.mark.parametrize(
     ("name", "text"),
     [
         ("u.data", "196\t242\t3\t881250949\n186\t302\t5\t891717742\n22\t377\t4\t878887116\n"),
         ("ratings.dat", "196::242::3::881250949\n186::302::5::891717742\n22::377::4::878887116\n"),
+        # MovieLens 20M/25M/32M and ml-latest: comma-separated, a header, half-star ratings.
+        (
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\n196,242,3.5,881250949\n186,302,5.0,891717742\n"
+            "22,377,4.0,878887116\n",
+        ),
         (
             "ml-100k.inter",
             "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -82,10 +100,11 @@ def test_movielens_variants_click_and_purchase_from_high_ratings(
     assert events_of(tmp_path / "out")[0]["ts"] == utc(881250949)  # 1997: allowed for MovieLens
 
 
-def test_retailrocket_header_events_and_milliseconds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bom", ["", "\ufeff"])  # a UTF-8 byte order mark: the file re-saved by Excel
+def test_retailrocket_header_events_and_milliseconds(tmp_path: Path, bom: str) -> None:
     src = tmp_path / "events.csv"
     src.write_text(
-        "timestamp,visitorid,event,itemid,transactionid\n"
+        bom + "timestamp,visitorid,event,itemid,transactionid\n"
         "1433221332117,257597,view,355908,\n"
         "1433224214164,992329,addtocart,248676,\n"
         "1433224214999,992329,transaction,248676,4000\n"

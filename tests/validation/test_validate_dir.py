@@ -99,3 +99,20 @@ def test_a_corrupt_parquet_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="users.parquet") as err:
         validate_dir(d, rules=RULES)
     assert getattr(err.value, "exit_code", None) == 2
+
+
+def test_a_table_pandas_wrote_in_nanoseconds_validates_and_then_reads(tmp_path: Path) -> None:
+    """A user's events.parquet from pandas (datetime64[ns], sub-microsecond parts): validation
+    accepts every row, and the features build's read of the table (read_table) must not then refuse
+    it as lossy ("column 'ts' is not timestamp[us, tz=UTC]")."""
+    d = make_dir(tmp_path)
+    ns = int(T0.timestamp()) * 10**9 + 987_654_321
+    events = pq.read_table(d / "events.parquet").slice(0, 38)  # no bad product: nothing to rewrite
+    n = events.num_rows
+    ts = pa.array([ns + i * 60 * 10**9 for i in range(n)], pa.timestamp("ns", "UTC"))
+    pq.write_table(events.set_column(events.schema.get_field_index("ts"), "ts", ts), d / "events.parquet")
+    report = validate_dir(d, max_quarantine_share=0.5, rules=RULES)
+    assert report.tables["events"].quarantined == 0
+    got = read_table(d, "events").column("ts").to_pylist()
+    assert got[0] == T0 + dt.timedelta(microseconds=987_654)
+    assert got[1] - got[0] == dt.timedelta(minutes=1)

@@ -220,3 +220,25 @@ def test_known_ids_as_a_python_set_agree_with_an_arrow_array() -> None:
             p for p in range(rows.num_rows) if p % 3 == 0
         ]
         assert by_set.accepted.equals(by_array.accepted) and by_set.accepted.equals(by_list.accepted)
+
+
+def test_nanosecond_timestamps_are_read_to_the_microsecond() -> None:
+    """pandas writes datetime64[ns]; Java, Spark and Go logs print nine fractional digits. Both are
+    good rows: the parquet column crashed the whole validation (ArrowInvalid, "would lose data"),
+    the text was quarantined as an unparseable ts."""
+    ns = int(T0.timestamp()) * 10**9 + 123_456_789
+    typed = events(ts=pa.array([ns, ns, ns - 123_456_789], pa.timestamp("ns", "UTC")))
+    naive = events(ts=pa.array([ns] * 3, pa.timestamp("ns")))
+    text = events(
+        ts=[
+            "2024-05-01T12:00:00.123456789Z",
+            "2024-05-01 12:00:00.1234567",
+            "2024-05-01T14:00:00.123456789+02:00",
+        ]
+    )
+    want = T0 + dt.timedelta(microseconds=123_456)
+    for table in (typed, naive, text):
+        res = validate_table("events", table, rules=RULES)
+        assert res.quarantined.num_rows == 0, res.quarantined.column("reason").to_pylist()
+        assert res.accepted.column("ts").to_pylist()[:2] == [want, want]
+    assert validate_table("events", text, rules=RULES).accepted.column("ts").to_pylist()[2] == want
