@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,11 @@ class DeletionLedger:
         return new
 
     def user_ids(self) -> set[int]:
-        """Every deleted user id (re-read only when the file changed)."""
+        """Every deleted user id (re-read only when the file changed); a copy the caller may edit."""
+        return set(self._ids())
+
+    def _ids(self) -> set[int]:
+        """The cached set itself, re-read only when the file changed (not to be edited)."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
@@ -58,13 +63,15 @@ class DeletionLedger:
                 except ValueError:
                     raise ValueError(f"{self.path}:{n}: not a user id: {line[:40]!r}") from None
             self._cache, self._stamp = ids, stamp
-        return set(self._cache)
+        return self._cache
 
     def contains(self, user_id: int) -> bool:
-        return int(user_id) in self.user_ids()
+        """One lookup in the cached set (no copy of it: serving asks this per request)."""
+        return int(user_id) in self._ids()
 
     def __contains__(self, user_id: object) -> bool:
-        return isinstance(user_id, int) and self.contains(user_id)
+        # Any integer, numpy's included (ids read from arrays and frames are np.int64); not bools.
+        return isinstance(user_id, Integral) and not isinstance(user_id, bool) and self.contains(user_id)
 
 
 def _user_keyed_views(store: Any) -> list[Any]:

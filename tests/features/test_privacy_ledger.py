@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from features.privacy import DeletionLedger
@@ -16,6 +17,16 @@ def test_ledger_is_append_only_and_survives_reopening(tmp_path: Path) -> None:
     assert DeletionLedger(tmp_path).user_ids() == {5, 7}
     assert 7 in ledger and 8 not in ledger
     assert (tmp_path / "privacy" / "deleted_users.txt").read_text() == "5\n7\n"
+
+
+def test_ids_read_from_arrays_are_found_and_the_cache_is_not_exposed(tmp_path: Path) -> None:
+    ledger = DeletionLedger(tmp_path)
+    ledger.add_many(np.array([3, 4], dtype=np.int64))
+    ids = np.array([3, 4, 9], dtype=np.int64)
+    assert [u in ledger for u in ids] == [True, True, False]  # np.int64, as frames and arrays hold
+    assert np.int32(4) in ledger and True not in ledger and "3" not in ledger
+    ledger.user_ids().add(9)  # the caller's copy; the ledger is unchanged
+    assert 9 not in ledger and DeletionLedger(tmp_path).user_ids() == {3, 4}
 
 
 def test_a_garbled_ledger_names_file_and_line(tmp_path: Path) -> None:
