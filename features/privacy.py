@@ -71,7 +71,7 @@ class DeletionLedger:
 
     def __contains__(self, user_id: object) -> bool:
         # Any integer, numpy's included (ids read from arrays and frames are np.int64); not bools.
-        return isinstance(user_id, Integral) and not isinstance(user_id, bool) and self.contains(user_id)
+        return isinstance(user_id, Integral) and not isinstance(user_id, bool) and int(user_id) in self._ids()
 
 
 def _user_keyed_views(store: Any) -> list[Any]:
