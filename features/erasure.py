@@ -182,6 +182,27 @@ def users_named(directory: Path, user_ids: Iterable[int], chunk_bytes: int = 8 <
     return found
 
 
+def lines_naming(directory: Path, user_id: int) -> dict[str, int]:
+    """How many lines of the JSON-lines files under ``directory`` are about ``user_id`` (the lines
+    ``erase_jsonl`` would blank or edit: their own ``user_id``, or a push listing them among its
+    ``users``), per log: the first folder below ``directory`` (``events``, ``impressions``, ...).
+    Logs without such a line are left out. One pass over every file: for a person's access
+    request, not a hot path."""
+    ids, counts = {int(user_id)}, dict[str, int]()
+    for path in jsonl_files(directory):
+        rel = path.relative_to(directory).parts
+        log = rel[0] if len(rel) > 1 else path.stem
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - read line by line, closed below
+        except FileNotFoundError:  # aged out meanwhile
+            continue
+        with f:
+            n = sum(1 for line in f if line.endswith(b"\n") and _erased_line(line, ids) is not None)
+        if n:
+            counts[log] = counts.get(log, 0) + n
+    return counts
+
+
 def jsonl_files(directory: Path, pattern: str = "*.jsonl") -> Iterator[Path]:
     """The JSON-lines files under ``directory`` (recursively), oldest name first."""
     if directory.is_dir():

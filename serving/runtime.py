@@ -375,6 +375,7 @@ class SlotcastApp:
         return user_data(
             self._catalog(), user_id, self.is_deleted(user_id), getattr(self.features, "user_features", None),
             self.settings.push_cap_days, self.fold_ins.events_of(user_id),
+            self._models or (), self.settings.serving_dir,
         )  # fmt: skip
 
     def _forget(self, user_ids: set[int]) -> None:

@@ -257,6 +257,11 @@ class UserData(BaseModel):
     online_features: dict[str, Any]
     # Events kept to fold in a user the model does not hold (serving/fold_in.py).
     fold_in_events: list[dict[str, Any]] = []
+    # Versions of the loaded models holding factors learnt from the user (zeroed once deleted).
+    model_versions: list[str] = []
+    # Lines of the service's own logs about the user, per log (events, impressions, ...): they stay
+    # on disk until `slotcast privacy purge` after a DELETE.
+    service_logs: dict[str, int] = {}
 
 
 class NoopResponse(BaseModel):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from features.erasure import lines_naming
 from serving.catalog import NO_HISTORY_SEGMENT, US, Catalog
 from serving.schemas import UserData
 
@@ -20,16 +22,23 @@ def user_data(
     lookup: Callable[[int], dict[str, Any]] | None,
     push_cap_days: float,
     fold_in_events: list[dict[str, Any]] | None = None,
+    models: Iterable[Any] = (),
+    logs_dir: Path | None = None,
 ) -> UserData:
     """The catalogue's profile, segment, communities, purchases and pushes of ``user_id``, what
-    the online store holds (``lookup``: the feature source's ``user_features``, when it has one) and
-    the events kept to fold them in."""
+    the online store holds (``lookup``: the feature source's ``user_features``, when it has one),
+    the events kept to fold them in, the loaded models holding factors of theirs (``models``) and
+    the lines of the service's logs about them (those under ``logs_dir``, read whole: an access
+    request is rare, and a user known only from the logs is held there all the same)."""
+    logs = lines_naming(logs_dir, user_id) if logs_dir is not None else {}
     if deleted:
         # Serving uses nothing about a deleted user from the moment of the DELETE, so it shows
-        # nothing either; the loaded snapshot's rows go with the next features build and reload.
+        # nothing of it; the loaded snapshot's rows go with the next features build and reload,
+        # the log lines (counted here, as they are still on disk) with `slotcast privacy purge`.
         return UserData(
             user_id=user_id, known=False, deleted=True, profile={}, segment=NO_HISTORY_SEGMENT,
             communities=[], recent_purchases=[], recent_pushes=0, online_features={},
+            service_logs=logs,
         )  # fmt: skip
     known = cat.knows_user(user_id)
     profile: dict[str, Any] = {}
@@ -66,4 +75,19 @@ def user_data(
         segment=cat.segment(user_id), communities=cat.user_communities(user_id), recent_purchases=purchases,
         recent_pushes=cat.recent_pushes(user_id, now_us - int(push_cap_days * 86_400 * US)),
         online_features=feats, fold_in_events=fold_in_events or [],
+        model_versions=models_holding(models, user_id), service_logs=logs,
     )  # fmt: skip
+
+
+def models_holding(models: Iterable[Any], user_id: int) -> list[str]:
+    """The versions of ``models`` (loaded ``Models``, None skipped) whose ALS holds a non-zero factor
+    row for ``user_id`` (a deletion zeroes it)."""
+    out = []
+    for m in models:
+        users = getattr(getattr(m, "als", None), "users", None)
+        if m is None or users is None:
+            continue
+        row = int(users.index(np.array([user_id], dtype=np.int64))[0])
+        if row >= 0 and bool(np.any(m.als.user_factors[row])):
+            out.append(str(m.version))
+    return out

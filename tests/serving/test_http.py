@@ -87,8 +87,11 @@ def test_user_data_and_deletion(client: TestClient) -> None:
     r = client.get("/users/15/data", headers=AUTH)
     assert r.status_code == 200 and r.json()["known"] and not r.json()["deleted"]
     assert r.json()["profile"] and r.json()["segment"] != "new", r.json()  # something to hide afterwards
+    version = client.post("/carousel", json={"user_id": 15, "stream_id": 1}).json()["model_version"]
+    assert r.json()["model_versions"] == [version], r.json()  # factors learnt from them
     assert client.delete("/users/15", headers=AUTH).json() == {"user_id": 15, "deleted": True}
     held = client.get("/users/15/data", headers=AUTH).json()
+    assert held["model_versions"] == [], held  # the loaded model's factors of theirs are zeroed
     # Serving shows nothing it no longer uses: no profile, segment, communities, purchases or features.
     assert held["deleted"] and not held["known"] and held["profile"] == {} and held["communities"] == [], held
     assert held["segment"] == "new" and held["recent_purchases"] == [] and held["online_features"] == {}, held
@@ -231,6 +234,7 @@ def test_a_user_only_live_events_know_can_be_deleted(client: TestClient) -> None
     assert client.post("/events", json={"events": ev}).status_code == 200
     held = client.get(f"/users/{u}/data", headers=AUTH).json()
     assert not held["known"] and held["recent_purchases"] and held["recent_pushes"] == 1
+    assert held["service_logs"]["events"] == 2 and held["model_versions"] == [], held
     r = client.delete(f"/users/{u}", headers=AUTH)
     assert r.status_code == 200 and r.json() == {"user_id": u, "deleted": True}, r.text
     after = client.get(f"/users/{u}/data", headers=AUTH).json()

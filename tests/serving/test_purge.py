@@ -60,7 +60,13 @@ def test_purge_erases_a_deleted_user_from_logs_and_tables_while_serving(
         places = {p.parent.name for p in before}
         assert {"events", "impressions", "purchase", "push_sent", "community_join", "privacy"} <= places
         assert sum(_mentions(r, gone) for _, r in _records(state)) >= 8
+        # The right of access names those lines, log by log (GET /users/{id}/data).
+        logs = _ok(client.get(f"/users/{gone}/data", headers=AUTH))["service_logs"]
+        print(logs)
+        assert logs["events"] == 3 and logs["impressions"] == 2, logs  # the push and the carousel
         assert _ok(client.delete(f"/users/{gone}", headers=AUTH))["deleted"]
+        held = _ok(client.get(f"/users/{gone}/data", headers=AUTH))
+        assert held["deleted"] and held["model_versions"] == [] and held["service_logs"] == logs, held
 
         assert main(["privacy", "purge"]) == 0  # the service keeps running
 
@@ -77,7 +83,8 @@ def test_purge_erases_a_deleted_user_from_logs_and_tables_while_serving(
         _ok(client.post("/events", json={"events": [{"user_id": kept, "type": "purchase", "product_id": 9}]}))
         held = _ok(client.get(f"/users/{kept}/data", headers=AUTH))
         assert {7, 9} <= {p["product_id"] for p in held["recent_purchases"]}, held
-        assert _ok(client.get(f"/users/{gone}/data", headers=AUTH))["deleted"] is True
+        held = _ok(client.get(f"/users/{gone}/data", headers=AUTH))
+        assert held["deleted"] is True and held["service_logs"] == {}, held  # off the disk now
     from serving.event_log import read_all
 
     logged = [(e["user_id"], e.get("product_id")) for e in read_all(state / "serving" / "events")]
