@@ -62,7 +62,6 @@ def test_purge_erases_a_deleted_user_from_logs_and_tables_while_serving(
         assert sum(_mentions(r, gone) for _, r in _records(state)) >= 8
         # The right of access names those lines, log by log (GET /users/{id}/data).
         logs = _ok(client.get(f"/users/{gone}/data", headers=AUTH))["service_logs"]
-        print(logs)
         assert logs["events"] == 3 and logs["impressions"] == 2, logs  # the push and the carousel
         assert _ok(client.delete(f"/users/{gone}", headers=AUTH))["deleted"]
         held = _ok(client.get(f"/users/{gone}/data", headers=AUTH))
