@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.online_deletion import connect_erasing
 from features.online_reads import KeyCodec, entity_keys
 
 _CHUNK = 500  # values per IN (...) list, below SQLite's variable limit
@@ -63,7 +64,7 @@ def _prune_sqlite(
 ) -> int:
     config = store.config
     table = f'"{config.project}_{view.name}"'
-    con = sqlite3.connect(str(Path(config.online_store.path)))
+    con = connect_erasing(Path(config.online_store.path))  # pruned rows may be a deleted user's
     try:
         try:
             stored = con.execute(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
+import pytest
 
 from features.live import ingest_live_events
 from features.online_deletion import _escape, _shapes, user_value
@@ -84,3 +86,33 @@ def test_the_decoding_fallback_removes_the_user_and_no_one_else(built_store: Fea
     assert removed >= 1
     assert np.isnan(_clicks(reader, [2001], stream=102)).all()
     assert _clicks(reader, [2002], stream=102) == [1.0]
+
+
+def test_a_deleted_users_bytes_leave_the_sqlite_file(
+    sqlite_store: FeatureSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unless SQLite was built with SQLITE_SECURE_DELETE (this Python's is; many are not), it only
+    unlinks a deleted row: its bytes stay in the file's free space, readable with a hex editor,
+    until the page is reused. The deletion turns ``secure_delete`` on itself, which zeroes them;
+    here every connection starts with it off, as on such a build."""
+    import sqlite3
+    from pathlib import Path
+
+    import features.online_deletion as od
+
+    real = sqlite3.connect
+
+    def connect(*args: Any, **kw: Any) -> sqlite3.Connection:
+        con = real(*args, **kw)
+        con.execute("PRAGMA secure_delete = OFF")
+        return con
+
+    monkeypatch.setattr(od.sqlite3, "connect", connect)
+    reader = FeastFeatureReader(sqlite_store)
+    u = 0x3C3C5AA5C3C35AA5  # bytes found nowhere else in the file
+    _click(reader, [u, u + 1], stream=102)
+    path = Path(reader.store.config.online_store.path)
+    assert user_value(u) in path.read_bytes()
+    assert delete_user_online(reader.store, u) >= 1
+    assert user_value(u) not in path.read_bytes()
+    assert _clicks(reader, [u + 1], stream=102) == [1.0]
