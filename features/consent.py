@@ -23,6 +23,7 @@ class ConsentLedger:
     def __init__(self, state_dir: str | Path, name: str = "consent_changes.jsonl") -> None:
         self.path = Path(state_dir) / "privacy" / name
         self._cache: Overrides = {}
+        self._withdrawn: dict[int, float] = {}
         self._stamp: tuple[int, int] | None = None
 
     def add(self, user_id: int, personalization: bool | None, marketing: bool | None) -> None:
@@ -44,26 +45,41 @@ class ConsentLedger:
 
         A torn last line (a crash mid-append, never acknowledged) is skipped; any other line that
         is not a change is an error naming the file and line."""
+        self._read()
+        return dict(self._cache)
+
+    def withdrawals(self) -> dict[int, float]:
+        """Per user, when (epoch seconds) personalization consent was last withdrawn: what they
+        sent before it is not to be used for them again, even once consent is given back. The same
+        object until the file changes (not to be edited)."""
+        self._read()
+        return self._withdrawn
+
+    def _read(self) -> None:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            return {}
+            self._cache, self._withdrawn, self._stamp = {}, {}, None
+            return
         stamp = (st.st_mtime_ns, st.st_size)  # the size too: a coarse clock can give two writes one mtime
-        if stamp != self._stamp:
-            data = self.path.read_bytes()
-            out: Overrides = {}
-            for n, raw in enumerate(data.splitlines(keepends=True), 1):
-                if not raw.endswith(b"\n") or not raw.strip():
-                    continue
-                try:
-                    change = json.loads(raw)
-                    uid = int(change["user_id"])
-                except (ValueError, KeyError, TypeError):
-                    raise ValueError(f"{self.path}:{n}: not a consent change: {raw[:60]!r}") from None
-                pers, mark = out.get(uid, (None, None))
-                out[uid] = (change.get("personalization", pers), change.get("marketing", mark))
-            self._cache, self._stamp = out, stamp
-        return dict(self._cache)
+        if stamp == self._stamp:
+            return
+        data = self.path.read_bytes()
+        out: Overrides = {}
+        withdrawn: dict[int, float] = {}
+        for n, raw in enumerate(data.splitlines(keepends=True), 1):
+            if not raw.endswith(b"\n") or not raw.strip():
+                continue
+            try:
+                change = json.loads(raw)
+                uid = int(change["user_id"])
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{self.path}:{n}: not a consent change: {raw[:60]!r}") from None
+            pers, mark = out.get(uid, (None, None))
+            out[uid] = (change.get("personalization", pers), change.get("marketing", mark))
+            if change.get("personalization") is False:
+                withdrawn[uid] = float(change.get("ts") or 0.0)
+        self._cache, self._withdrawn, self._stamp = out, withdrawn, stamp
 
 
 def _cut_torn_tail(f: BinaryIO) -> None:

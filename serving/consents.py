@@ -32,6 +32,7 @@ class ConsentChanges:
         self._state: tuple[dict[int, tuple[bool | None, bool | None]], np.ndarray, np.ndarray] = (
             {}, np.empty(0, np.int64), np.empty((0, 2), np.int8),
         )  # fmt: skip
+        self._withdrawn: dict[int, float] = {}
 
     def add(self, user_id: int, personalization: bool | None, marketing: bool | None) -> None:
         """Record a change: durable in the ledger first, then in force in this process."""
@@ -43,6 +44,12 @@ class ConsentChanges:
         """(personalization, marketing) changed for ``user_id``; None where nothing was recorded."""
         self._refresh()
         return self._state[0].get(int(user_id), (None, None))
+
+    def withdrawn_at(self) -> dict[int, float]:
+        """Per user, when personalization consent was last withdrawn (epoch seconds): the same
+        object until a change is read (not to be edited)."""
+        self._refresh()
+        return self._withdrawn
 
     def marketing(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each user: whether a marketing change is recorded, and the flag it set."""
@@ -76,6 +83,8 @@ class ConsentChanges:
                 [[_flag(by_user[int(u)][0]), _flag(by_user[int(u)][1])] for u in ids[order]], np.int8
             ).reshape(-1, 2)
             self._state = (by_user, ids[order], flags)
+            withdrawals = getattr(self.ledger, "withdrawals", None)
+            self._withdrawn = withdrawals() if withdrawals is not None else {}
             self._checked = start
 
 

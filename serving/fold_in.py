@@ -70,19 +70,32 @@ class FoldIns:
         self._vectors: dict[int, tuple[weakref.ref[Any], int, np.ndarray | None]] = {}
         self._applied: dict[int, int] = {}  # user -> events applied so far (a cached vector's age)
         self._kept: np.ndarray | None = None  # the users with events kept, sorted (None: to rebuild)
+        # user -> when personalization consent was last withdrawn (epoch s): their events from
+        # before it are never used again, in any worker, even once consent is given back.
+        self.withdrawn_at: Callable[[], dict[int, float]] = _no_withdrawals
+        self._withdrawn_seen: dict[int, float] | None = None
 
     @classmethod
-    def shared_under(cls, settings: Any, writer: str, deleted: Callable[[], set[int]]) -> FoldIns:
+    def shared_under(
+        cls,
+        settings: Any,
+        writer: str,
+        deleted: Callable[[], set[int]],
+        withdrawn_at: Callable[[], dict[int, float]] | None = None,
+    ) -> FoldIns:
         """The store of a worker of the deployment whose state directory ``settings`` names: its
         events shared through ``$STATE/serving/fold_in`` (``writer``: this process's tag;
-        ``deleted()``: users whose lines are left unread)."""
+        ``deleted()``: users whose lines are left unread; ``withdrawn_at()``: per user, when
+        personalization consent was last withdrawn, their events before it left unused)."""
         shared = SharedEvents(
             settings.serving_dir / "fold_in", writer, dict.fromkeys(FOLD_TYPES, settings.fold_in_days),
             np.empty(0, np.int64), deleted, types=FOLD_TYPES, fields=FOLD_FIELDS,
         )  # fmt: skip
-        return cls(
+        store = cls(
             shared, settings.fold_in_max_users, settings.fold_in_max_events, settings.fold_in_history_weight
         )
+        store.withdrawn_at = withdrawn_at or _no_withdrawals
+        return store
 
     def take(self, events: Iterable[dict[str, Any]], wanted: Callable[[int], bool]) -> int:
         """This worker's accepted events: those of users ``wanted`` says yes to (not held by the
@@ -106,16 +119,36 @@ class FoldIns:
         return len(mine)
 
     def sync(self) -> None:
-        """Take in the events other workers kept (at most once a second)."""
+        """Take in the events other workers kept (at most once a second), and let go of those sent
+        before a consent withdrawal another worker received."""
         if self.shared is not None:
             self.shared.sync(self._apply)
+        withdrawn = self.withdrawn_at()
+        if withdrawn is self._withdrawn_seen:
+            return
+        with self._lock:
+            for user, at in withdrawn.items():
+                held = self._events.get(user)
+                if held is None:
+                    continue
+                for key in [k for k, r in held.items() if r[3] <= at * 1e6]:
+                    del held[key]
+                self._vectors.pop(user, None)  # computed with them
+                if not held:
+                    self._kept = None
+                    del self._events[user]
+                    self._applied.pop(user, None)
+            self._withdrawn_seen = withdrawn
 
     def _apply(self, events: list[dict[str, Any]]) -> None:
+        withdrawn = self.withdrawn_at()
         with self._lock:
             for e in events:
                 if not _foldable(e):
                     continue
                 user = int(e["user_id"])
+                if user in withdrawn and _number(e.get("ts_us")) <= withdrawn[user] * 1e6:
+                    continue  # sent before the user withdrew consent
                 if user not in self._events:
                     self._kept = None
                 held = self._events.setdefault(user, {})
@@ -222,6 +255,13 @@ class FoldIns:
                 if u in self._events:
                     self._vectors[u] = (weakref.ref(als), applied, vec)
         return out
+
+
+_NO_WITHDRAWALS: dict[int, float] = {}
+
+
+def _no_withdrawals() -> dict[int, float]:
+    return _NO_WITHDRAWALS
 
 
 def foldable(catalog: Any, models: tuple[Any, Any] | None, deleted: bool, user_id: int) -> bool:

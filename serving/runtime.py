@@ -94,8 +94,9 @@ class SlotcastApp:
         self.event_log = EventLog(settings.events_dir, settings.log_rotate_bytes, owner)
         self.impressions = ImpressionLog(settings.impressions_dir, settings.log_rotate_bytes)
         self.fold_ins = FoldIns.shared_under(
-            settings, f"{owner}-{os.getpid()}-{time.time_ns()}", lambda: self.deleted.current()
-        )
+            settings, f"{owner}-{os.getpid()}-{time.time_ns()}", lambda: self.deleted.current(),
+            self.consents.withdrawn_at,
+        )  # fmt: skip
         self.deleted = DeletedUsers(ledger, self._forget)
         self._models: tuple[Models, Models | None] | None = None
         self.load_error: str | None = None

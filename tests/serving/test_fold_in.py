@@ -105,8 +105,18 @@ def test_a_new_user_is_folded_in_from_their_events_in_every_worker(
     a.delete_user(gone)
     assert b.is_deleted(gone) and not a.fold_ins.events_of(gone) and not b.fold_ins.events_of(gone)
     assert _taste(b, gone)[1] == "deleted"
+    assert len(b.fold_ins.events_of(withdrew)) == 4
     a.set_consent(withdrew, ConsentRequest(personalization=False))
     assert not a.fold_ins.events_of(withdrew) and _taste(b, withdrew)[1] == "no_consent"
+    assert not b.fold_ins.events_of(withdrew)  # the other worker let them go too
+    # Consent given back: what they sent before the withdrawal stays unused, in every worker (b kept
+    # them in memory, and a new worker would have read them back from the shared files).
+    a.set_consent(withdrew, ConsentRequest(personalization=True))
+    fresh = _app(tables, tmp_path, new_users_bundle)
+    for w in (a, b, fresh):
+        assert not w.fold_ins.events_of(withdrew) and _taste(w, withdrew)[1] == "cold_start"
+    a.events(_clicks(withdrew, n=2))  # sent after consent came back: folded in again
+    assert len(b.fold_ins.events_of(withdrew)) == 2 and _taste(b, withdrew)[1] is None
 
     # A worker started later reads the events kept so far.
     c = _app(tables, tmp_path, new_users_bundle)
