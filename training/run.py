@@ -161,6 +161,12 @@ def train(
         curves = fit.ranker.evals_result.get("valid", {})
         log_curves(client, run_id, {f"ranker_valid_{m.replace('@', '_at_')}": v for m, v in curves.items()})
         _log_plots(client, run_id, fit, settings.k)
+        # Users deleted while this run fitted (it read the ledger at its start): their factors and
+        # segment labels stay out of the bundle, as `slotcast privacy purge` would take them out.
+        late = deleted_users(settings.state_dir)
+        n_late = fit.als.drop_users(late)
+        fit.popularity.drop_users(late)
+        client.set_tag(run_id, "slotcast.users_deleted_during_run", str(n_late))
         bundle = Bundle.create(
             fit.als,
             fit.popularity,
