@@ -2,7 +2,8 @@
 
 Policies: popular, random (no model needed), als, als+ranker (the champion bundle, or --bundle),
 champion, challenger (MLflow model `slotcast` by alias). The logging policy's own value is always
-reported from the logs. A policy that cannot be built is skipped with the reason, never silently.
+reported from the logs (`--policies logging` reports it alone, without replay). A policy that cannot
+be built is skipped with the reason, never silently.
 When DATA holds a simulator truth (DATA/truth), every policy's true value on the logged requests
 is reported beside its estimates.
 """
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from training.evaluation.report import log_to_mlflow, write_report
-        from training.evaluation.run import EvalConfig, evaluate, read_tables
+        from training.evaluation.run import EvalConfig, NothingToEvaluate, evaluate, read_tables
         from training.settings import TrainSettings
 
         if split != "time":
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
         if any(n in specs for n in ("als", "als+ranker", "champion", "challenger")):
             notes.append("replay of registered bundles is optimistic when they were trained on data that covers "
                          "the held-out window (a user 'new' here may be known to the model)")  # fmt: skip
-        if not specs:
+        if not specs and "logging" not in names:
             raise typer.BadParameter(
                 "none of the requested policies can be evaluated here", param_hint="--policies"
             )
@@ -144,9 +145,12 @@ def register(app: typer.Typer) -> None:
                          seed=seed, max_users=max_users, max_requests=max_requests)  # fmt: skip
         with console.status("evaluating") as status:
             reward_policy = next((n for n in ("champion", "als+ranker", "challenger") if n in specs), None)
-            result = evaluate(tables, specs, cfg, comparisons=comparisons, truth=truth_fn, notes=notes,
-                              reward_policy=reward_policy,
-                              progress=lambda msg: status.update(msg))  # fmt: skip
+            try:
+                result = evaluate(tables, specs, cfg, comparisons=comparisons, truth=truth_fn, notes=notes,
+                                  reward_policy=reward_policy,
+                                  progress=lambda msg: status.update(msg))  # fmt: skip
+            except NothingToEvaluate as exc:  # the logging policy alone, and no held-out log to read it off
+                raise typer.BadParameter(str(exc), param_hint="--policies") from exc
             status.update("writing the report")
             paths = write_report(result, out)
             run_id = None

@@ -9,15 +9,16 @@ from typing import Any
 def print_summary(console: Any, result: dict[str, Any], k: int) -> None:
     from rich.table import Table
 
-    t = Table(title=f"replay on held-out time (from {result['params']['test_from']})")
-    t.add_column("policy", style="bold")
-    for col in (f"recall@{k}", f"nDCG@{k}", f"MAP@{k}", "hit rate", "coverage", "novelty", "users"):
-        t.add_column(col, justify="right")
-    for r in result["replay"]:
-        m = r["means"]
-        t.add_row(r["policy"], *(f"{m[x]:.4f}" for x in ("recall", "ndcg", "map", "hit_rate", "coverage")),
-                  f"{m['novelty']:.2f}", str(r["n_users"]))  # fmt: skip
-    console.print(t)
+    if result["replay"]:  # none when the logging policy is evaluated alone
+        t = Table(title=f"replay on held-out time (from {result['params']['test_from']})")
+        t.add_column("policy", style="bold")
+        for col in (f"recall@{k}", f"nDCG@{k}", f"MAP@{k}", "hit rate", "coverage", "novelty", "users"):
+            t.add_column(col, justify="right")
+        for r in result["replay"]:
+            m = r["means"]
+            t.add_row(r["policy"], *(f"{m[x]:.4f}" for x in ("recall", "ndcg", "map", "hit_rate", "coverage")),
+                      f"{m['novelty']:.2f}", str(r["n_users"]))  # fmt: skip
+        console.print(t)
     for kind, block in result["ope"].items():
         truth = result["truth"].get(kind, {})
         t = Table(

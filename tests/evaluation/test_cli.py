@@ -64,6 +64,63 @@ def test_evaluate_rejects_bad_input_with_exit_code_2(
     assert main(["evaluate", "--data", str(tmp_path), "--split", "random", "--no-mlflow"]) == 2
 
 
+@pytest.mark.slow
+def test_the_logging_policy_alone_is_read_off_its_logs(
+    world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--policies logging` exited 2 ("none of the requested policies can be evaluated here"): the
+    logging policy needs no model, and its value is its held-out log's mean reward per request."""
+    from training.evaluation.replay import time_split
+    from training.evaluation.run import read_tables
+
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path / "state"))
+    out = tmp_path / "report"
+    code = main(["evaluate", "--data", str(world_dir), "--policies", "logging", "--reward", "clicked",
+                 "--out", str(out), "--no-mlflow", "--n-boot", "100"])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["replay"] == [] and metrics["params"]["policies"] == "logging"
+    assert any("no replay: the logging policy alone" in n for n in metrics["notes"])
+    tables = read_tables(world_dir)
+    cut = time_split(tables["events"], 0.2)[1]["ts"].min()
+    for kind, table, request in (("carousel", "impressions", "request_id"), ("push", "pushes", "push_id")):
+        held = tables[table].loc[tables[table]["ts"] >= cut]
+        block = metrics["ope"][kind]
+        assert set(block["estimates"]) == {"logging"} and block["reward_model"] is None, kind
+        on = block["estimates"]["logging"]["on_policy"]
+        assert block["n_requests"] == held[request].nunique() > 50
+        assert on["value"] == pytest.approx(held["clicked"].sum() / held[request].nunique())
+        assert on["ci_low"] < on["value"] < on["ci_high"]
+    truth = metrics["truth"]["carousel"]  # the simulator answers clicks for carousels only
+    assert set(truth) == {"logging"}
+    on = metrics["ope"]["carousel"]["estimates"]["logging"]["on_policy"]
+    assert on["ci_low"] <= truth["logging"] <= on["ci_high"]
+    stdout = " ".join(printed.out.split())
+    assert "logging │ on_policy" in stdout and "replay on held-out time" not in stdout
+
+
+def test_the_logging_policy_alone_without_logs_names_policies(
+    world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Events but no impressions or pushes: nothing to read the logging policy's value off, said in
+    one usage error naming --policies (exit 2), not an empty report."""
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path / "state"))
+    data = tmp_path / "events-only"
+    data.mkdir()
+    for table in ("events", "products"):
+        (data / f"{table}.parquet").symlink_to(world_dir / f"{table}.parquet")
+    out = tmp_path / "report"
+    code = main(["evaluate", "--data", str(data), "--policies", "logging", "--out", str(out), "--no-mlflow"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert (
+        "Invalid value for --policies: the logging policy is valued from the logged carousels and pushes"
+        in err
+    )
+    assert not out.exists()
+
+
 def test_seed_help_names_the_user_samples_it_also_draws(
     world_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
