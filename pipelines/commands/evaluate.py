@@ -20,6 +20,7 @@ import typer
 from pipelines.commands.evaluate_policies import (
     DEFAULT_POLICIES,
     KNOWN_POLICIES,
+    REWARD_MODEL_ORDER,
     Bundles,
     PolicyUnavailable,
     build_policy,
@@ -144,10 +145,9 @@ def register(app: typer.Typer) -> None:
         cfg = EvalConfig(k=k, test_fraction=test_fraction, reward=reward, max_weight=max_weight, n_boot=n_boot,
                          seed=seed, max_users=max_users, max_requests=max_requests)  # fmt: skip
         with console.status("evaluating") as status:
-            reward_policy = next((n for n in ("champion", "als+ranker", "challenger") if n in specs), None)
             try:
                 result = evaluate(tables, specs, cfg, comparisons=comparisons, truth=truth_fn, notes=notes,
-                                  reward_policy=reward_policy,
+                                  reward_policies=REWARD_MODEL_ORDER,
                                   progress=lambda msg: status.update(msg))  # fmt: skip
             except NothingToEvaluate as exc:  # the logging policy alone, and no held-out log to read it off
                 raise typer.BadParameter(str(exc), param_hint="--policies") from exc

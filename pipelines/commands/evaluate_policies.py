@@ -13,6 +13,8 @@ import typer
 
 KNOWN_POLICIES = ("popular", "random", "logging", "als", "als+ranker", "champion", "challenger")
 DEFAULT_POLICIES = "popular,als,als+ranker,champion,challenger"
+# DR's reward model is the ranker of the first of these evaluated with one (else of any policy with one)
+REWARD_MODEL_ORDER = ("champion", "als+ranker", "challenger")
 
 
 class PolicyUnavailable(Exception):

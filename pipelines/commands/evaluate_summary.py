@@ -39,6 +39,8 @@ def print_summary(console: Any, result: dict[str, Any], k: int) -> None:
                     row.append(f"{truth[pol]:.5f}" if pol in truth else "")
                 t.add_row(*row)
         console.print(t)
+        if block.get("reward_model"):
+            console.print(f"{kind}: DR reward model: {block['reward_model']}")
         for c in block["comparisons"]:
             for est in ("snips", "dr"):
                 if est in c["by_estimator"]:

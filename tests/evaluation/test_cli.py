@@ -98,6 +98,7 @@ def test_the_logging_policy_alone_is_read_off_its_logs(
     assert on["ci_low"] <= truth["logging"] <= on["ci_high"]
     stdout = " ".join(printed.out.split())
     assert "logging │ on_policy" in stdout and "replay on held-out time" not in stdout
+    assert "DR reward model" not in stdout + (out / "report.html").read_text()  # no target: no DR
 
 
 def test_the_logging_policy_alone_without_logs_names_policies(
@@ -174,6 +175,12 @@ def test_report_is_logged_as_mlflow_artifacts(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def bundle_dir(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small bundle fitted on the events before the held-out window (context-feature ranker)."""
+    return _fit_bundle(world_dir, tmp_path_factory.mktemp("bundle"))
+
+
+def _fit_bundle(world_dir: Path, d: Path, store_features: tuple[str, ...] = ()) -> Path:
+    """A bundle whose ranker reads the context features, and ``store_features`` (random values in
+    training) that only the Feast store can supply when it is evaluated."""
     import numpy as np
     import pandas as pd
     import scipy.sparse as sp
@@ -200,10 +207,10 @@ def bundle_dir(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     score = rng.normal(size=400)
     X = pd.DataFrame(
         {"als_score": score, "als_rank": np.argsort(np.argsort(-score)) + 1.0, "on_air": True, "slot": np.nan}
+        | {name: rng.random(400) for name in store_features}
     )
     y = (score + rng.normal(size=400) > 1).astype(int)
     ranker = LightGBMRanker(RankerConfig(objective="binary")).fit(X, y)
-    d = tmp_path_factory.mktemp("bundle")
     Bundle.create(als, popularity, ranker, "ranker_v1").save(d)
     return d
 
@@ -227,6 +234,45 @@ def test_evaluate_bundle_policies_from_a_directory(
     for name in ("als", "als+ranker"):
         assert set(carousel["estimates"][name]) == {"ips", "snips", "dr"}
         assert name in truth
+
+
+@pytest.mark.slow
+def test_dr_uses_a_trained_ranker_when_the_champion_is_evaluated_without_its_own(
+    world_dir: Path,
+    bundle_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """DR's reward model was the ranker of the first of champion, als+ranker, challenger evaluated,
+    by name: a champion whose ranker needs the absent feature store is evaluated as its ALS stage,
+    and DR fell back to the log's empirical rates while als+ranker's trained ranker was there."""
+    from training import tracking
+    from training.registry import register_bundle
+    from training.settings import TrainSettings
+
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path / "state"))
+    settings = TrainSettings()  # type: ignore[call-arg]
+    client = tracking.configure(settings)
+    run = client.create_run(tracking.experiment_id(client, settings), run_name="champion")
+    champion = _fit_bundle(world_dir, tmp_path / "champion", store_features=("user_purchases_30d",))
+    register_bundle(client, run.info.run_id, champion, settings.registered_model, alias="champion")
+    out = tmp_path / "report"
+    code = main(["evaluate", "--data", str(world_dir), "--policies", "champion,als+ranker", "--bundle", str(bundle_dir),
+                 "--reward", "clicked", "--out", str(out), "--no-mlflow", "--n-boot", "60"])  # fmt: skip
+    stdout = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert any(
+        n.startswith("champion: evaluated as its ALS stage only (no feature store") for n in metrics["notes"]
+    )
+    html = (out / "report.html").read_text()
+    for kind in ("carousel", "push"):
+        block = metrics["ope"][kind]
+        assert block["reward_model"] == "als+ranker ranker p_convert", kind
+        assert set(block["estimates"]["champion"]) == {"ips", "snips", "dr"}
+        assert f"{kind}: DR reward model: als+ranker ranker p_convert" in stdout
+    assert html.count("DR reward model: als+ranker ranker p_convert") == 2
 
 
 @pytest.mark.slow

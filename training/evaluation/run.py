@@ -212,7 +212,7 @@ def evaluate(
     *,
     comparisons: Sequence[tuple[str, str]] = (),
     reward_model: RewardModelFactory | None = None,
-    reward_policy: str | None = None,
+    reward_policies: Sequence[str] = (),
     truth: Truth | None = None,
     notes: Sequence[str] = (),
     progress: Callable[[str], None] | None = None,
@@ -222,8 +222,9 @@ def evaluate(
     ``tables`` holds canonical tables as pandas frames (events required; impressions, pushes,
     stream_products, products optional). Logged carousels and pushes are restricted to the held-out
     window so that no policy is scored on decisions made over data it was fitted on. DR's reward
-    model: ``reward_model``, else the ranker of policy ``reward_policy`` when it has one, else the
-    log's empirical product x slot rates. With no ``policies`` the logging policy is evaluated alone:
+    model: ``reward_model``, else a ranker's p_convert (the first of ``reward_policies`` built with a
+    ranker, else the first policy that has one), else the log's empirical product x slot rates; each
+    block's ``reward_model`` names it. With no ``policies`` the logging policy is evaluated alone:
     its logged value per log, no replay (``NothingToEvaluate`` when no held-out log holds a decision).
     """
     cfg = cfg or EvalConfig()
@@ -277,11 +278,7 @@ def evaluate(
         "notes": [*notes, *log_notes],
         "feature_lookups": prefetched,
     }
-    rm = reward_model or empirical_reward_model
-    ranker_policy = built.get(reward_policy) if reward_policy is not None else None
-    if reward_model is None and isinstance(ranker_policy, RankerPolicy):
-        # DR's q is that policy's ranker (the champion's, as the issue asks), else the log's own rates
-        rm = ranker_reward_model(ranker_policy, f"{reward_policy} ranker p_convert")
+    rm = reward_model or _dr_reward_model(built, reward_policies)
     for kind, lr in logs.items():
         say(f"off-policy: {kind} log, {lr.log.n_requests} requests")
         block, true_values, cal = _ope_block(lr, built, cfg, rm, comparisons, truth)
@@ -293,6 +290,17 @@ def evaluate(
             result["truth"][kind] = true_values
     result["summary"] = summary_line(result)
     return result
+
+
+def _dr_reward_model(built: Mapping[str, Policy], preferred: Sequence[str]) -> RewardModelFactory:
+    """The ranker of the first ``preferred`` name built with one, else of the first policy with one:
+    a name that was built without its ranker (a champion evaluated as its ALS stage) must not hide
+    another policy's trained ranker. The log's empirical rates only when no policy has a ranker."""
+    for name in [*(n for n in preferred if n in built), *built]:
+        policy = built[name]
+        if isinstance(policy, RankerPolicy):
+            return ranker_reward_model(policy, f"{name} ranker p_convert")
+    return empirical_reward_model
 
 
 def _build_policies(policies: Mapping[str, PolicySpec], train: pd.DataFrame) -> dict[str, Policy]:
