@@ -98,7 +98,7 @@ class EvaluateConfig(_Strict):
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
         # Refused when the config is read: was found by the evaluate step, after data, features and train.
-        from pipelines.commands.evaluate import KNOWN_POLICIES
+        from pipelines.commands.evaluate_policies import KNOWN_POLICIES
 
         unknown = [n for n in names if n not in KNOWN_POLICIES]
         if unknown:

@@ -108,11 +108,11 @@ def test_one_lookup_per_evaluation_gives_the_same_report(tables: dict[str, pd.Da
     old = {
         name: _ranker(historical_feature_fn(old_reader, "ranker_v1", cut), _Ranker()) for name in ("a", "b")
     }
-    before = evaluate(tables, old, cfg, comparisons=[("a", "b")], reward_policy="a")
+    before = evaluate(tables, old, cfg, comparisons=[("a", "b")], reward_policies=["a"])
     # now: one cache per evaluation, one policy under both names
     new_reader, ranker = _Reader(), _Ranker()
     shared = _ranker(PointInTimeFeatures(new_reader, "ranker_v1", cut), ranker)
-    after = evaluate(tables, {"a": shared, "b": shared}, cfg, comparisons=[("a", "b")], reward_policy="a")
+    after = evaluate(tables, {"a": shared, "b": shared}, cfg, comparisons=[("a", "b")], reward_policies=["a"])
     assert len(new_reader.calls) == 1 < len(old_reader.calls)
     assert before["replay"] == after["replay"]
     assert set(after["ope"]) == {"carousel", "push"}

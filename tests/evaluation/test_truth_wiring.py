@@ -1,4 +1,5 @@
-"""`slotcast evaluate`'s truth (pipelines/commands/evaluate.py `_truth`) against the logs it is the truth of.
+"""`slotcast evaluate`'s truth (pipelines/commands/evaluate_truth.py `simulator_truth`) against the
+logs it is the truth of.
 
 The logging policy's own slates are what produced the logged rewards, so their true value must
 equal the observed mean reward per request within sampling error, for clicks and purchases, on
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.commands.evaluate import _truth
+from pipelines.commands.evaluate_truth import simulator_truth
 from pipelines.simulator.config import SimConfig
 from pipelines.simulator.generate import generate
 from pipelines.simulator.truth import TrueWorld
@@ -51,7 +52,7 @@ def _z(observed_total: float, expected: np.ndarray) -> float:
 @pytest.mark.parametrize("reward", ["purchased", "clicked"])
 def test_the_logging_policys_truth_is_its_logged_reward(world: Path, reward: str) -> None:
     tables = read_tables(world)
-    truth = _truth(world, reward)
+    truth = simulator_truth(world, reward)
     lr = carousel_log(tables["impressions"], tables["stream_products"], reward=reward)
     expected = truth("carousel", lr.requests, _logged_slates(lr))
     assert lr.log.reward.sum() > 50
@@ -68,7 +69,7 @@ def test_the_logging_policys_truth_is_its_logged_reward(world: Path, reward: str
 def test_evaluate_reports_the_logging_truth_beside_its_logged_value(world: Path) -> None:
     cfg = EvalConfig(k=6, n_boot=50, max_users=100)
     result = evaluate(read_tables(world), {"popular": PopularPolicy.from_events}, cfg,
-                      truth=_truth(world, "purchased"))  # fmt: skip
+                      truth=simulator_truth(world, "purchased"))  # fmt: skip
     for kind in ("carousel", "push"):
         block = result["ope"][kind]
         true_value = result["truth"][kind]["logging"]
@@ -81,7 +82,7 @@ def test_stream_less_and_partly_stream_less_logs(shop: Path, world: Path) -> Non
     tables = read_tables(shop)
     lr = carousel_log(tables["impressions"], tables["stream_products"])
     assert lr.requests["stream_id"].isna().all()
-    expected = _truth(shop, "purchased")("carousel", lr.requests, _logged_slates(lr))
+    expected = simulator_truth(shop, "purchased")("carousel", lr.requests, _logged_slates(lr))
     assert np.isfinite(expected).all() and abs(_z(lr.log.reward.sum(), expected)) < 4
 
     # a log where some requests have a stream and some do not: each gets its own host effect
@@ -91,7 +92,7 @@ def test_stream_less_and_partly_stream_less_logs(shop: Path, world: Path) -> Non
     requests["stream_id"] = pd.array(requests["stream_id"], dtype="Int64")
     requests.loc[requests.index[::2], "stream_id"] = pd.NA
     slates = _logged_slates(lr)
-    got = _truth(world, "purchased")("carousel", requests, slates)
+    got = simulator_truth(world, "purchased")("carousel", requests, slates)
     tw = TrueWorld.load(world)
     sid = requests["stream_id"].fillna(-1).to_numpy(np.int64)
     want = tw.slate_value(requests["user_id"].to_numpy(np.int64), slates, sid)
@@ -103,7 +104,7 @@ def test_unknown_ids_give_no_truth_not_a_crash(world: Path) -> None:
     requests = pd.DataFrame(
         {"user_id": [10**9], "stream_id": [None], "ts": [pd.Timestamp("2025-01-07", tz="UTC")]}
     )
-    assert _truth(world, "purchased")("carousel", requests, np.array([[1, 2]])) is None
+    assert simulator_truth(world, "purchased")("carousel", requests, np.array([[1, 2]])) is None
 
 
 def test_a_drifting_world_judges_each_request_at_its_time(tmp_path: Path) -> None:
@@ -115,7 +116,7 @@ def test_a_drifting_world_judges_each_request_at_its_time(tmp_path: Path) -> Non
     tables = read_tables(d)
     lr = carousel_log(tables["impressions"], tables["stream_products"], reward="clicked")
     slates = _logged_slates(lr)
-    expected = _truth(d, "clicked")("carousel", lr.requests, slates)
+    expected = simulator_truth(d, "clicked")("carousel", lr.requests, slates)
     assert abs(_z(lr.log.reward.sum(), expected)) < 4
     tw = TrueWorld.load(d)
     users = lr.requests["user_id"].to_numpy(np.int64)

@@ -187,8 +187,10 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
             for pol, ests in block["estimates"].items()
             for est, e in ests.items()
         ]
-        parts += [f"<h2>Off-policy estimates: {kind} ({block['n_requests']} requests)</h2>",
-                  _table(["policy", "estimator", "value", "CI low", "CI high", "ESS", "true value"], rows),
+        parts.append(f"<h2>Off-policy estimates: {kind} ({block['n_requests']} requests)</h2>")
+        if block.get("reward_model"):  # none when the logging policy is evaluated alone
+            parts.append(f"<p>DR reward model: {html.escape(block['reward_model'])}</p>")
+        parts += [_table(["policy", "estimator", "value", "CI low", "CI high", "ESS", "true value"], rows),
                   f'<img src="{name}">']  # fmt: skip
         for cmp_ in block.get("comparisons") or []:
             rows = [[c["estimator"], c["champion"], c["challenger"], c["diff"], c["ci_low"], c["ci_high"], c["verdict"]]

@@ -43,6 +43,10 @@ Truth = Callable[[str, pd.DataFrame, np.ndarray], np.ndarray | None]
 RewardModelFactory = Callable[[LoggedRequests], tuple[str, RewardModel]]
 
 
+class NothingToEvaluate(ValueError):
+    """No policy but the logging policy, and no logged decision in the held-out window to value it on."""
+
+
 @dataclass
 class EvalConfig:
     k: int = 10
@@ -146,9 +150,11 @@ def _ope_block(
     comparisons: Sequence[tuple[str, str]],
     truth: Truth | None,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, list[float]]]:
+    """One log's block. With no target policy (the logging policy alone, read off the log) there is
+    nothing to weight: no reward model, no calibration table."""
     k = max(lr.log.n_slots, 1)
     users = lr.requests["user_id"].to_numpy(np.int64)
-    model_name, q = reward_model(lr)
+    model_name, q = reward_model(lr) if policies else (None, None)
     ranked = {key: rank(p, users, lr.candidates, k) for key, p in _distinct(policies).items()}
     targets = {name: ranked[id(p)] for name, p in policies.items()}  # one model under two names: one ranking
     warnings: list[str] = []
@@ -156,8 +162,11 @@ def _ope_block(
         LOGGING: {"on_policy": on_policy_value(lr.log, n_boot=cfg.n_boot, seed=cfg.seed).as_dict()}
     }
     pairs = [(a, b) for a, b in comparisons if a in targets and b in targets]
-    ests, cmp_ = evaluate_policies(lr.log, {n: TargetSlates(s) for n, s in targets.items()}, q, pairs=pairs,
-                                   max_weight=cfg.max_weight, n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
+    ests, cmp_ = (
+        evaluate_policies(lr.log, {n: TargetSlates(s) for n, s in targets.items()}, q, pairs=pairs,
+                          max_weight=cfg.max_weight, n_boot=cfg.n_boot, seed=cfg.seed)
+        if targets else ({}, {})
+    )  # fmt: skip
     for name, est in ests.items():
         estimates[name] = {e: v.as_dict() for e, v in est.items()}
         ess = est["ips"].ess
@@ -175,8 +184,7 @@ def _ope_block(
             values = truth(lr.kind, lr.requests, slates)
             if values is not None:
                 true_values[name] = float(np.mean(values))
-    q_logged = q(lr.log.request, lr.log.item, lr.log.slot)
-    cal = calibration_table(q_logged, lr.log.reward)
+    cal = {} if q is None else calibration_table(q(lr.log.request, lr.log.item, lr.log.slot), lr.log.reward)
     block = {
         "n_requests": lr.log.n_requests,
         "n_rows": int(lr.log.item.size),
@@ -204,7 +212,7 @@ def evaluate(
     *,
     comparisons: Sequence[tuple[str, str]] = (),
     reward_model: RewardModelFactory | None = None,
-    reward_policy: str | None = None,
+    reward_policies: Sequence[str] = (),
     truth: Truth | None = None,
     notes: Sequence[str] = (),
     progress: Callable[[str], None] | None = None,
@@ -214,8 +222,10 @@ def evaluate(
     ``tables`` holds canonical tables as pandas frames (events required; impressions, pushes,
     stream_products, products optional). Logged carousels and pushes are restricted to the held-out
     window so that no policy is scored on decisions made over data it was fitted on. DR's reward
-    model: ``reward_model``, else the ranker of policy ``reward_policy`` when it has one, else the
-    log's empirical product x slot rates.
+    model: ``reward_model``, else a ranker's p_convert (the first of ``reward_policies`` built with a
+    ranker, else the first policy that has one), else the log's empirical product x slot rates; each
+    block's ``reward_model`` names it. With no ``policies`` the logging policy is evaluated alone:
+    its logged value per log, no replay (``NothingToEvaluate`` when no held-out log holds a decision).
     """
     cfg = cfg or EvalConfig()
     say = progress or (lambda _msg: None)
@@ -230,14 +240,26 @@ def evaluate(
     if catalog is None:
         catalog = default_catalog(train, test)
     logs, log_notes = held_out_logs(tables, cut, cfg.max_requests, cfg.reward, cfg.seed)
-    users, _ = replay_users(test, max_users=cfg.max_users, seed=cfg.seed)
-    prefetched = prefetch_features(distinct.values(), users, catalog, logs.values(), say)
-    say(f"replay: {len(distinct)} distinct policies on held-out time")
-    scored = replay(_replay_policies(distinct, test, tables.get("stream_products")), train, test, cfg.k,
-                    catalog=catalog, max_users=cfg.max_users, n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
-    by_policy = dict(zip(distinct, scored, strict=True))
-    # every name gets its policy's result under its own name, so replay and off-policy rows line up
-    results = [dataclasses.replace(by_policy[id(p)], policy=name) for name, p in built.items()]
+    results: list[Any] = []
+    prefetched: dict[str, int] = {}
+    if built:
+        users, _ = replay_users(test, max_users=cfg.max_users, seed=cfg.seed)
+        prefetched = prefetch_features(distinct.values(), users, catalog, logs.values(), say)
+        say(f"replay: {len(distinct)} distinct policies on held-out time")
+        scored = replay(_replay_policies(distinct, test, tables.get("stream_products")), train, test, cfg.k,
+                        catalog=catalog, max_users=cfg.max_users, n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
+        by_policy = dict(zip(distinct, scored, strict=True))
+        # every name gets its policy's result under its own name, so replay and off-policy rows line up
+        results = [dataclasses.replace(by_policy[id(p)], policy=name) for name, p in built.items()]
+    elif logs:  # the logging policy alone: it ranks no catalogue, its value is what its log holds
+        notes.append(
+            "no replay: the logging policy alone is valued from its logs (name another policy to replay it)"
+        )
+    else:
+        raise NothingToEvaluate(
+            "the logging policy is valued from the logged carousels and pushes, and the held-out window "
+            f"holds none with a propensity ({'; '.join(log_notes) or 'no impressions or pushes table'})"
+        )
     result: dict[str, Any] = {
         "params": {
             "k": cfg.k,
@@ -246,7 +268,7 @@ def evaluate(
             "n_boot": cfg.n_boot,
             "max_weight": cfg.max_weight,
             "max_requests": cfg.max_requests,
-            "policies": ",".join(built),
+            "policies": ",".join(built) or LOGGING,
             "test_from": str(cut),
         },  # fmt: skip
         "replay": [r.as_dict() for r in results],
@@ -256,21 +278,29 @@ def evaluate(
         "notes": [*notes, *log_notes],
         "feature_lookups": prefetched,
     }
-    rm = reward_model or empirical_reward_model
-    ranker_policy = built.get(reward_policy) if reward_policy is not None else None
-    if reward_model is None and isinstance(ranker_policy, RankerPolicy):
-        # DR's q is that policy's ranker (the champion's, as the issue asks), else the log's own rates
-        rm = ranker_reward_model(ranker_policy, f"{reward_policy} ranker p_convert")
+    rm = reward_model or _dr_reward_model(built, reward_policies)
     for kind, lr in logs.items():
         say(f"off-policy: {kind} log, {lr.log.n_requests} requests")
         block, true_values, cal = _ope_block(lr, built, cfg, rm, comparisons, truth)
         result["ope"][kind] = block
         result["notes"].extend(block["warnings"])
-        result["calibration"][f"{kind} reward model"] = cal
+        if cal:
+            result["calibration"][f"{kind} reward model"] = cal
         if true_values:
             result["truth"][kind] = true_values
     result["summary"] = summary_line(result)
     return result
+
+
+def _dr_reward_model(built: Mapping[str, Policy], preferred: Sequence[str]) -> RewardModelFactory:
+    """The ranker of the first ``preferred`` name built with one, else of the first policy with one:
+    a name that was built without its ranker (a champion evaluated as its ALS stage) must not hide
+    another policy's trained ranker. The log's empirical rates only when no policy has a ranker."""
+    for name in [*(n for n in preferred if n in built), *built]:
+        policy = built[name]
+        if isinstance(policy, RankerPolicy):
+            return ranker_reward_model(policy, f"{name} ranker p_convert")
+    return empirical_reward_model
 
 
 def _build_policies(policies: Mapping[str, PolicySpec], train: pd.DataFrame) -> dict[str, Policy]:
