@@ -188,3 +188,24 @@ def test_yoochoose_negative_price_or_quantity_is_quarantined_not_unknown(tmp_pat
     q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
     assert [(r["row"], r["reason"]) for r in q] == [(2, "negative price"), (3, "negative quantity")]
     assert [p["product_id"] for p in read_table(tmp_path / "out", "products").to_pylist()] == [10]
+
+
+def test_yoochoose_buy_of_zero_items_is_quarantined_not_a_purchase(tmp_path: Path) -> None:
+    """A quantity of 0 bought nothing: it was imported as a purchase (of amount 0.0 at a known
+    price, of unknown amount at price 0), a positive the ranker learned from."""
+    (tmp_path / "yoochoose-buys.dat").write_text(
+        "1,2014-04-07T11:00:00.000Z,10,1046,2\n"
+        "2,2014-04-07T11:00:00.000Z,11,50,0\n"
+        "3,2014-04-07T11:00:00.000Z,12,0,0\n"
+    )
+    report = import_logs("yoochoose", tmp_path, tmp_path / "out", max_quarantine_share=1.0)
+    assert (report.read, report.accepted, report.quarantined) == (3, 1, 2)
+    assert [(e["user_id"], e["amount"]) for e in events_of(tmp_path / "out")] == [(1, 2092.0)]
+    q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert [(r["row"], r["reason"], r["raw"]) for r in q] == [
+        (2, "zero quantity", "2,2014-04-07T11:00:00.000Z,11,50,0"),
+        (3, "zero quantity", "3,2014-04-07T11:00:00.000Z,12,0,0"),
+    ]
+    # Nothing was bought: the products and sessions of those lines are not in the catalogue either.
+    assert [p["product_id"] for p in read_table(tmp_path / "out", "products").to_pylist()] == [10]
+    assert report.users == 1
