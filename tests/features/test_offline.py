@@ -200,3 +200,25 @@ def test_an_as_of_build_holds_no_user_or_product_from_after_it(tmp_path: Path) -
     p12 = table(settings, "product").query("product_id == 12")
     assert p12["event_timestamp"].min() == pd.Timestamp(day(21, 0))  # its first snapshot: launch day's
     assert p12["days_since_launch"].min() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("horizon", [7, 30, 90, 120])
+def test_user_rows_past_the_horizon_hold_no_purchase_from_over_90_days_ago(
+    tmp_path: Path, horizon: int
+) -> None:
+    """After a user's last event the daily rows stop `user_horizon_days` later, and a point-in-time
+    read until the as-of day takes that last row. With a horizon under the longest window (90 days,
+    the settings allowed 7) that row still counted user 4's day-1 purchase: read on day 150, it had
+    frequency_90d 1 and monetary_90d 50 and was no 'sleeping' user. Such a horizon is refused now."""
+    try:
+        settings = FeatureSettings(state_dir=tmp_path / "state", user_horizon_days=horizon)
+    except ValueError as err:
+        assert horizon < 90 and "greater than or equal to 90" in str(err)
+        return
+    compute_offline_features(build_world(tmp_path / "data"), settings, as_of=day(200, 0))
+    rows = table(settings, "user").query("user_id == 4").sort_values("event_timestamp")
+    at_150 = rows[rows["event_timestamp"] <= pd.Timestamp(day(150))].iloc[-1]
+    assert (at_150["frequency_90d"], at_150["monetary_90d"], at_150["segment"]) == (0, 0, "sleeping")
+    assert at_150["recency_days"] == pytest.approx(horizon + 0.5)  # frozen there: a lower bound
+    as_of = rows.iloc[-1]  # the as-of row, which the online store gets, is exact
+    assert as_of["event_timestamp"] == pd.Timestamp(day(200, 0)) and as_of["recency_days"] == 198.5
