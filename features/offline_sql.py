@@ -50,13 +50,18 @@ FROM ev GROUP BY user_id, dn
 """
 
 # Every user gets a row for each day from first activity until `horizon` days after the last
-# (windows are all zero after that), plus one on the as-of day so the latest state is complete.
+# (windows are all zero after that), plus one on the as-of day so the latest state is complete:
+# every user with an event before the cut-off, and every other user who had signed up by then
+# (or whose signup is unknown). A user who signs up after it is not in the store yet: as of
+# an earlier date they were in the snapshot with a negative tenure.
 USER_GRID = """
 CREATE TEMP TABLE ug AS
 WITH span AS (SELECT user_id, min(dn) AS f, max(dn) AS l FROM ud GROUP BY user_id)
 SELECT user_id, CAST(unnest(range(f, least(l + {horizon}, {asof_dn}) + 1)) AS INTEGER) AS dn FROM span
 UNION
-SELECT user_id, {asof_dn} AS dn FROM users_t
+SELECT user_id, {asof_dn} AS dn FROM span
+UNION
+SELECT user_id, {asof_dn} AS dn FROM users_t WHERE signup_ts IS NULL OR signup_ts < {cutoff}
 """
 
 # Distinct streams watched in the last 7 days: each (user, stream, view day) covers 7 days.
@@ -98,7 +103,8 @@ WITH g AS (
     CAST(w.monetary_90d / nullif(w.frequency_90d, 0) AS DOUBLE) AS avg_order_value,
     CAST((epoch({snap}) - epoch(w.last_purchase_ts)) {days} AS DOUBLE) AS days_since_last_purchase,
     CAST(w.purchases_total AS DOUBLE) AS purchases_total,
-    CAST((epoch({snap}) - epoch(coalesce(u.signup_ts, w.first_ts))) {days} AS DOUBLE) AS tenure_days,
+    -- from the first event when it came before the recorded signup (a data error): never negative
+    CAST((epoch({snap}) - epoch(least(u.signup_ts, w.first_ts))) {days} AS DOUBLE) AS tenure_days,
     CAST(w.watch_minutes_7d AS DOUBLE) AS watch_minutes_7d,
     CAST(w.watch_minutes_30d AS DOUBLE) AS watch_minutes_30d,
     CAST(coalesce(s.streams_7d, 0) AS DOUBLE) AS streams_watched_7d,
@@ -116,6 +122,10 @@ SELECT *, {segment_case} AS segment FROM f ORDER BY event_timestamp, user_id
 # Without that bound an --as-of years after the data made a row per product per day up to it
 # (54M rows and 15 GB for the demo world as of 2099). Point-in-time reads between the two take the
 # last full day's row, off only in days_since_launch; no training query falls there (no events).
+# No row before the product existed: its launch (or its first event, when that came earlier) must
+# precede the row's timestamp and the cut-off; an unknown launch counts as always. A product
+# launched later had rows with a negative days_since_launch, and a build --as-of a date before
+# its launch served it.
 # Conversion and cart rates are smoothed towards the catalogue-wide rate to that day.
 PRODUCT_FEATURES = """
 WITH pd AS (
@@ -135,9 +145,13 @@ WITH pd AS (
     sum(coalesce(sum(pd.clicks), 0)) OVER (ORDER BY days.dn) AS cum_c,
     sum(coalesce(sum(pd.carts), 0)) OVER (ORDER BY days.dn) AS cum_k
   FROM days LEFT JOIN pd USING (dn) GROUP BY days.dn
+), pl AS (
+  SELECT p.*, CASE WHEN p.launch_ts IS NOT NULL THEN least(p.launch_ts, fe.first_ts) END AS since
+  FROM products_t p LEFT JOIN (SELECT product_id, min(ts) AS first_ts FROM ev GROUP BY ALL) fe USING (product_id)
 ), g AS (
   SELECT p.product_id, days.dn, pd.clicks, pd.carts, pd.purchases
-  FROM products_t p CROSS JOIN days LEFT JOIN pd ON pd.product_id = p.product_id AND pd.dn = days.dn
+  FROM pl p CROSS JOIN days LEFT JOIN pd ON pd.product_id = p.product_id AND pd.dn = days.dn
+  WHERE p.since IS NULL OR p.since < least(to_timestamp(CAST(days.dn + 1 AS BIGINT) * 86400), {cutoff})
 ), w AS (
   SELECT product_id, dn,
     sum(coalesce(purchases, 0)) OVER w7 AS popularity_7d,
@@ -157,8 +171,8 @@ SELECT w.product_id, {snap} AS event_timestamp,
        / (greatest(w.clicks_30d, w.purchases_30d) + {k}) AS DOUBLE) AS conversion_rate,
   CAST((w.carts_30d + {k} * coalesce(gtot.cum_k / nullif(greatest(gtot.cum_c, gtot.cum_k), 0), 0.0))
        / (greatest(w.clicks_30d, w.carts_30d) + {k}) AS DOUBLE) AS cart_rate,
-  CAST((epoch({snap}) - epoch(p.launch_ts)) {days} AS DOUBLE) AS days_since_launch
-FROM w JOIN products_t p USING (product_id) JOIN gtot USING (dn)
+  CAST((epoch({snap}) - epoch(p.since)) {days} AS DOUBLE) AS days_since_launch
+FROM w JOIN pl p USING (product_id) JOIN gtot USING (dn)
 ORDER BY event_timestamp, product_id
 """
 

@@ -33,8 +33,11 @@ class FeatureSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Bayesian prior strength (pseudo-clicks) for the smoothed conversion and cart rates.
     prior_strength: Annotated[float, Field(gt=0)] = 20.0
-    # User rows are emitted for every day within this many days of the user's last activity.
-    user_horizon_days: Annotated[int, Field(ge=7)] = 90
+    # User rows are emitted for every day within this many days of the user's last activity (then
+    # one on the as-of day). A point-in-time read between the two takes the last of them, so it
+    # must come after the longest window (90 days) has rolled off: with 7, a read months later
+    # still counted purchases from over 90 days before.
+    user_horizon_days: Annotated[int, Field(ge=90)] = 90
     # How often serving checks for a new build of the product features it holds in memory (the fast
     # path reloads them when ``materialized_stamp`` changed).
     product_cache_ttl_s: Annotated[float, Field(ge=0)] = 5.0

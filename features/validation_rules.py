@@ -118,7 +118,10 @@ def _parse_strings(arr: pa.Array, typ: pa.DataType) -> pa.Array:
     s = pc.utf8_trim_whitespace(arr.cast(pa.string()))
     s = _keep_where(s, pc.not_equal(s, ""))  # an empty field is a missing value, not a garbled one
     if pa.types.is_integer(typ):
-        return safe_cast(_keep_where(s, pc.match_substring_regex(s, _INT_RE)), typ)
+        # Arrow's integer cast refuses the '+' its float cast accepts: drop it once the text is
+        # known to be one signed integer, so '+5' reads as 5 in every numeric column alike.
+        s = _keep_where(s, pc.match_substring_regex(s, _INT_RE))
+        return safe_cast(pc.replace_substring_regex(s, r"^\+", ""), typ)
     if pa.types.is_floating(typ):
         return safe_cast(_keep_where(s, pc.match_substring_regex(s, _FLOAT_RE, ignore_case=True)), typ)
     if pa.types.is_boolean(typ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import typer
@@ -25,8 +25,15 @@ def _settings(state_dir: Path | None):
 
 
 def _parse_as_of(value: str | None) -> datetime | None:
+    """The build's cut-off. A bare date means the end of that day: "as of 2026-01-05" includes
+    Jan 5's events (it was read as the day's first instant, which left the whole day out); a date
+    and time is taken as written, UTC when it names no zone."""
     if value is None:
         return None
+    try:
+        return datetime.combine(date.fromisoformat(value.strip()) + timedelta(days=1), time(), UTC)
+    except ValueError:
+        pass
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
@@ -50,7 +57,9 @@ def build(
     as_of: str = typer.Option(
         None,
         "--as-of",
-        help="compute features and segments as of this UTC date/time (default: after the last event)",
+        help="compute features and segments from the events before this time: a date means the end "
+        "of that day (2026-01-05 includes Jan 5, the same as 2026-01-06T00:00), a date and time is taken "
+        "as given, UTC unless it names a zone (default: just after the last event)",
     ),
     segments: Path = typer.Option(
         None, "--segments", help="segment rules YAML (default: features/segments.yaml)"

@@ -1,6 +1,6 @@
 """MovieLens ratings: ``u.data`` (tab), ``ratings.dat`` (``::``), ``ratings.csv`` (comma, header
-``userId,movieId,rating,timestamp``: MovieLens 20M, 25M, 32M and ml-latest) or RecBole's ``.inter``
-(typed header).
+``userId,movieId,rating,timestamp``: MovieLens 20M, 25M, 32M and ml-latest; read by name, so in
+any column order, case or spacing) or RecBole's ``.inter`` (typed header).
 
 Every rating is a product_click (the user chose to watch the film); a rating of 4 or more is also
 a purchase, the strongest implicit signal, so that a conversion ranker has positives to learn
@@ -31,7 +31,8 @@ from pipelines.importers.reading import InputFormatError, first_line
 PURCHASE_RATING = 4.0
 MAX_RATING = 5.0
 _PLAIN_FIELDS = ["user_id", "item_id", "rating", "timestamp"]
-_CSV_HEADER = ["userid", "movieid", "rating", "timestamp"]
+# ratings.csv's header names (compared trimmed and lower-cased, in any order) -> field names.
+_CSV_NAMES = {"userid": "user_id", "movieid": "item_id", "rating": "rating", "timestamp": "timestamp"}
 
 
 def _to_events(f: pa.Table) -> Mapped:
@@ -62,11 +63,12 @@ def _spec_for(path: Path) -> FileSpec:
     line = first_line(path)
     if "::" in line:
         return FileSpec("ratings.dat", "::", _PLAIN_FIELDS, 0, _to_events)
-    if [c.strip().lower() for c in line.split(",")] == _CSV_HEADER:
-        return FileSpec("ratings.csv", ",", _PLAIN_FIELDS, 1, _to_events)
+    header = [c.strip().lower() for c in line.split(",")]
+    if "userid" in header and "movieid" in header:
+        return _csv_spec(path, header)
     cells = line.split("\t")
     if any(":" in c for c in cells):  # RecBole: name:type per column, e.g. user_id:token
-        names = [c.split(":", 1)[0].strip() for c in cells]
+        names = [c.split(":", 1)[0].strip().lower() for c in cells]
         missing = [c for c in ("user_id", "item_id", "timestamp") if c not in names]
         if missing:
             raise InputFormatError(
@@ -83,6 +85,20 @@ def _spec_for(path: Path) -> FileSpec:
         f"not a MovieLens ratings file: expected user, item, rating, timestamp separated by a tab or '::' "
         f"(or ratings.csv's header userId,movieId,rating,timestamp), found {line[:120]!r}",
     )
+
+
+def _csv_spec(path: Path, header: list[str]) -> FileSpec:
+    """ratings.csv read by its header's names, like RetailRocket's events.csv: a file re-saved by
+    pandas or a spreadsheet may order the columns differently or add one."""
+    missing = [name for name in _CSV_NAMES if name not in header]
+    if missing or len(set(header)) != len(header):
+        raise InputFormatError(
+            path,
+            1,
+            "a ratings.csv header must name userId, movieId, rating and timestamp once each (any order); "
+            f"missing {', '.join(missing) or 'none'}, found {','.join(header)[:200]!r}",
+        )
+    return FileSpec("ratings.csv", ",", [_CSV_NAMES.get(c, c) for c in header], 1, _to_events)
 
 
 def _find(path: Path) -> list[Path]:

@@ -115,3 +115,27 @@ def test_a_bad_segments_file_is_one_line_naming_the_file_and_exit_2(
     err = captured.err.strip()
     assert "\n" not in err and err.startswith(f"error: {seg}: ") and needle in err
     assert captured.out == ""  # reported before the progress bar starts, so it stands alone
+
+
+def _monetary_of_user_1(state: Path) -> float:
+    from features.retrieval import FeastFeatureReader
+
+    reader = FeastFeatureReader(FeatureSettings(state_dir=state))
+    return float(reader.latest_user_features(["monetary_90d"]).loc[1, "monetary_90d"])
+
+
+def test_as_of_a_bare_date_means_the_end_of_that_day(
+    world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--as-of 2026-01-31` read as that day's first instant left out all of Jan 31 (user 1's
+    purchase of 30.00 at 11:30 among them); it means "as of Jan 31", the day included. A date
+    and time is taken as written: T00:00 is the start of the day."""
+    build = ["features", "build", "--data", str(world_dir), "--state-dir"]
+    assert main([*build, str(tmp_path / "day"), "--as-of", "2026-01-31"]) == 0
+    assert "as of 2026-02-01T00:00:00+00:00" in capsys.readouterr().out
+    assert _monetary_of_user_1(tmp_path / "day") == 60.0  # 10 + 20 + Jan 31's 30
+    assert main([*build, str(tmp_path / "midnight"), "--as-of", "2026-01-31T00:00"]) == 0
+    assert "as of 2026-01-31T00:00:00+00:00" in capsys.readouterr().out
+    assert _monetary_of_user_1(tmp_path / "midnight") == 30.0
+    assert main(["features", "build", "--help"]) == 0
+    assert "a date means the end of that day" in " ".join(capsys.readouterr().out.replace("│", " ").split())

@@ -153,3 +153,72 @@ def test_segment_rules_errors_name_file_and_rule(tmp_path: Path) -> None:
     with pytest.raises(SegmentConfigError, match="condition 'lots'"):
         load_segment_rules(bad)
     assert "engaged_viewer" in load_segment_rules().names
+
+
+def _add_rows(data: Path, name: str, rows: list[dict]) -> None:
+    import pyarrow as pa
+
+    from features.data_model import read_table, write_table
+
+    old = read_table(data, name)
+    write_table(data, name, pa.concat_tables([old, pa.Table.from_pylist(rows, schema=old.schema)]))
+
+
+def test_an_as_of_build_holds_no_user_or_product_from_after_it(tmp_path: Path) -> None:
+    """A build --as-of a date must not see the future: a user who signs up after it had a row
+    in the as-of snapshot with a negative tenure (-9.5 days for one signing up on day 40 as of
+    day 31), and a product launched after a snapshot had rows with a negative days_since_launch
+    (and was served as if it existed)."""
+    data = build_world(tmp_path / "data")
+    _add_rows(
+        data,
+        "users",
+        [
+            {"user_id": 5, "signup_ts": day(40), "consent_personalization": True, "consent_marketing": True},
+            # signup_ts after the user's first event (a data error): tenure counts from the event
+            {"user_id": 6, "signup_ts": day(40), "consent_personalization": True, "consent_marketing": True},
+        ],
+    )
+    _add_rows(data, "products", [{"product_id": 13, "category": "food", "launch_ts": day(35, 0)}])
+    _add_rows(
+        data,
+        "events",
+        [{"event_id": 99, "ts": day(5), "user_id": 6, "type": "product_click", "product_id": 10}],
+    )
+    settings = FeatureSettings(state_dir=tmp_path / "state")
+    compute_offline_features(data, settings, as_of=day(31, 0))
+    users, products = table(settings, "user"), table(settings, "product")
+    assert 5 not in set(users["user_id"]) and 13 not in set(products["product_id"])
+    assert latest(settings, "user").loc[6, "tenure_days"] == pytest.approx(25.5)
+    assert (users["tenure_days"] >= 0).all() and (products["days_since_launch"] >= 0).all()
+
+    # As of day 15: user 3 signs up on day 29, product 12 launches on day 20.
+    early = FeatureSettings(state_dir=tmp_path / "early")
+    compute_offline_features(data, early, as_of=day(15, 0))
+    assert set(latest(early, "user").index) == {1, 2, 4, 6}
+    assert set(table(early, "product")["product_id"]) == {10, 11}
+    p12 = table(settings, "product").query("product_id == 12")
+    assert p12["event_timestamp"].min() == pd.Timestamp(day(21, 0))  # its first snapshot: launch day's
+    assert p12["days_since_launch"].min() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("horizon", [7, 30, 90, 120])
+def test_user_rows_past_the_horizon_hold_no_purchase_from_over_90_days_ago(
+    tmp_path: Path, horizon: int
+) -> None:
+    """After a user's last event the daily rows stop `user_horizon_days` later, and a point-in-time
+    read until the as-of day takes that last row. With a horizon under the longest window (90 days,
+    the settings allowed 7) that row still counted user 4's day-1 purchase: read on day 150, it had
+    frequency_90d 1 and monetary_90d 50 and was no 'sleeping' user. Such a horizon is refused now."""
+    try:
+        settings = FeatureSettings(state_dir=tmp_path / "state", user_horizon_days=horizon)
+    except ValueError as err:
+        assert horizon < 90 and "greater than or equal to 90" in str(err)
+        return
+    compute_offline_features(build_world(tmp_path / "data"), settings, as_of=day(200, 0))
+    rows = table(settings, "user").query("user_id == 4").sort_values("event_timestamp")
+    at_150 = rows[rows["event_timestamp"] <= pd.Timestamp(day(150))].iloc[-1]
+    assert (at_150["frequency_90d"], at_150["monetary_90d"], at_150["segment"]) == (0, 0, "sleeping")
+    assert at_150["recency_days"] == pytest.approx(horizon + 0.5)  # frozen there: a lower bound
+    as_of = rows.iloc[-1]  # the as-of row, which the online store gets, is exact
+    assert as_of["event_timestamp"] == pd.Timestamp(day(200, 0)) and as_of["recency_days"] == 198.5

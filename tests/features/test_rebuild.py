@@ -95,3 +95,32 @@ def test_a_rebuild_keeps_live_sessions_pushed_since_and_drops_expired_ones(
         expired = reader.online(2, [11], stream_id=100).loc[11, cols]
     assert pushed == [1.0, 0.0, 0.0]
     assert expired.isna().all()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
+def test_a_user_idle_past_every_window_reads_the_builds_values_online(
+    backend: str, world_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Users idle for over 90 days (the longest window) neither keep old values online nor lose
+    them: each build writes every user's row as of its date, windows rolled to zero and recency
+    counted to that date, after a build as of the data's end had written their busy values."""
+    settings = own_settings(backend, tmp_path, request, 8)
+    later = day(200, 0)  # user 4 last active on day 1, users 1-3 on day 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_feature_store(world_dir, settings, as_of=AS_OF)
+        build_feature_store(world_dir, settings, as_of=later)
+        online, historical = _online_vs_historical(settings, later)
+        reader = FeastFeatureReader(settings)
+        u4 = reader.online(4, [11], at=later).iloc[0]
+        segments = {u: reader.segment(u) for u in (1, 2, 3, 4)}
+    # Live sessions are online for 24 h only (features/README.md); offline, day 30's stays readable.
+    live = ["live_clicks", "live_carts", "live_watch_seconds"]
+    assert online[live].isna().all().all()
+    pd.testing.assert_frame_equal(online.drop(columns=live), historical.drop(columns=live), check_dtype=False)
+    windows = ["frequency_90d", "monetary_90d", "watch_minutes_30d", "product_clicks_7d"]
+    assert (online[windows] == 0).all().all()
+    affinity = online["category_affinity_30d"]  # NaN: a category the user never touched
+    assert affinity.notna().any() and (affinity.dropna() == 0).all()
+    assert (u4["recency_days"], u4["days_since_last_purchase"]) == (198.5, 198.5)
+    assert segments == {1: "sleeping", 2: "sleeping", 3: "sleeping", 4: "sleeping"}

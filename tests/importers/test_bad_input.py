@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.data_model import read_table
 from pipelines.importers import InputFormatError, import_logs
 
 GOOD = [
@@ -96,6 +97,55 @@ def test_bad_lines_inside_a_good_file_are_quarantined_with_their_numbers(tmp_pat
         (8, "expected 5 fields separated by ',', found 6"),
     ]
     assert q[1]["raw"].startswith("1,100,2,pv,15115")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "lines"),
+    [
+        (
+            "taobao",
+            "UserBehavior.csv",
+            ["+1,+10,5,pv,+1511544070", "2,11,6,buy,1511544071", "++3,12,7,pv,1511544072"],
+        ),
+        (
+            "movielens",
+            "u.data",
+            ["+196\t+242\t+3\t+881250949", "186\t302\t5\t891717742", "++22\t377\t4\t878887116"],
+        ),
+        (
+            "retailrocket",
+            "events.csv",
+            [
+                "timestamp,visitorid,event,itemid,transactionid",
+                "+1433221332117,+257597,view,+355908,",
+                "1433224214164,992329,addtocart,248676,",
+                "1433224214999,++992329,transaction,248676,4000",
+            ],
+        ),
+        (
+            "yoochoose",
+            "yoochoose-buys.dat",
+            [
+                "+1,2014-04-07T11:00:00.000Z,+10,+1046,+2",
+                "2,2014-04-07T11:00:00.000Z,11,50,1",
+                "++3,2014-04-07T11:00:00.000Z,12,9,1",
+            ],
+        ),
+    ],
+)
+def test_a_plus_sign_on_an_integer_is_read_as_the_validators_read_it(
+    tmp_path: Path, fmt: str, name: str, lines: list[str]
+) -> None:
+    """'+1' was an unparseable integer (quarantined; on line 1 the whole file 'did not look like'
+    its format) while '+3' as a rating or a price was read: now integers read it too, everywhere
+    the validators parse, and a doubled sign is still quarantined with its reason."""
+    src = write(tmp_path / name, "\n".join(lines) + "\n")
+    report = import_logs(fmt, src, tmp_path / "out", max_quarantine_share=0.5)
+    assert (report.read, report.accepted, report.quarantined) == (3, 2, 1)
+    first = read_table(tmp_path / "out", "events").to_pylist()[0]
+    assert (first["user_id"], first["product_id"]) in {(1, 10), (196, 242), (257597, 355908)}
+    (row,) = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert row["reason"] == "unparseable user_id" and row["raw"] == lines[-1]
 
 
 def test_output_dir_with_data_is_refused_unless_overwrite(tmp_path: Path) -> None:
