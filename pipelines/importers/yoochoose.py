@@ -3,8 +3,8 @@
 
 The log has no user ids: each session becomes one user (user_id = session id), so "users" are
 really sessions and repeat-visit effects are invisible. Clicks -> product_click; buys -> purchase
-with amount = price x quantity (a price of 0 means unknown: amount null; a quantity of 0 is no
-purchase and is quarantined). Category ``0`` means
+with amount = price x quantity (a price or a quantity of 0 means unknown: amount null; the log
+leaves both at 0 on a large share of its buys, which are purchases all the same). Category ``0`` means
 "no category" (null); ``S`` (special offer), 1-12 and brand ids are kept as they are. Given a
 directory, both files are read when present.
 """
@@ -52,7 +52,7 @@ def _buys(f: pa.Table) -> Mapped:
     qty, bad_qty = parse_column(f.column("quantity"), pa.int64())
     known = pc.greater(price, 0.0)
     amount = pc.if_else(
-        pc.fill_null(known, False),
+        pc.fill_null(pc.and_(known, pc.greater(qty, 0)), False),
         pc.multiply(price, pc.cast(qty, pa.float64())),
         pa.nulls(f.num_rows, pa.float64()),
     )
@@ -66,13 +66,11 @@ def _buys(f: pa.Table) -> Mapped:
         },
         # A negative price is not "unknown" (0): quarantined like any impossible value, as is a
         # negative quantity (which a price of 0 would otherwise let through with a null amount).
-        # A quantity of 0 bought nothing: not a purchase, whatever the price.
         reason=first_reason(
             reason_where(bad_price, "unparseable price"),
             reason_where(bad_qty, "unparseable quantity"),
             reason_where(pc.less(price, 0.0), "negative price"),
             reason_where(pc.less(qty, 0), "negative quantity"),
-            reason_where(pc.equal(qty, 0), "zero quantity"),
         ),
         price=pc.if_else(pc.fill_null(known, False), price, pa.nulls(f.num_rows, pa.float64())),
     )
