@@ -206,3 +206,42 @@ def test_yoochoose_buy_of_quantity_zero_is_a_purchase_of_unknown_amount(tmp_path
     assert bought == [(1, "purchase", 2092.0), (2, "purchase", None), (3, "purchase", None)]
     prices = {p["product_id"]: p["price"] for p in read_table(tmp_path / "out", "products").to_pylist()}
     assert prices == {10: 1046.0, 11: 50.0, 12: None}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "movieId,userId,rating,timestamp",  # another column order: was "not a MovieLens ratings file"
+        " UserID , MovieID , Rating , Timestamp ",  # case and spaces (already read; kept so)
+        "timestamp,rating,movieId,userId,source",  # any order, and a column it does not use
+    ],
+)
+def test_a_ratings_csv_header_is_read_by_name_not_position(tmp_path: Path, header: str) -> None:
+    values = {"userid": ["196", "186"], "movieid": ["242", "302"], "rating": ["3.5", "5.0"]}
+    values |= {"timestamp": ["881250949", "891717742"], "source": ["web", "app"]}
+    cols = [c.strip().lower() for c in header.split(",")]
+    rows = [",".join(values[c][i] for c in cols) for i in range(2)]
+    (tmp_path / "ratings.csv").write_text("\n".join([header, *rows]) + "\n")
+    report = import_logs("movielens", tmp_path, tmp_path / "out")
+    assert (report.read, report.accepted, report.events) == (2, 2, 3)
+    ev = events_of(tmp_path / "out")
+    assert [(e["user_id"], e["product_id"], e["type"]) for e in ev] == [
+        (196, 242, "product_click"),
+        (186, 302, "product_click"),
+        (186, 302, "purchase"),
+    ]
+    assert ev[0]["ts"] == utc(881250949)
+
+
+def test_a_ratings_csv_header_without_a_needed_column_names_it(tmp_path: Path) -> None:
+    (tmp_path / "ratings.csv").write_text("userId,movieId,timestamp\n196,242,881250949\n")
+    with pytest.raises(InputFormatError, match=r"ratings.csv:1: .*header must name .*missing rating"):
+        import_logs("movielens", tmp_path, tmp_path / "out")
+
+
+def test_a_recbole_header_is_read_whatever_the_case(tmp_path: Path) -> None:
+    (tmp_path / "ml.inter").write_text(
+        "User_ID:token\tItem_ID:token\tRating:float\tTimestamp:float\n196\t242\t5.0\t881250949.0\n"
+    )
+    report = import_logs("movielens", tmp_path / "ml.inter", tmp_path / "out")
+    assert (report.read, report.accepted, report.events) == (1, 1, 2)
