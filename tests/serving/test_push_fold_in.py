@@ -142,15 +142,16 @@ def test_the_products_direction_counts_folded_in_members(
         assert {p["p_convert"] for p in best()} == {0.0}
 
 
-def test_a_worker_still_holding_a_withdrawn_users_events_does_not_push_by_them(
+def test_another_worker_does_not_push_by_a_withdrawn_users_events(
     tables: dict[str, pa.Table],
     bundle: Path,
     new: np.ndarray,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A consent withdrawal drops the user's events in the worker that takes it; another worker
-    keeps them (it answers "no_consent" anyway) and must not push by them either."""
+    """A consent withdrawal drops the user's events in the worker that takes it, and in another
+    worker at its next read of the consent ledger (it kept them before); either way that worker
+    must not push by them."""
     monkeypatch.setattr(shared_events, "SHARED_REFRESH_S", 0.0)
     monkeypatch.setattr(deletions, "DELETION_REFRESH_S", 0.0)
     monkeypatch.setattr(consents, "CONSENT_REFRESH_S", 0.0)
@@ -164,8 +165,8 @@ def test_a_worker_still_holding_a_withdrawn_users_events_does_not_push_by_them(
     assert max(p.p_convert for p in b.push(alone).products) > 0  # the only one folded in
 
     a.set_consent(user, ConsentRequest(personalization=False))
-    assert not a.fold_ins.events_of(user) and b.fold_ins.events_of(user)  # b still holds them
     out = b.push(ask).users
+    assert not a.fold_ins.events_of(user) and not b.fold_ins.events_of(user)  # b let them go too
     i = out.user_id.index(user)
     assert out.personalized[i] is False
     assert {p for p, ok in zip(out.p_convert, out.personalized, strict=True) if not ok} == {out.p_convert[i]}
