@@ -108,6 +108,23 @@ def _is_parse_reason(reason: str) -> bool:
     return reason.startswith(_PARSE_PREFIXES)
 
 
+SNIFF_LINES = 10  # the opening lines that decide whether a file is of the format at all
+
+
+def _looks_foreign(block: Block, q_rows: list[int], q_reasons: list[str]) -> bool:
+    """Whether a file whose first line does not parse is not of the format at all: most of its
+    first ``SNIFF_LINES`` lines do not parse either. A good file whose first line alone is bad (a
+    stray blank line, a header on a headerless log, one garbled row) has that line quarantined
+    like any other; before, the whole file was refused."""
+    if not _is_parse_reason(q_reasons[0]):
+        return False
+    window = min(SNIFF_LINES, block.n_lines)
+    bad = sum(
+        1 for r, why in zip(q_rows, q_reasons, strict=True) if r < block.first + window and _is_parse_reason(why)
+    )
+    return 2 * bad > window
+
+
 class _Run:
     """The state of one import: writers, counters, first-seen tables."""
 
@@ -146,7 +163,7 @@ class _Run:
         if q.num_rows:
             q_rows = q.column("row").to_pylist()
             q_reasons = q.column("reason").to_pylist()
-            if first_block and q_rows[0] == block.first and _is_parse_reason(q_reasons[0]):
+            if first_block and q_rows[0] == block.first and _looks_foreign(block, q_rows, q_reasons):
                 raise InputFormatError(
                     block.path,
                     block.first,

@@ -100,6 +100,32 @@ def test_bad_lines_inside_a_good_file_are_quarantined_with_their_numbers(tmp_pat
 
 
 @pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        ("", "blank line"),
+        ("user_id,item_id,category_id,behavior_type,timestamp", "unknown behavior_type"),  # a header
+        ("1,100,2,teleport,1511544070", "unknown behavior_type"),
+    ],
+)
+def test_a_good_file_whose_first_line_alone_is_bad_is_imported_with_it_quarantined(
+    tmp_path: Path, first: str, reason: str
+) -> None:
+    """Line 1 decided alone whether a file was of the format: one bad first line refused a whole
+    good file (exit 2). Now most of the opening lines must fail for that; otherwise line 1 is
+    quarantined with its reason like any other line."""
+    src = write(tmp_path / "UserBehavior.csv", "\n".join([first, *GOOD[:19]]) + "\n")
+    report = import_logs("taobao", src, tmp_path / "out")
+    assert (report.read, report.accepted, report.quarantined) == (20, 19, 1)
+    q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert [r["row"] for r in q] == [1] and q[0]["reason"].startswith(reason), q
+    # Mostly bad opening lines are still another format: refused, naming line 1.
+    mixed = "\n".join([first, *(["a,b"] * 6), *GOOD[:13]]) + "\n"
+    with pytest.raises(InputFormatError, match="does not look like a taobao") as err:
+        import_logs("taobao", write(tmp_path / "other.csv", mixed), tmp_path / "out2")
+    assert str(err.value).startswith(f"{tmp_path / 'other.csv'}:1:")
+
+
+@pytest.mark.parametrize(
     ("fmt", "name", "lines"),
     [
         (
