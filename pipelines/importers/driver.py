@@ -120,7 +120,9 @@ def _looks_foreign(block: Block, q_rows: list[int], q_reasons: list[str]) -> boo
         return False
     window = min(SNIFF_LINES, block.n_lines)
     bad = sum(
-        1 for r, why in zip(q_rows, q_reasons, strict=True) if r < block.first + window and _is_parse_reason(why)
+        1
+        for r, why in zip(q_rows, q_reasons, strict=True)
+        if r < block.first + window and _is_parse_reason(why)
     )
     return 2 * bad > window
 
