@@ -148,5 +148,6 @@ def test_features_build_as_of_before_the_first_event_is_refused(
     data = build_world(tmp_path / "data")  # events from 2026-01-01
     assert main(["features", "build", "--data", str(data), "--as-of", "2016-01-01"]) == 2  # a typo'd year
     err = capsys.readouterr().err
-    assert "as of 2016-01-01T00:00:00+00:00 is not after the first event" in err  # was exit 0, empty store
+    # A bare date is the end of that day (features build --help): the cut-off is the next midnight.
+    assert "as of 2016-01-02T00:00:00+00:00 is not after the first event" in err  # was exit 0, empty store
     assert not (state_dir / "features" / "registry.db").exists()
