@@ -178,12 +178,15 @@ class Recommender(PushRanking):
 
         fallback = None
         folded: np.ndarray | None = None
-        if not self.catalog.knows_user(req.user_id):
-            fallback = "cold_start"
-        elif self.is_deleted(req.user_id):
+        # Deletion and consent first: a user the users table does not list (signed up since it was
+        # loaded, known from live events) may be deleted or have withdrawn consent too, and then
+        # their purchases must not shape the answer either (cold_start used them).
+        if self.is_deleted(req.user_id):
             fallback = "deleted"
         elif not self.catalog.consent(req.user_id)[0]:
             fallback = "no_consent"
+        elif not self.catalog.knows_user(req.user_id):
+            fallback = "cold_start"
 
         if fallback is None:  # the events sent since training, folded into the user's factors
             folded = self._folded(models, req.user_id)
