@@ -142,6 +142,12 @@ class Catalog:
         pushes = ev[ev["type"] == "push_sent"]
         self._push_users = pushes["user_id"].to_numpy(np.int64)
         self._push_ts = pushes["ts_us"].to_numpy(np.int64)
+        # Each push's event id (-1: none), so that a push_sent sent again is counted once.
+        self._push_ids = (
+            pushes["event_id"].fillna(-1).to_numpy(np.int64)
+            if with_ids
+            else np.full(len(pushes), -1, np.int64)
+        )
         # The built-in activity rule's descriptions; segments given by the feature store carry their own names.
         self.segment_descriptions: dict[str, str] = dict(SEGMENT_RULES) if segments is None else {}
         if segments is None:
@@ -270,11 +276,17 @@ class Catalog:
         return bought, due, is_cons
 
     def push_counts(self, user_ids: np.ndarray, since_us: int) -> np.ndarray:
-        """push_sent events per user since ``since_us``, vectorised."""
+        """push_sent events per user since ``since_us``, vectorised; an event id counts once. A
+        client that sends a push_sent again (its reply lost, a retried batch, through this worker
+        or another) counted it twice: a user pushed once was capped as pushed twice."""
         self.sync_shared()
         with self._lock:
-            pu, pt = self._push_users, self._push_ts
-        recent = np.sort(pu[pt >= since_us])
+            pu, pt, pi = self._push_users, self._push_ts, self._push_ids
+        window = pt >= since_us
+        pu, pi = pu[window], pi[window]
+        once = pi < 0  # no id: each counts
+        once[np.unique(pi, return_index=True)[1]] = True
+        recent = np.sort(pu[once])
         return np.searchsorted(recent, user_ids, side="right") - np.searchsorted(
             recent, user_ids, side="left"
         )
@@ -353,7 +365,7 @@ class Catalog:
     def _apply_history(self, events: list[dict[str, Any]]) -> None:
         """Purchases (the latest per user and product), pushes sent, joins and leaves, into what
         the rules and audiences read."""
-        new_push_u, new_push_t = [], []
+        new_push_u, new_push_t, new_push_i = [], [], []
         with self._lock:
             for e in events:
                 if e["type"] in MEMBERSHIP_TYPES:
@@ -365,6 +377,8 @@ class Catalog:
                 elif e["type"] == "push_sent":
                     new_push_u.append(int(e["user_id"]))
                     new_push_t.append(int(e["ts_us"]))
+                    new_push_i.append(-1 if e.get("event_id") is None else int(e["event_id"]))
             if new_push_u:
                 self._push_users = np.concatenate([self._push_users, np.array(new_push_u, np.int64)])
                 self._push_ts = np.concatenate([self._push_ts, np.array(new_push_t, np.int64)])
+                self._push_ids = np.concatenate([self._push_ids, np.array(new_push_i, np.int64)])
