@@ -82,6 +82,12 @@ class Catalog:
         self._p_cycle = self.products["repurchase_cycle_days"].to_numpy(float)
         self._p_category = self.products["category"].fillna("unknown").to_numpy(object)
         self._p_num = np.column_stack([self._p_price, self._p_margin, self._p_stock, self._p_cycle])
+        # Launch time (us; none given: launched), in the products' row order: not offered before it.
+        names = tables["products"].column_names
+        self._p_launch = _ts_us(
+            tables["products"].column("launch_ts") if "launch_ts" in names else pa.nulls(len(p), pa.int64()),
+            np.iinfo(np.int64).min,
+        )
         self._uid_sorted, self._uid_rows = _sorted_lookup(self.user_ids)
         self._u_pers = self.users["consent_personalization"].fillna(False).to_numpy(bool)
         self._u_mark = self.users["consent_marketing"].fillna(False).to_numpy(bool)
@@ -222,7 +228,8 @@ class Catalog:
         return sp
 
     def product_frame(self, product_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """price, margin, stock, category, repurchase_cycle_days per product (NaN/"unknown" when unknown)."""
+        """price, margin, stock, category, repurchase_cycle_days, launch_us per product (NaN/"unknown"
+        when unknown; launch_us: the minimum int64, launched, when unknown or not given)."""
         r = self.product_rows(np.asarray(product_ids, np.int64))
         ok = r >= 0
         every = bool(ok.all())
@@ -236,10 +243,16 @@ class Catalog:
         else:
             num = np.full((len(r), 4), np.nan)
             cat = np.full(len(r), "unknown", dtype=object)
+        launch = self._p_launch[np.where(ok, r, 0)] if len(self._p_launch) else np.zeros(len(r), np.int64)
         return {
             "price": num[:, 0], "margin": num[:, 1], "stock": num[:, 2], "category": cat,
-            "repurchase_cycle_days": num[:, 3],
+            "repurchase_cycle_days": num[:, 3], "launch_us": np.where(ok, launch, np.iinfo(np.int64).min),
         }  # fmt: skip
+
+    def offered(self, now_us: int) -> np.ndarray:
+        """Ids of the products in stock (or of unknown stock) and launched by ``now_us``."""
+        ok = (np.isnan(self._p_stock) | (self._p_stock > 0)) & (self._p_launch <= now_us)
+        return self.products.index.to_numpy(np.int64)[ok]
 
     def purchase_flags(
         self,

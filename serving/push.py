@@ -195,11 +195,10 @@ class PushRanking:
     def _push_products(
         self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str, now: datetime
     ) -> PushResponse:
-        in_stock = self.catalog.products.index[self.catalog.products["stock"].fillna(1) > 0].to_numpy(
-            np.int64
-        )
+        # In stock and launched: a product launching later is not offered before (as on air).
+        offered = self.catalog.offered(int(now.timestamp() * US))
         cands = self._popular_ids(models, 500, req.segment, np.empty(0, np.int64))
-        cands = cands[np.isin(cands, in_stock)] if len(cands) else in_stock[:500]
+        cands = cands[np.isin(cands, offered)] if len(cands) else offered[:500]
         rng = np.random.default_rng(0)
         # The members' mean affinity ranks the products; a member without personalization consent
         # is not profiled, not even into an average, and a deleted one is no member (their factors
