@@ -82,6 +82,12 @@ class Catalog:
         self._p_cycle = self.products["repurchase_cycle_days"].to_numpy(float)
         self._p_category = self.products["category"].fillna("unknown").to_numpy(object)
         self._p_num = np.column_stack([self._p_price, self._p_margin, self._p_stock, self._p_cycle])
+        # Launch time (us; none given: launched), in the products' row order: not offered before it.
+        names = tables["products"].column_names
+        self._p_launch = _ts_us(
+            tables["products"].column("launch_ts") if "launch_ts" in names else pa.nulls(len(p), pa.int64()),
+            np.iinfo(np.int64).min,
+        )
         self._uid_sorted, self._uid_rows = _sorted_lookup(self.user_ids)
         self._u_pers = self.users["consent_personalization"].fillna(False).to_numpy(bool)
         self._u_mark = self.users["consent_marketing"].fillna(False).to_numpy(bool)
@@ -142,6 +148,12 @@ class Catalog:
         pushes = ev[ev["type"] == "push_sent"]
         self._push_users = pushes["user_id"].to_numpy(np.int64)
         self._push_ts = pushes["ts_us"].to_numpy(np.int64)
+        # Each push's event id (-1: none), so that a push_sent sent again is counted once.
+        self._push_ids = (
+            pushes["event_id"].fillna(-1).to_numpy(np.int64)
+            if with_ids
+            else np.full(len(pushes), -1, np.int64)
+        )
         # The built-in activity rule's descriptions; segments given by the feature store carry their own names.
         self.segment_descriptions: dict[str, str] = dict(SEGMENT_RULES) if segments is None else {}
         if segments is None:
@@ -216,7 +228,8 @@ class Catalog:
         return sp
 
     def product_frame(self, product_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """price, margin, stock, category, repurchase_cycle_days per product (NaN/"unknown" when unknown)."""
+        """price, margin, stock, category, repurchase_cycle_days, launch_us per product (NaN/"unknown"
+        when unknown; launch_us: the minimum int64, launched, when unknown or not given)."""
         r = self.product_rows(np.asarray(product_ids, np.int64))
         ok = r >= 0
         every = bool(ok.all())
@@ -230,10 +243,16 @@ class Catalog:
         else:
             num = np.full((len(r), 4), np.nan)
             cat = np.full(len(r), "unknown", dtype=object)
+        launch = self._p_launch[np.where(ok, r, 0)] if len(self._p_launch) else np.zeros(len(r), np.int64)
         return {
             "price": num[:, 0], "margin": num[:, 1], "stock": num[:, 2], "category": cat,
-            "repurchase_cycle_days": num[:, 3],
+            "repurchase_cycle_days": num[:, 3], "launch_us": np.where(ok, launch, np.iinfo(np.int64).min),
         }  # fmt: skip
+
+    def offered(self, now_us: int) -> np.ndarray:
+        """Ids of the products in stock (or of unknown stock) and launched by ``now_us``."""
+        ok = (np.isnan(self._p_stock) | (self._p_stock > 0)) & (self._p_launch <= now_us)
+        return self.products.index.to_numpy(np.int64)[ok]
 
     def purchase_flags(
         self,
@@ -270,11 +289,17 @@ class Catalog:
         return bought, due, is_cons
 
     def push_counts(self, user_ids: np.ndarray, since_us: int) -> np.ndarray:
-        """push_sent events per user since ``since_us``, vectorised."""
+        """push_sent events per user since ``since_us``, vectorised; an event id counts once. A
+        client that sends a push_sent again (its reply lost, a retried batch, through this worker
+        or another) counted it twice: a user pushed once was capped as pushed twice."""
         self.sync_shared()
         with self._lock:
-            pu, pt = self._push_users, self._push_ts
-        recent = np.sort(pu[pt >= since_us])
+            pu, pt, pi = self._push_users, self._push_ts, self._push_ids
+        window = pt >= since_us
+        pu, pi = pu[window], pi[window]
+        once = pi < 0  # no id: each counts
+        once[np.unique(pi, return_index=True)[1]] = True
+        recent = np.sort(pu[once])
         return np.searchsorted(recent, user_ids, side="right") - np.searchsorted(
             recent, user_ids, side="left"
         )
@@ -353,7 +378,7 @@ class Catalog:
     def _apply_history(self, events: list[dict[str, Any]]) -> None:
         """Purchases (the latest per user and product), pushes sent, joins and leaves, into what
         the rules and audiences read."""
-        new_push_u, new_push_t = [], []
+        new_push_u, new_push_t, new_push_i = [], [], []
         with self._lock:
             for e in events:
                 if e["type"] in MEMBERSHIP_TYPES:
@@ -365,6 +390,8 @@ class Catalog:
                 elif e["type"] == "push_sent":
                     new_push_u.append(int(e["user_id"]))
                     new_push_t.append(int(e["ts_us"]))
+                    new_push_i.append(-1 if e.get("event_id") is None else int(e["event_id"]))
             if new_push_u:
                 self._push_users = np.concatenate([self._push_users, np.array(new_push_u, np.int64)])
                 self._push_ts = np.concatenate([self._push_ts, np.array(new_push_t, np.int64)])
+                self._push_ids = np.concatenate([self._push_ids, np.array(new_push_i, np.int64)])

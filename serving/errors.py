@@ -29,6 +29,13 @@ class NotFoundError(ServingError):
     exit_code = 2
 
 
+class ConflictError(ServingError):
+    """A well-formed request the catalogue's state refuses (a push of products none of which is in stock)."""
+
+    http_status = 409
+    exit_code = 2
+
+
 class UnauthorizedError(ServingError):
     http_status = 401
     exit_code = 2

@@ -178,12 +178,14 @@ class Recommender(PushRanking):
 
         fallback = None
         folded: np.ndarray | None = None
-        if not self.catalog.knows_user(req.user_id):
-            fallback = "cold_start"
-        elif self.is_deleted(req.user_id):
+        # Deletion and consent first: a user the users table does not list may be deleted or have
+        # withdrawn consent too (as cold_start, their purchases shaped the answer).
+        if self.is_deleted(req.user_id):
             fallback = "deleted"
         elif not self.catalog.consent(req.user_id)[0]:
             fallback = "no_consent"
+        elif not self.catalog.knows_user(req.user_id):
+            fallback = "cold_start"
 
         if fallback is None:  # the events sent since training, folded into the user's factors
             folded = self._folded(models, req.user_id)
@@ -310,7 +312,9 @@ class Recommender(PushRanking):
                 reason[~shortlisted] = "unranked"
         cand = {
             "product_id": ids, "score": scores, "p_convert": p_convert, "price": pf["price"],
-            "margin": pf["margin"], "category": pf["category"], "stock": pf["stock"], "on_air": on_air,
+            "margin": pf["margin"], "category": pf["category"], "stock": pf["stock"],
+            # Not launched yet at the request's time: not offered, as if off air.
+            "on_air": on_air & (pf["launch_us"] <= now_us),
             "pinned_slot": pinned, "bought_recently": bought, "consumable_due": due, "is_consumable": cons,
             "reason": reason, "shortlisted": shortlisted,
         }  # fmt: skip

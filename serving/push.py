@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from serving.catalog import US, Catalog
-from serving.errors import NotFoundError
+from serving.errors import ConflictError, NotFoundError
 from serving.impressions import ImpressionLog
 from serving.schemas import (
     PushAudience,
@@ -68,6 +68,18 @@ class PushRanking:
                 field="product_id" if req.product_id is not None else "campaign_products",
             )
 
+        # Out of stock: never pushed (the carousel and the products direction leave them out too).
+        # Before, a user whose best campaign product was out of stock was given it.
+        stock = self.catalog.product_frame(products)["stock"]
+        in_stock = np.isnan(stock) | (stock > 0)
+        if not in_stock.any():
+            field = "product_id" if req.product_id is not None else "campaign_products"
+            raise ConflictError(
+                f"out of stock: product{'s' if len(products) > 1 else ''} "
+                f"{', '.join(map(str, products[:20].tolist()))}",
+                field=field,
+            )
+        products = products[in_stock]
         users = np.unique(audience)
         suppressed: dict[str, int] = {}
         ok = self.catalog.marketing_consent(users)
@@ -183,11 +195,10 @@ class PushRanking:
     def _push_products(
         self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str, now: datetime
     ) -> PushResponse:
-        in_stock = self.catalog.products.index[self.catalog.products["stock"].fillna(1) > 0].to_numpy(
-            np.int64
-        )
+        # In stock and launched: a product launching later is not offered before (as on air).
+        offered = self.catalog.offered(int(now.timestamp() * US))
         cands = self._popular_ids(models, 500, req.segment, np.empty(0, np.int64))
-        cands = cands[np.isin(cands, in_stock)] if len(cands) else in_stock[:500]
+        cands = cands[np.isin(cands, offered)] if len(cands) else offered[:500]
         rng = np.random.default_rng(0)
         # The members' mean affinity ranks the products; a member without personalization consent
         # is not profiled, not even into an average, and a deleted one is no member (their factors
