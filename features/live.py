@@ -16,6 +16,11 @@ totals and in the same write (one Redis hash, one SQLite transaction), the highe
 writer it counts (``_writers``, not a feature), and an event at or below its writer's mark is
 skipped. That needs a writer to push in push-id order and to take every event it could not push
 along into its next push (serving/live_pending.py does both).
+
+An event sent again by the client (a retried ``POST /events`` whose reply was lost, through the
+same worker or another) is a new push, so the marks do not catch it; its ``event_id`` does. Each
+session also stores the ids of the last ``SEEN_MAX`` events it counted (``_event_ids``, not a
+feature), and an event whose id is among them is skipped. Events without an id count every time.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ LIVE_FEATURES = ("live_clicks", "live_carts", "live_watch_seconds")
 # Stored beside a session's totals, not a feature (no view lists it): per writer, the highest push id
 # the totals count. Both are in every event a writer wants counted once.
 WRITERS = "_writers"
+# Stored beside a session's totals too: the ids of the last SEEN_MAX events counted (a client's
+# retry comes soon after; 64 ids are 512 bytes a session, kept for the session's 24 h online).
+SEEN, SEEN_MAX = "_event_ids", 64
 # Redis: users hash into this many locks, so batches of different users rarely wait on each other.
 LOCK_STRIPES = 64
 # A holder that died frees its Redis lock after LOCK_TTL_S; a writer gives up after LOCK_WAIT_S
@@ -68,6 +76,7 @@ class _Live(NamedTuple):
     adds: tuple[float, float, float]  # in LIVE_FEATURES order
     writer: int  # -1: counted every time it is given
     push: int
+    event_id: int  # -1: none given
 
 
 def _live_events(events: Any) -> list[_Live]:
@@ -100,6 +109,7 @@ def _live_events(events: Any) -> list[_Live]:
             _Live(
                 (int(e["user_id"]), int(e["stream_id"])), ts, adds, int(e["push_writer"]) if labelled else -1,
                 int(e["push_id"]) if labelled else -1,
+                -1 if _missing(e.get("event_id")) else int(e["event_id"]),
             )
         )  # fmt: skip
     return out
@@ -137,10 +147,12 @@ def ingest_live_events(store_or_reader: Any, events: Any, ledger: Any = None) ->
         now = pd.Timestamp(datetime.now(UTC))
         data = []
         for session, (last, adds) in _per_session(live).items():
-            totals, marks, written_at = stored[session]
+            totals, marks, seen, written_at = stored[session]
             values = {f: _double(totals[f] + a) for f, a in zip(LIVE_FEATURES, adds, strict=True)}
             if marks:
                 values[WRITERS] = _marks_value(marks)
+            if seen:
+                values[SEEN] = _ints_value(seen[-SEEN_MAX:])
             # Never older than now (a total written later must win over the one it was computed
             # from), nor than the stored row: Feast's Redis store skips a write whose time is not
             # after the stored one, and another host's clock may run ahead of this one.
@@ -164,23 +176,29 @@ def _double(x: float) -> Any:
 
 
 def _marks_value(marks: dict[int, int]) -> Any:
+    return _ints_value([x for w in sorted(marks) for x in (w, marks[w])])
+
+
+def _ints_value(values: list[int]) -> Any:
     from feast.protos.feast.types.Value_pb2 import Int64List, Value
 
-    return Value(int64_list_val=Int64List(val=[x for w in sorted(marks) for x in (w, marks[w])]))
+    return Value(int64_list_val=Int64List(val=values))
 
 
 _EPOCH = pd.Timestamp(0, tz="UTC")
-_Stored = tuple[dict[str, float], dict[int, int], pd.Timestamp]
+# (totals, writers' marks, ids of the last events counted, oldest first, the row's time)
+_Stored = tuple[dict[str, float], dict[int, int], list[int], pd.Timestamp]
 
 
 def _read_sessions(store: Any, view: Any, sessions: list[tuple[int, int]]) -> list[_Stored]:
-    """Per session: its stored totals (0 when absent), its writers' marks, and the row's time."""
+    """Per session: its stored totals (0 when absent), its writers' marks, the ids of the last
+    events it counted, and the row's time."""
     from features.online_reads import entity_keys, value_of
 
     keys = entity_keys([{"user_id": u, "stream_id": s} for u, s in sessions])
     online = store._get_provider().online_store
     out = []
-    for written_at, got in online.online_read(store.config, view, keys, [*LIVE_FEATURES, WRITERS]):
+    for written_at, got in online.online_read(store.config, view, keys, [*LIVE_FEATURES, WRITERS, SEEN]):
         values = got or {}
         totals = {}
         for f in LIVE_FEATURES:
@@ -188,15 +206,28 @@ def _read_sessions(store: Any, view: Any, sessions: list[tuple[int, int]]) -> li
             totals[f] = 0.0 if v != v else float(v)  # NaN: nothing stored yet
         flat = list(values[WRITERS].int64_list_val.val) if WRITERS in values else []
         marks = dict(zip(flat[::2], flat[1::2], strict=True))
+        seen = list(values[SEEN].int64_list_val.val) if SEEN in values else []
         at = _EPOCH if written_at is None else pd.Timestamp(written_at).tz_convert("UTC")
-        out.append((totals, marks, at))
+        out.append((totals, marks, seen, at))
     return out
 
 
 def _not_counted_yet(live: list[_Live], stored: dict[tuple[int, int], _Stored]) -> list[_Live]:
-    """The events above their writer's mark in their session (events with no writer: all); the
-    marks in ``stored`` are raised to what the write will hold."""
-    kept = [e for e in live if e.writer < 0 or e.push > stored[e.session][1].get(e.writer, -1)]
+    """The events above their writer's mark in their session (events with no writer: all) whose id
+    the session has not counted (events without one: all); the marks and ids in ``stored`` are
+    raised to what the write will hold."""
+    kept = []
+    seen_sets = {session: set(st[2]) for session, st in stored.items()}
+    for e in live:
+        _, marks, seen, _ = stored[e.session]
+        if e.writer >= 0 and e.push <= marks.get(e.writer, -1):
+            continue
+        if e.event_id >= 0:
+            if e.event_id in seen_sets[e.session]:
+                continue  # the client sent it again
+            seen_sets[e.session].add(e.event_id)
+            seen.append(e.event_id)
+        kept.append(e)
     for e in kept:
         if e.writer >= 0:
             marks = stored[e.session][1]

@@ -87,3 +87,34 @@ def test_a_write_that_landed_although_it_raised_is_not_counted_again(
     ingest_live_events(reader, push)  # and once more, for good measure
     for s in sessions:
         assert _totals(reader, *s) == [before[s][0] + 2.0, before[s][1], before[s][2] + 30.0], s
+
+
+def test_an_event_the_client_sends_again_counts_once(built_store: FeatureSettings) -> None:
+    """A client retrying `POST /events` (its reply lost) sends the same events, ids included, and
+    serving pushes them anew (another push id, maybe another worker): before, each copy counted,
+    a click twice. The session keeps the ids it counted; events without an id count each time."""
+    from features.online_fast import FastOnlineReader
+
+    reader = FastOnlineReader(built_store)
+    user, stream = 8, 174  # a session no other test writes
+    batch = [{**e, "event_id": 9_000 + i} for i, e in enumerate(_events(user, stream, 33, 1))]
+    assert ingest_live_events(reader, batch) == 1
+    assert _totals(reader, user, stream) == [2.0, 0.0, 30.0]
+    again = [{**e, "push_writer": 65, "push_id": 7} for e in batch]  # the retry, through worker 65
+    assert ingest_live_events(reader, again) == 0
+    assert ingest_live_events(reader, batch + batch) == 0  # twice in one batch, already counted
+    twice = {"user_id": user, "stream_id": stream, "type": "add_to_cart", "event_id": 9_100}
+    ingest_live_events(reader, [twice, twice])  # a new event twice in one batch: once
+    ingest_live_events(reader, _events(user, stream, None, None, clicks=1))  # no ids: each time
+    ingest_live_events(reader, _events(user, stream, None, None, clicks=1))
+    assert _totals(reader, user, stream) == [4.0, 1.0, 90.0]
+    # The ids kept are the last SEEN_MAX: a session's memory stays bounded.
+    from features.live import SEEN_MAX
+
+    many = [{"user_id": user, "stream_id": stream, "type": "product_click", "event_id": 10_000 + i}
+            for i in range(SEEN_MAX + 10)]  # fmt: skip
+    ingest_live_events(reader, many)
+    assert ingest_live_events(reader, many[-SEEN_MAX:]) == 0  # the latest ones are remembered
+    assert _totals(reader, user, stream)[0] == 4.0 + SEEN_MAX + 10
+    feast = FeastFeatureReader(built_store).online(user, [12], stream_id=stream)
+    assert not [c for c in feast.columns if c.startswith("_")]
