@@ -29,14 +29,24 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
     MLflow's own client retries a dead server for ~4 min (7 retries, backoff factor 2) and then
     reports whatever the caller makes of the failure; train would have fitted everything first.
     Any HTTP answer (even 401 or 404: a proxy, no /health) counts as reachable."""
+    import base64
     import urllib.error
     import urllib.request
-    from urllib.parse import urlparse
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
-    if urlparse(uri).scheme not in ("http", "https"):
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
         return
+    # user:password@ is MLflow's basic auth (requests reads it off the URL); urllib would take it
+    # for part of the host name, so it goes into a header instead.
+    userinfo, _, host = parts.netloc.rpartition("@")
+    url = urlunsplit((parts.scheme, host, f"{parts.path.rstrip('/')}/health", "", ""))
+    headers = {}
+    if userinfo:
+        token = base64.b64encode(unquote(userinfo).encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s):
             pass
     except urllib.error.HTTPError:
         return
