@@ -47,7 +47,7 @@ class PromotionReport:
     champion_version: str | None
     challenger_version: str
     promoted: bool
-    run_id: str
+    run_id: str | None  # the "promote" run; None when the challenger was already champion
 
 
 def test_frame(events: pd.DataFrame, stream_products: pd.DataFrame, settings: TrainSettings,
@@ -114,7 +114,11 @@ def promote(
         raise PromotionError(f"model {name!r} has no {CHALLENGER!r} version; run `slotcast train` first")
     champ = version_by_alias(client, name, CHAMPION)
     if champ is not None and champ.version == chall.version:
-        raise PromotionError(f"version {chall.version} is already both champion and challenger")
+        # Promoted already (a second `promote`, `pipeline run --from promote`): nothing to decide.
+        reason = f"version {chall.version} is already the champion: nothing to promote"
+        nan = float("nan")
+        kept = GateResult(f"ndcg@{settings.k}", 0, nan, nan, nan, nan, nan, False, reason)
+        return PromotionReport(kept, str(champ.version), str(chall.version), False, None)
 
     champ_scores: np.ndarray | None = None
     chall_scores = np.empty(0)
