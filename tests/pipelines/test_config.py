@@ -71,3 +71,25 @@ def test_the_train_section_can_send_the_ranker_fit_to_dask(tmp_path: Path) -> No
     f.write_text("train: {dask_scheduler: 'local:none'}\n")
     with pytest.raises(ConfigError, match="train.dask_scheduler: 'local:none': a local cluster is local:N"):
         load_config(f)
+
+
+def test_relative_paths_are_read_from_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They were taken from wherever the command ran: the same config found another directory (or
+    none: 'data.dir data holds no events.parquet', exit 1) when run from elsewhere, and the step
+    cache recorded the relative path, so it no longer matched from another directory."""
+    project = tmp_path.resolve() / "project"
+    project.mkdir()
+    f = project / "pipeline.yaml"
+    f.write_text("data: {source: dir, dir: data}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_config(f).data.dir == project / "data"
+    assert load_config(Path("../project/pipeline.yaml")).data.dir == project / "data"
+    f.write_text("data: {source: import, import: {format: movielens, input: logs/u.data}}\n")
+    imp = load_config(f).data.import_
+    assert imp is not None and imp.input == project / "logs" / "u.data"
+    f.write_text(f"data: {{source: dir, dir: {tmp_path / 'abs'}}}\n")  # an absolute path stays
+    assert load_config(f).data.dir == tmp_path / "abs"
