@@ -25,6 +25,7 @@ from training.dataset import (
     TimeSplits,
     attach_features,
     candidate_rows,
+    check_labels_exist,
     label_window,
     on_air_pairs,
     select_queries,
@@ -230,6 +231,7 @@ def build_data(
     """Splits, the two ALS fits (history-only for train/valid queries, pre-test for test ones), the
     pre-test popularity (the bundle's), data."""
     timings: dict[str, float] = {}
+    check_labels_exist(events, settings.label_event)
     splits = TimeSplits.from_events(events, settings.split)
     window = label_window(splits, settings.split, settings.label_window_hours)  # may refuse: before ALS
     t = time.perf_counter()
