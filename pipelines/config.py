@@ -12,7 +12,9 @@ from features.yaml_file import read_yaml
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a value of the wrong type is refused, not converted (YAML's `true` read as 1 for a
+    # count, '6' as 6); paths alone are read from strings (Field(strict=False)).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SimulateConfig(_Strict):
@@ -41,14 +43,15 @@ class SimulateConfig(_Strict):
 
 class ImportConfig(_Strict):
     format: Literal["movielens", "taobao", "retailrocket", "yoochoose"]
-    input: Path
+    input: Path = Field(strict=False)
 
 
 class DataConfig(_Strict):
     source: Literal["simulate", "import", "dir"] = "simulate"
     simulate: SimulateConfig = SimulateConfig()
     import_: ImportConfig | None = Field(None, alias="import")
-    dir: Path | None = None  # source: dir -> use an existing canonical data directory as it is
+    # source: dir -> use an existing canonical data directory as it is
+    dir: Path | None = Field(None, strict=False)
 
     @model_validator(mode="after")
     def _the_source_has_its_section(self) -> DataConfig:
