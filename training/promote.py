@@ -93,6 +93,24 @@ def score_bundle(bundle: Any, frame: pd.DataFrame, k: int) -> np.ndarray:
     return nd
 
 
+def _challengers_label(client: Any, version: Any, settings: TrainSettings) -> TrainSettings:
+    """``settings`` with the label the challenger was trained for (its run's ``label`` param): the
+    gate judges it on what it learned to predict (`train --label click`), whatever this process's
+    own label (promote has no --label)."""
+    from mlflow.exceptions import MlflowException
+
+    from training.settings import LABEL_EVENT
+
+    try:
+        label = client.get_run(version.run_id).data.params.get("label") if version.run_id else None
+    except MlflowException:  # the run was deleted: the version is all there is
+        return settings
+    if label in LABEL_EVENT and label != settings.label:
+        log.info("gating on the challenger's label %s (not %s)", label, settings.label)
+        return settings.model_copy(update={"label": label})
+    return settings
+
+
 def promote(
     settings: TrainSettings,
     data_dir: Path | None,
@@ -120,6 +138,7 @@ def promote(
         kept = GateResult(f"ndcg@{settings.k}", 0, nan, nan, nan, nan, nan, False, reason)
         return PromotionReport(kept, str(champ.version), str(chall.version), False, None)
 
+    settings = _challengers_label(client, chall, settings)
     champ_scores: np.ndarray | None = None
     chall_scores = np.empty(0)
     if champ is not None and (data_dir is not None or not force):
@@ -159,6 +178,7 @@ def promote(
         "champion_version": champ.version if champ else "none",
         "force": force,
         "metric": result.metric,
+        "label": settings.label,
         "reason": result.reason,
     })  # fmt: skip
     log_metrics(client, run_id, {k: float(v) for k, v in result.as_dict().items()
