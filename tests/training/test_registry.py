@@ -56,6 +56,9 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
     assert run.data.params["feature_service"] == "ranker_v1" and run.data.params["data_digest"] == poor.digest
     assert "test_als_ranker_ndcg_at_10" in run.data.metrics and "test_auc" in run.data.metrics
     assert run.data.tags["data_digest"] == poor.digest
+    # What the ranker was fitted on: here no Feast feature (reader=None, `train --no-features`),
+    # which the feature_service param and tag (ranker_v1 either way) do not say.
+    assert run.data.params["ranker.feature_names"] == "als_score,als_rank,on_air,slot,popularity_score"
     arts = {a.path for a in client.list_artifacts(poor.run_id, "plots")}
     assert {
         "plots/feature_importance.png",
