@@ -93,6 +93,11 @@ def score_bundle(bundle: Any, frame: pd.DataFrame, k: int) -> np.ndarray:
     return nd
 
 
+def _lacking(bundle: Any, frame: pd.DataFrame) -> list[str]:
+    """The features ``bundle``'s ranker was trained on that ``frame`` lacks."""
+    return [c for c in bundle.ranker.feature_names if c not in frame.columns] if bundle.ranker else []
+
+
 def _challengers_label(client: Any, version: Any, settings: TrainSettings) -> TrainSettings:
     """``settings`` with the label the challenger was trained for (its run's ``label`` param): the
     gate judges it on what it learned to predict (`train --label click`), whatever this process's
@@ -152,16 +157,19 @@ def promote(
         # Candidates: the union of both models' ALS top-n (+ on-air), so neither is judged on the
         # other's candidate set alone.
         frame = test_frame(events, stream_products, settings, reader, b_chall.als, (b_champ.als,), progress)
-        missing = (
-            [c for c in b_champ.ranker.feature_names if c not in frame.columns] if b_champ.ranker else []
-        )
-        if missing and not force:
-            raise PromotionError(f"the champion needs features the current data lacks: {missing}")
-        rows, _, _ = served(frame, np.zeros(len(frame)))  # the queries the metric counts
-        n = rows.loc[rows["label"] > 0, "query_id"].nunique()
-        progress(f"scoring both versions on the {n:,} test queries with a {settings.label}")
-        chall_scores = score_bundle(b_chall, frame, settings.k)
-        champ_scores = score_bundle(b_champ, frame, settings.k) if not missing else None
+        lacking = {who: _lacking(b, frame) for who, b in (("challenger", b_chall), ("champion", b_champ))}
+        for who, version in (("challenger", chall.version), ("champion", champ.version)):
+            if lacking[who] and not force:
+                raise PromotionError(
+                    f"the {who} v{version} needs features this comparison lacks: {lacking[who]} (run "
+                    "promote without --no-features, on a store built with them; or --force)"
+                )
+        if not lacking["challenger"]:  # forced past a lacking challenger: nothing to compare
+            rows, _, _ = served(frame, np.zeros(len(frame)))  # the queries the metric counts
+            n = rows.loc[rows["label"] > 0, "query_id"].nunique()
+            progress(f"scoring both versions on the {n:,} test queries with a {settings.label}")
+            chall_scores = score_bundle(b_chall, frame, settings.k)
+            champ_scores = score_bundle(b_champ, frame, settings.k) if not lacking["champion"] else None
     result = decide(champ_scores, chall_scores, metric=f"ndcg@{settings.k}", force=force,
                     n_boot=settings.bootstrap_samples, seed=settings.seed)  # fmt: skip
     if champ is not None and champ_scores is None:  # forced, and nothing was compared
