@@ -9,6 +9,7 @@ The decision and its figures go to an MLflow run ("promote") and onto the challe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,22 +99,34 @@ def _lacking(bundle: Any, frame: pd.DataFrame) -> list[str]:
     return [c for c in bundle.ranker.feature_names if c not in frame.columns] if bundle.ranker else []
 
 
-def _challengers_label(client: Any, version: Any, settings: TrainSettings) -> TrainSettings:
-    """``settings`` with the label the challenger was trained for (its run's ``label`` param): the
-    gate judges it on what it learned to predict (`train --label click`), whatever this process's
-    own label (promote has no --label)."""
+def _as_trained(client: Any, version: Any, settings: TrainSettings) -> TrainSettings:
+    """``settings`` with the label, label window and split fractions the challenger was trained
+    with (its run's params): the gate judges it on what it learned to predict (`train --label
+    click`; promote has no --label) and on its own test split, which other fractions could move
+    into its valid split, whatever this process's environment says."""
     from mlflow.exceptions import MlflowException
 
-    from training.settings import LABEL_EVENT
+    from training.settings import LABEL_EVENT, SplitConfig
 
     try:
-        label = client.get_run(version.run_id).data.params.get("label") if version.run_id else None
+        params = client.get_run(version.run_id).data.params if version.run_id else {}
     except MlflowException:  # the run was deleted: the version is all there is
         return settings
-    if label in LABEL_EVENT and label != settings.label:
-        log.info("gating on the challenger's label %s (not %s)", label, settings.label)
-        return settings.model_copy(update={"label": label})
-    return settings
+    update: dict[str, Any] = {}
+    if params.get("label") in LABEL_EVENT:
+        update["label"] = params["label"]
+    window = params.get("label_window_hours")
+    if window is not None:
+        update["label_window_hours"] = None if window == "None" else float(window)
+    # A run logged before these params (KeyError) keeps this process's split.
+    with contextlib.suppress(KeyError, ValueError):
+        update["split"] = SplitConfig(
+            **{k: float(params[f"split.{k}"]) for k in ("history", "train", "valid", "test")}
+        )
+    changed = {k: v for k, v in update.items() if getattr(settings, k) != v}
+    if changed:
+        log.info("gating as the challenger was trained: %s", changed)
+    return settings.model_copy(update=changed) if changed else settings
 
 
 def promote(
@@ -143,7 +156,7 @@ def promote(
         kept = GateResult(f"ndcg@{settings.k}", 0, nan, nan, nan, nan, nan, False, reason)
         return PromotionReport(kept, str(champ.version), str(chall.version), False, None)
 
-    settings = _challengers_label(client, chall, settings)
+    settings = _as_trained(client, chall, settings)
     champ_scores: np.ndarray | None = None
     chall_scores = np.empty(0)
     if champ is not None and (data_dir is not None or not force):
@@ -187,6 +200,8 @@ def promote(
         "force": force,
         "metric": result.metric,
         "label": settings.label,
+        "label_window_hours": settings.label_window_hours,
+        **{f"split.{k}": v for k, v in settings.split.model_dump().items()},
         "reason": result.reason,
     })  # fmt: skip
     log_metrics(client, run_id, {k: float(v) for k, v in result.as_dict().items()
