@@ -167,6 +167,13 @@ def _report(exc: Exception) -> int:
     if isinstance(code, int):
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return code
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):  # a bad SLOTCAST_* variable: one line naming it
+        from pipelines.messages import one_line
+
+        err_console.print(f"[red]error:[/red] {escape(one_line(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         # An unusable state directory or output path: one line naming it (was a traceback).
         logging.getLogger(__name__).debug("OS error at the CLI boundary", exc_info=exc)

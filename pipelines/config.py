@@ -1,4 +1,5 @@
-"""The pipeline's config file: a strict pydantic model (unknown keys are errors that name the file)."""
+"""The pipeline's config file: a strict pydantic model (unknown keys are errors that name the file);
+relative paths in it are read from the file's own directory."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from features.yaml_file import read_yaml
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a value of the wrong type is refused, not converted (YAML's `true` read as 1 for a
+    # count, '6' as 6); paths alone are read from strings (Field(strict=False)).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SimulateConfig(_Strict):
@@ -40,14 +43,15 @@ class SimulateConfig(_Strict):
 
 class ImportConfig(_Strict):
     format: Literal["movielens", "taobao", "retailrocket", "yoochoose"]
-    input: Path
+    input: Path = Field(strict=False)
 
 
 class DataConfig(_Strict):
     source: Literal["simulate", "import", "dir"] = "simulate"
     simulate: SimulateConfig = SimulateConfig()
     import_: ImportConfig | None = Field(None, alias="import")
-    dir: Path | None = None  # source: dir -> use an existing canonical data directory as it is
+    # source: dir -> use an existing canonical data directory as it is
+    dir: Path | None = Field(None, strict=False)
 
     @model_validator(mode="after")
     def _the_source_has_its_section(self) -> DataConfig:
@@ -140,9 +144,28 @@ def load_config(path: Path | None) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a mapping of sections")
     try:
-        return PipelineConfig.model_validate(raw)
+        cfg = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+    return _anchored(cfg, Path(path).resolve().parent)
+
+
+def _anchored(cfg: PipelineConfig, base: Path) -> PipelineConfig:
+    """Relative paths in the file are read from the file's directory, as a config's paths are
+    (``data.dir``, ``data.import.input``): not from wherever the command runs, so that the same
+    file names the same data from anywhere, and the step cache records absolute paths."""
+
+    def at(p: Path) -> Path:
+        p = p.expanduser()
+        return p if p.is_absolute() else base / p
+
+    data = cfg.data
+    update: dict[str, object] = {}
+    if data.dir is not None:
+        update["dir"] = at(data.dir)
+    if data.import_ is not None:
+        update["import_"] = data.import_.model_copy(update={"input": at(data.import_.input)})
+    return cfg.model_copy(update={"data": data.model_copy(update=update)}) if update else cfg

@@ -28,7 +28,9 @@ class PipelineError(Exception):
     exit_code = 1
 
     def __init__(self, step: str, cause: BaseException) -> None:
-        super().__init__(f"step {step!r} failed: {cause}")
+        from pipelines.messages import one_line
+
+        super().__init__(f"step {step!r} failed: {one_line(cause)}")
         self.step = step
         self.cause = cause
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from models.errors import ModelFitError
 from models.popularity import RANKER_FEATURE
-from training.settings import SplitConfig
+from training.settings import LABEL_EVENT, SplitConfig
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,21 @@ def label_pairs(anchors: pd.DataFrame, labels: pd.DataFrame, window: pd.Timedelt
     m = anchors[["query_id", "user_id", "ts"]].merge(lab, on="user_id", how="inner")
     m = m.loc[(m["label_ts"] > m["ts"]) & (m["label_ts"] <= m["ts"] + window)]
     return m[["query_id", "product_id"]].drop_duplicates()
+
+
+def check_labels_exist(events: pd.DataFrame, label_event: str) -> None:
+    """Data without one event of the label's type is refused before any fit: more of it would not
+    help (the later "no ranker queries" says "need more data"), another label might."""
+    labelled = events.loc[events["product_id"].notna(), "type"]
+    if (labelled == label_event).any():
+        return
+    present = sorted(set(events["type"].astype(str)))
+    usable = [name for name, ev in LABEL_EVENT.items() if (labelled == ev).any()]
+    hint = f"; train with {' or '.join(f'--label {u}' for u in usable)}" if usable else ""
+    raise ModelFitError(
+        f"the data has no {label_event} event of a product to label the ranker's queries with "
+        f"(its event types: {', '.join(present)}){hint}"
+    )
 
 
 def select_queries(

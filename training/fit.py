@@ -25,6 +25,7 @@ from training.dataset import (
     TimeSplits,
     attach_features,
     candidate_rows,
+    check_labels_exist,
     label_window,
     on_air_pairs,
     select_queries,
@@ -189,15 +190,24 @@ def fit_final_ranker(
     return ranker, figures, where
 
 
-def search_ranker(data: RankerData, settings: TrainSettings) -> tuple[RankerConfig, list[dict[str, Any]]]:
-    """Optuna over a few ranker hyperparameters, scored on the VALIDATION split only (nDCG@k)."""
+def search_ranker(
+    data: RankerData, settings: TrainSettings
+) -> tuple[RankerConfig, list[dict[str, Any]], float]:
+    """Optuna over a few ranker hyperparameters, scored on the VALIDATION split only (nDCG@k):
+    (the chosen config, the trials, the configured ranker's valid nDCG). The configured ranker
+    is kept unless a trial beats it there (the default lies outside the searched ranges)."""
     if settings.hpo_trials == 0:
-        return settings.ranker, []
+        return settings.ranker, [], float("nan")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     va = data.part("valid")
     trials: list[dict[str, Any]] = []
+
+    def valid_ndcg(cfg: RankerConfig) -> float:
+        r = _fit_ranker(data, cfg)
+        nd, _ = ranking_scores(va, r.predict(va[data.feature_names]), settings.k)
+        return float(np.nanmean(nd)) if nd.size else 0.0
 
     def objective(trial: optuna.Trial) -> float:
         cfg = settings.ranker.model_copy(
@@ -208,15 +218,17 @@ def search_ranker(data: RankerData, settings: TrainSettings) -> tuple[RankerConf
                 "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
             }
         )
-        r = _fit_ranker(data, cfg)
-        nd, _ = ranking_scores(va, r.predict(va[data.feature_names]), settings.k)
-        value = float(np.nanmean(nd)) if nd.size else 0.0
+        value = valid_ndcg(cfg)
         trials.append({**trial.params, "valid_ndcg": value})
         return value
 
+    baseline = valid_ndcg(settings.ranker)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings.seed))
     study.optimize(objective, n_trials=settings.hpo_trials)
-    return settings.ranker.model_copy(update=study.best_params), trials
+    if study.best_value <= baseline:
+        log.info("no trial beat the configured ranker on valid (%.4f): kept", baseline)
+        return settings.ranker, trials, baseline
+    return settings.ranker.model_copy(update=study.best_params), trials, baseline
 
 
 def build_data(
@@ -230,6 +242,7 @@ def build_data(
     """Splits, the two ALS fits (history-only for train/valid queries, pre-test for test ones), the
     pre-test popularity (the bundle's), data."""
     timings: dict[str, float] = {}
+    check_labels_exist(events, settings.label_event)
     splits = TimeSplits.from_events(events, settings.split)
     window = label_window(splits, settings.split, settings.label_window_hours)  # may refuse: before ALS
     t = time.perf_counter()
@@ -332,7 +345,7 @@ def fit_all(
     check_trainable(data, settings)
     t = time.perf_counter()
     progress(f"ranker search ({settings.hpo_trials} trials) and fit")
-    cfg, trials = search_ranker(data, settings)
+    cfg, trials, default_valid = search_ranker(data, settings)
     if settings.dask_scheduler:
         from training.settings import public_address
 
@@ -368,6 +381,7 @@ def fit_all(
             }
         )
     metrics.update(data.stats)
+    metrics["hpo_default_valid_ndcg"] = default_valid  # NaN (not logged) without a search
     metrics.update(ranker_figures)
     metrics.update(timings)
     return FitResult(

@@ -89,11 +89,13 @@ def load_events(data_dir: Path, exclude_users: Iterable[int] = ()) -> pd.DataFra
 
 
 def data_digest(events: pd.DataFrame) -> str:
-    """A short content digest of the events used (logged with the run, checked by reruns)."""
+    """A short content digest of the events used (logged with the run, checked by reruns): every
+    column training reads, so the same ids and times with another type or stream are other data."""
     h = hashlib.sha256()
-    for col in ("event_id", "user_id", "product_id"):
-        h.update(pd.util.hash_pandas_object(events[col], index=False).to_numpy().tobytes())
-    h.update(events["ts"].astype("int64").to_numpy().tobytes())
+    for col in EVENT_COLUMNS:
+        if col in events.columns:
+            h.update(col.encode())
+            h.update(pd.util.hash_pandas_object(events[col], index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
 
 

@@ -9,6 +9,7 @@ The decision and its figures go to an MLflow run ("promote") and onto the challe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,7 +48,7 @@ class PromotionReport:
     champion_version: str | None
     challenger_version: str
     promoted: bool
-    run_id: str
+    run_id: str | None  # the "promote" run; None when the challenger was already champion
 
 
 def test_frame(events: pd.DataFrame, stream_products: pd.DataFrame, settings: TrainSettings,
@@ -93,6 +94,41 @@ def score_bundle(bundle: Any, frame: pd.DataFrame, k: int) -> np.ndarray:
     return nd
 
 
+def _lacking(bundle: Any, frame: pd.DataFrame) -> list[str]:
+    """The features ``bundle``'s ranker was trained on that ``frame`` lacks."""
+    return [c for c in bundle.ranker.feature_names if c not in frame.columns] if bundle.ranker else []
+
+
+def _as_trained(client: Any, version: Any, settings: TrainSettings) -> TrainSettings:
+    """``settings`` with the label, label window and split fractions the challenger was trained
+    with (its run's params): the gate judges it on what it learned to predict (`train --label
+    click`; promote has no --label) and on its own test split, which other fractions could move
+    into its valid split, whatever this process's environment says."""
+    from mlflow.exceptions import MlflowException
+
+    from training.settings import LABEL_EVENT, SplitConfig
+
+    try:
+        params = client.get_run(version.run_id).data.params if version.run_id else {}
+    except MlflowException:  # the run was deleted: the version is all there is
+        return settings
+    update: dict[str, Any] = {}
+    if params.get("label") in LABEL_EVENT:
+        update["label"] = params["label"]
+    window = params.get("label_window_hours")
+    if window is not None:
+        update["label_window_hours"] = None if window == "None" else float(window)
+    # A run logged before these params (KeyError) keeps this process's split.
+    with contextlib.suppress(KeyError, ValueError):
+        update["split"] = SplitConfig(
+            **{k: float(params[f"split.{k}"]) for k in ("history", "train", "valid", "test")}
+        )
+    changed = {k: v for k, v in update.items() if getattr(settings, k) != v}
+    if changed:
+        log.info("gating as the challenger was trained: %s", changed)
+    return settings.model_copy(update=changed) if changed else settings
+
+
 def promote(
     settings: TrainSettings,
     data_dir: Path | None,
@@ -114,8 +150,13 @@ def promote(
         raise PromotionError(f"model {name!r} has no {CHALLENGER!r} version; run `slotcast train` first")
     champ = version_by_alias(client, name, CHAMPION)
     if champ is not None and champ.version == chall.version:
-        raise PromotionError(f"version {chall.version} is already both champion and challenger")
+        # Promoted already (a second `promote`, `pipeline run --from promote`): nothing to decide.
+        reason = f"version {chall.version} is already the champion: nothing to promote"
+        nan = float("nan")
+        kept = GateResult(f"ndcg@{settings.k}", 0, nan, nan, nan, nan, nan, False, reason)
+        return PromotionReport(kept, str(champ.version), str(chall.version), False, None)
 
+    settings = _as_trained(client, chall, settings)
     champ_scores: np.ndarray | None = None
     chall_scores = np.empty(0)
     if champ is not None and (data_dir is not None or not force):
@@ -129,16 +170,19 @@ def promote(
         # Candidates: the union of both models' ALS top-n (+ on-air), so neither is judged on the
         # other's candidate set alone.
         frame = test_frame(events, stream_products, settings, reader, b_chall.als, (b_champ.als,), progress)
-        missing = (
-            [c for c in b_champ.ranker.feature_names if c not in frame.columns] if b_champ.ranker else []
-        )
-        if missing and not force:
-            raise PromotionError(f"the champion needs features the current data lacks: {missing}")
-        rows, _, _ = served(frame, np.zeros(len(frame)))  # the queries the metric counts
-        n = rows.loc[rows["label"] > 0, "query_id"].nunique()
-        progress(f"scoring both versions on the {n:,} test queries with a {settings.label}")
-        chall_scores = score_bundle(b_chall, frame, settings.k)
-        champ_scores = score_bundle(b_champ, frame, settings.k) if not missing else None
+        lacking = {who: _lacking(b, frame) for who, b in (("challenger", b_chall), ("champion", b_champ))}
+        for who, version in (("challenger", chall.version), ("champion", champ.version)):
+            if lacking[who] and not force:
+                raise PromotionError(
+                    f"the {who} v{version} needs features this comparison lacks: {lacking[who]} (run "
+                    "promote without --no-features, on a store built with them; or --force)"
+                )
+        if not lacking["challenger"]:  # forced past a lacking challenger: nothing to compare
+            rows, _, _ = served(frame, np.zeros(len(frame)))  # the queries the metric counts
+            n = rows.loc[rows["label"] > 0, "query_id"].nunique()
+            progress(f"scoring both versions on the {n:,} test queries with a {settings.label}")
+            chall_scores = score_bundle(b_chall, frame, settings.k)
+            champ_scores = score_bundle(b_champ, frame, settings.k) if not lacking["champion"] else None
     result = decide(champ_scores, chall_scores, metric=f"ndcg@{settings.k}", force=force,
                     n_boot=settings.bootstrap_samples, seed=settings.seed)  # fmt: skip
     if champ is not None and champ_scores is None:  # forced, and nothing was compared
@@ -155,6 +199,9 @@ def promote(
         "champion_version": champ.version if champ else "none",
         "force": force,
         "metric": result.metric,
+        "label": settings.label,
+        "label_window_hours": settings.label_window_hours,
+        **{f"split.{k}": v for k, v in settings.split.model_dump().items()},
         "reason": result.reason,
     })  # fmt: skip
     log_metrics(client, run_id, {k: float(v) for k, v in result.as_dict().items()

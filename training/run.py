@@ -147,6 +147,7 @@ def train(
         params.update(fit.data.splits.as_params())
         params.update(fit.ranker_backend)  # ranker.fit_backend=inprocess|dask, the scheduler
         params["label_window_hours_used"] = f"{window_h:g}"
+        params["ranker.feature_names"] = ",".join(fit.ranker.feature_names)  # Feast's, if any, + context
         params["data_digest"] = digest
         params["n_events"] = str(len(events))
         params["users_without_personalization_consent"] = str(dropped)  # not in the bundle's ALS

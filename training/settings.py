@@ -137,6 +137,14 @@ class TrainSettings(BaseSettings):
     bootstrap_samples: int = Field(default=2000, ge=100)
     seed: int = 42
 
+    @field_validator("ranker", mode="before")
+    @classmethod
+    def _over_the_default_ranker(cls, v: Any) -> Any:
+        """Keys given as a mapping (SLOTCAST_RANKER__NUM_THREADS=1 arrives as {"num_threads": "1"})
+        change the default ranker: pydantic would build the rest from RankerConfig's bare defaults,
+        not boosted from popularity and not held in (default_ranker)."""
+        return {**default_ranker().model_dump(), **v} if isinstance(v, dict) else v
+
     @field_validator("dask_scheduler")
     @classmethod
     def _dask_address(cls, v: str | None) -> str | None:

@@ -17,6 +17,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # mlflow.store.db.db_types
+
+
+def _database_store(uri: str) -> bool:
+    """sqlite:///..., postgresql+psycopg2://... : a store MLflow opens itself, without a server."""
+    return uri.partition(":")[0].split("+")[0] in DATABASE_SCHEMES
+
+
 class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking server (or registry) does not answer."""
 
@@ -29,14 +37,24 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
     MLflow's own client retries a dead server for ~4 min (7 retries, backoff factor 2) and then
     reports whatever the caller makes of the failure; train would have fitted everything first.
     Any HTTP answer (even 401 or 404: a proxy, no /health) counts as reachable."""
+    import base64
     import urllib.error
     import urllib.request
-    from urllib.parse import urlparse
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
-    if urlparse(uri).scheme not in ("http", "https"):
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
         return
+    # user:password@ is MLflow's basic auth (requests reads it off the URL); urllib would take it
+    # for part of the host name, so it goes into a header instead.
+    userinfo, _, host = parts.netloc.rpartition("@")
+    url = urlunsplit((parts.scheme, host, f"{parts.path.rstrip('/')}/health", "", ""))
+    headers = {}
+    if userinfo:
+        token = base64.b64encode(unquote(userinfo).encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s):
             pass
     except urllib.error.HTTPError:
         return
@@ -60,6 +78,7 @@ def configure(settings: TrainSettings) -> MlflowClient:
     check_reachable(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if _database_store(uri):  # experiment_id puts artifacts there
         settings.artifact_root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -67,11 +86,13 @@ def configure(settings: TrainSettings) -> MlflowClient:
 
 
 def experiment_id(client: MlflowClient, settings: TrainSettings) -> str:
-    """The experiment's id, creating it (with artifacts under the state dir for a local store)."""
+    """The experiment's id, creating it (with artifacts under the state dir for a database store)."""
     exp = client.get_experiment_by_name(settings.experiment_name)
     if exp is not None:
         return str(exp.experiment_id)
-    location = settings.artifact_root.as_uri() if settings.tracking_uri.startswith("sqlite:") else None
+    # A database store without a server would put them in MLflow's ./mlruns, under whatever
+    # directory the command ran in; a server (or a file store) has its own place for them.
+    location = settings.artifact_root.as_uri() if _database_store(settings.tracking_uri) else None
     return str(client.create_experiment(settings.experiment_name, artifact_location=location))
 
 

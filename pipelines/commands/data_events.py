@@ -130,10 +130,14 @@ def append_events_command(
     source = log if log is not None else settings.data_dir.parent / "serving" / "events"
     if not table_path(target, "events").exists():
         raise typer.BadParameter(f"{target} holds no events table to append to", param_hint="--data")
+    console = Console()
+    if log is None and not source.exists():  # the service has accepted no event under this state dir
+        console.print(f"no event log at {source} (the service has accepted no event yet): nothing appended",
+                      soft_wrap=True, markup=False)  # fmt: skip
+        return
     if not source.is_dir():
         raise typer.BadParameter(f"{source} is not a directory (no event log)", param_hint="--log")
     report = append_served_events(source, target, DeletionLedger(settings.state_dir).user_ids())
-    console = Console()
     console.print(
         f"{report.logged:,} events in the log: {report.appended:,} appended, "
         f"{report.already_there:,} already in {target}, {report.deleted_users:,} of deleted users left out; "

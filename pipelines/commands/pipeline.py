@@ -9,6 +9,22 @@ import typer
 CONFIG_HELP = "pipeline config (YAML); default: the built-in demo config (pipelines/configs/demo.yaml)"
 
 
+def _check_steps(from_step: str | None, until: str | None) -> None:
+    """--from / --until name steps, and --until none before --from (that ran the steps up to it,
+    all cached, and none it was asked for): usage errors naming the option, before any work."""
+    from pipelines.steps import build_steps
+
+    names = [s.name for s in build_steps(Path("."))]
+    steps = f"steps are: {', '.join(names)}"
+    for option, value in (("--from", from_step), ("--until", until)):
+        if value is not None and value not in names:
+            raise typer.BadParameter(f"unknown step {value!r}; {steps}", param_hint=option)
+    if from_step and until and names.index(until) < names.index(from_step):
+        raise typer.BadParameter(
+            f"{until!r} comes before --from {from_step!r}; {steps}", param_hint="--until"
+        )
+
+
 def _run(config: Path | None, from_step: str | None, until: str | None) -> list:  # type: ignore[type-arg]
     from rich.console import Console
     from rich.table import Table
@@ -18,6 +34,7 @@ def _run(config: Path | None, from_step: str | None, until: str | None) -> list:
     from pipelines.settings import PipelineSettings
     from pipelines.steps import build_steps
 
+    _check_steps(from_step, until)
     console = Console()
     cfg = load_config(config)
     settings = PipelineSettings()
@@ -54,8 +71,13 @@ def register(app: typer.Typer) -> None:
     @group.command("run")
     def run_cmd(
         config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
-        from_step: str = typer.Option(None, "--from", help="rerun from this step (and everything after it)"),
-        until: str = typer.Option(None, "--until", help="stop after this step"),
+        from_step: str = typer.Option(
+            None,
+            "--from",
+            metavar="STEP",
+            help="rerun from this step (and everything after it); `slotcast pipeline steps` lists them",
+        ),
+        until: str = typer.Option(None, "--until", metavar="STEP", help="stop after this step"),
     ) -> None:
         """Run every step; a step whose inputs and config did not change is skipped (cached)."""
         _run(config, from_step, until)

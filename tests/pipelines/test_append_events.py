@@ -124,3 +124,19 @@ def test_an_append_waits_for_a_purge_holding_the_directory(tmp_path: Path) -> No
     assert appended == [1]
     users = read_table(data, "events").column("user_id").to_pylist()
     assert gone not in users and 5 in users
+
+
+def test_no_event_log_yet_at_the_default_place_appends_nothing_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A service that never accepted an event has written no log: nothing to append, not a usage
+    error naming --log (the README's `slotcast data append-events` on a fresh state dir exited 2)."""
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(tmp_path))
+    data = tmp_path / "data"
+    for name, table in demo_tables(n_users=20, n_products=10, n_streams=1, per_stream=5, seed=1).items():
+        write_table(data, name, table)
+    before = read_table(data, "events").num_rows
+    assert main(["data", "append-events"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no event log" in out and "nothing appended" in out, out
+    assert read_table(data, "events").num_rows == before

@@ -71,3 +71,50 @@ def test_the_train_section_can_send_the_ranker_fit_to_dask(tmp_path: Path) -> No
     f.write_text("train: {dask_scheduler: 'local:none'}\n")
     with pytest.raises(ConfigError, match="train.dask_scheduler: 'local:none': a local cluster is local:N"):
         load_config(f)
+
+
+def test_relative_paths_are_read_from_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They were taken from wherever the command ran: the same config found another directory (or
+    none: 'data.dir data holds no events.parquet', exit 1) when run from elsewhere, and the step
+    cache recorded the relative path, so it no longer matched from another directory."""
+    project = tmp_path.resolve() / "project"
+    project.mkdir()
+    f = project / "pipeline.yaml"
+    f.write_text("data: {source: dir, dir: data}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_config(f).data.dir == project / "data"
+    assert load_config(Path("../project/pipeline.yaml")).data.dir == project / "data"
+    f.write_text("data: {source: import, import: {format: movielens, input: logs/u.data}}\n")
+    imp = load_config(f).data.import_
+    assert imp is not None and imp.input == project / "logs" / "u.data"
+    f.write_text(f"data: {{source: dir, dir: {tmp_path / 'abs'}}}\n")  # an absolute path stays
+    assert load_config(f).data.dir == tmp_path / "abs"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        # YAML's true is not a number: it read as 1 (one optuna trial, a 1-user world)
+        ("train: {hpo_trials: true}\n", "train.hpo_trials: Input should be a valid integer"),
+        ("data: {simulate: {users: true}}\n", "data.simulate.users: Input should be a valid integer"),
+        ("promote: {force: 1}\n", "promote.force: Input should be a valid boolean"),
+        ("evaluate: {k: '6'}\n", "evaluate.k: Input should be a valid integer"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_not_converted(tmp_path: Path, text: str, needle: str) -> None:
+    f = tmp_path / "typed.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(f)
+
+
+def test_numbers_and_paths_still_read_as_written(tmp_path: Path) -> None:
+    f = tmp_path / "ok.yaml"
+    f.write_text("validate: {max_quarantine_share: 0}\ndata: {source: dir, dir: d}\npromote: {force: true}\n")
+    cfg = load_config(f)
+    assert cfg.validate_.max_quarantine_share == 0.0 and cfg.data.dir == tmp_path.resolve() / "d"
+    assert cfg.promote.force is True

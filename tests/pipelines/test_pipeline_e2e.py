@@ -40,3 +40,9 @@ def test_pipeline_runs_end_to_end_then_is_fully_cached(state_dir: Path, tmp_path
         p.stem: json.loads(p.read_text())["finished_at"] for p in (state_dir / "pipeline").glob("*.json")
     }
     assert after == before, "a second run with nothing changed must do no work"
+
+    # Rerunning from promote once its challenger is champion changes nothing; it was a failed step
+    # ("already both champion and challenger", exit 1).
+    assert main(["pipeline", "run", "--config", str(path), "--from", "promote", "--until", "promote"]) == 0
+    again = json.loads((state_dir / "pipeline" / "promote.json").read_text())["figures"]
+    assert again["promoted"] is False and "already the champion" in again["reason"]

@@ -14,7 +14,7 @@ import pytest
 from pipelines.cli import main
 from tests.training.conftest import fast_settings
 from training.dask_ranker import DaskUnavailableError, check_scheduler
-from training.settings import TrainSettings, parse_dask_scheduler, public_address
+from training.settings import TrainSettings, default_ranker, parse_dask_scheduler, public_address
 
 # fast_settings, as an operator would set them: in the environment.
 FAST_ENV = {
@@ -52,7 +52,11 @@ def test_train_on_dask_registers_a_ranker_stopped_on_the_valid_split(
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     assert main(["train", "--data", str(world), "--no-features", "--dask-scheduler", dask_scheduler]) == 0
     s = TrainSettings()
-    assert s == fast_settings(state_dir)
+    # The environment changes the default ranker's thread and tree counts, not the rest of it.
+    ranker = default_ranker().model_copy(
+        update={"num_threads": 1, "n_estimators": 120, "early_stopping_rounds": 20}
+    )
+    assert s == fast_settings(state_dir, ranker=ranker)
 
     client = configure(s)
     mv = version_by_alias(client, s.registered_model, "challenger")

@@ -118,8 +118,8 @@ def test_search_and_ranker_never_look_at_the_test_split(world: Path, tmp_path: P
     scrambled = replace(data, frame=fr)
     assert not data.part("test")["label"].equals(scrambled.part("test")["label"])
 
-    cfg, trials = search_ranker(data, s)
-    cfg2, trials2 = search_ranker(scrambled, s)
+    cfg, trials, _ = search_ranker(data, s)
+    cfg2, trials2, _ = search_ranker(scrambled, s)
     assert trials == trials2 and cfg == cfg2
     va = data.part("valid")[data.feature_names]
     a, b = _fit_ranker(data, cfg), _fit_ranker(scrambled, cfg)

@@ -80,3 +80,32 @@ def test_train_and_promote_stop_before_any_work(dead_uri: str, tmp_path: Path) -
         train(missing, s, reader=None)
     with pytest.raises(TrackingUnavailableError, match=dead_uri):
         promote(s, missing, reader=None)
+
+
+def test_a_live_server_named_with_credentials_is_reachable() -> None:
+    """user:password@ in the URI (requests, so MLflow, sends it as basic auth) was taken by urllib as
+    part of the host name: a server that answered was refused as "does not answer"."""
+    import http.server
+    import threading
+
+    from training.tracking import check_reachable
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check_reachable(f"http://ops:hunter2@127.0.0.1:{server.server_port}/", timeout_s=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [("/health", "Basic b3BzOmh1bnRlcjI=")]  # base64 of ops:hunter2
