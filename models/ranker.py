@@ -279,6 +279,9 @@ class LightGBMRanker:
             raise FeatureMismatchError(
                 f"the feature frame lacks {len(missing)} feature(s) the ranker was trained on: {missing}"
             )
+        twice = sorted({str(c) for c in X.columns[X.columns.duplicated()]} & set(self.feature_names))
+        if twice:
+            raise FeatureMismatchError(f"the feature frame holds feature(s) {twice} more than once")
         out = X.loc[:, self.feature_names].copy()
         for c in self.categorical_features:
             if not isinstance(out[c].dtype, pd.CategoricalDtype):

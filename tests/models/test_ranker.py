@@ -89,6 +89,16 @@ def test_missing_feature_is_named(
         model.predict(Xt.drop(columns="b"))
 
 
+def test_a_feature_given_twice_is_named(
+    binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray],
+) -> None:
+    # regression: a frame holding a pinned feature twice failed with an AttributeError from pandas
+    # (or could feed LightGBM the wrong column), not a FeatureMismatchError naming it
+    model, Xt, _, _ = binary_model
+    with pytest.raises(FeatureMismatchError, match=r"\['a'\]"):
+        model.predict(pd.concat([Xt, Xt[["a"]]], axis=1))
+
+
 def test_save_load_round_trip(
     binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
