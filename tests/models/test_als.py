@@ -263,3 +263,15 @@ def test_drop_users_leaves_no_trace_of_them(checkerboard: Checkerboard, tmp_path
     np.testing.assert_array_equal(
         loaded.score(np.repeat(kept, items.size), np.tile(items, kept.size)), before
     )
+
+
+def test_ids_outside_int64_are_unknown_not_an_exception(checkerboard: Checkerboard) -> None:
+    # regression: a Python id >= 2**63 raised OverflowError from score, score_matrix and
+    # generate_many instead of the unknown-user NaN / padding fallback
+    model = fitted(checkerboard)
+    uid, pid = int(checkerboard.users.ids[0]), int(checkerboard.items.ids[0])
+    assert np.isnan(model.score([2**63], [pid])).all() and np.isnan(model.score(uid, [2**64])).all()
+    assert np.isnan(model.score_matrix([2**63, uid], [pid])[0]).all()
+    assert (model.generate_many([2**63], 3)[0] == -1).all()
+    assert model.generate(2**63, 3)[0].size == 0
+    assert model.generate(uid, 3, candidates=[pid, 2**63])[0].tolist() == [pid]
