@@ -207,7 +207,7 @@ class ALSCandidateGenerator:
         """
         self._require_fitted()
         uid = np.ravel(user_ids)
-        n = int(min(n, len(self.items)))
+        n = max(int(min(n, len(self.items))), 0)  # n <= 0: empty rows, as popularity gives
         out_ids = np.full((uid.size, n), -1, dtype=np.int64)
         out_scores = np.full((uid.size, n), np.nan, dtype=np.float32)
         u = self.users.index(uid)

@@ -275,3 +275,10 @@ def test_ids_outside_int64_are_unknown_not_an_exception(checkerboard: Checkerboa
     assert (model.generate_many([2**63], 3)[0] == -1).all()
     assert model.generate(2**63, 3)[0].size == 0
     assert model.generate(uid, 3, candidates=[pid, 2**63])[0].tolist() == [pid]
+
+
+def test_generate_many_with_no_room_gives_empty_rows(checkerboard: Checkerboard) -> None:
+    # regression: n <= 0 raised "negative dimensions are not allowed"
+    model = fitted(checkerboard)
+    ids, scores = model.generate_many([int(checkerboard.users.ids[0])], -1)
+    assert ids.shape == scores.shape == (1, 0)
