@@ -153,11 +153,14 @@ class ALSCandidateGenerator:
 
         ``candidates`` restricts the products (e.g. those on air); candidates unknown to the model
         are dropped here (``score`` gives them NaN). ``exclude`` removes products. An unknown user
-        gets two empty arrays: the caller falls back to popularity.
+        gets two empty arrays: the caller falls back to popularity; so does a user whose factors are
+        all zero (no events in the training matrix, or ``forget``).
         """
         self._require_fitted()
         u = self.users.index_of(int(user_id))
-        if u < 0 or n <= 0:
+        # All-zero factors (no events in training, or forgotten) score every product 0: the "top n"
+        # would be the first products of the vocabulary, so such a user falls back like an unknown one.
+        if u < 0 or n <= 0 or not self.user_factors[u].any():
             return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
         return self.generate_for_vector(self.user_factors[u], n, candidates, exclude)
 

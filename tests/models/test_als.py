@@ -282,3 +282,20 @@ def test_generate_many_with_no_room_gives_empty_rows(checkerboard: Checkerboard)
     model = fitted(checkerboard)
     ids, scores = model.generate_many([int(checkerboard.users.ids[0])], -1)
     assert ids.shape == scores.shape == (1, 0)
+
+
+def test_a_user_with_no_events_or_forgotten_gets_no_candidates(checkerboard: Checkerboard) -> None:
+    # regression: all-zero factors scored every product 0 and generate returned the vocabulary's
+    # first products as if they were this user's top candidates, instead of the empty fallback
+    matrix = checkerboard.matrix.tolil()
+    matrix[2, :] = 0
+    board = sp.csr_matrix(matrix)
+    board.eliminate_zeros()
+    model = ALSCandidateGenerator(ALSConfig(factors=4, iterations=5)).fit(
+        board, checkerboard.users, checkerboard.items
+    )
+    idle, gone = int(checkerboard.users.ids[2]), int(checkerboard.users.ids[3])
+    assert model.generate(idle, 3)[0].size == 0
+    assert model.generate(gone, 3)[0].size == 3
+    model.forget([gone])
+    assert model.generate(gone, 3)[0].size == 0
