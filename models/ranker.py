@@ -419,6 +419,11 @@ class LightGBMRanker:
             base is not None and config.base_feature not in names
         ):
             raise IncompatibleBundleError(f"{d / 'ranker.json'}: base and base_feature disagree")
+        not_features = [c for c in cats if c not in names]
+        if not_features:
+            raise IncompatibleBundleError(
+                f"{d / 'ranker.json'}: categorical features {not_features} are not among its features {names}"
+            )
         if meta.get("objective") != config.objective:
             raise IncompatibleBundleError(f"{d / 'ranker.json'}: objective disagrees with its config")
         path = d / "ranker.txt"

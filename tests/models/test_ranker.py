@@ -122,6 +122,19 @@ def test_load_refuses_a_feature_list_that_disagrees(
         LightGBMRanker.load(tmp_path / "r")
 
 
+def test_load_refuses_categorical_features_that_are_not_features(
+    binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    # regression: the load passed and every predict then failed with a KeyError from pandas
+    binary_model[0].save(tmp_path / "r")
+    meta_path = tmp_path / "r" / "ranker.json"
+    meta = json.loads(meta_path.read_text())
+    meta["categorical_features"] = ["cat", "colour"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(IncompatibleBundleError, match=r"categorical features \['colour'\]"):
+        LightGBMRanker.load(tmp_path / "r")
+
+
 def test_lambdarank_orders_within_queries() -> None:
     rng = np.random.default_rng(0)
     n_q, per_q = 300, 10
