@@ -110,28 +110,27 @@ def test_save_load_round_trip(
     assert loaded.config == model.config
 
 
-def test_load_refuses_a_feature_list_that_disagrees(
-    binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray], tmp_path: Path
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("feature_names", ["b", "a", "noise", "cat"], "ranker.json lists"),
+        # regression: the load passed and every predict then failed with a KeyError from pandas
+        ("categorical_features", ["cat", "colour"], r"categorical features \['colour'\]"),
+    ],
+)
+def test_load_refuses_a_ranker_json_that_disagrees(
+    binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray],
+    tmp_path: Path,
+    field: str,
+    value: list[str],
+    message: str,
 ) -> None:
     binary_model[0].save(tmp_path / "r")
     meta_path = tmp_path / "r" / "ranker.json"
     meta = json.loads(meta_path.read_text())
-    meta["feature_names"] = ["b", "a", "noise", "cat"]
+    meta[field] = value
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(IncompatibleBundleError, match="ranker.json lists"):
-        LightGBMRanker.load(tmp_path / "r")
-
-
-def test_load_refuses_categorical_features_that_are_not_features(
-    binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray], tmp_path: Path
-) -> None:
-    # regression: the load passed and every predict then failed with a KeyError from pandas
-    binary_model[0].save(tmp_path / "r")
-    meta_path = tmp_path / "r" / "ranker.json"
-    meta = json.loads(meta_path.read_text())
-    meta["categorical_features"] = ["cat", "colour"]
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(IncompatibleBundleError, match=r"categorical features \['colour'\]"):
+    with pytest.raises(IncompatibleBundleError, match=message):
         LightGBMRanker.load(tmp_path / "r")
 
 
