@@ -117,7 +117,7 @@ class ALSCandidateGenerator:
     def forget(self, user_ids: npt.ArrayLike) -> int:
         """Zero the factors of these users (a deletion): nothing learnt from them stays in memory and
         any score for them is 0. Unknown ids are skipped; returns how many rows were zeroed."""
-        u = self.users.index(np.asarray(user_ids, dtype=np.int64).ravel())
+        u = self.users.index(np.ravel(user_ids))
         u = u[u >= 0]
         if u.size:
             self.user_factors[u] = 0.0
@@ -129,7 +129,7 @@ class ALSCandidateGenerator:
         """Remove these users from the model, their id and their factor row: no trace of them is
         kept (a saved model cannot tell they were there), and from now on they are unknown users.
         The item factors are untouched. Returns how many of them the model held."""
-        u = self.users.index(np.asarray(user_ids, dtype=np.int64).ravel())
+        u = self.users.index(np.ravel(user_ids))
         u = np.unique(u[u >= 0])
         if u.size:
             keep = np.ones(len(self.users), dtype=bool)
@@ -153,11 +153,14 @@ class ALSCandidateGenerator:
 
         ``candidates`` restricts the products (e.g. those on air); candidates unknown to the model
         are dropped here (``score`` gives them NaN). ``exclude`` removes products. An unknown user
-        gets two empty arrays: the caller falls back to popularity.
+        gets two empty arrays: the caller falls back to popularity; so does a user whose factors are
+        all zero (no events in the training matrix, or ``forget``).
         """
         self._require_fitted()
         u = self.users.index_of(int(user_id))
-        if u < 0 or n <= 0:
+        # All-zero factors (no events in training, or forgotten) score every product 0: the "top n"
+        # would be the first products of the vocabulary, so such a user falls back like an unknown one.
+        if u < 0 or n <= 0 or not self.user_factors[u].any():
             return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
         return self.generate_for_vector(self.user_factors[u], n, candidates, exclude)
 
@@ -173,7 +176,7 @@ class ALSCandidateGenerator:
         if n <= 0:
             return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
         vec = np.asarray(vector, dtype=self.item_factors.dtype)
-        ex = None if exclude is None else self.items.index(np.asarray(exclude, dtype=np.int64).ravel())
+        ex = None if exclude is None else self.items.index(np.ravel(exclude))
         if candidates is None:
             # whole catalogue: score every row in place (no gather), then drop the excluded
             scores = self.item_factors @ vec
@@ -183,7 +186,7 @@ class ALSCandidateGenerator:
                 keep[ex[ex >= 0]] = False
                 idx, scores = idx[keep], scores[keep]
         else:
-            idx = self.items.index(np.unique(np.asarray(candidates, dtype=np.int64)))
+            idx = self.items.index(np.unique(np.asarray(candidates)))
             idx = idx[idx >= 0]
             if ex is not None and idx.size:
                 idx = idx[~np.isin(idx, ex[ex >= 0])]
@@ -206,8 +209,8 @@ class ALSCandidateGenerator:
         the item vocabulary) removes e.g. already-seen products.
         """
         self._require_fitted()
-        uid = np.asarray(user_ids, dtype=np.int64).ravel()
-        n = int(min(n, len(self.items)))
+        uid = np.ravel(user_ids)
+        n = max(int(min(n, len(self.items))), 0)  # n <= 0: empty rows, as popularity gives
         out_ids = np.full((uid.size, n), -1, dtype=np.int64)
         out_scores = np.full((uid.size, n), np.nan, dtype=np.float32)
         u = self.users.index(uid)
@@ -236,8 +239,8 @@ class ALSCandidateGenerator:
         """Elementwise ALS scores (broadcast: one user against many products works); NaN where the
         user or the product is unknown."""
         self._require_fitted()
-        users = np.asarray(user_ids, dtype=np.int64)
-        items = self.items.index(np.asarray(product_ids, dtype=np.int64))
+        users = np.asarray(user_ids)  # ids outside int64: unknown (IdVocab.index), not OverflowError
+        items = self.items.index(product_ids)
         one_user = users.ndim <= 1 and items.ndim == 1 and users.size in (1, items.size) and users.size > 0
         if one_user and (users.size == 1 or bool((users == users.flat[0]).all())):
             # One user against many products (a carousel): one matrix-vector product, ~10x
@@ -264,8 +267,8 @@ class ALSCandidateGenerator:
         unknown users/products. For audiences (many users x a few products): 1M x 20 in well under
         a second, where ``score`` on 20M broadcast pairs gathers 20M factor rows."""
         self._require_fitted()
-        u = self.users.index(np.asarray(user_ids, dtype=np.int64).ravel())
-        i = self.items.index(np.asarray(product_ids, dtype=np.int64).ravel())
+        u = self.users.index(np.ravel(user_ids))
+        i = self.items.index(np.ravel(product_ids))
         out = np.full((u.size, i.size), np.nan, dtype=np.float32)
         ku, ki = np.flatnonzero(u >= 0), np.flatnonzero(i >= 0)
         if ku.size and ki.size:
@@ -329,7 +332,7 @@ class ALSCandidateGenerator:
         self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike, user_id: int | None, history_weight: float
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """(item rows, confidences) a user's factors are solved from, or None (nothing to solve)."""
-        items = np.asarray(item_ids, dtype=np.int64).ravel()
+        items = np.ravel(item_ids)
         conf = np.asarray(confidences, dtype=np.float32).ravel()
         if items.shape != conf.shape:
             raise ValueError(f"item_ids ({items.size}) and confidences ({conf.size}) differ in length")
@@ -351,7 +354,7 @@ class ALSCandidateGenerator:
     def score_vector(self, vector: np.ndarray, product_ids: npt.ArrayLike) -> np.ndarray:
         """``score`` for a user given by their factors: NaN where a product is unknown."""
         self._require_fitted()
-        items = self.items.index(np.asarray(product_ids, dtype=np.int64).ravel())
+        items = self.items.index(np.ravel(product_ids))
         out = np.full(items.size, np.nan, dtype=np.float32)
         ok = items >= 0
         out[ok] = self.item_factors[items[ok]] @ np.asarray(vector, dtype=self.item_factors.dtype)

@@ -154,6 +154,12 @@ class Bundle:
     def read_manifest(cls, directory: str | Path) -> Manifest:
         path = Path(directory) / MANIFEST
         data = read_json(path)
+        fmt = data.get("format_version", BUNDLE_FORMAT_VERSION)
+        if fmt != BUNDLE_FORMAT_VERSION:
+            # before the schema: another format's manifest may hold fields this one does not know
+            raise IncompatibleBundleError(
+                f"{path}: bundle format {fmt!r}, this slotcast reads {BUNDLE_FORMAT_VERSION}"
+            )
         try:
             return Manifest.model_validate(data)
         except ValidationError as exc:
@@ -165,11 +171,7 @@ class Bundle:
         d = Path(directory)
         if not d.is_dir():
             raise IncompatibleBundleError(f"bundle directory {d} does not exist")
-        m = cls.read_manifest(d)
-        if m.format_version != BUNDLE_FORMAT_VERSION:
-            raise IncompatibleBundleError(
-                f"{d / MANIFEST}: bundle format {m.format_version}, this slotcast reads {BUNDLE_FORMAT_VERSION}"
-            )
+        m = cls.read_manifest(d)  # checks the format version
         if check_versions:
             now = library_versions()
             for lib in CHECKED_LIBRARIES:

@@ -68,6 +68,8 @@ class PopularityModel:
         self.product_ids, self.scores = _ranked(pid, w)
         self.segments = {}
         self._by_id = {}
+        # a refit without segments must not keep (nor save) the previous fit's users and labels
+        self._user_vocab, self._user_segment, self._segment_names = IdVocab([]), np.empty(0, np.int64), []
         if user_segments is None:
             return self
         seg = pd.Series(user_segments, dtype=object).dropna().astype(str)
@@ -211,7 +213,9 @@ class PopularityModel:
         out_ids = np.full((uid.size, n), -1, dtype=np.int64)
         out_scores = np.full((uid.size, n), np.nan, dtype=np.float64)
         uidx = self._user_vocab.index(uid)
-        codes = np.where(uidx >= 0, self._user_segment[np.clip(uidx, 0, None)] if uidx.size else -1, -1)
+        codes = np.full(uid.size, -1, dtype=np.int64)
+        known = uidx >= 0  # none when the model holds no segments (its _user_segment is empty)
+        codes[known] = self._user_segment[uidx[known]]
         for code in np.unique(codes):
             segment = self._segment_names[code] if code >= 0 else None
             ids, scores = self.top(n, segment)

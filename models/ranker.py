@@ -279,6 +279,9 @@ class LightGBMRanker:
             raise FeatureMismatchError(
                 f"the feature frame lacks {len(missing)} feature(s) the ranker was trained on: {missing}"
             )
+        twice = sorted({str(c) for c in X.columns[X.columns.duplicated()]} & set(self.feature_names))
+        if twice:
+            raise FeatureMismatchError(f"the feature frame holds feature(s) {twice} more than once")
         out = X.loc[:, self.feature_names].copy()
         for c in self.categorical_features:
             if not isinstance(out[c].dtype, pd.CategoricalDtype):
@@ -416,6 +419,11 @@ class LightGBMRanker:
             base is not None and config.base_feature not in names
         ):
             raise IncompatibleBundleError(f"{d / 'ranker.json'}: base and base_feature disagree")
+        not_features = [c for c in cats if c not in names]
+        if not_features:
+            raise IncompatibleBundleError(
+                f"{d / 'ranker.json'}: categorical features {not_features} are not among its features {names}"
+            )
         if meta.get("objective") != config.objective:
             raise IncompatibleBundleError(f"{d / 'ranker.json'}: objective disagrees with its config")
         path = d / "ranker.txt"

@@ -11,6 +11,28 @@ import numpy.typing as npt
 from models._io import read_npz
 from models.errors import IncompatibleBundleError
 
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
+def as_int64(ids: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """``ids`` as int64, and a mask of those outside int64 (set to 0 there; None when every id fits).
+
+    ``np.asarray(ids, dtype=np.int64)`` raises OverflowError for a Python int >= 2**63 and wraps a
+    uint64 silently (2**64 - 1 becomes -1); such an id can be no id of a vocabulary: it is unknown.
+    """
+    raw = np.asarray(ids)
+    if raw.dtype.kind == "u" and raw.dtype.itemsize >= 8:
+        outside = raw > _INT64_MAX
+        return np.where(outside, 0, raw).astype(np.int64), (outside if outside.any() else None)
+    if raw.dtype == object:
+        flat = raw.ravel()
+        outside = np.fromiter(
+            (isinstance(x, int) and not _INT64_MIN <= x <= _INT64_MAX for x in flat), bool, flat.size
+        ).reshape(raw.shape)
+        if outside.any():
+            return np.where(outside, 0, raw).astype(np.int64), outside
+    return raw.astype(np.int64, copy=False), None
+
 
 class IdVocab:
     """An ordered set of int64 ids; position ``i`` holds the id of row ``i`` of a factor matrix.
@@ -27,6 +49,9 @@ class IdVocab:
             raise ValueError(f"IdVocab ids must be one-dimensional, got shape {arr.shape}")
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"IdVocab ids must be integers, got dtype {arr.dtype}")
+        if arr.size and arr.dtype.kind == "u" and int(arr.max()) > _INT64_MAX:
+            # a silent cast would wrap 2**64 - 1 to -1, the "unknown" index, and 2**63 to -2**63
+            raise ValueError(f"IdVocab ids must fit in int64; got {int(arr.max())}")
         self._ids = arr.astype(np.int64, copy=True)
         self._order: np.ndarray | None = None
         self._sorted: np.ndarray | None = None
@@ -71,7 +96,7 @@ class IdVocab:
 
     def index(self, ids: npt.ArrayLike) -> np.ndarray:
         """Dense indices of ``ids`` (int64 array, same shape), -1 where an id is unknown."""
-        q = np.asarray(ids, dtype=np.int64)
+        q, outside = as_int64(ids)
         assert self._sorted is not None and self._order is not None
         if self._sorted.size == 0:
             return np.full(q.shape, -1, dtype=np.int64)
@@ -79,6 +104,8 @@ class IdVocab:
         pos[pos == self._sorted.size] = 0  # past the end: not found (checked below); no np.clip wrapper
         out = self._order[pos]
         out[self._sorted[pos] != q.reshape(pos.shape)] = -1
+        if outside is not None:
+            out[outside.reshape(pos.shape)] = -1
         return out.reshape(q.shape)
 
     def index_of(self, external_id: int) -> int:

@@ -263,3 +263,39 @@ def test_drop_users_leaves_no_trace_of_them(checkerboard: Checkerboard, tmp_path
     np.testing.assert_array_equal(
         loaded.score(np.repeat(kept, items.size), np.tile(items, kept.size)), before
     )
+
+
+def test_ids_outside_int64_are_unknown_not_an_exception(checkerboard: Checkerboard) -> None:
+    # regression: a Python id >= 2**63 raised OverflowError from score, score_matrix and
+    # generate_many instead of the unknown-user NaN / padding fallback
+    model = fitted(checkerboard)
+    uid, pid = int(checkerboard.users.ids[0]), int(checkerboard.items.ids[0])
+    assert np.isnan(model.score([2**63], [pid])).all() and np.isnan(model.score(uid, [2**64])).all()
+    assert np.isnan(model.score_matrix([2**63, uid], [pid])[0]).all()
+    assert (model.generate_many([2**63], 3)[0] == -1).all()
+    assert model.generate(2**63, 3)[0].size == 0
+    assert model.generate(uid, 3, candidates=[pid, 2**63])[0].tolist() == [pid]
+
+
+def test_generate_many_with_no_room_gives_empty_rows(checkerboard: Checkerboard) -> None:
+    # regression: n <= 0 raised "negative dimensions are not allowed"
+    model = fitted(checkerboard)
+    ids, scores = model.generate_many([int(checkerboard.users.ids[0])], -1)
+    assert ids.shape == scores.shape == (1, 0)
+
+
+def test_a_user_with_no_events_or_forgotten_gets_no_candidates(checkerboard: Checkerboard) -> None:
+    # regression: all-zero factors scored every product 0 and generate returned the vocabulary's
+    # first products as if they were this user's top candidates, instead of the empty fallback
+    matrix = checkerboard.matrix.tolil()
+    matrix[2, :] = 0
+    board = sp.csr_matrix(matrix)
+    board.eliminate_zeros()
+    model = ALSCandidateGenerator(ALSConfig(factors=4, iterations=5)).fit(
+        board, checkerboard.users, checkerboard.items
+    )
+    idle, gone = int(checkerboard.users.ids[2]), int(checkerboard.users.ids[3])
+    assert model.generate(idle, 3)[0].size == 0
+    assert model.generate(gone, 3)[0].size == 3
+    model.forget([gone])
+    assert model.generate(gone, 3)[0].size == 0

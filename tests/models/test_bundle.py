@@ -92,6 +92,8 @@ def tamper(saved: Path, **changes: object) -> None:
         ({"feature_names": ["price", "als_score", "on_air"]}, "lists features"),
         ({"n_users": 3}, "users x"),
         ({"format_version": 99}, "bundle format 99"),
+        # regression: a newer format's new field hid the version behind a schema error
+        ({"format_version": 2, "ranker_calibration": {}}, "bundle format 2, this slotcast reads 1"),
         (
             {"library_versions": {"implicit": "0.1.0", "lightgbm": "4.7.0", "numpy": "2.4.0"}},
             "implicit 0.1.0",

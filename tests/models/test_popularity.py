@@ -92,3 +92,18 @@ def test_bad_input_is_refused() -> None:
         PopularityModel().fit([1, 2], [1.0])
     with pytest.raises(ModelFitError, match="NaN"):
         PopularityModel().fit([1, 2], [1.0, np.nan])
+
+
+def test_generate_many_without_segments_serves_the_global_list() -> None:
+    # regression: a model fitted without user segments crashed (IndexError) in generate_many
+    model = PopularityModel().fit([3, 1, 2, 1])
+    ids, scores = model.generate_many([7, 8], 2)
+    assert ids.tolist() == [[1, 2], [1, 2]] and scores.tolist() == [[2, 1], [2, 1]]
+
+
+def test_refit_without_segments_forgets_the_previous_users() -> None:
+    # regression: a refit kept the previous fit's user ids and segment labels (and saved them)
+    model = PopularityModel().fit([1, 2], user_ids=[10, 11], user_segments={10: "a", 11: "b"})
+    model.fit([1, 2])
+    assert model.segment_of(10) is None and model.user_ids.size == 0
+    assert model.generate_many([10], 1)[0].tolist() == [[1]]

@@ -89,6 +89,16 @@ def test_missing_feature_is_named(
         model.predict(Xt.drop(columns="b"))
 
 
+def test_a_feature_given_twice_is_named(
+    binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray],
+) -> None:
+    # regression: a frame holding a pinned feature twice failed with an AttributeError from pandas
+    # (or could feed LightGBM the wrong column), not a FeatureMismatchError naming it
+    model, Xt, _, _ = binary_model
+    with pytest.raises(FeatureMismatchError, match=r"\['a'\]"):
+        model.predict(pd.concat([Xt, Xt[["a"]]], axis=1))
+
+
 def test_save_load_round_trip(
     binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
@@ -100,15 +110,27 @@ def test_save_load_round_trip(
     assert loaded.config == model.config
 
 
-def test_load_refuses_a_feature_list_that_disagrees(
-    binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray], tmp_path: Path
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("feature_names", ["b", "a", "noise", "cat"], "ranker.json lists"),
+        # regression: the load passed and every predict then failed with a KeyError from pandas
+        ("categorical_features", ["cat", "colour"], r"categorical features \['colour'\]"),
+    ],
+)
+def test_load_refuses_a_ranker_json_that_disagrees(
+    binary_model: tuple[LightGBMRanker, pd.DataFrame, np.ndarray, np.ndarray],
+    tmp_path: Path,
+    field: str,
+    value: list[str],
+    message: str,
 ) -> None:
     binary_model[0].save(tmp_path / "r")
     meta_path = tmp_path / "r" / "ranker.json"
     meta = json.loads(meta_path.read_text())
-    meta["feature_names"] = ["b", "a", "noise", "cat"]
+    meta[field] = value
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(IncompatibleBundleError, match="ranker.json lists"):
+    with pytest.raises(IncompatibleBundleError, match=message):
         LightGBMRanker.load(tmp_path / "r")
 
 

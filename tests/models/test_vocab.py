@@ -45,3 +45,14 @@ def test_load_names_the_bad_file(tmp_path: Path) -> None:
         IdVocab.load(bad)
     with pytest.raises(IncompatibleBundleError, match="missing"):
         IdVocab.load(tmp_path / "absent.npz")
+
+
+def test_ids_outside_int64_are_unknown_never_wrapped() -> None:
+    # regression: a uint64 2**64 - 1 was cast to -1 (found when -1 is an id) and a Python int
+    # >= 2**63 raised OverflowError from a lookup or ``in``
+    v = IdVocab([-1, 5, 2**63 - 1, -(2**63)])
+    assert v.index(np.array([2**64 - 1, 2**63, 5], dtype=np.uint64)).tolist() == [-1, -1, 1]
+    assert v.index([2**63, 2**64, 5]).tolist() == [-1, -1, 1]
+    assert v.index_of(2**63) == -1 and 2**63 not in v and 2**63 - 1 in v
+    with pytest.raises(ValueError, match="int64"):
+        IdVocab(np.array([1, 2**64 - 1], dtype=np.uint64))
