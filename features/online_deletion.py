@@ -30,7 +30,7 @@ from typing import Any
 _INT64 = 4  # feast ValueType.INT64 (checked against Feast's encoder in ``_shapes``)
 _VALUE = struct.Struct("<IIq")  # type, length 8, the int64
 _PER_USER_SCAN = 16  # up to this many users: one server-filtered SCAN each; more: one scan per shape
-_SQL_CHUNK = 500  # values per IN (...) list, below SQLite's variable limit
+SQL_CHUNK = 500  # values per IN (...) list, below SQLite's variable limit
 
 
 def user_value(user_id: int) -> bytes:
@@ -79,7 +79,7 @@ def delete_sqlite(store: Any, views: list[Any], uids: set[int]) -> int:
                         con, table, uids, config.entity_key_serialization_version
                     )
                     continue
-                for chunk in _chunks(values, _SQL_CHUNK):
+                for chunk in chunks(values, SQL_CHUNK):
                     marks = ",".join("?" * len(chunk))
                     args: list[Any]
                     if len(fv.join_keys) == 1:  # keyed by the user alone: the primary key's index
@@ -161,7 +161,7 @@ def _delete_redis_decoding(client: Any, project: bytes, uids: set[int], version:
 
 def _delete_keys(client: Any, keys: Iterable[bytes]) -> int:
     removed = 0
-    for chunk in _chunks(list(keys), 1000):
+    for chunk in chunks(list(keys), 1000):
         removed += int(client.delete(*chunk))
     return removed
 
@@ -188,6 +188,6 @@ def _decode_user(key_bytes: bytes, version: int) -> int | None:
     return None
 
 
-def _chunks(xs: list[Any], n: int) -> Iterator[list[Any]]:
+def chunks(xs: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(xs), n):
         yield xs[i : i + n]

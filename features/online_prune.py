@@ -12,17 +12,15 @@ sessions pushed by serving since are not in any build yet.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from features.online_deletion import connect_erasing
+from features.online_deletion import SQL_CHUNK, chunks, connect_erasing
 from features.online_reads import KeyCodec, entity_keys
-
-_CHUNK = 500  # values per IN (...) list, below SQLite's variable limit
 
 
 def _codec(store: Any, suffix: bytes) -> KeyCodec:
@@ -76,7 +74,7 @@ def _prune_sqlite(
             raise
         stale = [k for k, ts in stored if k not in written and not (keep and keep(_sqlite_ts(ts)))]
         removed = 0
-        for chunk in _chunks(stale, _CHUNK):
+        for chunk in chunks(stale, SQL_CHUNK):
             marks = ",".join("?" * len(chunk))
             con.execute(f"DELETE FROM {table} WHERE entity_key IN ({marks})", chunk)
             removed += len(chunk)
@@ -137,8 +135,3 @@ def _redis_ts(raw: bytes | None) -> datetime | None:
     ts = Timestamp()
     ts.ParseFromString(raw)
     return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC)
-
-
-def _chunks(xs: list[Any], n: int) -> Iterator[list[Any]]:
-    for i in range(0, len(xs), n):
-        yield xs[i : i + n]
