@@ -60,6 +60,7 @@ class FoldIns:
         max_users: int = 100_000,
         max_events: int = 500,
         history_weight: float = 0.25,
+        withdrawn_at: Callable[[], dict[int, float]] | None = None,
     ) -> None:
         self.shared, self.max_users, self.max_events = shared, max_users, max_events
         self.history_weight = history_weight  # a known user's training row, relative to new events
@@ -72,7 +73,7 @@ class FoldIns:
         self._kept: np.ndarray | None = None  # the users with events kept, sorted (None: to rebuild)
         # user -> when personalization consent was last withdrawn (epoch s): their events from
         # before it are never used again, in any worker, even once consent is given back.
-        self.withdrawn_at: Callable[[], dict[int, float]] = _no_withdrawals
+        self.withdrawn_at = withdrawn_at or _no_withdrawals
         self._withdrawn_seen: dict[int, float] | None = None
 
     @classmethod
@@ -91,11 +92,10 @@ class FoldIns:
             settings.serving_dir / "fold_in", writer, dict.fromkeys(FOLD_TYPES, settings.fold_in_days),
             np.empty(0, np.int64), deleted, types=FOLD_TYPES, fields=FOLD_FIELDS,
         )  # fmt: skip
-        store = cls(
-            shared, settings.fold_in_max_users, settings.fold_in_max_events, settings.fold_in_history_weight
-        )
-        store.withdrawn_at = withdrawn_at or _no_withdrawals
-        return store
+        return cls(
+            shared, settings.fold_in_max_users, settings.fold_in_max_events, settings.fold_in_history_weight,
+            withdrawn_at,
+        )  # fmt: skip
 
     def take(self, events: Iterable[dict[str, Any]], wanted: Callable[[int], bool]) -> int:
         """This worker's accepted events: those of users ``wanted`` says yes to (not held by the
