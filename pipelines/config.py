@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.yaml_file import read_yaml
+from pipelines.messages import problems
 
 
 class _Strict(BaseModel):
@@ -32,12 +33,7 @@ class SimulateConfig(_Strict):
         try:
             SimConfig(**self.model_dump())
         except ValidationError as exc:
-            msgs = "; ".join(
-                (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
-                + e["msg"].removeprefix("Value error, ")
-                for e in exc.errors()
-            )
-            raise ValueError(msgs) from None
+            raise ValueError(problems(exc)) from None
         return self
 
 
@@ -146,10 +142,7 @@ def load_config(path: Path | None) -> PipelineConfig:
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        raise ConfigError(f"{path}: {problems(exc)}") from exc
     return _anchored(cfg, Path(path).resolve().parent)
 
 

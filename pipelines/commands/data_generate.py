@@ -93,11 +93,9 @@ def generate(
             ),
         )
     except ValidationError as exc:
-        msgs = "; ".join(
-            (f"--{'-'.join(map(str, e['loc']))}: " if e["loc"] else "")
-            + e["msg"].removeprefix("Value error, ")
-            for e in exc.errors()
-        )
+        from pipelines.messages import problems
+
+        msgs = problems(exc, lambda loc: "--" + "-".join(loc))
         # SimConfig's field is the CLI's pair of options.
         raise typer.BadParameter(msgs.replace("segment_products", "--on-air-min/--on-air-max")) from None
     target = out if out is not None else PipelineSettings().state_dir.expanduser() / "data"
