@@ -21,7 +21,7 @@ from models.als_history import FILE as HISTORY_FILE
 from models.als_history import UserHistory
 from models.als_implicit import ALSConfig, check_blas_threads, fit_implicit
 from models.errors import IncompatibleBundleError, ModelFitError
-from models.vocab import IdVocab
+from models.vocab import IdVocab, ids_within_int64
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class ALSCandidateGenerator:
     def forget(self, user_ids: npt.ArrayLike) -> int:
         """Zero the factors of these users (a deletion): nothing learnt from them stays in memory and
         any score for them is 0. Unknown ids are skipped; returns how many rows were zeroed."""
-        u = self.users.index(np.ravel(user_ids))
+        u = self.users.index(user_ids).ravel()  # not np.ravel first: [2**63 + 5, 7] is float64
         u = u[u >= 0]
         if u.size:
             self.user_factors[u] = 0.0
@@ -129,7 +129,7 @@ class ALSCandidateGenerator:
         """Remove these users from the model, their id and their factor row: no trace of them is
         kept (a saved model cannot tell they were there), and from now on they are unknown users.
         The item factors are untouched. Returns how many of them the model held."""
-        u = self.users.index(np.ravel(user_ids))
+        u = self.users.index(user_ids).ravel()
         u = np.unique(u[u >= 0])
         if u.size:
             keep = np.ones(len(self.users), dtype=bool)
@@ -176,7 +176,7 @@ class ALSCandidateGenerator:
         if n <= 0:
             return EMPTY_IDS.copy(), EMPTY_SCORES.copy()
         vec = np.asarray(vector, dtype=self.item_factors.dtype)
-        ex = None if exclude is None else self.items.index(np.ravel(exclude))
+        ex = None if exclude is None else self.items.index(exclude).ravel()
         if candidates is None:
             # whole catalogue: score every row in place (no gather), then drop the excluded
             scores = self.item_factors @ vec
@@ -186,7 +186,7 @@ class ALSCandidateGenerator:
                 keep[ex[ex >= 0]] = False
                 idx, scores = idx[keep], scores[keep]
         else:
-            idx = self.items.index(np.unique(np.asarray(candidates)))
+            idx = self.items.index(np.unique(ids_within_int64(candidates)))
             idx = idx[idx >= 0]
             if ex is not None and idx.size:
                 idx = idx[~np.isin(idx, ex[ex >= 0])]
@@ -209,19 +209,18 @@ class ALSCandidateGenerator:
         the item vocabulary) removes e.g. already-seen products.
         """
         self._require_fitted()
-        uid = np.ravel(user_ids)
+        u = self.users.index(user_ids).ravel()
         n = max(int(min(n, len(self.items))), 0)  # n <= 0: empty rows, as popularity gives
-        out_ids = np.full((uid.size, n), -1, dtype=np.int64)
-        out_scores = np.full((uid.size, n), np.nan, dtype=np.float32)
-        u = self.users.index(uid)
+        out_ids = np.full((u.size, n), -1, dtype=np.int64)
+        out_scores = np.full((u.size, n), np.nan, dtype=np.float32)
         known = np.flatnonzero(u >= 0)
         if known.size == 0 or n == 0:
             return out_ids, out_scores
         if exclude_user_items is not None:
-            if exclude_user_items.shape != (uid.size, len(self.items)):
+            if exclude_user_items.shape != (u.size, len(self.items)):
                 raise ValueError(
                     f"exclude_user_items has shape {exclude_user_items.shape}, "
-                    f"expected {(uid.size, len(self.items))}"
+                    f"expected {(u.size, len(self.items))}"
                 )
             filt = sp.csr_matrix(exclude_user_items)[known]
             ids, scores = self._model.recommend(u[known], filt, N=n, filter_already_liked_items=True)
@@ -239,19 +238,19 @@ class ALSCandidateGenerator:
         """Elementwise ALS scores (broadcast: one user against many products works); NaN where the
         user or the product is unknown."""
         self._require_fitted()
-        users = np.asarray(user_ids)  # ids outside int64: unknown (IdVocab.index), not OverflowError
+        users = self.users.index(user_ids)  # ids outside int64: unknown, not OverflowError
         items = self.items.index(product_ids)
         one_user = users.ndim <= 1 and items.ndim == 1 and users.size in (1, items.size) and users.size > 0
         if one_user and (users.size == 1 or bool((users == users.flat[0]).all())):
             # One user against many products (a carousel): one matrix-vector product, ~10x
             # cheaper than gathering the user's row once per product.
-            u0 = int(self.users.index(users.ravel()[:1])[0])
+            u0 = int(users.flat[0])
             out1 = np.full(items.size, np.nan, dtype=np.float32)
             if u0 >= 0:
                 ok1 = items >= 0
                 out1[ok1] = self.item_factors[items[ok1]] @ self.user_factors[u0]
             return out1
-        u, i = np.broadcast_arrays(self.users.index(users), items)
+        u, i = np.broadcast_arrays(users, items)
         shape = u.shape
         u, i = u.ravel(), i.ravel()
         out = np.full(u.size, np.nan, dtype=np.float32)
@@ -267,8 +266,8 @@ class ALSCandidateGenerator:
         unknown users/products. For audiences (many users x a few products): 1M x 20 in well under
         a second, where ``score`` on 20M broadcast pairs gathers 20M factor rows."""
         self._require_fitted()
-        u = self.users.index(np.ravel(user_ids))
-        i = self.items.index(np.ravel(product_ids))
+        u = self.users.index(user_ids).ravel()
+        i = self.items.index(product_ids).ravel()
         out = np.full((u.size, i.size), np.nan, dtype=np.float32)
         ku, ki = np.flatnonzero(u >= 0), np.flatnonzero(i >= 0)
         if ku.size and ki.size:
@@ -332,13 +331,12 @@ class ALSCandidateGenerator:
         self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike, user_id: int | None, history_weight: float
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """(item rows, confidences) a user's factors are solved from, or None (nothing to solve)."""
-        items = np.ravel(item_ids)
+        idx = self.items.index(item_ids).ravel()
         conf = np.asarray(confidences, dtype=np.float32).ravel()
-        if items.shape != conf.shape:
-            raise ValueError(f"item_ids ({items.size}) and confidences ({conf.size}) differ in length")
+        if idx.shape != conf.shape:
+            raise ValueError(f"item_ids ({idx.size}) and confidences ({conf.size}) differ in length")
         if not np.isfinite(conf).all():
             raise ValueError("confidences must be finite")
-        idx = self.items.index(items)
         keep = idx >= 0
         idx, conf = idx[keep], conf[keep]
         u = -1 if user_id is None else self.users.index_of(int(user_id))
@@ -354,7 +352,7 @@ class ALSCandidateGenerator:
     def score_vector(self, vector: np.ndarray, product_ids: npt.ArrayLike) -> np.ndarray:
         """``score`` for a user given by their factors: NaN where a product is unknown."""
         self._require_fitted()
-        items = self.items.index(np.ravel(product_ids))
+        items = self.items.index(product_ids).ravel()
         out = np.full(items.size, np.nan, dtype=np.float32)
         ok = items >= 0
         out[ok] = self.item_factors[items[ok]] @ np.asarray(vector, dtype=self.item_factors.dtype)

@@ -16,6 +16,7 @@ and keep its previous model.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -33,17 +34,23 @@ from models.errors import IncompatibleBundleError, SlotcastModelError
 from models.popularity import PopularityModel
 from models.ranker import LightGBMRanker
 
+log = logging.getLogger(__name__)
+
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 COMPONENTS = ("als", "popularity", "ranker")
-# Libraries whose file formats the bundle depends on. Python itself is recorded but not checked:
-# nothing is pickled, so any Python that runs these libraries reads the files.
-CHECKED_LIBRARIES = ("implicit", "lightgbm", "numpy")
+# Libraries whose file formats the bundle depends on: another major (minor while 0.x) is refused.
+# Python itself is recorded but not checked: nothing is pickled, so any Python that runs these
+# libraries reads the files.
+CHECKED_LIBRARIES = ("implicit", "lightgbm")
+# Compared, but another major only warns: every array is an .npz read with allow_pickle=False
+# (implicit's own file too), a format numpy 1 and numpy 2 write and read alike.
+WARNED_LIBRARIES = ("numpy",)
 
 
 def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in (*CHECKED_LIBRARIES, "scipy", "pandas"):
+    for name in (*CHECKED_LIBRARIES, *WARNED_LIBRARIES, "scipy", "pandas"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -78,6 +85,24 @@ class Manifest(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256, set on save")
+
+
+def _check_versions(saved: dict[str, str], manifest: Path) -> None:
+    """Refuse a bundle written by an incompatible implicit or lightgbm; warn on another numpy."""
+    now = library_versions()
+    for lib in CHECKED_LIBRARIES:
+        if lib not in saved:
+            raise IncompatibleBundleError(f"{manifest} does not record the {lib} version")
+        if _compat_key(saved[lib]) != _compat_key(now[lib]):
+            raise IncompatibleBundleError(
+                f"{manifest}: written with {lib} {saved[lib]}, incompatible with the installed {now[lib]}"
+            )
+    for lib in WARNED_LIBRARIES:
+        if lib in saved and _compat_key(saved[lib]) != _compat_key(now[lib]):
+            log.warning(
+                "%s: written with %s %s, installed %s %s; loading it (its .npz files read the same)",
+                manifest, lib, saved[lib], lib, now[lib],
+            )  # fmt: skip
 
 
 def _sha256(path: Path) -> str:
@@ -173,15 +198,7 @@ class Bundle:
             raise IncompatibleBundleError(f"bundle directory {d} does not exist")
         m = cls.read_manifest(d)  # checks the format version
         if check_versions:
-            now = library_versions()
-            for lib in CHECKED_LIBRARIES:
-                saved = m.library_versions.get(lib)
-                if saved is None:
-                    raise IncompatibleBundleError(f"{d / MANIFEST} does not record the {lib} version")
-                if _compat_key(saved) != _compat_key(now[lib]):
-                    raise IncompatibleBundleError(
-                        f"{d / MANIFEST}: written with {lib} {saved}, incompatible with the installed {now[lib]}"
-                    )
+            _check_versions(m.library_versions, d / MANIFEST)
         for rel, digest in m.files.items():
             p = d / rel
             if not p.is_file():

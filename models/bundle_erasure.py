@@ -24,6 +24,7 @@ from models.als import ALSCandidateGenerator
 from models.bundle import MANIFEST, Bundle, _sha256
 from models.errors import IncompatibleBundleError
 from models.popularity import PopularityModel
+from models.vocab import ids_within_int64
 
 # The files that name users, relative to the bundle directory.
 USER_FILES = ("als/users.npz", "popularity/popularity.npz")
@@ -60,7 +61,7 @@ def erase_users(directory: str | Path, user_ids: npt.ArrayLike) -> int:
     for rel, digest in manifest.files.items():
         if rel.startswith(("als/", "popularity/")) and _sha256(d / rel) != digest:
             raise IncompatibleBundleError(f"bundle file {d / rel} does not match its manifest checksum")
-    ids = np.asarray(user_ids, dtype=np.int64).ravel()
+    ids = ids_within_int64(user_ids)  # 2**64 - 1 is no user here, and must not wrap onto user -1
     als = ALSCandidateGenerator.load(d / "als")
     popularity = PopularityModel.load(d / "popularity")
     dropped = als.drop_users(ids) + popularity.drop_users(ids)

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.vocab import int64_ids
+
 # "unranked": below the ranker's shortlist (the first stage's order only; see ``shortlisted``).
 REASONS = ("ranked", "pinned", "explore", "repurchase_due", "fallback", "unranked")
 SLATE_COLUMNS = ("product_id", "slot", "score", "p_convert", "expected_value", "reason", "propensity")
@@ -205,7 +207,7 @@ class SlotPolicy:
             raise ValueError(f"candidates lack the required column(s) {missing}")
         cols: dict[str, np.ndarray] = {}
         try:
-            cols["product_id"] = np.asarray(given["product_id"]).astype(np.int64, copy=False)
+            cols["product_id"] = int64_ids(given["product_id"], "product ids")  # the slate echoes them
         except (TypeError, ValueError) as exc:
             raise ValueError(f"candidates column 'product_id' must hold integer ids: {exc}") from exc
         n = cols["product_id"].size

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from models._io import read_npz
 from models.errors import IncompatibleBundleError, ModelFitError
-from models.vocab import IdVocab
+from models.vocab import IdVocab, as_int64, ids_within_int64, int64_ids
 
 REASON_GLOBAL = "popular"
 REASON_SEGMENT = "segment_popular"
@@ -57,7 +57,7 @@ class PopularityModel:
         With ``user_ids`` (aligned with the events) and ``user_segments`` (user id -> segment label)
         it also ranks products per segment, and ``generate`` serves a known user their segment's list.
         """
-        pid = np.asarray(product_ids, dtype=np.int64).ravel()
+        pid = int64_ids(product_ids, "product ids").ravel()  # a product beyond int64: ValueError
         w = np.ones(pid.size) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
         if pid.size != w.size:
             raise ModelFitError(f"product_ids ({pid.size}) and weights ({w.size}) differ in length")
@@ -73,17 +73,16 @@ class PopularityModel:
         if user_segments is None:
             return self
         seg = pd.Series(user_segments, dtype=object).dropna().astype(str)
-        seg.index = seg.index.astype(np.int64)
+        seg.index = pd.Index(int64_ids(seg.index.to_numpy(), "user ids"))
         codes, names = pd.factorize(seg.to_numpy(), sort=True)
         self._segment_names = [str(x) for x in names]
         self._user_vocab = IdVocab(seg.index.to_numpy())
         self._user_segment = codes.astype(np.int64)
         if user_ids is None:
             return self
-        uid = np.asarray(user_ids, dtype=np.int64).ravel()
-        if uid.size != pid.size:
-            raise ModelFitError(f"user_ids ({uid.size}) and product_ids ({pid.size}) differ in length")
-        uidx = self._user_vocab.index(uid)
+        uidx = self._user_vocab.index(user_ids).ravel()  # a user beyond int64: in no segment
+        if uidx.size != pid.size:
+            raise ModelFitError(f"user_ids ({uidx.size}) and product_ids ({pid.size}) differ in length")
         event_seg = np.where(uidx >= 0, self._user_segment[np.clip(uidx, 0, None)], -1)
         for code, name in enumerate(self._segment_names):
             mask = event_seg == code
@@ -111,7 +110,7 @@ class PopularityModel:
     def drop_users(self, user_ids: npt.ArrayLike) -> int:
         """Remove these users' id and segment label (a deletion): the model cannot tell they were
         there. The rankings are sums over everyone's events and stay. Returns how many it held."""
-        u = self._user_vocab.index(np.asarray(user_ids, dtype=np.int64).ravel())
+        u = self._user_vocab.index(user_ids).ravel()
         u = np.unique(u[u >= 0])
         if u.size:
             keep = np.ones(len(self._user_vocab), dtype=bool)
@@ -156,13 +155,13 @@ class PopularityModel:
             ids, scores = self.product_ids, self.scores
             reason = REASON_GLOBAL
         if candidates is not None:
-            cand = pd.unique(np.asarray(candidates, dtype=np.int64).ravel())
+            cand = pd.unique(ids_within_int64(candidates))  # beyond int64: no product, not even unseen
             keep = np.isin(ids, cand)
             unseen = cand[~np.isin(cand, ids)]
             ids = np.concatenate([ids[keep], unseen])
             scores = np.concatenate([scores[keep], np.zeros(unseen.size)])
         if exclude is not None:
-            keep = ~np.isin(ids, np.asarray(exclude, dtype=np.int64))
+            keep = ~np.isin(ids, ids_within_int64(exclude))
             ids, scores = ids[keep], scores[keep]
         n = max(int(n), 0)
         return ids[:n].copy(), scores[:n].copy(), reason
@@ -178,12 +177,16 @@ class PopularityModel:
             order = np.argsort(ids, kind="stable")
             table = self._by_id[key] = (ids[order], scores[order].astype(np.float64))
         ids, scores = table
-        q = np.asarray(product_ids, dtype=np.int64).ravel()
+        q, outside = as_int64(product_ids)
+        q = q.ravel()
         if not ids.size:
             return np.zeros(q.size)
         pos = np.searchsorted(ids, q)
         pos[pos == ids.size] = 0
-        return np.where(ids[pos] == q, scores[pos], 0.0)
+        hit = ids[pos] == q
+        if outside is not None:  # 0 stands for them in ``q``
+            hit &= ~outside.ravel()
+        return np.where(hit, scores[pos], 0.0)
 
     def relative_log_score(self, product_ids: npt.ArrayLike) -> np.ndarray:
         """log(1 + score / mean score of the products seen), 0 for a product never seen.
@@ -208,12 +211,11 @@ class PopularityModel:
 
     def generate_many(self, user_ids: npt.ArrayLike, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Batched ``generate``: (len(user_ids), n) product ids (-1 padding) and scores (NaN padding)."""
-        uid = np.asarray(user_ids, dtype=np.int64).ravel()
+        uidx = self._user_vocab.index(user_ids).ravel()
         n = max(int(n), 0)
-        out_ids = np.full((uid.size, n), -1, dtype=np.int64)
-        out_scores = np.full((uid.size, n), np.nan, dtype=np.float64)
-        uidx = self._user_vocab.index(uid)
-        codes = np.full(uid.size, -1, dtype=np.int64)
+        out_ids = np.full((uidx.size, n), -1, dtype=np.int64)
+        out_scores = np.full((uidx.size, n), np.nan, dtype=np.float64)
+        codes = np.full(uidx.size, -1, dtype=np.int64)
         known = uidx >= 0  # none when the model holds no segments (its _user_segment is empty)
         codes[known] = self._user_segment[uidx[known]]
         for code in np.unique(codes):

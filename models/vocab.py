@@ -14,24 +14,54 @@ from models.errors import IncompatibleBundleError
 _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
+def _as_array(ids: npt.ArrayLike | Iterable[int]) -> np.ndarray:
+    """``np.asarray(ids)``, except that a list mixing ints >= 2**63 with others stays ints (object):
+    numpy makes it float64, where -2**63 stands for 2**63 + 5 and int64 ids above 2**53 lose digits."""
+    raw = np.asarray(ids)
+    if raw.dtype.kind == "f" and isinstance(ids, (list, tuple)):
+        obj = np.asarray(ids, dtype=object)
+        if all(isinstance(x, (int, np.integer)) for x in obj.flat):
+            return obj
+    return raw
+
+
 def as_int64(ids: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray | None]:
     """``ids`` as int64, and a mask of those outside int64 (set to 0 there; None when every id fits).
 
     ``np.asarray(ids, dtype=np.int64)`` raises OverflowError for a Python int >= 2**63 and wraps a
     uint64 silently (2**64 - 1 becomes -1); such an id can be no id of a vocabulary: it is unknown.
+    Every model lookup goes through here (or ``IdVocab.index``, or ``ids_within_int64``).
     """
-    raw = np.asarray(ids)
+    raw = _as_array(ids)
     if raw.dtype.kind == "u" and raw.dtype.itemsize >= 8:
         outside = raw > _INT64_MAX
         return np.where(outside, 0, raw).astype(np.int64), (outside if outside.any() else None)
     if raw.dtype == object:
         flat = raw.ravel()
         outside = np.fromiter(
-            (isinstance(x, int) and not _INT64_MIN <= x <= _INT64_MAX for x in flat), bool, flat.size
+            (isinstance(x, (int, np.integer)) and not _INT64_MIN <= int(x) <= _INT64_MAX for x in flat),
+            bool,
+            flat.size,
         ).reshape(raw.shape)
         if outside.any():
             return np.where(outside, 0, raw).astype(np.int64), outside
     return raw.astype(np.int64, copy=False), None
+
+
+def ids_within_int64(ids: npt.ArrayLike) -> np.ndarray:
+    """The ids that fit in int64, flattened, as int64: an id beyond int64 names no user or product a
+    model holds, so it drops out of a candidate list, an exclusion or a deletion."""
+    q, outside = as_int64(ids)
+    return (q if outside is None else q[~outside]).ravel()
+
+
+def int64_ids(ids: npt.ArrayLike, what: str = "ids") -> np.ndarray:
+    """``ids`` as int64 for a model to hold (fit on, or answer with): a ValueError names the first id
+    beyond int64 (a hashed uint64 id), where ``as_int64`` would call it unknown."""
+    q, outside = as_int64(ids)
+    if outside is not None:
+        raise ValueError(f"{what} must fit in int64; got {_as_array(ids)[outside].flat[0]}")
+    return q
 
 
 class IdVocab:
@@ -44,15 +74,16 @@ class IdVocab:
     __slots__ = ("_ids", "_order", "_sorted")
 
     def __init__(self, ids: Iterable[int] | npt.ArrayLike) -> None:
-        arr = np.asarray(ids if not isinstance(ids, (set, frozenset)) else sorted(ids))
+        arr = _as_array(ids if not isinstance(ids, (set, frozenset)) else sorted(ids))
         if arr.ndim != 1:
             raise ValueError(f"IdVocab ids must be one-dimensional, got shape {arr.shape}")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        ints = arr.dtype.kind in "iu" or (
+            arr.dtype == object and all(isinstance(x, (int, np.integer)) for x in arr)
+        )
+        if arr.size and not ints:
             raise ValueError(f"IdVocab ids must be integers, got dtype {arr.dtype}")
-        if arr.size and arr.dtype.kind == "u" and int(arr.max()) > _INT64_MAX:
-            # a silent cast would wrap 2**64 - 1 to -1, the "unknown" index, and 2**63 to -2**63
-            raise ValueError(f"IdVocab ids must fit in int64; got {int(arr.max())}")
-        self._ids = arr.astype(np.int64, copy=True)
+        # a silent cast would wrap 2**64 - 1 to -1, the "unknown" index, and 2**63 to -2**63
+        self._ids = int64_ids(arr, "IdVocab ids").copy()
         self._order: np.ndarray | None = None
         self._sorted: np.ndarray | None = None
         self._build_lookup()
@@ -60,7 +91,7 @@ class IdVocab:
     @classmethod
     def from_values(cls, values: npt.ArrayLike) -> IdVocab:
         """Vocabulary of the distinct ids in ``values``, in ascending order."""
-        return cls(np.unique(np.asarray(values, dtype=np.int64)))
+        return cls(np.unique(int64_ids(values, "IdVocab ids")))
 
     def _build_lookup(self) -> None:
         order = np.argsort(self._ids, kind="stable")

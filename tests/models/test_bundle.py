@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def tamper(saved: Path, **changes: object) -> None:
             {"library_versions": {"implicit": "0.7.3", "lightgbm": "3.3.5", "numpy": "2.4.0"}},
             "lightgbm 3.3.5",
         ),
+        # numpy 1 only warns (below), an incompatible implicit beside it is still refused
+        (
+            {"library_versions": {"implicit": "0.6.2", "lightgbm": "4.7.0", "numpy": "1.26.4"}},
+            "implicit 0.6.2",
+        ),
         ({"surprise": 1}, "not a valid bundle manifest"),
         ({"files": {}}, "lists no files"),
     ],
@@ -110,6 +116,25 @@ def test_tampered_manifest_is_refused(saved: Path, changes: dict[str, object], m
     tamper(saved, **changes)
     with pytest.raises(IncompatibleBundleError, match=message):
         Bundle.load(saved)
+
+
+def test_a_bundle_from_another_numpy_major_loads_with_a_warning(
+    saved: Path, bundle: Bundle, board: Checkerboard, caplog: pytest.LogCaptureFixture
+) -> None:
+    # regression: a bundle saved under numpy 1.26.4 was refused under numpy 2 (and back), though
+    # every file of it is an .npz read with allow_pickle=False, the same format under both
+    with caplog.at_level(logging.WARNING, logger="models.bundle"):
+        Bundle.load(saved)
+    assert "numpy" not in caplog.text  # the same numpy: no warning
+    other = "1.26.4" if np.__version__.startswith("2.") else "2.2.6"
+    versions = json.loads((saved / "manifest.json").read_text())["library_versions"]
+    tamper(saved, library_versions={**versions, "numpy": other})
+    with caplog.at_level(logging.WARNING, logger="models.bundle"):
+        loaded = Bundle.load(saved)
+    assert f"numpy {other}" in caplog.text and f"numpy {np.__version__}" in caplog.text
+    users, items = np.repeat(board.users.ids, 4), np.tile(board.items.ids[:4], len(board.users))
+    np.testing.assert_array_equal(loaded.als.score(users, items), bundle.als.score(users, items))
+    assert loaded.popularity.top(5, "A")[0].tolist() == bundle.popularity.top(5, "A")[0].tolist()
 
 
 def test_missing_file_is_refused(saved: Path) -> None:
