@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 
 from serving.catalog import US, Catalog
-from serving.errors import ConflictError, NotFoundError
+from serving.errors import NotFoundError
 from serving.impressions import ImpressionLog
+from serving.push_targets import campaign_products
 from serving.schemas import (
     PushAudience,
     PushProduct,
@@ -58,28 +58,10 @@ class PushRanking:
         request_id = uuid.uuid4().hex
         if req.product_id is None and req.campaign_products is None:
             return self._push_products(req, models, audience, request_id, now)
-        products = pd.unique(
-            np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
-        )
-        unknown = products[self.catalog.product_rows(products) < 0]
-        if len(unknown):
-            raise NotFoundError(
-                f"unknown product {int(unknown[0])}",
-                field="product_id" if req.product_id is not None else "campaign_products",
-            )
-
-        # Out of stock: never pushed (the carousel and the products direction leave them out too).
-        # Before, a user whose best campaign product was out of stock was given it.
-        stock = self.catalog.product_frame(products)["stock"]
-        in_stock = np.isnan(stock) | (stock > 0)
-        if not in_stock.any():
-            field = "product_id" if req.product_id is not None else "campaign_products"
-            raise ConflictError(
-                f"out of stock: product{'s' if len(products) > 1 else ''} "
-                f"{', '.join(map(str, products[:20].tolist()))}",
-                field=field,
-            )
-        products = products[in_stock]
+        # Out of stock or not launched yet: never pushed (the carousel and the products direction
+        # leave them out too). Before, a user whose best campaign product was out of stock was
+        # given it, and a product launching next week was pushed today.
+        products = campaign_products(self.catalog, req, now)
         users = np.unique(audience)
         suppressed: dict[str, int] = {}
         ok = self.catalog.marketing_consent(users)
