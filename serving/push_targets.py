@@ -1,8 +1,10 @@
-"""What a community push may offer: the campaign products of ``POST /community/push`` it may give
-an audience's users. Kept apart from the ranking (serving/push.py)."""
+"""What a community push may reach and offer, for both directions of ``POST /community/push``: the
+audience's users it may target, and the campaign products it may give them. Kept apart from the
+ranking (serving/push.py) so that the two directions cannot drift apart on either."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -10,6 +12,37 @@ import numpy as np
 from serving.catalog import US, Catalog
 from serving.errors import ConflictError, NotFoundError
 from serving.schemas import PushRequest
+
+
+def push_targets(
+    catalog: Catalog,
+    deleted_mask: Callable[[np.ndarray], np.ndarray],
+    audience: np.ndarray,
+    by_segment: bool,
+    since_us: int,
+    cap: int,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(the users of ``audience`` the push may target, how many each rule removed). Out: no
+    marketing consent, deleted (erasure), ``cap`` pushes or more since ``since_us``, and for a
+    segment no personalization consent: a segment (RFM, behaviour) is a profile of the user's
+    history and may not pick them out, as the carousel does not use it; a community is something
+    the user joined, and its members without it stay (ranked as its average member). The
+    audience's size in an answer counts these users only: it counted the deleted and opted-out
+    members too."""
+    users = np.unique(audience)
+    rules: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [
+        ("no_consent", lambda u: ~np.asarray(catalog.marketing_consent(u), bool)),
+        ("deleted", deleted_mask),
+    ]
+    if by_segment:
+        rules.append(("no_personalization", lambda u: ~np.asarray(catalog.personalization_consent(u), bool)))
+    rules.append(("frequency_cap", lambda u: catalog.push_counts(u, since_us) >= cap))
+    suppressed: dict[str, int] = {}
+    for name, out in rules:
+        gone = np.asarray(out(users), bool)
+        suppressed[name] = int(gone.sum())
+        users = users[~gone]
+    return users, suppressed
 
 
 def campaign_products(catalog: Catalog, req: PushRequest, now: datetime) -> np.ndarray:
