@@ -77,3 +77,21 @@ def test_the_best_products_of_an_audience_count_no_member_who_refused_pushes(tmp
         after = _push(c, community_id=2, k=5)
         assert after["audience_size"] == 0 and after["products"]
         assert [p["p_convert"] for p in after["products"]] == [0.0] * len(after["products"])
+
+
+def test_a_segments_size_counts_no_deleted_user(tmp_path: Path) -> None:
+    """``GET /segments`` lists each segment's size, what a push to it starts from: a deleted user
+    is no longer counted in the segment their history put them in (before, they were, though
+    ``GET /users/{id}/segment`` shows them as ``new``, unknown)."""
+    with in_process_service(tmp_path / "state") as c:
+
+        def sizes() -> dict[str, int]:
+            r = c.get("/segments")
+            assert r.status_code == 200, r.text
+            return {s["segment"]: s["users"] for s in r.json()}
+
+        before = sizes()
+        segment = c.get("/users/5/segment").json()["segment"]
+        assert before[segment] > 0
+        assert c.delete("/users/5", headers=AUTH).status_code == 200
+        assert sizes() == {**before, segment: before[segment] - 1}
