@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,11 +326,13 @@ class Catalog:
     def segment(self, user_id: int) -> str:
         return self.segment_of_user.get(user_id, NO_HISTORY_SEGMENT)
 
-    def segments(self) -> list[dict[str, Any]]:
+    def segments(self, deleted: Callable[[np.ndarray], np.ndarray] | None = None) -> list[dict[str, Any]]:
+        """Each segment's size, less its users ``deleted`` (which of many) says are (it counted them)."""
+        n = {s: len(m) - int(np.sum(deleted(m) if deleted else 0)) for s, m in self.segment_members.items()}
         return [
             {
                 "segment": s,
-                "users": int(len(self.segment_members.get(s, ()))),
+                "users": n.get(s, 0),
                 "description": self.segment_descriptions.get(s, s),
             }
             for s in sorted(set(self.segment_members) | set(self.segment_descriptions))

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 
 from serving.catalog import US, Catalog
-from serving.errors import ConflictError, NotFoundError
+from serving.errors import NotFoundError
 from serving.impressions import ImpressionLog
+from serving.push_targets import campaign_products, push_targets
 from serving.schemas import (
     PushAudience,
     PushProduct,
@@ -56,50 +56,19 @@ class PushRanking:
                 field=field,
             )
         request_id = uuid.uuid4().hex
-        if req.product_id is None and req.campaign_products is None:
-            return self._push_products(req, models, audience, request_id, now)
-        products = pd.unique(
-            np.asarray([req.product_id] if req.product_id is not None else req.campaign_products, np.int64)
-        )
-        unknown = products[self.catalog.product_rows(products) < 0]
-        if len(unknown):
-            raise NotFoundError(
-                f"unknown product {int(unknown[0])}",
-                field="product_id" if req.product_id is not None else "campaign_products",
-            )
-
-        # Out of stock: never pushed (the carousel and the products direction leave them out too).
-        # Before, a user whose best campaign product was out of stock was given it.
-        stock = self.catalog.product_frame(products)["stock"]
-        in_stock = np.isnan(stock) | (stock > 0)
-        if not in_stock.any():
-            field = "product_id" if req.product_id is not None else "campaign_products"
-            raise ConflictError(
-                f"out of stock: product{'s' if len(products) > 1 else ''} "
-                f"{', '.join(map(str, products[:20].tolist()))}",
-                field=field,
-            )
-        products = products[in_stock]
-        users = np.unique(audience)
-        suppressed: dict[str, int] = {}
-        ok = self.catalog.marketing_consent(users)
-        suppressed["no_consent"] = int((~ok).sum())
-        users = users[ok]
-        deleted = np.asarray(self.deleted_mask(users), bool)
-        suppressed["deleted"] = int(deleted.sum())
-        users = users[~deleted]
-        if req.segment is not None:
-            # A segment is a profile of the user's history (RFM, behaviour): it may not pick out a
-            # user without personalization consent, as the carousel does not use their segment. A
-            # community is something the user joined: its members stay (ranked as its average).
-            profiled = np.asarray(self.catalog.personalization_consent(users), bool)
-            suppressed["no_personalization"] = int((~profiled).sum())
-            users = users[profiled]
+        # Out of stock or not launched yet: never pushed (the carousel and the products direction
+        # leave them out too). Before, a user whose best campaign product was out of stock was
+        # given it, and a product launching next week was pushed today.
+        users_direction = req.product_id is not None or req.campaign_products is not None
+        products = campaign_products(self.catalog, req, now) if users_direction else None
+        # Who the push may reach: the same users in both directions, and the audience's size in the
+        # answer counts them only (it counted deleted and opted-out members too).
         since = int((now - timedelta(days=self.config.push_cap_days)).timestamp() * US)
-        capped = self.catalog.push_counts(users, since) >= self.config.push_cap
-        suppressed["frequency_cap"] = int(capped.sum())
-        users = users[~capped]
-
+        users, suppressed = push_targets(
+            self.catalog, self.deleted_mask, audience, req.segment is not None, since, self.config.push_cap
+        )
+        if products is None:
+            return self._push_products(req, models, users, suppressed, request_id, now)
         personal = np.asarray(self.catalog.personalization_consent(users), bool)
         best_p, best_pid = self._consented_scores(models, users, personal, products)
         pf = self.catalog.product_frame(products)
@@ -118,7 +87,7 @@ class PushRanking:
                     "direction": "users",
                     "request_id": request_id,
                     "ts": now.isoformat(),
-                    "audience": len(audience),
+                    "audience": len(users),
                     "users": out_users.user_id,
                     "items": out_users.product_id,
                     "propensities": [1.0] * len(out_users.user_id),
@@ -130,7 +99,7 @@ class PushRanking:
             request_id=request_id,
             direction="users",
             users=out_users,
-            audience_size=len(audience),
+            audience_size=len(users),
             suppressed=suppressed,
             send_after=send_after,
             model_version=models.version,
@@ -193,18 +162,24 @@ class PushRanking:
         return best_p, best_j
 
     def _push_products(
-        self, req: PushRequest, models: Models, audience: np.ndarray, request_id: str, now: datetime
+        self,
+        req: PushRequest,
+        models: Models,
+        targets: np.ndarray,
+        suppressed: dict[str, int],
+        request_id: str,
+        now: datetime,
     ) -> PushResponse:
         # In stock and launched: a product launching later is not offered before (as on air).
         offered = self.catalog.offered(int(now.timestamp() * US))
         cands = self._popular_ids(models, 500, req.segment, np.empty(0, np.int64))
         cands = cands[np.isin(cands, offered)] if len(cands) else offered[:500]
         rng = np.random.default_rng(0)
-        # The members' mean affinity ranks the products; a member without personalization consent
-        # is not profiled, not even into an average, and a deleted one is no member (their factors
-        # counted, zeroed or, in a model that cannot forget, as trained).
-        profiled = np.asarray(self.catalog.personalization_consent(audience), bool)
-        members = audience[profiled & ~np.asarray(self.deleted_mask(audience), bool)]
+        # The mean affinity of the members the push may reach (``targets``: never a deleted one,
+        # nor one without marketing consent) ranks the products; a member without personalization
+        # consent is not profiled, not even into an average. Before, every member not deleted
+        # counted, those who will never receive the push included.
+        members = targets[np.asarray(self.catalog.personalization_consent(targets), bool)]
         sample = (
             members
             if len(members) <= self.config.audience_sample
@@ -237,7 +212,7 @@ class PushRanking:
                     "direction": "products",
                     "request_id": request_id,
                     "ts": now.isoformat(),
-                    "audience": len(audience),
+                    "audience": len(targets),
                     "segment": req.segment,
                     "community_id": req.community_id,
                     "items": [p.product_id for p in prods],
@@ -250,7 +225,8 @@ class PushRanking:
             request_id=request_id,
             direction="products",
             products=prods,
-            audience_size=len(audience),  # type: ignore[arg-type]
+            audience_size=len(targets),
+            suppressed=suppressed,
             model_version=models.version,
         )
 

@@ -336,7 +336,7 @@ class SlotcastApp:
 
     def segments(self) -> list[SegmentInfo]:
         cat = self._catalog()
-        return [SegmentInfo(**s) for s in cat.segments()]
+        return [SegmentInfo(**s) for s in cat.segments(self.deleted_mask)]
 
     def user_segment(self, user_id: int) -> UserSegment:
         cat = self._catalog()

@@ -166,8 +166,10 @@ class PushResponse(BaseModel):
     direction: Literal["products", "users"]
     products: list[PushProduct] = Field(default_factory=list)
     users: PushAudience = Field(default_factory=PushAudience)
+    # The users the push may target (either direction): the audience's members less the suppressed.
     audience_size: int
-    # How many users each rule removed: no_consent, frequency_cap, deleted.
+    # How many users each rule removed: no_consent, deleted, no_personalization (a segment's),
+    # frequency_cap (serving/push_targets.py).
     suppressed: dict[str, int] = Field(default_factory=dict)
     send_after: datetime | None = None  # set when the request falls in quiet hours
     model_version: str

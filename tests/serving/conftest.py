@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,16 @@ from serving.sources import Models
 
 @pytest.fixture(scope="session")
 def tables() -> dict[str, pa.Table]:
-    return demo_tables(n_users=600, n_products=120, n_streams=3, per_stream=60, seed=1)
+    t = demo_tables(n_users=600, n_products=120, n_streams=3, per_stream=60, seed=1)
+    # Tests push at fixed dates (quiet hours, New York's change of clocks in March 2026), and a push
+    # of a product before its launch is refused: every product launched before them, not 100 days
+    # before the run (tests/serving/test_launch.py sets its own launch times).
+    products = t["products"]
+    launch = pa.array(
+        [datetime(2025, 1, 1, tzinfo=UTC)] * products.num_rows, products.schema.field("launch_ts").type
+    )
+    t["products"] = products.set_column(products.column_names.index("launch_ts"), "launch_ts", launch)
+    return t
 
 
 @pytest.fixture()
