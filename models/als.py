@@ -2,6 +2,8 @@
 
 It owns the user and product vocabularies, so callers speak external int64 ids only. Unknown users
 get empty candidates and unknown pairs NaN scores (the caller falls back), never an exception.
+Its files are written and checked in ``models/als_persistence.py``; folding users in (their factors
+from newer events, the item factors fixed) is ``models/als_fold_in.py``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from models._io import read_json, read_npz, write_json
-from models.als_history import FILE as HISTORY_FILE
+from models.als_fold_in import FoldInUser, fold_in
 from models.als_history import UserHistory
 from models.als_implicit import ALSConfig, check_blas_threads, fit_implicit
-from models.errors import IncompatibleBundleError, ModelFitError
+from models.als_persistence import FILES as ALS_FILES
+from models.als_persistence import SavedALS, load_als, save_als
+from models.errors import ModelFitError
 from models.vocab import IdVocab, ids_within_int64
 
 log = logging.getLogger(__name__)
@@ -298,56 +301,12 @@ class ALSCandidateGenerator:
         return self.user_vectors([(item_ids, confidences, user_id)], history_weight)[0]
 
     def user_vectors(
-        self,
-        users: Sequence[tuple[npt.ArrayLike, npt.ArrayLike, int | None]],
-        history_weight: float = 1.0,
+        self, users: Sequence[FoldInUser], history_weight: float = 1.0
     ) -> list[np.ndarray | None]:
         """``user_vector`` for many users, ``(item_ids, confidences, user_id)`` each, in one
         ``recalculate_user`` call (a push audience with thousands of users to fold in)."""
         self._require_fitted()
-        if history_weight < 0 or not np.isfinite(history_weight):
-            raise ValueError(f"history_weight must be finite and >= 0, got {history_weight}")
-        rows = [self._fold_row(items, conf, user, history_weight) for items, conf, user in users]
-        out: list[np.ndarray | None] = [None] * len(rows)
-        todo = [(i, r) for i, r in enumerate(rows) if r is not None]
-        if not todo:
-            return out
-        sizes = np.fromiter((r[0].size for _, r in todo), np.int64, len(todo))
-        matrix = sp.csr_matrix(
-            (
-                np.concatenate([r[1] for _, r in todo]),
-                (np.repeat(np.arange(len(todo)), sizes), np.concatenate([r[0] for _, r in todo])),
-            ),
-            shape=(len(todo), len(self.items)),
-            dtype=np.float32,
-        )
-        matrix.sum_duplicates()
-        factors = np.asarray(self._model.recalculate_user(np.arange(len(todo)), matrix))
-        for k, (i, _) in enumerate(todo):
-            out[i] = factors[k].copy()
-        return out
-
-    def _fold_row(
-        self, item_ids: npt.ArrayLike, confidences: npt.ArrayLike, user_id: int | None, history_weight: float
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(item rows, confidences) a user's factors are solved from, or None (nothing to solve)."""
-        idx = self.items.index(item_ids).ravel()
-        conf = np.asarray(confidences, dtype=np.float32).ravel()
-        if idx.shape != conf.shape:
-            raise ValueError(f"item_ids ({idx.size}) and confidences ({conf.size}) differ in length")
-        if not np.isfinite(conf).all():
-            raise ValueError("confidences must be finite")
-        keep = idx >= 0
-        idx, conf = idx[keep], conf[keep]
-        u = -1 if user_id is None else self.users.index_of(int(user_id))
-        if u >= 0:
-            if self.history is None:
-                return None
-            past, past_conf = self.history.row(u)
-            if history_weight > 0:
-                idx = np.concatenate([past, idx])
-                conf = np.concatenate([past_conf * np.float32(history_weight), conf])
-        return (idx, conf) if idx.size else None
+        return fold_in(self._model, self.users, self.items, self.history, users, history_weight)
 
     def score_vector(self, vector: np.ndarray, product_ids: npt.ArrayLike) -> np.ndarray:
         """``score`` for a user given by their factors: NaN where a product is unknown."""
@@ -358,55 +317,18 @@ class ALSCandidateGenerator:
         out[ok] = self.item_factors[items[ok]] @ np.asarray(vector, dtype=self.item_factors.dtype)
         return out
 
-    # ----- persistence -----------------------------------------------------------------------
-    FILES = ("als.npz", "users.npz", "items.npz", "als.json")  # and history.npz when kept
+    # ----- persistence (models/als_persistence.py) --------------------------------------------
+    FILES = ALS_FILES  # and history.npz when kept
 
     def save(self, directory: str | Path) -> None:
         self._require_fitted()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        self._model.save(str(d / "als.npz"))
-        self.users.save(d / "users.npz")
-        self.items.save(d / "items.npz")
-        if self.history is not None:
-            self.history.save(d / HISTORY_FILE)
-        elif (d / HISTORY_FILE).exists():  # an older save's rows must not outlive an erasure
-            (d / HISTORY_FILE).unlink()
-        write_json(
-            d / "als.json",
-            {"config": self.config.model_dump(), "n_users": len(self.users), "n_items": len(self.items)},
-        )
+        save_als(directory, SavedALS(self.config, self._model, self.users, self.items, self.history))
 
     @classmethod
     def load(cls, directory: str | Path) -> ALSCandidateGenerator:
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        d = Path(directory)
-        meta = read_json(d / "als.json")
-        try:
-            config = ALSConfig.model_validate(meta.get("config", {}))
-        except ValueError as exc:
-            raise IncompatibleBundleError(f"{d / 'als.json'} holds an invalid config: {exc}") from exc
-        read_npz(d / "als.npz", required=("user_factors", "item_factors"))  # clear error first
-        try:
-            model = AlternatingLeastSquares.load(str(d / "als.npz"))
-        except Exception as exc:  # noqa: BLE001 - any failure here means an unusable file
-            raise IncompatibleBundleError(f"{d / 'als.npz'} cannot be loaded by implicit: {exc}") from exc
-        users, items = IdVocab.load(d / "users.npz"), IdVocab.load(d / "items.npz")
-        uf, itf = np.asarray(model.user_factors), np.asarray(model.item_factors)
-        if uf.shape[0] != len(users) or itf.shape[0] != len(items):
-            raise IncompatibleBundleError(
-                f"{d}: factors are {uf.shape[0]} users x {itf.shape[0]} items but the vocabularies hold "
-                f"{len(users)} users and {len(items)} items"
-            )
-        if uf.ndim != 2 or itf.ndim != 2 or uf.shape[1] != itf.shape[1]:
-            raise IncompatibleBundleError(f"{d}: user and item factors disagree ({uf.shape} vs {itf.shape})")
-        if not (np.isfinite(uf).all() and np.isfinite(itf).all()):
-            raise IncompatibleBundleError(f"{d / 'als.npz'} holds non-finite factors")
-        out = cls(config)
-        out._model, out.users, out.items = model, users, items
-        if (d / HISTORY_FILE).is_file():
-            out.history = UserHistory.load(d / HISTORY_FILE, (len(users), len(items)))
+        saved = load_als(directory)
+        out = cls(saved.config)
+        out._model, out.users, out.items, out.history = saved.model, saved.users, saved.items, saved.history
         return out
 
 

@@ -1,7 +1,10 @@
 """The LightGBM conversion ranker with its feature list pinned in the artifact.
 
 Saved as LightGBM's own text model plus a small JSON (feature names and order, objective,
-categorical features, config): no pickle, readable with any LightGBM 4.x.
+categorical features, config): no pickle, readable with any LightGBM 4.x
+(``models/ranker_persistence.py``). The data checks live in ``models/ranker_dataset.py``, the
+hyperparameters in ``models/ranker_config.py``, serving's C API fast path in
+``models/ranker_capi.py``.
 """
 
 from __future__ import annotations
@@ -13,119 +16,21 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from models._io import read_json, write_json
-from models.errors import FeatureMismatchError, IncompatibleBundleError, ModelFitError
+from models.errors import FeatureMismatchError, ModelFitError
+from models.ranker_capi import raw_predict_for_mat
+from models.ranker_config import Objective, RankerConfig
+from models.ranker_dataset import (
+    check_groups,
+    check_labels,
+    pinned_categoricals,
+    pinned_names,
+    select_features,
+)
+from models.ranker_persistence import FILES as RANKER_FILES
+from models.ranker_persistence import SavedRanker, load_ranker, save_ranker
 
 log = logging.getLogger(__name__)
-
-Objective = Literal["binary", "lambdarank"]
-
-
-class RankerConfig(BaseModel):
-    """LightGBM hyperparameters; ``model_dump()`` goes into MLflow params."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    objective: Objective = "binary"
-    num_leaves: int = Field(default=31, ge=2)
-    learning_rate: float = Field(default=0.05, gt=0.0, le=1.0)
-    n_estimators: int = Field(default=500, ge=1)
-    early_stopping_rounds: int | None = Field(default=50, ge=1)
-    min_child_samples: int = Field(default=20, ge=1)
-    feature_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
-    bagging_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
-    bagging_freq: int = Field(default=0, ge=0)
-    lambda_l2: float = Field(default=0.0, ge=0.0)
-    max_depth: int = -1
-    eval_at: list[int] = Field(default_factory=lambda: [5, 10])
-    categorical_features: list[str] = Field(default_factory=list)
-    random_state: int = 42
-    num_threads: int = Field(default=0, ge=0)
-    # Boost from a baseline: a logistic fit of the label on this one feature is every row's starting
-    # score (LightGBM's init score), so the trees learn only what improves on it on the valid split
-    # and early stopping starts from it (for example the bundle's popularity, ``popularity_score``).
-    base_feature: str | None = None
-
-    def lgb_params(self) -> dict[str, Any]:
-        p: dict[str, Any] = {
-            "objective": self.objective,
-            "num_leaves": self.num_leaves,
-            "learning_rate": self.learning_rate,
-            "min_child_samples": self.min_child_samples,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": self.bagging_freq,
-            "lambda_l2": self.lambda_l2,
-            "max_depth": self.max_depth,
-            "seed": self.random_state,
-            "deterministic": True,
-            "num_threads": self.num_threads,
-            "verbosity": -1,
-        }
-        if self.objective == "binary":
-            p["metric"] = ["binary_logloss", "auc"]
-        else:
-            p["metric"] = ["ndcg"]
-            p["eval_at"] = list(self.eval_at)
-        return p
-
-
-def _raw_predict_for_mat() -> Any:
-    """A function (booster, C-contiguous float64 matrix, num_iteration, num_threads) -> predictions
-    through LightGBM's C API, or None when this LightGBM's Python module lacks the handles used."""
-    global _RAW_PREDICT
-    if _RAW_PREDICT is not None:
-        return _RAW_PREDICT or None
-    try:
-        import ctypes
-
-        from lightgbm.basic import (
-            _C_API_DTYPE_FLOAT64,
-            _C_API_IS_ROW_MAJOR,
-            _C_API_PREDICT_NORMAL,
-            _C_API_PREDICT_RAW_SCORE,
-            _LIB,
-            _safe_call,
-        )
-    except ImportError:
-        _RAW_PREDICT = False
-        return None
-    params = {t: f"num_threads={t}".encode() for t in (1, 2, 4)}
-    c_double_p = ctypes.POINTER(ctypes.c_double)
-
-    def predict(
-        booster: Any, X: np.ndarray, num_iteration: int, num_threads: int, raw: bool = False
-    ) -> np.ndarray:
-        n = X.shape[0]
-        out = np.empty(n, dtype=np.float64)
-        got = ctypes.c_int64(0)
-        _safe_call(
-            _LIB.LGBM_BoosterPredictForMat(
-                booster._handle,
-                X.ctypes.data_as(ctypes.c_void_p),
-                ctypes.c_int(_C_API_DTYPE_FLOAT64),
-                ctypes.c_int32(n),
-                ctypes.c_int32(X.shape[1]),
-                ctypes.c_int(_C_API_IS_ROW_MAJOR),
-                ctypes.c_int(_C_API_PREDICT_RAW_SCORE if raw else _C_API_PREDICT_NORMAL),
-                ctypes.c_int(0),  # start_iteration
-                ctypes.c_int(num_iteration),  # <= 0: every tree
-                params.get(num_threads) or f"num_threads={num_threads}".encode(),
-                ctypes.byref(got),
-                out.ctypes.data_as(c_double_p),
-            )
-        )
-        if got.value != n:
-            raise ModelFitError(f"LightGBM answered {got.value} values for {n} rows")
-        return out
-
-    _RAW_PREDICT = predict
-    return predict
-
-
-_RAW_PREDICT: Any = None  # the function above once built; False when unavailable
 
 ValidSet = tuple[pd.DataFrame, npt.ArrayLike] | tuple[pd.DataFrame, npt.ArrayLike, npt.ArrayLike | None]
 
@@ -185,26 +90,12 @@ class LightGBMRanker:
         """
         import lightgbm as lgb
 
-        if not isinstance(X, pd.DataFrame):
-            raise ModelFitError(f"X must be a pandas DataFrame, got {type(X).__name__}")
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise ModelFitError(f"cannot fit the ranker on an empty frame (shape {X.shape})")
-        names = [str(c) for c in X.columns]
-        if len(set(names)) != len(names):
-            raise ModelFitError(
-                f"duplicate feature names: {sorted({n for n in names if names.count(n) > 1})}"
-            )
+        names = pinned_names(X)
         self.feature_names = names
-        cats = set(self.config.categorical_features) | {
-            c for c in names if isinstance(X[c].dtype, pd.CategoricalDtype)
-        }
-        unknown = sorted(cats - set(names))
-        if unknown:
-            raise ModelFitError(f"categorical_features {unknown} are not columns of X")
-        self.categorical_features = [c for c in names if c in cats]
-        Xt = self._prepare(X)
-        yt = self._labels(y, len(Xt), "y")
-        gt = self._groups(group, len(Xt), "group")
+        self.categorical_features = pinned_categoricals(X, names, self.config.categorical_features)
+        Xt = select_features(X, self.feature_names, self.categorical_features)
+        yt = check_labels(y, len(Xt), "y", self.objective)
+        gt = check_groups(group, len(Xt), "group", self.objective)
         params = self.config.lgb_params()
         self.base = None
         if self.config.base_feature is not None:
@@ -218,9 +109,9 @@ class LightGBMRanker:
         self.evals_result = {}
         callbacks.append(lgb.record_evaluation(self.evals_result))
         if valid is not None:
-            Xv = self._prepare(valid[0])
-            yv = self._labels(valid[1], len(Xv), "valid y")
-            gv = self._groups(valid[2] if len(valid) > 2 else None, len(Xv), "valid group")
+            Xv = select_features(valid[0], self.feature_names, self.categorical_features)
+            yv = check_labels(valid[1], len(Xv), "valid y", self.objective)
+            gv = check_groups(valid[2] if len(valid) > 2 else None, len(Xv), "valid group", self.objective)
             valid_sets.append(
                 lgb.Dataset(Xv, label=yv, group=gv, init_score=self.base_margin(Xv), reference=train)
             )
@@ -270,52 +161,6 @@ class LightGBMRanker:
         raw = raw + margin
         return 1.0 / (1.0 + np.exp(-raw)) if self.objective == "binary" else raw
 
-    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Select and order the pinned features; categorical columns as pandas categories."""
-        if not isinstance(X, pd.DataFrame):
-            raise FeatureMismatchError(f"features must be a pandas DataFrame, got {type(X).__name__}")
-        missing = [c for c in self.feature_names if c not in X.columns]
-        if missing:
-            raise FeatureMismatchError(
-                f"the feature frame lacks {len(missing)} feature(s) the ranker was trained on: {missing}"
-            )
-        twice = sorted({str(c) for c in X.columns[X.columns.duplicated()]} & set(self.feature_names))
-        if twice:
-            raise FeatureMismatchError(f"the feature frame holds feature(s) {twice} more than once")
-        out = X.loc[:, self.feature_names].copy()
-        for c in self.categorical_features:
-            if not isinstance(out[c].dtype, pd.CategoricalDtype):
-                out[c] = out[c].astype("category")
-        bad = [c for c in self.feature_names if c not in self.categorical_features and out[c].dtype == object]
-        if bad:
-            raise FeatureMismatchError(f"features {bad} are text; declare them in categorical_features")
-        return out
-
-    def _labels(self, y: npt.ArrayLike, n: int, what: str) -> np.ndarray:
-        arr = np.asarray(y, dtype=np.float64).ravel()
-        if arr.size != n:
-            raise ModelFitError(f"{what} has {arr.size} labels for {n} rows")
-        if not np.isfinite(arr).all():
-            raise ModelFitError(f"{what} holds NaN or infinite labels")
-        if self.objective == "binary":
-            if not np.isin(arr, (0.0, 1.0)).all():
-                raise ModelFitError(f"{what} must be 0/1 for the binary objective")
-            if what == "y" and np.unique(arr).size < 2:
-                raise ModelFitError(f"{what} has a single class ({arr[0]:g}); there is nothing to learn")
-        elif (arr < 0).any() or (arr != np.round(arr)).any():
-            raise ModelFitError(f"{what} must be non-negative integer relevance for lambdarank")
-        return arr
-
-    def _groups(self, group: npt.ArrayLike | None, n: int, what: str) -> np.ndarray | None:
-        if group is None:
-            if self.objective == "lambdarank":
-                raise ModelFitError(f"{what} (query sizes) is required for the lambdarank objective")
-            return None
-        g = np.asarray(group, dtype=np.int64).ravel()
-        if (g <= 0).any() or int(g.sum()) != n:
-            raise ModelFitError(f"{what} sizes must be positive and sum to {n} rows, got sum {int(g.sum())}")
-        return g
-
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """P(convert) for the binary objective, the raw ranking score for lambdarank.
 
@@ -324,7 +169,7 @@ class LightGBMRanker:
         """
         if not self.is_fitted:
             raise ModelFitError("the ranker is not fitted or loaded")
-        Xp = self._prepare(X)
+        Xp = select_features(X, self.feature_names, self.categorical_features)
         if len(Xp) == 0:
             return np.empty(0, dtype=np.float64)
         margin = self.base_margin(Xp)
@@ -360,7 +205,7 @@ class LightGBMRanker:
             self._one_output_checked = self.booster
         margin = self.base_margin(X)
         raw = margin is not None
-        call = _raw_predict_for_mat()
+        call = raw_predict_for_mat()
         if call is None:
             out = self.booster.predict(
                 X, num_iteration=num_iteration or None, num_threads=num_threads, raw_score=raw
@@ -378,68 +223,21 @@ class LightGBMRanker:
         )
         return pd.Series(values, index=self.feature_names, name=importance_type).sort_values(ascending=False)
 
-    # ----- persistence -----------------------------------------------------------------------
-    FILES = ("ranker.txt", "ranker.json")
+    # ----- persistence (models/ranker_persistence.py) -----------------------------------------
+    FILES = RANKER_FILES
 
     def save(self, directory: str | Path) -> None:
         if not self.is_fitted:
             raise ModelFitError("the ranker is not fitted")
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(d / "ranker.txt"), num_iteration=self.best_iteration)
-        write_json(
-            d / "ranker.json",
-            {
-                "feature_names": self.feature_names,
-                "categorical_features": self.categorical_features,
-                "objective": self.objective,
-                "best_iteration": self.best_iteration,
-                "base": list(self.base) if self.base is not None else None,
-                "config": self.config.model_dump(),
-                "evals_result": self.evals_result,
-            },
-        )
+        saved = SavedRanker(self.config, self.booster, self.feature_names, self.categorical_features,
+                            self.best_iteration, self.base, self.evals_result)  # fmt: skip
+        save_ranker(directory, saved)
 
     @classmethod
     def load(cls, directory: str | Path) -> LightGBMRanker:
-        import lightgbm as lgb
-
-        d = Path(directory)
-        meta = read_json(d / "ranker.json")
-        try:
-            config = RankerConfig.model_validate(meta["config"])
-            names = [str(x) for x in meta["feature_names"]]
-            cats = [str(x) for x in meta.get("categorical_features", [])]
-            best = int(meta.get("best_iteration", 0))
-            base = meta.get("base")
-            base = (float(base[0]), float(base[1])) if base is not None else None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IncompatibleBundleError(f"{d / 'ranker.json'} is invalid: {exc}") from exc
-        if (base is None) != (config.base_feature is None) or (
-            base is not None and config.base_feature not in names
-        ):
-            raise IncompatibleBundleError(f"{d / 'ranker.json'}: base and base_feature disagree")
-        not_features = [c for c in cats if c not in names]
-        if not_features:
-            raise IncompatibleBundleError(
-                f"{d / 'ranker.json'}: categorical features {not_features} are not among its features {names}"
-            )
-        if meta.get("objective") != config.objective:
-            raise IncompatibleBundleError(f"{d / 'ranker.json'}: objective disagrees with its config")
-        path = d / "ranker.txt"
-        if not path.is_file():
-            raise IncompatibleBundleError(f"{path} is missing")
-        try:
-            booster = lgb.Booster(model_file=str(path))
-        except (lgb.basic.LightGBMError, ValueError, OSError) as exc:
-            raise IncompatibleBundleError(f"{path} cannot be loaded by LightGBM: {exc}") from exc
-        if booster.feature_name() != names:
-            raise IncompatibleBundleError(
-                f"{path} was trained on features {booster.feature_name()} but ranker.json lists {names}"
-            )
-        out = cls(config)
-        out.booster, out.feature_names, out.categorical_features = booster, names, cats
-        out.best_iteration = min(best, booster.current_iteration()) if best else booster.current_iteration()
-        out.evals_result = meta.get("evals_result", {})
-        out.base = base
+        saved = load_ranker(directory)
+        out = cls(saved.config)
+        out.booster = saved.booster
+        out.feature_names, out.categorical_features = saved.feature_names, saved.categorical_features
+        out.best_iteration, out.evals_result, out.base = saved.best_iteration, saved.evals_result, saved.base
         return out

@@ -28,6 +28,7 @@ import pandas as pd
 
 from models.errors import ModelFitError
 from models.ranker import LightGBMRanker, RankerConfig
+from models.ranker_dataset import check_groups, check_labels, select_features
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,9 @@ def fit_ranker_dask(
     # Reuse the single-process checks (labels, groups, categorical columns) before shipping data.
     ranker.feature_names = [str(c) for c in X.columns]
     ranker.categorical_features = [c for c in ranker.feature_names if c in set(config.categorical_features)]
-    Xt = ranker._prepare(X)
-    yt = ranker._labels(y, len(Xt), "y")
-    gt = ranker._groups(group, len(Xt), "group")
+    Xt = select_features(X, ranker.feature_names, ranker.categorical_features)
+    yt = check_labels(y, len(Xt), "y", config.objective)
+    gt = check_groups(group, len(Xt), "group", config.objective)
     if config.base_feature is not None:
         from models.ranker import fit_base
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from models.errors import ModelFitError
 from models.ranker import LightGBMRanker, RankerConfig
+from models.ranker_dataset import check_groups, check_labels, select_features
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ def validation_curves(
     ranker: LightGBMRanker, X: pd.DataFrame, y: npt.ArrayLike, group: npt.ArrayLike | None = None
 ) -> dict[str, list[float]]:
     """Every metric in-process training records on the validation set, after each tree."""
-    Xp = ranker._prepare(X)
-    yv = ranker._labels(y, len(Xp), "valid y")
-    gv = ranker._groups(group, len(Xp), "valid group")
+    Xp = select_features(X, ranker.feature_names, ranker.categorical_features)
+    yv = check_labels(y, len(Xp), "valid y", ranker.objective)
+    gv = check_groups(group, len(Xp), "valid group", ranker.objective)
     booster = ranker.booster
     trees = booster.current_iteration()
     if trees == 0:
@@ -70,7 +71,7 @@ def validation_curves(
     else:
         ks = ranker.config.eval_at or LIGHTGBM_DEFAULT_EVAL_AT
         curves = {f"ndcg@{k}": [] for k in ks}
-        assert gv is not None  # _groups requires it for lambdarank
+        assert gv is not None  # check_groups requires it for lambdarank
         ndcg = _NdcgAtK(yv, gv, ks)
     for i in range(trees):
         raw += booster.predict(Xp, start_iteration=i, num_iteration=1, raw_score=True)
