@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from serving.app_sources import app_sources
-from serving.catalog import NO_HISTORY_SEGMENT, Catalog
+from serving.catalog import Catalog
 from serving.consents import consent_changes
 from serving.deletions import DeletedUsers, delete_users, forget_users
 from serving.errors import (
@@ -49,6 +49,7 @@ from serving.schemas import (
     UserData,
     UserSegment,
 )
+from serving.segments import NO_HISTORY_SEGMENT
 from serving.settings import ServingSettings
 from serving.shared_events import SharedEvents
 from serving.sources import FeatureSource, Models, ModelSource
