@@ -1,7 +1,7 @@
 """What serving knows about the world besides the models: products, streams on air, users' consent,
 communities, segments, recent purchases and push history. Loaded once from the canonical tables
 (``$STATE/data``) and kept current by ``POST /events``; plain numpy/pandas so that audience
-ranking over a million users stays vectorised."""
+ranking over a million users stays vectorised. Segments' rules and sizes: serving/segments.py."""
 
 from __future__ import annotations
 
@@ -16,18 +16,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from serving.segments import (
+    NO_HISTORY_SEGMENT,
+    SEGMENT_RULES,
+    activity_segments,
+    segment_members,
+    segment_sizes,
+)
 from serving.shared_events import COUNTED_TYPES, MEMBERSHIP_TYPES, SHARED_TYPES
 
 log = logging.getLogger(__name__)
 US = 1_000_000
-NO_HISTORY_SEGMENT = "new"  # an unknown user's, and what a deleted user is shown as
-
-SEGMENT_RULES = {
-    "new": "no activity yet",
-    "browser": "active, never bought",
-    "buyer": "one or two purchases",
-    "loyal": "three purchases or more",
-}
 
 
 @dataclass
@@ -157,19 +156,9 @@ class Catalog:
         # The built-in activity rule's descriptions; segments given by the feature store carry their own names.
         self.segment_descriptions: dict[str, str] = dict(SEGMENT_RULES) if segments is None else {}
         if segments is None:
-            n_buys = buys.groupby("user_id").size()
-            active = set(ev["user_id"].unique().tolist())
-            segments = {}
-            for uid in self.user_ids.tolist():
-                nb = int(n_buys.get(uid, 0))
-                segments[uid] = (
-                    "loyal" if nb >= 3 else "buyer" if nb >= 1 else "browser" if uid in active else "new"
-                )
+            segments = activity_segments(self.user_ids, ev, buys)
         self.segment_of_user = segments
-        self.segment_members: dict[str, np.ndarray] = {}
-        seg_series = pd.Series(segments, dtype="object")
-        for seg, g in seg_series.groupby(seg_series):
-            self.segment_members[str(seg)] = g.index.to_numpy(np.int64)
+        self.segment_members: dict[str, np.ndarray] = segment_members(segments)
 
     @classmethod
     def from_data_dir(cls, data_dir: Path, segments: dict[int, str] | None = None) -> Catalog:
@@ -328,15 +317,7 @@ class Catalog:
 
     def segments(self, deleted: Callable[[np.ndarray], np.ndarray] | None = None) -> list[dict[str, Any]]:
         """Each segment's size, less its users ``deleted`` (which of many) says are (it counted them)."""
-        n = {s: len(m) - int(np.sum(deleted(m) if deleted else 0)) for s, m in self.segment_members.items()}
-        return [
-            {
-                "segment": s,
-                "users": n.get(s, 0),
-                "description": self.segment_descriptions.get(s, s),
-            }
-            for s in sorted(set(self.segment_members) | set(self.segment_descriptions))
-        ]
+        return segment_sizes(self.segment_members, self.segment_descriptions, deleted)
 
     def audience(self, segment: str | None, community_id: int | None) -> np.ndarray | None:
         if community_id is not None:

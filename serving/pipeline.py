@@ -1,5 +1,6 @@
-"""The serving pipeline, free of BentoML: candidates -> online features -> rank -> business rules
--> slots for carousels, and audience ranking for pushes. ``service.py`` only maps HTTP to it.
+"""The serving pipeline, free of BentoML: candidates (serving/candidates.py) -> online features ->
+rank (serving/ranker_input.py) -> business rules -> slots (serving/slate.py) for carousels, and
+audience ranking for pushes (serving/push.py). ``service.py`` only maps HTTP to it.
 
 Every answer is a normal path: unknown users get a cold-start answer, users without consent a
 non-personalized one, and a failing online store a degraded one (flagged, never a 5xx)."""
@@ -8,25 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from serving import ranker_input
+from serving.candidates import popular_ids, popularity_scores, request_candidates
 from serving.catalog import US, Catalog
-from serving.errors import BadRequestError, NotFoundError
+from serving.errors import BadRequestError
 from serving.impressions import ImpressionLog
 from serving.push import PushRanking
 from serving.schemas import (
     CarouselRequest,
     CarouselResponse,
 )
+from serving.slate import arrange, carousel_answer
 from serving.sources import FeatureSource, Models
 
 log = logging.getLogger(__name__)
@@ -59,30 +58,6 @@ def variant_hash(user_id: int, salt: str) -> float:
     """A stable number in [0, 1) per user: the same user always lands in the same variant."""
     h = hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "big") / 2**64
-
-
-def slate_columns(slate: Any) -> dict[str, np.ndarray]:
-    """The policy's Slate as column arrays, whichever shape it comes in (models.policy's Slate has
-    ``columns``; a DataFrame works too). Columns avoid pandas row iteration on the hot path."""
-    cols = getattr(slate, "columns", None)
-    if isinstance(cols, dict):
-        return {k: np.asarray(v) for k, v in cols.items()}
-    frame = getattr(slate, "frame", slate)
-    if not isinstance(frame, pd.DataFrame):
-        frame = pd.DataFrame(frame)
-    return {str(c): frame[c].to_numpy() for c in frame.columns}
-
-
-def on_air_rows(ids: np.ndarray, on_air: np.ndarray) -> np.ndarray | None:
-    """Positions of the rows on air, the first per product id, in the given order; None when that
-    is every row (the arrays can be used as they are, without a copy)."""
-    live = np.flatnonzero(on_air)
-    if len(live) > 1:
-        on = np.sort(ids[live])
-        if bool((on[1:] == on[:-1]).any()):  # a product on air twice (overlapping segments)
-            _, first = np.unique(ids[live], return_index=True)
-            live = live[np.sort(first)]
-    return None if len(live) == len(ids) else live
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -145,36 +120,8 @@ class Recommender(PushRanking):
         models, variant = self._pick(req.user_id)
         exclude = np.asarray(req.exclude, np.int64)
 
-        pinned = None
-        on_air = None
-        attributes = None  # the catalogue's product columns for ids, when the stream has them
-        if req.stream_id is not None:
-            sp = self.catalog.stream_products(req.stream_id)
-            if sp is None:
-                raise NotFoundError(f"unknown stream {req.stream_id}", field="stream_id")
-            ids = sp.product_ids
-            on_air = (sp.on_air_from <= now_us) & (now_us < sp.on_air_to)
-            pinned = sp.pinned_slot
-            attributes = sp.attributes
-            # A stream lists a product once per segment it is shown in: the candidates are the rows
-            # on air now, one per product (its first such row), as training's on_air_pairs builds
-            # them. Off-air rows would take shortlist places, and a product's off-air row could
-            # hide its on-air one from the slot policy (which keeps the first row per product).
-            live = on_air_rows(ids, on_air)
-            if live is not None:
-                ids, pinned, on_air = ids[live], pinned[live], on_air[live]
-                attributes = {k: v[live] for k, v in attributes.items()} if attributes is not None else None
-        elif req.candidates is not None:
-            ids = np.asarray(req.candidates, np.int64)
-            unknown = pd.unique(ids[self.catalog.product_rows(ids) < 0])
-            if len(unknown):  # as push refuses an unknown product: never a slot the catalogue lacks
-                more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-                raise NotFoundError(
-                    f"unknown products in candidates: {', '.join(map(str, unknown[:20]))}{more}",
-                    field="candidates",
-                )
-        else:
-            ids = None
+        # The stream's products on air, the request's list, or none: ids None (serving/candidates.py).
+        ids, pinned, on_air, attributes = request_candidates(self.catalog, req, now_us)
 
         fallback = None
         folded: np.ndarray | None = None
@@ -318,77 +265,17 @@ class Recommender(PushRanking):
             "pinned_slot": pinned, "bought_recently": bought, "consumable_due": due, "is_consumable": cons,
             "reason": reason, "shortlisted": shortlisted,
         }  # fmt: skip
-        rng = self.rng
-        policy = models.policy
-        # Plain columns when the policy takes them (models.policy.SlotPolicy): a DataFrame built here
-        # and taken apart again by the policy cost more than the rules themselves.
-        arrange_columns = getattr(policy, "arrange_columns", None)
-        slate = slate_columns(
-            arrange_columns(cand, req.k, rng)
-            if arrange_columns is not None
-            else policy.arrange(pd.DataFrame(cand), req.k, rng)
-        )
-        request_id = uuid.uuid4().hex
-        product_ids = slate["product_id"].astype(np.int64).tolist()
-        slot_numbers = slate["slot"].astype(np.int64).tolist()
-        # One NaN -> 0 pass over the three float columns (JSON has no NaN).
-        floats = np.vstack([slate[c].astype(float) for c in ("score", "p_convert", "expected_value")])
-        if not np.isfinite(floats).all():  # nan_to_num's Python overhead only when it has work
-            floats = np.nan_to_num(floats)
-        fields = ("product_id", "slot", "score", "p_convert", "expected_value", "reason")
-        rows = zip(
-            product_ids, slot_numbers, *floats.tolist(), [str(r) for r in slate["reason"]], strict=True
-        )
-        if self.impressions is not None:
-            self.impressions.write(
-                {
-                    "kind": "carousel", "request_id": request_id, "ts": now.isoformat(),
-                    "user_id": req.user_id, "stream_id": req.stream_id,
-                    "items": product_ids, "slots": slot_numbers,
-                    "propensities": slate["propensity"].astype(float).tolist() if "propensity" in slate else None,
-                    "variant": variant, "model_version": models.version, "fallback": fallback, "degraded": degraded,
-                }
-            )  # fmt: skip
-        # One validation of plain dicts in pydantic-core: ~3x cheaper than a model_construct per slot.
-        return CarouselResponse.model_validate(
-            {
-                "request_id": request_id, "slots": [dict(zip(fields, row, strict=True)) for row in rows],
-                "model_version": models.version, "variant": variant, "personalized": fallback is None,
-                "fallback": fallback, "degraded": degraded,
-            }
-        )  # fmt: skip
+        slate = arrange(models.policy, cand, req.k, self.rng)  # serving/slate.py
+        return carousel_answer(slate, req, now, models, variant, fallback, degraded, self.impressions)
 
     def _folded(self, models: Models, user_id: int) -> np.ndarray | None:
         if self.user_vectors is None:
             return None
         return self.user_vectors(models, np.asarray([user_id], np.int64))[0]
 
-    def _popular_ids(self, models: Models, n: int, segment: str | None, exclude: np.ndarray) -> np.ndarray:
-        out = models.popularity.top(n, segment=segment, exclude=exclude.tolist() or None)
-        ids = out[0] if isinstance(out, tuple) else out
-        return np.asarray(ids, np.int64)
-
-    def _popularity_scores(self, models: Models, ids: np.ndarray) -> np.ndarray:
-        """Overall popularity of ``ids`` (0 where the model has none): no segment, no user."""
-        if not len(ids):
-            return np.zeros(0)
-        score = getattr(models.popularity, "score", None)  # models.popularity: one searchsorted
-        if score is not None:
-            got = np.asarray(score(ids, None), float)
-            return np.where(np.isnan(got), 0.0, got)
-        out = models.popularity.top(len(ids), segment=None, candidates=ids.tolist())
-        if isinstance(out, tuple):
-            got_ids, got = np.asarray(out[0], np.int64), np.asarray(out[1], float)
-        else:  # ids only, best first: rank-based scores
-            got_ids = np.asarray(out, np.int64)
-            got = 1.0 / (1.0 + np.arange(len(got_ids)))
-        # Each id's first score (duplicates ignored), 0 where the model has none.
-        uniq, first = np.unique(got_ids, return_index=True)
-        if not len(uniq):
-            return np.zeros(len(ids))
-        pos = np.clip(np.searchsorted(uniq, ids), 0, len(uniq) - 1)
-        out = np.where(uniq[pos] == ids, got[first][pos], 0.0)
-        return np.where(np.isnan(out), 0.0, out)
+    # The fallbacks' popularity, in serving.candidates (push calls _popular_ids through the class).
+    _popular_ids = staticmethod(popular_ids)
+    _popularity_scores = staticmethod(popularity_scores)
 
     def _shortlist(
         self, scores: np.ndarray, order: np.ndarray | None, limit: int
@@ -409,13 +296,6 @@ class Recommender(PushRanking):
     _predict = staticmethod(ranker_input.predict)
     _feature_matrix = staticmethod(ranker_input.feature_matrix)
     _feature_array = staticmethod(ranker_input.feature_array)
-
-    # --- push ---------------------------------------------------------------------------------
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t = time.perf_counter()
-    return fn(), time.perf_counter() - t
 
 
 __all__ = ["BadRequestError", "PipelineConfig", "Recommender", "variant_hash"]

@@ -1,8 +1,6 @@
-"""The application behind the HTTP shell, free of BentoML: wires settings to sources, holds the
-loaded models (swapped atomically on reload), and implements every endpoint as a plain method.
-
-Requests read the model pair once (one attribute read), so a reload never mixes two model sets in
-one answer and never fails a request in flight; a failed reload keeps the old models serving."""
+"""The application behind the HTTP shell, free of BentoML: wires settings to sources
+(serving/app_sources.py), holds the loaded models (swapped atomically on reload:
+serving/model_reload.py), and implements every endpoint as a plain method."""
 
 from __future__ import annotations
 
@@ -18,7 +16,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from serving.catalog import NO_HISTORY_SEGMENT, Catalog
+from serving.app_sources import app_sources
+from serving.catalog import Catalog
 from serving.consents import consent_changes
 from serving.deletions import DeletedUsers, delete_users, forget_users
 from serving.errors import (
@@ -34,6 +33,7 @@ from serving.fold_in import FoldIns, foldable
 from serving.impressions import ImpressionLog
 from serving.live_pending import live_pending
 from serving.metrics import ServingMetrics
+from serving.model_reload import ModelReload
 from serving.pipeline import PipelineConfig, Recommender
 from serving.reload_signal import ReloadSignal
 from serving.schemas import (
@@ -45,21 +45,21 @@ from serving.schemas import (
     EventsResponse,
     PushRequest,
     PushResponse,
-    ReloadResponse,
     SegmentInfo,
     UserData,
     UserSegment,
 )
+from serving.segments import NO_HISTORY_SEGMENT
 from serving.settings import ServingSettings
 from serving.shared_events import SharedEvents
-from serving.sources import FeatureSource, Models, ModelSource, registry_versions
+from serving.sources import FeatureSource, Models, ModelSource
 from serving.user_data import user_data
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SlotcastApp:
+class SlotcastApp(ModelReload):
     def __init__(
         self,
         settings: ServingSettings,
@@ -98,8 +98,8 @@ class SlotcastApp:
             self.consents.withdrawn_at,
         )  # fmt: skip
         self.deleted = DeletedUsers(ledger, self._forget)
-        self._models: tuple[Models, Models | None] | None = None
-        self.load_error: str | None = None
+        self._models = None
+        self.load_error = None
         self._reload_lock = threading.Lock()
         self.reload_signal = ReloadSignal(settings.serving_dir / "reload.requested", self.reload)
         self.live = live_pending(
@@ -135,137 +135,18 @@ class SlotcastApp:
     @classmethod
     def from_settings(cls, settings: ServingSettings, worker: int | None = None) -> SlotcastApp:
         """Build the app; a store or registry that cannot be reached leaves it running but not ready."""
-        from serving.adapters import (
-            DirModelSource,
-            MlflowModelSource,
-            deletion_ledger,
-            feature_segments,
-            make_policy,
-            mlflow_client_defaults,
-        )
-
         logging.getLogger("serving").setLevel(settings.log_level)
-        policy = make_policy(settings)
-        ledger = deletion_ledger(settings.state_dir)
-        catalog, catalog_error = None, None
-        if settings.model_source == "demo" or settings.feature_source == "demo":
-            from serving.demo import DemoFeatureSource, DemoModelSource, demo_tables
-
-            tables = demo_tables(
-                settings.demo_users,
-                settings.demo_products,
-                settings.demo_streams,
-                settings.demo_per_stream,
-                seed=settings.seed,
-            )
-        model_source: ModelSource
-        if settings.model_source == "demo":
-            model_source = DemoModelSource(
-                settings.demo_users,
-                settings.demo_products,
-                settings.epsilon,
-                settings.category_cap,
-                settings.seed,
-                policy,
-            )
-            catalog = Catalog(tables)
-        elif settings.model_source == "dir":
-            assert settings.bundle_dir is not None
-            model_source = DirModelSource(settings.bundle_dir, policy)
-        else:
-            applied = mlflow_client_defaults(settings)
-            if applied:
-                log.info(
-                    "MLflow client: %s (unset by the environment)",
-                    ", ".join(f"{k}={v}" for k, v in applied.items()),
-                )
-            model_source = MlflowModelSource(settings.tracking_uri(), settings.model_name, policy)
-        features: FeatureSource
-        if settings.feature_source == "demo":
-            features = DemoFeatureSource(tables)
-        else:
-            from serving.adapters import FeastFeatureSource
-
-            features = FeastFeatureSource(settings.state_dir, ledger, settings.outage_log_interval_s)
-        if catalog is None:
-            try:
-                catalog = Catalog.from_data_dir(settings.data_dir, feature_segments(features))
-            except (OSError, KeyError, ValueError) as exc:
-                catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
-                log.error(catalog_error)
-        app = cls(settings, model_source, features, catalog, ledger, catalog_error, worker)
+        src = app_sources(settings)  # serving/app_sources.py
+        app = cls(
+            settings, src.model_source, src.features, src.catalog, src.ledger, src.catalog_error, worker
+        )
         with contextlib.suppress(ModelUnavailableError):  # logged; it starts not ready (/status: why)
             app.reload()
         if app.live is not None and app.live.retry():  # live events a predecessor could not push
             app.live.sweep()  # and those of workers that stopped for good (serving/live_pending.py)
         return app
 
-    # --- models ---------------------------------------------------------------------------------
-    def _current(self) -> tuple[Models, Models | None]:
-        self.reload_signal.poll()
-        pair = self._models
-        if pair is None:
-            raise ModelUnavailableError(f"no model loaded: {self.load_error or 'not loaded yet'}")
-        return pair
-
-    def reload(self) -> ReloadResponse:
-        """Load champion (and challenger when A/B is on) and swap them in as one pair; ``reloaded``
-        is false when those are the versions serving already (nothing is swapped). A champion that
-        cannot be loaded is a 503: the old models keep serving, or none when none was loaded."""
-        with self._reload_lock:
-            serving = self._models
-            held = (serving[0].version, serving[1].version if serving[1] else None) if serving else None
-            if held and held == registry_versions(
-                self.model_source, self.settings.model_alias, self._challenger_alias()
-            ):
-                # Every worker reloads on an announcement: loading a bundle of hundreds of MB to
-                # find the same versions would be each one's cost, for nothing.
-                log.info("already serving model %s (challenger %s)", held[0], held[1] or "none")
-                return ReloadResponse(model_version=held[0], challenger_version=held[1], reloaded=False)
-            try:
-                champion = self.model_source.load(self.settings.model_alias)
-            except Exception as exc:  # noqa: BLE001 - a bad bundle must not take down what serves
-                self.load_error = f"{type(exc).__name__}: {exc}"
-                log.error(
-                    "model reload refused, keeping %s: %s",
-                    serving[0].version if serving else "nothing",
-                    self.load_error,
-                )
-                raise ModelUnavailableError(
-                    f"reload refused, the old model keeps serving: {self.load_error}"
-                    if serving is not None
-                    else f"no model loaded, and none can be: {self.load_error}"
-                ) from exc
-            challenger = None
-            if self.settings.challenger_share > 0:
-                try:
-                    challenger = self.model_source.load(self.settings.challenger_alias)
-                except Exception as exc:  # noqa: BLE001 - no challenger means everyone gets champion
-                    log.warning("no challenger loaded (%s); A/B split off", exc)
-            self.load_error = None
-            versions = (champion.version, challenger.version if challenger else None)
-            swap = serving is None or versions != (serving[0].version, serving[1] and serving[1].version)
-            if swap:
-                known = set(self.deleted.current())  # a copy: a deletion adds to the live set
-                forget_users((champion, challenger), known)  # before any request sees them
-                self._models = (champion, challenger)  # the atomic swap
-                # A deletion recorded between those two lines made only the old pair forget.
-                forget_users((champion, challenger), self.deleted.current() - known)
-                self.metrics.set_models(*versions)
-            state = "serving" if swap else "already serving"
-            log.info("%s model %s (challenger %s)", state, versions[0], versions[1] or "none")
-            return ReloadResponse(model_version=versions[0], challenger_version=versions[1], reloaded=swap)
-
-    def _challenger_alias(self) -> str | None:
-        return self.settings.challenger_alias if self.settings.challenger_share > 0 else None
-
-    def admin_reload(self) -> ReloadResponse:
-        """``POST /admin/reload``: reload here, then have every other worker sharing the state
-        directory reload too (serving/reload_signal.py)."""
-        out = self.reload()
-        self.reload_signal.announce()
-        return out
-
+    # --- readiness (the model pair and its reload: serving/model_reload.py) ---------------------
     def ready(self) -> tuple[bool, str]:
         self.reload_signal.poll()  # readiness probes reach idle workers too
         if self._models is None:

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from features.erasure import lines_naming
-from serving.catalog import NO_HISTORY_SEGMENT, US, Catalog
+from serving.catalog import US, Catalog
 from serving.schemas import UserData
+from serving.segments import NO_HISTORY_SEGMENT
 
 
 def user_data(

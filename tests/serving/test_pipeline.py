@@ -58,7 +58,7 @@ def test_a_product_shown_in_several_segments_is_a_candidate_while_one_is_on_air(
     nor take a place on the ranker's shortlist."""
     from dataclasses import replace
 
-    from serving.pipeline import on_air_rows
+    from serving.candidates import on_air_rows
 
     cat = world["catalog"]
     sp = cat.on_air[1]

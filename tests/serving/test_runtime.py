@@ -368,7 +368,7 @@ def test_a_deletion_during_a_reload_is_forgotten_by_the_new_models(
     """A reload makes the new pair forget the deleted users, then swaps it in; a deletion recorded
     between the two made only the old pair forget (this worker's own deletion, so no ledger
     refresh would catch it later)."""
-    import serving.runtime as runtime
+    import serving.model_reload as model_reload
     from serving.adapters import DirModelSource, make_policy
 
     class Versions:
@@ -382,7 +382,7 @@ def test_a_deletion_during_a_reload_is_forgotten_by_the_new_models(
     app = make_app(tables, tmp_path, Versions())
     als_ids = app._current()[0].als.users.ids
     gone = int(als_ids[np.isin(als_ids, app.catalog.users.index)][0])
-    forget, armed = runtime.forget_users, [True]
+    forget, armed = model_reload.forget_users, [True]
 
     def forget_then_delete(models, ids):  # the reload's first call: a DELETE lands right after it
         forget(models, ids)
@@ -390,7 +390,7 @@ def test_a_deletion_during_a_reload_is_forgotten_by_the_new_models(
             armed.clear()
             app.delete_user(gone)
 
-    monkeypatch.setattr(runtime, "forget_users", forget_then_delete)
+    monkeypatch.setattr(model_reload, "forget_users", forget_then_delete)
     assert app.reload().reloaded and not armed
     als = app._current()[0].als
     assert not als.user_factors[als.users.index_of(gone)].any()
