@@ -160,9 +160,9 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
         from training.promote import promote as run_promote
 
         s = _train_settings(state_dir, cfg)
-        reader = FeastFeatureReader(_feature_settings(state_dir, cfg))
-        rep = run_promote(s, Path(up["validate"].outputs["data"]), reader, force=cfg["promote"]["force"],
-                          progress=lambda m: say(f"promote: {m}"))  # fmt: skip
+        fs = _feature_settings(state_dir, cfg)
+        rep = run_promote(s, Path(up["validate"].outputs["data"]), lambda: FeastFeatureReader(fs),
+                          force=cfg["promote"]["force"], progress=lambda m: say(f"promote: {m}"))  # fmt: skip
         r = rep.result
         figures = {"promoted": rep.promoted, "challenger": rep.challenger_version,
                    "champion before": rep.champion_version or "-", "reason": r.reason}  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -132,12 +133,16 @@ def _as_trained(client: Any, version: Any, settings: TrainSettings) -> TrainSett
 def promote(
     settings: TrainSettings,
     data_dir: Path | None,
-    reader: HistoricalReader | None,
+    open_reader: Callable[[], HistoricalReader | None] | None = None,
     force: bool = False,
     progress: Progress = lambda _: None,
 ) -> PromotionReport:
     """Gate the challenger into champion; ``progress`` hears each phase (a first promotion spends
-    its time opening MLflow; a comparison in reading the data, Feast features and the two bundles)."""
+    its time opening MLflow; a comparison in reading the data, Feast features and the two bundles).
+
+    ``open_reader`` gives the feature reader and is called only when the two versions are really
+    compared: a first promotion (no champion), a promotion forced without --data or a challenger
+    that is champion already needs no feature store. None: context features only (--no-features)."""
     from training.registry import CHALLENGER, CHAMPION, load_bundle, version_by_alias
     from training.run import load_inputs
     from training.tracking import configure, experiment_id, log_metrics, log_params
@@ -162,6 +167,7 @@ def promote(
     if champ is not None and (data_dir is not None or not force):
         if data_dir is None:
             raise PromotionError("comparing with the champion needs --data DIR (the current test split)")
+        reader = open_reader() if open_reader is not None else None  # fails here without a store
         progress(f"reading {data_dir}")
         events, stream_products, _ = load_inputs(Path(data_dir), settings)
         progress(f"loading challenger v{chall.version} and champion v{champ.version} from the registry")

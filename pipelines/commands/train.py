@@ -135,8 +135,9 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(
             False, "--force", help="promote the challenger whatever the comparison says"
         ),
-        features: bool = typer.Option(True, "--features/--no-features", help="use the Feast features"),
-    ) -> None:
+        features: bool = typer.Option(True, "--features/--no-features",
+                                      help="use the Feast features (opened only to compare with a champion)"),
+    ) -> None:  # fmt: skip
         """Make the challenger champion if it beats the champion on the test split (paired bootstrap 95% CI > 0).
 
         With no champion yet, the first challenger is promoted. A kept champion is a normal outcome (exit 0).
@@ -153,8 +154,8 @@ def register(app: typer.Typer) -> None:
             s = _settings()
             from training.promote import promote
 
-            reader = _reader(s, data, features) if data is not None else None
-            rep = promote(s, data, reader, force=force, progress=say)
+            # Opened only if there is a champion to compare with: a first promotion needs no store.
+            rep = promote(s, data, lambda: _reader(s, data, features), force=force, progress=say)
         r = rep.result
         console = Console()
         console.print(

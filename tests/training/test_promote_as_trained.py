@@ -29,12 +29,12 @@ def test_promote_compares_on_the_challengers_label_and_split(
         label_window_hours=12,
     )
     train(world, trained, reader=None)
-    assert promote(trained, world, reader=None).promoted  # the first: nothing compared
+    assert promote(trained, world, open_reader=None).promoted  # the first: nothing compared
     train(world, trained, reader=None)
 
     said: list[str] = []
     as_promote_runs = fast_settings(state_dir)  # the environment's: purchase, the default split
-    report = promote(as_promote_runs, world, reader=None, progress=said.append)
+    report = promote(as_promote_runs, world, open_reader=None, progress=said.append)
     assert any(m.endswith("test queries with a click") for m in said), said
     params = configure(trained).get_run(report.run_id).data.params
     assert (
@@ -43,4 +43,4 @@ def test_promote_compares_on_the_challengers_label_and_split(
         and params["label_window_hours"] == "12.0"
     )
     # The same queries as a promote run with the training settings themselves.
-    assert report.result.n_queries == promote(trained, world, reader=None).result.n_queries
+    assert report.result.n_queries == promote(trained, world, open_reader=None).result.n_queries

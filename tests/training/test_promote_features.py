@@ -32,16 +32,16 @@ def test_a_challenger_needing_features_the_comparison_lacks(
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     s = fast_settings(state_dir)
     train(world, s, reader=None)
-    assert promote(s, world, reader=None).promoted
+    assert promote(s, world, open_reader=None).promoted
     with_features = train(world, s, reader=_OneFeature())
 
     with pytest.raises(
         PromotionError, match=r"challenger v2 needs features .*\['user_bucket'\].*--no-features"
     ):
-        promote(s, world, reader=None)
+        promote(s, world, open_reader=None)
     client = configure(s)
     assert str(version_by_alias(client, "slotcast", CHAMPION).version) == "1"
 
-    forced = promote(s, world, reader=None, force=True)
+    forced = promote(s, world, open_reader=None, force=True)
     assert forced.promoted and forced.result.reason.startswith("forced without a comparison")
     assert str(version_by_alias(client, "slotcast", CHAMPION).version) == with_features.version
