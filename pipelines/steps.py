@@ -135,7 +135,8 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
             f"test_als_ranker_ndcg_at_{k}",
         )
         figures: dict[str, Any] = {key: round(rep.metrics[key], 4) for key in keep if key in rep.metrics}
-        figures.update({"model version": rep.version, "mlflow run": rep.run_id})
+        # registered False: the latest version had the same data, settings and code (training.rerun)
+        figures.update({"model version": rep.version, "mlflow run": rep.run_id, "registered": rep.registered})
         return StepResult({"mlflow": str(s.state_dir / "mlflow")}, figures, digest=f"{rep.run_id}")
 
     def evaluate(cfg: Mapping[str, Any], up: Mapping[str, StepResult]) -> StepResult:

@@ -7,23 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from tests.training.conftest import fast_settings
+from tests.training.conftest import OneFeature, fast_settings
 from training.promote import PromotionError, promote
 from training.registry import CHAMPION, version_by_alias
 from training.run import train
 from training.tracking import configure
 
 pytestmark = pytest.mark.slow
-
-
-class _OneFeature:
-    """A feature reader with one point-in-time feature (what a built Feast store gives, in small)."""
-
-    def historical(self, entity_df: pd.DataFrame, service: str = "ranker_v1") -> pd.DataFrame:
-        return pd.DataFrame({"row_id": entity_df["row_id"], "user_bucket": (entity_df["user_id"] % 3) * 1.0})
 
 
 def test_a_challenger_needing_features_the_comparison_lacks(
@@ -33,7 +25,7 @@ def test_a_challenger_needing_features_the_comparison_lacks(
     s = fast_settings(state_dir)
     train(world, s, reader=None)
     assert promote(s, world, open_reader=None).promoted
-    with_features = train(world, s, reader=_OneFeature())
+    with_features = train(world, s, reader=OneFeature())
 
     with pytest.raises(
         PromotionError, match=r"challenger v2 needs features .*\['user_bucket'\].*--no-features"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
+from tests.training.conftest import fast_cli
 from training.registry import CHAMPION, version_by_alias
 from training.settings import TrainSettings
 from training.tracking import configure
@@ -19,10 +20,7 @@ pytestmark = pytest.mark.slow
 def test_a_first_promotion_needs_no_feature_store(
     world: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key, value in {"CANDIDATES_N": "20", "ALS__FACTORS": "16", "ALS__ITERATIONS": "8",
-                       "RANKER__NUM_THREADS": "1", "RANKER__N_ESTIMATORS": "120"}.items():  # fmt: skip
-        monkeypatch.setenv(f"SLOTCAST_{key}", value)
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    fast_cli(monkeypatch)
     assert not (state_dir / "features").exists()
     assert main(["train", "--data", str(world), "--no-features"]) == 0
     assert main(["promote", "--data", str(world)]) == 0  # without --no-features
