@@ -1,7 +1,8 @@
 """``slotcast train``: fit everything, then log one MLflow run and register the bundle as challenger.
 
 Fitting happens BEFORE the run is opened: a degenerate fit raises ModelFitError and leaves the
-registry untouched.
+registry untouched. Before fitting, the registry is only read: when its latest version was trained
+on the same inputs, nothing is fitted or logged (training.rerun).
 """
 
 from __future__ import annotations
