@@ -1,16 +1,17 @@
 """Would ``slotcast train`` register what the latest registered version already holds?
 
 The same events (the data digest), the same settings (their flat dump, the run's params), the same
-code (the commit of a checkout without uncommitted changes), the same users without
-personalization consent and the same kind of feature reader and ranker fit give the same model:
+code (the commit of a checkout without uncommitted changes), the same other tables (products,
+stream_products, users, pushes...: their files' bytes), the same users without personalization
+consent and the same kind of feature reader and ranker fit give the same model:
 registering it again only adds a version to compare, promote and purge. So, unless told ``again``,
 train looks at the run behind the registered model's latest version before fitting anything, and
 when that run had the same inputs it fits nothing, logs no run and reports that version.
 
 Never a rerun: a checkout with uncommitted changes or no git at all (the code cannot be told
 apart), and a run logged before train recorded ``git_dirty``, ``consent_digest`` and
-``feature_reader``. Not compared: the other tables (products, stream_products, pushes) and what
-the feature store holds; after changing only those, ``train --again``.
+``feature_reader``. Not compared: what the feature store holds (a features build from other data,
+or with another ``--as-of``); after rebuilding only that, ``train --again``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ class TrainingInputs:
 
     @classmethod
     def of(cls, settings: TrainSettings, data_digest: str, unconsented: np.ndarray, reader: Any,
-           sha: str | None, clean: bool) -> TrainingInputs:  # fmt: skip
-        params = {**settings.flat_params(), **named_inputs(unconsented, reader)}
+           sha: str | None, clean: bool, data_dir: Path) -> TrainingInputs:  # fmt: skip
+        params = {**settings.flat_params(), **named_inputs(unconsented, reader, data_dir)}
         params["ranker.fit_backend"] = "dask" if settings.dask_scheduler else "inprocess"
         return cls(data_digest, sha if clean else None, params)
 
@@ -57,14 +58,33 @@ class TrainingInputs:
         )
 
 
-def named_inputs(unconsented: np.ndarray, reader: Any) -> dict[str, str]:
+def named_inputs(unconsented: np.ndarray, reader: Any, data_dir: Path) -> dict[str, str]:
     """The params train logs beside the settings so that a later run can tell its inputs apart:
-    a digest of the users left without a profile (never their ids) and the feature reader's kind."""
+    a digest of the users left without a profile (never their ids), the feature reader's kind and
+    a digest of the data's tables other than the events (whose digest is the run's data_digest)."""
     ids = np.sort(np.asarray(unconsented, dtype=np.int64))
     return {
         "consent_digest": hashlib.sha256(ids.tobytes()).hexdigest()[:16],
         "feature_reader": "none" if reader is None else type(reader).__name__,
+        "tables_digest": tables_digest(data_dir),
     }
+
+
+def tables_digest(data_dir: Path) -> str:
+    """sha256 of the bytes of every table file in ``data_dir`` but the events, by name: a product's
+    price, a stream's line-up, a user's sign-up or a push log that changed is other data."""
+    from features.data_model import TABLES, table_path
+
+    h = hashlib.sha256()
+    for table in TABLES:
+        path = table_path(data_dir, table)
+        if table == "events" or not path.is_file():
+            continue
+        h.update(table.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def worth_looking(settings: TrainSettings, sha: str | None, clean: bool) -> bool:

@@ -147,7 +147,7 @@ def train(
     if not again and worth_looking(settings, sha, clean):
         progress("looking for a registered version of the same data, settings and code")
         unconsented = unconsented_users(data_dir, settings.state_dir)
-        inputs = TrainingInputs.of(settings, digest, unconsented, reader, sha, clean)
+        inputs = TrainingInputs.of(settings, digest, unconsented, reader, sha, clean, data_dir)
         rerun = _registered_already(settings, inputs, alias, time.perf_counter() - t0)
         if rerun is not None:
             return rerun
@@ -190,7 +190,7 @@ def train(
         params["data_digest"] = digest
         params["n_events"] = str(len(events))
         params["users_without_personalization_consent"] = str(dropped)  # not in the bundle's ALS
-        params.update(named_inputs(unconsented, reader))  # for training.rerun's comparison
+        params.update(named_inputs(unconsented, reader, data_dir))  # for training.rerun's comparison
         log_params(client, run_id, params)
         log_metrics(client, run_id, fit.metrics)
         if calibration.n:

@@ -1,10 +1,11 @@
 """`slotcast train` on the data, settings and code the latest registered version was trained on
 fits nothing and registers nothing (it registered an identical new version each time); `--again`
 registers one anyway. Anything that changes the model is a new version: other settings, uncommitted
-code, a consent withdrawn, another feature reader."""
+code, a consent withdrawn, another feature reader, another products table."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -82,3 +83,21 @@ def test_what_changes_the_model_registers_a_new_version(
     assert train(world, reseeded, reader=None).version == "5"
     assert train(world, reseeded, reader=OneFeature()).version == "6"
     assert not train(world, reseeded, reader=OneFeature()).registered
+
+
+def test_another_products_table_registers_a_new_version(
+    world: Path, state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _clean_checkout(monkeypatch)
+    data = tmp_path / "data"
+    shutil.copytree(world, data)
+    s = fast_settings(state_dir)
+    assert train(data, s, reader=None).version == "1"
+    assert not train(data, s, reader=None).registered  # same events, same tables
+
+    products = pd.read_parquet(data / "products.parquet")
+    products.loc[0, "price"] = float(products.loc[0, "price"]) * 2  # the events are untouched
+    products.to_parquet(data / "products.parquet", index=False)
+    again = train(data, s, reader=None)
+    assert again.registered and again.version == "2"
