@@ -4,7 +4,7 @@ relative paths in it are read from the file's own directory."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,6 +16,22 @@ class _Strict(BaseModel):
     # strict: a value of the wrong type is refused, not converted (YAML's `true` read as 1 for a
     # count, '6' as 6); paths alone are read from strings (Field(strict=False)).
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_are_defaults(cls, data: Any) -> Any:
+        """A section with nothing under it (`train:` alone, every key commented out) is YAML's
+        null: all of its defaults, as if it were absent; it was refused as "not a dictionary".
+        An optional section (``data.import``) stays None: absent."""
+        if not isinstance(data, dict):
+            return data
+        sections = {
+            key
+            for name, f in cls.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)
+            for key in (name, f.alias)
+        }
+        return {k: {} if v is None and k in sections else v for k, v in data.items()}
 
 
 class SimulateConfig(_Strict):

@@ -135,7 +135,8 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
             f"test_als_ranker_ndcg_at_{k}",
         )
         figures: dict[str, Any] = {key: round(rep.metrics[key], 4) for key in keep if key in rep.metrics}
-        figures.update({"model version": rep.version, "mlflow run": rep.run_id})
+        # registered False: the latest version had the same data, settings and code (training.rerun)
+        figures.update({"model version": rep.version, "mlflow run": rep.run_id, "registered": rep.registered})
         return StepResult({"mlflow": str(s.state_dir / "mlflow")}, figures, digest=f"{rep.run_id}")
 
     def evaluate(cfg: Mapping[str, Any], up: Mapping[str, StepResult]) -> StepResult:
@@ -160,9 +161,9 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
         from training.promote import promote as run_promote
 
         s = _train_settings(state_dir, cfg)
-        reader = FeastFeatureReader(_feature_settings(state_dir, cfg))
-        rep = run_promote(s, Path(up["validate"].outputs["data"]), reader, force=cfg["promote"]["force"],
-                          progress=lambda m: say(f"promote: {m}"))  # fmt: skip
+        fs = _feature_settings(state_dir, cfg)
+        rep = run_promote(s, Path(up["validate"].outputs["data"]), lambda: FeastFeatureReader(fs),
+                          force=cfg["promote"]["force"], progress=lambda m: say(f"promote: {m}"))  # fmt: skip
         r = rep.result
         figures = {"promoted": rep.promoted, "challenger": rep.challenger_version,
                    "champion before": rep.champion_version or "-", "reason": r.reason}  # fmt: skip

@@ -9,8 +9,8 @@ The decision and its figures go to an MLflow run ("promote") and onto the challe
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -99,45 +99,20 @@ def _lacking(bundle: Any, frame: pd.DataFrame) -> list[str]:
     return [c for c in bundle.ranker.feature_names if c not in frame.columns] if bundle.ranker else []
 
 
-def _as_trained(client: Any, version: Any, settings: TrainSettings) -> TrainSettings:
-    """``settings`` with the label, label window and split fractions the challenger was trained
-    with (its run's params): the gate judges it on what it learned to predict (`train --label
-    click`; promote has no --label) and on its own test split, which other fractions could move
-    into its valid split, whatever this process's environment says."""
-    from mlflow.exceptions import MlflowException
-
-    from training.settings import LABEL_EVENT, SplitConfig
-
-    try:
-        params = client.get_run(version.run_id).data.params if version.run_id else {}
-    except MlflowException:  # the run was deleted: the version is all there is
-        return settings
-    update: dict[str, Any] = {}
-    if params.get("label") in LABEL_EVENT:
-        update["label"] = params["label"]
-    window = params.get("label_window_hours")
-    if window is not None:
-        update["label_window_hours"] = None if window == "None" else float(window)
-    # A run logged before these params (KeyError) keeps this process's split.
-    with contextlib.suppress(KeyError, ValueError):
-        update["split"] = SplitConfig(
-            **{k: float(params[f"split.{k}"]) for k in ("history", "train", "valid", "test")}
-        )
-    changed = {k: v for k, v in update.items() if getattr(settings, k) != v}
-    if changed:
-        log.info("gating as the challenger was trained: %s", changed)
-    return settings.model_copy(update=changed) if changed else settings
-
-
 def promote(
     settings: TrainSettings,
     data_dir: Path | None,
-    reader: HistoricalReader | None,
+    open_reader: Callable[[], HistoricalReader | None] | None = None,
     force: bool = False,
     progress: Progress = lambda _: None,
 ) -> PromotionReport:
     """Gate the challenger into champion; ``progress`` hears each phase (a first promotion spends
-    its time opening MLflow; a comparison in reading the data, Feast features and the two bundles)."""
+    its time opening MLflow; a comparison in reading the data, Feast features and the two bundles).
+
+    ``open_reader`` gives the feature reader and is called only when the two versions are really
+    compared: a first promotion (no champion), a promotion forced without --data or a challenger
+    that is champion already needs no feature store. None: context features only (--no-features)."""
+    from training.as_trained import AS_TRAINED, as_trained, measured_by, run_params
     from training.registry import CHALLENGER, CHAMPION, load_bundle, version_by_alias
     from training.run import load_inputs
     from training.tracking import configure, experiment_id, log_metrics, log_params
@@ -156,12 +131,14 @@ def promote(
         kept = GateResult(f"ndcg@{settings.k}", 0, nan, nan, nan, nan, nan, False, reason)
         return PromotionReport(kept, str(champ.version), str(chall.version), False, None)
 
-    settings = _as_trained(client, chall, settings)
+    chall_params = run_params(client, chall)
+    settings = as_trained(settings, chall_params)  # the label, splits, k, candidates it was measured on
     champ_scores: np.ndarray | None = None
     chall_scores = np.empty(0)
     if champ is not None and (data_dir is not None or not force):
         if data_dir is None:
             raise PromotionError("comparing with the champion needs --data DIR (the current test split)")
+        reader = open_reader() if open_reader is not None else None  # fails here without a store
         progress(f"reading {data_dir}")
         events, stream_products, _ = load_inputs(Path(data_dir), settings)
         progress(f"loading challenger v{chall.version} and champion v{champ.version} from the registry")
@@ -199,9 +176,9 @@ def promote(
         "champion_version": champ.version if champ else "none",
         "force": force,
         "metric": result.metric,
-        "label": settings.label,
-        "label_window_hours": settings.label_window_hours,
+        **{k: getattr(settings, k) for k in AS_TRAINED},
         **{f"split.{k}": v for k, v in settings.split.model_dump().items()},
+        **measured_by(chall_params, run_params(client, champ), str(champ.version) if champ else None),
         "reason": result.reason,
     })  # fmt: skip
     log_metrics(client, run_id, {k: float(v) for k, v in result.as_dict().items()

@@ -1,7 +1,8 @@
 """``slotcast train``: fit everything, then log one MLflow run and register the bundle as challenger.
 
 Fitting happens BEFORE the run is opened: a degenerate fit raises ModelFitError and leaves the
-registry untouched.
+registry untouched. Before fitting, the registry is only read: when its latest version was trained
+on the same inputs, nothing is fitted or logged (training.rerun).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,9 @@ from training.dataset import HistoricalReader
 from training.fit import FitResult, Progress, fit_all, ranking_scores
 from training.interactions import data_digest, deleted_users, load_events, unconsented_users
 from training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from training.rerun import TrainingInputs
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ class TrainReport:
     digest: str
     wall_s: float
     label_window_hours: float  # the one used: the setting, or the default cut to fit the data
+    registered: bool = True  # False: the latest version had these inputs (training.rerun)
 
 
 def load_inputs(data_dir: Path, settings: TrainSettings) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -84,20 +90,45 @@ def _check_dask(scheduler: str, progress: Progress) -> None:
         log.warning("the Dask scheduler %s has no worker yet; the fit waits for one", public_address(address))
 
 
+def _registered_already(
+    settings: TrainSettings, inputs: TrainingInputs, alias: str, wall_s: float
+) -> TrainReport | None:
+    """The report of the latest version when it was trained on ``inputs`` (nothing registered)."""
+    from training.rerun import registered_already
+
+    found = registered_already(settings, inputs, alias)
+    if found is None:
+        return None
+    mv, run = found
+    log.info(
+        "version %s (run %s) was trained on the same inputs: not registered again",
+        mv.version,
+        run.info.run_id,
+    )
+    window = float(run.data.params.get("label_window_hours_used", "nan"))
+    return TrainReport(run.info.run_id, str(mv.version), alias, dict(run.data.metrics), inputs.data_digest,
+                       wall_s, window, registered=False)  # fmt: skip
+
+
 def train(
     data_dir: Path,
     settings: TrainSettings,
     reader: HistoricalReader | None,
     progress: Progress = lambda _: None,
     alias: str = "challenger",
+    again: bool = False,
 ) -> TrainReport:
-    """Fit on ``data_dir``, log the run, register the bundle under ``alias``."""
+    """Fit on ``data_dir``, log the run, register the bundle under ``alias``; unless ``again``,
+    nothing is fitted or logged when the latest version was trained on the same data, settings
+    and code (training.rerun): the report names that version, ``registered`` False."""
     from models.bundle import Bundle
     from training.registry import register_bundle
+    from training.rerun import TrainingInputs, named_inputs, worth_looking
     from training.tracking import (
         check_reachable,
         configure,
         experiment_id,
+        git_clean,
         git_sha,
         log_curves,
         log_metrics,
@@ -112,6 +143,14 @@ def train(
     progress(f"reading {data_dir}")
     events, stream_products, item_ids = load_inputs(data_dir, settings)
     digest = data_digest(events)
+    sha, clean = git_sha(), git_clean()
+    if not again and worth_looking(settings, sha, clean):
+        progress("looking for a registered version of the same data, settings and code")
+        unconsented = unconsented_users(data_dir, settings.state_dir)
+        inputs = TrainingInputs.of(settings, digest, unconsented, reader, sha, clean, data_dir)
+        rerun = _registered_already(settings, inputs, alias, time.perf_counter() - t0)
+        if rerun is not None:
+            return rerun
     fit = fit_all(events, stream_products, item_ids, settings, reader, progress)
     window_h = fit.data.label_window / pd.Timedelta(hours=1)
     progress("calibrating push conversion on the push log")
@@ -131,7 +170,6 @@ def train(
     progress("logging to MLflow")
     client = configure(settings)
     exp = experiment_id(client, settings)
-    sha = git_sha()
     tags = {
         "feature_service": settings.feature_service,
         "data_digest": digest,
@@ -139,6 +177,7 @@ def train(
     }
     if sha:
         tags["git_sha"] = sha
+        tags["git_dirty"] = str(not clean).lower()  # a dirty checkout's runs are never reruns
     run = client.create_run(exp, run_name="train", tags=tags)
     run_id = run.info.run_id
     try:
@@ -151,6 +190,7 @@ def train(
         params["data_digest"] = digest
         params["n_events"] = str(len(events))
         params["users_without_personalization_consent"] = str(dropped)  # not in the bundle's ALS
+        params.update(named_inputs(unconsented, reader, data_dir))  # for training.rerun's comparison
         log_params(client, run_id, params)
         log_metrics(client, run_id, fit.metrics)
         if calibration.n:

@@ -96,11 +96,11 @@ def experiment_id(client: MlflowClient, settings: TrainSettings) -> str:
     return str(client.create_experiment(settings.experiment_name, artifact_location=location))
 
 
-def git_sha(cwd: Path | None = None) -> str | None:
-    """The current commit, or None outside a git checkout (an installed package)."""
+def _git(*args: str, cwd: Path | None = None) -> str | None:
+    """git's output in the checkout holding this package, or None outside one (an installed package)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *args],
             cwd=cwd or Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
@@ -109,7 +109,19 @@ def git_sha(cwd: Path | None = None) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return out.stdout
+
+
+def git_sha(cwd: Path | None = None) -> str | None:
+    """The current commit, or None outside a git checkout (an installed package)."""
+    return (_git("rev-parse", "HEAD", cwd=cwd) or "").strip() or None
+
+
+def git_clean(cwd: Path | None = None) -> bool:
+    """Whether no tracked file differs from the current commit (False outside a git checkout):
+    only then does the commit say which code ran."""
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    return status is not None and not status.strip()
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:

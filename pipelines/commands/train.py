@@ -70,8 +70,14 @@ def register(app: typer.Typer) -> None:
                                            "for N local worker processes; the tree count is then chosen on the "
                                            "validation split in process, and --trials stay in process "
                                            "(default: in process, or $SLOTCAST_DASK_SCHEDULER)"),
+        again: bool = typer.Option(False, "--again", help="train and register a new version even when the latest "
+                                   "one was trained on the same data, settings and code"),
     ) -> None:  # fmt: skip
-        """Fit ALS + the LightGBM ranker on DATA, log an MLflow run and register the bundle as `challenger`."""
+        """Fit ALS + the LightGBM ranker on DATA, log an MLflow run and register the bundle as `challenger`.
+
+        When the latest registered version was trained on the same data (digest), settings and code (a
+        commit without uncommitted changes), nothing is fitted or logged: that version is named, exit 0.
+        """
         from rich.console import Console
         from rich.table import Table
 
@@ -99,10 +105,11 @@ def register(app: typer.Typer) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         progress, say = _phases()
         with progress:
-            report = train(data, s, _reader(s, data, features), say)
+            report = train(data, s, _reader(s, data, features), say, again=again)
         m = report.metrics
+        done = "registered" if report.registered else "already registered: nothing trained,"
         t = Table(
-            title=f"registered {s.registered_model} v{report.version} @{report.alias} (run {report.run_id[:8]})"
+            title=f"{done} {s.registered_model} v{report.version} @{report.alias} (run {report.run_id[:8]})"
         )
         t.add_column("test split", style="bold")
         for col in (f"nDCG@{s.k}", f"recall@{s.k}", f"MAP@{s.k}"):
@@ -124,6 +131,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"{extra}  queries train/valid/test {m['train_queries']:.0f}/{m['valid_queries']:.0f}/"
                       f"{m['test_queries']:.0f}  label window {report.label_window_hours:.3g} h  "
                       f"data digest {report.digest}  {report.wall_s:.1f} s")  # fmt: skip
+        if not report.registered:
+            console.print(f"v{report.version} was trained on the same data, settings and code; "
+                          "`slotcast train --again` registers a new version anyway")  # fmt: skip
 
     @app.command("promote")
     def promote_cmd(
@@ -135,8 +145,9 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(
             False, "--force", help="promote the challenger whatever the comparison says"
         ),
-        features: bool = typer.Option(True, "--features/--no-features", help="use the Feast features"),
-    ) -> None:
+        features: bool = typer.Option(True, "--features/--no-features",
+                                      help="use the Feast features (opened only to compare with a champion)"),
+    ) -> None:  # fmt: skip
         """Make the challenger champion if it beats the champion on the test split (paired bootstrap 95% CI > 0).
 
         With no champion yet, the first challenger is promoted. A kept champion is a normal outcome (exit 0).
@@ -153,8 +164,8 @@ def register(app: typer.Typer) -> None:
             s = _settings()
             from training.promote import promote
 
-            reader = _reader(s, data, features) if data is not None else None
-            rep = promote(s, data, reader, force=force, progress=say)
+            # Opened only if there is a champion to compare with: a first promotion needs no store.
+            rep = promote(s, data, lambda: _reader(s, data, features), force=force, progress=say)
         r = rep.result
         console = Console()
         console.print(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import DEMO_CONFIG, ConfigError, load_config
+from pipelines.config import DEMO_CONFIG, ConfigError, PipelineConfig, load_config
 
 
 def test_the_demo_config_is_the_default_and_is_valid() -> None:
@@ -44,6 +44,19 @@ def test_bad_configs_name_the_file_and_the_field(tmp_path: Path, text: str, need
     assert str(f) in str(err.value) and needle in str(err.value)
     assert "\n" not in str(err.value)  # one line, as every CLI error
     assert err.value.exit_code == 2
+
+
+def test_an_empty_section_means_all_its_defaults(tmp_path: Path) -> None:
+    # `train:` with nothing (or only comments) under it is YAML's null: it was refused as
+    # "train: Input should be a valid dictionary or instance of TrainConfig".
+    f = tmp_path / "empty-sections.yaml"
+    f.write_text("name: demo\ndata:\n  simulate:\nvalidate:\nfeatures:\ntrain:\n  # hpo_trials: 3\n"
+                 "evaluate:\npromote:\n")  # fmt: skip
+    assert load_config(f).sections() == PipelineConfig().sections()
+    # An optional section left empty is absent, as before: an import still needs its own.
+    f.write_text("data:\n  source: import\n  import:\n")
+    with pytest.raises(ConfigError, match="the data.import section is missing"):
+        load_config(f)
 
 
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from models.als import ALSConfig
@@ -23,6 +24,21 @@ def fast_settings(state_dir: Path, **kw: object) -> TrainSettings:
     }
     base.update(kw)
     return TrainSettings(**base)  # type: ignore[arg-type]
+
+
+def fast_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings close to fast_settings for `slotcast train` / `promote` run in process (SLOTCAST_*)."""
+    for key, value in {"CANDIDATES_N": "20", "ALS__FACTORS": "16", "ALS__ITERATIONS": "8",
+                       "RANKER__NUM_THREADS": "1", "RANKER__N_ESTIMATORS": "120"}.items():  # fmt: skip
+        monkeypatch.setenv(f"SLOTCAST_{key}", value)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class OneFeature:
+    """A feature reader with one point-in-time feature (what a built Feast store gives, in small)."""
+
+    def historical(self, entity_df: pd.DataFrame, service: str = "ranker_v1") -> pd.DataFrame:
+        return pd.DataFrame({"row_id": entity_df["row_id"], "user_bucket": (entity_df["user_id"] % 3) * 1.0})
 
 
 @pytest.fixture(scope="session")

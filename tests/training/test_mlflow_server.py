@@ -67,7 +67,7 @@ def test_train_promote_and_serve_through_a_tracking_server(
     assert s.tracking_uri == uri
 
     trained = train(world, s, reader=None)
-    report = promote(s, world, reader=None)
+    report = promote(s, world, open_reader=None)
     assert report.promoted and "no champion" in report.result.reason
     client = configure(s)
     assert str(version_by_alias(client, "slotcast", CHAMPION).version) == trained.version

@@ -25,11 +25,11 @@ def test_promoting_the_champion_again_changes_nothing_and_exits_0(
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     s = fast_settings(state_dir)
     trained = train(world, s, reader=None)
-    assert promote(s, world, reader=None).promoted
+    assert promote(s, world, open_reader=None).promoted
     client = configure(s)
     runs_before = len(client.search_runs([client.get_experiment_by_name("slotcast").experiment_id]))
 
-    again = promote(s, world, reader=None)
+    again = promote(s, world, open_reader=None)
     assert not again.promoted
     assert again.champion_version == again.challenger_version == trained.version
     assert "already the champion" in again.result.reason

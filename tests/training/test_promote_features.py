@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from tests.training.conftest import fast_settings
+from tests.training.conftest import OneFeature, fast_settings
 from training.promote import PromotionError, promote
 from training.registry import CHAMPION, version_by_alias
 from training.run import train
@@ -19,29 +18,22 @@ from training.tracking import configure
 pytestmark = pytest.mark.slow
 
 
-class _OneFeature:
-    """A feature reader with one point-in-time feature (what a built Feast store gives, in small)."""
-
-    def historical(self, entity_df: pd.DataFrame, service: str = "ranker_v1") -> pd.DataFrame:
-        return pd.DataFrame({"row_id": entity_df["row_id"], "user_bucket": (entity_df["user_id"] % 3) * 1.0})
-
-
 def test_a_challenger_needing_features_the_comparison_lacks(
     world: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     s = fast_settings(state_dir)
     train(world, s, reader=None)
-    assert promote(s, world, reader=None).promoted
-    with_features = train(world, s, reader=_OneFeature())
+    assert promote(s, world, open_reader=None).promoted
+    with_features = train(world, s, reader=OneFeature())
 
     with pytest.raises(
         PromotionError, match=r"challenger v2 needs features .*\['user_bucket'\].*--no-features"
     ):
-        promote(s, world, reader=None)
+        promote(s, world, open_reader=None)
     client = configure(s)
     assert str(version_by_alias(client, "slotcast", CHAMPION).version) == "1"
 
-    forced = promote(s, world, reader=None, force=True)
+    forced = promote(s, world, open_reader=None, force=True)
     assert forced.promoted and forced.result.reason.startswith("forced without a comparison")
     assert str(version_by_alias(client, "slotcast", CHAMPION).version) == with_features.version

@@ -29,7 +29,7 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
     # 1. A poor model (trained where purchases ignore taste) is the first challenger: promoted.
     poor = train(shuffled_world, s, reader=None)
     said: list[str] = []
-    first = promote(s, world, reader=None, progress=said.append)
+    first = promote(s, world, open_reader=None, progress=said.append)
     assert first.promoted and first.champion_version is None and "no champion" in first.result.reason
     # Each phase is announced (the CLI shows them on a spinner); a first promotion compares nothing.
     assert said == ["opening the MLflow registry", "recording the decision in MLflow"]
@@ -73,7 +73,7 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
     scratch = state_dir / "scratch"  # the comparison downloads both bundles; none may stay on disk
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    better = promote(s, world, reader=None, progress=said.append)
+    better = promote(s, world, open_reader=None, progress=said.append)
     monkeypatch.undo()
     assert not list(scratch.glob("slotcast-bundle-*")), list(scratch.iterdir())
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

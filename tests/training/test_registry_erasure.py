@@ -35,7 +35,7 @@ def test_purge_rewrites_every_registered_version_without_the_deleted_users(
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     s = fast_settings(state_dir)
     trained = train(world, s, reader=None)
-    assert promote(s, world, reader=None).promoted
+    assert promote(s, world, open_reader=None).promoted
     client = configure(s)
 
     def copy_as_new_version() -> str:  # a later run registering the same bundle (a retrain)

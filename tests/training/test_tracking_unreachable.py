@@ -79,7 +79,7 @@ def test_train_and_promote_stop_before_any_work(dead_uri: str, tmp_path: Path) -
     with pytest.raises(TrackingUnavailableError, match=dead_uri):
         train(missing, s, reader=None)
     with pytest.raises(TrackingUnavailableError, match=dead_uri):
-        promote(s, missing, reader=None)
+        promote(s, missing, open_reader=None)
 
 
 def test_a_live_server_named_with_credentials_is_reachable() -> None:
