@@ -18,6 +18,7 @@ import pandas as pd
 
 from serving.catalog import US, Catalog
 from serving.errors import ConflictError, NotFoundError
+from serving.fold_in import UserVectors
 from serving.impressions import ImpressionLog
 from serving.schemas import (
     PushAudience,
@@ -36,7 +37,7 @@ class PushRanking:
     is_deleted: Callable[[int], bool]
     deleted_mask: Callable[[np.ndarray], np.ndarray]
     models: Callable[[], tuple[Models, Models | None]]
-    user_vectors: Callable[[Models, np.ndarray], list[np.ndarray | None]] | None
+    user_vectors: UserVectors | None
     folded_users: Callable[[np.ndarray], np.ndarray] | None
 
     if TYPE_CHECKING:
