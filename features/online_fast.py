@@ -6,8 +6,9 @@ store; see benchmarks/results/features.md. This reader keeps Feast's online stor
 of truth but:
 
 - holds every product's ``product_stats`` row in memory, loaded through ``get_online_features``
-  in one bulk call, and the per-(user, product) last-purchase days (batch-only data, the rows the
-  build materialized); every ``product_cache_ttl_s`` seconds it checks whether a build has
+  in one bulk call, and the per-(user, product) purchase days (batch-only data: every purchase the
+  build's offline table holds, so that a lookup ``at`` a past moment, a replay, reads the last one
+  strictly before it, as a point-in-time join does); every ``product_cache_ttl_s`` seconds it checks whether a build has
   finished since (``materialized_stamp``), or the tables are older than
   ``product_cache_max_age_s``, and if so reloads both in a background thread
   (stale-while-revalidate: a request never waits for a refresh after the first load);
@@ -93,7 +94,8 @@ class FastOnlineReader(FeastFeatureReader):
     # -- in-memory tables --------------------------------------------------------------------------
     def _load(self) -> _Tables:
         """Product stats through Feast's online store (bulk), per-product purchase history from the
-        rows the build materialized (features.store.latest_rows): both change only on a build."""
+        build's offline rows (features.store.latest_rows, every purchase by user, product and time):
+        both change only on a build."""
         from features.store import latest_rows
 
         build = self._build_stamp()  # before reading: a build during the load is seen next time
@@ -109,9 +111,7 @@ class FastOnlineReader(FeastFeatureReader):
             ).to_dict()
             for j, f in enumerate(feats):
                 matrix[:-1, j] = np.asarray(data[f], dtype="float64")
-        hist = latest_rows(self.settings, HISTORY_VIEW, datetime(2262, 1, 1, tzinfo=UTC)).sort_values(
-            ["user_id", "product_id"]
-        )
+        hist = latest_rows(self.settings, HISTORY_VIEW, datetime(2262, 1, 1, tzinfo=UTC), every=True)
         return _Tables(
             product_ids=np.asarray(ids, dtype="int64"),
             product_cols={f: j for j, f in enumerate(feats)},
@@ -284,7 +284,12 @@ class FastOnlineReader(FeastFeatureReader):
         lo, hi = np.searchsorted(t.hist_users, [uid, uid + 1])
         last = np.full(n, np.nan)
         if hi > lo:  # most users bought few products: look up only theirs
-            bought = dict(zip(t.hist_products[lo:hi].tolist(), t.hist_days[lo:hi].tolist(), strict=True))
+            days, products = t.hist_days[lo:hi], t.hist_products[lo:hi]
+            if at is not None:  # a replay: only the purchases strictly before ``at``
+                before = days < at.timestamp() / 86400.0
+                days, products = days[before], products[before]
+            # each product's purchases in time order: the last one stays
+            bought = dict(zip(products.tolist(), days.tolist(), strict=True))
             last[:] = [bought.get(p, np.nan) for p in ids.tolist()]
         odfv = ranker_request_features(
             {

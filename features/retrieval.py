@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.feature_services import SERVICE_SPECS, service_feature_names
 from features.offline_sql import sql_path
-from features.on_demand import REQUEST_TIME, ranker_request_features
+from features.on_demand import REPURCHASE, REQUEST_TIME, ranker_request_features
 from features.settings import FeatureSettings
 from features.views import VIEW_SPECS
 
@@ -244,7 +244,10 @@ class FeastFeatureReader:
     ) -> pd.DataFrame:
         """One row per product (in the given order), columns = the service's features in order.
         ``at``: the request's time for request-time features (None: now), as training takes the
-        label time; the stored features are the store's latest either way."""
+        label time; the stored features are the store's latest either way, but for the purchase
+        that ``repurchase_due_ratio`` reads: the store holds each pair's latest only, so when it
+        is at or after a given ``at`` (a replay) the ratio is unknown (NaN; the fast path, which
+        holds every purchase, reads the one before ``at``)."""
         names = feature_names(service)
         pids = [int(p) for p in product_ids]
         if not pids:
@@ -263,6 +266,8 @@ class FeastFeatureReader:
         out = pd.DataFrame({c: data[c] for c in names}, index=pd.Index(pids, name="product_id"))
         if service.startswith("ranker"):
             out = out.apply(pd.to_numeric, errors="coerce").astype("float64")
+        if at is not None and REPURCHASE in out:  # a ratio <= 0: bought at or after ``at``
+            out[REPURCHASE] = out[REPURCHASE].where(~(out[REPURCHASE] <= 0))
         return out
 
     def segment(self, user_id: int) -> str | None:

@@ -135,8 +135,11 @@ def apply_definitions(settings: FeatureSettings) -> tuple[Any, Any]:
 LIVE_SESSION_ONLINE_WINDOW = timedelta(hours=24)
 
 
-def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: datetime | None = None) -> Any:
-    """The newest row (in ``(since, end]``) of every key of ``view``'s offline table, as pandas."""
+def latest_rows(
+    settings: FeatureSettings, view: str, end: datetime, since: datetime | None = None, every: bool = False
+) -> Any:
+    """The newest row (in ``(since, end]``) of every key of ``view``'s offline table, as pandas;
+    ``every``: all its rows in that span instead, by key and then time."""
     import duckdb
 
     from features.offline import KEYS, OFFLINE_TABLES
@@ -155,7 +158,11 @@ def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: date
         return con.execute(
             f"SELECT {cols} FROM read_parquet({sql_path(path)}) "
             "WHERE event_timestamp > greatest(TIMESTAMPTZ '1970-01-02 00:00:00+00', ?) AND event_timestamp <= ? "
-            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY event_timestamp DESC) = 1",
+            + (
+                f"ORDER BY {', '.join(keys)}, event_timestamp"
+                if every
+                else f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY event_timestamp DESC) = 1"
+            ),
             [since or datetime(1970, 1, 1, tzinfo=UTC), end],
         ).df()
     finally:
