@@ -38,11 +38,11 @@ import pandas as pd
 
 from features.feature_services import SERVICE_SPECS
 from features.on_demand import REQUEST_TIME, ranker_request_features
-from features.online_reads import RedisBatch, ViewRead, read_rows
+from features.online_reads import ROW_TS, RedisBatch, ViewRead, read_rows
 from features.online_sqlite import SqliteBatch
 from features.retrieval import NO_STREAM, NO_USER, UNKNOWN_CATEGORY, FeastFeatureReader, feature_names
 from features.settings import FeatureSettings
-from features.views import VIEW_SPECS
+from features.views import VIEW_SPECS, expired
 
 PRODUCT_VIEW = "product_stats"
 HISTORY_VIEW = "user_product_history"
@@ -201,11 +201,11 @@ class FastOnlineReader(FeastFeatureReader):
         self, reads: list[tuple[str, list[dict[str, Any]], list[str]]]
     ) -> list[list[dict[str, Any]]]:
         """Rows of several views: in one call on Redis and SQLite, else one ``online_read`` each."""
-        todo = [ViewRead(self._view(v), keys, feats) for v, keys, feats in reads]
+        todo = [ViewRead(self._view(v), keys, feats, bool(VIEW_SPECS[v][3])) for v, keys, feats in reads]
         batch = self._batch_reader()
         if batch is not None:
             return batch.read(todo)
-        return [read_rows(self.store, r.view, r.keys, r.feats) for r in todo]
+        return [read_rows(self.store, r.view, r.keys, r.feats, r.timed) for r in todo]
 
     # -- the lookup ------------------------------------------------------------------------------
     def online(
@@ -272,7 +272,10 @@ class FastOnlineReader(FeastFeatureReader):
         got = dict(zip(reads, self._read_views(list(reads.values())), strict=True)) if reads else {}
         profile = got["profile"][0] if "profile" in got else dict.fromkeys(USER_FEATURES, np.nan)
         stream = got["stream"][0] if "stream" in got else dict.fromkeys(STREAM_FEATURES, np.nan)
+        now = (at or datetime.now(UTC)).timestamp()
         live = got["live"][0] if "live" in got else dict.fromkeys(LIVE_FEATURES, np.nan)
+        if expired("live_session", live.get(ROW_TS, np.nan), now):  # a session over: none live
+            live = dict.fromkeys(LIVE_FEATURES, np.nan)
         aff = got.get("affinity") or [dict.fromkeys(AFFINITY, np.nan)] * len(distinct)
         for f in USER_RANKER:
             out[:, col[f]] = profile[f]
@@ -286,7 +289,7 @@ class FastOnlineReader(FeastFeatureReader):
         if hi > lo:  # most users bought few products: look up only theirs
             days, products = t.hist_days[lo:hi], t.hist_products[lo:hi]
             if at is not None:  # a replay: only the purchases strictly before ``at``
-                before = days < at.timestamp() / 86400.0
+                before = days < now / 86400.0
                 days, products = days[before], products[before]
             # each product's purchases in time order: the last one stays
             bought = dict(zip(products.tolist(), days.tolist(), strict=True))
@@ -297,7 +300,7 @@ class FastOnlineReader(FeastFeatureReader):
                 "repurchase_cycle_days": block[:, t.product_cols["repurchase_cycle_days"]],
                 "avg_order_value": np.full(n, profile["avg_order_value"]),
                 "last_purchase_epoch_days": last,
-                REQUEST_TIME: np.full(n, (at or datetime.now(UTC)).timestamp() / 86400.0),
+                REQUEST_TIME: np.full(n, now / 86400.0),
             }
         )
         for f, values in odfv.items():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from features.settings import FeatureSettings
+from features.views import LIVE_SESSION_ONLINE_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,9 @@ def apply_definitions(settings: FeatureSettings) -> tuple[Any, Any]:
     return store, defs
 
 
-# Live sessions older than this at build time are finished: they stay in the offline table (training)
-# but are not loaded into the online store, where only sessions still running matter.
-LIVE_SESSION_ONLINE_WINDOW = timedelta(hours=24)
+# Live sessions older than this at build time are finished (the live_session view's ttl): they stay
+# in the offline table (training) but are not loaded into the online store, where only sessions still
+# running matter.
 
 
 def latest_rows(
