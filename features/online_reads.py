@@ -6,11 +6,11 @@ profile, stream, live session, one user x category key per distinct category). T
 store's ``online_read`` that is one redis-py pipeline, so one network round trip, per view: four
 per lookup, most of the Redis path's cost (benchmarks/results/features.md). ``RedisBatch`` sends
 every HMGET of a lookup in one pipeline instead, with the keys and hash fields of Feast's own Redis
-store (so it reads exactly the bytes ``online_read`` would), skips the per-key timestamp field
-but where a read asks for it (``ViewRead.timed``: the live session, whose rows expire), and decodes one ``ValueProto`` per requested field. Building the ~15 keys of a
-lookup through EntityKey protos cost about 0.4 ms CPU, as much as the round trips saved, so the
-keys are encoded straight from the values (Feast's version-3 layout, checked against Feast's own
-encoder once per key shape).
+store (so it reads exactly the bytes ``online_read`` would), skips the per-key timestamp field but
+where a read asks for it (``ViewRead.timed``: the live session, whose rows expire), and decodes one
+``ValueProto`` per requested field. Building the ~15 keys of a lookup through EntityKey protos
+cost about 0.4 ms CPU, as much as the round trips saved, so the keys are encoded straight from the
+values (Feast's version-3 layout, checked against Feast's own encoder once per key shape).
 """
 
 from __future__ import annotations
