@@ -1,7 +1,9 @@
 """Real-time live-session features: serving hands over events, we add them to running totals.
 
 ``ingest_live_events(store_or_reader, events)`` keeps, per (user, stream), the clicks, carts and
-watch seconds so far in this stream. It reads the current totals from the online store, adds the
+watch seconds so far in this stream; totals last written longer ago than the live_session view's
+ttl (``features.views.LIVE_SESSION_ONLINE_WINDOW``) belong to a session that is over, and the
+events start new ones, as online reads leave such a row out. It reads the current totals from the online store, adds the
 new events and writes the sums back with the online store's own write (the rows the
 ``live_session_push`` PushSource would write), so the next online lookup (same second) sees them.
 The read-modify-write holds a lock that every thread, worker and replica sharing the store respects
@@ -35,6 +37,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from features.views import expired
 
 LIVE_TYPES = ("stream_view", "product_click", "add_to_cart")
 LIVE_FEATURES = ("live_clicks", "live_carts", "live_watch_seconds")
@@ -148,15 +152,17 @@ def ingest_live_events(store_or_reader: Any, events: Any, ledger: Any = None) ->
         data = []
         for session, (last, adds) in _per_session(live).items():
             totals, marks, seen, written_at = stored[session]
+            # Never older than now (a total written later must win over the one it was computed
+            # from), nor than the stored row: Feast's Redis store skips a write whose time is not
+            # after the stored one, and another host's clock may run ahead of this one.
+            at = max(last, now, written_at + pd.Timedelta(microseconds=1))
+            if expired("live_session", written_at.timestamp(), at.timestamp()):
+                totals = dict.fromkeys(LIVE_FEATURES, 0.0)  # that session is over: this one starts
             values = {f: _double(totals[f] + a) for f, a in zip(LIVE_FEATURES, adds, strict=True)}
             if marks:
                 values[WRITERS] = _marks_value(marks)
             if seen:
                 values[SEEN] = _ints_value(seen[-SEEN_MAX:])
-            # Never older than now (a total written later must win over the one it was computed
-            # from), nor than the stored row: Feast's Redis store skips a write whose time is not
-            # after the stored one, and another host's clock may run ahead of this one.
-            at = max(last, now, written_at + pd.Timedelta(microseconds=1))
             data.append((_entity_key(session), values, at.to_pydatetime(), None))
         if data:
             store._get_provider().online_write_batch(store.config, view, data, None)

@@ -14,7 +14,8 @@ import pandas as pd
 REQUEST_SOURCE = "ranker_request"
 # The request time as UTC epoch days; features.retrieval fills it (label time or now).
 REQUEST_TIME = "request_epoch_days"
-ON_DEMAND_FEATURES = ("price_vs_user_aov", "repurchase_due_ratio")
+REPURCHASE = "repurchase_due_ratio"
+ON_DEMAND_FEATURES = ("price_vs_user_aov", REPURCHASE)
 
 
 def ranker_request_features(inputs):  # no annotations: Feast may exec this source on its own

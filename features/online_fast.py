@@ -6,8 +6,9 @@ store; see benchmarks/results/features.md. This reader keeps Feast's online stor
 of truth but:
 
 - holds every product's ``product_stats`` row in memory, loaded through ``get_online_features``
-  in one bulk call, and the per-(user, product) last-purchase days (batch-only data, the rows the
-  build materialized); every ``product_cache_ttl_s`` seconds it checks whether a build has
+  in one bulk call, and the per-(user, product) purchase days (batch-only data: every purchase the
+  build's offline table holds, so that a lookup ``at`` a past moment, a replay, reads the last one
+  strictly before it, as a point-in-time join does); every ``product_cache_ttl_s`` seconds it checks whether a build has
   finished since (``materialized_stamp``), or the tables are older than
   ``product_cache_max_age_s``, and if so reloads both in a background thread
   (stale-while-revalidate: a request never waits for a refresh after the first load);
@@ -37,11 +38,11 @@ import pandas as pd
 
 from features.feature_services import SERVICE_SPECS
 from features.on_demand import REQUEST_TIME, ranker_request_features
-from features.online_reads import RedisBatch, ViewRead, read_rows
+from features.online_reads import ROW_TS, RedisBatch, ViewRead, read_rows
 from features.online_sqlite import SqliteBatch
 from features.retrieval import NO_STREAM, NO_USER, UNKNOWN_CATEGORY, FeastFeatureReader, feature_names
 from features.settings import FeatureSettings
-from features.views import VIEW_SPECS
+from features.views import VIEW_SPECS, expired
 
 PRODUCT_VIEW = "product_stats"
 HISTORY_VIEW = "user_product_history"
@@ -93,7 +94,8 @@ class FastOnlineReader(FeastFeatureReader):
     # -- in-memory tables --------------------------------------------------------------------------
     def _load(self) -> _Tables:
         """Product stats through Feast's online store (bulk), per-product purchase history from the
-        rows the build materialized (features.store.latest_rows): both change only on a build."""
+        build's offline rows (features.store.latest_rows, every purchase by user, product and time):
+        both change only on a build."""
         from features.store import latest_rows
 
         build = self._build_stamp()  # before reading: a build during the load is seen next time
@@ -109,9 +111,7 @@ class FastOnlineReader(FeastFeatureReader):
             ).to_dict()
             for j, f in enumerate(feats):
                 matrix[:-1, j] = np.asarray(data[f], dtype="float64")
-        hist = latest_rows(self.settings, HISTORY_VIEW, datetime(2262, 1, 1, tzinfo=UTC)).sort_values(
-            ["user_id", "product_id"]
-        )
+        hist = latest_rows(self.settings, HISTORY_VIEW, datetime(2262, 1, 1, tzinfo=UTC), every=True)
         return _Tables(
             product_ids=np.asarray(ids, dtype="int64"),
             product_cols={f: j for j, f in enumerate(feats)},
@@ -201,11 +201,11 @@ class FastOnlineReader(FeastFeatureReader):
         self, reads: list[tuple[str, list[dict[str, Any]], list[str]]]
     ) -> list[list[dict[str, Any]]]:
         """Rows of several views: in one call on Redis and SQLite, else one ``online_read`` each."""
-        todo = [ViewRead(self._view(v), keys, feats) for v, keys, feats in reads]
+        todo = [ViewRead(self._view(v), keys, feats, bool(VIEW_SPECS[v][3])) for v, keys, feats in reads]
         batch = self._batch_reader()
         if batch is not None:
             return batch.read(todo)
-        return [read_rows(self.store, r.view, r.keys, r.feats) for r in todo]
+        return [read_rows(self.store, r.view, r.keys, r.feats, r.timed) for r in todo]
 
     # -- the lookup ------------------------------------------------------------------------------
     def online(
@@ -272,7 +272,10 @@ class FastOnlineReader(FeastFeatureReader):
         got = dict(zip(reads, self._read_views(list(reads.values())), strict=True)) if reads else {}
         profile = got["profile"][0] if "profile" in got else dict.fromkeys(USER_FEATURES, np.nan)
         stream = got["stream"][0] if "stream" in got else dict.fromkeys(STREAM_FEATURES, np.nan)
+        now = (at or datetime.now(UTC)).timestamp()
         live = got["live"][0] if "live" in got else dict.fromkeys(LIVE_FEATURES, np.nan)
+        if expired("live_session", live.get(ROW_TS, np.nan), now):  # a session over: none live
+            live = dict.fromkeys(LIVE_FEATURES, np.nan)
         aff = got.get("affinity") or [dict.fromkeys(AFFINITY, np.nan)] * len(distinct)
         for f in USER_RANKER:
             out[:, col[f]] = profile[f]
@@ -284,7 +287,12 @@ class FastOnlineReader(FeastFeatureReader):
         lo, hi = np.searchsorted(t.hist_users, [uid, uid + 1])
         last = np.full(n, np.nan)
         if hi > lo:  # most users bought few products: look up only theirs
-            bought = dict(zip(t.hist_products[lo:hi].tolist(), t.hist_days[lo:hi].tolist(), strict=True))
+            days, products = t.hist_days[lo:hi], t.hist_products[lo:hi]
+            if at is not None:  # a replay: only the purchases strictly before ``at``
+                before = days < now / 86400.0
+                days, products = days[before], products[before]
+            # each product's purchases in time order: the last one stays
+            bought = dict(zip(products.tolist(), days.tolist(), strict=True))
             last[:] = [bought.get(p, np.nan) for p in ids.tolist()]
         odfv = ranker_request_features(
             {
@@ -292,7 +300,7 @@ class FastOnlineReader(FeastFeatureReader):
                 "repurchase_cycle_days": block[:, t.product_cols["repurchase_cycle_days"]],
                 "avg_order_value": np.full(n, profile["avg_order_value"]),
                 "last_purchase_epoch_days": last,
-                REQUEST_TIME: np.full(n, (at or datetime.now(UTC)).timestamp() / 86400.0),
+                REQUEST_TIME: np.full(n, now / 86400.0),
             }
         )
         for f, values in odfv.items():

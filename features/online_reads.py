@@ -6,16 +6,17 @@ profile, stream, live session, one user x category key per distinct category). T
 store's ``online_read`` that is one redis-py pipeline, so one network round trip, per view: four
 per lookup, most of the Redis path's cost (benchmarks/results/features.md). ``RedisBatch`` sends
 every HMGET of a lookup in one pipeline instead, with the keys and hash fields of Feast's own Redis
-store (so it reads exactly the bytes ``online_read`` would), skips the per-key timestamp field
-nobody here uses, and decodes one ``ValueProto`` per requested field. Building the ~15 keys of a
-lookup through EntityKey protos cost about 0.4 ms CPU, as much as the round trips saved, so the
-keys are encoded straight from the values (Feast's version-3 layout, checked against Feast's own
-encoder once per key shape).
+store (so it reads exactly the bytes ``online_read`` would), skips the per-key timestamp field but
+where a read asks for it (``ViewRead.timed``: the live session, whose rows expire), and decodes one
+``ValueProto`` per requested field. Building the ~15 keys of a lookup through EntityKey protos
+cost about 0.4 ms CPU, as much as the round trips saved, so the keys are encoded straight from the
+values (Feast's version-3 layout, checked against Feast's own encoder once per key shape).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -25,12 +26,17 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+ROW_TS = "_row_ts"  # a timed read's row time, in whole epoch seconds (NaN: no row); not a feature
+
+
 class ViewRead(NamedTuple):
-    """``feats`` of ``view`` (a Feast FeatureView) for each entity key in ``keys``."""
+    """``feats`` of ``view`` (a Feast FeatureView) for each entity key in ``keys``; ``timed``:
+    each row also says when it was written (``ROW_TS``), for a view whose rows expire."""
 
     view: Any
     keys: list[dict[str, Any]]
     feats: list[str]
+    timed: bool = False
 
 
 def value_of(v: Any) -> Any:
@@ -57,13 +63,24 @@ def entity_keys(keys: list[dict[str, Any]]) -> list[Any]:
     return protos
 
 
-def read_rows(store: Any, view: Any, keys: list[dict[str, Any]], feats: list[str]) -> list[dict[str, Any]]:
-    """Read ``feats`` of ``keys`` from the online store with its own ``online_read`` (NaN when absent)."""
+def read_rows(
+    store: Any, view: Any, keys: list[dict[str, Any]], feats: list[str], timed: bool = False
+) -> list[dict[str, Any]]:
+    """Read ``feats`` of ``keys`` from the online store with its own ``online_read`` (NaN when
+    absent); ``timed``: with each row's time (``ViewRead``)."""
     online = store._get_provider().online_store
     rows = online.online_read(
         store.config, view, entity_keys(keys), list(feats)
     )  # a copy: the Redis store appends to it
-    return [{f: value_of(got[f]) if got and f in got else np.nan for f in feats} for _, got in rows]
+    out = []
+    for ts, got in rows:
+        row = {f: value_of(got[f]) if got and f in got else np.nan for f in feats}
+        if timed:  # whole seconds, as Feast's online response gives them (Redis keeps nanos)
+            # no value stored: no row (Feast's Redis store answers an absent key with empty values)
+            stored = got and any(got[f].WhichOneof("val") is not None for f in feats if f in got)
+            row[ROW_TS] = float(math.floor(ts.timestamp())) if stored and ts is not None else np.nan
+        out.append(row)
+    return out
 
 
 class RedisBatch:
@@ -91,7 +108,7 @@ class RedisBatch:
             self._script = online._get_client(cfg).register_script(HMGET_ALL)
         self._versioned = _versioned_fv_name
         self._project = store.config.project.encode("utf-8")
-        self._fields: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+        self._fields: dict[tuple[str, tuple[str, ...], bool], list[Any]] = {}
         self._keys = KeyCodec(store.config.entity_key_serialization_version, self._project, self._feast_key)
 
     @classmethod
@@ -108,14 +125,15 @@ class RedisBatch:
             return None
         return cls(store, online)
 
-    def _hash_fields(self, view: Any, feats: list[str]) -> list[Any]:
-        """The hash field names of ``feats`` in ``view`` (cached: they depend on names only)."""
-        key = (view.name, tuple(feats))
+    def _hash_fields(self, view: Any, feats: list[str], timed: bool = False) -> list[Any]:
+        """The hash field names of ``feats`` in ``view`` (cached: they depend on names only), and
+        last the row timestamp's when ``timed``."""
+        key = (view.name, tuple(feats), timed)
         if key not in self._fields:
             _, fields = self._online._generate_hset_keys_for_features(
                 view, list(feats), fv_name_override=self._versioned(view, self._config)
             )
-            self._fields[key] = fields[:-1]  # Feast appends the row timestamp's field; not needed
+            self._fields[key] = fields if timed else fields[:-1]  # Feast appends the timestamp's
         return self._fields[key]
 
     def _feast_key(self, key: dict[str, Any]) -> bytes:
@@ -141,10 +159,11 @@ class RedisBatch:
     def read(self, reads: list[ViewRead]) -> list[list[dict[str, Any]]]:
         """For each read, one ``{feature: value or NaN}`` per key, as ``read_rows`` returns them."""
         from feast.protos.feast.types.Value_pb2 import Value
+        from google.protobuf.timestamp_pb2 import Timestamp
 
         commands: list[tuple[bytes, list[Any]]] = []
         for r in reads:
-            fields = self._hash_fields(r.view, r.feats)
+            fields = self._hash_fields(r.view, r.feats, r.timed)
             commands += [(self.redis_key(k), fields) for k in r.keys]
         replies = self._fetch(commands) if commands else []
         out: list[list[dict[str, Any]]] = []
@@ -152,13 +171,17 @@ class RedisBatch:
         parse = Value.FromString
         for r in reads:
             rows = []
+            n = len(r.feats)
             for reply in replies[at : at + len(r.keys)]:
-                rows.append(
-                    {
-                        f: np.nan if raw is None else value_of(parse(raw))
-                        for f, raw in zip(r.feats, reply, strict=True)
-                    }
-                )
+                values = reply[:n]
+                row = {
+                    f: np.nan if raw is None else value_of(parse(raw))
+                    for f, raw in zip(r.feats, values, strict=True)
+                }
+                if r.timed:  # no feature stored: no row, as Feast's online_read says
+                    ts = reply[n] if any(raw is not None for raw in values) else None
+                    row[ROW_TS] = float(Timestamp.FromString(ts).seconds) if ts else np.nan
+                rows.append(row)
             at += len(r.keys)
             out.append(rows)
         return out

@@ -8,7 +8,7 @@ distinct category): about 2 ms of CPU, most of the SQLite lookup (benchmarks/res
 
 ``SqliteBatch`` reads the same rows from the same tables on the same connection, as one
 ``UNION ALL`` statement over the four views, asking only for the requested features and no
-timestamps, with the keys encoded straight from the values (``online_reads.KeyCodec``, checked
+timestamps (but the live session's, whose rows expire: ``ViewRead.timed``), with the keys encoded straight from the values (``online_reads.KeyCodec``, checked
 against Feast's encoder once per key shape). It uses private names of Feast 0.67's SQLite store
 (``_get_conn``, ``_table_id``, ``_quote_id``); ``for_store`` answers None when they are missing and
 the caller reads one ``online_read`` per view instead (same values).
@@ -17,11 +17,12 @@ the caller reads one ``online_read`` per view instead (same values).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from features.online_reads import KeyCodec, ViewRead, entity_keys, value_of
+from features.online_reads import ROW_TS, KeyCodec, ViewRead, entity_keys, value_of
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +82,39 @@ class SqliteBatch:
         for i, (r, ks) in enumerate(zip(reads, keys, strict=True)):
             if not ks or not r.feats:
                 continue
+            # the row time as stored (an int: no datetime parsed), only where it is asked for
+            ts = "CAST(event_ts AS INTEGER)" if r.timed else "NULL"
             parts.append(
-                f"SELECT {i}, entity_key, feature_name, value FROM {self._table(r.view)} "
+                f"SELECT {i}, entity_key, feature_name, value, {ts} FROM {self._table(r.view)} "
                 f"WHERE entity_key IN ({','.join('?' * len(ks))}) "
                 f"AND feature_name IN ({','.join('?' * len(r.feats))})"
             )
             params += ks
             params += r.feats
         found: dict[tuple[int, bytes], dict[str, bytes]] = {}
+        written: dict[tuple[int, bytes], int] = {}
         if parts:
             conn = self._online._get_conn(self._config)
-            for i, key, name, raw in conn.execute(" UNION ALL ".join(parts), params).fetchall():
+            for i, key, name, raw, ts in conn.execute(" UNION ALL ".join(parts), params).fetchall():
                 found.setdefault((i, key), {})[name] = raw
+                if ts is not None:
+                    written[(i, key)] = ts
         parse = Value.FromString
         out: list[list[dict[str, Any]]] = []
         for i, (r, ks) in enumerate(zip(reads, keys, strict=True)):
             rows = []
             for k in ks:
                 got = found.get((i, k), {})
-                rows.append({f: value_of(parse(got[f])) if f in got else np.nan for f in r.feats})
+                row = {f: value_of(parse(got[f])) if f in got else np.nan for f in r.feats}
+                if r.timed:
+                    row[ROW_TS] = _row_time(written[(i, k)]) if (i, k) in written else np.nan
+                rows.append(row)
             out.append(rows)
         return out
+
+
+def _row_time(stored: int) -> float:
+    """A row's time in epoch seconds from Feast's SQLite ``event_ts``: Feast stores a naive UTC
+    time's ``timestamp()`` (local time on a host not on UTC) and reads it back as
+    ``fromtimestamp`` then UTC, so the same here."""
+    return datetime.fromtimestamp(stored).replace(tzinfo=UTC).timestamp()

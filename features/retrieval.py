@@ -17,9 +17,9 @@ import pandas as pd
 
 from features.feature_services import SERVICE_SPECS, service_feature_names
 from features.offline_sql import sql_path
-from features.on_demand import REQUEST_TIME, ranker_request_features
+from features.on_demand import REPURCHASE, REQUEST_TIME, ranker_request_features
 from features.settings import FeatureSettings
-from features.views import VIEW_SPECS
+from features.views import VIEW_SPECS, expired
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,9 @@ class FeastFeatureReader:
         got = self.store.get_historical_features(
             entity_df=sub, features=[f"{view}:{f}" for f in feats]
         ).to_df()
-        if len(got) != len(sub):
+        # Feast leaves out an entity row none of whose source rows lies within a view's ttl (the
+        # live session's): the left merge below gives it nulls, as a row with no session.
+        if len(got) > len(sub) or (len(got) < len(sub) and not VIEW_SPECS[view][3]):
             raise RuntimeError(f"Feast returned {len(got)} rows for {len(sub)} entity rows of view {view}")
         got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True).astype(
             "datetime64[ns, UTC]"
@@ -198,12 +200,12 @@ class FeastFeatureReader:
         Feast's file offline store reads and sorts each whole source table per call (at 10M events,
         one call on a few thousand rows took 85 s CPU and 8.8 GB); DuckDB streams the parquet file
         and keeps, per entity row, the source row with the same keys and the latest event_timestamp
-        at or before the row's: Feast's rule for a view with ttl 0 and no created timestamp (every
-        view here; tests/features/test_retrieval_duckdb.py checks both engines agree).
+        at or before the row's, its features null when that row is older than the view's ttl:
+        Feast's rule for a view with no created timestamp (every view here), but for the row Feast
+        drops where the ttl leaves no source row (``_join_view`` gives it nulls too;
+        tests/features/test_retrieval_duckdb.py checks both engines agree).
         """
         entities, source, _, ttl = VIEW_SPECS[view]
-        if ttl.total_seconds() != 0:  # Feast drops rows outside a ttl; only the Feast engine does that
-            return self._join_view(q, view, feats)
         import duckdb
 
         from features.offline import OFFLINE_TABLES
@@ -212,7 +214,10 @@ class FeastFeatureReader:
         on = [*keys, "event_timestamp"]
         path = self.settings.offline_dir / OFFLINE_TABLES[BATCH_SOURCES.get(source, source)]
         sub = q[on].drop_duplicates().reset_index(drop=True)
-        cols = ", ".join(f'f."{c}"' for c in feats)
+        within = f"f.__ts >= s.event_timestamp - INTERVAL '{ttl.total_seconds():.0f} seconds'"
+        cols = ", ".join(
+            f'CASE WHEN {within} THEN f."{c}" END AS "{c}"' if ttl else f'f."{c}"' for c in feats
+        )
         picked = ", ".join(f'"{c}"' for c in [*keys, *feats])
         match = " AND ".join([*(f's."{k}" = f."{k}"' for k in keys), "s.event_timestamp >= f.__ts"])
         con = duckdb.connect()
@@ -244,7 +249,10 @@ class FeastFeatureReader:
     ) -> pd.DataFrame:
         """One row per product (in the given order), columns = the service's features in order.
         ``at``: the request's time for request-time features (None: now), as training takes the
-        label time; the stored features are the store's latest either way."""
+        label time; the stored features are the store's latest either way, but for the purchase
+        that ``repurchase_due_ratio`` reads: the store holds each pair's latest only, so when it
+        is at or after a given ``at`` (a replay) the ratio is unknown (NaN; the fast path, which
+        holds every purchase, reads the one before ``at``)."""
         names = feature_names(service)
         pids = [int(p) for p in product_ids]
         if not pids:
@@ -259,10 +267,18 @@ class FeastFeatureReader:
         }
         store = self.store
         resp = store.get_online_features(features=store.get_feature_service(service), entity_rows=rows)
-        data = resp.to_dict()
+        data = resp.to_dict(include_event_timestamps=True)
+        now = (at or datetime.now(UTC)).timestamp()
+        for view, feats in SERVICE_SPECS[service]:  # Feast's online store keeps rows past a ttl
+            if view in VIEW_SPECS and VIEW_SPECS[view][3]:
+                gone = [expired(view, ts, now) for ts in data[f"{feats[0]}__ts"]]  # one row time a view
+                for f in feats:
+                    data[f] = [None if g else v for v, g in zip(data[f], gone, strict=True)]
         out = pd.DataFrame({c: data[c] for c in names}, index=pd.Index(pids, name="product_id"))
         if service.startswith("ranker"):
             out = out.apply(pd.to_numeric, errors="coerce").astype("float64")
+        if at is not None and REPURCHASE in out:  # a ratio <= 0: bought at or after ``at``
+            out[REPURCHASE] = out[REPURCHASE].where(~(out[REPURCHASE] <= 0))
         return out
 
     def segment(self, user_id: int) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from features.settings import FeatureSettings
+from features.views import LIVE_SESSION_ONLINE_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +131,16 @@ def apply_definitions(settings: FeatureSettings) -> tuple[Any, Any]:
     return store, defs
 
 
-# Live sessions older than this at build time are finished: they stay in the offline table (training)
-# but are not loaded into the online store, where only sessions still running matter.
-LIVE_SESSION_ONLINE_WINDOW = timedelta(hours=24)
+# Live sessions older than this at build time are finished (the live_session view's ttl): they stay
+# in the offline table (training) but are not loaded into the online store, where only sessions still
+# running matter.
 
 
-def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: datetime | None = None) -> Any:
-    """The newest row (in ``(since, end]``) of every key of ``view``'s offline table, as pandas."""
+def latest_rows(
+    settings: FeatureSettings, view: str, end: datetime, since: datetime | None = None, every: bool = False
+) -> Any:
+    """The newest row (in ``(since, end]``) of every key of ``view``'s offline table, as pandas;
+    ``every``: all its rows in that span instead, by key and then time."""
     import duckdb
 
     from features.offline import KEYS, OFFLINE_TABLES
@@ -155,7 +159,11 @@ def latest_rows(settings: FeatureSettings, view: str, end: datetime, since: date
         return con.execute(
             f"SELECT {cols} FROM read_parquet({sql_path(path)}) "
             "WHERE event_timestamp > greatest(TIMESTAMPTZ '1970-01-02 00:00:00+00', ?) AND event_timestamp <= ? "
-            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY event_timestamp DESC) = 1",
+            + (
+                f"ORDER BY {', '.join(keys)}, event_timestamp"
+                if every
+                else f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY event_timestamp DESC) = 1"
+            ),
             [since or datetime(1970, 1, 1, tzinfo=UTC), end],
         ).df()
     finally:

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from serving.purchases import US as US
+from serving.purchases import index_purchases, latest_before, purchase_flags, record
 from serving.segments import (
     NO_HISTORY_SEGMENT,
     SEGMENT_RULES,
@@ -26,7 +28,6 @@ from serving.segments import (
 from serving.shared_events import COUNTED_TYPES, MEMBERSHIP_TYPES, SHARED_TYPES
 
 log = logging.getLogger(__name__)
-US = 1_000_000
 
 
 @dataclass
@@ -139,11 +140,9 @@ class Catalog:
         # datetime64[us] (an int64 view is already microseconds; dividing by 1000 gave ms).
         ev["ts_us"] = ev["ts"].dt.as_unit("us").astype("int64") if ev["ts"].dtype.kind == "M" else ev["ts"]
         buys = ev[ev["type"] == "purchase"]
-        # Last purchase per (user, product), for the bought-recently / repurchase-due rules.
-        last = buys.groupby(["user_id", "product_id"])["ts_us"].max()
-        self.last_purchase: dict[int, dict[int, int]] = {}
-        for (uid, pid), ts in last.items():
-            self.last_purchase.setdefault(int(uid), {})[int(pid)] = int(ts)
+        # Per (user, product) the last purchase, and every one of those bought more than once
+        # (serving/purchases.py), for the bought-recently / repurchase-due rules.
+        self.last_purchase, self.repeat_purchases = index_purchases(buys)
         pushes = ev[ev["type"] == "push_sent"]
         self._push_users = pushes["user_id"].to_numpy(np.int64)
         self._push_ts = pushes["ts_us"].to_numpy(np.int64)
@@ -250,32 +249,24 @@ class Catalog:
         now_us: int,
         recent_days: float,
         cycle: np.ndarray | None = None,
+        before_us: int | None = None,
     ) -> tuple[np.ndarray, ...]:
         """(bought_recently, consumable_due, is_consumable) per product for one user. ``cycle``:
-        the products' repurchase_cycle_days when the caller has them (``product_frame``)."""
+        the products' repurchase_cycle_days when the caller has them (``product_frame``).
+        ``before_us``: only purchases strictly before it count (an answer ``at`` a past moment)."""
         if cycle is None:
             cycle = self.product_frame(product_ids)["repurchase_cycle_days"]
-        is_cons = ~np.isnan(cycle)
-        n = len(product_ids)
         self.sync_shared()
         last = self.last_purchase.get(user_id)
-        if not last:
-            return np.zeros(n, bool), np.zeros(n, bool), is_cons
-        # A snapshot in one C-level call (POST /events may add to the dict meanwhile), then one
-        # sorted lookup for all candidates instead of a dict lookup per product.
-        items = list(last.items())
-        got = np.array([p for p, _ in items], np.int64)
-        ts = np.array([t for _, t in items], np.int64)
-        order = np.argsort(got)
-        got, ts = got[order], ts[order]
-        pids = np.asarray(product_ids, np.int64)
-        pos = np.clip(np.searchsorted(got, pids), 0, len(got) - 1)
-        hit = got[pos] == pids
-        age_days = (now_us - ts[pos]) / (86_400 * US)
-        bought = hit & ((age_days <= recent_days) | is_cons)
-        with np.errstate(invalid="ignore"):  # NaN cycles: not consumables, never due
-            due = hit & is_cons & (age_days >= cycle)
-        return bought, due, is_cons
+        if last and before_us is not None:
+            last = latest_before(last, self.repeat_purchases.get(user_id, {}), before_us)
+        return purchase_flags(last, product_ids, now_us, recent_days, cycle)
+
+    def forget_purchases(self, user_id: int) -> None:
+        """A deleted user's purchases, gone from the rules and from what the service shows."""
+        with self._lock:
+            self.last_purchase.pop(user_id, None)
+            self.repeat_purchases.pop(user_id, None)
 
     def push_counts(self, user_ids: np.ndarray, since_us: int) -> np.ndarray:
         """push_sent events per user since ``since_us``, vectorised; an event id counts once. A
@@ -367,9 +358,8 @@ class Catalog:
                 if e["type"] in MEMBERSHIP_TYPES:
                     self._apply_membership(e)
                 elif e["type"] == "purchase" and e.get("product_id") is not None:
-                    bought = self.last_purchase.setdefault(int(e["user_id"]), {})
-                    pid = int(e["product_id"])
-                    bought[pid] = max(bought.get(pid, 0), int(e["ts_us"]))
+                    record(self.last_purchase, self.repeat_purchases, int(e["user_id"]),
+                           int(e["product_id"]), int(e["ts_us"]))  # fmt: skip
                 elif e["type"] == "push_sent":
                     new_push_u.append(int(e["user_id"]))
                     new_push_t.append(int(e["ts_us"]))

@@ -112,7 +112,7 @@ def delete_users(
     if known:
         deleted.add_many(known)  # then this process's models forget them
         for u in known:
-            catalog.last_purchase.pop(u, None)
+            catalog.forget_purchases(u)
         fn = getattr(features, "delete_users", None)
         if fn is not None:
             try:

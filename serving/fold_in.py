@@ -35,7 +35,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -217,18 +217,25 @@ class FoldIns:
         return self.vectors(als, weights, np.asarray([user_id], np.int64))[0]
 
     def vectors(
-        self, als: Any, weights: dict[str, float] | None, user_ids: np.ndarray
+        self, als: Any, weights: dict[str, float] | None, user_ids: np.ndarray, before_us: int | None = None
     ) -> list[np.ndarray | None]:
-        """``vector`` for many users: those not cached are solved in one ``als.user_vectors`` call."""
+        """``vector`` for many users: those not cached are solved in one ``als.user_vectors`` call.
+        ``before_us``: only the events strictly before it (an answer ``at`` a past moment, a replay,
+        must not follow what the user did after it); factors so cut are not cached."""
         out: list[np.ndarray | None] = [None] * len(user_ids)
         if not weights or not hasattr(als, "user_vectors"):
             return out
         self.sync()
-        todo: list[tuple[int, int, int, list[tuple[int, str, float, int]]]] = []
+        todo: list[tuple[int, int, int | None, list[tuple[int, str, float, int]]]] = []
         with self._lock:
             for i, u in enumerate(np.asarray(user_ids, np.int64).tolist()):
                 held = self._events.get(u)
                 if not held:
+                    continue
+                if before_us is not None and any(r[3] >= before_us for r in held.values()):
+                    rows = [r for r in held.values() if r[3] < before_us]
+                    if rows:  # none before it: nothing to fold in, as for a user without events
+                        todo.append((i, u, None, rows))
                     continue
                 cached, applied = self._vectors.get(u), self._applied.get(u, 0)
                 if cached is not None and cached[0]() is als and cached[1] == applied:
@@ -250,14 +257,22 @@ class FoldIns:
             entries.append((products[keep], conf[keep], u) if keep.any() else (products[:0], conf[:0], None))
         vecs = als.user_vectors(entries, history_weight=self.history_weight)
         with self._lock:
-            for (i, u, applied, _), vec in zip(todo, vecs, strict=True):
+            for (i, u, count, _), vec in zip(todo, vecs, strict=True):
                 out[i] = vec
-                if u in self._events:
-                    self._vectors[u] = (weakref.ref(als), applied, vec)
+                if u in self._events and count is not None:  # None: cut at before_us, not cached
+                    self._vectors[u] = (weakref.ref(als), count, vec)
         return out
 
 
 _NO_WITHDRAWALS: dict[int, float] = {}
+
+
+class UserVectors(Protocol):
+    """``FoldIns.vectors`` as the app hands it to the pipeline: (models, users[, before_us])."""
+
+    def __call__(
+        self, models: Any, user_ids: np.ndarray, before_us: int | None = None
+    ) -> list[np.ndarray | None]: ...
 
 
 def _no_withdrawals() -> dict[int, float]:

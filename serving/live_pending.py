@@ -19,7 +19,7 @@ holds because one worker pushes one batch at a time, in push-id order, each taki
 still waiting along.
 
 Dropped instead of pushed, and from the file: events of users deleted meanwhile (the deletion
-ledger), events older than the live window (``features.store.LIVE_SESSION_ONLINE_WINDOW``: a
+ledger), events older than the live window (``features.views.LIVE_SESSION_ONLINE_WINDOW``: a
 features build loads only sessions active within it), and events queued before a features build
 finished (its totals replace the live ones, and count served events appended to the data with
 ``slotcast data append-events``; pushing them too could count them twice).
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from features.live import LIVE_TYPES
-from features.store import LIVE_SESSION_ONLINE_WINDOW
+from features.views import LIVE_SESSION_ONLINE_WINDOW
 from serving.event_ids import EventIds, release, try_claim
 from serving.event_log import fsync_dir
 

@@ -19,6 +19,7 @@ from serving import ranker_input
 from serving.candidates import popular_ids, popularity_scores, request_candidates
 from serving.catalog import US, Catalog
 from serving.errors import BadRequestError
+from serving.fold_in import UserVectors
 from serving.impressions import ImpressionLog
 from serving.push import PushRanking
 from serving.schemas import (
@@ -76,10 +77,10 @@ class Recommender(PushRanking):
         on_fallback: Callable[[str], None] = lambda _r: None,
         deleted_mask: Callable[[np.ndarray], np.ndarray] | None = None,
         folded_users: Callable[[np.ndarray], np.ndarray] | None = None,
-        user_vectors: Callable[[Models, np.ndarray], list[np.ndarray | None]] | None = None,
+        user_vectors: UserVectors | None = None,
     ) -> None:
-        """``user_vectors(models, users)``: per user, their factors with the events they sent
-        since training folded in (serving/fold_in.py), solved together, or None (then: a known
+        """``user_vectors(models, users[, before_us])``: per user, their factors with the events
+        they sent since training (before ``before_us``, when given) folded in (serving/fold_in.py), solved together, or None (then: a known
         user's trained factors, an unknown user's cold start); the carousel asks it for one user,
         push for many. ``folded_users(users)``: which of many users have such events kept (push
         audiences ask it first; without it push scores them by the trained factors, unknown users
@@ -134,8 +135,9 @@ class Recommender(PushRanking):
         elif not self.catalog.knows_user(req.user_id):
             fallback = "cold_start"
 
+        before_us = now_us if req.at is not None else None  # a replay reads nothing from ``at`` on
         if fallback is None:  # the events sent since training, folded into the user's factors
-            folded = self._folded(models, req.user_id)
+            folded = self._folded(models, req.user_id, before_us)
         if ids is None:  # no stream, no list: the models choose from the whole catalogue
             n = self.config.candidates_per_request
             if fallback is None:
@@ -246,7 +248,7 @@ class Recommender(PushRanking):
         private = fallback in ("no_consent", "deleted")
         bought, due, cons = self.catalog.purchase_flags(
             NO_USER if private else req.user_id,
-            ids, now_us, self.config.bought_recently_days, pf["repurchase_cycle_days"],
+            ids, now_us, self.config.bought_recently_days, pf["repurchase_cycle_days"], before_us,
         )  # fmt: skip
         # models.policy's reason vocabulary: "ranked" for model scores, "fallback" for popularity,
         # "unranked" for a personal answer's candidates below the ranker's shortlist.
@@ -268,10 +270,10 @@ class Recommender(PushRanking):
         slate = arrange(models.policy, cand, req.k, self.rng)  # serving/slate.py
         return carousel_answer(slate, req, now, models, variant, fallback, degraded, self.impressions)
 
-    def _folded(self, models: Models, user_id: int) -> np.ndarray | None:
+    def _folded(self, models: Models, user_id: int, before_us: int | None) -> np.ndarray | None:
         if self.user_vectors is None:
             return None
-        return self.user_vectors(models, np.asarray([user_id], np.int64))[0]
+        return self.user_vectors(models, np.asarray([user_id], np.int64), before_us)[0]
 
     # The fallbacks' popularity, in serving.candidates (push calls _popular_ids through the class).
     _popular_ids = staticmethod(popular_ids)

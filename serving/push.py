@@ -17,6 +17,7 @@ import numpy as np
 
 from serving.catalog import US, Catalog
 from serving.errors import NotFoundError
+from serving.fold_in import UserVectors
 from serving.impressions import ImpressionLog
 from serving.push_targets import campaign_products, push_targets
 from serving.schemas import (
@@ -36,7 +37,7 @@ class PushRanking:
     is_deleted: Callable[[int], bool]
     deleted_mask: Callable[[np.ndarray], np.ndarray]
     models: Callable[[], tuple[Models, Models | None]]
-    user_vectors: Callable[[Models, np.ndarray], list[np.ndarray | None]] | None
+    user_vectors: UserVectors | None
     folded_users: Callable[[np.ndarray], np.ndarray] | None
 
     if TYPE_CHECKING:

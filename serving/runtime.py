@@ -275,9 +275,11 @@ class SlotcastApp(ModelReload):
         """The user's factors with the events they sent since training folded in, or None."""
         return self.fold_ins.vector(models.als, models.event_weights, user_id)
 
-    def folded_in_many(self, models: Models, user_ids: np.ndarray) -> list[np.ndarray | None]:
-        """``folded_in`` for many users (a push audience), solved together."""
-        return self.fold_ins.vectors(models.als, models.event_weights, user_ids)
+    def folded_in_many(
+        self, models: Models, user_ids: np.ndarray, before_us: int | None = None
+    ) -> list[np.ndarray | None]:
+        """``folded_in`` for many users, solved together (only their events before ``before_us``)."""
+        return self.fold_ins.vectors(models.als, models.event_weights, user_ids, before_us)
 
     def set_consent(self, user_id: int, req: ConsentRequest) -> ConsentResponse:
         """Record a consent change (the ledger first: every worker and replica honours it within a

@@ -3,6 +3,7 @@ are checked on: a few view reads with awkward keys, and their rows against Feast
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 from features.online_fast import AFFINITY, LIVE_FEATURES, USER_FEATURES
 from features.online_reads import ViewRead, entity_keys, read_rows
+from tests.features.world import day
 
 
 def sample_reads(store: Any) -> list[ViewRead]:
@@ -28,6 +30,7 @@ def sample_reads(store: Any) -> list[ViewRead]:
             view("live_session"),
             [{"user_id": 2, "stream_id": 100}, {"stream_id": -1, "user_id": 2}],
             LIVE_FEATURES,
+            timed=True,
         ),  # fmt: skip
         ViewRead(view("stream_live"), [], ["live_viewers"]),
     ]
@@ -37,7 +40,7 @@ def assert_rows_match_feast(store: Any, reads: list[ViewRead], got: list[list[di
     """``got`` holds, per read, the rows Feast's own ``online_read`` gives: same features in the
     same order, same values (NaN where absent); and user 1's known spend."""
     for r, rows in zip(reads, got, strict=True):
-        want = read_rows(store, r.view, r.keys, r.feats) if r.keys else []
+        want = read_rows(store, r.view, r.keys, r.feats, r.timed) if r.keys else []
         assert [list(row) for row in rows] == [list(row) for row in want]
         np.testing.assert_array_equal(
             np.array([list(row.values()) for row in rows], dtype=object).astype("float64"),
@@ -67,10 +70,13 @@ def assert_batch_matches_feast(
 
 def assert_same_lookups(a: Any, b: Any, products: list[int]) -> None:
     """Two readers' ``online`` frames are equal for known, unknown and no users, with and without a
-    stream (``repurchase_due_ratio`` to 1e-6: it uses "now", read microseconds apart)."""
-    for user, stream in ((1, 100), (2, 100), (3, None), (4, 100), (987654, 5), (-1, None)):
-        x = a.online(user, products, stream_id=stream)
-        y = b.online(user, products, stream_id=stream)
+    stream (``repurchase_due_ratio`` to 1e-6: it uses "now", read microseconds apart), now and at a
+    time the build's live sessions are live (now they have expired)."""
+    for (user, stream), at in itertools.product(
+        ((1, 100), (2, 100), (3, None), (4, 100), (987654, 5), (-1, None)), (None, day(30, 11))
+    ):
+        x = a.online(user, products, stream_id=stream, at=at)
+        y = b.online(user, products, stream_id=stream, at=at)
         now = ["repurchase_due_ratio"]
         pd.testing.assert_frame_equal(x.drop(columns=now), y.drop(columns=now), check_exact=True)
         pd.testing.assert_series_equal(x[now[0]], y[now[0]], rtol=1e-6)
