@@ -3,9 +3,10 @@
 ``ingest_live_events(store_or_reader, events)`` keeps, per (user, stream), the clicks, carts and
 watch seconds so far in this stream; totals last written longer ago than the live_session view's
 ttl (``features.views.LIVE_SESSION_ONLINE_WINDOW``) belong to a session that is over, and the
-events start new ones, as online reads leave such a row out. It reads the current totals from the online store, adds the
-new events and writes the sums back with the online store's own write (the rows the
-``live_session_push`` PushSource would write), so the next online lookup (same second) sees them.
+events start new ones, as online reads leave such a row out. It reads the current totals from the
+online store, adds the new events and writes the sums back with the online store's own write (the
+rows the ``live_session_push`` PushSource would write), so the next online lookup (same second)
+sees them.
 The read-modify-write holds a lock that every thread, worker and replica sharing the store respects
 (``ingest_lock``): BentoML hands a user's requests to any worker, and without it concurrent events
 lost increments (40 clicks sent at once through two workers left a total of 6).
