@@ -28,9 +28,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from training.evaluation.logs import carousel_log
-from training.evaluation.ope import TargetSlates, evaluate_policies, on_policy_value
+from training.evaluation.ope import evaluate_policies, on_policy_value
 from training.evaluation.policies import RandomPolicy, ScoreFnPolicy, rank
 from training.evaluation.run import empirical_reward_model
+from training.evaluation.slates import TargetSlates
 from training.evaluation.synthetic import SlateWorld
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from training.evaluation.metrics import PAD
-from training.evaluation.ope import SlateLog, TargetSlates, compare, evaluate_policy, on_policy_value
+from training.evaluation.ope import compare, evaluate_policy, on_policy_value
+from training.evaluation.slates import SlateLog, TargetSlates
 from training.evaluation.synthetic import SlateWorld
 
 SEEDS = range(25)

@@ -16,7 +16,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from training.evaluation.ope import SlateLog, TargetSlates, compare, evaluate_policy
+from training.evaluation.ope import compare, evaluate_policy
+from training.evaluation.slates import SlateLog, TargetSlates
 from training.evaluation.synthetic import SlateWorld
 
 

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from training.evaluation.logs import LoggedRequests, carousel_log
-from training.evaluation.ope import SlateLog, TargetSlates, evaluate_policy
+from training.evaluation.ope import evaluate_policy
 from training.evaluation.policies import PopularPolicy, rank
 from training.evaluation.run import empirical_reward_model, read_tables
+from training.evaluation.slates import SlateLog, TargetSlates
 
 pytestmark = pytest.mark.slow
 

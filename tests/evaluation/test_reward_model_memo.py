@@ -5,9 +5,9 @@ import pandas as pd
 
 from training.evaluation.logs import LoggedRequests
 from training.evaluation.metrics import PAD
-from training.evaluation.ope import SlateLog
 from training.evaluation.policies import ALSPolicy, PopularPolicy, RankerPolicy
 from training.evaluation.run import ranker_reward_model
+from training.evaluation.slates import SlateLog
 
 
 class _Als:

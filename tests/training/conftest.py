@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -12,6 +14,12 @@ from models.als import ALSConfig
 from models.ranker import RankerConfig
 from tests.training.world import make_world
 from training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from training.promote import PromotionReport
+    from training.run import TrainReport
 
 
 def fast_settings(state_dir: Path, **kw: object) -> TrainSettings:
@@ -32,6 +40,28 @@ def fast_cli(monkeypatch: pytest.MonkeyPatch) -> None:
                        "RANKER__NUM_THREADS": "1", "RANKER__N_ESTIMATORS": "120"}.items():  # fmt: skip
         monkeypatch.setenv(f"SLOTCAST_{key}", value)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@dataclass(frozen=True)
+class FirstChampion:
+    settings: TrainSettings
+    trained: TrainReport
+    promotion: PromotionReport  # the first promotion: the test asserts it promoted
+    client: MlflowClient
+
+
+@pytest.fixture()
+def first_champion(world: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> FirstChampion:
+    """``world`` trained with fast_settings (no Feast features) and promoted with no champion to beat."""
+    from training.promote import promote
+    from training.run import train
+    from training.tracking import configure
+
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    s = fast_settings(state_dir)
+    trained = train(world, s, reader=None)
+    promotion = promote(s, world, open_reader=None)
+    return FirstChampion(s, trained, promotion, configure(s))
 
 
 class OneFeature:

@@ -8,25 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import fast_settings
+from tests.training.conftest import FirstChampion
 from training.promote import promote
 from training.registry import CHAMPION, version_by_alias
-from training.run import train
-from training.tracking import configure
 
 pytestmark = pytest.mark.slow
 
 
 def test_promoting_the_champion_again_changes_nothing_and_exits_0(
-    world: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+    world: Path, first_champion: FirstChampion
 ) -> None:
     from pipelines.cli import main
 
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    s = fast_settings(state_dir)
-    trained = train(world, s, reader=None)
-    assert promote(s, world, open_reader=None).promoted
-    client = configure(s)
+    s, trained, client = first_champion.settings, first_champion.trained, first_champion.client
+    assert first_champion.promotion.promoted
     runs_before = len(client.search_runs([client.get_experiment_by_name("slotcast").experiment_id]))
 
     again = promote(s, world, open_reader=None)

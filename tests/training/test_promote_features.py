@@ -9,29 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import OneFeature, fast_settings
+from tests.training.conftest import FirstChampion, OneFeature
 from training.promote import PromotionError, promote
 from training.registry import CHAMPION, version_by_alias
 from training.run import train
-from training.tracking import configure
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_challenger_needing_features_the_comparison_lacks(
-    world: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+    world: Path, first_champion: FirstChampion
 ) -> None:
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    s = fast_settings(state_dir)
-    train(world, s, reader=None)
-    assert promote(s, world, open_reader=None).promoted
+    s, client = first_champion.settings, first_champion.client
+    assert first_champion.promotion.promoted
     with_features = train(world, s, reader=OneFeature())
 
     with pytest.raises(
         PromotionError, match=r"challenger v2 needs features .*\['user_bucket'\].*--no-features"
     ):
         promote(s, world, open_reader=None)
-    client = configure(s)
     assert str(version_by_alias(client, "slotcast", CHAMPION).version) == "1"
 
     forced = promote(s, world, open_reader=None, force=True)

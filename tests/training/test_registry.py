@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from models.bundle import Bundle
-from tests.training.conftest import fast_settings
+from tests.training.conftest import fast_cli, fast_settings
 from training.promote import promote
 from training.registry import CHAMPION, version_by_alias
 from training.run import train
@@ -91,12 +91,8 @@ def test_train_register_load_and_gate(world: Path, shuffled_world: Path, state_d
     # 4. The poor one again, through the CLI this time: the gate keeps the champion.
     from pipelines.cli import main
 
-    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(state_dir))
-    monkeypatch.setenv("SLOTCAST_CANDIDATES_N", "20")
-    monkeypatch.setenv("SLOTCAST_ALS__FACTORS", "16")
-    monkeypatch.setenv("SLOTCAST_ALS__ITERATIONS", "8")
-    monkeypatch.setenv("SLOTCAST_RANKER__NUM_THREADS", "1")
-    monkeypatch.setenv("SLOTCAST_RANKER__N_ESTIMATORS", "120")
+    monkeypatch.setenv("SLOTCAST_STATE_DIR", str(state_dir))  # monkeypatch.undo() above dropped it
+    fast_cli(monkeypatch)
     assert main(["train", "--data", str(shuffled_world), "--no-features"]) == 0
     assert main(["promote", "--data", str(world), "--no-features"]) == 0
     assert str(version_by_alias(client, "slotcast", CHAMPION).version) == good.version

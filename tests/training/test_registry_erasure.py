@@ -14,12 +14,10 @@ import pytest
 
 from features.privacy import DeletionLedger
 from pipelines.cli import main
-from tests.training.conftest import fast_settings
-from training.promote import promote
+from tests.training.conftest import FirstChampion
 from training.registry import CHAMPION, download_bundle, load_bundle, register_bundle, version_by_alias
 from training.registry_erasure import ERASURE_TAG
-from training.run import train
-from training.tracking import configure, experiment_id
+from training.tracking import experiment_id
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +28,10 @@ def _local(uri: str) -> Path:
 
 
 def test_purge_rewrites_every_registered_version_without_the_deleted_users(
-    world: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    first_champion: FirstChampion, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    s = fast_settings(state_dir)
-    trained = train(world, s, reader=None)
-    assert promote(s, world, open_reader=None).promoted
-    client = configure(s)
+    s, trained, client = first_champion.settings, first_champion.trained, first_champion.client
+    assert first_champion.promotion.promoted
 
     def copy_as_new_version() -> str:  # a later run registering the same bundle (a retrain)
         run = client.create_run(experiment_id(client, s), run_name="retrain")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from training.evaluation.metrics import PAD
-from training.evaluation.ope import SlateLog
+from training.evaluation.slates import SlateLog
 
 log = logging.getLogger(__name__)
 

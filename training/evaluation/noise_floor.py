@@ -21,12 +21,9 @@ changes. Measured: tests/evaluation/test_ope_rare.py and benchmarks/results/eval
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:  # ope imports this module
-    from training.evaluation.ope import SlateLog
+from training.evaluation.slates import SlateLog
 
 
 def reward_variance(log: SlateLog, q_logged: np.ndarray | None) -> np.ndarray:
@@ -41,10 +38,12 @@ def reward_variance(log: SlateLog, q_logged: np.ndarray | None) -> np.ndarray:
 
 def reward_coefficients(log: SlateLog, w: np.ndarray, fill: np.ndarray) -> dict[str, np.ndarray]:
     """Each estimator's coefficient on each logged reward, with w the (clipped) importance weights and
-    ``fill`` (N, k) the target's chance of filling each logged (request, slot) (``ope._Terms.has``).
+    ``fill`` (N, k) the target's chance of filling each logged (request, slot)
+    (``estimators.Terms.has``).
 
     IPS and DR: w / N. SNIPS: share of requests whose slot the target fills x w / (sum of w at that
-    slot), its linearisation around the slot's weight total (the same form ``ope._stat_from`` computes).
+    slot), its linearisation around the slot's weight total (the same form
+    ``estimators.estimates_from`` computes).
     """
     n, k = log.n_requests, max(log.n_slots, 1)
     ips = w / n

@@ -16,7 +16,7 @@ import pandas as pd
 
 from models.popularity import RANKER_FEATURE
 from training.evaluation.metrics import PAD
-from training.evaluation.ope import TargetSlates
+from training.evaluation.slates import TargetSlates
 
 POSITIVE_TYPES = ("product_click", "add_to_cart", "purchase")
 

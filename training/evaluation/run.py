@@ -18,19 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.evaluation.estimators import DEFAULT_MAX_WEIGHT, RewardModel
 from training.evaluation.logs import LoggedRequests, held_out_logs
 from training.evaluation.metrics import PAD
-from training.evaluation.ope import (
-    DEFAULT_MAX_WEIGHT,
-    RewardModel,
-    TargetSlates,
-    evaluate_policies,
-    on_policy_value,
-)
+from training.evaluation.ope import evaluate_policies, on_policy_value
 from training.evaluation.policies import Policy, RankerPolicy, rank
 from training.evaluation.ranker_features import prefetch_features, watched_on_air, with_watched_on_air
 from training.evaluation.replay import default_catalog, replay, replay_users, time_split
 from training.evaluation.report import calibration_table
+from training.evaluation.slates import TargetSlates
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.evaluation.ope import SlateLog, TargetSlates
+from training.evaluation.slates import SlateLog, TargetSlates
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """scores(user_idx (m,), product_idx (m, n)) -> (m, n) scores; the top k is the slate."""
