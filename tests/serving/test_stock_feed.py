@@ -142,3 +142,20 @@ def test_the_latest_level_taken_wins_whatever_order_it_is_read_in(tables, tmp_pa
     levels.set([(pid, 0)], 4000, 3)
     assert catalog.product_frame(np.array([pid]))["stock"][0] == 0
     assert pid not in catalog.offered(2**62)
+
+
+def test_a_level_the_disk_refuses_is_503_and_not_set(tables, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Only what the other workers can read is applied: a level this worker alone held would
+    differ between workers."""
+    from serving.catalog import Catalog
+    from serving.stock import STOCK_TYPE, StockLevels, StockLogUnavailableError
+
+    catalog = Catalog(tables)
+    pid = int(catalog.products.index[0])
+    before = catalog.product_frame(np.array([pid]))["stock"][0]
+    (tmp_path / STOCK_TYPE).write_text("")  # a file where the directory of its lines must be
+    levels = StockLevels(catalog, tmp_path, "me")
+    with pytest.raises(StockLogUnavailableError) as refused:
+        levels.set([(pid, 0 if before else 5)], 1, 1)
+    assert refused.value.http_status == 503
+    assert catalog.product_frame(np.array([pid]))["stock"][0] == before
