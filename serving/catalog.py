@@ -66,8 +66,10 @@ class Catalog:
         self._lock = threading.Lock()
         # serving.consents.ConsentChanges (set by the app): consent changed after the users table.
         self.consent_changes: Any = None
-        # serving.stock.StockLevels (set by the app): stock set since the products table.
+        # serving.stock.StockLevels (set by the app): stock set since the products table, and when
+        # that table was written (epoch us; None: unknown): a level taken before it is superseded.
         self.stock_levels: Any = None
+        self.products_written_us: int | None = None
         p = tables["products"].to_pandas()
         self.products = p.set_index("product_id")[
             ["category", "price", "margin", "stock", "repurchase_cycle_days"]
@@ -163,10 +165,12 @@ class Catalog:
 
     @classmethod
     def from_data_dir(cls, data_dir: Path, segments: dict[int, str] | None = None) -> Catalog:
-        from features.data_model import read_table
+        from features.data_model import read_table, table_path
 
         names = ("users", "products", "events", "streams", "stream_products", "communities", "memberships")
-        return cls({n: read_table(data_dir, n) for n in names}, segments)
+        catalog = cls({n: read_table(data_dir, n) for n in names}, segments)
+        catalog.products_written_us = table_path(data_dir, "products").stat().st_mtime_ns // 1000
+        return catalog
 
     # --- lookups -----------------------------------------------------------------------------
     def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:

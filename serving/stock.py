@@ -9,8 +9,9 @@ The worker that takes it appends it, fsynced before the answer, to
 of their own fields), applies it at once, and every other worker reads it at most a second later;
 a worker (re)started later reads every line before it serves. The lines are kept for good, like
 community joins and leaves: a level holds until a newer one for the same product, and wins over
-the products table's stock (also one loaded from a newer table by a restart). Newer means taken
-later by the service: each update carries the id the worker gave it then (serving/event_ids.py:
+the products table's stock unless that table was written after the service took the level (a
+restart on a newer table, e.g. restocked products, serves the table's stock; the file's
+modification time says when). Newer means taken later by the service: each update carries the id the worker gave it then (serving/event_ids.py:
 the microsecond clock, then the worker's tag), so whichever worker reads the lines, in whatever
 order and however often, the same level wins.
 """
@@ -99,11 +100,15 @@ class StockLevels:
         """The newest level per product, where newer than the one in force: applying a line again
         (or an older one read late) changes nothing."""
         newest: dict[int, tuple[int, int]] = {}
+        table_us = self.catalog.products_written_us
         for e in lines:
             pid, level, order = e.get("product_id"), e.get("stock"), e.get("event_id")
             if not (isinstance(pid, int) and isinstance(level, int) and isinstance(order, int)):
                 log.warning("skipped a stock line without a product, level or id")
                 continue
+            taken = e.get("ts_us")
+            if table_us is not None and isinstance(taken, int) and taken < table_us:
+                continue  # the products table was written after it: the table's stock holds
             if order > newest.get(pid, (-1, 0))[0]:
                 newest[pid] = (order, level)
         with self._lock:

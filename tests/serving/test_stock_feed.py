@@ -159,3 +159,42 @@ def test_a_level_the_disk_refuses_is_503_and_not_set(tables, tmp_path: Path) -> 
         levels.set([(pid, 0 if before else 5)], 1, 1)
     assert refused.value.http_status == 503
     assert catalog.product_frame(np.array([pid]))["stock"][0] == before
+
+
+def test_a_products_table_written_after_a_level_wins_over_it(tables, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A restart on a newer products table (restocked) serves the table's stock, not a level the
+    feed set before the table was written; a level set after the table still wins."""
+    import os
+
+    from features.data_model import table_path, write_table
+    from serving.catalog import Catalog
+    from serving.stock import StockLevels
+
+    data = tmp_path / "data"
+    for name in ("users", "products", "events", "streams", "stream_products", "communities", "memberships"):
+        if name in tables:
+            write_table(data, name, tables[name])
+    products = table_path(data, "products")
+    written_s = 1_800_000_000  # 2027-01-15
+    os.utime(products, (written_s, written_s))
+    catalog = Catalog.from_data_dir(data)
+    assert catalog.products_written_us == written_s * 1_000_000
+    pid = int(catalog.products.index[0])
+    in_table = catalog.product_frame(np.array([pid]))["stock"][0]
+    assert in_table > 0
+
+    directory = tmp_path / "shared_events"
+    levels = StockLevels(catalog, directory, "me")
+    levels.set([(pid, 0)], 1000, written_s * 1_000_000 - 1)  # taken before the table was written
+    assert catalog.product_frame(np.array([pid]))["stock"][0] == in_table
+    levels.set([(pid, 0)], 2000, written_s * 1_000_000 + 1)  # taken after it
+    assert catalog.product_frame(np.array([pid]))["stock"][0] == 0
+
+    restarted = Catalog.from_data_dir(data)  # the same table: the later level holds
+    StockLevels(restarted, directory, "me-again")
+    assert restarted.product_frame(np.array([pid]))["stock"][0] == 0
+    newer = written_s + 10
+    os.utime(products, (newer, newer))  # the table written again after both levels
+    restocked = Catalog.from_data_dir(data)
+    StockLevels(restocked, directory, "me-third")
+    assert restocked.product_frame(np.array([pid]))["stock"][0] == in_table
