@@ -36,9 +36,9 @@ class StreamProducts:
     pinned_slot: np.ndarray  # float, NaN when not pinned
     on_air_from: np.ndarray  # int64 us
     on_air_to: np.ndarray  # int64 us, max int when open
-    # ``Catalog.product_frame(product_ids)``, taken once at load: the catalogue's products do not
-    # change while it serves (POST /events adds purchases and pushes only), so a carousel reads
-    # its stream's prices, stock and categories without a lookup. None: ask product_frame.
+    # ``Catalog.product_frame(product_ids)``, taken at load: a carousel reads its stream's prices,
+    # stock and categories without a lookup. Only stock changes while serving (POST
+    # /products/stock): ``Catalog.replace_stock`` then puts in a new dict. None: ask product_frame.
     attributes: dict[str, np.ndarray] | None = None
 
 
@@ -66,6 +66,10 @@ class Catalog:
         self._lock = threading.Lock()
         # serving.consents.ConsentChanges (set by the app): consent changed after the users table.
         self.consent_changes: Any = None
+        # serving.stock.StockLevels (set by the app): stock set since the products table, and when
+        # that table was written (epoch us; None: unknown): a level taken before it is superseded.
+        self.stock_levels: Any = None
+        self.products_written_us: int | None = None
         p = tables["products"].to_pandas()
         self.products = p.set_index("product_id")[
             ["category", "price", "margin", "stock", "repurchase_cycle_days"]
@@ -161,10 +165,12 @@ class Catalog:
 
     @classmethod
     def from_data_dir(cls, data_dir: Path, segments: dict[int, str] | None = None) -> Catalog:
-        from features.data_model import read_table
+        from features.data_model import read_table, table_path
 
         names = ("users", "products", "events", "streams", "stream_products", "communities", "memberships")
-        return cls({n: read_table(data_dir, n) for n in names}, segments)
+        catalog = cls({n: read_table(data_dir, n) for n in names}, segments)
+        catalog.products_written_us = table_path(data_dir, "products").stat().st_mtime_ns // 1000
+        return catalog
 
     # --- lookups -----------------------------------------------------------------------------
     def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:
@@ -207,6 +213,7 @@ class Catalog:
         return pers, mark
 
     def stream_products(self, stream_id: int) -> StreamProducts | None:
+        self.sync_stock()
         if stream_id not in self.streams:
             return None
         sp = self.on_air.get(stream_id)
@@ -218,6 +225,7 @@ class Catalog:
     def product_frame(self, product_ids: np.ndarray) -> dict[str, np.ndarray]:
         """price, margin, stock, category, repurchase_cycle_days, launch_us per product (NaN/"unknown"
         when unknown; launch_us: the minimum int64, launched, when unknown or not given)."""
+        self.sync_stock()
         r = self.product_rows(np.asarray(product_ids, np.int64))
         ok = r >= 0
         every = bool(ok.all())
@@ -239,8 +247,29 @@ class Catalog:
 
     def offered(self, now_us: int) -> np.ndarray:
         """Ids of the products in stock (or of unknown stock) and launched by ``now_us``."""
+        self.sync_stock()
         ok = (np.isnan(self._p_stock) | (self._p_stock > 0)) & (self._p_launch <= now_us)
         return self.products.index.to_numpy(np.int64)[ok]
+
+    def sync_stock(self) -> None:
+        """Take in the stock levels other workers were given (serving/stock.py)."""
+        if self.stock_levels is not None:
+            self.stock_levels.sync()
+
+    def replace_stock(self, rows: np.ndarray, levels: np.ndarray) -> None:
+        """New stock of the products at ``rows``, copy-on-write: a request holding the old arrays
+        reads them whole; the streams showing them get new ``attributes``."""
+        with self._lock:
+            stock, num = self._p_stock.copy(), self._p_num.copy()
+            stock[rows] = num[rows, 2] = levels
+            self._p_stock, self._p_num = stock, num
+            changed = self.products.index.to_numpy(np.int64)[rows]
+            for sp in self.on_air.values():
+                if sp.attributes is not None and np.isin(sp.product_ids, changed).any():
+                    r = self.product_rows(sp.product_ids)
+                    new = np.where(r >= 0, stock[np.where(r >= 0, r, 0)], np.nan)
+                    new.flags.writeable = False
+                    sp.attributes = {**sp.attributes, "stock": new}
 
     def purchase_flags(
         self,

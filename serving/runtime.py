@@ -46,6 +46,8 @@ from serving.schemas import (
     PushRequest,
     PushResponse,
     SegmentInfo,
+    StockRequest,
+    StockResponse,
     UserData,
     UserSegment,
 )
@@ -53,6 +55,7 @@ from serving.segments import NO_HISTORY_SEGMENT
 from serving.settings import ServingSettings
 from serving.shared_events import SharedEvents
 from serving.sources import FeatureSource, Models, ModelSource
+from serving.stock import StockLevels
 from serving.user_data import user_data
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,10 @@ class SlotcastApp(ModelReload):
                 {"push_sent": settings.push_cap_days, "purchase": settings.bought_recently_days},
                 catalog.history_event_ids, lambda: self.deleted.current(),
             )  # fmt: skip
+            # Stock levels set since the products table, every worker's (serving/stock.py).
+            catalog.stock_levels = StockLevels(
+                catalog, settings.serving_dir / "shared_events", f"{owner}-{os.getpid()}-{time.time_ns()}"
+            )
         self.catalog_error = catalog_error
         self.ledger = ledger
         self.metrics = ServingMetrics()
@@ -214,6 +221,21 @@ class SlotcastApp(ModelReload):
             return EventsResponse(accepted=len(records), online=online)
 
         return self._timed("events", run)
+
+    def set_stock(self, req: StockRequest) -> StockResponse:
+        """Absolute stock levels, recorded for every worker and replica (fsynced) before the answer,
+        in force in this worker at once; newer than another level of the same product when taken
+        later (the id given now orders them: serving/stock.py)."""
+
+        def run() -> StockResponse:
+            levels = self._catalog().stock_levels
+            order = self.event_ids.take(1)[0]
+            now_us = int(datetime.now(UTC).timestamp() * 1e6)
+            return StockResponse(
+                updated=levels.set([(i.product_id, i.stock) for i in req.items], order, now_us)
+            )
+
+        return self._timed("stock", run)
 
     def segments(self) -> list[SegmentInfo]:
         cat = self._catalog()

@@ -235,6 +235,21 @@ class DeleteUsersResponse(BaseModel):
     unknown: list[int]  # serving holds nothing about them: nothing recorded (DELETE /users/{id}: 404)
 
 
+class StockItem(_Strict):
+    product_id: int = Field(ge=0, le=2**63 - 1)
+    stock: int = Field(ge=0, le=2**63 - 1)  # the level now, absolute: sent twice, it changes nothing
+
+
+class StockRequest(_Strict):
+    """Stock levels from the brand's inventory system; a product given twice: its last level."""
+
+    items: list[StockItem] = Field(min_length=1, max_length=10_000)
+
+
+class StockResponse(BaseModel):
+    updated: int  # products whose level was set (each once), in every worker within a second
+
+
 class SegmentInfo(BaseModel):
     segment: str
     users: int

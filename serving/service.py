@@ -39,6 +39,8 @@ from serving.schemas import (
     PushResponse,
     ReloadResponse,
     SegmentInfo,
+    StockRequest,
+    StockResponse,
     UserData,
     UserSegment,
 )
@@ -258,6 +260,12 @@ class Slotcast:
     @web.post("/events", response_model=EventsResponse)
     def events(self, body: EventsRequest) -> EventsResponse:
         return self.app.events(body)
+
+    @web.post("/products/stock", response_model=StockResponse)
+    def products_stock(self, body: StockRequest) -> StockResponse:
+        """Absolute stock levels from the brand's inventory system, in force in every worker and
+        replica within a second (serving/stock.py)."""
+        return self.app.set_stock(body)
 
     @web.post("/admin/reload", response_model=ReloadResponse)
     def admin_reload(self, authorization: str | None = Header(None)) -> ReloadResponse:

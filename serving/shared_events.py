@@ -14,6 +14,8 @@ leaves are kept (a membership lasts). A purchase or push the events table held a
 events appended with ``slotcast data append-events``) is not counted twice: its event id is known;
 a join or leave applied twice changes nothing. The event log stays the durable record; of these
 files only the joins and leaves are fsynced (a lost leave would go on pushing a user who left).
+Stock levels (``POST /products/stock``, serving/stock.py) go the same way under ``stock_level/``,
+kept and fsynced like joins and leaves, in lines of their own fields.
 """
 
 from __future__ import annotations
@@ -51,15 +53,17 @@ class SharedEvents:
         deleted: Callable[[], set[int]] = set,
         types: tuple[str, ...] = SHARED_TYPES,
         fields: tuple[str, ...] = LINE_FIELDS,
+        durable: tuple[str, ...] = MEMBERSHIP_TYPES,
     ) -> None:
         """``writer``: this process's tag (its own lines are applied when taken, not read back);
         ``keep_days``: how far back the rules look, per counted type (joins and leaves: for good);
         ``known_ids``: sorted ids of the purchases and pushes the catalogue loaded from the events
         table; ``deleted()``: users whose lines are left unread (deleted since they were written);
         ``types`` / ``fields``: the event types shared and the fields a line keeps (another set of
-        files, such as serving/fold_in.py's, shares others)."""
+        files, such as serving/fold_in.py's or serving/stock.py's, shares others); ``durable``: the
+        types fsynced before ``record`` returns (those kept for good)."""
         self.directory, self.writer, self.keep_days = Path(directory), writer, keep_days
-        self.types, self.fields = types, fields
+        self.types, self.fields, self.durable = types, fields, durable
         self.known_ids = np.asarray(known_ids, np.int64)
         self.deleted = deleted
         self._lock = threading.Lock()
@@ -80,7 +84,7 @@ class SharedEvents:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "ab") as f:
                 f.write(("\n".join(lines) + "\n").encode())
-                if kind in MEMBERSHIP_TYPES:
+                if kind in self.durable:
                     f.flush()
                     os.fsync(f.fileno())
 

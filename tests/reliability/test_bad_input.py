@@ -22,6 +22,7 @@ OPERATIONS = [
     ("POST", "/carousel"),
     ("POST", "/community/push"),
     ("POST", "/events"),
+    ("POST", "/products/stock"),
     ("POST", "/noop"),
     ("POST", "/noop/carousel"),
     ("POST", "/admin/reload"),
