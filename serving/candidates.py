@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from serving.catalog import Catalog
-from serving.errors import NotFoundError
+from serving.errors import NotFoundError, listed
 from serving.schemas import CarouselRequest
 from serving.sources import Models
 
@@ -57,10 +57,8 @@ def request_candidates(
         ids = np.asarray(req.candidates, np.int64)
         unknown = pd.unique(ids[catalog.product_rows(ids) < 0])
         if len(unknown):  # as push refuses an unknown product: never a slot the catalogue lacks
-            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
             raise NotFoundError(
-                f"unknown products in candidates: {', '.join(map(str, unknown[:20]))}{more}",
-                field="candidates",
+                f"unknown products in candidates: {listed(unknown.tolist())}", field="candidates"
             )
     else:
         ids = None

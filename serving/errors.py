@@ -4,6 +4,12 @@
 from __future__ import annotations
 
 
+def listed(ids: list[int], at_most: int = 20) -> str:
+    """``ids`` for an error message: the first ``at_most``, then how many more."""
+    more = f" and {len(ids) - at_most} more" if len(ids) > at_most else ""
+    return ", ".join(map(str, ids[:at_most])) + more
+
+
 class ServingError(Exception):
     http_status: int = 500
     exit_code: int = 1

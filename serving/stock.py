@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.errors import NotFoundError, ServingError
+from serving.errors import NotFoundError, ServingError, listed
 from serving.shared_events import SharedEvents
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,8 @@ class StockLevels:
         unknown = pids[self.catalog.product_rows(pids) < 0].tolist()
         if unknown:
             first = next(i for i, (pid, _) in enumerate(items) if pid == unknown[0])
-            listed = ", ".join(map(str, unknown[:20])) + (
-                f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-            )
             raise UnknownProductsError(
-                f"unknown product{'s' if len(unknown) > 1 else ''} {listed}: no level was set",
+                f"unknown product{'s' if len(unknown) > 1 else ''} {listed(unknown)}: no level was set",
                 f"items.{first}.product_id", unknown,
             )  # fmt: skip
         lines = [
