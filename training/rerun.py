@@ -41,8 +41,8 @@ class TrainingInputs:
 
     @classmethod
     def of(cls, settings: TrainSettings, data_digest: str, unconsented: np.ndarray, reader: Any,
-           sha: str | None, clean: bool, data_dir: Path) -> TrainingInputs:  # fmt: skip
-        params = {**settings.flat_params(), **named_inputs(unconsented, reader, data_dir)}
+           sha: str | None, clean: bool, tables: str) -> TrainingInputs:  # fmt: skip
+        params = {**settings.flat_params(), **named_inputs(unconsented, reader, tables)}
         params["ranker.fit_backend"] = "dask" if settings.dask_scheduler else "inprocess"
         return cls(data_digest, sha if clean else None, params)
 
@@ -58,15 +58,16 @@ class TrainingInputs:
         )
 
 
-def named_inputs(unconsented: np.ndarray, reader: Any, data_dir: Path) -> dict[str, str]:
+def named_inputs(unconsented: np.ndarray, reader: Any, tables: str) -> dict[str, str]:
     """The params train logs beside the settings so that a later run can tell its inputs apart:
     a digest of the users left without a profile (never their ids), the feature reader's kind and
-    a digest of the data's tables other than the events (whose digest is the run's data_digest)."""
+    ``tables``, the digest of the data's tables other than the events (``tables_digest``: the
+    events' is the run's data_digest)."""
     ids = np.sort(np.asarray(unconsented, dtype=np.int64))
     return {
         "consent_digest": hashlib.sha256(ids.tobytes()).hexdigest()[:16],
         "feature_reader": "none" if reader is None else type(reader).__name__,
-        "tables_digest": tables_digest(data_dir),
+        "tables_digest": tables,
     }
 
 
