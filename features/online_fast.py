@@ -8,8 +8,8 @@ of truth but:
 - holds every product's ``product_stats`` row in memory, loaded through ``get_online_features``
   in one bulk call, and the per-(user, product) purchase days (batch-only data: every purchase the
   build's offline table holds, so that a lookup ``at`` a past moment, a replay, reads the last one
-  strictly before it, as a point-in-time join does); every ``product_cache_ttl_s`` seconds it checks whether a build has
-  finished since (``materialized_stamp``), or the tables are older than
+  strictly before it, as a point-in-time join does); every ``product_cache_ttl_s`` seconds it checks
+  whether a build has finished since (``materialized_stamp``), or the tables are older than
   ``product_cache_max_age_s``, and if so reloads both in a background thread
   (stale-while-revalidate: a request never waits for a refresh after the first load);
 - reads the per-request views (user profile, stream, live session, category affinity) from the

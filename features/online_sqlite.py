@@ -7,11 +7,12 @@ carousel lookup reads four views (user profile, stream, live session, one user x
 distinct category): about 2 ms of CPU, most of the SQLite lookup (benchmarks/results/features.md).
 
 ``SqliteBatch`` reads the same rows from the same tables on the same connection, as one
-``UNION ALL`` statement over the four views, asking only for the requested features and no
-timestamps (but the live session's, whose rows expire: ``ViewRead.timed``), with the keys encoded straight from the values (``online_reads.KeyCodec``, checked
-against Feast's encoder once per key shape). It uses private names of Feast 0.67's SQLite store
-(``_get_conn``, ``_table_id``, ``_quote_id``); ``for_store`` answers None when they are missing and
-the caller reads one ``online_read`` per view instead (same values).
+``UNION ALL`` statement over the four views, asking only for the requested features and no timestamps (but
+the live session's, whose rows expire: ``ViewRead.timed``), with the keys encoded straight from the
+values (``online_reads.KeyCodec``, checked against Feast's encoder once per key shape). It uses
+private names of Feast 0.67's SQLite store (``_get_conn``, ``_table_id``, ``_quote_id``);
+``for_store`` answers None when they are missing and the caller reads one ``online_read`` per view
+instead (same values).
 """
 
 from __future__ import annotations

@@ -82,9 +82,9 @@ class Recommender(PushRanking):
         """``user_vectors(models, users[, before_us])``: per user, their factors with the events
         they sent since training (before ``before_us``, when given) folded in (serving/fold_in.py),
         solved together, or None (then: a known user's trained factors, an unknown user's cold
-        start); the carousel asks it for one user, push for many. ``folded_users(users)``: which of many users have such events kept (push
-        audiences ask it first; without it push scores them by the trained factors, unknown users
-        as unknown)."""
+        start); the carousel asks it for one user, push for many. ``folded_users(users)``: which of
+        many users have such events kept (push audiences ask it first; without it push scores them
+        by the trained factors, unknown users as unknown)."""
         self.models = models
         self.user_vectors = user_vectors
         self.folded_users = folded_users

@@ -5,15 +5,15 @@ The catalogue's stock came from the products table, read once at the start: in a
 product sold out within minutes, and the carousel went on offering it and pushes went on targeting
 it until a restart. An update is an absolute level per product (sent again, it changes nothing).
 The worker that takes it appends it, fsynced before the answer, to
-``$STATE/serving/shared_events/stock_level/<YYYYMMDD>.jsonl`` (serving/shared_events.py, in lines
-of their own fields), applies it at once, and every other worker reads it at most a second later;
-a worker (re)started later reads every line before it serves. The lines are kept for good, like
-community joins and leaves: a level holds until a newer one for the same product, and wins over
-the products table's stock unless that table was written after the service took the level (a
-restart on a newer table, e.g. restocked products, serves the table's stock; the file's
-modification time says when). Newer means taken later by the service: each update carries the id the worker gave it then (serving/event_ids.py:
-the microsecond clock, then the worker's tag), so whichever worker reads the lines, in whatever
-order and however often, the same level wins.
+``$STATE/serving/shared_events/stock_level/<YYYYMMDD>.jsonl`` (serving/shared_events.py, in lines of
+their own fields), applies it at once, and every other worker reads it at most a second later; a
+worker (re)started later reads every line before it serves. The lines are kept for good, like
+community joins and leaves: a level holds until a newer one for the same product, and wins over the
+products table's stock unless that table was written after the service took the level (a restart on
+a newer table, e.g. restocked products, serves the table's stock; the file's modification time says
+when). Newer means taken later by the service: each update carries the id the worker gave it then
+(serving/event_ids.py: the microsecond clock, then the worker's tag), so whichever worker reads the
+lines, in whatever order and however often, the same level wins.
 """
 
 from __future__ import annotations
