@@ -23,8 +23,8 @@ or a newer one would apply it. So a starting worker reads the levels taken since
 table's day, not every level ever set. Another worker reading a file while it goes loses nothing it
 needs (serving/shared_events.py). What deleting can take from a worker still running on an older
 products table: the lines of a day it has not read yet (it reads at most once a second, but only
-when a request or ``/products/stock`` asks for stock), whose levels it would have applied; it serves
-an older table than the new workers' anyway, until it is restarted.
+when a request looks at stock: an idle worker does not), whose levels it would have applied; it
+serves an older table than the new workers' anyway, until it is restarted.
 """
 
 from __future__ import annotations
