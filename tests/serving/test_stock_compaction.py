@@ -19,6 +19,16 @@ from serving.stock import STOCK_TYPE, StockLevels
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 TABLE = TODAY - timedelta(hours=12)  # the products table written yesterday at noon (UTC)
+
+
+@pytest.fixture(autouse=True)
+def _as_of_the_test() -> None:
+    """TODAY and TABLE taken again as each test starts: a run may cross midnight (UTC)."""
+    global TODAY, TABLE
+    TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    TABLE = TODAY - timedelta(hours=12)
+
+
 TABLES = ("users", "products", "events", "streams", "stream_products", "communities", "memberships")
 
 
