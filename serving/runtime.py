@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import SecretStr
 
 from serving.app_sources import app_sources
 from serving.catalog import Catalog
@@ -147,6 +148,11 @@ class SlotcastApp(ModelReload):
         app = cls(
             settings, src.model_source, src.features, src.catalog, src.ledger, src.catalog_error, worker
         )
+        if app.feeds_open:
+            log.warning(
+                "POST /events and POST /products/stock take requests from anyone who reaches the "
+                "service (forged events, stock levels set to 0): set SLOTCAST_FEED_TOKEN to require a token"
+            )
         with contextlib.suppress(ModelUnavailableError):  # logged; it starts not ready (/status: why)
             app.reload()
         if app.live is not None and app.live.retry():  # live events a predecessor could not push
@@ -254,18 +260,28 @@ class SlotcastApp(ModelReload):
 
     def check_token(self, authorization: str | None) -> None:
         """Bearer token check in constant time; no token configured means no admin access at all."""
-        expected = self.settings.admin_token
-        if expected is None or not expected.get_secret_value():
+        if not _secret(self.settings.admin_token):
             raise UnauthorizedError(
                 "admin endpoints are disabled: SLOTCAST_ADMIN_TOKEN is not set", field="authorization"
             )
-        given = (
-            (authorization or "").removeprefix("Bearer ").strip()
-            if (authorization or "").startswith("Bearer ")
-            else ""
-        )
-        if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        if not _bearer_matches(authorization, self.settings.admin_token):
             raise UnauthorizedError("missing or wrong bearer token", field="authorization")
+
+    @property
+    def feeds_open(self) -> bool:
+        """Whether ``POST /events`` and ``POST /products/stock`` take requests without a token."""
+        return not _secret(self.settings.feed_token)
+
+    def check_feed_token(self, authorization: str | None) -> None:
+        """The feeds' bearer token (``SLOTCAST_FEED_TOKEN``), or the admin token: an admin may do
+        what a feed may. No feed token configured: the feeds are open (``feeds_open``)."""
+        if self.feeds_open:
+            return
+        if not _bearer_matches(authorization, self.settings.feed_token, self.settings.admin_token):
+            raise UnauthorizedError(
+                "missing or wrong bearer token (SLOTCAST_FEED_TOKEN or SLOTCAST_ADMIN_TOKEN)",
+                field="authorization",
+            )
 
     def is_deleted(self, user_id: int) -> bool:
         """Deleted through this process or any other worker or replica (serving/deletions.py)."""
@@ -327,3 +343,20 @@ class SlotcastApp(ModelReload):
         self.impressions.close()
         release(self._claim)
         self._claim = None
+
+
+def _secret(token: SecretStr | None) -> str:
+    return token.get_secret_value() if token is not None else ""
+
+
+def _bearer_matches(authorization: str | None, *tokens: SecretStr | None) -> bool:
+    """Whether ``authorization`` is ``Bearer <one of tokens>`` (unset or empty ones match nothing).
+    Compared in constant time, with each configured token every time: how long it takes says
+    neither how much of a token matched nor which one did."""
+    header = authorization or ""
+    given = header.removeprefix("Bearer ").strip().encode() if header.startswith("Bearer ") else b""
+    matched = False
+    for token in tokens:
+        if expected := _secret(token):
+            matched |= hmac.compare_digest(given, expected.encode())
+    return matched

@@ -258,13 +258,17 @@ class Slotcast:
         return NOOP_CAROUSEL
 
     @web.post("/events", response_model=EventsResponse)
-    def events(self, body: EventsRequest) -> EventsResponse:
+    def events(self, body: EventsRequest, authorization: str | None = Header(None)) -> EventsResponse:
+        """Live events; with SLOTCAST_FEED_TOKEN set, only with it (or the admin token)."""
+        self.app.check_feed_token(authorization)
         return self.app.events(body)
 
     @web.post("/products/stock", response_model=StockResponse)
-    def products_stock(self, body: StockRequest) -> StockResponse:
+    def products_stock(self, body: StockRequest, authorization: str | None = Header(None)) -> StockResponse:
         """Absolute stock levels from the brand's inventory system, in force in every worker and
-        replica within a second (serving/stock.py)."""
+        replica within a second (serving/stock.py); with SLOTCAST_FEED_TOKEN set, only with it (or
+        the admin token)."""
+        self.app.check_feed_token(authorization)
         return self.app.set_stock(body)
 
     @web.post("/admin/reload", response_model=ReloadResponse)
@@ -282,6 +286,8 @@ class Slotcast:
             "reason": why,
             "model_version": pair[0].version if pair else None,
             "challenger_version": pair[1].version if pair and pair[1] else None,
+            # POST /events and POST /products/stock take requests without a token (no SLOTCAST_FEED_TOKEN).
+            "feeds_open": self.app.feeds_open,
         }
 
     @web.get("/segments", response_model=list[SegmentInfo])

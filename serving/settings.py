@@ -43,6 +43,11 @@ class ServingSettings(BaseSettings):
     # loop, and with it /healthz and /readyz, for up to the client's socket timeouts.
     carousel_runs_on: Literal["auto", "loop", "thread"] = "auto"
     admin_token: SecretStr | None = None
+    # Bearer token of the feeds, ``POST /events`` and ``POST /products/stock`` (the admin token is
+    # taken too). Unset or empty: the feeds are open to anyone who reaches the service, as before
+    # (the demo, existing clients); each worker then logs a warning at its start and /status says
+    # ``feeds_open: true``.
+    feed_token: SecretStr | None = None
 
     # Business rules handed to the slot policy.
     epsilon: float = Field(default=0.1, ge=0.0, le=1.0)

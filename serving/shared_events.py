@@ -15,7 +15,10 @@ events appended with ``slotcast data append-events``) is not counted twice: its 
 a join or leave applied twice changes nothing. The event log stays the durable record; of these
 files only the joins and leaves are fsynced (a lost leave would go on pushing a user who left).
 Stock levels (``POST /products/stock``, serving/stock.py) go the same way under ``stock_level/``,
-kept and fsynced like joins and leaves, in lines of their own fields.
+fsynced like joins and leaves, in lines of their own fields, a file per day they were taken; a
+worker starting deletes the days the products table supersedes (serving/stock.py). A file another
+worker deletes while this one reads is harmless: one opened already is read to its end, one gone
+before is skipped (``_tail``, ``_size``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ LINE_FIELDS = ("event_id", "type", "user_id", "product_id", "community_id", "ts_
 SHARED_REFRESH_S = 1.0  # how stale another worker's events may be, at most
 BACKGROUND_BYTES = 1 << 20  # more than this waiting is read off the request's path
 CHUNK_BYTES = 8 << 20  # read and applied this much at a time
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SharedEvents:
@@ -71,14 +75,17 @@ class SharedEvents:
         self._checked = -float("inf")
         self._reading: threading.Thread | None = None
 
-    def record(self, events: Iterable[dict[str, Any]]) -> None:
-        """Append this worker's events of the shared types, one file per type and day."""
+    def record(self, events: Iterable[dict[str, Any]], taken_us: int | None = None) -> None:
+        """Append this worker's events of the shared types, one file per type and day: today's, or
+        with ``taken_us`` (microseconds since the epoch) the UTC day of that time, so that a file
+        holds only what was taken that day even when the day turns between taking and writing."""
         by_type: dict[str, list[str]] = {}
         for e in events:
             if e.get("type") in self.types:
                 line = {k: e.get(k) for k in self.fields}
                 by_type.setdefault(e["type"], []).append(json.dumps({"w": self.writer, **line}))
-        day = datetime.now(UTC).strftime("%Y%m%d")
+        when = datetime.now(UTC) if taken_us is None else EPOCH + timedelta(microseconds=taken_us)
+        day = when.strftime("%Y%m%d")
         for kind, lines in by_type.items():
             path = self.directory / kind / f"{day}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,27 +6,40 @@ product sold out within minutes, and the carousel went on offering it and pushes
 it until a restart. An update is an absolute level per product (sent again, it changes nothing).
 The worker that takes it appends it, fsynced before the answer, to
 ``$STATE/serving/shared_events/stock_level/<YYYYMMDD>.jsonl`` (serving/shared_events.py, in lines of
-their own fields), applies it at once, and every other worker reads it at most a second later; a
-worker (re)started later reads every line before it serves. The lines are kept for good, like
-community joins and leaves: a level holds until a newer one for the same product, and wins over the
-products table's stock unless that table was written after the service took the level (a restart on
-a newer table, e.g. restocked products, serves the table's stock; the file's modification time says
-when). Newer means taken later by the service: each update carries the id the worker gave it then
-(serving/event_ids.py: the microsecond clock, then the worker's tag), so whichever worker reads the
-lines, in whatever order and however often, the same level wins.
+their own fields; the UTC day it was taken), applies it at once, and every other worker reads it at
+most a second later; a worker (re)started later reads the lines before it serves. A level holds
+until a newer one for the same product, and wins over the products table's stock unless that table
+was written after the service took the level (a restart on a newer table, e.g. restocked products,
+serves the table's stock; the file's modification time says when). Newer means taken later by the
+service: each update carries the id the worker gave it then (serving/event_ids.py: the microsecond
+clock, then the worker's tag), so whichever worker reads the lines, in whatever order and however
+often, the same level wins.
+
+The lines are kept until the products table supersedes them: a worker starting deletes the files of
+the days that ended before the table was written, but never today's, which workers may still append
+to (``drop_superseded``). Every line of such a file was taken that day (the file is named for the day
+its levels were taken, not the day they were written), so before the table: no worker on that table
+or a newer one would apply it. So a starting worker reads the levels taken since the start of the
+table's day, not every level ever set. Another worker reading a file while it goes loses nothing it
+needs (serving/shared_events.py). What deleting can take from a worker still running on an older
+products table: the lines of a day it has not read yet (it reads at most once a second, but only
+when a request looks at stock: an idle worker does not), whose levels it would have applied; it
+serves an older table than the new workers' anyway, until it is restarted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from serving.errors import NotFoundError, ServingError, listed
-from serving.shared_events import SharedEvents
+from serving.shared_events import EPOCH, SharedEvents
 
 log = logging.getLogger(__name__)
 STOCK_TYPE = "stock_level"
@@ -63,6 +76,9 @@ class StockLevels:
         )  # fmt: skip
         self._lock = threading.Lock()
         self._order: dict[int, int] = {}  # product -> the id of the level in force
+        dropped = drop_superseded(directory / STOCK_TYPE, catalog.products_written_us, datetime.now(UTC))
+        if dropped:
+            log.info("deleted %d stock level file(s) of days before the products table was written", dropped)
         self.shared.sync(self._apply, force=True)  # a (re)started worker serves them from the start
 
     def set(self, items: list[tuple[int, int]], order: int, ts_us: int) -> int:
@@ -83,7 +99,7 @@ class StockLevels:
             for pid, level in levels.items()
         ]
         try:
-            self.shared.record(lines)
+            self.shared.record(lines, taken_us=ts_us)  # in the file of the day it was taken
         except OSError as exc:
             raise StockLogUnavailableError(f"stock levels not recorded, none set: {exc}") from exc
         self._apply(lines)
@@ -118,3 +134,25 @@ class StockLevels:
             levels = np.array([fresh[p][1] for p in fresh], float)
             self.catalog.replace_stock(rows[known], levels[known])
             self._order.update((p, o) for p, (o, _) in fresh.items())
+
+
+def drop_superseded(directory: Path, table_us: int | None, now: datetime) -> int:
+    """Delete the day files under ``directory`` whose levels the products table written at
+    ``table_us`` supersedes: those of days that ended by then, other than ``now``'s day (a worker
+    may still append to it; a table written ahead of this clock would otherwise take it). Every
+    line of such a file was taken before the table was written (``StockLevels._apply`` skips it).
+    No table time (the demo world): nothing is deleted. Returns how many files were."""
+    if table_us is None:
+        return 0
+    today, dropped = now.strftime("%Y%m%d"), 0
+    for path in sorted(directory.glob("*.jsonl")):
+        try:
+            day = datetime.strptime(path.stem, "%Y%m%d").replace(tzinfo=UTC)
+        except ValueError:
+            continue  # not a day's file: not ours to delete
+        ended_us = (day + timedelta(days=1) - EPOCH) // timedelta(microseconds=1)
+        if ended_us <= table_us and path.stem < today:
+            with contextlib.suppress(FileNotFoundError):  # another worker starting deleted it first
+                path.unlink()
+                dropped += 1
+    return dropped
