@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from serving.purchases import US as US
 from serving.purchases import index_purchases, latest_before, purchase_flags, record
+from serving.push_history import PushHistory
 from serving.segments import (
     NO_HISTORY_SEGMENT,
     SEGMENT_RULES,
@@ -147,15 +148,8 @@ class Catalog:
         # Per (user, product) the last purchase, and every one of those bought more than once
         # (serving/purchases.py), for the bought-recently / repurchase-due rules.
         self.last_purchase, self.repeat_purchases = index_purchases(buys)
-        pushes = ev[ev["type"] == "push_sent"]
-        self._push_users = pushes["user_id"].to_numpy(np.int64)
-        self._push_ts = pushes["ts_us"].to_numpy(np.int64)
-        # Each push's event id (-1: none), so that a push_sent sent again is counted once.
-        self._push_ids = (
-            pushes["event_id"].fillna(-1).to_numpy(np.int64)
-            if with_ids
-            else np.full(len(pushes), -1, np.int64)
-        )
+        # Pushes sent, for the frequency cap (serving/push_history.py).
+        self.pushes = PushHistory(ev[ev["type"] == "push_sent"], with_ids)
         # The built-in activity rule's descriptions; segments given by the feature store carry their own names.
         self.segment_descriptions: dict[str, str] = dict(SEGMENT_RULES) if segments is None else {}
         if segments is None:
@@ -199,9 +193,7 @@ class Catalog:
             return True
         if self.consent_changes is not None and self.consent_changes.of(user_id) != (None, None):
             return True  # a consent change recorded for them (PUT /users/{id}/consent)
-        with self._lock:
-            pushed = self._push_users
-        return bool(np.any(pushed == user_id)) or bool(self.user_communities(user_id))
+        return bool(np.any(self.pushes.users == user_id)) or bool(self.user_communities(user_id))
 
     def consent(self, user_id: int) -> tuple[bool, bool]:
         """(personalization, marketing): the users table's, changed by ``consent_changes``."""
@@ -297,21 +289,11 @@ class Catalog:
             self.last_purchase.pop(user_id, None)
             self.repeat_purchases.pop(user_id, None)
 
-    def push_counts(self, user_ids: np.ndarray, since_us: int) -> np.ndarray:
-        """push_sent events per user since ``since_us``, vectorised; an event id counts once. A
-        client that sends a push_sent again (its reply lost, a retried batch, through this worker
-        or another) counted it twice: a user pushed once was capped as pushed twice."""
+    def push_counts(self, user_ids: np.ndarray, since_us: int, before_us: int | None = None) -> np.ndarray:
+        """push_sent events per user since ``since_us`` (before ``before_us``, when given: a
+        replay), every worker's, each event id once (serving/push_history.py)."""
         self.sync_shared()
-        with self._lock:
-            pu, pt, pi = self._push_users, self._push_ts, self._push_ids
-        window = pt >= since_us
-        pu, pi = pu[window], pi[window]
-        once = pi < 0  # no id: each counts
-        once[np.unique(pi, return_index=True)[1]] = True
-        recent = np.sort(pu[once])
-        return np.searchsorted(recent, user_ids, side="right") - np.searchsorted(
-            recent, user_ids, side="left"
-        )
+        return self.pushes.counts(user_ids, since_us, before_us)
 
     def recent_pushes(self, user_id: int, since_us: int) -> int:
         return int(self.push_counts(np.array([user_id], np.int64), since_us)[0])
@@ -394,6 +376,4 @@ class Catalog:
                     new_push_t.append(int(e["ts_us"]))
                     new_push_i.append(-1 if e.get("event_id") is None else int(e["event_id"]))
             if new_push_u:
-                self._push_users = np.concatenate([self._push_users, np.array(new_push_u, np.int64)])
-                self._push_ts = np.concatenate([self._push_ts, np.array(new_push_t, np.int64)])
-                self._push_ids = np.concatenate([self._push_ids, np.array(new_push_i, np.int64)])
+                self.pushes.add(new_push_u, new_push_t, new_push_i)
