@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from serving.memberships import Memberships
 from serving.purchases import US as US
 from serving.purchases import index_purchases, latest_before, purchase_flags, record
 from serving.push_history import PushHistory
@@ -121,15 +122,18 @@ class Catalog:
                 )
             self.streams.update(self.on_air)
         m = tables.get("memberships")
-        self.communities: dict[int, np.ndarray] = {}
-        if m is not None and m.num_rows:
-            md = m.select(["community_id", "user_id"]).to_pandas()
-            self.communities = {
-                int(c): g["user_id"].to_numpy(np.int64) for c, g in md.groupby("community_id")
-            }
-        if "communities" in tables:
-            for c in tables["communities"].column("community_id").to_pylist():
-                self.communities.setdefault(int(c), np.empty(0, np.int64))
+        if m is None:
+            m = pa.table({"community_id": pa.array([], pa.int64()), "user_id": pa.array([], pa.int64())})
+        listed = tables["communities"].column("community_id").to_pylist() if "communities" in tables else []
+        # Community members now and as of a past moment (serving/memberships.py).
+        self.memberships = Memberships(
+            m.column("community_id").to_numpy().astype(np.int64),
+            m.column("user_id").to_numpy().astype(np.int64),
+            _ts_us(m.column("joined_ts") if "joined_ts" in m.column_names else pa.nulls(m.num_rows, pa.int64()),
+                   np.iinfo(np.int64).min),
+            listed,
+        )  # fmt: skip
+        self.communities = self.memberships.current  # the members now, per community
 
         with_ids = "event_id" in tables["events"].column_names
         cols = ["ts", "user_id", "type", "product_id"] + (["event_id"] if with_ids else [])
@@ -302,18 +306,6 @@ class Catalog:
         self.sync_shared()
         return sorted(c for c, members in self.communities.items() if np.any(members == user_id))
 
-    def _apply_membership(self, e: dict[str, Any]) -> None:
-        """A join adds the user to the community's members, a leave takes them out (each
-        idempotent); a community the communities table does not list is not made up by a join.
-        Called with the lock held."""
-        if e.get("community_id") is None or (members := self.communities.get(int(e["community_id"]))) is None:
-            return
-        uid = int(e["user_id"])
-        if e["type"] == "community_join" and not np.any(members == uid):
-            self.communities[int(e["community_id"])] = np.append(members, np.int64(uid))
-        elif e["type"] == "community_leave" and np.any(members == uid):
-            self.communities[int(e["community_id"])] = members[members != uid]
-
     def segment(self, user_id: int) -> str:
         return self.segment_of_user.get(user_id, NO_HISTORY_SEGMENT)
 
@@ -321,10 +313,14 @@ class Catalog:
         """Each segment's size, less its users ``deleted`` (which of many) says are (it counted them)."""
         return segment_sizes(self.segment_members, self.segment_descriptions, deleted)
 
-    def audience(self, segment: str | None, community_id: int | None) -> np.ndarray | None:
+    def audience(
+        self, segment: str | None, community_id: int | None, before_us: int | None = None
+    ) -> np.ndarray | None:
+        """The segment's users, or the community's members (as of ``before_us``, when given);
+        None: unknown. Segments are the latest snapshot's, whatever ``before_us``."""
         if community_id is not None:
             self.sync_shared()
-            return self.communities.get(community_id)
+            return self.memberships.members(community_id, before_us)
         known = segment in self.segment_members or segment in self.segment_descriptions
         return self.segment_members.get(str(segment), np.empty(0, np.int64)) if known else None
 
@@ -367,7 +363,7 @@ class Catalog:
         with self._lock:
             for e in events:
                 if e["type"] in MEMBERSHIP_TYPES:
-                    self._apply_membership(e)
+                    self.memberships.apply(e)
                 elif e["type"] == "purchase" and e.get("product_id") is not None:
                     record(self.last_purchase, self.repeat_purchases, int(e["user_id"]),
                            int(e["product_id"]), int(e["ts_us"]))  # fmt: skip

@@ -53,7 +53,7 @@ class PushRanking:
         now = req.at or now or datetime.now(UTC)
         before_us = int(now.timestamp() * US) if req.at is not None else None
         models, _ = self.models()
-        audience = self.catalog.audience(req.segment, req.community_id)
+        audience = self.catalog.audience(req.segment, req.community_id, before_us)
         if audience is None:
             field = "community_id" if req.community_id is not None else "segment"
             raise NotFoundError(

@@ -115,3 +115,30 @@ def test_a_replay_folds_in_no_purchase_made_at_or_after_at(
         assert p_convert(later) == p_convert(None) and best(later) == best(None)
         assert p_convert(earlier) == 0.0 and best(earlier) == 0.0  # nothing of theirs before ``at``
         assert p_convert(None) > 0  # the cut factors were not cached for later answers
+
+
+def test_a_replay_reaches_the_community_members_of_at(tmp_path: Path) -> None:
+    """The demo world's members joined 100 days before the service started. A member who left two
+    days ago is in a replay of three days ago and not in one of a day ago; one who joined two days
+    ago the other way round. Before the members joined, the community had none."""
+    moved = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
+    earlier, later = moved - timedelta(days=1), moved + timedelta(days=1)
+    req = {"community_id": 0, "product_id": 5, "max_users": 1000}
+    with in_process_service(tmp_path) as c:
+        members = _push(c, **req)["users"]["user_id"]
+        leaver = members[0]
+        joiner = next(u for u in _push(c, **{**req, "community_id": 1})["users"]["user_id"] if u % 3 == 1)
+        changes = [{"user_id": leaver, "type": "community_leave", "community_id": 0, "ts": moved.isoformat()},
+                   {"user_id": joiner, "type": "community_join", "community_id": 0, "ts": moved.isoformat()}]  # fmt: skip
+        assert c.post("/events", json={"events": changes}).status_code == 200
+        reached = {k: set(_push(c, at, **req)["users"]["user_id"]) for k, at in
+                   {"earlier": earlier, "later": later, "now": None}.items()}  # fmt: skip
+        assert {k: (leaver in r, joiner in r) for k, r in reached.items()} == {
+            "earlier": (True, False),
+            "later": (False, True),
+            "now": (False, True),
+        }
+        assert reached["earlier"] - {leaver} == reached["later"] - {joiner}  # nobody else moved
+        long_ago = datetime.now(UTC) - timedelta(days=101)
+        assert _push(c, long_ago, community_id=0)["audience_size"] == 0
+        assert _push(c, long_ago + timedelta(days=2), community_id=0)["audience_size"] == len(members)
