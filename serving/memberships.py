@@ -30,7 +30,8 @@ class Memberships:
         order = np.argsort(community_ids, kind="stable")
         cids, uids, joined = community_ids[order], user_ids[order], joined_us[order]
         starts = np.flatnonzero(np.r_[True, cids[1:] != cids[:-1]]) if len(cids) else np.empty(0, int)
-        for s, e in zip(starts, np.r_[starts[1:], len(cids)], strict=True):
+        ends = np.r_[starts[1:], len(cids)] if len(cids) else starts  # no table rows: no community
+        for s, e in zip(starts, ends, strict=True):
             self._table[int(cids[s])] = (uids[s:e], joined[s:e])
             self.current[int(cids[s])] = uids[s:e]
         for c in listed:
