@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from serving.memberships import Memberships
 from serving.purchases import US as US
 from serving.purchases import index_purchases, latest_before, purchase_flags, record
+from serving.push_history import PushHistory
 from serving.segments import (
     NO_HISTORY_SEGMENT,
     SEGMENT_RULES,
@@ -120,15 +122,18 @@ class Catalog:
                 )
             self.streams.update(self.on_air)
         m = tables.get("memberships")
-        self.communities: dict[int, np.ndarray] = {}
-        if m is not None and m.num_rows:
-            md = m.select(["community_id", "user_id"]).to_pandas()
-            self.communities = {
-                int(c): g["user_id"].to_numpy(np.int64) for c, g in md.groupby("community_id")
-            }
-        if "communities" in tables:
-            for c in tables["communities"].column("community_id").to_pylist():
-                self.communities.setdefault(int(c), np.empty(0, np.int64))
+        if m is None:
+            m = pa.table({"community_id": pa.array([], pa.int64()), "user_id": pa.array([], pa.int64())})
+        listed = tables["communities"].column("community_id").to_pylist() if "communities" in tables else []
+        # Community members now and as of a past moment (serving/memberships.py).
+        self.memberships = Memberships(
+            m.column("community_id").to_numpy().astype(np.int64),
+            m.column("user_id").to_numpy().astype(np.int64),
+            _ts_us(m.column("joined_ts") if "joined_ts" in m.column_names else pa.nulls(m.num_rows, pa.int64()),
+                   np.iinfo(np.int64).min),
+            listed,
+        )  # fmt: skip
+        self.communities = self.memberships.current  # the members now, per community
 
         with_ids = "event_id" in tables["events"].column_names
         cols = ["ts", "user_id", "type", "product_id"] + (["event_id"] if with_ids else [])
@@ -147,15 +152,8 @@ class Catalog:
         # Per (user, product) the last purchase, and every one of those bought more than once
         # (serving/purchases.py), for the bought-recently / repurchase-due rules.
         self.last_purchase, self.repeat_purchases = index_purchases(buys)
-        pushes = ev[ev["type"] == "push_sent"]
-        self._push_users = pushes["user_id"].to_numpy(np.int64)
-        self._push_ts = pushes["ts_us"].to_numpy(np.int64)
-        # Each push's event id (-1: none), so that a push_sent sent again is counted once.
-        self._push_ids = (
-            pushes["event_id"].fillna(-1).to_numpy(np.int64)
-            if with_ids
-            else np.full(len(pushes), -1, np.int64)
-        )
+        # Pushes sent, for the frequency cap (serving/push_history.py).
+        self.pushes = PushHistory(ev[ev["type"] == "push_sent"], with_ids)
         # The built-in activity rule's descriptions; segments given by the feature store carry their own names.
         self.segment_descriptions: dict[str, str] = dict(SEGMENT_RULES) if segments is None else {}
         if segments is None:
@@ -199,9 +197,7 @@ class Catalog:
             return True
         if self.consent_changes is not None and self.consent_changes.of(user_id) != (None, None):
             return True  # a consent change recorded for them (PUT /users/{id}/consent)
-        with self._lock:
-            pushed = self._push_users
-        return bool(np.any(pushed == user_id)) or bool(self.user_communities(user_id))
+        return bool(np.any(self.pushes.users == user_id)) or bool(self.user_communities(user_id))
 
     def consent(self, user_id: int) -> tuple[bool, bool]:
         """(personalization, marketing): the users table's, changed by ``consent_changes``."""
@@ -297,21 +293,11 @@ class Catalog:
             self.last_purchase.pop(user_id, None)
             self.repeat_purchases.pop(user_id, None)
 
-    def push_counts(self, user_ids: np.ndarray, since_us: int) -> np.ndarray:
-        """push_sent events per user since ``since_us``, vectorised; an event id counts once. A
-        client that sends a push_sent again (its reply lost, a retried batch, through this worker
-        or another) counted it twice: a user pushed once was capped as pushed twice."""
+    def push_counts(self, user_ids: np.ndarray, since_us: int, before_us: int | None = None) -> np.ndarray:
+        """push_sent events per user since ``since_us`` (before ``before_us``, when given: a
+        replay), every worker's, each event id once (serving/push_history.py)."""
         self.sync_shared()
-        with self._lock:
-            pu, pt, pi = self._push_users, self._push_ts, self._push_ids
-        window = pt >= since_us
-        pu, pi = pu[window], pi[window]
-        once = pi < 0  # no id: each counts
-        once[np.unique(pi, return_index=True)[1]] = True
-        recent = np.sort(pu[once])
-        return np.searchsorted(recent, user_ids, side="right") - np.searchsorted(
-            recent, user_ids, side="left"
-        )
+        return self.pushes.counts(user_ids, since_us, before_us)
 
     def recent_pushes(self, user_id: int, since_us: int) -> int:
         return int(self.push_counts(np.array([user_id], np.int64), since_us)[0])
@@ -320,18 +306,6 @@ class Catalog:
         self.sync_shared()
         return sorted(c for c, members in self.communities.items() if np.any(members == user_id))
 
-    def _apply_membership(self, e: dict[str, Any]) -> None:
-        """A join adds the user to the community's members, a leave takes them out (each
-        idempotent); a community the communities table does not list is not made up by a join.
-        Called with the lock held."""
-        if e.get("community_id") is None or (members := self.communities.get(int(e["community_id"]))) is None:
-            return
-        uid = int(e["user_id"])
-        if e["type"] == "community_join" and not np.any(members == uid):
-            self.communities[int(e["community_id"])] = np.append(members, np.int64(uid))
-        elif e["type"] == "community_leave" and np.any(members == uid):
-            self.communities[int(e["community_id"])] = members[members != uid]
-
     def segment(self, user_id: int) -> str:
         return self.segment_of_user.get(user_id, NO_HISTORY_SEGMENT)
 
@@ -339,10 +313,14 @@ class Catalog:
         """Each segment's size, less its users ``deleted`` (which of many) says are (it counted them)."""
         return segment_sizes(self.segment_members, self.segment_descriptions, deleted)
 
-    def audience(self, segment: str | None, community_id: int | None) -> np.ndarray | None:
+    def audience(
+        self, segment: str | None, community_id: int | None, before_us: int | None = None
+    ) -> np.ndarray | None:
+        """The segment's users, or the community's members (as of ``before_us``, when given);
+        None: unknown. Segments are the latest snapshot's, whatever ``before_us``."""
         if community_id is not None:
             self.sync_shared()
-            return self.communities.get(community_id)
+            return self.memberships.members(community_id, before_us)
         known = segment in self.segment_members or segment in self.segment_descriptions
         return self.segment_members.get(str(segment), np.empty(0, np.int64)) if known else None
 
@@ -385,7 +363,7 @@ class Catalog:
         with self._lock:
             for e in events:
                 if e["type"] in MEMBERSHIP_TYPES:
-                    self._apply_membership(e)
+                    self.memberships.apply(e)
                 elif e["type"] == "purchase" and e.get("product_id") is not None:
                     record(self.last_purchase, self.repeat_purchases, int(e["user_id"]),
                            int(e["product_id"]), int(e["ts_us"]))  # fmt: skip
@@ -394,6 +372,4 @@ class Catalog:
                     new_push_t.append(int(e["ts_us"]))
                     new_push_i.append(-1 if e.get("event_id") is None else int(e["event_id"]))
             if new_push_u:
-                self._push_users = np.concatenate([self._push_users, np.array(new_push_u, np.int64)])
-                self._push_ts = np.concatenate([self._push_ts, np.array(new_push_t, np.int64)])
-                self._push_ids = np.concatenate([self._push_ids, np.array(new_push_i, np.int64)])
+                self.pushes.add(new_push_u, new_push_t, new_push_i)

@@ -68,7 +68,9 @@ def demo_tables(
     sp = pd.DataFrame(sp_rows, columns=["stream_id", "product_id", "on_air_from", "on_air_to", "pinned_slot"])
     stream_products = pa.Table.from_pandas(sp, preserve_index=False)
     communities = pa.table({"community_id": np.arange(3, dtype=np.int64), "topic": ["a", "b", "c"]})
-    members = pa.table({"community_id": uid % 3, "user_id": uid, "joined_ts": [now] * n_users})
+    # Members since the products' launch: a push replayed at a past moment (``at``) reaches them.
+    joined = [now - timedelta(days=100)] * n_users
+    members = pa.table({"community_id": uid % 3, "user_id": uid, "joined_ts": joined})
     n_ev = n_users * 2
     ev_users = rng.integers(0, n_users, n_ev)
     types = np.where(rng.random(n_ev) < 0.3, "purchase", "product_click")

@@ -47,9 +47,13 @@ class PushRanking:
         ) -> np.ndarray: ...
 
     def push(self, req: PushRequest, now: datetime | None = None) -> PushResponse:
-        now = now or datetime.now(UTC)
+        """The push as judged at ``req.at`` (else ``now``, else the clock): which products are on
+        offer, the frequency cap's window, the quiet hours. Given ``at`` (a replay), nothing sent at
+        or after it is read: not the pushes sent, not the events folded into users' factors."""
+        now = req.at or now or datetime.now(UTC)
+        before_us = int(now.timestamp() * US) if req.at is not None else None
         models, _ = self.models()
-        audience = self.catalog.audience(req.segment, req.community_id)
+        audience = self.catalog.audience(req.segment, req.community_id, before_us)
         if audience is None:
             field = "community_id" if req.community_id is not None else "segment"
             raise NotFoundError(
@@ -66,12 +70,13 @@ class PushRanking:
         # answer counts them only (it counted deleted and opted-out members too).
         since = int((now - timedelta(days=self.config.push_cap_days)).timestamp() * US)
         users, suppressed = push_targets(
-            self.catalog, self.deleted_mask, audience, req.segment is not None, since, self.config.push_cap
-        )
+            self.catalog, self.deleted_mask, audience, req.segment is not None, since, self.config.push_cap,
+            before_us,
+        )  # fmt: skip
         if products is None:
-            return self._push_products(req, models, users, suppressed, request_id, now)
+            return self._push_products(req, models, users, suppressed, request_id, now, before_us)
         personal = np.asarray(self.catalog.personalization_consent(users), bool)
-        best_p, best_pid = self._consented_scores(models, users, personal, products)
+        best_p, best_pid = self._consented_scores(models, users, personal, products, before_us)
         pf = self.catalog.product_frame(products)
         value = np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
         ev = best_p * value[best_pid]
@@ -107,7 +112,12 @@ class PushRanking:
         )
 
     def _consented_scores(
-        self, models: Models, users: np.ndarray, personal: np.ndarray, products: np.ndarray
+        self,
+        models: Models,
+        users: np.ndarray,
+        personal: np.ndarray,
+        products: np.ndarray,
+        before_us: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``score_audience`` for the users with personalization consent; a user without it is not
         ranked by their own profile (their ALS factors are not read) but as the average consenting
@@ -118,7 +128,7 @@ class PushRanking:
         mean_p = np.zeros(len(products))
         if personal.any():
             best_p[personal], best_j[personal] = self.score_audience(
-                models, users[personal], products, mean_p
+                models, users[personal], products, mean_p, before_us
             )
         if not personal.all():
             if not personal.any():
@@ -128,7 +138,12 @@ class PushRanking:
         return best_p, best_j
 
     def score_audience(
-        self, models: Models, users: np.ndarray, products: np.ndarray, mean_out: np.ndarray | None = None
+        self,
+        models: Models,
+        users: np.ndarray,
+        products: np.ndarray,
+        mean_out: np.ndarray | None = None,
+        before_us: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """p_convert of each user's best product among ``products``, in vectorised batches.
 
@@ -136,7 +151,8 @@ class PushRanking:
         push log in training): the order of users is the model's, the level is P(purchase | pushed).
         Users unknown to the model get 0, but for those folded in from the events they sent since
         training, scored by those factors (``_score_folded``). ``mean_out`` (one per product), when
-        given, receives the mean p_convert of each product over ``users``."""
+        given, receives the mean p_convert of each product over ``users``. ``before_us``: only the
+        events sent strictly before it are folded in (a replay)."""
         n = len(users)
         best_p = np.zeros(n)
         best_j = np.zeros(n, np.int64)
@@ -153,7 +169,9 @@ class PushRanking:
                     models.als.score(np.repeat(u, len(products)), np.tile(products, len(u))), float
                 )
                 s = s.reshape(len(u), len(products))
-            self._score_folded(models, u, s, lambda v: _vector_scores(models.als, v, products, factors))
+            self._score_folded(
+                models, u, s, lambda v: _vector_scores(models.als, v, products, factors), before_us
+            )
             p = np.nan_to_num(models.push_probability(s), nan=0.0)
             if mean_out is not None and n:
                 mean_out += p.sum(axis=0) / n
@@ -170,6 +188,7 @@ class PushRanking:
         suppressed: dict[str, int],
         request_id: str,
         now: datetime,
+        before_us: int | None = None,
     ) -> PushResponse:
         # In stock and launched: a product launching later is not offered before (as on air).
         offered = self.catalog.offered(int(now.timestamp() * US))
@@ -190,7 +209,7 @@ class PushRanking:
             s = np.asarray(
                 models.als.score(np.repeat(sample, len(cands)), np.tile(cands, len(sample))), float
             ).reshape(len(sample), len(cands))
-            self._score_folded(models, sample, s, lambda v: _vector_scores(models.als, v, cands))
+            self._score_folded(models, sample, s, lambda v: _vector_scores(models.als, v, cands), before_us)
             p = (
                 np.nanmean(models.push_probability(s), axis=0)
                 if np.any(~np.isnan(s))
@@ -232,7 +251,12 @@ class PushRanking:
         )
 
     def _score_folded(
-        self, models: Models, users: np.ndarray, s: np.ndarray, score: Callable[[np.ndarray], np.ndarray]
+        self,
+        models: Models,
+        users: np.ndarray,
+        s: np.ndarray,
+        score: Callable[[np.ndarray], np.ndarray],
+        before_us: int | None = None,
     ) -> None:
         """Score in place the rows of ``s`` (users x products) of users with events sent since
         training folded into their factors (serving/fold_in.py), by ``score(those factors)``, as
@@ -248,7 +272,7 @@ class PushRanking:
         if len(rows):
             may = np.asarray(self.catalog.personalization_consent(users[rows]), bool)
             rows = rows[may & ~np.asarray(self.deleted_mask(users[rows]), bool)]
-        vecs = self.user_vectors(models, users[rows]) if len(rows) else []  # solved together
+        vecs = self.user_vectors(models, users[rows], before_us) if len(rows) else []  # solved together
         got = [(r, v) for r, v in zip(rows, vecs, strict=True) if v is not None]
         if got:
             s[[r for r, _ in got]] = score(np.stack([v for _, v in got]))

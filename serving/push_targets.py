@@ -21,9 +21,11 @@ def push_targets(
     by_segment: bool,
     since_us: int,
     cap: int,
+    before_us: int | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """(the users of ``audience`` the push may target, how many each rule removed). Out: no
-    marketing consent, deleted (erasure), ``cap`` pushes or more since ``since_us``, and for a
+    marketing consent, deleted (erasure), ``cap`` pushes or more since ``since_us`` (and before
+    ``before_us``, when given: a replay counts no push sent at or after its ``at``), and for a
     segment no personalization consent: a segment (RFM, behaviour) is a profile of the user's
     history and may not pick them out, as the carousel does not use it; a community is something
     the user joined, and its members without it stay (ranked as its average member). The
@@ -36,7 +38,7 @@ def push_targets(
     ]
     if by_segment:
         rules.append(("no_personalization", lambda u: ~np.asarray(catalog.personalization_consent(u), bool)))
-    rules.append(("frequency_cap", lambda u: catalog.push_counts(u, since_us) >= cap))
+    rules.append(("frequency_cap", lambda u: catalog.push_counts(u, since_us, before_us) >= cap))
     suppressed: dict[str, int] = {}
     for name, out in rules:
         gone = np.asarray(out(users), bool)

@@ -208,7 +208,13 @@ class SlotcastApp(ModelReload):
     def push(self, req: PushRequest) -> PushResponse:
         if req.max_users > self.settings.max_users_limit:
             req = req.model_copy(update={"max_users": self.settings.max_users_limit})
-        return self._timed("push", lambda: self._rec().push(req))
+
+        def run() -> PushResponse:
+            if req.at is not None:  # a past ``at`` is a replay; a future one only within the skew
+                self._not_ahead(req.at, "at", datetime.now(UTC))
+            return self._rec().push(req)
+
+        return self._timed("push", run)
 
     def events(self, req: EventsRequest) -> EventsResponse:
         def run() -> EventsResponse:

@@ -132,6 +132,10 @@ class PushRequest(_Strict):
     campaign_products: list[IdItem] | None = Field(None, min_length=1, max_length=100)
     k: int = Field(10, ge=1, le=20)
     max_users: int = Field(1000, ge=1, le=1_000_000)
+    # Judge the push as of this time instead of now (replays, A/B evaluation of past campaigns,
+    # simulated worlds): the products on offer, the frequency cap's window and the quiet hours are
+    # taken at ``at``, and no push sent or event folded in at or after it is read.
+    at: UtcTime | None = None
 
     @model_validator(mode="after")
     def _one_audience(self) -> PushRequest:
@@ -171,7 +175,8 @@ class PushResponse(BaseModel):
     # How many users each rule removed: no_consent, deleted, no_personalization (a segment's),
     # frequency_cap (serving/push_targets.py).
     suppressed: dict[str, int] = Field(default_factory=dict)
-    send_after: datetime | None = None  # set when the request falls in quiet hours
+    # Set when the request (its ``at``, for a replay: then possibly in the past) falls in quiet hours.
+    send_after: datetime | None = None
     model_version: str
     variant: Literal["champion", "challenger"] = "champion"
 
