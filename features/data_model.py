@@ -11,7 +11,7 @@ Timestamps are UTC microseconds. Nullable columns are marked in ``NULLABLE``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,23 @@ def table_path(data_dir: str | Path, table: str) -> Path:
     if table not in SCHEMAS:
         raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
     return Path(data_dir) / f"{table}.parquet"
+
+
+def files_digest(files: Iterable[tuple[str, Path]]) -> str:
+    """sha256 (16 hex digits) of each file's name and bytes, in the order given, read in 1 MiB
+    blocks; a file that does not exist is left out. One read of each: what a run records to tell
+    its inputs from another run's (training.rerun, features.offline_inputs)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, path in files:
+        if not path.is_file():
+            continue
+        h.update(name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def empty_table(table: str) -> pa.Table:

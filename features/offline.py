@@ -2,8 +2,9 @@
 
 ``compute_offline_features(data_dir, settings, as_of=None)`` reads the canonical tables through
 ``features.data_model.read_table``, runs the SQL of ``features.offline_sql`` and writes one parquet
-file per table under ``$STATE/features/offline/`` (the Feast file sources). Everything is set-based
-SQL: no per-user or per-event Python.
+file per table under ``$STATE/features/offline/`` (the Feast file sources), then ``inputs.json``,
+what they were computed from (features.offline_inputs). Everything is set-based SQL: no per-user
+or per-event Python.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from features import offline_sql as q
 from features.data_model import read_table
+from features.offline_inputs import forget_inputs, write_inputs
 from features.segments import SegmentRules, load_segment_rules
 from features.settings import FeatureSettings
 
@@ -75,6 +77,7 @@ def compute_offline_features(
     rules = rules or load_segment_rules()
     out_dir = settings.offline_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    forget_inputs(settings)  # written again once every table is
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
@@ -156,6 +159,7 @@ def compute_offline_features(
             if on_step:
                 on_step(name)
         result.events_used = int(_scalar(con, "SELECT count(*) FROM ev"))
+        write_inputs(settings, data_dir, as_of, rules, excluded_users or ())  # for training.rerun
         log.info(
             "offline features as of %s: %s rows in %.1f s",
             as_of.isoformat(),

@@ -92,6 +92,8 @@ class TrainConfig(_Strict):
     als_iterations: int = Field(15, gt=0)
     # tcp://host:8786 or local:N: the ranker's final fit on Dask (None: in process, or the env's)
     dask_scheduler: str | None = None
+    # register a new version even when the latest was trained on the same inputs (`train --again`)
+    again: bool = False
 
     @field_validator("dask_scheduler")
     @classmethod

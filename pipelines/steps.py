@@ -125,7 +125,8 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
         s = _train_settings(state_dir, cfg)
         reader = FeastFeatureReader(_feature_settings(state_dir, cfg))
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        rep = run_train(Path(up["validate"].outputs["data"]), s, reader, lambda m: say(f"train: {m}"))
+        rep = run_train(Path(up["validate"].outputs["data"]), s, reader, lambda m: say(f"train: {m}"),
+                        again=cfg["train"]["again"])  # fmt: skip
         k = s.k
         keep = (
             "test_auc",

@@ -2,16 +2,18 @@
 
 The same events (the data digest), the same settings (their flat dump, the run's params), the same
 code (the commit of a checkout without uncommitted changes), the same other tables (products,
-stream_products, users, pushes...: their files' bytes), the same users without personalization
-consent and the same kind of feature reader and ranker fit give the same model:
-registering it again only adds a version to compare, promote and purge. So, unless told ``again``,
-train looks at the run behind the registered model's latest version before fitting anything, and
-when that run had the same inputs it fits nothing, logs no run and reports that version.
+stream_products, users, pushes...: their files' bytes), the same feature store (what the last
+``features build`` computed its offline tables from: features.offline_inputs), the same users
+without personalization consent and the same kind of feature reader and ranker fit give the same
+model: registering it again only adds a version to compare, promote and purge. So, unless told
+``again``, train looks at the run behind the registered model's latest version before fitting
+anything, and when that run had the same inputs it fits nothing, logs no run and reports that
+version.
 
 Never a rerun: a checkout with uncommitted changes or no git at all (the code cannot be told
-apart), and a run logged before train recorded ``git_dirty``, ``consent_digest`` and
-``feature_reader``. Not compared: what the feature store holds (a features build from other data,
-or with another ``--as-of``); after rebuilding only that, ``train --again``.
+apart), and a run logged before train recorded ``git_dirty``, ``consent_digest``,
+``feature_reader`` and ``features_digest``. A features build from other data or with another
+``--as-of`` is another feature store; an unchanged rebuild is the same one.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ class TrainingInputs:
 
     @classmethod
     def of(cls, settings: TrainSettings, data_digest: str, unconsented: np.ndarray, reader: Any,
-           sha: str | None, clean: bool, tables: str) -> TrainingInputs:  # fmt: skip
-        params = {**settings.flat_params(), **named_inputs(unconsented, reader, tables)}
+           sha: str | None, clean: bool, tables: str, features: str) -> TrainingInputs:  # fmt: skip
+        params = {**settings.flat_params(), **named_inputs(unconsented, reader, tables, features)}
         params["ranker.fit_backend"] = "dask" if settings.dask_scheduler else "inprocess"
         return cls(data_digest, sha if clean else None, params)
 
@@ -58,34 +60,37 @@ class TrainingInputs:
         )
 
 
-def named_inputs(unconsented: np.ndarray, reader: Any, tables: str) -> dict[str, str]:
+def named_inputs(unconsented: np.ndarray, reader: Any, tables: str, features: str) -> dict[str, str]:
     """The params train logs beside the settings so that a later run can tell its inputs apart:
-    a digest of the users left without a profile (never their ids), the feature reader's kind and
+    a digest of the users left without a profile (never their ids), the feature reader's kind,
     ``tables``, the digest of the data's tables other than the events (``tables_digest``: the
-    events' is the run's data_digest)."""
+    events' is the run's data_digest) and ``features``, what the reader reads (``features_digest``)."""
     ids = np.sort(np.asarray(unconsented, dtype=np.int64))
     return {
         "consent_digest": hashlib.sha256(ids.tobytes()).hexdigest()[:16],
         "feature_reader": "none" if reader is None else type(reader).__name__,
         "tables_digest": tables,
+        "features_digest": features,
     }
 
 
 def tables_digest(data_dir: Path) -> str:
     """sha256 of the bytes of every table file in ``data_dir`` but the events, by name: a product's
     price, a stream's line-up, a user's sign-up or a push log that changed is other data."""
-    from features.data_model import TABLES, table_path
+    from features.data_model import TABLES, files_digest, table_path
 
-    h = hashlib.sha256()
-    for table in TABLES:
-        path = table_path(data_dir, table)
-        if table == "events" or not path.is_file():
-            continue
-        h.update(table.encode())
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+    return files_digest((t, table_path(data_dir, t)) for t in TABLES if t != "events")
+
+
+def features_digest(reader: Any) -> str:
+    """The digest of the offline feature tables a Feast reader reads (features.offline_inputs:
+    what the last build computed them from); 'none' without a feature store (``--no-features``,
+    or a reader of no state dir)."""
+    from features.offline_inputs import offline_digest
+    from features.settings import FeatureSettings
+
+    settings = getattr(reader, "settings", None)
+    return offline_digest(settings) if isinstance(settings, FeatureSettings) else "none"
 
 
 def worth_looking(settings: TrainSettings, sha: str | None, clean: bool) -> bool:

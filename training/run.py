@@ -123,7 +123,7 @@ def train(
     and code (training.rerun): the report names that version, ``registered`` False."""
     from models.bundle import Bundle
     from training.registry import register_bundle
-    from training.rerun import TrainingInputs, named_inputs, tables_digest, worth_looking
+    from training.rerun import TrainingInputs, features_digest, named_inputs, tables_digest, worth_looking
     from training.tracking import (
         check_reachable,
         configure,
@@ -143,11 +143,12 @@ def train(
     progress(f"reading {data_dir}")
     events, stream_products, item_ids = load_inputs(data_dir, settings)
     digest, tables = data_digest(events), tables_digest(data_dir)  # hashed once, as read
+    features = features_digest(reader)  # before the fit reads the tables
     sha, clean = git_sha(), git_clean()
     if not again and worth_looking(settings, sha, clean):
         progress("looking for a registered version of the same data, settings and code")
         unconsented = unconsented_users(data_dir, settings.state_dir)
-        inputs = TrainingInputs.of(settings, digest, unconsented, reader, sha, clean, tables)
+        inputs = TrainingInputs.of(settings, digest, unconsented, reader, sha, clean, tables, features)
         rerun = _registered_already(settings, inputs, alias, time.perf_counter() - t0)
         if rerun is not None:
             return rerun
@@ -190,7 +191,7 @@ def train(
         params["data_digest"] = digest
         params["n_events"] = str(len(events))
         params["users_without_personalization_consent"] = str(dropped)  # not in the bundle's ALS
-        params.update(named_inputs(unconsented, reader, tables))  # for training.rerun's comparison
+        params.update(named_inputs(unconsented, reader, tables, features))  # for training.rerun's comparison
         log_params(client, run_id, params)
         log_metrics(client, run_id, fit.metrics)
         if calibration.n:

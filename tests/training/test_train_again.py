@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,3 +102,43 @@ def test_another_products_table_registers_a_new_version(
     products.to_parquet(data / "products.parquet", index=False)
     again = train(data, s, reader=None)
     assert again.registered and again.version == "2"
+
+
+def test_another_feature_build_registers_a_new_version_an_unchanged_one_does_not(
+    world: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Train compared no feature store: after `features build --as-of` it said "already registered".
+    fast_cli(monkeypatch)
+    _clean_checkout(monkeypatch)
+    build, argv = ["features", "build", "--data", str(world)], ["train", "--data", str(world)]
+    assert main(build) == 0 and main(argv) == 0
+    assert main(build) == 0  # the same data and as-of: the same feature store
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "already registered: nothing trained, slotcast v1" in " ".join(capsys.readouterr().out.split())
+
+    assert main([*build, "--as-of", "2026-01-12"]) == 0
+    assert main(argv) == 0
+    assert "registered slotcast v2 @challenger" in " ".join(capsys.readouterr().out.split())
+    runs = configure(TrainSettings()).search_runs(
+        [configure(TrainSettings()).get_experiment_by_name("slotcast").experiment_id]
+    )
+    assert len({r.data.params["features_digest"] for r in runs}) == 2
+
+
+def test_a_run_logged_before_features_digest_is_never_a_rerun() -> None:
+    from mlflow.entities import Param, Run, RunData, RunInfo, RunTag
+
+    from training.rerun import TrainingInputs
+
+    s = fast_settings(Path("/nowhere"))
+    inputs = TrainingInputs.of(s, "d", np.array([], dtype=np.int64), None, "abc", True, "t", "none")
+    assert inputs.params["features_digest"] == "none"  # no feature store: a fixed value
+    tags = [RunTag("git_sha", "abc"), RunTag("git_dirty", "false"), RunTag("data_digest", "d")]
+    info = RunInfo("r", "0", "u", "FINISHED", 0, 0, "active")
+
+    def run(params: dict[str, str]) -> Run:
+        return Run(info, RunData(params=[Param(k, v) for k, v in params.items()], tags=tags))
+
+    assert inputs.match(run(inputs.params))
+    assert not inputs.match(run({k: v for k, v in inputs.params.items() if k != "features_digest"}))
