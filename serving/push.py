@@ -99,6 +99,7 @@ class PushRanking:
                     "propensities": [1.0] * len(out_users.user_id),
                     "variant": "champion",
                     "model_version": models.version,
+                    "replay": req.at is not None,  # judged as of ``at``: nobody was pushed
                 }
             )
         return PushResponse(
@@ -239,6 +240,7 @@ class PushRanking:
                     "propensities": [1.0] * len(prods),
                     "variant": "champion",
                     "model_version": models.version,
+                    "replay": req.at is not None,  # judged as of ``at``: nobody was pushed
                 }
             )
         return PushResponse(

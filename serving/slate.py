@@ -68,6 +68,8 @@ def carousel_answer(
                 "items": product_ids, "slots": slot_numbers,
                 "propensities": slate["propensity"].astype(float).tolist() if "propensity" in slate else None,
                 "variant": variant, "model_version": models.version, "fallback": fallback, "degraded": degraded,
+                # Answered as of a given ``at``: no user was shown it (evaluation leaves it out).
+                "replay": req.at is not None,
             }
         )  # fmt: skip
     # One validation of plain dicts in pydantic-core: ~3x cheaper than a model_construct per slot.

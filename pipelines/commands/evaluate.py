@@ -45,7 +45,15 @@ def _service_impressions(state_dir: Path, events: Any, deleted: Any) -> Any:
     records = (r for r in read_impressions(directory) if r.get("user_id") not in gone)
     table = impressions_from_service(records, events)
     if table.empty:
-        raise typer.BadParameter(f"{directory} holds no carousel impressions", param_hint="--service-log")
+        replayed = table.attrs.get("replayed_records", 0)
+        why = (
+            f" (only {replayed} replays, answers to requests with `at`, that nobody was shown)"
+            if replayed
+            else ""
+        )
+        raise typer.BadParameter(
+            f"{directory} holds no carousel impressions{why}", param_hint="--service-log"
+        )
     return table
 
 
@@ -112,6 +120,11 @@ def register(app: typer.Typer) -> None:
             tables["impressions"] = _service_impressions(settings.state_dir, tables["events"], gone)
             if bad := tables["impressions"].attrs.get("malformed_records", 0):
                 notes.append(f"service impression log: {bad} malformed carousel records left out")
+            if replayed := tables["impressions"].attrs.get("replayed_records", 0):
+                notes.append(
+                    f"service impression log: {replayed} replayed carousels (requests with `at`) left out: "
+                    "nobody was shown them"
+                )
         from training.evaluation.policies import PopularPolicy
         from training.evaluation.replay import time_split
 

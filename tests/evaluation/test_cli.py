@@ -296,6 +296,10 @@ def test_evaluate_reads_the_service_impression_log(
                    "items": g["product_id"].tolist(), "slots": g["slot"].tolist(),
                    "propensities": g["propensity"].tolist(), "variant": "champion"})  # fmt: skip
     log.write({"kind": "carousel", "request_id": "no-time", "user_id": 1, "items": [1], "slots": [0]})
+    log.write({"kind": "carousel", "request_id": "replayed", "ts": held["ts"].iloc[0].isoformat(),
+               "user_id": int(held["user_id"].iloc[0]), "stream_id": int(held["stream_id"].iloc[0]),
+               "items": held["product_id"].tolist()[:2], "slots": [0, 1], "propensities": [0.5, 0.5],
+               "variant": "champion", "replay": True})  # fmt: skip  # a replay: nobody was shown it
     log.write([1, 2])  # type: ignore[arg-type]  # not a record: a reader must skip it, not fail
     log.close()
     monkeypatch.setenv("SLOTCAST_STATE_DIR", str(state))
@@ -309,6 +313,7 @@ def test_evaluate_reads_the_service_impression_log(
         outs[flag] = metrics["ope"]["carousel"]
         if flag == "--service-log":
             assert "service impression log: 1 malformed carousel records left out" in metrics["notes"]
+            assert any(n.startswith("service impression log: 1 replayed carousels") for n in metrics["notes"])
     assert (
         outs["--service-log"]["n_requests"]
         == outs["--table-log"]["n_requests"]

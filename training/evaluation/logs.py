@@ -217,11 +217,16 @@ def impressions_from_service(
     (``carousel_log`` then counts and drops them), as do propensities that are not numbers. Records
     that cannot be read as a carousel (no time, request id or user, a time that does not parse,
     items and slots that do not pair up) are left out and counted in ``attrs["malformed_records"]``.
+    Replays (answers to a request with ``at``, ``"replay": true``) are left out and counted in
+    ``attrs["replayed_records"]``: no user was shown them, so the events after them are no reward.
     """
     rows: list[tuple[Any, ...]] = []
-    malformed = 0
+    malformed = replayed = 0
     for rec in records:
         if rec.get("kind", "carousel") != "carousel":
+            continue
+        if rec.get("replay") is True:
+            replayed += 1
             continue
         got = _service_rows(rec)
         if got is None:
@@ -249,6 +254,7 @@ def impressions_from_service(
     if malformed:
         log.warning("service impression log: %d malformed carousel records left out", malformed)
     imp.attrs["malformed_records"] = malformed
+    imp.attrs["replayed_records"] = replayed
     return imp
 
 
