@@ -110,6 +110,8 @@ def call_service(data_dir: Path | None = None) -> None:
         )
         if product is not None:
             push["product_id"] = product
+        if "at" in ex:  # the carousel's moment of a simulated world: members, cap and offer as then
+            push["at"] = ex["at"]
         console.print(f"\nPOST {base}/community/push {json.dumps(push)}")
         r = httpx.post(f"{base}/community/push", json=push, timeout=60)
         pb = r.json()
