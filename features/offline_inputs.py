@@ -6,7 +6,8 @@ DuckDB writes rows in parallel, in an order and with float sums whose last bits 
 to build, so two builds of the same data never had the same bytes (the demo world: every rebuild).
 So the build writes ``$STATE/features/offline/inputs.json`` last, after every table: the canonical
 tables it read (their files' digest), the as-of instant, the segment rules, the users left out
-(deletion ledger), the settings that shape the tables and the SQL that computed them. The same
+(deletion ledger), the settings that shape the tables and the code that computed them (every module
+of the features package: the SQL, and what it calls, such as the tables' conforming). The same
 inputs write the same bytes; another ``--as-of`` or other data writes others.
 
 ``offline_digest`` is the digest of that file. Without one (a build that stopped before its end, or
@@ -50,7 +51,7 @@ def write_inputs(
 ) -> Path:
     """Record what the build just computed its tables from (sorted keys: the same inputs, the same
     bytes). Returns the file's path."""
-    from features import offline, offline_sql
+    from features import offline
 
     def sha(data: bytes) -> str:
         return hashlib.sha256(data).hexdigest()[:16]
@@ -64,7 +65,9 @@ def write_inputs(
             "prior_strength": settings.prior_strength,
             "user_horizon_days": settings.user_horizon_days,
         },
-        "sql": sha(b"".join(Path(m.__file__ or "").read_bytes() for m in (offline, offline_sql))),
+        "code": sha(
+            b"".join(p.read_bytes() for p in sorted(Path(offline.__file__ or "").parent.glob("*.py")))
+        ),
     }
     path = inputs_path(settings)
     tmp = path.with_suffix(".json.tmp")

@@ -64,3 +64,22 @@ def test_without_a_record_the_digest_is_the_tables_bytes(world_dir: Path, tmp_pa
     table = s.offline_dir / "user_features.parquet"
     table.write_bytes(table.read_bytes() + b"\0")
     assert offline_digest(s) != unrecorded
+
+
+def test_a_change_to_any_module_of_the_features_package_gives_another_digest(
+    world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the SQL: the modules it calls (here data_model, which conforms the tables) compute
+    the tables too, so a rebuild after a change to any of them is not "the same inputs"."""
+    import features.offline as offline
+
+    s = FeatureSettings(state_dir=tmp_path / "state")
+    package = tmp_path / "features"
+    shutil.copytree(Path(offline.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(offline, "__file__", str(package / "offline.py"))
+    compute_offline_features(world_dir, s, as_of=AS_OF)
+    first = offline_digest(s)
+    with (package / "data_model.py").open("a") as f:
+        f.write("\n# a change to how tables are conformed\n")
+    compute_offline_features(world_dir, s, as_of=AS_OF)
+    assert offline_digest(s) != first
