@@ -3,6 +3,7 @@ from the files on disk (``pipelines/purge.py``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -55,6 +56,8 @@ def purge_command(
             raise typer.BadParameter(f"{b} is not a bundle directory", param_hint="--bundle")
     if not dirs and (settings.state_dir / "data").is_dir():
         dirs = [settings.state_dir / "data"]
+    # MLflow's download bars (three a registered version) among the purge's own progress and table.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     console = Console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True) as bar:  # fmt: skip
