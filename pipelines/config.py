@@ -72,6 +72,13 @@ class DataConfig(_Strict):
             raise ValueError("source is 'dir' but data.dir is not set")
         if self.source == "import" and self.import_ is None:
             raise ValueError("source is 'import' but the data.import section is missing")
+        # Read by no step otherwise: a world simulated into $STATE/data, not the dir or log given.
+        for given, field, source in ((self.dir, "data.dir", "dir"), (self.import_, "data.import", "import")):
+            if given is not None and self.source != source:
+                raise ValueError(
+                    f"{field} is read only with source {source!r}; source is {self.source!r} "
+                    "(simulate and import write $SLOTCAST_STATE_DIR/data)"
+                )
         return self
 
 

@@ -21,15 +21,21 @@ from pipelines.service_process import running_service
 from pipelines.settings import PipelineSettings
 
 
-def pick_examples(data_dir: Path) -> dict[str, Any]:
-    """A consenting, active viewer; the stream with the most products on air on the last day; a community."""
+def pick_examples(data_dir: Path | str, state_dir: Path | str | None = None) -> dict[str, Any]:
+    """A consenting, active viewer; the stream with the most products on air on the last day; a community.
+
+    With ``state_dir``, the viewer is none the service would answer without personalization: not
+    deleted, and not one who withdrew consent since the users table (``PUT /users/{id}/consent``)."""
     con = duckdb.connect()
     ev, users = table_path(data_dir, "events"), table_path(data_dir, "users")
     sp, comm = table_path(data_dir, "stream_products"), table_path(data_dir, "communities")
+    left_out = sorted(_not_personal(state_dir)) if state_dir is not None else []
     user = con.execute(
         f"""select e.user_id from '{ev}' e join '{users}' u using (user_id)
             where u.consent_personalization and e.type = 'stream_view'
-            group by e.user_id order by count(*) desc, e.user_id limit 1"""
+              and not list_contains(?::bigint[], e.user_id)
+            group by e.user_id order by count(*) desc, e.user_id limit 1""",
+        [left_out],
     ).fetchone()
     stream = (
         con.execute(
@@ -58,6 +64,16 @@ def pick_examples(data_dir: Path) -> dict[str, Any]:
     return out
 
 
+def _not_personal(state_dir: Path | str) -> set[int]:
+    """The users the service answers without personalization whatever the users table says: those
+    in the deletion ledger, and those who withdrew consent (given back, they start as new users)."""
+    from features.consent import ConsentLedger
+    from features.privacy import DeletionLedger
+
+    consent = ConsentLedger(state_dir)
+    return DeletionLedger(state_dir).user_ids() | set(consent.withdrawals())
+
+
 def _whole_second_within(start: datetime, end: datetime | None) -> str:
     """``start`` rounded up to a whole second, if the products on air then still are: a time printed
     and pasted without its microseconds must not fall before the products came on air."""
@@ -79,13 +95,14 @@ def _show(console: Console, title: str, body: dict[str, Any], rows_key: str, col
     console.print(f"[dim]{json.dumps(meta, default=str)[:400]}[/dim]")
 
 
-def call_service(data_dir: Path | None = None) -> None:
-    """Start the service, call /carousel and /community/push once, print the answers and where things are."""
+def call_service(data_dir: Path | None = None, report: str | None = None) -> None:
+    """Start the service, call /carousel and /community/push once, print the answers and where things
+    are: ``data_dir`` is the pipeline's data (the examples' source), ``report`` its evaluation report."""
     console = Console()
     settings = PipelineSettings()
     state = settings.state_dir.resolve()
     data_dir = Path(data_dir or state / "data")
-    ex = pick_examples(data_dir)
+    ex = pick_examples(data_dir, state)
     log_path = state / "serving" / "demo-service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"starting the service (log: {log_path}) ...")
@@ -138,11 +155,19 @@ def call_service(data_dir: Path | None = None) -> None:
                     "products",
                     ("product_id", "p_convert", "expected_value"),
                 )
-    reports = sorted((state / "reports").glob("*/report.html"), key=lambda p: p.stat().st_mtime)
+    where_next(console, state, report)
+
+
+def where_next(console: Console, state: Path, report: str | None) -> None:
+    """The MLflow UI, the evaluation report (the pipeline's; without one, the latest of any run) and
+    the OpenAPI page."""
+    if report is None:
+        reports = sorted((state / "reports").glob("*/report.html"), key=lambda p: p.stat().st_mtime)
+        report = str(reports[-1]) if reports else "(none yet: slotcast evaluate)"
     console.print("\n[bold]Where to look next[/bold]")
     console.print(
         f"  MLflow UI:          uv run mlflow ui --backend-store-uri sqlite:///{state}/mlflow/mlflow.db  -> http://127.0.0.1:5000"
     )
-    console.print(f"  evaluation report:  {reports[-1] if reports else '(none yet: slotcast evaluate)'}")
+    console.print(f"  evaluation report:  {report}")
     console.print("  OpenAPI page:       uv run slotcast serve, then http://127.0.0.1:3000/ (every route)")
     console.print("  (the demo service has been stopped)")

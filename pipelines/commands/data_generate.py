@@ -62,9 +62,7 @@ def generate(
 ) -> None:
     """Simulate users, products, live streams, carousel impressions and community pushes.
 
-    Writes every canonical table (users, products, streams, stream_products, communities,
-    memberships, events, impressions, pushes) to OUT, plus OUT/truth/ with the world's latent
-    parameters so evaluation can compute true expected values. The model is in docs/simulator.md.
+    Writes every canonical table (users, products, streams, stream_products, communities, memberships, events, impressions, pushes) to OUT, plus OUT/truth/ with the world's latent parameters so evaluation can compute true expected values. The model is in docs/simulator.md.
     """
     from pydantic import ValidationError
     from rich.console import Console

@@ -83,8 +83,7 @@ def register(app: typer.Typer) -> None:
                                          help="carousels from the service's impression log ($SLOTCAST_STATE_DIR/serving/"
                                               "impressions, rewards joined from DATA's events) instead of DATA's impressions table"),
     ) -> None:  # fmt: skip
-        """Evaluate policies offline: replay metrics on held-out time, IPS/SNIPS/DR on the logged carousels
-        and pushes, champion vs challenger with a verdict; writes an HTML report + metrics.json."""
+        """Evaluate policies offline: replay metrics on held-out time, IPS/SNIPS/DR on the logged carousels and pushes, champion vs challenger with a verdict; writes an HTML report + metrics.json."""
         from rich.console import Console
 
         from training.evaluation.report import log_to_mlflow, write_report

@@ -98,8 +98,14 @@ def register(app: typer.Typer) -> None:
         """The newcomer's demo: run the pipeline, start the service, call /carousel and /community/push once."""
         from pipelines.demo import call_service
 
-        _run(config, None, None)
+        outcomes = {o.name: o.result for o in _run(config, None, None)}
         if serve:
-            call_service()
+            # The run's own data and report: a config's data.dir need not be $STATE/data, and the
+            # latest report under $STATE/reports may be another run's (`slotcast evaluate`).
+            data, evaluated = outcomes.get("validate"), outcomes.get("evaluate")
+            call_service(
+                Path(data.outputs["data"]) if data else None,
+                evaluated.outputs.get("report") if evaluated else None,
+            )
 
     app.add_typer(group, name="pipeline")

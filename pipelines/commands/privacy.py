@@ -3,6 +3,7 @@ from the files on disk (``pipelines/purge.py``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -32,7 +33,7 @@ def purge_command(
 ) -> None:
     """Erase every user in the deletion ledger from the files they are still in.
 
-    The service's logs (events, impressions, shared events, live events waiting) and the consent changes are edited in place while the service runs; the feature build's offline snapshot and the data directories' tables (quarantine included) are rewritten without the users' rows; every registered bundle version in MLflow (and each --bundle directory) is rewritten without their ALS factors and segment labels, same version and aliases.
+    The service's logs (events, impressions, shared events, live events waiting, events kept for fold-in) and the consent changes are edited in place while the service runs; the feature build's offline snapshot and the data directories' tables (quarantine included) are rewritten without the users' rows; every registered bundle version in MLflow (and each --bundle directory) is rewritten without their ALS factors, training rows and segment labels, same version and aliases.
 
     Run it after deletions (for example daily): `DELETE /users/{id}` already takes the user out of every answer, the online store, training and evaluation; this takes them off the disk. Exit 1 when something was left (a running feature build held the offline snapshot, a file or a registered version could not be read or written, the MLflow server did not answer): each is named, everything else is purged; run it again afterwards.
     """
@@ -55,6 +56,8 @@ def purge_command(
             raise typer.BadParameter(f"{b} is not a bundle directory", param_hint="--bundle")
     if not dirs and (settings.state_dir / "data").is_dir():
         dirs = [settings.state_dir / "data"]
+    # MLflow's download bars (three a registered version) among the purge's own progress and table.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     console = Console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True) as bar:  # fmt: skip

@@ -40,8 +40,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve carousels, community pushes, events and privacy endpoints over HTTP.
 
-        Loads the champion bundle from the MLflow registry and reads features from the Feast
-        online store (see docs/serving.md for every SLOTCAST_ setting). Stops with Ctrl-C.
+        Loads the champion bundle from the MLflow registry and reads features from the Feast online store (see docs/serving.md for every SLOTCAST_ setting). Stops with Ctrl-C.
         """
         from pipelines.service_process import REPO_ROOT, bentoml_serve_command, service_env
 

@@ -75,8 +75,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:  # fmt: skip
         """Fit ALS + the LightGBM ranker on DATA, log an MLflow run and register the bundle as `challenger`.
 
-        When the latest registered version was trained on the same data (digest), settings and code (a
-        commit without uncommitted changes), nothing is fitted or logged: that version is named, exit 0.
+        When the latest registered version was trained on the same data (digest), settings and code (a commit without uncommitted changes), nothing is fitted or logged: that version is named, exit 0.
         """
         from rich.console import Console
         from rich.table import Table

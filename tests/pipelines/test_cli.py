@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pipelines.cli import AREAS, main
+from pipelines.cli import AREAS, app, main
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -20,6 +21,34 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
                  ["pipeline", "run"], ["pipeline", "demo"], ["evaluate"], ["train"], ["promote"]):  # fmt: skip
         assert main([*argv, "--help"]) == 0, argv
         assert "Usage" in capsys.readouterr().out
+
+
+def _commands() -> list[tuple[list[str], Any]]:
+    """Every command and subcommand of the app, as (argv, command)."""
+    import typer
+
+    main(["--help"])  # registers the areas
+    out, todo = [], [([], typer.main.get_command(app))]
+    while todo:
+        argv, cmd = todo.pop()
+        out.append((argv, cmd))
+        todo += [([*argv, name], sub) for name, sub in getattr(cmd, "commands", {}).items()]
+    return out
+
+
+def test_every_command_and_subcommand_prints_its_help_in_whole_paragraphs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    commands = _commands()
+    assert ["privacy", "purge"] in [argv for argv, _ in commands] and len(commands) > 20
+    for argv, cmd in commands:
+        assert main([*argv, "--help"]) == 0, argv
+        assert "Usage" in capsys.readouterr().out, argv
+        # typer's rich help prints a docstring's line breaks as they are: a paragraph wrapped in the
+        # source came out cut mid-sentence at the terminal's width (`serve --help`: "the Feast" alone
+        # on a line). So a command's paragraphs are one line each, as the terminal wraps them.
+        broken = [p for p in (cmd.help or "").split("\n\n") if "\n" in p.strip()]
+        assert not broken, (argv, broken)
 
 
 def test_bad_usage_is_exit_2_with_the_option_named(capsys: pytest.CaptureFixture[str]) -> None:

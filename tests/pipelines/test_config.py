@@ -33,6 +33,12 @@ def test_the_demo_config_is_the_default_and_is_valid() -> None:
         ("evaluate: {policies: [popular, nope]}\n", "evaluate.policies: unknown policy nope; known: popular"),
         ("data: {source: dir}\n", "data: source is 'dir' but data.dir is not set"),
         ("data: {source: import}\n", "data: source is 'import' but the data.import section is missing"),
+        # read by no step: the world was simulated into $STATE/data, the log left unread
+        ("data: {dir: mydata}\n", "data: data.dir is read only with source 'dir'; source is 'simulate'"),
+        (
+            "data: {import: {format: taobao, input: UserBehavior.csv}}\n",
+            "data: data.import is read only with source 'import'; source is 'simulate'",
+        ),
         ("evaluate: {policies: []}\n", "evaluate.policies: List should have at least 1 item"),
     ],
 )
