@@ -34,14 +34,13 @@ class Memberships:
         communities the communities table lists (each one, with no member too)."""
         # Per community its members now: replaced, never changed in place (requests read them).
         self.current: dict[int, np.ndarray] = {}
-        self._table: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # members, join times
-        self._by_user: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the same, sorted by user
+        # Per community the table's members and their join times, sorted by user (``_joined``).
+        self._by_user: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         order = np.argsort(community_ids, kind="stable")
         cids, uids, joined = community_ids[order], user_ids[order], joined_us[order]
         starts = np.flatnonzero(np.r_[True, cids[1:] != cids[:-1]]) if len(cids) else np.empty(0, int)
         ends = np.r_[starts[1:], len(cids)] if len(cids) else starts  # no table rows: no community
         for s, e in zip(starts, ends, strict=True):
-            self._table[int(cids[s])] = (uids[s:e], joined[s:e])
             by_user = np.argsort(uids[s:e], kind="stable")
             self._by_user[int(cids[s])] = (uids[s:e][by_user], joined[s:e][by_user])
             self.current[int(cids[s])] = uids[s:e]
@@ -78,7 +77,7 @@ class Memberships:
         now = self.current.get(community_id)
         if before_us is None or now is None:
             return now
-        users, joined = self._table.get(community_id, (np.empty(0, np.int64), np.empty(0, np.int64)))
+        users, joined = self._by_user.get(community_id, (np.empty(0, np.int64), np.empty(0, np.int64)))
         changes = [c for c in list(self._changes.get(community_id, ())) if c[0] < before_us]
         if not changes:  # the usual replay: the table's members who had joined, no set built
             return users[joined < before_us]
