@@ -45,6 +45,7 @@ from serving.schemas import (
     UserSegment,
 )
 from serving.settings import ServingSettings
+from serving.token_guard import TokenGuard
 
 log = logging.getLogger("serving")
 web = FastAPI(title="slotcast", description="Livestream carousels and community pushes")
@@ -326,6 +327,34 @@ class Slotcast:
         return DeleteUsersResponse(**self.app.delete_users(body.user_ids))
 
 
+# The routes that take a bearer token ("feed": SLOTCAST_FEED_TOKEN or the admin token; "admin":
+# SLOTCAST_ADMIN_TOKEN). Their handlers check it; TokenGuard checks it first, before the body is read
+# (tests/serving/test_token_first.py holds this list to the routes with an Authorization header).
+TOKEN_ROUTES = [
+    ("POST", "/events", "feed"),
+    ("POST", "/products/stock", "feed"),
+    ("POST", "/admin/reload", "admin"),
+    ("GET", "/users/{user_id}/data", "admin"),
+    ("DELETE", "/users/{user_id}", "admin"),
+    ("PUT", "/users/{user_id}/consent", "admin"),
+    ("POST", "/users/delete", "admin"),
+]
+
+
+def check_route_token(kind: str, authorization: str | None) -> None:
+    """TokenGuard's check, by the running service instance's settings (LookupError: none yet)."""
+    try:
+        service = bentoml.get_current_service()
+    except bentoml.exceptions.BentoMLException as exc:
+        raise LookupError("no service instance") from exc
+    app: SlotcastApp | None = getattr(service, "app", None)
+    if app is None:
+        raise LookupError("the service instance is still starting")
+    (app.check_feed_token if kind == "feed" else app.check_token)(authorization)
+
+
+# The token first (the outer middleware): a caller without it learns nothing else about the request.
+Slotcast.add_asgi_middleware(TokenGuard, routes=TOKEN_ROUTES, check=check_route_token)  # type: ignore[attr-defined]
 # Every refusal is JSON: paths no route can match (control characters) are answered before routing,
 # and the outer router's plain-text 404/405 get a JSON body (serving/asgi_guard.py).
 Slotcast.add_asgi_middleware(JsonRefusalGuard)  # type: ignore[attr-defined]
