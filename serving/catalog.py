@@ -30,6 +30,7 @@ from serving.segments import (
 from serving.shared_events import COUNTED_TYPES, MEMBERSHIP_TYPES, SHARED_TYPES
 
 log = logging.getLogger(__name__)
+_PRODUCTS_READS = 3  # reads of the products table before giving up on a writer replacing it meanwhile
 
 
 @dataclass
@@ -166,8 +167,21 @@ class Catalog:
         from features.data_model import read_table, table_path
 
         names = ("users", "products", "events", "streams", "stream_products", "communities", "memberships")
-        catalog = cls({n: read_table(data_dir, n) for n in names}, segments)
-        catalog.products_written_us = table_path(data_dir, "products").stat().st_mtime_ns // 1000
+        tables = {n: read_table(data_dir, n) for n in names if n != "products"}
+        # The products table's write time decides which stock levels it supersedes (serving/stock.py),
+        # so it must be the time of the table read: taken before and after the read, read again if
+        # a writer replaced the table in between (a time taken after a read of the older table would
+        # set aside the levels sent between the two writes).
+        path = table_path(data_dir, "products")
+        for _ in range(_PRODUCTS_READS):
+            written_ns = path.stat().st_mtime_ns
+            tables["products"] = read_table(data_dir, "products")
+            if path.stat().st_mtime_ns == written_ns:
+                break
+        else:
+            raise OSError(f"{path}: replaced during each of {_PRODUCTS_READS} reads; try again")
+        catalog = cls(tables, segments)
+        catalog.products_written_us = written_ns // 1000
         return catalog
 
     # --- lookups -----------------------------------------------------------------------------

@@ -144,3 +144,40 @@ def test_a_worker_reading_while_another_deletes_goes_on(
     new_levels.set([(b, 0)], _us(datetime.now(UTC)) << 10, _us(datetime.now(UTC)))
     old_levels.sync()
     assert _stock(old, b) == 0
+
+
+def test_the_table_time_is_that_of_the_table_read_when_a_writer_replaces_it_meanwhile(
+    tables: dict[str, pa.Table], tmp_path: Path, products: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The features build rewrites the products table (stock 0 for product a) while a worker reads
+    the older one (stock > 0). Before, the worker kept the older table's stock with the newer
+    table's time: levels sent between the two writes (b set to 0) were set aside as superseded, and
+    a kept the older table's stock. Now the worker reads the table again: the newer one, its time."""
+    import features.data_model as data_model
+
+    a, b, _ = products
+    data = tmp_path / "data"
+    _catalog(tables, tmp_path, TABLE)  # the older table, written at TABLE
+    directory = tmp_path / "shared_events"
+    _write_levels(directory, TODAY, (b, 0, TODAY + timedelta(seconds=1)))
+    newer_written = TODAY + timedelta(seconds=2)
+    p = tables["products"].to_pandas()
+    p.loc[p["product_id"] == a, "stock"] = 0
+    newer = pa.Table.from_pandas(p, preserve_index=False)
+    real_read, replaced = data_model.read_table, []
+
+    def read_while_a_writer_replaces(data_dir: Path, table: str, *args: object) -> pa.Table:
+        out = real_read(data_dir, table, *args)  # type: ignore[arg-type]
+        if table == "products" and not replaced:  # the writer finishes just after this read
+            path = data_model.write_table(data, "products", newer)
+            os.utime(path, (newer_written.timestamp(), newer_written.timestamp()))
+            replaced.append(path)
+        return out
+
+    monkeypatch.setattr(data_model, "read_table", read_while_a_writer_replaces)
+    catalog = Catalog.from_data_dir(data)
+    assert replaced
+    assert catalog.products_written_us == _us(newer_written)
+    StockLevels(catalog, directory, "me")
+    assert _stock(catalog, a) == 0  # the newer table's stock
+    assert _stock(catalog, b) > 0  # the newer table holds over the level taken before it
