@@ -9,6 +9,7 @@ import logging
 from typing import Any, NamedTuple
 
 from serving.catalog import Catalog
+from serving.catalog_reload import Stamp, load_catalog
 from serving.settings import ServingSettings
 from serving.sources import FeatureSource, ModelSource
 
@@ -21,6 +22,7 @@ class AppSources(NamedTuple):
     catalog: Catalog | None
     ledger: Any
     catalog_error: str | None
+    catalog_stamp: Stamp | None  # the data directory's tables read (serving/catalog_reload.py)
 
 
 def app_sources(settings: ServingSettings) -> AppSources:
@@ -28,7 +30,6 @@ def app_sources(settings: ServingSettings) -> AppSources:
         DirModelSource,
         MlflowModelSource,
         deletion_ledger,
-        feature_segments,
         make_policy,
         mlflow_client_defaults,
     )
@@ -75,10 +76,7 @@ def app_sources(settings: ServingSettings) -> AppSources:
         from serving.adapters import FeastFeatureSource
 
         features = FeastFeatureSource(settings.state_dir, ledger, settings.outage_log_interval_s)
+    stamp = None
     if catalog is None:
-        try:
-            catalog = Catalog.from_data_dir(settings.data_dir, feature_segments(features))
-        except (OSError, KeyError, ValueError) as exc:
-            catalog_error = f"cannot read the catalogue from {settings.data_dir}: {exc}"
-            log.error(catalog_error)
-    return AppSources(model_source, features, catalog, ledger, catalog_error)
+        catalog, stamp, catalog_error = load_catalog(settings, features)
+    return AppSources(model_source, features, catalog, ledger, catalog_error, stamp)

@@ -30,6 +30,8 @@ from serving.segments import (
 from serving.shared_events import COUNTED_TYPES, MEMBERSHIP_TYPES, SHARED_TYPES
 
 log = logging.getLogger(__name__)
+# The data directory's tables the catalogue is built from (``Catalog.from_data_dir``).
+CATALOG_TABLES = ("users", "products", "events", "streams", "stream_products", "communities", "memberships")
 _PRODUCTS_READS = 3  # reads of the products table before giving up on a writer replacing it meanwhile
 
 
@@ -166,8 +168,7 @@ class Catalog:
     def from_data_dir(cls, data_dir: Path, segments: dict[int, str] | None = None) -> Catalog:
         from features.data_model import read_table, table_path
 
-        names = ("users", "products", "events", "streams", "stream_products", "communities", "memberships")
-        tables = {n: read_table(data_dir, n) for n in names if n != "products"}
+        tables = {n: read_table(data_dir, n) for n in CATALOG_TABLES if n != "products"}
         # The products table's write time decides which stock levels it supersedes (serving/stock.py),
         # so it must be the time of the table read: taken before and after the read, read again if
         # a writer replaced the table in between (a time taken after a read of the older table would
@@ -387,3 +388,20 @@ class Catalog:
                     new_push_i.append(-1 if e.get("event_id") is None else int(e["event_id"]))
             if new_push_u:
                 self.pushes.add(new_push_u, new_push_t, new_push_i)
+
+
+def data_stamp(data_dir: Path) -> tuple[tuple[str, int, int, int] | None, ...]:
+    """What tells one state of the catalogue's tables from another (each file's modification time,
+    size and inode; None for a missing one): a catalogue is read again when it changes. The tables
+    are written by replacing them (``features.data_model.write_table``), so a rewrite changes it."""
+    from features.data_model import table_path
+
+    out: list[tuple[str, int, int, int] | None] = []
+    for name in CATALOG_TABLES:
+        try:
+            st = table_path(data_dir, name).stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((name, st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)

@@ -1,5 +1,5 @@
 """The model pair the app serves, and its reload: champion (and challenger when A/B is on) loaded
-and swapped in as one pair. A mixin of ``serving.runtime.SlotcastApp``, kept apart from the
+and swapped in as one pair (and the catalogue read again when its tables changed). A mixin of ``serving.runtime.SlotcastApp``, kept apart from the
 endpoints.
 
 Requests read the pair once (one attribute read), so a reload never mixes two model sets in one
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from serving.deletions import DeletedUsers, forget_users
 from serving.errors import ModelUnavailableError
@@ -31,6 +32,7 @@ class ModelReload:
     _models: tuple[Models, Models | None] | None
     load_error: str | None
     _reload_lock: threading.Lock
+    reload_catalog: Callable[[], tuple[bool, str | None]]  # serving/catalog_reload.py
 
     def _current(self) -> tuple[Models, Models | None]:
         self.reload_signal.poll()
@@ -44,6 +46,11 @@ class ModelReload:
         is false when those are the versions serving already (nothing is swapped). A champion that
         cannot be loaded is a 503: the old models keep serving, or none when none was loaded."""
         with self._reload_lock:
+            # The catalogue first, on its own: it is read again when its tables changed, whether or
+            # not the models did (serving/catalog_reload.py).
+            catalogue = dict(
+                zip(("catalogue_reloaded", "catalogue_error"), self.reload_catalog(), strict=True)
+            )
             serving = self._models
             held = (serving[0].version, serving[1].version if serving[1] else None) if serving else None
             if held and held == registry_versions(
@@ -52,7 +59,9 @@ class ModelReload:
                 # Every worker reloads on an announcement: loading a bundle of hundreds of MB to
                 # find the same versions would be each one's cost, for nothing.
                 log.info("already serving model %s (challenger %s)", held[0], held[1] or "none")
-                return ReloadResponse(model_version=held[0], challenger_version=held[1], reloaded=False)
+                return ReloadResponse(
+                    model_version=held[0], challenger_version=held[1], reloaded=False, **catalogue
+                )
             try:
                 champion = self.model_source.load(self.settings.model_alias)
             except Exception as exc:  # noqa: BLE001 - a bad bundle must not take down what serves
@@ -85,7 +94,9 @@ class ModelReload:
                 self.metrics.set_models(*versions)
             state = "serving" if swap else "already serving"
             log.info("%s model %s (challenger %s)", state, versions[0], versions[1] or "none")
-            return ReloadResponse(model_version=versions[0], challenger_version=versions[1], reloaded=swap)
+            return ReloadResponse(
+                model_version=versions[0], challenger_version=versions[1], reloaded=swap, **catalogue
+            )
 
     def _challenger_alias(self) -> str | None:
         return self.settings.challenger_alias if self.settings.challenger_share > 0 else None

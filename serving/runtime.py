@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from serving.app_sources import app_sources
 from serving.catalog import Catalog
+from serving.catalog_reload import CatalogReload, Stamp
 from serving.consents import consent_changes
 from serving.deletions import DeletedUsers, delete_users, forget_users
 from serving.errors import (
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SlotcastApp(ModelReload):
+class SlotcastApp(ModelReload, CatalogReload):
     def __init__(
         self,
         settings: ServingSettings,
@@ -73,6 +74,7 @@ class SlotcastApp(ModelReload):
         ledger: Any,
         catalog_error: str | None = None,
         worker: int | None = None,
+        catalog_stamp: Stamp | None = None,
     ) -> None:
         """``worker``: this process's index among its replica's workers (BentoML's, 1-based), with
         ``settings.replica`` the tag of the event ids it gives (serving/event_ids.py); None: the
@@ -83,19 +85,10 @@ class SlotcastApp(ModelReload):
         self._claim = claim(settings.serving_dir / "workers", owner) if worker is not None else None
         self.model_source = model_source
         self.features = features
+        self._owner = owner
         self.catalog = catalog
+        self.catalog_stamp = catalog_stamp
         self.consents = consent_changes(settings.state_dir)
-        if catalog is not None:
-            catalog.consent_changes = self.consents
-            catalog.shared_events = SharedEvents(
-                settings.serving_dir / "shared_events", f"{owner}-{os.getpid()}-{time.time_ns()}",
-                {"push_sent": settings.push_cap_days, "purchase": settings.bought_recently_days},
-                catalog.history_event_ids, lambda: self.deleted.current(),
-            )  # fmt: skip
-            # Stock levels set since the products table, every worker's (serving/stock.py).
-            catalog.stock_levels = StockLevels(
-                catalog, settings.serving_dir / "shared_events", f"{owner}-{os.getpid()}-{time.time_ns()}"
-            )
         self.catalog_error = catalog_error
         self.ledger = ledger
         self.metrics = ServingMetrics()
@@ -106,6 +99,8 @@ class SlotcastApp(ModelReload):
             self.consents.withdrawn_at,
         )  # fmt: skip
         self.deleted = DeletedUsers(ledger, self._forget)
+        if catalog is not None:
+            self._attach_catalog(catalog)
         self._models = None
         self.load_error = None
         self._reload_lock = threading.Lock()
@@ -127,17 +122,36 @@ class SlotcastApp(ModelReload):
             quiet_hours_tz=settings.quiet_hours_tz,
             push_batch_size=settings.push_batch_size,
         )
-        self.recommender = (
-            Recommender(
-                self._current, features, catalog, self.impressions, self.config,
-                is_deleted=self.is_deleted,
-                on_fallback=self.metrics.fallback,
-                deleted_mask=self.deleted_mask,
-                folded_users=self.fold_ins.held if settings.fold_in else None,
-                user_vectors=self.folded_in_many if settings.fold_in else None,
-            )
-            if catalog is not None
-            else None
+        self.recommender = self._recommender_for(catalog) if catalog is not None else None
+
+    def _attach_catalog(self, catalog: Catalog) -> set[int]:
+        """What a worker adds to the catalogue it reads: consent changes, the live events and stock
+        levels every worker shares, and deleted users' purchases left out (the users returned)."""
+        catalog.consent_changes = self.consents
+        settings, owner = self.settings, self._owner
+        catalog.shared_events = SharedEvents(
+            settings.serving_dir / "shared_events", f"{owner}-{os.getpid()}-{time.time_ns()}",
+            {"push_sent": settings.push_cap_days, "purchase": settings.bought_recently_days},
+            catalog.history_event_ids, lambda: self.deleted.current(),
+        )  # fmt: skip
+        # Stock levels set since the products table, every worker's (serving/stock.py).
+        catalog.stock_levels = StockLevels(
+            catalog, settings.serving_dir / "shared_events", f"{owner}-{os.getpid()}-{time.time_ns()}"
+        )
+        deleted = set(self.deleted.current())  # a copy: a deletion adds to the live set
+        for user_id in deleted:
+            catalog.forget_purchases(user_id)
+        return deleted
+
+    def _recommender_for(self, catalog: Catalog) -> Recommender:
+        fold_in = self.settings.fold_in
+        return Recommender(
+            self._current, self.features, catalog, self.impressions, self.config,
+            is_deleted=self.is_deleted,
+            on_fallback=self.metrics.fallback,
+            deleted_mask=self.deleted_mask,
+            folded_users=self.fold_ins.held if fold_in else None,
+            user_vectors=self.folded_in_many if fold_in else None,
         )  # fmt: skip
 
     @classmethod
@@ -146,8 +160,9 @@ class SlotcastApp(ModelReload):
         logging.getLogger("serving").setLevel(settings.log_level)
         src = app_sources(settings)  # serving/app_sources.py
         app = cls(
-            settings, src.model_source, src.features, src.catalog, src.ledger, src.catalog_error, worker
-        )
+            settings, src.model_source, src.features, src.catalog, src.ledger, src.catalog_error, worker,
+            src.catalog_stamp,
+        )  # fmt: skip
         if app.feeds_open:
             log.warning(
                 "POST /events and POST /products/stock take requests from anyone who reaches the "
@@ -224,8 +239,9 @@ class SlotcastApp(ModelReload):
                     self._not_ahead(e.ts, f"events.{i}.ts", now)
             records = event_records(req.events, self.event_ids.take(len(req.events)), now)
             self.event_log.append(records)  # raises 503 before anything is acknowledged
-            if self.catalog is not None:
-                self.catalog.apply_events(records)
+            catalog = self.catalog  # one read: a reload may swap it meanwhile
+            if catalog is not None:
+                catalog.apply_events(records)
                 if self.settings.fold_in:
                     self.fold_ins.take(records, self._to_fold_in)
             # Live totals: a failed push is retried later (serving/live_pending.py).

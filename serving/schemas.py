@@ -297,7 +297,12 @@ class NoopResponse(BaseModel):
 class ReloadResponse(BaseModel):
     model_version: str
     challenger_version: str | None
-    reloaded: bool
+    reloaded: bool  # the models: false when these versions were serving already
+    # The catalogue (the data directory's tables) read again: false when unchanged since this
+    # worker read them, or not read from a data directory (the demo world), or unreadable (then
+    # ``catalogue_error`` says why and the old one keeps serving).
+    catalogue_reloaded: bool = False
+    catalogue_error: str | None = None
 
 
 class ErrorBody(BaseModel):
