@@ -24,6 +24,7 @@ import numpy as np
 
 Change = tuple[int, int, int, bool]  # (time us, event id (-1: none), user, joined: True / left: False)
 TABLE_ORDER = -1  # a table's join is taken before a change sent at the same microsecond
+_UNKNOWN = np.iinfo(np.int64).min  # a table row's join time when the table gives none
 
 
 class Memberships:
@@ -99,6 +100,19 @@ class Memberships:
             else:
                 then.discard(uid)
         return np.fromiter(sorted(then), np.int64, len(then))
+
+    def history(self, user_id: int) -> list[tuple[int, int | None, bool]]:
+        """Every membership record of the user held here, in time order: the table's joins
+        (community, ``joined_ts`` in us or None when unknown, True) and the joins and leaves sent
+        since (community, time, joined). What ``GET /users/{id}/data`` shows: replays read them."""
+        out: list[tuple[int, int | None, bool]] = []
+        for cid in self._by_user:
+            since = self._joined(cid, user_id)
+            if since is not None:
+                out.append((cid, None if since == _UNKNOWN else since, True))
+        for cid, changes in list(self._changes.items()):
+            out.extend((cid, ts, joined) for ts, _order, uid, joined in list(changes) if uid == user_id)
+        return sorted(out, key=lambda r: (_UNKNOWN if r[1] is None else r[1], r[0]))
 
     def _joined(self, community_id: int, user_id: int) -> int | None:
         """When the memberships table says the user joined the community; None: not a member there."""

@@ -274,6 +274,9 @@ class UserData(BaseModel):
     profile: dict[str, Any]
     segment: str
     communities: list[int]
+    # Every membership record held, in time order: {community_id, type: join | leave, ts (null:
+    # a table join without a time)}; a community push replay reads them (serving/memberships.py).
+    community_history: list[dict[str, Any]] = []
     recent_purchases: list[dict[str, Any]]
     recent_pushes: int
     online_features: dict[str, Any]

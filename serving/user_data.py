@@ -26,7 +26,8 @@ def user_data(
     models: Iterable[Any] = (),
     logs_dir: Path | None = None,
 ) -> UserData:
-    """The catalogue's profile, segment, communities, purchases and pushes of ``user_id``, what
+    """The catalogue's profile, segment, communities (and their joins and leaves), purchases and
+    pushes of ``user_id``, what
     the online store holds (``lookup``: the feature source's ``user_features``, when it has one),
     the events kept to fold them in, the loaded models holding factors of theirs (``models``) and
     the lines of the service's logs about them (those under ``logs_dir``, read whole: an access
@@ -71,9 +72,15 @@ def user_data(
             feats = {k: (v.item() if hasattr(v, "item") else v) for k, v in lookup(user_id).items()}
         except Exception as exc:  # noqa: BLE001 - shown as unavailable, not an error
             feats = {"unavailable": type(exc).__name__}
+    memberships = [
+        {"community_id": cid, "type": "join" if joined else "leave",
+         "ts": None if ts is None else datetime.fromtimestamp(ts / US, UTC).isoformat()}
+        for cid, ts, joined in cat.memberships.history(user_id)
+    ]  # fmt: skip
     return UserData(
         user_id=user_id, known=known, deleted=False, profile=profile,
-        segment=cat.segment(user_id), communities=cat.user_communities(user_id), recent_purchases=purchases,
+        segment=cat.segment(user_id), communities=cat.user_communities(user_id),
+        community_history=memberships, recent_purchases=purchases,
         recent_pushes=cat.recent_pushes(user_id, now_us - int(push_cap_days * 86_400 * US)),
         online_features=feats, fold_in_events=fold_in_events or [],
         model_versions=models_holding(models, user_id), service_logs=logs,

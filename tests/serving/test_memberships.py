@@ -90,3 +90,28 @@ def test_a_leave_through_one_replica_is_honoured_by_another(tmp_path: Path, monk
     c = worker("c")
     assert leaving not in c.audience(None, community)  # type: ignore[operator]
     assert np.array_equal(np.sort(c.communities[community]), np.sort(b.communities[community]))
+
+
+def test_a_users_data_lists_their_joins_and_leaves(client: TestClient) -> None:
+    """GET /users/{id}/data lists every membership record serving holds (a push replay reads them),
+    not only the communities the user is in now: a user who left showed no trace of the community."""
+    in_one = set(_audience(client, 1))
+    member = next(u for u in _audience(client, 2) if u not in in_one)
+    before = client.get(f"/users/{member}/data", headers=AUTH).json()["community_history"]
+    assert {"community_id": 2, "type": "join"} in [
+        {k: r[k] for k in ("community_id", "type")} for r in before
+    ]
+    _send(client, member, "community_leave", 2)
+    _send(client, member, "community_join", 1)
+    held = client.get(f"/users/{member}/data", headers=AUTH).json()
+    assert 2 not in held["communities"] and 1 in held["communities"]
+    sent = [(r["community_id"], r["type"]) for r in held["community_history"][len(before) :]]
+    assert sent == [(2, "leave"), (1, "join")], held["community_history"]
+    times = [r["ts"] for r in held["community_history"] if r["ts"] is not None]
+    assert times == sorted(times)
+    other = next(u for u in _audience(client, 2) if u != member)  # someone else's records: theirs only
+    assert [r["type"] for r in _history(client, other) if r["community_id"] == 2] == ["join"]
+
+
+def _history(client: TestClient, user: int) -> list[dict[str, object]]:
+    return client.get(f"/users/{user}/data", headers=AUTH).json()["community_history"]  # type: ignore[no-any-return]
