@@ -1,5 +1,6 @@
 """The model pair the app serves, and its reload: champion (and challenger when A/B is on) loaded
-and swapped in as one pair (and the catalogue read again when its tables changed). A mixin of ``serving.runtime.SlotcastApp``, kept apart from the
+and swapped in as one pair, and the catalogue read again when its tables changed
+(serving/catalog_reload.py). A mixin of ``serving.runtime.SlotcastApp``, kept apart from the
 endpoints.
 
 Requests read the pair once (one attribute read), so a reload never mixes two model sets in one
