@@ -38,9 +38,13 @@ class TokenGuard:
         self.app = app
         self.check = check
         self.routes = [(method.upper(), _pattern(path), kind) for method, path, kind in routes]
+        # The routes' first path segments: every other request (/carousel ...) passes on one look-up.
+        self._heads = {path[1:].partition("/")[0] for _, path, _ in routes}
 
     def kind(self, method: str, path: str) -> str | None:
         """The kind of token ``method path`` needs, or None for an open route."""
+        if path[1:].partition("/")[0] not in self._heads:
+            return None
         if method == "HEAD":
             method = "GET"
         for m, pattern, kind in self.routes:
