@@ -20,15 +20,30 @@ Repeats = dict[int, dict[int, list[int]]]  # user -> product -> every purchase t
 
 
 def index_purchases(buys: pd.DataFrame) -> tuple[Latest, Repeats]:
-    """(latest, repeats) from a frame of purchases (user_id, product_id, ts_us)."""
-    times = buys.groupby(["user_id", "product_id"])["ts_us"]
+    """(latest, repeats) from a frame of purchases (user_id, product_id, ts_us); rows without a
+    user, product or time are left out. Sorted and grouped in numpy: per-group pandas calls took
+    8.6 s of a 10M-event catalogue's 26 s (benchmarks/results/serving.md, catalogue reload)."""
+    rows = buys[["user_id", "product_id", "ts_us"]].dropna()
+    if rows.empty:
+        return {}, {}
+    u, p, t = (rows[c].to_numpy(np.int64) for c in ("user_id", "product_id", "ts_us"))
+    order = np.lexsort((t, p, u))  # by user, then product, then time
+    u, p, t = u[order], p[order], t[order]
+    new_pair = np.r_[True, (u[1:] != u[:-1]) | (p[1:] != p[:-1])]
+    keep = new_pair | np.r_[True, t[1:] != t[:-1]]  # each time once
+    u, p, t, new_pair = u[keep], p[keep], t[keep], new_pair[keep]
+    start = np.flatnonzero(new_pair)
+    end = np.r_[start[1:], len(u)]
     last: Latest = {}
-    for (uid, pid), ts in times.max().items():
-        last.setdefault(int(uid), {})[int(pid)] = int(ts)
+    for uid, pid, ts in zip(u[start].tolist(), p[start].tolist(), t[end - 1].tolist(), strict=True):
+        bought = last.get(uid)
+        if bought is None:
+            bought = last[uid] = {}
+        bought[pid] = ts
     repeats: Repeats = {}
-    twice = times.nunique()
-    for (uid, pid), ts in times.unique()[twice > 1].items():
-        repeats.setdefault(int(uid), {})[int(pid)] = sorted(int(t) for t in ts)
+    for i in np.flatnonzero(end - start > 1).tolist():
+        s, e = int(start[i]), int(end[i])
+        repeats.setdefault(int(u[s]), {})[int(p[s])] = t[s:e].tolist()
     return last, repeats
 
 
