@@ -61,13 +61,13 @@ def test_no_purchases_index_to_nothing() -> None:
 
 def test_activity_segments_follow_the_rule_per_user() -> None:
     buys = _purchases(3, 120)
-    events = pd.DataFrame({"user_id": np.r_[buys["user_id"].to_numpy(), [50, 51, 51]]})
+    active = np.unique(np.r_[buys["user_id"].to_numpy(), [50, 51, 51]])  # 50, 51: events, no purchase
     users = np.arange(0, 60, dtype=np.int64)
-    got = activity_segments(users, events, buys)
+    got = activity_segments(users, active, buys)
     counts = buys.groupby("user_id").size()
     for u in users.tolist():
         n = int(counts.get(u, 0))
-        want = "loyal" if n >= 3 else "buyer" if n else "browser" if u in set(events["user_id"]) else "new"
+        want = "loyal" if n >= 3 else "buyer" if n else "browser" if u in set(active.tolist()) else "new"
         assert got[u] == want, u
     assert {got[50], got[51], got[59]} == {"browser", "new"}
-    assert activity_segments(users, events.iloc[:0], buys.iloc[:0]) == {u: "new" for u in users.tolist()}
+    assert activity_segments(users, active[:0], buys.iloc[:0]) == {u: "new" for u in users.tolist()}
