@@ -104,6 +104,8 @@ class Catalog:
             set(tables["streams"].column("stream_id").to_pylist()) if "streams" in tables else set()
         )
         self.on_air: dict[int, StreamProducts] = {}
+        # Every stream's products, (product ids, stream ids): which streams a stock change touches.
+        self._shown_in: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64))
         sp = tables.get("stream_products")
         if sp is not None and sp.num_rows:
             # Each stream's rows in table order, by one stable sort (a pandas group per stream cost
@@ -125,6 +127,7 @@ class Catalog:
                     arr.flags.writeable = False  # shared by every request for this stream
                 self.on_air[int(sids[a])] = StreamProducts(pids, pinned, on_from, on_to, attributes)
             self.streams.update(self.on_air)
+            self._shown_in = (by_stream[0], sids.astype(np.int64))
         m = tables.get("memberships")
         if m is None:
             m = pa.table({"community_id": pa.array([], pa.int64()), "user_id": pa.array([], pa.int64())})
@@ -283,8 +286,10 @@ class Catalog:
             stock[rows] = num[rows, 2] = levels
             self._p_stock, self._p_num = stock, num
             changed = self.products.index.to_numpy(np.int64)[rows]
-            for sp in self.on_air.values():
-                if sp.attributes is not None and np.isin(sp.product_ids, changed).any():
+            shown, streams = self._shown_in
+            for sid in np.unique(streams[np.isin(shown, changed)]).tolist():  # only those showing them
+                sp = self.on_air[sid]
+                if sp.attributes is not None:
                     r = self.product_rows(sp.product_ids)
                     new = np.where(r >= 0, stock[np.where(r >= 0, r, 0)], np.nan)
                     new.flags.writeable = False

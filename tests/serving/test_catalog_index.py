@@ -71,3 +71,30 @@ def test_activity_segments_follow_the_rule_per_user() -> None:
         assert got[u] == want, u
     assert {got[50], got[51], got[59]} == {"browser", "new"}
     assert activity_segments(users, active[:0], buys.iloc[:0]) == {u: "new" for u in users.tolist()}
+
+
+def test_a_stock_change_reaches_every_stream_showing_the_product_and_no_other() -> None:
+    """Each stream keeps its products' stock beside them; a change updates the streams showing the
+    product (found through one index, not an isin per stream) and leaves the others' arrays as
+    they were."""
+    from serving.catalog import Catalog
+    from serving.demo import demo_tables
+
+    cat = Catalog(demo_tables(n_users=50, n_products=60, n_streams=6, per_stream=12, seed=3))
+    shown = {sid: set(sp.product_ids.tolist()) for sid, sp in cat.on_air.items()}
+    product = max(
+        {p for ps in shown.values() for p in ps}, key=lambda p: sum(p in ps for ps in shown.values())
+    )
+    showing = {sid for sid, ps in shown.items() if product in ps}
+    assert 1 < len(showing) < len(shown), "the data should show the product in some streams, not all"
+    before = {sid: sp.attributes for sid, sp in cat.on_air.items()}
+    cat.replace_stock(cat.product_rows(np.array([product])), np.array([0.0]))
+    for sid, sp in cat.on_air.items():
+        assert sp.attributes is not None
+        if sid in showing:
+            i = sp.product_ids.tolist().index(product)
+            assert sp.attributes["stock"][i] == 0, sid
+            others = np.delete(np.arange(len(sp.product_ids)), i)
+            assert np.array_equal(sp.attributes["stock"][others], before[sid]["stock"][others])
+        else:
+            assert sp.attributes is before[sid], sid
