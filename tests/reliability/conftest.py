@@ -4,10 +4,12 @@ load loop over real HTTP."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
+from serving.settings import ServingSettings
 from tests.conftest import RedisProc, started_redis
 from tests.serving.conftest import bundle_dir, tables  # noqa: F401 - fixtures reused, not copied
 
@@ -176,3 +179,38 @@ def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.2) -> b
 
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+MAX_REQUESTS = 240  # per phase: enough for both workers to answer, bounded if one never does
+
+
+def worker_of(state: Path) -> dict[str, str]:
+    """request_id -> the pid of the worker that answered, from the impression log: each worker
+    writes its own files, named with its pid, before it answers."""
+    out: dict[str, str] = {}
+    for path in ServingSettings(state_dir=state).impressions_dir.glob("impressions-*.jsonl"):  # type: ignore[call-arg]
+        pid = path.name.split("-")[2]
+        for line in path.read_text().splitlines():
+            if line.endswith("}"):
+                out[json.loads(line)["request_id"]] = pid
+    return out
+
+
+def from_both_workers(base: str, state: Path, route: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Concurrent POSTs of ``body`` to ``route``, each on a new connection, until both workers
+    have answered (bounded by MAX_REQUESTS)."""
+
+    def one(_: int) -> dict[str, Any]:
+        r = httpx.post(f"{base}{route}", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    answers: list[dict[str, Any]] = []
+    pids: set[str] = set()
+    with ThreadPoolExecutor(4) as pool:
+        while len(pids) < 2 and len(answers) < MAX_REQUESTS:
+            answers += pool.map(one, range(16))
+            worker = worker_of(state)
+            pids = {worker[a["request_id"]] for a in answers}
+    assert len(pids) == 2, f"only worker(s) {pids} answered {len(answers)} requests to {route}"
+    return answers

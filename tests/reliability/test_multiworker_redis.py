@@ -5,9 +5,7 @@ sent, a community leave and a consent withdrawn through one worker are honoured 
 
 from __future__ import annotations
 
-import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +14,13 @@ import pytest
 
 from pipelines.service_process import running_service
 from serving.deletions import DELETION_REFRESH_S
-from serving.settings import ServingSettings
-from tests.reliability.conftest import auth, feast_env
+from tests.reliability.conftest import auth, feast_env, from_both_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # A known, consenting user of the demo world (u % 7 != 3) with interactions but no live session
 # (the demo events carry no stream), not one the other reliability tests delete (9).
 USER, STREAM, PRODUCT = 20, 1, 5
-MAX_REQUESTS = 240  # per phase: enough for both workers to answer, bounded if one never does
 CAROUSEL = {"user_id": USER, "stream_id": STREAM, "k": 5}
 
 
@@ -53,38 +49,6 @@ def live_bundle(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return d
 
 
-def _worker_of(state: Path) -> dict[str, str]:
-    """request_id -> the pid of the worker that answered, from the impression log: each worker
-    writes its own files, named with its pid, before it answers."""
-    out: dict[str, str] = {}
-    for path in ServingSettings(state_dir=state).impressions_dir.glob("impressions-*.jsonl"):  # type: ignore[call-arg]
-        pid = path.name.split("-")[2]
-        for line in path.read_text().splitlines():
-            if line.endswith("}"):
-                out[json.loads(line)["request_id"]] = pid
-    return out
-
-
-def _from_both(base: str, state: Path, route: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Concurrent POSTs of ``body`` to ``route``, each on a new connection, until both workers
-    have answered (bounded by MAX_REQUESTS)."""
-
-    def one(_: int) -> dict[str, Any]:
-        r = httpx.post(f"{base}{route}", json=body, timeout=30)
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    answers: list[dict[str, Any]] = []
-    pids: set[str] = set()
-    with ThreadPoolExecutor(4) as pool:
-        while len(pids) < 2 and len(answers) < MAX_REQUESTS:
-            answers += pool.map(one, range(16))
-            worker = _worker_of(state)
-            pids = {worker[a["request_id"]] for a in answers}
-    assert len(pids) == 2, f"only worker(s) {pids} answered {len(answers)} requests to {route}"
-    return answers
-
-
 def _p_convert(answers: list[dict[str, Any]]) -> list[float]:
     return [s["p_convert"] for a in answers for s in a["slots"]]
 
@@ -99,7 +63,7 @@ def test_two_workers_share_the_redis_online_store(
     with running_service(
         env=feast_env(world), log_path=tmp_path / "service.log", workers=2, ready_timeout=300
     ) as base:
-        before = _from_both(base, state, "/carousel", CAROUSEL)
+        before = from_both_workers(base, state, "/carousel", CAROUSEL)
         assert all(a["personalized"] and not a["degraded"] for a in before), before[:2]
         low = max(_p_convert(before))
         assert low < 0.5, "the user already has a live session: pick another"
@@ -108,7 +72,7 @@ def test_two_workers_share_the_redis_online_store(
         clicks = [{"user_id": USER, "type": "product_click", "product_id": PRODUCT, "stream_id": STREAM}]
         r = httpx.post(f"{base}/events", json={"events": clicks * 3}, timeout=30)
         assert r.status_code == 200 and r.json() == {"accepted": 3, "online": True}, r.text
-        after = _from_both(base, state, "/carousel", CAROUSEL)
+        after = from_both_workers(base, state, "/carousel", CAROUSEL)
         stale = [a["request_id"] for a in after if max(_p_convert([a])) <= low]
         assert not stale, f"{len(stale)} of {len(after)} answers did not see the pushed clicks"
         assert min(_p_convert(after)) > 0.5
@@ -118,7 +82,7 @@ def test_two_workers_share_the_redis_online_store(
         # The other worker learns of a deletion from the shared ledger within DELETION_REFRESH_S
         # (docs/serving.md); from then on no worker may personalize.
         time.sleep(DELETION_REFRESH_S + 0.5)
-        gone = _from_both(base, state, "/carousel", CAROUSEL)
+        gone = from_both_workers(base, state, "/carousel", CAROUSEL)
         personal = [a for a in gone if a["personalized"] or a["fallback"] != "deleted"]
         assert not personal, f"{len(personal)} of {len(gone)} answers after the deletion: {personal[:2]}"
         assert max(_p_convert(gone)) < 0.5, "a deleted user's live session still reached the ranker"
@@ -126,7 +90,7 @@ def test_two_workers_share_the_redis_online_store(
         # What a worker is told, every worker honours within a second: pushes sent (the frequency
         # cap, 2 a week), a community leave, a consent withdrawn. Each goes through one request.
         push = {"community_id": 1, "product_id": PRODUCT, "max_users": 10_000}
-        audience = _from_both(base, state, "/community/push", push)[0]["users"]["user_id"]
+        audience = from_both_workers(base, state, "/community/push", push)[0]["users"]["user_id"]
         capped, leaving, opted_out = audience[0], audience[1], audience[2]
         sent = [{"user_id": capped, "type": "push_sent", "product_id": PRODUCT, "community_id": 1}] * 2
         left = [{"user_id": leaving, "type": "community_leave", "community_id": 1}]
@@ -138,7 +102,7 @@ def test_two_workers_share_the_redis_online_store(
         )
         assert r.status_code == 200 and r.json()["marketing"] is False, r.text
         time.sleep(1.5)
-        for answer in _from_both(base, state, "/community/push", push):
+        for answer in from_both_workers(base, state, "/community/push", push):
             users = set(answer["users"]["user_id"])
             assert not users & {capped, leaving, opted_out}, (
                 answer["request_id"],
