@@ -45,8 +45,12 @@ def _json_refusal(status: int, text: bytes) -> bytes:
     return json.dumps({"error": reason}).encode()
 
 
-async def _refuse(send: Any, status: int, body: bytes) -> None:
-    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+async def send_json(
+    send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """A whole JSON answer sent from a middleware, before any app saw the request (also
+    serving/token_guard.py's)."""
+    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -61,10 +65,10 @@ class JsonRefusalGuard:
             return
         path = scope.get("path", "")
         if any(ord(c) < 32 or ord(c) == 127 for c in path):
-            await _refuse(send, 400, _BODY)
+            await send_json(send, 400, _BODY)
             return
         if scope.get("method") in _WITH_BODY and _declared_not_json(scope.get("headers", [])):
-            await _refuse(send, 415, _NOT_JSON)
+            await send_json(send, 415, _NOT_JSON)
             return
         if scope.get("method") == "HEAD":  # no body to rewrite
             await self.app(scope, receive, send)

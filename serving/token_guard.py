@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from serving.asgi_guard import send_json
 from serving.errors import ServingError
 
 # check(kind of token, the Authorization header or None) raises a ServingError to refuse
@@ -63,15 +64,7 @@ class TokenGuard:
             except LookupError:
                 pass
             except ServingError as exc:
-                await _refuse(send, exc)
+                extra = [(b"www-authenticate", b"Bearer")] if exc.http_status == 401 else None
+                await send_json(send, exc.http_status, json.dumps(exc.body()).encode(), extra)
                 return
         await self.app(scope, receive, send)
-
-
-async def _refuse(send: Any, exc: ServingError) -> None:
-    body = json.dumps(exc.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if exc.http_status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
