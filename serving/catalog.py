@@ -403,7 +403,11 @@ class Catalog:
                 self.pushes.add(new_push_u, new_push_t, new_push_i)
 
 
-def data_stamp(data_dir: Path) -> tuple[tuple[str, int, int, int] | None, ...]:
+# Per catalogue table (name, modification time ns, size, inode), None when missing (``data_stamp``).
+Stamp = tuple[tuple[str, int, int, int] | None, ...]
+
+
+def data_stamp(data_dir: Path) -> Stamp:
     """What tells one state of the catalogue's tables from another (each file's modification time,
     size and inode; None for a missing one): a catalogue is read again when it changes. The tables
     are written by replacing them (``features.data_model.write_table``), so a rewrite changes it."""

@@ -14,12 +14,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from serving.catalog import Catalog, data_stamp
+from serving.catalog import Catalog, Stamp, data_stamp
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
-
-Stamp = tuple[tuple[str, int, int, int] | None, ...]
 
 
 def load_catalog(settings: ServingSettings, features: Any) -> tuple[Catalog | None, Stamp, str | None]:

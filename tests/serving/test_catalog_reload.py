@@ -82,8 +82,9 @@ def test_a_reload_reads_a_changed_catalogue_and_keeps_what_users_sent(
         assert c.get("/readyz").status_code == 200
 
 
-def test_the_demo_worlds_catalogue_is_not_read_again(client: TestClient) -> None:
-    out = _reload(client)
+def test_the_demo_worlds_catalogue_is_not_read_again(tmp_path: Path) -> None:
+    with in_process_service(tmp_path) as c:
+        out = _reload(c)
     assert out["catalogue_reloaded"] is False and out["catalogue_error"] is None, out
 
 
