@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.served_world import served_world
 
 
 def _interval(d: np.ndarray) -> tuple[float, float, float]:
@@ -82,21 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/push_cold.json"))
     args = ap.parse_args(argv)
-    warnings.simplefilter("ignore")
-    import logging
-
-    logging.disable(logging.WARNING)
-    from pipelines.simulator.truth import TrueWorld
-    from serving.runtime import SlotcastApp
-    from serving.settings import ServingSettings
-
-    app = SlotcastApp.from_settings(ServingSettings(state_dir=args.state))
-    try:
-        result = replay(
-            app, TrueWorld.load(app.settings.data_dir), args.audiences, args.n, args.trials, args.seed
-        )
-    finally:
-        app.close()
+    with served_world(args.state) as (app, truth):
+        result = replay(app, truth, args.audiences, args.n, args.trials, args.seed)
     for kind in ("cold", "warm"):
         r = result.get(kind)
         if not r:

@@ -4,6 +4,11 @@ ALS scores order users and products well but are not probabilities. Where an ans
 (a push's P(purchase) and its expected value), training fits ``p = sigmoid(a * score + b)`` on
 logged outcomes (the push log: was a pushed product bought?) and the bundle carries ``a`` and
 ``b``. With no calibration, ``apply`` falls back to the plain logistic link (a=1, b=0).
+
+A push to a user (or of a product) the model holds no factors for has no score. How often such
+pushes were bought is kept beside the map: ``cold_rate``, the posterior mean of that rate under
+a Jeffreys prior, ``(bought + 0.5) / (pushes + 1)`` over the ``n_cold`` unscored pushes of the
+log, None when the log had none (and in bundles made before it was kept).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class PlattCalibration:
     b: float = 0.0
     n: int = 0  # outcomes it was fitted on (0: the identity link, never fitted)
     base_rate: float | None = None
+    cold_rate: float | None = None  # P(purchase | pushed) where the model gave no score
+    n_cold: int = 0  # the unscored pushes it was measured on
 
     def apply(self, scores: npt.ArrayLike) -> np.ndarray:
         """Calibrated probabilities; NaN scores (unknown user or product) stay NaN."""
@@ -44,15 +51,20 @@ class PlattCalibration:
     def fit(
         cls, scores: npt.ArrayLike, labels: npt.ArrayLike, iterations: int = 50, l2: float = 1e-6
     ) -> PlattCalibration:
-        """Maximum-likelihood ``a, b`` by Newton's method on the logistic log-likelihood."""
+        """Maximum-likelihood ``a, b`` by Newton's method on the logistic log-likelihood, over the
+        finite scores; the outcomes of the others (NaN: no score) give ``cold_rate``."""
         s = np.asarray(scores, dtype=np.float64).ravel()
         y = np.asarray(labels, dtype=np.float64).ravel()
-        keep = np.isfinite(s)
-        s, y = s[keep], y[keep]
-        if s.size != y.size or s.size == 0:
+        if s.size != y.size:
             raise ModelFitError(
                 f"calibration needs scores and labels of one length, got {s.size} and {y.size}"
             )
+        keep = np.isfinite(s)
+        cold = y[~keep]
+        cold_rate = (float(cold.sum()) + 0.5) / (cold.size + 1) if cold.size else None
+        s, y = s[keep], y[keep]
+        if s.size == 0:
+            raise ModelFitError("calibration needs at least one scored outcome, got none")
         pos = float(y.sum())
         if pos == 0 or pos == y.size:
             raise ModelFitError(f"calibration needs both outcomes; got {int(pos)} positives of {y.size}")
@@ -68,4 +80,7 @@ class PlattCalibration:
                 break
         if not np.all(np.isfinite(w)):
             raise ModelFitError("calibration diverged (scores perfectly separate the outcomes?)")
-        return cls(a=float(w[0]), b=float(w[1]), n=int(y.size), base_rate=pos / y.size)
+        return cls(
+            a=float(w[0]), b=float(w[1]), n=int(y.size), base_rate=pos / y.size,
+            cold_rate=cold_rate, n_cold=int(cold.size),
+        )  # fmt: skip

@@ -150,13 +150,19 @@ class PushRanking:
 
         The ALS affinity goes through the bundle's push calibration (a logistic map fitted on the
         push log in training): the order of users is the model's, the level is P(purchase | pushed).
-        Users unknown to the model get 0, but for those folded in from the events they sent since
-        training, scored by those factors (``_score_folded``). ``mean_out`` (one per product), when
-        given, receives the mean p_convert of each product over ``users``. ``before_us``: only the
-        events sent strictly before it are folded in (a replay)."""
+        A user the model has no score for (it does not hold them, and nothing they sent since
+        training was folded in: ``_score_folded``) gets the rate at which such users bought what
+        they were pushed (``Models.push_cold_rate``, measured in training; 0 from a bundle without
+        it) and the product the scored users like best on average. Before, they got 0 and the
+        first product. ``mean_out`` (one per product), when given, receives the mean p_convert of
+        each product over ``users``. ``before_us``: only the events sent strictly before it are
+        folded in (a replay)."""
         n = len(users)
         best_p = np.zeros(n)
         best_j = np.zeros(n, np.int64)
+        cold_rate = models.push_cold_rate
+        cold = np.zeros(n, bool)
+        scored_sum = np.zeros(len(products))
         factors = _factors(models.als, products, self.catalog)
         bs = max(1, self.config.push_batch_size // max(1, len(products)))
         if factors is not None:  # one (batch x factors) @ (factors x products) product per batch
@@ -173,12 +179,20 @@ class PushRanking:
             self._score_folded(
                 models, u, s, lambda v: _vector_scores(models.als, v, products, factors), before_us
             )
-            p = np.nan_to_num(models.push_probability(s), nan=0.0)
+            raw = models.push_probability(s)
+            c = np.isnan(raw).all(axis=1)  # no score for any product: a cold user
+            p = np.nan_to_num(raw, nan=0.0)
+            if cold_rate is not None:
+                p[c] = cold_rate
+            cold[start : start + bs] = c
+            scored_sum += p[~c].sum(axis=0)
             if mean_out is not None and n:
                 mean_out += p.sum(axis=0) / n
             j = np.argmax(p, axis=1)
             best_j[start : start + bs] = j
             best_p[start : start + bs] = p[np.arange(len(u)), j]
+        if cold.any() and not cold.all():
+            best_j[cold] = int(np.argmax(scored_sum))
         return best_p, best_j
 
     def _push_products(
@@ -211,17 +225,21 @@ class PushRanking:
                 models.als.score(np.repeat(sample, len(cands)), np.tile(cands, len(sample))), float
             ).reshape(len(sample), len(cands))
             self._score_folded(models, sample, s, lambda v: _vector_scores(models.als, v, cands), before_us)
-            p = (
-                np.nanmean(models.push_probability(s), axis=0)
-                if np.any(~np.isnan(s))
-                else np.zeros(len(cands))
-            )
+            raw = models.push_probability(s)
+            cold_share = float(np.isnan(raw).all(axis=1).mean())
+            p = np.nanmean(raw, axis=0) if np.any(~np.isnan(raw)) else np.zeros(len(cands))
         else:
-            p = np.zeros(len(cands))
+            p, cold_share = np.zeros(len(cands)), 0.0
         p = np.nan_to_num(p, nan=0.0)
         pf = self.catalog.product_frame(cands)
-        ev = p * np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
-        top = np.argsort(-ev, kind="stable")[: req.k]
+        value = np.nan_to_num(pf["price"], nan=1.0) * np.nan_to_num(pf["margin"], nan=1.0)
+        # The scored members order the products (with none, popularity does); the level is the
+        # whole audience's: members the model has no score for at its cold rate. Before, they were
+        # left out of it, so an audience of mostly new members looked as keen as its regulars.
+        top = np.argsort(-(p * value), kind="stable")[: req.k]
+        if models.push_cold_rate is not None and cold_share:
+            p = (1.0 - cold_share) * p + cold_share * models.push_cold_rate
+        ev = p * value
         prods = [
             PushProduct(product_id=int(cands[i]), p_convert=float(p[i]), expected_value=float(ev[i]))
             for i in top

@@ -161,7 +161,8 @@ class PushAudience(BaseModel):
     p_convert: list[float] = Field(default_factory=list)
     expected_value: list[float] = Field(default_factory=list)
     # False: the user has no personalization consent (the users table's, or withdrawn since);
-    # ranked as the audience's average consenting member, their own profile not read.
+    # ranked as the audience's average consenting member, their own profile not read. A user with
+    # it whom the model has no score for (not held, nothing folded in) gets the bundle's cold rate.
     personalized: list[bool] = Field(default_factory=list)
 
 

@@ -84,6 +84,13 @@ class Models:
             return np.asarray(self.push_calibration.apply(scores), float)
         return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(scores, float)))
 
+    @property
+    def push_cold_rate(self) -> float | None:
+        """P(purchase | pushed) of a user the ALS has no score for (the bundle's calibration
+        measured it on the pushes to such users); None when the bundle holds no such figure."""
+        rate = getattr(self.push_calibration, "cold_rate", None)
+        return None if rate is None else float(rate)
+
 
 class ModelSource(Protocol):
     """Loads the bundle an alias names. A source may also have ``version(alias) -> str``, the

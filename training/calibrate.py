@@ -3,7 +3,9 @@
 Serving ranks push audiences by ALS affinity; the expected value of a push needs a probability,
 so the bundle carries a Platt map fitted on the logged pushes (``pushes`` table: was the pushed
 product bought?). Data without pushes (imported shop logs) gets the identity link, flagged by
-``n == 0`` in the manifest.
+``n == 0`` in the manifest. The pushes the model cannot score (a user it holds no factors for:
+signed up, or first active, after its training data) are not thrown away: their purchase rate is
+the bundle's ``cold_rate``, serving's P(purchase | pushed) for such a user.
 """
 
 from __future__ import annotations
@@ -48,16 +50,24 @@ def push_calibration(
         als.score(pushes["user_id"].to_numpy(np.int64), pushes["product_id"].to_numpy(np.int64)),  # type: ignore[attr-defined]
         dtype=np.float64,
     )
+    labels = pushes["purchased"].to_numpy(bool)
+    users = getattr(als, "users", None)
+    if users is not None:  # the unscored pushes that count as cold: to a user without factors
+        held = users.index(pushes["user_id"].to_numpy(np.int64)) >= 0
+        keep = ~(held & ~np.isfinite(scores))  # a product it lacks: neither the map nor the cold rate
+        scores, labels = scores[keep], labels[keep]
     try:
-        cal = PlattCalibration.fit(scores, pushes["purchased"].to_numpy(bool))
+        cal = PlattCalibration.fit(scores, labels)
     except ModelFitError as exc:
         log.warning("push calibration not fitted (%s); serving uses the plain logistic link", exc)
         return PlattCalibration()
     log.info(
-        "push calibration a=%.3f b=%.3f on %d pushes (base rate %.4f)",
+        "push calibration a=%.3f b=%.3f on %d pushes (base rate %.4f); %d unscored pushes (rate %.4f)",
         cal.a,
         cal.b,
         cal.n,
         cal.base_rate or 0,
+        cal.n_cold,
+        cal.cold_rate if cal.cold_rate is not None else float("nan"),
     )
     return cal
