@@ -10,7 +10,6 @@ u % 6), so its favourite campaign product is one of those two, never the first o
 from __future__ import annotations
 
 import dataclasses
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,10 @@ from starlette.testclient import TestClient
 
 from models.calibration import PlattCalibration
 from serving.catalog import Catalog
-from tests.serving.conftest import fit_bundle, in_process_service
+from tests.serving.conftest import fit_bundle
+from tests.serving.test_push_fold_in import CAMPAIGN, _service  # CAMPAIGN[c] is of category c
 
 COLD = 0.06  # among the held members' p_convert (0.055 and up)
-CAMPAIGN = [6, 1, 2, 3, 4, 5]  # one product per category; CAMPAIGN[c] is of category c
 CALIBRATION = PlattCalibration(a=1.0, b=-3.0, n=5_000, base_rate=0.05)
 
 
@@ -43,15 +42,6 @@ def bundles(tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def new(tables: dict[str, pa.Table]) -> set[int]:
     return {int(u) for u in Catalog(tables).segment_members["new"]}
-
-
-def _service(tables: dict[str, pa.Table], state: Path, bundle: Path) -> AbstractContextManager[TestClient]:
-    from features.data_model import write_table
-
-    for name, table in tables.items():
-        write_table(state / "data", name, table)
-    env = {"SLOTCAST_MODEL_SOURCE": "dir", "SLOTCAST_BUNDLE_DIR": str(bundle), "SLOTCAST_EPSILON": "0"}
-    return in_process_service(state, **env)
 
 
 def _push(client: TestClient, **req: Any) -> dict[str, Any]:
