@@ -9,10 +9,13 @@ product the scored members like best on average.
 
 This replays every community's campaign push through the app ``slotcast serve`` runs, with the
 bundle as trained ("now") and with its cold rate taken out ("before"), side by side, and scores
-every row with the world's true P(purchase | pushed) (``TrueWorld.push_purchase_prob``):
+every row with the world's true P(purchase | pushed) at the replay's time, 0 for a member who
+had churned by then (``served_world.true_push_prob``):
 
 - the level: the cold rows' summed p_convert against their summed truth (a push budget planned on
-  the answer's expected purchases counts them);
+  the answer's expected purchases counts them); and of the "idle" ones among them, who sent no
+  event the ALS weighs (a click, cart, purchase, push open or push click) before the replay's time. The others were active after the model's training data;
+  in production what they sent would be folded in, here the data directory's events are not;
 - the product: the mean truth of the product each cold row is given;
 - the order: the true purchases of the answer's first N rows, N a share of the audience.
 
@@ -29,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
-from benchmarks.served_world import served_world
+from benchmarks.served_world import served_world, true_push_prob
 
 SHARES = (0.25, 0.5, 0.75, 0.9)
 
@@ -62,7 +66,9 @@ def campaign_pools(app: Any, kind: str, at: datetime) -> dict[int, np.ndarray]:
 def replay(
     app: Any, truth: Any, kind: str, size: int, seed: int, at: datetime, repeats: int
 ) -> dict[str, Any]:
+    from features.data_model import read_table
     from serving.schemas import PushRequest
+    from training.settings import EventWeights
 
     rec = app.recommender
     models = app._current()[0]
@@ -71,6 +77,11 @@ def replay(
         raise SystemExit("the bundle's push calibration holds no cold rate: retrain it with this code")
     no_rate = dataclasses.replace(models, push_calibration=dataclasses.replace(cal, cold_rate=None))
     als = models.als
+    # Active: an event the ALS weighs (one naming a product, of a type with a weight) before ``at``.
+    ev = read_table(app.settings.data_dir, "events", columns=["user_id", "ts", "type", "product_id"])
+    ev = ev.to_pandas()
+    weighed = ev["type"].isin(list(EventWeights().per_type())) & ev["product_id"].notna()
+    active = np.unique(ev.loc[weighed & (ev["ts"] < pd.Timestamp(at)), "user_id"].to_numpy(np.int64))
     rows: dict[str, dict[str, list[float]]] = {"before": {}, "now": {}}
     pushes = 0
     rng = np.random.default_rng(seed)
@@ -96,7 +107,7 @@ def replay(
             users = np.asarray(a.user_id, np.int64)
             if not len(users):
                 continue
-            true_p = truth.push_purchase_prob(users, np.asarray(a.product_id, np.int64))
+            true_p = true_push_prob(truth, users, a.product_id, at)
             p = np.asarray(a.p_convert)
             cold = als.users.index(users) < 0
             r = rows[name]
@@ -104,6 +115,12 @@ def replay(
             r.setdefault("rows", []).append(float(len(users)))
             r.setdefault("cold: sum p_convert", []).append(float(p[cold].sum()))
             r.setdefault("cold: sum truth", []).append(float(true_p[cold].sum()))
+            # Of the cold rows, those who did nothing at all before ``at``: the ones that would
+            # still have no score in production, where what a user sends after training is folded in.
+            idle = cold & ~np.isin(users, active)
+            r.setdefault("idle rows", []).append(float(idle.sum()))
+            r.setdefault("idle: sum p_convert", []).append(float(p[idle].sum()))
+            r.setdefault("idle: sum truth", []).append(float(true_p[idle].sum()))
             r.setdefault("held: sum p_convert", []).append(float(p[~cold].sum()))
             r.setdefault("held: sum truth", []).append(float(true_p[~cold].sum()))
             for s in SHARES:

@@ -7,6 +7,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +26,18 @@ def served_world(state: Path) -> Iterator[tuple[Any, Any]]:
         yield app, TrueWorld.load(app.settings.data_dir)
     finally:
         app.close()
+
+
+def true_push_prob(truth: Any, users: Any, products: Any, at: datetime) -> Any:
+    """The world's P(purchase | pushed) of pushing ``products`` to ``users`` at ``at``: by their
+    tastes on that day, and 0 for a user who had churned by then (such a push is sent but never
+    opened: pipelines/simulator/pushes.py). ``TrueWorld.push_purchase_prob`` alone assumes the
+    user is still around."""
+    import numpy as np
+
+    from pipelines.simulator.config import DAY_US
+
+    ts = int(at.timestamp() * 1_000_000)
+    users = np.asarray(users, np.int64)
+    p = truth.push_purchase_prob(users, np.asarray(products, np.int64), np.full(len(users), ts))
+    return p * (truth.churn_day(users) > (ts - truth.start_us) // DAY_US)

@@ -5,15 +5,15 @@ ALS scores order users and products well but are not probabilities. Where an ans
 logged outcomes (the push log: was a pushed product bought?) and the bundle carries ``a`` and
 ``b``. With no calibration, ``apply`` falls back to the plain logistic link (a=1, b=0).
 
-A push to a user (or of a product) the model holds no factors for has no score. How often such
-pushes were bought is kept beside the map: ``cold_rate``, the posterior mean of that rate under
-a Jeffreys prior, ``(bought + 0.5) / (pushes + 1)`` over the ``n_cold`` unscored pushes of the
-log, None when the log had none (and in bundles made before it was kept).
+A push to a user the model has no profile of has no score. How often such pushes were bought is
+kept beside the map (``with_cold_outcomes``): ``cold_rate``, the posterior mean of that rate under
+a Jeffreys prior, ``(bought + 0.5) / (pushes + 1)`` over ``n_cold`` such pushes of the log, None
+when the log had none (and in bundles made before it was kept).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -52,19 +52,16 @@ class PlattCalibration:
         cls, scores: npt.ArrayLike, labels: npt.ArrayLike, iterations: int = 50, l2: float = 1e-6
     ) -> PlattCalibration:
         """Maximum-likelihood ``a, b`` by Newton's method on the logistic log-likelihood, over the
-        finite scores; the outcomes of the others (NaN: no score) give ``cold_rate``."""
+        finite scores (NaN: no score, left out)."""
         s = np.asarray(scores, dtype=np.float64).ravel()
         y = np.asarray(labels, dtype=np.float64).ravel()
-        if s.size != y.size:
-            raise ModelFitError(
-                f"calibration needs scores and labels of one length, got {s.size} and {y.size}"
-            )
         keep = np.isfinite(s)
-        cold = y[~keep]
-        cold_rate = (float(cold.sum()) + 0.5) / (cold.size + 1) if cold.size else None
+        if s.size != y.size or not keep.any():
+            raise ModelFitError(
+                f"calibration needs scores and labels of one length, some scored, got {keep.sum()} "
+                f"scored of {s.size} and {y.size} labels"
+            )
         s, y = s[keep], y[keep]
-        if s.size == 0:
-            raise ModelFitError("calibration needs at least one scored outcome, got none")
         pos = float(y.sum())
         if pos == 0 or pos == y.size:
             raise ModelFitError(f"calibration needs both outcomes; got {int(pos)} positives of {y.size}")
@@ -80,7 +77,11 @@ class PlattCalibration:
                 break
         if not np.all(np.isfinite(w)):
             raise ModelFitError("calibration diverged (scores perfectly separate the outcomes?)")
-        return cls(
-            a=float(w[0]), b=float(w[1]), n=int(y.size), base_rate=pos / y.size,
-            cold_rate=cold_rate, n_cold=int(cold.size),
-        )  # fmt: skip
+        return cls(a=float(w[0]), b=float(w[1]), n=int(y.size), base_rate=pos / y.size)
+
+    def with_cold_outcomes(self, labels: npt.ArrayLike) -> PlattCalibration:
+        """This map with ``cold_rate`` measured on ``labels``, the outcomes (bought or not) of
+        pushes to users the model had no profile of; none: no rate."""
+        y = np.asarray(labels, dtype=np.float64).ravel()
+        rate = (float(y.sum()) + 0.5) / (y.size + 1) if y.size else None
+        return replace(self, cold_rate=rate, n_cold=int(y.size))

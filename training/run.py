@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.data_model import read_table
-from training.calibrate import push_calibration
+from training.calibrate import first_interaction, push_calibration
 from training.dataset import HistoricalReader
 from training.fit import FitResult, Progress, fit_all, ranking_scores
 from training.interactions import data_digest, deleted_users, load_events, unconsented_users
@@ -164,7 +164,8 @@ def train(
     # Out of sample: the served ALS was fitted on events before the test split.
     calibration = push_calibration(
         data_dir, fit.als, set(deleted_users(settings.state_dir).tolist()) | set(unconsented.tolist()),
-        since=fit.data.splits.t_test,
+        since=fit.data.splits.t_test, first_seen=first_interaction(events, settings.weights.per_type()),
+        cold_since=fit.data.splits.t_train,  # before it, every user looks new: their history is before the log
     )  # fmt: skip
     dropped = fit.als.drop_users(unconsented)
 

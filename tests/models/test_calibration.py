@@ -32,26 +32,27 @@ def test_degenerate_outcomes_are_refused() -> None:
         PlattCalibration.fit([], [])
 
 
-def test_pushes_without_a_score_give_the_cold_rate() -> None:
-    """A push to a user the model holds no factors for has a NaN score: it does not shape the map,
-    its outcome is counted in ``cold_rate`` (Jeffreys posterior mean) instead. Before, such
-    pushes were dropped and serving gave those users 0."""
+def test_the_outcomes_of_pushes_to_users_without_a_profile_give_the_cold_rate() -> None:
+    """Scores that are NaN (no profile) do not shape the map; the outcomes of the pushes to such
+    users give ``cold_rate``, the Jeffreys posterior mean. Before, serving gave those users 0."""
     rng = np.random.default_rng(4)
     s = rng.normal(0.0, 1.0, 100_000)
     y = rng.random(s.size) < 1 / (1 + np.exp(-(1.5 * s - 4.0)))
-    cold_y = rng.random(40_000) < 0.004  # the planted rate of the unscored pushes
-    scores, labels = np.concatenate([s, np.full(cold_y.size, np.nan)]), np.concatenate([y, cold_y])
-    cal = PlattCalibration.fit(scores, labels)
-    assert cal.n == s.size and cal.n_cold == cold_y.size
+    cold_y = rng.random(40_000) < 0.004  # the planted rate of the pushes to users without a profile
+    fitted = PlattCalibration.fit(
+        np.concatenate([s, np.full(cold_y.size, np.nan)]), np.concatenate([y, cold_y])
+    )
+    assert fitted == PlattCalibration.fit(s, y) and fitted.cold_rate is None
+    cal = fitted.with_cold_outcomes(cold_y)
+    assert (cal.a, cal.b, cal.n, cal.n_cold) == (fitted.a, fitted.b, s.size, cold_y.size)
     assert cal.cold_rate == pytest.approx((cold_y.sum() + 0.5) / (cold_y.size + 1))
     assert cal.cold_rate == pytest.approx(0.004, rel=0.2)
-    assert (cal.a, cal.b) == (PlattCalibration.fit(s, y).a, PlattCalibration.fit(s, y).b)
     assert PlattCalibration.from_dict(cal.to_dict()) == cal
     # None pushed that way: no figure, rather than a made-up one. A bundle made before the field
     # existed loads with none too.
-    assert PlattCalibration.fit(s, y).cold_rate is None
+    assert fitted.with_cold_outcomes([]).cold_rate is None
     old = {"a": 1.2, "b": -3.0, "n": 10, "base_rate": 0.1}
     assert PlattCalibration.from_dict(old).cold_rate is None
-    # Nothing scored at all: refused, whatever the unscored pushes say.
-    with pytest.raises(ModelFitError, match="scored"):
+    # Nothing scored at all: refused.
+    with pytest.raises(ModelFitError, match="some scored"):
         PlattCalibration.fit([np.nan, np.nan], [1, 0])
