@@ -14,8 +14,9 @@ had churned by then (``served_world.true_push_prob``):
 
 - the level: the cold rows' summed p_convert against their summed truth (a push budget planned on
   the answer's expected purchases counts them); and of the "idle" ones among them, who sent no
-  event the ALS weighs (a click, cart, purchase, push open or push click) before the replay's time. The others were active after the model's training data;
-  in production what they sent would be folded in, here the data directory's events are not;
+  event the ALS weighs (a click, cart, purchase, push open or push click) before the replay's
+  time. The others were active after the model's training data; in production what they sent
+  would be folded in, here the data directory's events are not;
 - the product: the mean truth of the product each cold row is given;
 - the order: the true purchases of the answer's first N rows, N a share of the audience.
 
@@ -40,16 +41,16 @@ from benchmarks.served_world import served_world, true_push_prob
 SHARES = (0.25, 0.5, 0.75, 0.9)
 
 
-def campaign_pools(app: Any, kind: str, at: datetime) -> dict[int, np.ndarray]:
+def campaign_pools(app: Any, ev: pd.DataFrame, kind: str, at: datetime) -> dict[int, np.ndarray]:
     """Per community, the products a campaign draws from: those the model has factors for and
-    that are on offer at ``at``, among the 20 most bought of the community's category (its topic
-    names it, as the simulator's campaigns pick them) or, ``random``, the whole catalogue."""
+    that are on offer at ``at``, among the 20 most bought (in the events ``ev``) of the community's
+    category (its topic names it, as the simulator's campaigns pick them) or, ``random``, the
+    whole catalogue."""
     from features.data_model import read_table
 
     als, catalog = app._current()[0].als, app.catalog
     warm = als.items.ids[np.any(np.asarray(als.item_factors) != 0, axis=1)]
     warm = np.intersect1d(warm, catalog.offered(int(at.timestamp() * 1e6)))
-    ev = read_table(app.settings.data_dir, "events", columns=["type", "product_id"]).to_pandas()
     bought = ev.loc[ev["type"] == "purchase", "product_id"].value_counts()
     topics = read_table(app.settings.data_dir, "communities").to_pandas().set_index("community_id")["topic"]
     category = catalog.product_frame(warm)["category"]
@@ -68,6 +69,7 @@ def replay(
 ) -> dict[str, Any]:
     from features.data_model import read_table
     from serving.schemas import PushRequest
+    from training.calibrate import first_interaction
     from training.settings import EventWeights
 
     rec = app.recommender
@@ -77,15 +79,15 @@ def replay(
         raise SystemExit("the bundle's push calibration holds no cold rate: retrain it with this code")
     no_rate = dataclasses.replace(models, push_calibration=dataclasses.replace(cal, cold_rate=None))
     als = models.als
-    # Active: an event the ALS weighs (one naming a product, of a type with a weight) before ``at``.
     ev = read_table(app.settings.data_dir, "events", columns=["user_id", "ts", "type", "product_id"])
     ev = ev.to_pandas()
-    weighed = ev["type"].isin(list(EventWeights().per_type())) & ev["product_id"].notna()
-    active = np.unique(ev.loc[weighed & (ev["ts"] < pd.Timestamp(at)), "user_id"].to_numpy(np.int64))
+    # Active: an event the ALS weighs before ``at`` (training's definition, as for the cold rate).
+    first = first_interaction(ev, EventWeights().per_type())
+    active = first.index[first < pd.Timestamp(at)].to_numpy(np.int64)
     rows: dict[str, dict[str, list[float]]] = {"before": {}, "now": {}}
     pushes = 0
     rng = np.random.default_rng(seed)
-    pools = campaign_pools(app, kind, at)
+    pools = campaign_pools(app, ev, kind, at)
     drawn = [
         (c, [int(p) for p in rng.choice(pool, min(size, len(pool)), replace=False)])
         for _ in range(repeats)

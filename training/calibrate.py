@@ -76,9 +76,8 @@ def push_calibration(
         dtype=np.float64,
     )
     labels = pushes["purchased"].to_numpy(bool)
-    users = getattr(als, "users", None)
-    if cold is None:
-        held = users.index(pushes["user_id"].to_numpy(np.int64)) >= 0 if users is not None else True
+    if cold is None:  # a push of a product it lacks, to a user it holds, is not a cold user's
+        held = als.users.index(pushes["user_id"].to_numpy(np.int64)) >= 0  # type: ignore[attr-defined]
         cold = labels[~np.isfinite(scores) & ~held]
     try:
         cal = PlattCalibration.fit(scores, labels)

@@ -197,10 +197,10 @@ def train(
         log_metrics(client, run_id, fit.metrics)
         if calibration.n:
             log_metrics(client, run_id, {"push_calibration_a": calibration.a, "push_calibration_b": calibration.b,
-                                         "push_base_rate": calibration.base_rate or 0.0,
+                                         "push_base_rate": calibration.base_rate or 0.0})  # fmt: skip
+        if calibration.cold_rate is not None:  # also when the map could not be fitted: the bundle holds it
+            log_metrics(client, run_id, {"push_cold_rate": calibration.cold_rate,
                                          "push_unscored_pushes": float(calibration.n_cold)})  # fmt: skip
-            if calibration.cold_rate is not None:
-                log_metrics(client, run_id, {"push_cold_rate": calibration.cold_rate})
         for i, trial in enumerate(fit.hpo_trials):
             log_metrics(client, run_id, {"hpo_valid_ndcg": trial["valid_ndcg"]}, step=i)
         # The valid curve early stopping chose the tree count on (in process or post hoc after Dask).
