@@ -10,6 +10,8 @@ The rules, in order:
    unless it is a consumable whose repurchase cycle is due;
 2. due consumables get their ranking key boosted (key + boost * |key|), reason ``repurchase_due``;
 3. candidates are ordered by the key (expected value, p_convert or score), then score, then id;
+   the expected value is p_convert x price (or margin), an unknown one counting as 1, so a shop
+   without prices is ordered by p_convert;
    a shortlist comes first when one is given (``shortlisted``: the candidates the ranker scored;
    the others carry stand-in scores and only fill what the shortlist cannot);
 4. pinned products keep their slots (first pinned product per slot wins);
@@ -257,7 +259,11 @@ class SlotPolicy:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         cfg = self.config
-        c["expected_value"] = c["p_convert"] * c[cfg.value_column]
+        value = c[cfg.value_column]
+        unknown = np.isnan(value)
+        if unknown.any():  # no price (imported logs): value 1, as the push ranking counts it
+            value = np.where(unknown, 1.0, value)
+        c["expected_value"] = c["p_convert"] * value
         key = c[cfg.rank_by].copy()
         due = c["is_consumable"] & c["consumable_due"]
         any_due = bool(due.any())

@@ -51,6 +51,26 @@ def test_ranked_by_expected_value_with_exact_columns() -> None:
     np.testing.assert_allclose(by_margin.frame["expected_value"], by_margin.frame["p_convert"] * 2.0)
 
 
+def test_an_unknown_value_counts_as_one() -> None:
+    """Imported logs (MovieLens, Taobao, RetailRocket) carry no prices. Such a product was given
+    no ranking key, so a shop without prices got the first stage's order (score) and never the
+    ranker's p_convert. An unknown price or margin counts as 1, as in the push ranking: the
+    expected value is the p_convert, and the carousel follows it."""
+    score = np.linspace(-1.0, 1.0, 12)  # the first stage's order is the reverse of p_convert's
+    for column in ("price", "margin"):
+        df = frame(score=score, **{column: np.nan})
+        s = policy(value_column=column).arrange(df, rng=np.random.default_rng(0))
+        assert s.product_ids.tolist() == [100, 101, 102, 103, 104], column
+        np.testing.assert_allclose(s.frame["expected_value"], s.frame["p_convert"])
+    # A priced product keeps its value: an unpriced one with the same p_convert comes after it.
+    mixed = frame(price=[np.nan, 10.0] * 6, p_convert=np.repeat(np.linspace(0.5, 0.05, 6), 2))
+    s = policy(k=12).arrange(mixed, rng=np.random.default_rng(0))
+    assert s.product_ids.tolist()[:5] == [101, 103, 105, 107, 109]
+    priced = s.frame["product_id"].to_numpy() % 2 == 1
+    ev, p = s.frame["expected_value"].to_numpy(), s.frame["p_convert"].to_numpy()
+    np.testing.assert_allclose(ev, np.where(priced, 10.0 * p, p))
+
+
 def test_out_of_stock_and_off_air_are_never_shown() -> None:
     df = frame(stock=[0, 5, np.nan, 0, 5, 5, 5, 5, 5, 5, 5, 5], on_air=[True] * 4 + [False] + [True] * 7)
     s = policy(epsilon=1.0).arrange(df, rng=np.random.default_rng(0))
