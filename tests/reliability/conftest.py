@@ -20,7 +20,7 @@ import pytest
 
 from serving.settings import ServingSettings
 from tests.conftest import RedisProc, started_redis
-from tests.serving.conftest import bundle_dir, ranked_bundle, tables  # noqa: F401 - fixtures reused, not copied
+from tests.serving.conftest import bundle_dir, tables, with_ranker  # noqa: F401 - fixtures reused, not copied
 
 TOKEN = "rel-T0ken-9f8e7d"  # the admin token of every test server here; must never reach a log
 BASE_ENV = {"BENTOML_DO_NOT_TRACK": "true", "SLOTCAST_ADMIN_TOKEN": TOKEN, "SLOTCAST_EPSILON": "0"}
@@ -42,9 +42,26 @@ def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc]:
 
 
 @pytest.fixture(scope="session")
+def ranked_bundle(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """The serving tests' ALS + popularity bundle plus a small LightGBM ranker over the ranker_v1
+    feature service, so that every carousel reads the online store (a bundle without a ranker
+    never does, and would hide an online-store outage)."""
+    import numpy as np
+    import pandas as pd
+
+    from features.retrieval import feature_names
+
+    names = feature_names("ranker_v1")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.random((400, len(names))), columns=names)
+    y = (X[names[0]] + 0.3 * rng.random(400) > 0.6).astype(int)
+    return with_ranker(bundle_dir, tmp_path_factory.mktemp("ranked-bundle"), X, y, trees=10)
+
+
+@pytest.fixture(scope="session")
 def feast_world(
     tables: dict[str, pa.Table],  # noqa: F811
-    ranked_bundle: Path,  # noqa: F811
+    ranked_bundle: Path,
     redis_proc: RedisProc,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:

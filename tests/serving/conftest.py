@@ -91,27 +91,16 @@ def bundle_dir(tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFac
     return fit_bundle(tables, tmp_path_factory.mktemp("bundle"))
 
 
-@pytest.fixture(scope="session")
-def ranked_bundle(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The serving tests' ALS + popularity bundle plus a small LightGBM ranker over the ranker_v1
-    feature service, so that every carousel reads the online store (a bundle without a ranker
-    never does, and would hide an online-store outage)."""
-    import numpy as np
-    import pandas as pd
-
-    from features.retrieval import feature_names
+def with_ranker(bundle_dir: Path, out: Path, X: Any, y: Any, trees: int) -> Path:
+    """The bundle of ``bundle_dir`` plus a small binary LightGBM ranker (``trees`` trees) fitted on
+    ``X`` (the ranker_v1 feature columns) and ``y``, saved to ``out``."""
     from models.bundle import Bundle
     from models.ranker import LightGBMRanker, RankerConfig
 
-    names = feature_names("ranker_v1")
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.random((400, len(names))), columns=names)
-    y = (X[names[0]] + 0.3 * rng.random(400) > 0.6).astype(int)
-    ranker = LightGBMRanker(RankerConfig(objective="binary", n_estimators=10, num_threads=1)).fit(X, y)
+    ranker = LightGBMRanker(RankerConfig(objective="binary", n_estimators=trees, num_threads=1)).fit(X, y)
     base = Bundle.load(Bundle.find(bundle_dir))
-    d = tmp_path_factory.mktemp("ranked-bundle")
-    Bundle.create(base.als, base.popularity, ranker, "ranker_v1").save(d)
-    return d
+    Bundle.create(base.als, base.popularity, ranker, "ranker_v1").save(out)
+    return out
 
 
 TOKEN = "test-token-123"  # the admin token of the in-process service

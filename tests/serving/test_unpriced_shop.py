@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from tests.serving.conftest import in_process_service
+from tests.serving.conftest import in_process_service, with_ranker
 
 USER = 20  # a known, consenting viewer of the demo world
 
@@ -43,19 +43,13 @@ def rate_ranker_bundle(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactor
     """The serving tests' ALS, with a ranker whose P(convert) rises with the product's conversion
     rate: an order unrelated to the ALS scores."""
     from features.retrieval import feature_names
-    from models.bundle import Bundle
-    from models.ranker import LightGBMRanker, RankerConfig
 
     names = feature_names("ranker_v1")
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.random((4000, len(names))), columns=names)
     X["conversion_rate"] = rng.uniform(0.25, 0.6, len(X))  # the demo products' range: 0.29 .. 0.57
     y = (rng.random(len(X)) < (X["conversion_rate"] - 0.25) / 0.35).astype(int)
-    ranker = LightGBMRanker(RankerConfig(objective="binary", n_estimators=40, num_threads=1)).fit(X, y)
-    base = Bundle.load(Bundle.find(bundle_dir))
-    out = tmp_path_factory.mktemp("rate-ranker")
-    Bundle.create(base.als, base.popularity, ranker, "ranker_v1").save(out)
-    return out
+    return with_ranker(bundle_dir, tmp_path_factory.mktemp("rate-ranker"), X, y, trees=40)
 
 
 def test_a_shop_without_prices_gets_the_rankers_order(
