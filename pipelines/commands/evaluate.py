@@ -25,6 +25,7 @@ from pipelines.commands.evaluate_policies import (
     PolicyUnavailable,
     build_policy,
     parse_policies,
+    seen_window_notes,
 )
 from pipelines.commands.evaluate_summary import print_summary
 from pipelines.commands.evaluate_truth import simulator_truth
@@ -139,9 +140,9 @@ def register(app: typer.Typer) -> None:
                 msg = f"policy {name!r} skipped: {exc}"
                 notes.append(msg)
                 err.print(f"[yellow]{msg}[/yellow]")
-        if any(n in specs for n in ("als", "als+ranker", "champion", "challenger")):
-            notes.append("replay of registered bundles is optimistic when they were trained on data that covers "
-                         "the held-out window (a user 'new' here may be known to the model)")  # fmt: skip
+        for note in seen_window_notes(bundles, tables["events"], cut):
+            notes.append(note)
+            err.print(f"[yellow]{note}[/yellow]")
         if not specs and "logging" not in names:
             raise typer.BadParameter(
                 "none of the requested policies can be evaluated here", param_hint="--policies"

@@ -80,6 +80,10 @@ class Bundles:
         except Exception as exc:  # noqa: BLE001 - an unreachable MLflow store skips the model, not the evaluation
             return PolicyUnavailable(f"bundle {alias!r} unavailable: {type(exc).__name__}: {exc}")
 
+    def loaded(self) -> dict[str, Any]:
+        """key -> bundle, of every bundle loaded so far."""
+        return dict(self._by_key)
+
     def _keep(self, key: str, load: Any) -> tuple[str, Any]:
         if key not in self._by_key:
             self._by_key[key] = load()
@@ -156,3 +160,39 @@ def build_policy(
         ALSPolicy(bundle.als, popular_factory(train)), bundle.ranker, features, n_candidates=None, name=name,
         popularity=bundle.popularity,
     ))  # fmt: skip
+
+
+def seen_window_notes(bundles: Bundles, events: Any, cut: Any) -> list[str]:
+    """Notes on the loaded bundles whose ALS was fitted on events of the held-out window (from
+    ``cut``): their replay is optimistic, the held-out users' later interactions being in its
+    factors. A bundle's ALS history says until when it saw events (``UserHistory.until_us``: the
+    start of training's test split); the note gives the ``--test-fraction`` that holds out only what
+    it did not see. A bundle that does not say gets the general caution."""
+    import math
+
+    import pandas as pd
+
+    t0, t1 = events["ts"].min(), events["ts"].max()
+    notes = []
+    for key, bundle in bundles.loaded().items():
+        history = getattr(bundle.als, "history", None)
+        until_us = getattr(history, "until_us", None)
+        if until_us is None:
+            notes.append(f"{key}: replay is optimistic if it was trained on data that covers the held-out "
+                         "window (its bundle does not say until when; a user 'new' here may be known to it)")  # fmt: skip
+            continue
+        until = pd.Timestamp(int(until_us), unit="us", tz="UTC")
+        if until <= cut:
+            continue
+        fraction = math.floor(100 * (t1 - until) / (t1 - t0)) / 100 if t1 > t0 else 0.0
+        fix = (
+            f"`--test-fraction {fraction:.2f}` holds out only what it did not see"
+            if fraction > 0
+            else "no window of this data is unseen by it"
+        )
+        notes.append(
+            f"{key}: its ALS was fitted on events up to {until:%Y-%m-%d %H:%M} UTC, "
+            f"{(until - cut) / pd.Timedelta(days=1):.1f} days into the held-out window (from {cut:%Y-%m-%d %H:%M}): "
+            f"its replay is optimistic; {fix}"
+        )
+    return notes
