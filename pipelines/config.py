@@ -118,6 +118,9 @@ class EvaluateConfig(_Strict):
     n_boot: int = Field(400, ge=50)
     max_users: int = Field(5000, ge=10)
     max_requests: int = Field(20_000, ge=100)  # off-policy on a user sample of the held-out log
+    # The held-out share of the time span; None: training's test split, the window the model it
+    # registers did not see (a larger one replays the model on events it was fitted on).
+    test_fraction: float | None = Field(None, gt=0, lt=1)
 
     @field_validator("policies")
     @classmethod

@@ -146,8 +146,9 @@ def build_steps(state_dir: Path, say: Say = lambda _m: None) -> list[Step]:
         e = cfg["evaluate"]
         out = state_dir / "reports" / f"pipeline-{up['train'].digest}"
         say(f"evaluating {', '.join(e['policies'])}")
+        held_out = e.get("test_fraction") or _train_settings(state_dir, cfg).split.test
         args = ["evaluate", "--data", up["validate"].outputs["data"], "--policies", ",".join(e["policies"]),
-                "--k", str(e["k"]), "--out", str(out),
+                "--k", str(e["k"]), "--out", str(out), "--test-fraction", str(held_out),
                 "--n-boot", str(e["n_boot"]), "--max-users", str(e["max_users"]),
                 "--max-requests", str(e["max_requests"])]  # fmt: skip
         code = main(args)

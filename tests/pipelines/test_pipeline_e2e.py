@@ -31,6 +31,11 @@ def test_pipeline_runs_end_to_end_then_is_fully_cached(state_dir: Path, tmp_path
     assert records["validate"]["figures"]["rows read"] == records["validate"]["figures"]["accepted"] > 0
     assert records["promote"]["figures"]["promoted"] is True
     assert Path(records["evaluate"]["outputs"]["report"]).exists()
+    # The evaluation holds out training's test split, which the champion did not see; it held out
+    # 20% of the time before, half of it in the champion's fit, and said only "optimistic" of it.
+    report = json.loads((Path(records["evaluate"]["outputs"]["report"]).parent / "metrics.json").read_text())
+    assert report["params"]["test_fraction"] == 0.1
+    assert not [n for n in report["notes"] if "optimistic" in n], report["notes"]
     # The ranker learned something on a world with a known signal.
     assert records["train"]["figures"]["test_auc"] > 0.6
 
