@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(None, "--data", help="directory of canonical parquet tables (default $SLOTCAST_STATE_DIR/data)"),
         policies: str = typer.Option(DEFAULT_POLICIES, "--policies", help=f"comma-separated, from: {', '.join(KNOWN_POLICIES)}"),
         split: str = typer.Option("time", "--split", help="how to hold data out; only 'time' (the last --test-fraction of the span)"),
-        test_fraction: float = typer.Option(0.2, "--test-fraction", min=0.01, max=0.9, help="share of the time span held out"),
+        test_fraction: float = typer.Option(0.2, "--test-fraction", min=0.01, max=0.9, help="share of the time span held out; a bundle fitted on part of it is named, with the share it did not see (training holds out 0.1)"),
         k: int = typer.Option(10, "--k", min=1, help="list length for the replay metrics"),
         out: Path = typer.Option(None, "--out", help="report directory (default $SLOTCAST_STATE_DIR/reports/<UTC time>)"),
         reward: str = typer.Option("purchased", "--reward", help="logged outcome to value: purchased | clicked"),
