@@ -11,9 +11,17 @@ gets a bootstrap 95% interval.
 
 The state: a stream-less simulated shop with its prices and margins taken out, built and trained::
 
-    slotcast data generate --users 20000 --products 2000 --days 14 --seed 7 --no-streams --out S/data
-    (set products.price and products.margin to null), slotcast features build / train / promote
+    export SLOTCAST_STATE_DIR=S
+    uv run --frozen slotcast data generate --users 20000 --products 2000 --days 14 --seed 7 \
+        --no-streams --out S/data
+    uv run --frozen python -c "import pyarrow as pa, pyarrow.parquet as pq; p = 'S/data/products.parquet'; \
+        t = pq.read_table(p); t = t.set_column(3, 'price', pa.nulls(len(t), pa.float64())); \
+        pq.write_table(t.set_column(4, 'margin', pa.nulls(len(t), pa.float64())), p)"
+    uv run --frozen slotcast data validate --data S/data   # then features build, train, promote
     uv run --frozen python -m benchmarks.bench_unpriced_shop --state S
+
+A shop with prices is refused: there the two orders differ by the prices too, which is another
+question.
 
 The requests: users shown a carousel in the log's last ``--days`` days (the ranker's test split),
 at those moments (``at``), each asking for k slots out of the whole catalogue.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -75,11 +84,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--days", type=float, default=2.0, help="the requests come from the log's last days")
     ap.add_argument("--k", type=int, default=8, help="slots per carousel")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/unpriced_shop.json"))
     args = ap.parse_args(argv)
     with served_world(args.state) as (app, truth):
         models = app._current()[0]
         if models.ranker is None:
             raise SystemExit("the champion has no ranker: nothing to compare")
+        priced = app.catalog.products["price"].notna().sum()
+        if priced:
+            raise SystemExit(
+                f"{priced} products of {args.state} have a price: this compares a shop without any"
+            )
         served = models.policy
         first_stage = type(served)(served.config.model_copy(update={"rank_by": "score", "epsilon": 0.0}))
         ranker = type(served)(served.config.model_copy(update={"epsilon": 0.0}))
@@ -100,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for key, v in result.items():
         print(f"{key}: {np.round(v, 2).tolist() if isinstance(v, list) else round(v, 2)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
     return result
 
 
